@@ -1,0 +1,50 @@
+"""The `neurocompile` command line.
+
+Each command lives in its own module of this package and registers itself on :data:`cli`.
+Errors caused by input print one line (``error: ...``) and exit with code 2; no traceback.
+Set ``NEUROCOMPILE_DEBUG=1`` to see the traceback of an unexpected internal error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import NeurocompileError
+
+# Modules in this package that define commands; each one decorates its command with @cli.command.
+COMMAND_MODULES = ["doctor"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="neurocompile")
+def cli():
+    """Spiking neural networks from PyTorch to NIR, Lava and a bit-accurate CPU simulator."""
+
+
+def fail(message: str, code: int = 2):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv=None):
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}")
+    try:
+        cli.main(args=argv, prog_name="neurocompile", standalone_mode=False)
+    except NeurocompileError as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    except click.exceptions.Abort:
+        fail("aborted", 130)
+    except click.ClickException as exc:
+        fail(exc.format_message().replace("\n", " "), exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as exc:  # an internal error: still one line unless debugging
+        if os.environ.get("NEUROCOMPILE_DEBUG"):
+            raise
+        fail(f"internal error: {type(exc).__name__}: {exc} (set NEUROCOMPILE_DEBUG=1 for the traceback)", 1)

@@ -1,0 +1,1 @@
+"""Offline training: BPTT, OTTT and S-TLLR."""
