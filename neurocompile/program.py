@@ -1,0 +1,256 @@
+"""The fixed-point program: the compiled form of a NIR graph, as plain data.
+
+A program is what a Loihi-style chip runs: integer synapse layers feeding integer neuron
+populations. The integer semantics of every field are defined once, in
+``neurocompile.fixedpoint``; the CPU backend executes them and the Lava backend lowers them to
+Lava processes with the same integers.
+
+Layout conventions:
+* Shapes and flattening follow NIR/PyTorch: a population of shape (C, H, W) is flattened in
+  C-order when a dense synapse reads it.
+* Dense/sparse weights are ``[n_target, n_source]`` mantissas; the synaptic input they deliver
+  is ``(weights << weight_exp)`` summed over spiking sources (see ``fixedpoint``).
+* Conv weights are ``[C_out, C_in/groups, kH, kW]`` (PyTorch layout). Lava's Conv layout
+  (C_out, W, H, C_in) is the Lava backend's concern.
+* Every synapse delivers a spike sent at step t to its target at step t+1 (Lava timing).
+  ``delays`` adds per-synapse extra delay (Lava DelayDense/DelaySparse semantics).
+
+Files: ``.ncp`` is a NumPy ``.npz`` archive holding ``program.json`` (the structure) and
+one array per integer tensor; it loads with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .errors import NeurocompileError
+
+FORMAT_VERSION = 1
+
+# Loihi/Lava bit widths.
+DECAY_BITS = 12  # du, dv in [0, 4095]
+VTH_BITS = 17  # vth in [0, 2**17 - 1]
+BIAS_MANT_BITS = 13  # signed
+BIAS_EXP_BITS = 3
+WEIGHT_EXP_RANGE = (-8, 7)
+STATE_BITS = 24  # u and v
+
+SignMode = Literal["mixed", "excitatory", "inhibitory"]
+SynapseKind = Literal["dense", "sparse", "conv"]
+
+
+@dataclass
+class InputPort:
+    """Where spikes enter: ``shape`` excludes batch and time."""
+
+    name: str
+    shape: tuple[int, ...]
+
+
+@dataclass
+class Population:
+    """Integer LIF neurons (Lava ``LIF``/``LIFReset``, fixed_pt).
+
+    Per step: ``u <- decay(u, du) + (a_in << 6)`` wrapped to 24 bits;
+    ``v <- decay(v, dv) + u + (bias_mant << bias_exp)`` clipped to 24 bits;
+    spike where ``v > (vth << 6)``, then ``v <- 0`` (``reset="zero"``).
+    ``spiking=False`` marks a readout whose ``v`` is the output (LI/CubaLI/I in NIR).
+    ``reset_interval`` > 0 zeroes u and v every that many steps (Lava ``LIFReset``).
+    ``source_type`` records the NIR primitive it came from.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    du: int
+    dv: int
+    vth: int
+    bias_mant: np.ndarray
+    bias_exp: int = 0
+    spiking: bool = True
+    reset_interval: int = 0
+    source_type: str = "LIF"
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def validate(self) -> None:
+        check_range(self.name, "du", self.du, 0, 2**DECAY_BITS - 1)
+        check_range(self.name, "dv", self.dv, 0, 2**DECAY_BITS - 1)
+        check_range(self.name, "vth", self.vth, 0, 2**VTH_BITS - 1)
+        check_range(self.name, "bias_mant", self.bias_mant, -(2 ** (BIAS_MANT_BITS - 1)), 2 ** (BIAS_MANT_BITS - 1) - 1)
+        check_range(self.name, "bias_exp", self.bias_exp, 0, 2**BIAS_EXP_BITS - 1)
+        if np.shape(self.bias_mant) not in ((), tuple(self.shape)):
+            raise NeurocompileError(f"population '{self.name}': bias_mant shape {np.shape(self.bias_mant)} != {self.shape}")
+
+
+@dataclass
+class ConvGeometry:
+    """2-D convolution geometry (PyTorch semantics); input and output shapes are (C, H, W)."""
+
+    input_shape: tuple[int, int, int]
+    output_shape: tuple[int, int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+
+@dataclass
+class Synapse:
+    """An integer synapse layer from ``source`` (input port or population) to ``target``.
+
+    ``kind``: "dense" ([n_target, n_source] weights), "sparse" (same layout, stored sparse by
+    the Lava backend), or "conv" (``conv`` geometry, PyTorch weight layout).
+    ``num_weight_bits`` and ``sign_mode`` are Lava's weight-precision settings: the
+    quantizer emits weights that survive them unchanged.
+    ``delays``: extra per-synapse delay in steps (same shape as weights), or None.
+    ``recurrent``: a back-edge in the source graph (still one step, like every synapse).
+    ``learning``: reserved for plastic synapses (on-chip learning); None means static.
+    """
+
+    name: str
+    source: str
+    target: str
+    kind: SynapseKind
+    weights: np.ndarray
+    weight_exp: int = 0
+    num_weight_bits: int = 8
+    sign_mode: SignMode = "mixed"
+    delays: np.ndarray | None = None
+    conv: ConvGeometry | None = None
+    recurrent: bool = False
+    learning: dict | None = None
+
+    def validate(self) -> None:
+        check_range(self.name, "weight_exp", self.weight_exp, *WEIGHT_EXP_RANGE)
+        limit = 2 ** (self.num_weight_bits - (1 if self.sign_mode == "mixed" else 0)) - 1
+        check_range(self.name, "weights", self.weights, -limit, limit)
+        if self.kind == "conv" and self.conv is None:
+            raise NeurocompileError(f"synapse '{self.name}': conv synapse without geometry")
+        if self.delays is not None:
+            if self.delays.shape != self.weights.shape:
+                raise NeurocompileError(f"synapse '{self.name}': delays shape {self.delays.shape} != weights {self.weights.shape}")
+            check_range(self.name, "delays", self.delays, 0, 62)
+
+
+@dataclass
+class FixedPointProgram:
+    """A compiled network: inputs, populations, synapses, and which populations are outputs.
+
+    ``metadata`` holds provenance (source file, dt, convention) and the quantization report.
+    Populations are listed in a valid feed-forward order (recurrent synapses excepted).
+    """
+
+    inputs: list[InputPort]
+    populations: list[Population]
+    synapses: list[Synapse]
+    outputs: list[str]
+    metadata: dict = field(default_factory=dict)
+
+    def population(self, name: str) -> Population:
+        for pop in self.populations:
+            if pop.name == name:
+                return pop
+        raise NeurocompileError(f"program has no population '{name}'")
+
+    def source_shape(self, name: str) -> tuple[int, ...]:
+        for port in self.inputs:
+            if port.name == name:
+                return tuple(port.shape)
+        return tuple(self.population(name).shape)
+
+    def synapses_into(self, target: str) -> list[Synapse]:
+        return [syn for syn in self.synapses if syn.target == target]
+
+    def validate(self) -> "FixedPointProgram":
+        names = [p.name for p in self.inputs] + [p.name for p in self.populations]
+        if len(set(names)) != len(names):
+            raise NeurocompileError("program has duplicate node names")
+        for pop in self.populations:
+            pop.validate()
+        for syn in self.synapses:
+            for end in (syn.source, syn.target):
+                if end not in names:
+                    raise NeurocompileError(f"synapse '{syn.name}': unknown endpoint '{end}'")
+            syn.validate()
+        for out in self.outputs:
+            self.population(out)
+        return self
+
+    # --- files ------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        header = {"format": "neurocompile-program", "version": FORMAT_VERSION, "metadata": self.metadata}
+        header["inputs"] = [asdict(p) for p in self.inputs]
+        header["populations"] = []
+        for i, pop in enumerate(self.populations):
+            record = {k: v for k, v in asdict(pop).items() if k != "bias_mant"}
+            arrays[f"pop{i}.bias_mant"] = np.asarray(pop.bias_mant, dtype=np.int32)
+            header["populations"].append(record)
+        header["synapses"] = []
+        for i, syn in enumerate(self.synapses):
+            record = {k: v for k, v in asdict(syn).items() if k not in ("weights", "delays")}
+            arrays[f"syn{i}.weights"] = np.asarray(syn.weights, dtype=np.int32)
+            if syn.delays is not None:
+                arrays[f"syn{i}.delays"] = np.asarray(syn.delays, dtype=np.int32)
+            header["synapses"].append(record)
+        header["outputs"] = list(self.outputs)
+        arrays["program.json"] = np.frombuffer(json.dumps(header, default=_json_default).encode(), dtype=np.uint8)
+        with open(path, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FixedPointProgram":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+            header = json.loads(arrays.pop("program.json").tobytes().decode())
+        except FileNotFoundError:
+            raise NeurocompileError(f"{path}: no such file") from None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
+            raise NeurocompileError(f"{path}: not a neurocompile program (.ncp): {type(exc).__name__}") from None
+        if header.get("format") != "neurocompile-program":
+            raise NeurocompileError(f"{path}: not a neurocompile program (.ncp)")
+        if header.get("version") != FORMAT_VERSION:
+            raise NeurocompileError(f"{path}: program format version {header.get('version')} is not supported")
+        inputs = [InputPort(p["name"], tuple(p["shape"])) for p in header["inputs"]]
+        populations = []
+        for i, record in enumerate(header["populations"]):
+            record["shape"] = tuple(record["shape"])
+            populations.append(Population(bias_mant=arrays[f"pop{i}.bias_mant"], **record))
+        synapses = []
+        for i, record in enumerate(header["synapses"]):
+            if record.get("conv") is not None:
+                record["conv"] = ConvGeometry(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["conv"].items()})
+            synapses.append(Synapse(weights=arrays[f"syn{i}.weights"], delays=arrays.get(f"syn{i}.delays"), **record))
+        return cls(inputs, populations, synapses, list(header["outputs"]), header.get("metadata", {})).validate()
+
+
+def check_range(node: str, name: str, value, low: int, high: int) -> None:
+    """Raise a one-line error naming node and parameter when ``value`` leaves [low, high]."""
+    arr = np.asarray(value)
+    if arr.size == 0:
+        return
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise NeurocompileError(f"node '{node}', parameter '{name}': must be integer, got {arr.dtype}")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < low or hi > high:
+        raise NeurocompileError(f"node '{node}', parameter '{name}': range [{lo}, {hi}] exceeds hardware range [{low}, {high}]")
+
+
+def _json_default(obj):
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
