@@ -63,7 +63,7 @@ def import_lava():
     """Install the compatibility hook and import lava, or raise a one-line error."""
     install()
     try:
-        import lava.magma.core.run_configs  # noqa: F401
+        import lava.magma.core.process.process  # noqa: F401  (imports var_model)
         import lava
     except ImportError as exc:
         raise BackendUnavailableError(
