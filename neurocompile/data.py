@@ -1,0 +1,176 @@
+"""Datasets as spike trains: scikit-learn's 8x8 digits and user ``.npz`` files.
+
+All loaders return ``(spikes, labels)``: ``spikes`` float32 ``[N, T, *input_shape]`` of 0/1 values,
+``labels`` int64 ``[N]``.
+
+* ``digits``: the 1797 8x8 digits that ship with scikit-learn (no download), 64 inputs per step.
+  The held-out split is fixed: stratified 80/20 with ``random_state=0`` (1437 train, 360 test),
+  whatever ``seed`` is; ``seed`` only drives the random spike encoders.
+* ``digits-rows``: the same images read one row per time step (8 inputs per step, the 8 rows in
+  order, each row held for ``steps // 8`` steps). The class is spread over time, so a network
+  must carry information across steps (temporal credit assignment).
+* ``PATH.npz``: keys ``x`` ``[N, T, ...]`` and ``y`` ``[N]``; or ``x_train``/``y_train`` and
+  ``x_test``/``y_test``. A file with only ``x``/``y`` is split like digits (stratified 80/20, seed 0).
+
+Encoders (pixel intensity ``p = pixel / 16`` in ``[0, 1]``):
+
+* ``rate``: Bernoulli spikes with probability ``p`` at every step;
+* ``latency``: one spike per nonzero pixel at step ``round((1 - p) * (T - 1))`` (bright pixels first);
+* ``threshold`` (rows only): deterministic, a spike while ``p >= 0.5``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import NeurocompileError
+
+SPLIT_SEED = 0
+TEST_FRACTION = 0.2
+DATASETS = ("digits", "digits-rows")
+ENCODINGS = ("rate", "latency", "threshold")
+
+
+@lru_cache(maxsize=1)
+def _digits_split():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)  # [N, 8, 8] in [0, 1]
+    labels = digits.target.astype(np.int64)
+    idx = np.arange(len(labels))
+    train_idx, test_idx = train_test_split(
+        idx, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels
+    )
+    return images, labels, np.sort(train_idx), np.sort(test_idx)
+
+
+def load_digits_images(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """Pixel intensities ``[N, 8, 8]`` in [0, 1] and labels of the fixed ``train``/``test``/``all`` split."""
+    images, labels, train_idx, test_idx = _digits_split()
+    if split == "train":
+        idx = train_idx
+    elif split == "test":
+        idx = test_idx
+    elif split == "all":
+        idx = np.arange(len(labels))
+    else:
+        raise NeurocompileError(f"dataset 'digits': unknown split '{split}'; choose train, test or all")
+    return images[idx], labels[idx]
+
+
+def _check_steps(steps, where: str) -> int:
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+        raise NeurocompileError(f"{where}: steps must be a positive integer, got {steps!r}")
+    return int(steps)
+
+
+def rate_encode(prob: np.ndarray, steps: int, rng: np.random.Generator) -> np.ndarray:
+    """Bernoulli spikes ``[N, T, *shape]``: at every step each input fires with its probability."""
+    prob = np.clip(np.asarray(prob, dtype=np.float32), 0.0, 1.0)
+    u = rng.random((prob.shape[0], steps) + prob.shape[1:], dtype=np.float32)
+    return (u < prob[:, None]).astype(np.float32)
+
+
+def latency_encode(prob: np.ndarray, steps: int) -> np.ndarray:
+    """One spike per nonzero input at step ``round((1 - p) * (T - 1))``; zero inputs stay silent."""
+    prob = np.clip(np.asarray(prob, dtype=np.float32), 0.0, 1.0)
+    t_fire = np.rint((1.0 - prob) * (steps - 1)).astype(np.int64)
+    out = np.zeros((prob.shape[0], steps) + prob.shape[1:], dtype=np.float32)
+    t_axis = np.arange(steps).reshape((1, steps) + (1,) * (prob.ndim - 1))
+    out[...] = (t_axis == t_fire[:, None]) & (prob[:, None] > 0)
+    return out
+
+
+def rows_encode(images: np.ndarray, steps: int, encoding: str, rng: np.random.Generator) -> np.ndarray:
+    """``[N, 8, 8]`` images -> ``[N, T, 8]``: row ``r`` drives steps ``r*k .. r*k+k-1`` (``k = T // 8``)."""
+    n_rows = images.shape[1]
+    if steps % n_rows:
+        raise NeurocompileError(f"dataset 'digits-rows': steps must be a multiple of {n_rows}, got {steps}")
+    rows = np.repeat(images, steps // n_rows, axis=1)  # [N, T, 8] probabilities
+    if encoding == "rate":
+        return (rng.random(rows.shape, dtype=np.float32) < rows).astype(np.float32)
+    if encoding == "threshold":
+        return (rows >= 0.5).astype(np.float32)
+    raise NeurocompileError(f"dataset 'digits-rows': encoding must be rate or threshold, got '{encoding}'")
+
+
+def _encoder_rng(seed: int, split: str) -> np.random.Generator:
+    # Different streams for the two splits, so a training seed never reuses the test spikes.
+    return np.random.default_rng([int(seed), {"train": 1, "test": 2, "all": 3}.get(split, 0)])
+
+
+def load_digits_spikes(steps: int = 16, encoding: str = "rate", split: str = "test", seed: int = 0):
+    """Spike-encoded digits: ``(spikes float32 [N, T, 64], labels int64 [N])`` of the fixed split."""
+    steps = _check_steps(steps, "dataset 'digits'")
+    images, labels = load_digits_images(split)
+    prob = images.reshape(len(images), -1)
+    if encoding == "rate":
+        spikes = rate_encode(prob, steps, _encoder_rng(seed, split))
+    elif encoding == "latency":
+        spikes = latency_encode(prob, steps)
+    else:
+        raise NeurocompileError(f"dataset 'digits': encoding must be rate or latency, got '{encoding}'")
+    return spikes, labels.copy()
+
+
+def load_digits_rows(steps: int = 16, encoding: str = "rate", split: str = "test", seed: int = 0):
+    """Digits one row per step: ``(spikes float32 [N, T, 8], labels int64 [N])``."""
+    steps = _check_steps(steps, "dataset 'digits-rows'")
+    images, labels = load_digits_images(split)
+    return rows_encode(images, steps, encoding, _encoder_rng(seed, split)), labels.copy()
+
+
+def load_npz(path, steps: int | None = None, split: str = "test"):
+    """A user dataset: ``x [N, T, ...]`` spikes and ``y [N]`` labels (see module docstring for keys)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NeurocompileError(f"dataset '{path}': no such file")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise NeurocompileError(f"dataset '{path}': not a readable .npz file ({type(exc).__name__})") from None
+    keys = set(archive.files)
+    if split in ("train", "test") and {f"x_{split}", f"y_{split}"} <= keys:
+        x, y = archive[f"x_{split}"], archive[f"y_{split}"]
+    elif {"x", "y"} <= keys:
+        x, y = archive["x"], archive["y"]
+        if split in ("train", "test"):
+            from sklearn.model_selection import train_test_split
+
+            idx = np.arange(len(y))
+            strat = y if np.min(np.bincount(np.asarray(y, dtype=np.int64))) >= 2 else None
+            tr, te = train_test_split(idx, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=strat)
+            x, y = x[np.sort(tr if split == "train" else te)], y[np.sort(tr if split == "train" else te)]
+        elif split != "all":
+            raise NeurocompileError(f"dataset '{path}': unknown split '{split}'; choose train, test or all")
+    else:
+        raise NeurocompileError(f"dataset '{path}': needs keys x and y (or x_train/y_train, x_test/y_test), has {sorted(keys)}")
+    if x.ndim < 3:
+        raise NeurocompileError(f"dataset '{path}', field 'x': expected [N, T, ...], got shape {x.shape}")
+    if y.ndim != 1 or len(y) != len(x):
+        raise NeurocompileError(f"dataset '{path}', field 'y': expected [N] labels for {len(x)} samples, got shape {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+        raise NeurocompileError(f"dataset '{path}', field 'y': labels must be non-negative integers")
+    if steps is not None and int(steps) != x.shape[1]:
+        raise NeurocompileError(f"dataset '{path}', field 'x': has {x.shape[1]} time steps, asked for {steps}")
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def load_dataset(name: str, steps: int | None = 16, split: str = "test", seed: int = 0, encoding: str = "rate"):
+    """``digits``, ``digits-rows`` or a path to an ``.npz`` file -> ``(spikes, labels)``."""
+    if name == "digits":
+        return load_digits_spikes(16 if steps is None else steps, encoding, split, seed)
+    if name == "digits-rows":
+        return load_digits_rows(8 if steps is None else steps, encoding, split, seed)
+    if str(name).endswith(".npz"):
+        return load_npz(name, steps, split)
+    raise NeurocompileError(f"unknown dataset '{name}'; choose {', '.join(DATASETS)} or a path to an .npz file")
+
+
+def num_classes(labels: np.ndarray) -> int:
+    return int(labels.max()) + 1 if len(labels) else 0
