@@ -1,0 +1,518 @@
+"""Float reference simulator: runs any nir 1.0.8 graph step by step in PyTorch.
+
+This is the oracle the fixed-point backends are compared against. Timing contract:
+
+* A step evaluates every node once, in topological order of the graph's feed-forward edges, so
+  a feed-forward edge has no delay: an input spike at step t reaches every layer at step t.
+* Edges that close a cycle (found by a depth-first search from the Input nodes, in the graph's
+  node and edge order) are recurrent back-edges: they deliver the source's value of step t-1
+  (zero at step 0).
+* A node with several incoming edges receives their sum (NIR semantics).
+* Neuron nodes call the step functions of :mod:`neurocompile.discretization` (the single source
+  of truth); this module re-implements no neuron equation.
+* ``Delay``: NIR's ``y(t) = x(t - delay)`` with ``delay`` in seconds, like every NIR time
+  constant: element ``k`` is delayed by ``round(delay[k] / dt)`` steps (0 steps = identity).
+* ``Flatten``: ``start_dim``/``end_dim`` count dimensions *without* batch (as nir's own shape
+  inference does); the batch dimension is never flattened.
+* Nested ``NIRGraph`` nodes are inlined: node ``n`` of subgraph ``g`` becomes ``g.n``; an edge
+  into ``g`` enters its Input node, an edge out of ``g`` leaves its Output node.
+
+Indexing: the input ``x[:, t]`` and the recorded ``[:, t]`` belong to the same step, so the NIR
+paper's single-LIF experiment (``lif_norse.nir``, dt=1e-4) spikes at indices 460, 510, 710 and
+760. Lava delivers each synapse one step later (461, 511, 711, 761).
+
+How peer libraries read the same graphs (conventions NIR does not record; see
+``neurocompile.discretization.PRESETS`` and ``docs/conventions.md``): snnTorch's importer uses
+forward Euler with the LIF ``beta = 1 - dt/tau`` and defaults to reset by subtraction; Norse
+integrates the CubaLIF voltage with the previous current and lets input jump the current;
+Sinabs and Norse treat ``IF`` as ``v <- v + r*x`` with no dt, and Sinabs spikes at
+``v >= threshold`` and subtracts the threshold.
+
+Recorded keys (NumPy, ``[batch, time, *shape]``): neurons ``<node>.spikes`` (spiking models),
+``<node>.v`` and ``<node>.i`` (CubaLIF/CubaLI current); ``Threshold`` ``<node>.spikes``; every
+other node ``<node>.out``. ``record=None`` records the outputs only: the node feeding each
+Output node (its spikes, or ``v`` for non-spiking neurons, else ``out``). ``Recording.outputs``
+names those nodes. ``metadata["synops"]`` counts synaptic operations per weight node: every
+nonzero input element times its number of nonzero outgoing weights, summed over batch and time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from neurocompile.discretization import NEURON_MODELS, Convention, initial_state, params_from_nir, threshold_step
+from neurocompile.errors import GraphError, NeurocompileError
+from neurocompile.recording import Recording
+
+WEIGHT_NODES = ("Affine", "Linear", "Conv1d", "Conv2d")
+
+
+def _ints(value, n: int) -> tuple[int, ...]:
+    arr = np.asarray(value).reshape(-1)
+    if arr.size == 1:
+        return (int(arr[0]),) * n
+    return tuple(int(v) for v in arr[:n])
+
+
+def _known_shape(types, key: str):
+    if not isinstance(types, dict) or len(types) != 1:
+        return None
+    value = next(iter(types.values()))
+    if value is None:
+        return None
+    arr = np.asarray(value).reshape(-1)
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
+        return None
+    return tuple(int(v) for v in arr)
+
+
+def _fit(x: torch.Tensor, shape) -> torch.Tensor:
+    """Reshape ``x`` [batch, ...] to [batch, *shape] when it has the same size but another layout."""
+    if shape is None or x.dim() == 0 or tuple(x.shape[1:]) == tuple(shape):
+        return x
+    if x[0].numel() == int(np.prod(shape)):
+        return x.reshape(x.shape[0], *shape)
+    return x
+
+
+# --- graph flattening and ordering ----------------------------------------------------------
+
+
+def flatten_graph(graph, prefix: str = ""):
+    """Inline nested graphs. Returns (nodes: name -> nir node, edges) with dotted names."""
+    import nir
+
+    nodes: dict = {}
+    edges: list[tuple[str, str]] = []
+    entry: dict[str, str] = {}
+    exit_: dict[str, str] = {}
+    for name, node in graph.nodes.items():
+        full = f"{prefix}{name}"
+        if isinstance(node, nir.NIRGraph):
+            sub_nodes, sub_edges = flatten_graph(node, prefix=f"{full}.")
+            nodes.update(sub_nodes)
+            edges.extend(sub_edges)
+            ins = [n for n, v in node.nodes.items() if isinstance(v, nir.Input)]
+            outs = [n for n, v in node.nodes.items() if isinstance(v, nir.Output)]
+            if len(ins) == 1:
+                entry[full] = f"{full}.{ins[0]}"
+            if len(outs) == 1:
+                exit_[full] = f"{full}.{outs[0]}"
+        else:
+            nodes[full] = node
+    for src, dst in graph.edges:
+        src_full, dst_full = f"{prefix}{src}", f"{prefix}{dst}"
+        src_full = exit_.get(src_full, src_full)
+        dst_full = entry.get(dst_full, dst_full)
+        for end in (src_full, dst_full):
+            if end not in nodes:
+                raise GraphError(f"edge ('{src}', '{dst}') names node '{end}', which does not exist", node=prefix[:-1] or "<graph>", field="edges")
+        edges.append((src_full, dst_full))
+    return nodes, edges
+
+
+def order_graph(nodes: dict, edges: list[tuple[str, str]], roots: list[str]):
+    """Topological order of the forward edges and the set of back-edges (DFS from ``roots``)."""
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    for src, dst in edges:
+        succ[src].append(dst)
+    state: dict[str, int] = {}  # 1 on stack, 2 done
+    post: list[str] = []
+    back: set[tuple[str, str]] = set()
+    for root in list(roots) + list(nodes):
+        if root in state:
+            continue
+        stack = [(root, iter(succ[root]))]
+        state[root] = 1
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                state[node] = 2
+                post.append(node)
+            elif state.get(child) == 1:
+                back.add((node, child))
+            elif child not in state:
+                state[child] = 1
+                stack.append((child, iter(succ[child])))
+    return post[::-1], back
+
+
+# --- one object per node ---------------------------------------------------------------------
+
+
+class _Node:
+    """A node's step: ``reset(batch)`` then ``step(x) -> out`` per time step."""
+
+    kind = "op"
+    variables: tuple[str, ...] = ("out",)
+
+    def __init__(self, name, node, conv: Convention, device, dtype):
+        self.name, self.node, self.conv, self.device, self.dtype = name, node, conv, device, dtype
+        self.in_shape = _known_shape(getattr(node, "input_type", None), "input")
+        self.last: dict[str, torch.Tensor] = {}
+
+    def tensor(self, value):
+        return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=self.dtype, device=self.device)
+
+    def reset(self, batch: int):
+        self.batch = batch
+
+    def step(self, x):
+        raise NotImplementedError
+
+    def zeros_input(self):
+        if self.in_shape is None:
+            return torch.zeros((), dtype=self.dtype, device=self.device)
+        return torch.zeros((self.batch, *self.in_shape), dtype=self.dtype, device=self.device)
+
+
+class _Identity(_Node):
+    def step(self, x):
+        return x
+
+
+class _Weighted(_Node):
+    """Affine, Linear, Conv1d, Conv2d; also counts synaptic operations."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        node, kind = self.node, type(self.node).__name__
+        self.weight = self.tensor(node.weight)
+        bias = getattr(node, "bias", None)
+        self.bias = None if bias is None else self.tensor(bias)
+        self.fanout = None
+        self.synops = 0
+        if kind in ("Affine", "Linear"):
+            self.in_shape = tuple(self.weight.shape[:-2]) + (self.weight.shape[-1],)
+        elif kind in ("Conv1d", "Conv2d"):
+            n = 1 if kind == "Conv1d" else 2
+            self.n = n
+            self.stride = _ints(node.stride, n)
+            self.dilation = _ints(node.dilation, n)
+            self.groups = int(np.asarray(node.groups).reshape(-1)[0])
+            pad = node.padding
+            self.padding = pad if isinstance(pad, str) else _ints(pad, n)
+            if self.bias is not None:
+                self.bias = self.bias.reshape(-1).expand(self.weight.shape[0]).contiguous()
+            shape = getattr(node, "input_shape", None)
+            if self.in_shape is None and shape is not None and np.asarray(shape).size == n:
+                self.in_shape = (self.weight.shape[1] * self.groups, *_ints(shape, n))
+            if self.in_shape is not None and len(self.in_shape) != n + 1:
+                self.in_shape = None
+
+    def linear(self, x, weight):
+        kind = type(self.node).__name__
+        if kind in ("Affine", "Linear"):
+            return torch.matmul(weight, x.unsqueeze(-1)).squeeze(-1)
+        fn = F.conv1d if kind == "Conv1d" else F.conv2d
+        return fn(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
+
+    def step(self, x):
+        x = _fit(x, self.in_shape)
+        if x.dim() == 0:
+            x = self.zeros_input()
+        if self.fanout is None or self.fanout.shape != x.shape[1:]:
+            probe = torch.ones((1, *x.shape[1:]), dtype=self.dtype, device=self.device, requires_grad=True)
+            with torch.enable_grad():
+                self.linear(probe, (self.weight != 0).to(self.dtype)).sum().backward()
+            self.fanout = probe.grad[0].detach()
+        self.synops += int(((x != 0).to(self.dtype) * self.fanout).sum().item())
+        y = self.linear(x, self.weight)
+        if self.bias is not None:
+            if type(self.node).__name__ in ("Conv1d", "Conv2d"):
+                y = y + self.bias.reshape(-1, *([1] * self.n))
+            else:
+                y = y + self.bias
+        return y
+
+
+class _Pool(_Node):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.kernel = _ints(self.node.kernel_size, 2)
+        self.stride = _ints(self.node.stride, 2)
+        self.padding = _ints(self.node.padding, 2)
+        self.sum = type(self.node).__name__ == "SumPool2d"
+
+    def step(self, x):
+        # SumPool2d: sum over the window, zero padding. AvgPool2d: PyTorch's avg_pool2d (padding counted).
+        return F.avg_pool2d(x, self.kernel, self.stride, self.padding, divisor_override=1 if self.sum else None)
+
+
+class _Flatten(_Node):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.start = int(np.asarray(self.node.start_dim).reshape(-1)[0])
+        self.end = int(np.asarray(self.node.end_dim).reshape(-1)[0])
+        self.out_shape = _known_shape(getattr(self.node, "output_type", None), "output")
+
+    def step(self, x):
+        if self.out_shape is not None and x[0].numel() == int(np.prod(self.out_shape)):
+            return x.reshape(x.shape[0], *self.out_shape)
+        # dims exclude batch: shift non-negative dims by one
+        start = self.start + 1 if self.start >= 0 else self.start
+        end = self.end + 1 if self.end >= 0 else self.end
+        return torch.flatten(x, start, end)
+
+
+class _Scale(_Node):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.scale = self.tensor(self.node.scale)
+
+    def step(self, x):
+        return _fit(x, self.in_shape) * self.scale
+
+
+class _Threshold(_Node):
+    kind = "spiking"
+    variables = ("spikes",)
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.threshold = self.tensor(self.node.threshold)
+
+    def step(self, x):
+        s = threshold_step(_fit(x, self.in_shape), self.threshold, self.conv)
+        self.last = {"spikes": s}
+        return s
+
+
+class _Delay(_Node):
+    def __init__(self, *args):
+        super().__init__(*args)
+        steps = np.rint(np.asarray(self.node.delay, dtype=np.float64) / self.conv.dt).astype(np.int64)
+        self.steps = torch.as_tensor(steps, device=self.device)
+        self.depth = int(steps.max()) + 1 if steps.size else 1
+
+    def reset(self, batch):
+        super().reset(batch)
+        self.buffer = None
+        self.t = 0
+
+    def step(self, x):
+        x = _fit(x, self.in_shape)
+        if x.dim() == 0:
+            x = self.zeros_input()
+        shape = torch.broadcast_shapes(x.shape, (x.shape[0], *self.steps.shape))
+        x = x.expand(shape)
+        if self.buffer is None:
+            self.buffer = torch.zeros((self.depth, *shape), dtype=self.dtype, device=self.device)
+        self.buffer[self.t % self.depth] = x
+        slot = (self.t - self.steps) % self.depth  # per element; unwritten slots are still zero
+        index = slot.expand(shape[1:]).unsqueeze(0).unsqueeze(0).expand(1, *shape)
+        out = torch.gather(self.buffer, 0, index)[0]
+        self.t += 1
+        return out
+
+
+class _Neuron(_Node):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.model = type(self.node).__name__
+        self.fn, _, state_cls, self.spiking = NEURON_MODELS[self.model]
+        self.params = params_from_nir(self.node, dtype=self.dtype, device=self.device)
+        self.param_shape = torch.broadcast_shapes(*(p.shape for p in self.params))
+        if self.in_shape is None and len(self.param_shape) > 0:
+            self.in_shape = tuple(self.param_shape)
+        self.kind = "spiking" if self.spiking else "neuron"
+        names = ["spikes"] if self.spiking else []
+        names += ["v", "i"] if "i" in state_cls._fields else ["v"]
+        self.variables = tuple(names)
+
+    def reset(self, batch):
+        super().reset(batch)
+        self.state = None
+
+    def step(self, x):
+        x = _fit(x, self.in_shape)
+        if self.state is None:
+            shape = torch.broadcast_shapes(x.shape if x.dim() else (self.batch,), (self.batch, *self.param_shape))
+            self.state = initial_state(self.model, shape, dtype=self.dtype, device=self.device)
+        out, self.state = self.fn(x, self.state, self.params, self.conv)
+        self.last = {"v": self.state.v}
+        if self.spiking:
+            self.last["spikes"] = out
+        if hasattr(self.state, "i"):
+            self.last["i"] = self.state.i
+        return out
+
+
+NODE_CLASSES = {
+    "Input": _Identity,
+    "Output": _Identity,
+    "Affine": _Weighted,
+    "Linear": _Weighted,
+    "Conv1d": _Weighted,
+    "Conv2d": _Weighted,
+    "SumPool2d": _Pool,
+    "AvgPool2d": _Pool,
+    "Flatten": _Flatten,
+    "Scale": _Scale,
+    "Delay": _Delay,
+    "Threshold": _Threshold,
+    **{model: _Neuron for model in NEURON_MODELS},
+}
+
+
+class FloatReference:
+    """Float simulation of a NIR graph under a :class:`Convention` (see the module docstring)."""
+
+    name = "float"
+
+    def __init__(self, graph, convention: Convention = Convention(), device="cpu", dtype=torch.float32):
+        import nir
+
+        self.graph = graph
+        self.convention = convention
+        self.device = torch.device(device)
+        self.dtype = dtype
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            from neurocompile.errors import BackendUnavailableError
+
+            raise BackendUnavailableError("device 'cuda' requested but no CUDA GPU is visible")
+        self.nodes, self.edges = flatten_graph(graph)
+        self.inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
+        output_nodes = [n for n, v in graph.nodes.items() if isinstance(v, nir.Output)]
+        self.order, self.back_edges = order_graph(self.nodes, self.edges, self.inputs)
+        self.preds: dict[str, list[tuple[str, bool]]] = {n: [] for n in self.nodes}
+        for src, dst in self.edges:
+            self.preds[dst].append((src, (src, dst) in self.back_edges))
+        self.ops: dict[str, _Node] = {}
+        for name, node in self.nodes.items():
+            cls = NODE_CLASSES.get(type(node).__name__)
+            if cls is None:
+                raise GraphError(f"unsupported primitive '{type(node).__name__}'", node=name, field="type")
+            self.ops[name] = cls(name, node, convention, self.device, dtype)
+        # What the outputs are: the node feeding each Output node (or the Output itself).
+        self.outputs = []
+        for out in output_nodes:
+            feeders = [src for src, _ in self.preds[out]]
+            self.outputs.append(feeders[0] if len(feeders) == 1 else out)
+
+    @property
+    def recurrent_edges(self) -> list[tuple[str, str]]:
+        return sorted(self.back_edges)
+
+    def keys_of(self, name: str) -> list[str]:
+        return [f"{name}.{var}" for var in self.ops[name].variables]
+
+    def _default_keys(self) -> list[str]:
+        keys = []
+        for name in self.outputs:
+            op = self.ops[name]
+            var = "spikes" if "spikes" in op.variables else ("v" if "v" in op.variables else "out")
+            keys.append(f"{name}.{var}")
+        return keys
+
+    def _record_keys(self, record) -> list[str]:
+        if record is None:
+            return self._default_keys()
+        if record == "all":
+            return [key for name in self.order for key in self.keys_of(name)]
+        if isinstance(record, str):
+            record = [record]
+        keys = []
+        for item in record:
+            if item in self.ops:
+                keys.extend(self.keys_of(item))
+                continue
+            node, _, var = item.rpartition(".")
+            if node in self.ops and var in self.ops[node].variables:
+                keys.append(item)
+                continue
+            raise NeurocompileError(f"cannot record '{item}': no such node or variable (nodes: {', '.join(self.order)})")
+        return keys
+
+    def _prepare_inputs(self, inputs) -> dict[str, torch.Tensor]:
+        if not self.inputs:
+            raise GraphError("graph has no Input node", node="<graph>", field="nodes")
+        if not isinstance(inputs, dict):
+            if len(self.inputs) != 1:
+                raise NeurocompileError(f"graph has {len(self.inputs)} inputs ({', '.join(self.inputs)}): pass a dict of arrays")
+            inputs = {self.inputs[0]: inputs}
+        prepared = {}
+        for name in self.inputs:
+            if name not in inputs:
+                raise NeurocompileError(f"input '{name}' missing")
+            x = torch.as_tensor(np.asarray(inputs[name]) if not torch.is_tensor(inputs[name]) else inputs[name])
+            x = x.to(device=self.device, dtype=self.dtype)
+            if x.dim() < 2:
+                raise NeurocompileError(f"input '{name}': expected [batch, time, ...], got shape {list(x.shape)}")
+            shape = self.ops[name].in_shape
+            if shape is not None and tuple(x.shape[2:]) != tuple(shape):
+                if x[0, 0].numel() != int(np.prod(shape)):
+                    raise NeurocompileError(f"input '{name}': expected [batch, time, {', '.join(map(str, shape))}], got shape {list(x.shape)}")
+                x = x.reshape(x.shape[0], x.shape[1], *shape)
+            prepared[name] = x
+        steps = {x.shape[:2] for x in prepared.values()}
+        if len(steps) != 1:
+            raise NeurocompileError("inputs differ in batch size or number of steps")
+        return prepared
+
+    @torch.no_grad()
+    def run(self, inputs, record=None, progress: bool = False) -> Recording:
+        """Simulate ``inputs`` [batch, time, *input_shape] (or a dict per Input node)."""
+        xs = self._prepare_inputs(inputs)
+        batch, steps = next(iter(xs.values())).shape[:2]
+        keys = self._record_keys(record)
+        traces: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
+        for op in self.ops.values():
+            op.reset(batch)
+            if isinstance(op, _Weighted):
+                op.synops = 0
+        prev: dict[str, torch.Tensor] = {}
+        iterator = range(steps)
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(iterator, desc="float", unit="step", leave=False)
+        for t in iterator:
+            current: dict[str, torch.Tensor] = {}
+            for name in self.order:
+                op = self.ops[name]
+                if name in xs:
+                    x = xs[name][:, t]
+                else:
+                    x = None
+                    for src, is_back in self.preds[name]:
+                        value = prev.get(src) if is_back else current[src]
+                        if value is None:
+                            continue
+                        x = value if x is None else _sum(x, value)
+                    if x is None:
+                        x = torch.zeros((), dtype=self.dtype, device=self.device)
+                out = op.step(x)
+                current[name] = out
+                if op.variables == ("out",):
+                    op.last = {"out": out}
+            for key in keys:
+                name, _, var = key.rpartition(".")
+                value = self.ops[name].last[var]
+                if value.dim() == 0:
+                    value = value.expand(batch)
+                traces[key].append(value.detach())
+            prev = current
+        arrays = {}
+        for key, values in traces.items():
+            arrays[key] = torch.stack(values, dim=1).cpu().numpy() if values else np.zeros((batch, 0))
+        synops = {name: op.synops for name, op in self.ops.items() if isinstance(op, _Weighted)}
+        metadata = {
+            "dt": self.convention.dt,
+            "convention": self.convention.name,
+            "steps": int(steps),
+            "batch": int(batch),
+            "synops": synops,
+            "recurrent_edges": [list(e) for e in self.recurrent_edges],
+        }
+        return Recording(arrays=arrays, outputs=list(self.outputs), backend="float", metadata=metadata)
+
+
+def _sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    if a.dim() and b.dim() and a.shape != b.shape and a[0].numel() == b[0].numel():
+        b = b.reshape(a.shape)
+    return a + b

@@ -1,0 +1,311 @@
+"""Reading NIR files into validated ``nir.NIRGraph`` objects.
+
+:func:`load_graph` is the one way neurocompile reads a ``.nir`` file. Every failure caused by the
+file (missing, not HDF5, truncated, unknown primitive, missing field, edges naming missing
+nodes, shape mismatches, NaN/inf or out-of-domain parameters) raises
+:class:`~neurocompile.errors.GraphError` with a one-line message naming the node and the field.
+
+Strict mode (default) also runs nir's own type inference and checking. ``lenient=True`` accepts
+older files that nir only reads with ``type_check=False`` (for example Rockpool's
+``Output`` of shape ``[1, 1, 1]`` after an ``LIF`` of shape ``[1]``): a shape mismatch along an
+edge is accepted when both sides hold the same number of elements (the simulator reshapes),
+but never when the sizes differ. Structural errors (edges naming missing nodes) and bad
+parameter values are errors in both modes.
+
+Nested graphs are named by path: node ``lif`` inside subgraph ``lif1`` is ``lif1.lif`` in
+messages.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GraphError
+
+# Every primitive of nir 1.0.8, with the array fields that hold parameters.
+PRIMITIVES: dict[str, tuple[str, ...]] = {
+    "Input": (),
+    "Output": (),
+    "NIRGraph": (),
+    "Affine": ("weight", "bias"),
+    "Linear": ("weight",),
+    "Conv1d": ("weight", "bias"),
+    "Conv2d": ("weight", "bias"),
+    "SumPool2d": ("kernel_size", "stride", "padding"),
+    "AvgPool2d": ("kernel_size", "stride", "padding"),
+    "Flatten": (),
+    "Scale": ("scale",),
+    "Delay": ("delay",),
+    "Threshold": ("threshold",),
+    "LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"),
+    "CubaLIF": ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"),
+    "IF": ("r", "v_threshold", "v_reset"),
+    "LI": ("tau", "r", "v_leak"),
+    "CubaLI": ("tau_syn", "tau_mem", "r", "v_leak", "w_in"),
+    "I": ("r",),
+}
+NEURONS = ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I")
+TIME_CONSTANTS = ("tau", "tau_syn", "tau_mem")
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _where(prefix: str) -> str:
+    return prefix or "<graph>"
+
+
+def load_graph(path, lenient: bool = False):
+    """Read and validate a ``.nir`` file. Raises GraphError (one line) on any problem."""
+    import h5py
+    import nir
+
+    path = Path(path)
+    if not path.exists():
+        raise GraphError(f"{path}: no such file")
+    if path.is_dir():
+        raise GraphError(f"{path}: is a directory, not a NIR file")
+    try:
+        with h5py.File(path, "r") as fh:
+            if "node" not in fh:
+                raise GraphError(f"{path}: not a NIR file (HDF5 without a 'node' group)")
+            raw = nir.serialization.hdf2dict(fh["node"])
+    except GraphError:
+        raise
+    except Exception as exc:  # h5py raises OSError for truncated/random files, others for odd content
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise GraphError(f"{path}: not a readable NIR (HDF5) file ({reason})") from None
+    if "type_check" in raw:
+        raise GraphError("unsupported key 'type_check' in the file", node="<graph>", field="type_check")
+    graph = _build(raw, "")
+    if not isinstance(graph, nir.NIRGraph):
+        raise GraphError(f"{path}: the top-level node is a {type(graph).__name__}, not a NIRGraph")
+    validate_graph(graph, lenient=lenient)
+    if not lenient:
+        _nir_type_check(graph)
+        validate_graph(graph, lenient=False)
+    return graph
+
+
+def _build(raw: dict, name: str):
+    """Build a nir node from its raw HDF5 dictionary without nir's type checks, naming errors."""
+    import nir
+
+    where = _where(name)
+    if not isinstance(raw, dict):
+        raise GraphError("is not a group of fields", node=where)
+    kind = raw.get("type")
+    if kind is None:
+        raise GraphError("has no type", node=where, field="type")
+    if isinstance(kind, (bytes, np.bytes_)):
+        kind = kind.decode("utf8", "replace")
+    kind = str(kind)
+    if kind not in PRIMITIVES:
+        raise GraphError(f"unknown primitive '{kind}' (nir 1.0.8 knows {', '.join(sorted(PRIMITIVES))})", node=where, field="type")
+    if kind == "NIRGraph":
+        for field in ("nodes", "edges"):
+            if field not in raw:
+                raise GraphError("missing", node=where, field=field)
+        if not isinstance(raw["nodes"], dict):
+            raise GraphError("is not a group of nodes", node=where, field="nodes")
+        nodes = {str(k): _build(v, _join(name, str(k))) for k, v in raw["nodes"].items()}
+        edges = _parse_edges(raw["edges"], where)
+        metadata = raw.get("metadata", {})
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata if isinstance(metadata, dict) else {}, type_check=False)
+    data = copy.deepcopy(raw)
+    data["type"] = kind
+    for field in PRIMITIVES[kind]:
+        if field in data and not isinstance(data[field], (np.ndarray, int, float, np.number)):
+            raise GraphError(f"expected numbers, got {type(data[field]).__name__}", node=where, field=field)
+    if kind in ("LIF", "CubaLIF", "IF") and "v_reset" not in data and "v_threshold" in data:
+        data["v_reset"] = np.zeros_like(np.asarray(data["v_threshold"]))
+    if kind == "Flatten" and "input_type" not in data:
+        data["input_type"] = None
+    try:
+        return nir.dict2NIRNode(data)
+    except Exception as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        field = None
+        match = re.search(r"argument[s]?:? '(\w+)'", message) or re.search(r"keyword argument '(\w+)'", message)
+        if match:
+            field = match.group(1)
+        elif isinstance(exc, KeyError) and exc.args:
+            field = str(exc.args[0])
+        if "missing" in message and field:
+            message = "missing"
+        elif "unexpected keyword" in message and field:
+            message = f"not a field of {kind}"
+        raise GraphError(f"cannot build {kind}: {message}", node=where, field=field) from None
+
+
+def _parse_edges(raw_edges, where: str) -> list[tuple[str, str]]:
+    from nir.ir.utils import ensure_str
+
+    arr = np.asarray(raw_edges, dtype=object) if not isinstance(raw_edges, np.ndarray) else raw_edges
+    if arr.size == 0:
+        return []
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise GraphError(f"expected pairs of node names, got shape {list(arr.shape)}", node=where, field="edges")
+    try:
+        return [(str(ensure_str(a)), str(ensure_str(b))) for a, b in arr]
+    except Exception:
+        raise GraphError("edges are not pairs of node names", node=where, field="edges") from None
+
+
+def _nir_type_check(graph) -> None:
+    """nir's own type inference/checking, with its messages turned into GraphErrors."""
+    try:
+        graph.infer_types()
+        graph.check_types()
+    except GraphError:
+        raise
+    except Exception as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        node, field = "<graph>", "input_type"
+        match = re.search(r"-> (\S+)\.input", message)
+        if match:
+            node = match.group(1)
+        else:
+            match = re.search(r"node '?([\w.\-]+)'?", message)
+            if match:
+                node = match.group(1)
+        raise GraphError(f"type check failed: {message} (use lenient mode to skip nir's type check)", node=node, field=field) from None
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+def validate_graph(graph, lenient: bool = False, _prefix: str = "") -> None:
+    """Check structure, parameter values and edge shapes of a nir graph (recursively).
+
+    Raises GraphError naming the node and the field. ``lenient`` accepts edge shape mismatches
+    between sides with the same number of elements.
+    """
+    import nir
+
+    where = _where(_prefix)
+    if not isinstance(graph.nodes, dict):
+        raise GraphError("is not a dictionary of nodes", node=where, field="nodes")
+    names = set(graph.nodes)
+    seen = set()
+    for edge in graph.edges:
+        if len(edge) != 2:
+            raise GraphError(f"edge {edge!r} is not a pair", node=where, field="edges")
+        for end in edge:
+            base = end if end in names else end.split(".")[0]
+            if end not in names and not (base in names and isinstance(graph.nodes[base], nir.NIRGraph)):
+                hint = difflib.get_close_matches(end, sorted(names), n=1)
+                hint_text = f"; did you mean '{hint[0]}'?" if hint else ""
+                raise GraphError(
+                    f"edge ('{edge[0]}', '{edge[1]}') names node '{end}', which does not exist "
+                    f"(nodes: {', '.join(sorted(names))}){hint_text}",
+                    node=where,
+                    field="edges",
+                )
+        if tuple(edge) in seen:
+            raise GraphError(f"duplicate edge ('{edge[0]}', '{edge[1]}')", node=where, field="edges")
+        seen.add(tuple(edge))
+    for name, node in graph.nodes.items():
+        full = _join(_prefix, name)
+        kind = type(node).__name__
+        if not isinstance(node, nir.NIRNode) or kind not in PRIMITIVES:
+            raise GraphError(f"unknown primitive '{kind}'", node=full, field="type")
+        if isinstance(node, nir.NIRGraph):
+            validate_graph(node, lenient=lenient, _prefix=full)
+            continue
+        _validate_parameters(node, full)
+    for src, dst in graph.edges:
+        out_shape = _port_shape(graph, src, "output")
+        in_shape = _port_shape(graph, dst, "input")
+        if out_shape is None or in_shape is None or tuple(out_shape) == tuple(in_shape):
+            continue
+        if lenient and int(np.prod(out_shape)) == int(np.prod(in_shape)):
+            continue
+        same_size = int(np.prod(out_shape)) == int(np.prod(in_shape))
+        raise GraphError(
+            f"shape mismatch on edge ('{src}', '{dst}'): '{src}' gives {list(out_shape)}, '{dst}' expects {list(in_shape)}"
+            + (" (same size: lenient mode accepts it)" if same_size else ""),
+            node=_join(_prefix, dst),
+            field="input_type",
+        )
+
+
+def _port_shape(graph, name: str, port: str):
+    """The known shape (without batch) of a node's single input or output, or None."""
+    import nir
+
+    node = graph.nodes.get(name)
+    if node is None:
+        return None
+    types = getattr(node, f"{port}_type", None)
+    if isinstance(node, nir.NIRGraph):
+        types = types if isinstance(types, dict) else None
+    if not isinstance(types, dict) or len(types) != 1:
+        return None
+    value = next(iter(types.values()))
+    if value is None:
+        return None
+    try:
+        arr = np.asarray(value).reshape(-1)
+        if arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
+            return None
+        return tuple(int(v) for v in arr)
+    except (TypeError, ValueError):
+        return None
+
+
+def _validate_parameters(node, name: str) -> None:
+    kind = type(node).__name__
+    arrays = {}
+    for field in PRIMITIVES[kind]:
+        value = getattr(node, field, None)
+        if value is None:
+            if field == "v_reset":
+                continue
+            raise GraphError("missing", node=name, field=field)
+        try:
+            arr = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise GraphError(f"not numeric ({np.asarray(value).dtype})", node=name, field=field) from None
+        if not np.all(np.isfinite(arr)):
+            bad = "NaN" if np.isnan(arr).any() else "infinite"
+            raise GraphError(f"contains {bad} values", node=name, field=field)
+        arrays[field] = arr
+    if kind in NEURONS:
+        for field in TIME_CONSTANTS:
+            if field in arrays and np.any(arrays[field] <= 0):
+                raise GraphError(f"time constant must be positive, min is {arrays[field].min():g}", node=name, field=field)
+        try:
+            np.broadcast_shapes(*(a.shape for a in arrays.values()))
+        except ValueError:
+            shapes = ", ".join(f"{k}{list(a.shape)}" for k, a in arrays.items())
+            raise GraphError(f"parameter shapes do not broadcast: {shapes}", node=name, field=next(iter(arrays))) from None
+    elif kind in ("Affine", "Linear"):
+        w = arrays["weight"]
+        if w.ndim < 2:
+            raise GraphError(f"weight must be at least 2-D, got shape {list(w.shape)}", node=name, field="weight")
+        if kind == "Affine" and arrays["bias"].size not in (1, w.shape[-2]) and arrays["bias"].shape != w.shape[:-1]:
+            raise GraphError(f"bias shape {list(arrays['bias'].shape)} does not match weight {list(w.shape)}", node=name, field="bias")
+    elif kind in ("Conv1d", "Conv2d"):
+        w = arrays["weight"]
+        dims = 3 if kind == "Conv1d" else 4
+        if w.ndim != dims:
+            raise GraphError(f"weight must be {dims}-D, got shape {list(w.shape)}", node=name, field="weight")
+        b = arrays["bias"]
+        if b.size not in (1, w.shape[0]):
+            raise GraphError(f"bias has {b.size} values for {w.shape[0]} output channels", node=name, field="bias")
+        groups = int(np.asarray(node.groups).reshape(-1)[0])
+        if groups < 1 or w.shape[0] % groups:
+            raise GraphError(f"groups={groups} does not divide {w.shape[0]} output channels", node=name, field="groups")
+    elif kind in ("SumPool2d", "AvgPool2d"):
+        if np.any(arrays["kernel_size"] < 1) or np.any(arrays["stride"] < 1) or np.any(arrays["padding"] < 0):
+            raise GraphError("kernel_size and stride must be >= 1, padding >= 0", node=name, field="kernel_size")
+    elif kind == "Delay":
+        if np.any(arrays["delay"] < 0):
+            raise GraphError("delays must be non-negative", node=name, field="delay")
