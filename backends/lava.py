@@ -1,0 +1,488 @@
+"""Lava backend: lower a :class:`~neurocompile.program.FixedPointProgram` to a Lava process graph.
+
+Lowering (one Lava process per program element):
+
+* input port      -> ``lava.proc.io.source.RingBuffer`` holding one sample (``T`` steps);
+* population      -> ``LIF`` (``LIFReset`` when ``reset_interval > 0``) with du, dv, vth,
+                     bias_mant, bias_exp;
+* synapse "dense" -> ``Dense`` (``DelayDense`` with delays), "sparse" -> ``Sparse``
+                     (``DelaySparse``) from a scipy CSR matrix, "conv" -> ``lava.proc.conv.Conv``
+                     (or ``Sparse``, see below);
+* recording       -> ``lava.proc.io.sink.RingBuffer`` on ``s_out`` for spikes and
+                     ``lava.proc.io.sink.Read`` on ``u``/``v`` (values after each step).
+
+Several synapses into one population connect to the same ``a_in`` InPort; Lava sums the
+messages of all connected OutPorts. Recurrent synapses are plain back-edges: every Lava
+connection process sends the activation it accumulated in the previous step, so cycles
+do not deadlock (and every synapse has the one-step delay the program specifies).
+
+Layouts. Lava's ``Conv`` is a true convolution on tensors laid out ``(X, Y, C)`` = ``(W, H, C)``
+with weights ``(C_out, W, H, C_in/groups)``; the program uses PyTorch's ``(C, H, W)`` and
+``[C_out, C_in/g, kH, kW]`` (a correlation). Every node with a 3-D shape therefore lives in Lava
+as ``(W, H, C)``; conv kernels are transposed and flipped in both spatial axes; dense/sparse
+weights get their rows/columns permuted to Lava's flattening and connect through
+``flatten()``/``reshape()`` virtual ports. Inputs and recordings are transposed at the boundary,
+so callers only ever see the program's layout.
+
+Integers. The program defines a synapse's input as ``sum(weights) << weight_exp`` (right shift
+for a negative exponent) with mantissas that fit ``num_weight_bits`` (one bit less for mixed sign).
+Lava's Dense/Sparse treat weights as 8-bit values and zero the ``8 - num_weight_bits (+1 if
+mixed)`` least significant bits, so the mantissa ``m`` is passed as ``m << t`` with
+``weight_exp - t`` (exactly the same sums). Lava's fixed_pt ``Conv`` model applies neither
+``weight_exp`` nor weight truncation: a conv with ``weight_exp >= 0`` passes ``m << weight_exp``;
+a conv with a negative exponent (a right shift of the sum, which no kernel scaling reproduces)
+is lowered to an equivalent ``Sparse`` matrix instead (also selectable with ``conv="sparse"``).
+
+Non-spiking populations (``spiking=False``) get the largest threshold, ``vth = 2**17 - 1``;
+their spikes are not recorded.
+
+Samples. The process graph is built and compiled once per :meth:`LavaBackend.run` call and
+reused for every sample of the batch: after ``T`` steps the runtime pauses (a blocking
+``RunSteps``), the backend reads the recorders, zeroes ``u``, ``v`` and every synapse's
+activation buffer (the spikes in flight) and writes the next sample into the source
+RingBuffers. Lava's RingBuffers index ``(time_step - 1) % T`` so they realign by themselves.
+``LIFReset`` resets when ``time_step % reset_interval == 0`` in Lava's global time, so with
+``reset_interval`` populations each sample is padded with silent steps to a multiple of the
+intervals' least common multiple (padding is dropped from the recording).
+
+floating_pt. ``tag="floating_pt"`` runs the same graph with Lava's float process models. An
+integer program is converted to the float values its integers stand for (decays
+``(du + 1)/4096`` and ``dv/4096``, weights ``m * 2**weight_exp * 64``, threshold ``vth * 64``, bias
+``bias_mant * 2**bias_exp``). A *float program* (the same dataclasses holding float parameters,
+marked ``metadata["number_format"] == "float"``: du/dv are decay fractions, weights, vth and
+bias_mant are used as they are, exponents are ignored) is lowered unchanged; this is the entry
+point for a float normalized graph.
+
+``hardware=True`` selects ``Loihi2HwCfg`` (needs Intel's lava-loihi extension and a Loihi 2
+system; not testable here).
+
+Shutdown: the runtime is always stopped in ``finally`` (success, error, ``KeyboardInterrupt``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Iterable
+
+import numpy as np
+
+from neurocompile.errors import BackendUnavailableError, NeurocompileError
+from neurocompile.program import VTH_BITS, FixedPointProgram, Population, Synapse
+from neurocompile.recording import Recording
+
+TAGS = ("fixed_pt", "floating_pt")
+
+
+# --- layouts -------------------------------------------------------------------------------
+
+
+def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Lava shape of a node: (C, H, W) becomes (W, H, C); anything else is flat (n,)."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) == 3:
+        return shape[::-1]
+    return (int(np.prod(shape)),)
+
+
+def to_lava(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``[..., *shape]`` in program layout -> ``[..., *lava_shape(shape)]``."""
+    lead = arr.shape[: arr.ndim - len(shape)]
+    if len(shape) == 3:
+        k = len(lead)
+        return np.transpose(arr, tuple(range(k)) + (k + 2, k + 1, k))
+    return arr.reshape(lead + lava_shape(shape))
+
+
+def from_lava(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``[..., *lava_shape(shape)]`` -> ``[..., *shape]`` in program layout."""
+    lshape = lava_shape(shape)
+    lead = arr.shape[: arr.ndim - len(lshape)]
+    if len(shape) == 3:
+        k = len(lead)
+        return np.transpose(arr, tuple(range(k)) + (k + 2, k + 1, k))
+    return arr.reshape(lead + tuple(shape))
+
+
+def lava_order(shape: tuple[int, ...]) -> np.ndarray:
+    """For each position of the Lava-flattened node, its index in program (C-order) flattening."""
+    n = int(np.prod(shape))
+    return to_lava(np.arange(n).reshape(shape), tuple(shape)).ravel()
+
+
+def truncated_bits(num_weight_bits: int, sign_mode: str) -> int:
+    """Low bits of an 8-bit weight that Lava zeroes for ``num_weight_bits`` (Lava truncate_weights)."""
+    return 8 - int(num_weight_bits) + (1 if sign_mode == "mixed" else 0)
+
+
+def conv_as_matrix(syn: Synapse) -> "scipy.sparse.csr_matrix":  # noqa: F821
+    """The conv synapse as a [n_target, n_source] sparse matrix in *program* flattening."""
+    from scipy.sparse import coo_matrix
+
+    g = syn.conv
+    c_in, h_in, w_in = g.input_shape
+    c_out, h_out, w_out = g.output_shape
+    groups = int(g.groups)
+    w = np.asarray(syn.weights)
+    _, cpg, kh, kw = w.shape
+    opg = c_out // groups
+    rows, cols, vals = [], [], []
+    co, oy, ox = np.meshgrid(np.arange(c_out), np.arange(h_out), np.arange(w_out), indexing="ij")
+    co, oy, ox = co.ravel(), oy.ravel(), ox.ravel()
+    for ci_local in range(cpg):
+        ci = (co // opg) * cpg + ci_local
+        for ky in range(kh):
+            iy = oy * g.stride[0] - g.padding[0] + ky * g.dilation[0]
+            for kx in range(kw):
+                ix = ox * g.stride[1] - g.padding[1] + kx * g.dilation[1]
+                val = w[co, ci_local, ky, kx]
+                ok = (iy >= 0) & (iy < h_in) & (ix >= 0) & (ix < w_in) & (val != 0)
+                rows.append(((co * h_out + oy) * w_out + ox)[ok])
+                cols.append(((ci * h_in + iy) * w_in + ix)[ok])
+                vals.append(val[ok])
+    rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+    shape = (c_out * h_out * w_out, c_in * h_in * w_in)
+    return coo_matrix((vals, (rows, cols)), shape=shape).tocsr()
+
+
+# --- the backend ---------------------------------------------------------------------------
+
+
+class LavaBackend:
+    """Run a program on Lava's CPU simulator (``fixed_pt`` or ``floating_pt``) or a Loihi 2 chip.
+
+    ``conv``: "conv" lowers conv synapses to Lava's ``Conv`` process when its fixed_pt model
+    reproduces them exactly (weight_exp >= 0), "sparse" always to ``Sparse``.
+    """
+
+    name = "lava"
+
+    def __init__(self, program: FixedPointProgram, tag: str = "fixed_pt", hardware: bool = False, conv: str = "conv"):
+        if tag not in TAGS:
+            raise NeurocompileError(f"lava backend: tag must be one of {TAGS}, got '{tag}'")
+        if conv not in ("conv", "sparse"):
+            raise NeurocompileError(f"lava backend: conv must be 'conv' or 'sparse', got '{conv}'")
+        self.float_program = program.metadata.get("number_format") == "float"
+        if self.float_program and tag == "fixed_pt":
+            raise NeurocompileError("lava backend: a float program runs only with tag='floating_pt'")
+        if not self.float_program:
+            program.validate()
+        self.program = program
+        self.tag = tag
+        self.hardware = hardware
+        self.conv_mode = conv
+        self.last_timing: dict = {}
+
+    # --- parameters ---------------------------------------------------------------------
+
+    def _pop_params(self, pop: Population) -> dict:
+        shape = lava_shape(pop.shape)
+        bias = np.broadcast_to(np.asarray(pop.bias_mant), tuple(pop.shape))
+        bias = to_lava(np.array(bias), tuple(pop.shape))
+        if self.tag == "fixed_pt":
+            vth = int(pop.vth) if pop.spiking else 2**VTH_BITS - 1
+            return dict(shape=shape, du=int(pop.du), dv=int(pop.dv), vth=vth,
+                        bias_mant=bias.astype(np.int32), bias_exp=int(pop.bias_exp))
+        if self.float_program:
+            vth = float(pop.vth) if pop.spiking else np.inf
+            return dict(shape=shape, du=float(pop.du), dv=float(pop.dv), vth=vth,
+                        bias_mant=bias.astype(float), bias_exp=0)
+        vth = float(pop.vth) * 64 if pop.spiking else np.inf
+        return dict(shape=shape, du=(int(pop.du) + 1) / 4096, dv=int(pop.dv) / 4096, vth=vth,
+                    bias_mant=bias.astype(float) * 2.0 ** int(pop.bias_exp), bias_exp=0)
+
+    def _weights_in_lava_order(self, syn: Synapse, matrix):
+        """Permute a [n_target, n_source] matrix (dense array or CSR) to Lava flattening."""
+        rows = lava_order(self.program.source_shape(syn.target))
+        cols = lava_order(self.program.source_shape(syn.source))
+        return matrix[rows][:, cols]
+
+    def _float_scale(self, syn: Synapse) -> float:
+        if self.float_program:
+            return 1.0
+        return float(2.0 ** int(syn.weight_exp)) * 64.0
+
+    # --- building -----------------------------------------------------------------------
+
+    def _build(self, steps: int, record: dict[str, set[str]]):
+        """Create the process graph; returns (sources, pops, conns, sinks)."""
+        from lava.proc.conv.process import Conv
+        from lava.proc.dense.process import DelayDense, Dense
+        from lava.proc.io.sink import Read
+        from lava.proc.io.sink import RingBuffer as Sink
+        from lava.proc.io.source import RingBuffer as Source
+        from lava.proc.lif.process import LIF, LIFReset
+        from lava.proc.sparse.process import DelaySparse, Sparse
+        from lava.utils.weightutils import SignMode
+        from scipy.sparse import csr_matrix
+
+        prog = self.program
+        fixed = self.tag == "fixed_pt"
+        sources = {}
+        for port in prog.inputs:
+            sources[port.name] = Source(data=np.zeros(lava_shape(port.shape) + (steps,), dtype=np.int32))
+        pops = {}
+        for pop in prog.populations:
+            params = self._pop_params(pop)
+            if pop.reset_interval > 0:
+                pops[pop.name] = LIFReset(reset_interval=int(pop.reset_interval), reset_offset=0, name=pop.name, **params)
+            else:
+                pops[pop.name] = LIF(name=pop.name, **params)
+
+        def out_port(name):
+            return sources[name].s_out if name in sources else pops[name].s_out
+
+        conns = {}
+        for syn in prog.synapses:
+            src_shape = prog.source_shape(syn.source)
+            dst_shape = prog.source_shape(syn.target)
+            src = out_port(syn.source)
+            dst = pops[syn.target].a_in
+            sign = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY, "inhibitory": SignMode.INHIBITORY}[syn.sign_mode]
+            use_conv = syn.kind == "conv" and syn.delays is None and (
+                self.conv_mode == "conv" and (not fixed or int(syn.weight_exp) >= 0)
+            )
+            if use_conv:
+                g = syn.conv
+                if tuple(g.input_shape) != tuple(src_shape) or tuple(g.output_shape) != tuple(dst_shape):
+                    raise NeurocompileError(
+                        f"synapse '{syn.name}': conv geometry {g.input_shape}->{g.output_shape} "
+                        f"does not match endpoint shapes {src_shape}->{dst_shape}"
+                    )
+                kernel = np.asarray(syn.weights)[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).copy()
+                if fixed:
+                    kernel = kernel.astype(np.int64) << int(syn.weight_exp)
+                    kernel = kernel.astype(np.int32)
+                else:
+                    kernel = kernel.astype(float) * self._float_scale(syn)
+                conn = Conv(
+                    weight=kernel, input_shape=lava_shape(g.input_shape),
+                    padding=tuple(g.padding[::-1]), stride=tuple(g.stride[::-1]),
+                    dilation=tuple(g.dilation[::-1]), groups=int(g.groups),
+                    num_weight_bits=8, weight_exp=0, name=syn.name,
+                )
+                src.connect(conn.s_in)
+                conn.a_out.connect(dst)
+                conns[syn.name] = (conn, "a_buf", np.zeros(conn.a_buf.shape))
+                continue
+            # dense / sparse (conv falls back to sparse)
+            if syn.kind == "conv":
+                matrix = conv_as_matrix(syn)
+                delays = None
+                if syn.delays is not None:
+                    raise NeurocompileError(f"synapse '{syn.name}': delays on conv synapses are not supported by Lava")
+                sparse = True
+            else:
+                matrix = np.asarray(syn.weights)
+                delays = None if syn.delays is None else np.asarray(syn.delays)
+                sparse = syn.kind == "sparse"
+            matrix = self._weights_in_lava_order(syn, csr_matrix(matrix) if sparse else matrix)
+            if delays is not None:
+                delays = self._weights_in_lava_order(syn, delays)
+            if fixed:
+                t = truncated_bits(syn.num_weight_bits, syn.sign_mode)
+                matrix = (matrix.astype(np.int32) * (1 << t)) if not sparse else csr_matrix(matrix.astype(np.int32) * (1 << t))
+                kw = dict(weight_exp=int(syn.weight_exp) - t, num_weight_bits=int(syn.num_weight_bits), sign_mode=sign)
+            else:
+                matrix = matrix.astype(float) * self._float_scale(syn)
+                kw = {}
+            if sparse:
+                matrix = csr_matrix(matrix)
+                matrix.sort_indices()
+            if delays is not None:
+                max_delay = int(np.max(delays)) if delays.size else 0
+                # Lava checks `delays.dtype == int`; max_delay 0 would make Lava use max(delays).
+                if sparse:
+                    rows, cols = matrix.nonzero()
+                    dmat = csr_matrix((np.asarray(delays)[rows, cols].astype(int), (rows, cols)), shape=matrix.shape)
+                    conn = DelaySparse(weights=matrix, delays=dmat, max_delay=max(max_delay, 1), name=syn.name, **kw)
+                else:
+                    conn = DelayDense(weights=matrix, delays=np.asarray(delays).astype(int), max_delay=max(max_delay, 1), name=syn.name, **kw)
+            elif sparse:
+                conn = Sparse(weights=matrix, name=syn.name, **kw)
+            else:
+                conn = Dense(weights=matrix, name=syn.name, **kw)
+            src_flat = src.flatten() if len(lava_shape(src_shape)) > 1 else src
+            src_flat.connect(conn.s_in)
+            out = conn.a_out.reshape(lava_shape(dst_shape)) if len(lava_shape(dst_shape)) > 1 else conn.a_out
+            out.connect(dst)
+            conns[syn.name] = (conn, "a_buff", np.zeros(conn.a_buff.shape))
+
+        sinks = {}
+        for name, variables in record.items():
+            lif = pops[name]
+            if "spikes" in variables:
+                sink = Sink(shape=lava_shape(prog.population(name).shape), buffer=steps)
+                lif.s_out.connect(sink.a_in)
+                sinks[(name, "spikes")] = sink
+            for var in ("u", "v"):
+                if var in variables:
+                    reader = Read(buffer=steps)
+                    reader.connect_var(getattr(lif, var))
+                    sinks[(name, var)] = reader
+        return sources, pops, conns, sinks
+
+    def _record_spec(self, record) -> dict[str, set[str]]:
+        prog = self.program
+        names = [p.name for p in prog.populations]
+        if record is None:
+            chosen = {name: {"spikes"} for name in prog.outputs}
+        elif record == "all":
+            chosen = {name: {"spikes", "u", "v"} for name in names}
+        elif isinstance(record, str):
+            raise NeurocompileError(f"lava backend: record must be None, 'all' or a list of names, got '{record}'")
+        else:
+            chosen = {}
+            for item in record:
+                node, _, var = str(item).partition(".")
+                if node not in names:
+                    raise NeurocompileError(f"lava backend: cannot record '{item}': no population '{node}'")
+                if var and var not in ("spikes", "u", "v"):
+                    raise NeurocompileError(f"lava backend: cannot record '{item}': variables are spikes, u, v")
+                chosen.setdefault(node, set()).update({var} if var else {"spikes", "u", "v"})
+            for name in prog.outputs:
+                chosen.setdefault(name, set()).add("spikes")
+        for name in list(chosen):
+            if not prog.population(name).spiking:
+                chosen[name].discard("spikes")
+                chosen[name].add("v")
+        return chosen
+
+    def _run_cfg(self):
+        from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
+
+        if self.hardware:
+            return Loihi2HwCfg(select_tag=self.tag)
+        return Loihi2SimCfg(select_tag=self.tag)
+
+    # --- running ------------------------------------------------------------------------
+
+    def run(self, inputs, record=None, progress: bool = False) -> Recording:
+        """Run every sample of ``inputs`` ([batch, time, *input_shape], one input port) in turn.
+
+        Programs with several input ports take a dict ``{port name: array}``.
+        """
+        from neurocompile.lava_compat import import_lava
+
+        import_lava()
+        from lava.magma.core.run_conditions import RunSteps
+
+        prog = self.program
+        arrays = self._check_inputs(inputs)
+        batch, steps = next(iter(arrays.values())).shape[:2]
+        intervals = [p.reset_interval for p in prog.populations if p.reset_interval > 0]
+        period = math.lcm(*intervals) if intervals else 1
+        run_steps = -(-steps // period) * period
+        spec = self._record_spec(record)
+        dtype = np.int32 if self.tag == "fixed_pt" else np.float64
+        out: dict[str, np.ndarray] = {}
+        for name, variables in spec.items():
+            pop = prog.population(name)
+            for var in variables:
+                out[f"{name}.{var}"] = np.zeros((batch, steps) + tuple(pop.shape), dtype=np.uint8 if var == "spikes" else dtype)
+
+        t0 = time.perf_counter()
+        sources, pops, conns, sinks = self._build(run_steps, spec)
+        anchor = next(iter(pops.values()))
+        cfg = self._run_cfg()
+        condition = RunSteps(num_steps=run_steps, blocking=True)
+        compiled = False
+        step_time = 0.0
+        iterator: Iterable[int] = range(batch)
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(iterator, desc=f"lava {self.tag}", unit="sample")
+        try:
+            for b in iterator:
+                for port in prog.inputs:
+                    data = np.zeros((run_steps,) + tuple(port.shape))
+                    data[:steps] = arrays[port.name][b]
+                    data = to_lava(data, tuple(port.shape))  # [T, *lava_shape]
+                    data = np.moveaxis(data, 0, -1)
+                    if compiled:
+                        sources[port.name].data.set(np.ascontiguousarray(data))
+                    else:
+                        sources[port.name].data.init = np.ascontiguousarray(data).astype(np.int32 if self.tag == "fixed_pt" else float)
+                if compiled:
+                    self._reset_state(pops, conns)
+                ts = time.perf_counter()
+                anchor.run(condition=condition, run_cfg=cfg)
+                if not compiled:
+                    compiled = True
+                    t_first = time.perf_counter() - ts
+                else:
+                    step_time += time.perf_counter() - ts
+                for (name, var), proc in sinks.items():
+                    data = np.asarray(proc.data.get())  # [*lava_shape, T]
+                    data = np.moveaxis(data, -1, 0)[:steps]
+                    pop = prog.population(name)
+                    out[f"{name}.{var}"][b] = from_lava(data, tuple(pop.shape)).astype(out[f"{name}.{var}"].dtype)
+        finally:
+            self._stop(anchor)
+        total = time.perf_counter() - t0
+        self.last_timing = {
+            "total_s": total,
+            "first_sample_s": t_first if compiled else None,
+            "steps_per_s": (batch - 1) * run_steps / step_time if batch > 1 and step_time > 0 else None,
+        }
+        meta = {"tag": self.tag, "hardware": self.hardware, "timing": dict(self.last_timing)}
+        return Recording(out, list(prog.outputs), f"lava-{self.tag}", meta)
+
+    def _check_inputs(self, inputs) -> dict[str, np.ndarray]:
+        prog = self.program
+        if isinstance(inputs, dict):
+            arrays = {k: np.asarray(v) for k, v in inputs.items()}
+        else:
+            if len(prog.inputs) != 1:
+                raise NeurocompileError(f"lava backend: program has {len(prog.inputs)} inputs; pass a dict of arrays")
+            arrays = {prog.inputs[0].name: np.asarray(inputs)}
+        lengths = set()
+        for port in prog.inputs:
+            if port.name not in arrays:
+                raise NeurocompileError(f"lava backend: missing input '{port.name}'")
+            arr = arrays[port.name]
+            if hasattr(arr, "detach"):
+                arr = arr.detach().cpu().numpy()
+            if arr.ndim != 2 + len(port.shape) or tuple(arr.shape[2:]) != tuple(port.shape):
+                raise NeurocompileError(
+                    f"input '{port.name}': expected [batch, time, {', '.join(map(str, port.shape))}], got {list(arr.shape)}"
+                )
+            if arr.shape[0] < 1 or arr.shape[1] < 1:
+                raise NeurocompileError(f"input '{port.name}': empty batch or time axis {list(arr.shape)}")
+            if self.tag == "fixed_pt" and not np.isin(arr, (0, 1)).all():
+                raise NeurocompileError(f"input '{port.name}': fixed_pt inputs must be 0/1 spikes")
+            lengths.add(arr.shape[:2])
+            arrays[port.name] = arr
+        if len(lengths) != 1:
+            raise NeurocompileError(f"lava backend: inputs disagree on [batch, time]: {sorted(lengths)}")
+        return arrays
+
+    @staticmethod
+    def _reset_state(pops, conns) -> None:
+        for lif in pops.values():
+            lif.u.set(np.zeros(lif.u.shape))
+            lif.v.set(np.zeros(lif.v.shape))
+        for conn, var, zeros in conns.values():
+            getattr(conn, var).set(zeros)
+
+    @staticmethod
+    def _stop(anchor) -> None:
+        """Stop Lava's runtime if it started; never raises a second error over the first."""
+        runtime = getattr(anchor, "runtime", None)
+        if runtime is None:
+            return
+        try:
+            anchor.stop()
+        except Exception:  # noqa: BLE001 - shutdown after a failure must not mask it
+            pass
+
+
+def lava_available() -> bool:
+    try:
+        from neurocompile.lava_compat import import_lava
+
+        import_lava()
+        return True
+    except BackendUnavailableError:
+        return False
