@@ -470,7 +470,7 @@ class FloatReference:
         if progress:
             from tqdm import tqdm
 
-            iterator = tqdm(iterator, desc="float", unit="step", leave=False)
+            iterator = tqdm(iterator, desc="float", unit="step", leave=False, disable=None)
         for t in iterator:
             current: dict[str, torch.Tensor] = {}
             for name in self.order:

@@ -1,0 +1,24 @@
+"""`neurocompile inspect FILE`: a readable summary of a .nir graph or a .ncp fixed-point program."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from . import cli
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@click.option("--lenient", is_flag=True, help="Read older NIR files without nir's type check.")
+def inspect(file, as_json, lenient):
+    """Show nodes, shapes, parameter ranges, neuron/synapse counts and recurrent edges of FILE (.nir or .ncp)."""
+    from ..inspection import describe_file, format_info
+
+    info = describe_file(file, lenient=lenient)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        click.echo(format_info(info))

@@ -1,0 +1,257 @@
+"""Readable summaries of a NIR graph or a FixedPointProgram: a table for people, a dict for JSON.
+
+``describe_graph(graph)`` / ``describe_program(program)`` return JSON-ready dicts;
+``format_graph`` / ``format_program`` render them as text tables; ``describe_file(path)`` picks
+by extension (``.nir`` or ``.ncp``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import NeurocompileError
+
+NEURON_TYPES = ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I")
+SPIKING_TYPES = ("LIF", "CubaLIF", "IF")
+
+
+def _shape(types):
+    if not isinstance(types, dict) or len(types) != 1:
+        return None
+    value = next(iter(types.values()))
+    if value is None:
+        return None
+    arr = np.asarray(value).reshape(-1)
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
+        return None
+    return [int(v) for v in arr]
+
+
+def _range(value) -> dict:
+    arr = np.asarray(value)
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
+        return {"shape": list(arr.shape)}
+    arr = arr.astype(np.float64)
+    return {"shape": list(arr.shape), "min": float(arr.min()), "max": float(arr.max())}
+
+
+def describe_graph(graph) -> dict:
+    """Nodes (type, shapes, parameter ranges), neuron/synapse counts and recurrent edges."""
+    import nir
+
+    from .backends.float_ref import flatten_graph, order_graph
+    from .nir_io import PRIMITIVES
+
+    nodes, edges = flatten_graph(graph)
+    inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    order, back = order_graph(nodes, edges, inputs)
+    rows = []
+    neurons = 0
+    synapses = 0
+    for name in order:
+        node = nodes[name]
+        kind = type(node).__name__
+        params = {}
+        for field in PRIMITIVES.get(kind, ()):
+            value = getattr(node, field, None)
+            if value is not None:
+                params[field] = _range(value)
+        for field in ("stride", "padding", "dilation", "groups", "start_dim", "end_dim"):
+            if kind in ("Conv1d", "Conv2d", "Flatten") and hasattr(node, field):
+                value = getattr(node, field)
+                params[field] = value if isinstance(value, str) else np.asarray(value).tolist()
+        in_shape = _shape(getattr(node, "input_type", None))
+        out_shape = _shape(getattr(node, "output_type", None))
+        row = {"name": name, "type": kind, "input_shape": in_shape, "output_shape": out_shape, "parameters": params}
+        if kind in NEURON_TYPES:
+            shape = out_shape or list(np.broadcast_shapes(*(np.shape(getattr(node, f)) for f in PRIMITIVES[kind] if getattr(node, f, None) is not None)))
+            count = int(np.prod(shape)) if shape else 1
+            row["neurons"] = count
+            row["spiking"] = kind in SPIKING_TYPES
+            neurons += count
+        if kind in ("Affine", "Linear", "Conv1d", "Conv2d"):
+            w = np.asarray(node.weight)
+            row["weights"] = int(w.size)
+            row["nonzero_weights"] = int(np.count_nonzero(w))
+            if kind in ("Affine", "Linear"):
+                row["synapses"] = int(np.count_nonzero(w))
+            elif out_shape is not None:
+                # every output position reads C_in/groups * kernel weights
+                positions = int(np.prod(out_shape[1:])) if len(out_shape) > 1 else 1
+                row["synapses"] = int(np.count_nonzero(w)) * positions
+            else:
+                row["synapses"] = None
+            synapses += row["synapses"] or 0
+        rows.append(row)
+    return {
+        "kind": "nir-graph",
+        "nodes": rows,
+        "edges": [list(e) for e in edges],
+        "recurrent_edges": [list(e) for e in sorted(back)],
+        "inputs": inputs,
+        "outputs": [n for n, v in graph.nodes.items() if isinstance(v, nir.Output)],
+        "neurons": neurons,
+        "synapses": synapses,
+        "metadata": _jsonable(getattr(graph, "metadata", {}) or {}),
+    }
+
+
+def describe_program(program) -> dict:
+    """Populations (du, dv, vth, bias), synapses (kind, shape, weight range, exponent, bits, delays)."""
+    pops = []
+    for pop in program.populations:
+        bias = np.asarray(pop.bias_mant)
+        pops.append(
+            {
+                "name": pop.name,
+                "shape": list(pop.shape),
+                "neurons": pop.size,
+                "source_type": pop.source_type,
+                "spiking": bool(pop.spiking),
+                "du": int(pop.du),
+                "dv": int(pop.dv),
+                "vth": int(pop.vth),
+                "bias_mant": {"min": int(bias.min()), "max": int(bias.max())} if bias.size else None,
+                "bias_exp": int(pop.bias_exp),
+                "reset_interval": int(pop.reset_interval),
+            }
+        )
+    syns = []
+    for syn in program.synapses:
+        w = np.asarray(syn.weights)
+        entry = {
+            "name": syn.name,
+            "source": syn.source,
+            "target": syn.target,
+            "kind": syn.kind,
+            "shape": list(w.shape),
+            "weight_min": int(w.min()) if w.size else 0,
+            "weight_max": int(w.max()) if w.size else 0,
+            "nonzero": int(np.count_nonzero(w)),
+            "weight_exp": int(syn.weight_exp),
+            "num_weight_bits": int(syn.num_weight_bits),
+            "sign_mode": syn.sign_mode,
+            "recurrent": bool(syn.recurrent),
+            "delays": None,
+        }
+        if syn.delays is not None:
+            d = np.asarray(syn.delays)
+            entry["delays"] = {"min": int(d.min()), "max": int(d.max())} if d.size else {}
+        if syn.conv is not None:
+            entry["conv"] = _jsonable(vars(syn.conv))
+        syns.append(entry)
+    metadata = dict(program.metadata or {})
+    report = metadata.pop("quantization", None) or metadata.pop("quantization_report", None) or metadata.pop("report", None)
+    return {
+        "kind": "fixed-point-program",
+        "inputs": [{"name": p.name, "shape": list(p.shape)} for p in program.inputs],
+        "populations": pops,
+        "synapses": syns,
+        "outputs": list(program.outputs),
+        "neurons": int(sum(p.size for p in program.populations)),
+        "synapse_weights": int(sum(np.count_nonzero(s.weights) for s in program.synapses)),
+        "quantization": _jsonable(report) if report is not None else None,
+        "metadata": _jsonable(metadata),
+    }
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (bytes, np.bytes_)):
+        return obj.decode("utf8", "replace")
+    if isinstance(obj, np.ndarray):
+        return obj.tolist() if obj.size <= 64 else {"shape": list(obj.shape), **{k: v for k, v in _range(obj).items() if k != "shape"}}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _table(headers: list[str], rows: list[list]) -> list[str]:
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    return lines
+
+
+def format_graph(info: dict) -> str:
+    rows = []
+    for node in info["nodes"]:
+        params = ", ".join(
+            f"{k}[{_fmt(v.get('min'))}..{_fmt(v.get('max'))}]" if isinstance(v, dict) and "min" in v else f"{k}={v if not isinstance(v, dict) else v.get('shape')}"
+            for k, v in node["parameters"].items()
+        )
+        shape = node["output_shape"] if node["output_shape"] is not None else node["input_shape"]
+        rows.append([node["name"], node["type"], "x".join(map(str, shape)) if shape else "?", node.get("neurons"), node.get("synapses"), params])
+    lines = [f"NIR graph: {len(info['nodes'])} nodes, {info['neurons']} neurons, {info['synapses']} synapses"]
+    lines += _table(["node", "type", "shape", "neurons", "synapses", "parameters (min..max)"], rows)
+    lines.append("inputs: " + ", ".join(info["inputs"]) + "   outputs: " + ", ".join(info["outputs"]))
+    recurrent = ", ".join(f"{a} -> {b}" for a, b in info["recurrent_edges"]) or "none"
+    lines.append(f"recurrent edges (one-step delay): {recurrent}")
+    return "\n".join(lines)
+
+
+def format_program(info: dict) -> str:
+    lines = [f"Fixed-point program: {len(info['populations'])} populations, {info['neurons']} neurons, {len(info['synapses'])} synapse layers"]
+    lines.append("inputs: " + ", ".join(f"{p['name']}{p['shape']}" for p in info["inputs"]) + "   outputs: " + ", ".join(info["outputs"]))
+    rows = [
+        [p["name"], p["source_type"], "x".join(map(str, p["shape"])), p["du"], p["dv"], p["vth"],
+         f"{p['bias_mant']['min']}..{p['bias_mant']['max']}" if p["bias_mant"] else "-", p["bias_exp"], "yes" if p["spiking"] else "no"]
+        for p in info["populations"]
+    ]
+    lines += _table(["population", "from", "shape", "du", "dv", "vth", "bias_mant", "bias_exp", "spiking"], rows)
+    rows = [
+        [s["name"], f"{s['source']} -> {s['target']}", s["kind"], "x".join(map(str, s["shape"])), f"{s['weight_min']}..{s['weight_max']}",
+         s["weight_exp"], s["num_weight_bits"], s["sign_mode"], f"{s['delays']['min']}..{s['delays']['max']}" if s["delays"] else "-",
+         "yes" if s["recurrent"] else ""]
+        for s in info["synapses"]
+    ]
+    lines.append("")
+    lines += _table(["synapse", "source -> target", "kind", "shape", "weights", "exp", "bits", "sign", "delays", "recurrent"], rows)
+    if info.get("quantization"):
+        lines.append("")
+        lines.append("quantization report:")
+        report = info["quantization"]
+        if isinstance(report, dict):
+            for key, value in report.items():
+                lines.append(f"  {key}: {value}")
+        else:
+            lines.append(f"  {report}")
+    return "\n".join(lines)
+
+
+def describe_file(path, lenient: bool = False) -> dict:
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".nir":
+        from .nir_io import load_graph
+
+        info = describe_graph(load_graph(path, lenient=lenient))
+    elif suffix == ".ncp":
+        from .program import FixedPointProgram
+
+        info = describe_program(FixedPointProgram.load(path))
+    else:
+        raise NeurocompileError(f"{path}: unknown file type '{suffix}' (expected .nir or .ncp)")
+    info["file"] = str(path)
+    return info
+
+
+def format_info(info: dict) -> str:
+    return format_graph(info) if info["kind"] == "nir-graph" else format_program(info)

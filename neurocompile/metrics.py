@@ -1,0 +1,116 @@
+"""Readout and activity statistics of a :class:`~neurocompile.recording.Recording`.
+
+Readout rule (every backend, every command): the predicted class is the argmax over the output
+node's neurons of the spike count summed over time; for a non-spiking output (LI, CubaLI, I: no
+``<node>.spikes`` recorded) it is the argmax of ``v`` summed over time. Ties go to the lowest
+index (``numpy.argmax``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import NeurocompileError
+from .recording import Recording
+
+
+def output_scores(recording: Recording, node: str | None = None) -> np.ndarray:
+    """Per-class scores [batch, classes]: spike counts, or v summed over time for non-spiking outputs."""
+    if node is None:
+        if not recording.outputs:
+            raise NeurocompileError("recording names no output node")
+        node = recording.outputs[0]
+    for var in ("spikes", "v", "out"):
+        key = f"{node}.{var}"
+        if key in recording.arrays:
+            arr = np.asarray(recording.arrays[key], dtype=np.float64)
+            if arr.ndim < 2:
+                raise NeurocompileError(f"recording '{key}' has shape {list(arr.shape)}, expected [batch, time, ...]")
+            return arr.sum(axis=1).reshape(arr.shape[0], -1)
+    raise NeurocompileError(f"recording has no spikes or v of node '{node}' (keys: {', '.join(sorted(recording.arrays))})")
+
+
+def predictions(recording: Recording, node: str | None = None) -> np.ndarray:
+    """Predicted class per sample, [batch] int64 (see the module docstring)."""
+    return np.argmax(output_scores(recording, node), axis=1).astype(np.int64)
+
+
+def accuracy(recording: Recording, labels, node: str | None = None) -> float:
+    """Fraction of samples whose prediction equals ``labels`` [batch]."""
+    pred = predictions(recording, node)
+    labels = np.asarray(labels).reshape(-1)
+    if labels.shape[0] != pred.shape[0]:
+        raise NeurocompileError(f"{labels.shape[0]} labels for {pred.shape[0]} samples")
+    return float((pred == labels).mean()) if pred.size else float("nan")
+
+
+def activity_summary(recording: Recording) -> dict[str, dict]:
+    """Per node: spikes in total and per sample, firing rate per neuron and step, and sparsity.
+
+    Spiking nodes (``<node>.spikes``) report ``spikes``, ``spikes_per_sample``, ``rate`` (spikes
+    per neuron per step) and ``sparsity`` (fraction of zero entries). Other recorded activations
+    (``<node>.out``) report ``sparsity`` only. ``synops`` is included when the backend counted it
+    (``recording.metadata["synops"]``, per weight node).
+    """
+    summary: dict[str, dict] = {}
+    for key, arr in recording.arrays.items():
+        node, _, var = key.rpartition(".")
+        arr = np.asarray(arr)
+        if var == "spikes":
+            batch = max(arr.shape[0], 1)
+            total = float(arr.sum())
+            summary.setdefault(node, {}).update(
+                spikes=int(round(total)),
+                spikes_per_sample=total / batch,
+                neurons=int(np.prod(arr.shape[2:])) if arr.ndim > 2 else 1,
+                rate=float(arr.mean()) if arr.size else 0.0,
+                sparsity=float((arr == 0).mean()) if arr.size else 1.0,
+            )
+        elif var == "out" and node not in summary:
+            summary[node] = {"sparsity": float((arr == 0).mean()) if arr.size else 1.0}
+    for node, count in (recording.metadata.get("synops") or {}).items():
+        summary.setdefault(node, {})["synops"] = int(count)
+    return summary
+
+
+def total_synops(recording: Recording) -> int | None:
+    synops = recording.metadata.get("synops")
+    return None if synops is None else int(sum(synops.values()))
+
+
+def program_synops(program, inputs, recording: Recording) -> dict[str, int] | None:
+    """Synaptic operations of a fixed-point program run: per synapse, every source spike times its
+    number of nonzero outgoing weights, summed over batch and time.
+
+    Sources are the input spikes (``inputs`` [batch, time, ...], one port) or the recorded
+    ``<population>.spikes``. Returns None when a source's spikes were not recorded.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    result: dict[str, int] = {}
+    port_names = [p.name for p in program.inputs]
+    for syn in program.synapses:
+        if syn.source in port_names:
+            if len(port_names) != 1:
+                return None
+            spikes = np.asarray(inputs)
+        else:
+            key = f"{syn.source}.spikes"
+            if key not in recording.arrays:
+                return None
+            spikes = np.asarray(recording.arrays[key])
+        counts = (spikes != 0).sum(axis=(0, 1)).reshape(-1).astype(np.float64)  # per source neuron
+        w = np.asarray(syn.weights) != 0
+        if syn.kind == "conv" and syn.conv is not None:
+            geo = syn.conv
+            probe = torch.ones((1, *geo.input_shape), dtype=torch.float64, requires_grad=True)
+            with torch.enable_grad():
+                F.conv2d(probe, torch.as_tensor(w, dtype=torch.float64), None, tuple(geo.stride), tuple(geo.padding), tuple(geo.dilation), geo.groups).sum().backward()
+            fanout = probe.grad.reshape(-1).numpy()
+        else:
+            fanout = w.reshape(w.shape[0], -1).sum(axis=0).astype(np.float64)
+        if fanout.shape != counts.shape:
+            return None
+        result[syn.name] = int(round(float(counts @ fanout)))
+    return result
