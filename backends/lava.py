@@ -24,17 +24,17 @@ weights get their rows/columns permuted to Lava's flattening and connect through
 ``flatten()``/``reshape()`` virtual ports. Inputs and recordings are transposed at the boundary,
 so callers only ever see the program's layout.
 
-Integers. The program defines a synapse's input as ``sum(weights) << weight_exp`` (right shift
-for a negative exponent) with mantissas that fit ``num_weight_bits`` (one bit less for mixed sign).
-Lava's Dense/Sparse treat weights as 8-bit values and zero the ``8 - num_weight_bits (+1 if
-mixed)`` least significant bits, so the mantissa ``m`` is passed as ``m << t`` with
-``weight_exp - t`` (exactly the same sums). Lava's fixed_pt ``Conv`` model applies neither
-``weight_exp`` nor weight truncation: a conv with ``weight_exp >= 0`` passes ``m << weight_exp``;
-a conv with a negative exponent (a right shift of the sum, which no kernel scaling reproduces)
-is lowered to an equivalent ``Sparse`` matrix instead (also selectable with ``conv="sparse"``).
+Integers (``neurocompile.fixedpoint`` defines them). Dense/Sparse weights, ``weight_exp``,
+``num_weight_bits`` and ``sign_mode`` pass to Lava unchanged (Lava clips and truncates the
+weights, then shifts the per-step sum). Lava's fixed_pt ``Conv`` model applies neither
+``weight_exp`` nor truncation: a conv with ``weight_exp >= 0`` passes ``w << weight_exp``. A conv
+with a negative exponent (a right shift of the sum, which no kernel scaling reproduces) is
+lowered to an equivalent ``Sparse`` matrix instead (also selectable with ``conv="sparse"``),
+passing ``w << 1`` with ``weight_exp - 1`` so Lava's 1-bit truncation of mixed 8-bit weights
+leaves the conv weights intact (the sum then wraps at 32 bits, not 24).
 
-Non-spiking populations (``spiking=False``) get the largest threshold, ``vth = 2**17 - 1``;
-their spikes are not recorded.
+Non-spiking populations (``spiking=False``) get ``vth = 2**17`` (``vth << 6 = 2**23`` is above
+the largest ``v``), so they never spike or reset; recording one always includes its ``v``.
 
 Samples. The process graph is built and compiled once per :meth:`LavaBackend.run` call and
 reused for every sample of the batch: after ``T`` steps the runtime pauses (a blocking
@@ -180,7 +180,9 @@ class LavaBackend:
         bias = np.broadcast_to(np.asarray(pop.bias_mant), tuple(pop.shape))
         bias = to_lava(np.array(bias), tuple(pop.shape))
         if self.tag == "fixed_pt":
-            vth = int(pop.vth) if pop.spiking else 2**VTH_BITS - 1
+            # A readout never spikes: 2**17 puts vth << 6 above the largest v (2**23 - 1). It is
+            # one past the 17-bit hardware range; the CPU simulator accepts it.
+            vth = int(pop.vth) if pop.spiking else 2**VTH_BITS
             return dict(shape=shape, du=int(pop.du), dv=int(pop.dv), vth=vth,
                         bias_mant=bias.astype(np.int32), bias_exp=int(pop.bias_exp))
         if self.float_program:
@@ -201,6 +203,20 @@ class LavaBackend:
         if self.float_program:
             return 1.0
         return float(2.0 ** int(syn.weight_exp)) * 64.0
+
+    def _float_weights(self, syn: Synapse, matrix):
+        """Float weights of a dense/sparse synapse: the integers Lava's fixed_pt model uses."""
+        from scipy.sparse import csr_matrix, issparse
+
+        if self.float_program:
+            return matrix.astype(float)
+        if syn.kind == "conv":
+            return matrix.astype(float) * self._float_scale(syn)
+        from neurocompile.fixedpoint import effective_weights
+
+        dense = matrix.toarray() if issparse(matrix) else np.asarray(matrix)
+        eff = effective_weights(dense, 0, int(syn.num_weight_bits), syn.sign_mode).astype(float) * self._float_scale(syn)
+        return csr_matrix(eff) if issparse(matrix) else eff
 
     # --- building -----------------------------------------------------------------------
 
@@ -279,12 +295,17 @@ class LavaBackend:
             matrix = self._weights_in_lava_order(syn, csr_matrix(matrix) if sparse else matrix)
             if delays is not None:
                 delays = self._weights_in_lava_order(syn, delays)
-            if fixed:
-                t = truncated_bits(syn.num_weight_bits, syn.sign_mode)
-                matrix = (matrix.astype(np.int32) * (1 << t)) if not sparse else csr_matrix(matrix.astype(np.int32) * (1 << t))
-                kw = dict(weight_exp=int(syn.weight_exp) - t, num_weight_bits=int(syn.num_weight_bits), sign_mode=sign)
+            if fixed and syn.kind == "conv":
+                # Conv semantics (no weight truncation) on Sparse: pass m << t with weight_exp - t,
+                # so Lava's truncation of t low bits is a no-op and the sums are unchanged.
+                t = truncated_bits(8, "mixed")
+                matrix = csr_matrix(matrix.astype(np.int32) * (1 << t))
+                kw = dict(weight_exp=int(syn.weight_exp) - t, num_weight_bits=8, sign_mode=SignMode.MIXED)
+            elif fixed:
+                matrix = matrix.astype(np.int32)
+                kw = dict(weight_exp=int(syn.weight_exp), num_weight_bits=int(syn.num_weight_bits), sign_mode=sign)
             else:
-                matrix = matrix.astype(float) * self._float_scale(syn)
+                matrix = self._float_weights(syn, matrix)
                 kw = {}
             if sparse:
                 matrix = csr_matrix(matrix)
@@ -344,8 +365,7 @@ class LavaBackend:
                 chosen.setdefault(name, set()).add("spikes")
         for name in list(chosen):
             if not prog.population(name).spiking:
-                chosen[name].discard("spikes")
-                chosen[name].add("v")
+                chosen[name].add("v")  # a readout's output is its voltage
         return chosen
 
     def _run_cfg(self):
