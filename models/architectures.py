@@ -1,0 +1,164 @@
+"""Reference architectures: small spiking networks built from :mod:`.layers` and :mod:`.neurons`.
+
+Every architecture is an :class:`SNN`: named layers applied in order to a whole sequence
+``[batch, time, *input_shape]``, returning the last layer's output ``[batch, time, n_out]``.
+``model(x, record=True)`` also returns a dict of per-layer traces keyed like a backend
+``Recording`` (``<layer>.spikes``, ``<layer>.v``, ``<layer>.i``), and layer names equal the
+node names of the exported NIR graph.
+
+``config`` holds the JSON-able constructor arguments; with ``convention`` and the
+``state_dict`` it rebuilds the model (see :mod:`neurocompile.checkpoint`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from neurocompile.discretization import Convention
+from neurocompile.errors import NeurocompileError
+
+from .layers import Conv2d, Flatten, Linear, Recurrent, SumPool2d
+from .neurons import make_neuron
+
+Tensor = torch.Tensor
+
+
+class SNN(nn.Sequential):
+    """Named layers applied in order to a sequence; the base of every architecture."""
+
+    def __init__(self, layers: dict[str, nn.Module], input_shape, convention: Convention = Convention(), config=None):
+        super().__init__(OrderedDict(layers))
+        self.input_shape = tuple(int(n) for n in input_shape)
+        self.convention = convention
+        self.config = dict(config or {})
+
+    def forward(self, x: Tensor, record: bool = False):
+        if not record:
+            for layer in self:
+                x = layer(x)
+            return x
+        trace = {}
+        for name, layer in self.named_children():
+            if hasattr(layer, "run"):
+                x, states, _ = layer.run(x)
+                neuron = getattr(layer, "neuron", layer)
+                if neuron.spiking:
+                    trace[f"{name}.spikes"] = x
+                trace.update({f"{name}.{var}": value for var, value in states.items()})
+            else:
+                x = layer(x)
+        return x, trace
+
+
+def _name(model: str, index) -> str:
+    return f"{model.lower()}{index}"
+
+
+class MLP(SNN):
+    """Fully connected: ``sizes[0]`` inputs, then Linear -> neuron for every further size."""
+
+    def __init__(
+        self,
+        sizes=(64, 128, 128, 10),
+        neuron: str = "LIF",
+        output_neuron: str | None = None,
+        neuron_params: dict | None = None,
+        output_params: dict | None = None,
+        bias: bool = True,
+        convention: Convention = Convention(),
+    ):
+        sizes = [int(n) for n in sizes]
+        if len(sizes) < 2:
+            raise NeurocompileError(f"MLP: sizes needs an input and at least one layer, got {sizes}")
+        output_neuron = output_neuron or neuron
+        layers = {}
+        for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+            last = k == len(sizes) - 1
+            model = output_neuron if last else neuron
+            params = (output_params if last else neuron_params) or {}
+            layers[f"fc{k}"] = Linear(n_in, n_out, bias=bias)
+            layers[_name(model, k)] = make_neuron(model, n_out, convention, **params)
+        config = dict(sizes=sizes, neuron=neuron, output_neuron=output_neuron, neuron_params=neuron_params,
+                      output_params=output_params, bias=bias)
+        super().__init__(layers, (sizes[0],), convention, config)
+
+
+class ConvNet(SNN):
+    """Conv2d -> neuron -> SumPool2d -> Flatten -> Linear -> output neuron."""
+
+    def __init__(
+        self,
+        input_shape=(1, 8, 8),
+        channels: int = 8,
+        kernel_size: int = 3,
+        padding: int = 1,
+        pool: int = 2,
+        n_out: int = 10,
+        neuron: str = "IF",
+        output_neuron: str = "LIF",
+        neuron_params: dict | None = None,
+        output_params: dict | None = None,
+        bias: bool = True,
+        convention: Convention = Convention(),
+    ):
+        input_shape = [int(n) for n in input_shape]
+        if len(input_shape) != 3:
+            raise NeurocompileError(f"ConvNet: input_shape must be [channels, height, width], got {input_shape}")
+        conv = Conv2d(input_shape[0], channels, kernel_size, padding=padding, bias=bias)
+        h, w = (n + 2 * padding - kernel_size + 1 for n in input_shape[1:])
+        if h < pool or w < pool:
+            raise NeurocompileError(f"ConvNet: a {h}x{w} feature map is smaller than the pool {pool}")
+        layers = {
+            "conv1": conv,
+            _name(neuron, 1): make_neuron(neuron, (channels, h, w), convention, **(neuron_params or {})),
+            "pool1": SumPool2d(pool),
+            "flatten": Flatten(),
+            "fc2": Linear(channels * (h // pool) * (w // pool), n_out, bias=bias),
+            _name(output_neuron, 2): make_neuron(output_neuron, n_out, convention, **(output_params or {})),
+        }
+        config = dict(input_shape=input_shape, channels=channels, kernel_size=kernel_size, padding=padding, pool=pool,
+                      n_out=n_out, neuron=neuron, output_neuron=output_neuron, neuron_params=neuron_params,
+                      output_params=output_params, bias=bias)
+        super().__init__(layers, input_shape, convention, config)
+
+
+class RecurrentNet(SNN):
+    """Linear -> recurrent neuron population -> Linear -> output neuron."""
+
+    def __init__(
+        self,
+        n_in: int = 64,
+        n_hidden: int = 64,
+        n_out: int = 10,
+        neuron: str = "LIF",
+        output_neuron: str = "LIF",
+        neuron_params: dict | None = None,
+        output_params: dict | None = None,
+        bias: bool = True,
+        convention: Convention = Convention(),
+    ):
+        layers = {
+            "fc1": Linear(n_in, n_hidden, bias=bias),
+            _name(neuron, 1): Recurrent(make_neuron(neuron, n_hidden, convention, **(neuron_params or {}))),
+            "fc2": Linear(n_hidden, n_out, bias=bias),
+            _name(output_neuron, 2): make_neuron(output_neuron, n_out, convention, **(output_params or {})),
+        }
+        config = dict(n_in=n_in, n_hidden=n_hidden, n_out=n_out, neuron=neuron, output_neuron=output_neuron,
+                      neuron_params=neuron_params, output_params=output_params, bias=bias)
+        super().__init__(layers, (n_in,), convention, config)
+
+
+ARCHITECTURES: dict[str, type[SNN]] = {"MLP": MLP, "ConvNet": ConvNet, "RecurrentNet": RecurrentNet}
+
+
+def build(architecture: str, config: dict, convention: Convention = Convention()) -> SNN:
+    """Rebuild a reference architecture from its name and ``config``."""
+    if architecture not in ARCHITECTURES:
+        raise NeurocompileError(f"unknown architecture '{architecture}'; choose one of {', '.join(ARCHITECTURES)}")
+    try:
+        return ARCHITECTURES[architecture](**config, convention=convention)
+    except TypeError as exc:
+        raise NeurocompileError(f"architecture '{architecture}': bad config ({exc})") from None

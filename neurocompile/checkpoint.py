@@ -1,0 +1,141 @@
+"""Checkpoints: a reference architecture saved as data, loaded without unpickling code.
+
+A checkpoint is a ``torch.save``-d dict that ``torch.load(weights_only=True)`` can read::
+
+    {"format": "neurocompile-checkpoint", "version": 1,
+     "architecture": "MLP",                  # a name in neurocompile.models.architectures
+     "config": {...},                        # JSON-able constructor arguments
+     "convention": {...},                    # the Convention's fields
+     "state_dict": {...},                    # tensors
+     "extra": {...}}                         # optional JSON-able user data (accuracy, seed...)
+
+A TorchScript archive or a fully pickled ``nn.Module`` can run arbitrary code when loaded: it
+is accepted only with ``allow_unsafe=True`` (``--allow-pickle`` on the command line).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .discretization import Convention
+from .errors import CheckpointError, NeurocompileError
+
+FORMAT = "neurocompile-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(model: nn.Module, path, extra: dict | None = None) -> Path:
+    """Save a reference architecture (``MLP``, ``ConvNet``, ``RecurrentNet``) as a checkpoint."""
+    from neurocompile.models.architectures import ARCHITECTURES
+
+    name = type(model).__name__
+    if ARCHITECTURES.get(name) is not type(model):
+        raise CheckpointError(f"cannot checkpoint {name}: not one of {', '.join(ARCHITECTURES)}")
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "architecture": name,
+        "config": model.config,
+        "convention": dataclasses.asdict(model.convention),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "extra": extra or {},
+    }
+    try:
+        json.dumps([payload["config"], payload["extra"]])
+    except TypeError as exc:
+        raise CheckpointError(f"cannot checkpoint {name}: config/extra must be JSON-able ({exc})") from None
+    path = Path(path)
+    torch.save(payload, path)
+    return path
+
+
+def _reason(exc: Exception) -> str:
+    """The first sentence of an exception's message (torch's messages run to paragraphs)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.split(". ")[0].rstrip(".")
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _load_unsafe(path: Path, torchscript: bool):
+    try:
+        if torchscript:
+            return torch.jit.load(str(path), map_location="cpu")
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot load ({type(exc).__name__}: {_reason(exc)})") from None
+    return obj
+
+
+def load_checkpoint(path, allow_unsafe: bool = False) -> nn.Module:
+    """Load a checkpoint written by :func:`save_checkpoint` and rebuild its model (eval mode).
+
+    With ``allow_unsafe=True`` a TorchScript archive or a pickled ``nn.Module`` is loaded too.
+    """
+    from neurocompile.models.architectures import build
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    torchscript = _is_torchscript(path)
+    unsafe_hint = "pass --allow-pickle to trust it (allow_unsafe=True in Python)"
+    if torchscript:
+        if not allow_unsafe:
+            raise CheckpointError(f"{path}: a TorchScript archive, which can run code like a pickled module; {unsafe_hint}")
+        return _load_unsafe(path, True).eval()
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (empty file)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):  # a class or function that only full unpickling can build
+            if not allow_unsafe:
+                raise CheckpointError(f"{path}: contains a pickled module; {unsafe_hint}") from None
+            obj = _load_unsafe(path, False)
+            if isinstance(obj, nn.Module):
+                return obj.eval()
+            raise CheckpointError(f"{path}: a pickled {type(obj).__name__}, not an nn.Module or a checkpoint") from None
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle data)") from None
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_reason(exc)})") from None
+
+    if isinstance(payload, nn.Module):  # only reachable for safe-listed module types
+        return payload.eval()
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        kind = "a bare state_dict" if isinstance(payload, dict) else f"a {type(payload).__name__}"
+        raise CheckpointError(f"{path}: not a neurocompile checkpoint ({kind}; no architecture recorded)")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')!r} is not supported (expected {VERSION})")
+    for key in ("architecture", "config", "convention", "state_dict"):
+        if key not in payload:
+            raise CheckpointError(f"{path}: checkpoint field '{key}' is missing")
+    try:
+        convention = Convention(**payload["convention"])
+    except TypeError as exc:
+        raise CheckpointError(f"{path}: checkpoint field 'convention' is invalid ({exc})") from None
+    try:
+        model = build(payload["architecture"], payload["config"], convention)
+    except NeurocompileError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: state_dict does not match the architecture ({_reason(exc)})") from None
+    return model.eval()
+
