@@ -1,0 +1,638 @@
+r"""Quantize a normalized graph into a fixed-point program for Lava's integer LIF.
+
+Target arithmetic (``lava/proc/lif/models.py`` ``AbstractPyLifModelFixed``, reproduced in
+:mod:`neurocompile.fixedpoint`), per step with integer state ``u``, ``v``::
+
+    u <- sign(u) * (|u| * (4096 - (du + 1)) >> 12) + (a_in << 6)
+    v <- sign(v) * (|v| * (4096 - dv) >> 12) + u + (bias_mant << bias_exp)
+    spike where v > (vth << 6);  v <- 0 on a spike
+
+and ``a_in`` = sum over synapses of ``(sum of weights of spiking sources) << weight_exp``,
+delivered one step after the spikes were sent.
+
+Mapping (``a_s = dt / tau_syn``, ``a_m = dt / tau`` or ``dt / tau_mem``). Each population gets
+a per-neuron scale ``K_i`` (integer weight units per float unit of ``v``), so that
+``v_int = 64 * K_i * v_float``; for spiking neurons ``K_i = T / v_threshold_i`` with the
+integer threshold ``vth = T`` (readouts: ``K_i = T``)::
+
+    LIF      du = 4095 (u = a_in << 6 exactly)      dv = round(4096 a_m)
+             w_int * 2**weight_exp = K_i * w * a_m * r
+             bias_int = 64 K_i * a_m * (v_leak + r * b)
+    CubaLIF  du = round(4096 a_s) - 1                dv = round(4096 a_m)
+             u_int = 64 K_i * a_m * r * i
+             w_int * 2**weight_exp = K_i * w * a_m * r * w_in * (a_s if cuba_input_scaled else 1)
+             bias_int = 64 K_i * a_m * (v_leak + r * i_ss),  i_ss = w_in * b (/ a_s if not scaled)
+             current_first=False (Norse): one extra step of synaptic delay on every input
+    IF       du = 4095, dv = 0; w_int * 2**weight_exp = K_i * w * g, g = dt*r (or r without dt)
+             bias_int = 64 K_i * g * b
+    LI/CubaLI/I  as LIF/CubaLIF/IF with spiking=False and vth = 2**17 - 1 (the v trace is
+             the output)
+    threshold  vth = T; v > v_th  <=>  v_int > 64 T.  With ``threshold_inclusive`` on a
+             population whose v only moves in multiples of 64 (dv = 0, du = 4095, bias a
+             multiple of 64) vth = T - 1 is exact; otherwise vth = T (error 1/(64 T) of v_th).
+
+``b`` is the bias the normalizer folded into the population (Affine/Conv biases); ``v_leak``
+also becomes bias. ``bias_int = bias_mant << bias_exp`` with a 13-bit signed mantissa and a
+3-bit exponent. For CubaLIF the bias enters ``v`` directly (Lava has no bias on ``u``): exact in
+steady state, without the ``tau_syn`` rise of the float model (noted in the report).
+
+Choosing ``T`` (per population, the largest value that satisfies every limit)::
+
+    T <= 2**17 - 1                                  (vth is 17 bits; v stays in 24 bits)
+    T * max|w_eff * rho| <= 126 * 2**7  (dense, mixed sign: even mantissas, weight_exp <= 7)
+                           255 * 2**7  (dense, one sign), 127 / 255 (conv: weight_exp = 0)
+    T * A <= 2**15 - 1   (calibrated: A = max or percentile of the per-step input, in v_th units)
+    T * A <= 2**17 - 1   (not calibrated: A = sum of |weights| into a neuron, u never wraps)
+    T * U <= 2**17 - 1   (u of CubaLIF, 24 bits),  T * V <= 2**17 - 1 (v, 24 bits)
+
+with ``rho_i = 1 / v_threshold_i`` (readouts: 1). ``method="percentile"`` takes the percentile of
+|w| (and of calibrated activations) instead of the maximum; larger weights clip (counted).
+Weights: ``weight_exp = ceil(log2(max|X| / limit))`` in [-8, 7] for ``X = K_i * w_eff``, mantissas
+rounded; mixed-sign dense weights are rounded to even values with ``num_weight_bits=8`` because
+Lava's Dense drops their lowest bit (3 becomes 2); single-sign dense weights use
+``sign_mode="excitatory"/"inhibitory"`` (0..255, kept exactly). Conv ignores ``weight_exp`` in
+Lava, so conv synapses use ``weight_exp = 0`` and their scale bounds ``T``.
+
+What the hardware cannot represent raises :class:`~neurocompile.errors.HardwareLimitError`
+naming the node and parameter: reset by subtraction, non-zero ``v_reset``, per-neuron time
+constants, a decay beyond one step, delays beyond 62 steps, a bias beyond 13+3 bits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .discretization import Convention
+from .errors import HardwareLimitError, NeurocompileError
+from .normalize import NormalizedGraph, NormalizedPopulation, NormalizedSynapse, normalize
+from .program import (
+    BIAS_MANT_BITS,
+    VTH_BITS,
+    FixedPointProgram,
+    InputPort,
+    Population,
+    Synapse,
+)
+
+VTH_MAX = 2**VTH_BITS - 1
+BIAS_MANT_MAX = 2 ** (BIAS_MANT_BITS - 1) - 1
+BIAS_EXP_MAX = 7
+ACT_LIMIT_16 = 2**15 - 1  # a_in is declared 16 bits in Lava
+ACT_LIMIT_U = 2**17 - 1  # a_in << 6 must stay inside u's 24 bits
+STATE_LIMIT = 2**23 - 1
+MAX_DELAY = 62
+DENSE_EXP_RANGE = (-8, 7)
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+@dataclass
+class SynapseReport:
+    """One quantized synapse: exponent, mantissa use, clipping and weight error."""
+
+    name: str
+    source: str
+    kind: str
+    weight_exp: int
+    num_weight_bits: int
+    sign_mode: str
+    max_mantissa: int
+    clipped_weights: int
+    weight_rel_l2: float
+    delays: int = 0
+
+
+@dataclass
+class LayerReport:
+    """One population: its scale, decays, threshold and errors.
+
+    ``scale``: integer weight units per float unit of v (``K``; the median when it differs
+    per neuron); ``v_scale = 64 * scale`` is the unit of the v register.
+    ``threshold_ratio_error``: max relative error of ``vth / effective weight`` against the
+    float ``v_threshold / w_eff`` over the largest weight of each synapse.
+    ``decay_error``: relative error of the quantized per-step decay (1 - d/4096) of v and u.
+    ``saturation``: events seen during calibration (per neuron and step).
+    """
+
+    population: str
+    type: str
+    spiking: bool
+    shape: list[int]
+    scale: float
+    vth: int
+    du: int
+    dv: int
+    bias_exp: int
+    limited_by: str
+    decay_error: dict = field(default_factory=dict)
+    threshold_ratio_error: float = 0.0
+    bias_rel_error: float = 0.0
+    saturation: dict = field(default_factory=dict)
+    synapses: list[SynapseReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clipped_weights(self) -> int:
+        return sum(s.clipped_weights for s in self.synapses)
+
+    @property
+    def weight_rel_l2(self) -> float:
+        return max((s.weight_rel_l2 for s in self.synapses), default=0.0)
+
+
+@dataclass
+class QuantizationReport:
+    """Per-layer quantization results; ``to_dict()`` is JSON-serializable."""
+
+    method: str
+    percentile: float | None
+    calibrated: bool
+    dt: float
+    convention: str
+    layers: list[LayerReport] = field(default_factory=list)
+
+    def layer(self, population: str) -> LayerReport:
+        for layer in self.layers:
+            if layer.population == population:
+                return layer
+        raise NeurocompileError(f"report has no layer '{population}'")
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for layer, record in zip(self.layers, out["layers"]):
+            record["clipped_weights"] = layer.clipped_weights
+            record["weight_rel_l2"] = layer.weight_rel_l2
+        return _plain(out)
+
+    def table(self) -> str:
+        """A human-readable per-layer table."""
+        head = f"{'layer':<16} {'type':<8} {'scale':>10} {'vth':>7} {'du':>5} {'dv':>5} {'w_exp':>6} {'clip':>5} {'w_err':>8} {'thr_err':>8} {'sat':>6}  limited by"
+        rows = [head, "-" * len(head)]
+        for layer in self.layers:
+            exps = ",".join(str(s.weight_exp) for s in layer.synapses) or "-"
+            sat = sum(int(v) for v in layer.saturation.values())
+            rows.append(
+                f"{layer.population[:16]:<16} {layer.type:<8} {layer.scale:>10.4g} {layer.vth:>7d} {layer.du:>5d} {layer.dv:>5d} "
+                f"{exps:>6} {layer.clipped_weights:>5d} {layer.weight_rel_l2:>8.2e} {layer.threshold_ratio_error:>8.2e} {sat:>6d}  {layer.limited_by}"
+            )
+            for note in layer.notes:
+                rows.append(f"{'':<16} note: {note}")
+        cal = "calibrated" if self.calibrated else "not calibrated"
+        rows.append(f"method={self.method}{'' if self.percentile is None else f' ({self.percentile}%)'}, {cal}, dt={self.dt}, convention={self.convention}")
+        return "\n".join(rows)
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+# --- per-population dynamics ----------------------------------------------------------------
+
+
+@dataclass
+class _Dynamics:
+    du: int
+    dv: int
+    gain: np.ndarray  # float v increment per unit of neuron input x (per neuron)
+    bias_v: np.ndarray  # float v increment per step from bias and v_leak (per neuron)
+    extra_delay: int
+    a_u: float  # float per-step decay of u (1 for no synaptic state)
+    a_v: float  # float per-step decay of v
+    notes: list[str]
+
+
+def _uniform(pop: NormalizedPopulation, name: str) -> float:
+    values = pop.params[name]
+    if not np.allclose(values, values.flat[0], rtol=1e-6, atol=0):
+        raise HardwareLimitError(f"differs across neurons ({values.min():.4g}..{values.max():.4g}); Lava LIF has one value per population", pop.name, name)
+    return float(values.flat[0])
+
+
+def _decay_int(alpha: float, pop: str, param: str, offset: int) -> int:
+    if not np.isfinite(alpha) or alpha <= 0:
+        raise HardwareLimitError(f"dt/{param} = {alpha:.4g} gives no decay", pop, param)
+    if alpha > 1 + 1e-9:
+        raise HardwareLimitError(f"dt/{param} = {alpha:.4g} > 1: the neuron decays more than fully in one step (choose a smaller dt)", pop, param)
+    d = int(round(4096 * alpha)) - offset
+    return min(max(d, 0), 4095)
+
+
+def _dynamics(pop: NormalizedPopulation, conv: Convention) -> _Dynamics:
+    dt = conv.dt
+    p = pop.params
+    notes = []
+    b = pop.bias
+    if pop.type in ("LIF", "LI"):
+        a_m = dt / _uniform(pop, "tau")
+        dv = _decay_int(a_m, pop.name, "tau", 0)
+        gain = a_m * p["r"]
+        return _Dynamics(4095, dv, gain, a_m * (p["v_leak"] + p["r"] * b), 0, 1.0, a_m, notes)
+    if pop.type in ("IF", "I"):
+        g = (dt if conv.if_uses_dt else 1.0) * p["r"]
+        return _Dynamics(4095, 0, g, g * b, 0, 1.0, 0.0, notes)
+    if pop.type in ("CubaLIF", "CubaLI"):
+        a_m = dt / _uniform(pop, "tau_mem")
+        a_s = dt / _uniform(pop, "tau_syn")
+        dv = _decay_int(a_m, pop.name, "tau_mem", 0)
+        du = _decay_int(a_s, pop.name, "tau_syn", 1)
+        in_scale = a_s if conv.cuba_input_scaled else 1.0
+        gain = a_m * p["r"] * p["w_in"] * in_scale
+        i_ss = p["w_in"] * b * (1.0 if conv.cuba_input_scaled else 1.0 / a_s)
+        if np.any(b != 0):
+            notes.append("bias enters v directly (Lava has no bias on u): exact in steady state, no tau_syn rise")
+        extra = 0 if conv.current_first else 1
+        if extra:
+            notes.append("voltage integrates the previous current: one extra step of delay on every input")
+        return _Dynamics(du, dv, gain, a_m * (p["v_leak"] + p["r"] * i_ss), extra, a_s, a_m, notes)
+    raise HardwareLimitError(f"neuron type {pop.type} has no Lava LIF mapping", pop.name, "type")
+
+
+# --- calibration ----------------------------------------------------------------------------
+
+
+def _calibration_arrays(normalized: NormalizedGraph, calibration) -> dict[str, np.ndarray] | None:
+    """Float source activity and states keyed ``<node>.spikes``/``.v``/``.i``/``.out``."""
+    if calibration is None:
+        return None
+    from .recording import Recording
+
+    if isinstance(calibration, Recording):
+        return dict(calibration.arrays)
+    if isinstance(calibration, dict) and any("." in str(k) for k in calibration):
+        return {str(k): np.asarray(v) for k, v in calibration.items()}
+    inputs = calibration
+    if normalized.source is None:
+        raise NeurocompileError("calibration inputs need the source NIR graph (normalize() keeps it)")
+    from neurocompile.backends.float_ref import FloatReference
+
+    ref = FloatReference(normalized.source, convention=normalized.convention)
+    rec = ref.run(inputs, record="all")
+    arrays = dict(rec.arrays)
+    if not isinstance(inputs, dict):
+        inputs = {normalized.inputs[0].name: inputs}
+    for name, x in inputs.items():
+        arrays[f"{name}.out"] = np.asarray(x, dtype=np.float64)
+    return arrays
+
+
+def _source_activity(arrays: dict, name: str, shape) -> np.ndarray | None:
+    for key in (f"{name}.spikes", f"{name}.out"):
+        if key in arrays:
+            x = np.asarray(arrays[key], dtype=np.float64)
+            return x.reshape(x.shape[0], x.shape[1], *shape)
+    return None
+
+
+def _stat(values: np.ndarray, method: str, percentile: float) -> float:
+    a = np.abs(values).ravel()
+    if a.size == 0:
+        return 0.0
+    if method == "percentile":
+        return float(np.percentile(a, percentile))
+    return float(a.max())
+
+
+# --- quantization ---------------------------------------------------------------------------
+
+
+def _sign_mode(w: np.ndarray) -> str:
+    if np.all(w >= 0):
+        return "excitatory"
+    if np.all(w <= 0):
+        return "inhibitory"
+    return "mixed"
+
+
+def _mantissa_limit(kind: str, sign_mode: str) -> int:
+    if kind == "conv":
+        return 127 if sign_mode == "mixed" else 255
+    return 126 if sign_mode == "mixed" else 255
+
+
+def _effective_weights(syn: NormalizedSynapse, gain: np.ndarray, target_shape) -> np.ndarray:
+    """Float v increment per source spike: weights scaled by the target's per-neuron gain."""
+    if syn.kind == "conv":
+        g = gain.reshape(target_shape) if gain.size > 1 else np.full(target_shape, float(gain.flat[0]))
+        per_channel = g.reshape(g.shape[0], -1)
+        if not np.allclose(per_channel, per_channel[:, :1], rtol=1e-6):
+            raise HardwareLimitError("r (or w_in) differs within an output channel of a conv synapse", syn.target, "r")
+        return syn.weights * per_channel[:, 0].reshape(-1, 1, 1, 1)
+    return syn.weights * gain.reshape(-1)[:, None]
+
+
+def _abs_row_bound(syn: NormalizedSynapse, w_eff: np.ndarray, rho: np.ndarray) -> float:
+    """Largest per-step input (in threshold units) if every source spikes, one sign at a time."""
+    if syn.kind == "conv":
+        pos = np.clip(w_eff, 0, None).reshape(w_eff.shape[0], -1).sum(1)
+        neg = np.clip(-w_eff, 0, None).reshape(w_eff.shape[0], -1).sum(1)
+        r = rho.reshape(w_eff.shape[0], -1).max(1)
+        return float(max((pos * r).max(), (neg * r).max()))
+    pos = np.clip(w_eff, 0, None).sum(1)
+    neg = np.clip(-w_eff, 0, None).sum(1)
+    r = rho.reshape(-1)
+    return float(max((pos * r).max(initial=0), (neg * r).max(initial=0)))
+
+
+def _apply(syn: NormalizedSynapse, w_eff: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Float per-step input [B, T, n_target] of source activity x [B, T, *source_shape]."""
+    import torch
+    import torch.nn.functional as F
+
+    b, t = x.shape[:2]
+    if syn.kind == "conv":
+        g = syn.conv
+        xt = torch.as_tensor(x.reshape(b * t, *g.input_shape), dtype=torch.float64)
+        y = F.conv2d(xt, torch.as_tensor(w_eff, dtype=torch.float64), stride=g.stride, padding=g.padding, dilation=g.dilation, groups=g.groups)
+        return y.reshape(b, t, -1).numpy()
+    return x.reshape(b, t, -1) @ w_eff.T
+
+
+def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxabs", percentile: float = 99.99):
+    """Fixed-point program and :class:`QuantizationReport` for a normalized graph.
+
+    ``calibration``: None; an input array ``[batch, time, *input_shape]`` (or a dict per
+    input) run through the float reference; or a float :class:`~neurocompile.recording.Recording`
+    recorded with ``record="all"`` (plus ``<input>.out`` arrays for the inputs).
+    ``method``: "maxabs" or "percentile" (of |weights| and calibrated activations).
+    """
+    if method not in ("maxabs", "percentile"):
+        raise NeurocompileError(f"unknown quantization method '{method}'; choose maxabs or percentile")
+    if method == "percentile" and not (0 < percentile <= 100):
+        raise NeurocompileError(f"percentile {percentile} is not in (0, 100]")
+    conv = normalized.convention
+    arrays = _calibration_arrays(normalized, calibration)
+    report = QuantizationReport(method, percentile if method == "percentile" else None, arrays is not None, conv.dt, conv.name)
+    populations, synapses = [], []
+
+    for pop in normalized.populations:
+        if pop.spiking:
+            if conv.reset == "subtract":
+                raise HardwareLimitError("reset by subtraction is not representable on Lava LIF (it resets v to 0); "
+                                         "use a convention with reset='zero'", pop.name, "reset")
+            if np.any(pop.params["v_reset"] != 0):
+                raise HardwareLimitError("Lava LIF resets v to 0; a non-zero v_reset is not representable", pop.name, "v_reset")
+            v_th = pop.params["v_threshold"].reshape(-1)
+            if np.any(v_th <= 0):
+                raise HardwareLimitError("threshold must be positive", pop.name, "v_threshold")
+            rho = 1.0 / v_th
+        else:
+            rho = np.ones(pop.size)
+        dyn = _dynamics(pop, conv)
+        incoming = normalized.synapses_into(pop.name)
+        w_effs = [_effective_weights(s, dyn.gain, pop.shape) for s in incoming]
+
+        # rho-scaled effective weights (threshold units per spike) and their limits
+        limits = {"vth (17 bits)": float(VTH_MAX)}
+        scaled = []
+        for syn, w in zip(incoming, w_effs):
+            rs = _rho_weights(syn, w, rho, pop.shape)
+            scaled.append(rs)
+            sm = _sign_mode(syn.weights)
+            lim = _mantissa_limit(syn.kind, sm) * (1 if syn.kind == "conv" else 2 ** DENSE_EXP_RANGE[1])
+            ref = _stat(rs[rs != 0], method, percentile)
+            if ref > 0:
+                limits[f"weights of {syn.name}"] = lim / ref
+        sat = {}
+        if arrays is not None:
+            act = np.zeros(0)
+            total = None
+            for syn, w in zip(incoming, w_effs):
+                x = _source_activity(arrays, syn.source, normalized.source_shape(syn.source))
+                if x is None:
+                    continue
+                y = _apply(syn, w, x)
+                total = y if total is None else total + y
+            if total is not None:
+                act = total * rho.reshape(1, 1, -1)
+                a = _stat(act, method, percentile)
+                if a > 0:
+                    limits["activation (16 bits)"] = ACT_LIMIT_16 / a
+            v_rec = arrays.get(f"{pop.name}.v")
+            i_rec = arrays.get(f"{pop.name}.i")
+            v_units = u_units = None
+            if v_rec is not None:
+                v_units = np.asarray(v_rec, dtype=np.float64).reshape(v_rec.shape[0], v_rec.shape[1], -1) * rho.reshape(1, 1, -1)
+                vm = _stat(v_units, method, percentile)
+                if vm > 0:
+                    limits["v (24 bits)"] = ACT_LIMIT_U / max(vm, 1.0 if pop.spiking else 0.0)
+            if i_rec is not None:
+                p = pop.params
+                a_m = conv.dt / _uniform(pop, "tau_mem")
+                u_units = np.asarray(i_rec, dtype=np.float64).reshape(i_rec.shape[0], i_rec.shape[1], -1) * (a_m * p["r"].reshape(-1) * rho).reshape(1, 1, -1)
+                um = _stat(u_units, method, percentile)
+                if um > 0:
+                    limits["u (24 bits)"] = ACT_LIMIT_U / um
+        else:
+            bound = sum(_abs_row_bound(s, w, rho) for s, w in zip(incoming, w_effs))
+            if bound > 0:
+                limits["activation bound"] = ACT_LIMIT_U / bound
+                if pop.type in ("CubaLIF", "CubaLI"):
+                    limits["u bound"] = ACT_LIMIT_U * ((dyn.du + 1) / 4096) / bound
+            if not pop.spiking:
+                drive = bound + float(np.max(np.abs(dyn.bias_v * rho), initial=0))
+                if pop.type in ("CubaLIF", "CubaLI"):
+                    drive = drive / ((dyn.du + 1) / 4096)
+                vmax = drive / dyn.a_v if dyn.a_v > 0 else drive * 64  # I: 64 steps of full drive
+                if vmax > 0:
+                    limits["v bound"] = ACT_LIMIT_U / vmax
+        bias_units = float(np.max(np.abs(dyn.bias_v.reshape(-1) * rho), initial=0))
+        if bias_units > 0:
+            limits["bias (13+3 bits)"] = (BIAS_MANT_MAX << BIAS_EXP_MAX) / (64 * bias_units)
+        limited_by = min(limits, key=limits.get)
+        t_float = limits[limited_by]
+        T = int(math.floor(t_float * (1 + 1e-12)))
+        if T < 1:
+            raise HardwareLimitError(f"no integer scale fits ({limited_by} allows {t_float:.3g} < 1)", pop.name, "v_threshold" if pop.spiking else "scale")
+        K = T * rho  # per neuron: integer weight units per float unit of v
+
+        # synapses
+        layer_syn_reports = []
+        thr_err = 0.0
+        for syn, w, rs in zip(incoming, w_effs, scaled):
+            prog_syn, srep, ratio_err = _quantize_synapse(syn, w, rs, T, method, percentile, dyn.extra_delay, pop.name)
+            synapses.append(prog_syn)
+            layer_syn_reports.append(srep)
+            thr_err = max(thr_err, ratio_err)
+
+        # bias in v register units (64 per weight unit)
+        bias_f = dyn.bias_v.reshape(-1) * K * 64
+        bias_mant, bias_exp, bias_err = _quantize_bias(bias_f, pop.name)
+        bias_mant = bias_mant.reshape(pop.shape)
+        vth = T if pop.spiking else VTH_MAX
+        notes = list(dyn.notes)
+        if pop.spiking and conv.threshold_inclusive:
+            on_grid = dyn.dv == 0 and dyn.du == 4095 and np.all((np.asarray(bias_mant, dtype=np.int64) << bias_exp) % 64 == 0)
+            if on_grid and T > 1:
+                vth = T - 1
+                notes.append("inclusive threshold: v moves in steps of 64, so v >= 64*T is v > 64*(T-1)")
+            else:
+                notes.append(f"inclusive threshold approximated by strict (error 1/(64*{T}) of v_threshold)")
+        if t_float < 16:
+            notes.append(f"coarse scale: T={T} limited by {limited_by}")
+
+        decay_err = {}
+        if pop.type not in ("IF", "I"):
+            decay_err["v"] = abs((1 - dyn.dv / 4096) - (1 - dyn.a_v)) / max(1 - dyn.a_v, 1e-12)
+        if pop.type in ("CubaLIF", "CubaLI"):
+            decay_err["u"] = abs((1 - (dyn.du + 1) / 4096) - (1 - dyn.a_u)) / max(1 - dyn.a_u, 1e-12)
+
+        if arrays is not None:
+            sat = _saturation(arrays, normalized, pop, incoming, w_effs, K, rho)
+        populations.append(Population(
+            name=pop.name, shape=tuple(pop.shape), du=int(dyn.du), dv=int(dyn.dv), vth=int(vth),
+            bias_mant=bias_mant.astype(np.int32), bias_exp=int(bias_exp), spiking=pop.spiking, source_type=pop.type,
+        ))
+        report.layers.append(LayerReport(
+            population=pop.name, type=pop.type, spiking=pop.spiking, shape=list(pop.shape),
+            scale=float(np.median(K)), vth=int(vth), du=int(dyn.du), dv=int(dyn.dv), bias_exp=int(bias_exp),
+            limited_by=limited_by, decay_error=decay_err, threshold_ratio_error=thr_err, bias_rel_error=bias_err,
+            saturation=sat, synapses=layer_syn_reports, notes=notes,
+        ))
+
+    program = FixedPointProgram(
+        inputs=[InputPort(i.name, tuple(i.shape)) for i in normalized.inputs],
+        populations=populations,
+        synapses=synapses,
+        outputs=list(normalized.outputs),
+        metadata={
+            "dt": conv.dt,
+            "convention": _plain(asdict(conv)),
+            "output_names": dict(normalized.output_names),
+            "quantization": report.to_dict(),
+        },
+    )
+    program.validate()
+    return program, report
+
+
+def _rho_weights(syn: NormalizedSynapse, w: np.ndarray, rho: np.ndarray, target_shape) -> np.ndarray:
+    if syn.kind == "conv":
+        r = rho.reshape(target_shape).reshape(target_shape[0], -1)
+        if not np.allclose(r, r[:, :1], rtol=1e-6):
+            raise HardwareLimitError("v_threshold differs within an output channel of a conv synapse", syn.target, "v_threshold")
+        return w * r[:, 0].reshape(-1, 1, 1, 1)
+    return w * rho.reshape(-1)[:, None]
+
+
+def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, target):
+    """Integer weights for X = T * rho * w_eff; returns (Synapse, SynapseReport, ratio error)."""
+    x = rs * T
+    sign_mode = _sign_mode(syn.weights)
+    limit = _mantissa_limit(syn.kind, sign_mode)
+    nz = x[x != 0]
+    ref = _stat(nz, method, percentile)
+    if syn.kind == "conv":
+        exp = 0
+    elif ref == 0:
+        exp = 0
+    else:
+        exp = int(math.ceil(math.log2(ref / limit) - 1e-12))
+        exp = min(max(exp, DENSE_EXP_RANGE[0]), DENSE_EXP_RANGE[1])
+    step = 2.0 if (sign_mode == "mixed" and syn.kind != "conv") else 1.0
+    mant = np.round(x / (2.0**exp) / step) * step
+    clipped = int(np.count_nonzero(np.abs(mant) > limit))
+    mant = np.clip(mant, -limit, limit).astype(np.int32)
+    if syn.kind == "conv" and np.abs(x).max(initial=0) > 0 and np.abs(mant).max() == 0:
+        raise HardwareLimitError("every weight rounds to 0 at this scale", syn.name, "weights")
+    approx = mant.astype(np.float64) * 2.0**exp
+    denom = np.linalg.norm(x)
+    rel = float(np.linalg.norm(approx - x) / denom) if denom > 0 else 0.0
+    # threshold / weight ratio error over the largest weight
+    ratio_err = 0.0
+    if nz.size:
+        k = np.unravel_index(np.argmax(np.abs(x)), x.shape)
+        if x[k] != 0:
+            ratio_err = abs(approx[k] / x[k] - 1.0)
+    delays = None
+    if syn.delays is not None or extra_delay:
+        if syn.kind == "conv":
+            raise HardwareLimitError("Lava has no delayed conv synapse", syn.name, "delays")
+        d = np.zeros(syn.weights.shape, dtype=np.int64) if syn.delays is None else np.asarray(syn.delays, dtype=np.int64)
+        d = np.where(mant != 0, d + extra_delay, 0)
+        if d.max(initial=0) > MAX_DELAY:
+            raise HardwareLimitError(f"delay of {int(d.max())} steps exceeds {MAX_DELAY}", syn.name, "delays")
+        delays = d.astype(np.int32)
+    prog = Synapse(
+        name=syn.name, source=syn.source, target=syn.target, kind=syn.kind, weights=mant,
+        weight_exp=int(exp), num_weight_bits=8, sign_mode=sign_mode if syn.kind != "conv" else ("mixed" if sign_mode == "mixed" else sign_mode),
+        delays=delays, conv=syn.conv, recurrent=syn.recurrent,
+    )
+    rep = SynapseReport(syn.name, syn.source, syn.kind, int(exp), 8, prog.sign_mode, int(np.abs(mant).max(initial=0)), clipped, rel,
+                        int(delays.max(initial=0)) if delays is not None else 0)
+    return prog, rep, ratio_err
+
+
+def _quantize_bias(bias: np.ndarray, node: str):
+    """(mantissa, exponent, relative error) with |mantissa| <= 4095, exponent in [0, 7]."""
+    m = float(np.abs(bias).max(initial=0))
+    if m == 0:
+        return np.zeros(bias.shape, dtype=np.int32), 0, 0.0
+    exp = max(0, int(math.ceil(math.log2(m / BIAS_MANT_MAX) - 1e-12)))
+    if exp > BIAS_EXP_MAX:
+        raise HardwareLimitError(f"bias of {m:.4g} v-register units exceeds 13-bit mantissa << 7 ({BIAS_MANT_MAX << BIAS_EXP_MAX})", node, "bias")
+    mant = np.clip(np.round(bias / 2.0**exp), -BIAS_MANT_MAX - 1, BIAS_MANT_MAX).astype(np.int32)
+    err = float(np.linalg.norm(mant * 2.0**exp - bias) / np.linalg.norm(bias))
+    return mant, exp, err
+
+
+def _saturation(arrays, normalized, pop, incoming, w_effs, K, rho) -> dict:
+    """Count calibration events that leave the hardware widths (per neuron and step)."""
+    k = K.reshape(1, 1, -1)
+    total = None
+    for syn, w in zip(incoming, w_effs):
+        x = _source_activity(arrays, syn.source, normalized.source_shape(syn.source))
+        if x is None:
+            continue
+        y = _apply(syn, w, x)
+        total = y if total is None else total + y
+    out = {"activation_16bit": 0, "u_24bit": 0, "v_24bit": 0}
+    if total is not None:
+        a = np.abs(total * k)
+        out["activation_16bit"] = int(np.count_nonzero(a > ACT_LIMIT_16))
+    i_rec = arrays.get(f"{pop.name}.i")
+    if i_rec is not None:
+        a_m = normalized.convention.dt / float(pop.params["tau_mem"].flat[0])
+        u = np.asarray(i_rec, dtype=np.float64).reshape(i_rec.shape[0], i_rec.shape[1], -1) * (a_m * pop.params["r"].reshape(-1)) * k * 64
+        out["u_24bit"] = int(np.count_nonzero(np.abs(u) >= STATE_LIMIT))
+    v_rec = arrays.get(f"{pop.name}.v")
+    if v_rec is not None:
+        v = np.asarray(v_rec, dtype=np.float64).reshape(v_rec.shape[0], v_rec.shape[1], -1) * k * 64
+        out["v_24bit"] = int(np.count_nonzero(np.abs(v) >= STATE_LIMIT))
+    return out
+
+
+def compile_graph(graph, convention: Convention | None = None, calibration=None, **options):
+    """NIR graph (or path) -> (FixedPointProgram, QuantizationReport).
+
+    ``options``: ``method``, ``percentile`` (see :func:`quantize`), ``source`` (a label for
+    the program's metadata; defaults to the path when ``graph`` is a path).
+    """
+    convention = convention or Convention()
+    source = options.pop("source", None)
+    if isinstance(graph, (str, Path)):
+        from .nir_io import load_graph
+
+        source = source or str(graph)
+        graph = load_graph(graph)
+    unknown = set(options) - {"method", "percentile"}
+    if unknown:
+        raise NeurocompileError(f"unknown compile option(s): {', '.join(sorted(unknown))}")
+    normalized = normalize(graph, convention)
+    program, report = quantize(normalized, calibration=calibration, **options)
+    program.metadata["source"] = source
+    return program, report
