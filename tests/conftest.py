@@ -1,0 +1,27 @@
+"""Shared test fixtures.
+
+Shared data lives beside the repository: ``<repo>/../shared`` (``/work/shared`` next to
+``/work/main``; CI clones the repository with ``shared/`` beside it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+NIR_PAPER_DIR = SHARED_DIR / "data" / "nir-paper"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    assert SHARED_DIR.is_dir(), f"shared data not found at {SHARED_DIR}"
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def nir_paper_dir() -> Path:
+    """The NIR paper's graphs (``*.nir``) and the single-LIF input spikes."""
+    assert NIR_PAPER_DIR.is_dir(), f"NIR paper graphs not found at {NIR_PAPER_DIR}"
+    return NIR_PAPER_DIR
