@@ -1,0 +1,85 @@
+"""`neurocompile compile MODEL.nir -o MODEL.ncp`: NIR graph -> fixed-point program.
+
+Normalizes the graph (one synapse per chain of linear nodes), quantizes it for Lava's
+integer LIF and writes the program (``.ncp``). Prints the per-layer quantization report as a
+table, or as JSON with ``--json``. ``--calibrate`` runs the float reference on calibration
+inputs first: an ``.npy`` array ``[batch, time, *input_shape]``, an ``.npz`` dataset (key
+``x``), or ``digits`` (the digits training split, rate-coded).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..errors import NeurocompileError
+from . import cli
+
+
+def load_calibration(spec: str, steps: int, limit: int):
+    """Calibration inputs from ``digits``, ``digits-rows``, an ``.npy`` or an ``.npz`` file."""
+    if spec in ("digits", "digits-rows"):
+        from ..data import load_dataset
+
+        x, _ = load_dataset(spec, steps=steps, split="train")
+        return x[:limit]
+    path = Path(spec)
+    if not path.is_file():
+        raise NeurocompileError(f"calibration '{spec}': no such file (or use 'digits')")
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                key = "x_train" if "x_train" in archive.files else "x"
+                if key not in archive.files:
+                    raise NeurocompileError(f"calibration '{spec}': needs key 'x' or 'x_train', has {sorted(archive.files)}")
+                x = archive[key]
+        else:
+            x = np.load(path, allow_pickle=False)
+    except NeurocompileError:
+        raise
+    except Exception as exc:
+        raise NeurocompileError(f"calibration '{spec}': not a readable NumPy file ({type(exc).__name__})") from None
+    if x.ndim < 2:
+        raise NeurocompileError(f"calibration '{spec}': expected [batch, time, ...], got shape {x.shape}")
+    return x[:limit].astype(np.float32)
+
+
+@cli.command(name="compile")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Program file to write (.ncp; default: MODEL with .ncp).")
+@click.option("--calibrate", "calibrate", default=None, help="Calibration inputs: DATA.npy, DATA.npz or 'digits'.")
+@click.option("--calibrate-samples", default=256, show_default=True, type=click.IntRange(1), help="At most this many calibration samples.")
+@click.option("--steps", default=16, show_default=True, type=click.IntRange(1), help="Time steps of the 'digits' calibration set.")
+@click.option("--method", type=click.Choice(["maxabs", "percentile"]), default="maxabs", show_default=True, help="Scale from the maximum or a percentile.")
+@click.option("--percentile", default=99.99, show_default=True, type=float, help="Percentile for --method percentile.")
+@click.option("--convention", default="neurocompile", show_default=True, help="Float semantics preset (neurocompile, norse, snntorch, sinabs, rockpool, spikingjelly).")
+@click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None, help="Override the convention's reset.")
+@click.option("--dt", type=float, default=None, help="Time step in seconds (default: the convention's, 1e-4).")
+@click.option("--lenient", is_flag=True, help="Read graphs that nir's type check rejects.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def compile_command(model, output, calibrate, calibrate_samples, steps, method, percentile, convention, reset, dt, lenient, as_json):
+    """Compile a NIR graph into a fixed-point program for the cpu and lava backends."""
+    from ..discretization import get_convention
+    from ..nir_io import load_graph
+    from ..quantize import compile_graph
+
+    if model.suffix.lower() != ".nir":
+        raise NeurocompileError(f"{model}: expected a .nir graph")
+    if not model.is_file():
+        raise NeurocompileError(f"{model}: no such file")
+    conv = get_convention(convention, dt=dt, reset=reset)
+    if conv.dt <= 0:
+        raise NeurocompileError(f"--dt must be positive, got {conv.dt}")
+    graph = load_graph(model, lenient=lenient)
+    calibration = load_calibration(calibrate, steps, calibrate_samples) if calibrate else None
+    program, report = compile_graph(graph, conv, calibration=calibration, method=method, percentile=percentile, source=str(model))
+    output = output or model.with_suffix(".ncp")
+    program.save(output)
+    if as_json:
+        click.echo(json.dumps({"output": str(output), "report": report.to_dict()}, indent=2))
+    else:
+        click.echo(report.table())
+        click.echo(f"wrote {output}: {len(program.populations)} populations, {len(program.synapses)} synapses")
