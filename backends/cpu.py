@@ -1,0 +1,489 @@
+"""Bit-accurate CPU (or CUDA) simulator of a FixedPointProgram, vectorized over the batch.
+
+Semantics are those of ``neurocompile.fixedpoint`` (Lava's ``fixed_pt`` process models): every
+spike, ``u`` and ``v`` equals Lava's at every step. Two schedules, same integers:
+
+* feed-forward programs run layer by layer: one matmul per synapse computes the activations
+  of all T steps at once, then the neuron recurrence runs over T on [batch, n] tensors;
+* programs with a cycle (recurrent synapses) run step by step.
+
+Matmuls run in float32 when they are exact: with binary spikes every partial sum is an
+integer bounded by the largest row sum of ``|weights|``; below 2**24 every float32 addition
+is exact. Otherwise float64 (exact below 2**53). The neuron update uses a short int64 path
+when the largest possible input proves that no int32 wrap or double 24-bit wrap can occur
+(``|a_in| <= 2**18``); otherwise it calls ``fixedpoint.lif_fixed_step`` itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from neurocompile import fixedpoint as fxp
+from neurocompile.errors import NeurocompileError
+from neurocompile.program import FixedPointProgram, Population, Synapse
+from neurocompile.recording import Recording
+
+FLOAT32_EXACT = 2**24
+FLOAT64_EXACT = 2**53
+FAST_INPUT_LIMIT = 2**18  # |a_in| bound under which the short neuron path is exact
+
+# The neuron recurrence of one population over T steps, compiled once with the system C compiler
+# (gcc/cc) and loaded with ctypes; ctypes releases the GIL, so batch slices run on threads. It implements exactly
+# ``fixedpoint.lif_fixed_step`` (including every int32 wrap); without a compiler, or on CUDA,
+# the torch path below is used. Both are tested against Lava.
+_KERNEL_SRC = r"""
+#include <stdint.h>
+static inline int64_t w32(int64_t x) { return (int64_t)(int32_t)(uint32_t)(uint64_t)x; }
+static inline int64_t dec(int64_t x, int64_t f) {
+    int64_t p = x * f; int64_t m = (p < 0 ? -p : p) >> 12; return p < 0 ? -m : m;
+}
+void lif_run(int64_t T, int64_t B, int64_t n, const int64_t *a_in, int64_t fu, int64_t fv,
+             int64_t vth, const int64_t *bias, int64_t spiking, int64_t reset_interval,
+             float *s_out, int32_t *u_out, int32_t *v_out, int64_t b0, int64_t b1) {
+    const int64_t M = 1 << 23, L = (1 << 23) - 1, N = B * n;
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t u[n], v[n];
+        for (int64_t j = 0; j < n; j++) { u[j] = 0; v[j] = 0; }
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t off = t * N + b * n;
+            if (reset_interval > 0 && (t + 1) % reset_interval == 0)
+                for (int64_t j = 0; j < n; j++) { u[j] = 0; v[j] = 0; }
+            for (int64_t j = 0; j < n; j++) {
+                int64_t a64 = w32(w32(a_in[off + j]) * 64);
+                int64_t up = w32(dec(u[j], fu) + a64);
+                up = up > M ? up - 2 * M : (up <= -M ? up + 2 * M : up);
+                up = w32(up);
+                int64_t vp = w32(dec(v[j], fv) + up + bias[j]);
+                vp = vp > L ? L : (vp < -L ? -L : vp);
+                int64_t s = spiking && vp > vth;
+                vp = s ? 0 : vp;
+                u[j] = up; v[j] = vp;
+                s_out[off + j] = (float)s;
+                if (u_out) u_out[off + j] = (int32_t)up;
+                if (v_out) v_out[off + j] = (int32_t)vp;
+            }
+        }
+    }
+}
+"""
+_kernel = None
+
+
+def _load_kernel():
+    """Compile (once, cached by source hash) and load the C neuron kernel; None if impossible."""
+    global _kernel
+    if _kernel is not None:
+        return _kernel or None
+    import ctypes
+    import hashlib
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    _kernel = False
+    if os.environ.get("NEUROCOMPILE_NO_KERNEL"):
+        return None
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        return None
+    tag = hashlib.sha256(_KERNEL_SRC.encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "neurocompile"
+    lib = cache / f"lif_{tag}.so"
+    if not lib.exists():
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                src = Path(tmp) / "lif.c"
+                src.write_text(_KERNEL_SRC)
+                out = Path(tmp) / "lif.so"
+                res = subprocess.run([cc, "-O3", "-shared", "-fPIC", str(src), "-o", str(out)], capture_output=True)
+                if res.returncode != 0:
+                    return None
+                shutil.move(str(out), str(lib))  # atomic within one filesystem is not needed: same content
+        except OSError:
+            return None
+    try:
+        dll = ctypes.CDLL(str(lib))
+    except OSError:
+        return None
+    fn = dll.lif_run
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    fn.argtypes = [i64, i64, i64, ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, i64, i64]
+    fn.restype = None
+    _kernel = fn
+    return fn
+
+
+def matmul_dtype(bound: int) -> torch.dtype:
+    """The float dtype in which integer sums bounded by ``bound`` (in magnitude) are exact."""
+    if bound < FLOAT32_EXACT:
+        return torch.float32
+    if bound < FLOAT64_EXACT:
+        return torch.float64
+    raise NeurocompileError(f"synaptic sums up to {bound} exceed exact float64 range")
+
+
+def row_abs_bound(weights_eff: np.ndarray) -> int:
+    """Largest possible |sum| of one target's weights over binary spikes (max row sum of |w|)."""
+    w = np.abs(np.asarray(weights_eff, dtype=np.int64))
+    if w.size == 0:
+        return 0
+    return int(w.reshape(w.shape[0], -1).sum(axis=1).max())
+
+
+_pool = None
+
+
+def _run_sliced(kernel, args, batch: int, work_per_sample: int) -> None:
+    """Run the C kernel over batch slices on up to torch.get_num_threads() threads."""
+    global _pool
+    threads = max(1, min(torch.get_num_threads(), batch, batch * work_per_sample // 20000 or 1))
+    if threads == 1:
+        kernel(*args, 0, batch)
+        return
+    if _pool is None or _pool._max_workers < threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=threads)
+    cuts = [batch * k // threads for k in range(threads + 1)]
+    list(_pool.map(lambda k: kernel(*args, cuts[k], cuts[k + 1]), range(threads)))
+
+
+@dataclass
+class _Syn:
+    spec: Synapse
+    delays: list[int]  # sorted unique delays
+    weight: torch.Tensor  # dense: [n_src, len(delays) * n_tgt] (delay-major); conv: [G, Co/G, K]
+    dtype: torch.dtype
+    bound: int  # max |activation| sent per step (after weight_exp, before the int32 wrap)
+    needs_wrap: bool  # activation can leave int32 (dense) / 24 bits (conv)
+    fanout: torch.Tensor | None  # dense: nonzero targets per source neuron (synops)
+    conv_mask: torch.Tensor | None  # conv: nonzero-weight mask kernel (synops)
+
+
+class CpuBackend:
+    """Execute a FixedPointProgram with Lava's integer semantics."""
+
+    name = "cpu"
+
+    def __init__(self, program: FixedPointProgram, device: str = "cpu"):
+        self.program = program.validate()
+        self.device = torch.device(device)
+        self.shapes = {p.name: tuple(p.shape) for p in program.inputs}
+        self.shapes.update({p.name: tuple(p.shape) for p in program.populations})
+        self.syns = {s.name: self._prepare(s) for s in program.synapses}
+        self.order = self._topological_order()  # None when the program has a cycle
+        self.input_bound = {}
+        for pop in program.populations:
+            self.input_bound[pop.name] = sum(self.syns[s.name].bound for s in program.synapses_into(pop.name))
+
+    # --- preparation ------------------------------------------------------------------
+
+    def _prepare(self, syn: Synapse) -> _Syn:
+        n_src = int(np.prod(self.shapes[syn.source]))
+        n_tgt = int(np.prod(self.shapes[syn.target]))
+        if syn.kind == "conv":
+            g = syn.conv
+            w = fxp.effective_weights(syn.weights, syn.weight_exp, syn.num_weight_bits, syn.sign_mode, kind="conv")
+            if tuple(g.input_shape) != self.shapes[syn.source] or tuple(g.output_shape) != self.shapes[syn.target]:
+                raise NeurocompileError(f"synapse '{syn.name}': conv geometry does not match source/target shapes")
+            if syn.delays is not None and np.any(syn.delays):
+                raise NeurocompileError(f"synapse '{syn.name}': conv synapses cannot have delays")
+            raw = row_abs_bound(w)
+            dtype = matmul_dtype(raw)
+            c_out = w.shape[0]
+            weight = torch.as_tensor(w.reshape(g.groups, c_out // g.groups, -1), dtype=dtype, device=self.device)
+            mask = torch.as_tensor((w != 0).astype(np.float64), device=self.device)
+            bound = min(raw, 2 ** (fxp.CONV_ACC_BITS - 1))
+            return _Syn(syn, [0], weight, dtype, bound, raw >= 2 ** (fxp.CONV_ACC_BITS - 1), None, mask)
+        w = fxp.effective_weights(syn.weights, syn.weight_exp, syn.num_weight_bits, syn.sign_mode)
+        if w.shape != (n_tgt, n_src):
+            raise NeurocompileError(f"synapse '{syn.name}': weights shape {w.shape} != ({n_tgt}, {n_src})")
+        delays = np.zeros_like(w) if syn.delays is None else np.asarray(syn.delays, dtype=np.int64)
+        uniq = sorted(int(d) for d in np.unique(delays))
+        parts = [np.where(delays == d, w, 0) for d in uniq]
+        raw = max(row_abs_bound(p) for p in parts)
+        dtype = matmul_dtype(raw)
+        stacked = np.concatenate([p.T for p in parts], axis=1)  # [n_src, D * n_tgt]
+        weight = torch.as_tensor(stacked, dtype=dtype, device=self.device)
+        e = syn.weight_exp
+        per_delay = raw << e if e > 0 else (raw >> -e) + 1
+        bound = per_delay * len(uniq)
+        fanout = torch.as_tensor((w != 0).sum(axis=0), dtype=torch.float64, device=self.device)
+        return _Syn(syn, uniq, weight, dtype, bound, bound >= 2**31, fanout, None)
+
+    def _topological_order(self) -> list[str] | None:
+        pops = [p.name for p in self.program.populations]
+        deps = {p: {s.source for s in self.program.synapses_into(p) if s.source in pops} for p in pops}
+        order, done = [], set()
+        while len(order) < len(pops):
+            ready = [p for p in pops if p not in done and deps[p] <= done]
+            if not ready:
+                return None
+            order += ready
+            done.update(ready)
+        return order
+
+    # --- synapse activations ------------------------------------------------------------
+
+    def _activation(self, sy: _Syn, spikes: torch.Tensor) -> torch.Tensor:
+        """Activations sent for spikes [N, *src_shape] (any N): int64 [N, D, n_tgt] (one per delay)."""
+        n = spikes.shape[0]
+        spec = sy.spec
+        if spec.kind == "conv":
+            g = spec.conv
+            x = spikes.to(sy.dtype).reshape(n, *g.input_shape)
+            k = (sy.weight.shape[0], spec.weights.shape[2], spec.weights.shape[3])
+            cols = F.unfold(x, kernel_size=k[1:], dilation=tuple(g.dilation), padding=tuple(g.padding), stride=tuple(g.stride))
+            cols = cols.reshape(n, g.groups, -1, cols.shape[-1])  # [N, G, Cin/G*kh*kw, L]
+            out = torch.matmul(sy.weight, cols)  # [N, G, Co/G, L]
+            acc = out.reshape(n, 1, -1).to(torch.int64)
+            return fxp.wrap_bits(acc, fxp.CONV_ACC_BITS) if sy.needs_wrap else acc
+        x = spikes.reshape(n, -1).to(sy.dtype)
+        acc = (x @ sy.weight).to(torch.int64).reshape(n, len(sy.delays), -1)
+        e = spec.weight_exp
+        if e > 0:
+            acc <<= e
+        elif e < 0:
+            acc >>= -e
+        return fxp.wrap_bits(acc, fxp.CHANNEL_BITS) if sy.needs_wrap else acc
+
+    def _synops(self, sy: _Syn, spikes: torch.Tensor) -> int:
+        """Number of (spike, nonzero-weight synapse) pairs: synaptic operations."""
+        if sy.spec.kind == "conv":
+            g = sy.spec.conv
+            x = spikes.reshape(-1, *g.input_shape).sum(0, keepdim=True).to(torch.float64)
+            y = F.conv2d(x, sy.conv_mask, stride=tuple(g.stride), padding=tuple(g.padding), dilation=tuple(g.dilation), groups=g.groups)
+            return int(round(y.sum().item()))
+        x = spikes.reshape(-1, sy.fanout.shape[0])
+        dtype = torch.float32 if x.shape[0] < FLOAT32_EXACT else torch.float64
+        counts = torch.ones(1, x.shape[0], dtype=dtype, device=x.device) @ x.to(dtype)  # exact column sums
+        return int(round(float(counts.to(torch.float64) @ sy.fanout)))
+
+    # --- neurons ------------------------------------------------------------------------
+
+    def _neuron_params(self, pop: Population):
+        bias = fxp.effective_bias(np.asarray(pop.bias_mant), pop.bias_exp)
+        bias = torch.as_tensor(np.broadcast_to(bias, pop.shape).reshape(-1).copy(), dtype=torch.int64, device=self.device)
+        fast = self.input_bound[pop.name] <= FAST_INPUT_LIMIT
+        return bias, fast
+
+    @staticmethod
+    def _decay(x: torch.Tensor, factor: int) -> torch.Tensor:
+        if factor == fxp.DECAY_UNITY:
+            return x.clone()
+        if factor == 0:
+            return torch.zeros_like(x)
+        return torch.div(x * factor, fxp.DECAY_UNITY, rounding_mode="trunc")
+
+    def _step(self, pop: Population, bias, fast, a_in, u, v):
+        """One neuron step on [B, n] int64 tensors; a_in is the summed input of this step."""
+        if not fast:
+            return fxp.lif_fixed_step(a_in, u, v, pop.du, pop.dv, pop.vth, bias, spiking=pop.spiking)
+        m = fxp.UV_MAX
+        u = self._decay(u, fxp.DECAY_UNITY - pop.du - fxp.U_DECAY_OFFSET)
+        u += a_in << fxp.ACT_SHIFT
+        u += m - 1  # single conditional 24-bit wrap == modulo wrap into (-2**23, 2**23] here
+        u &= 2 * m - 1
+        u -= m - 1
+        v = self._decay(v, fxp.DECAY_UNITY - pop.dv - fxp.V_DECAY_OFFSET)
+        v += u
+        v += bias
+        v.clamp_(-fxp.V_LIMIT, fxp.V_LIMIT)
+        if not pop.spiking:
+            return torch.zeros_like(v, dtype=torch.bool), u, v
+        s = v > fxp.effective_vth(pop.vth)
+        v.masked_fill_(s, 0)
+        return s, u, v
+
+    # --- running ------------------------------------------------------------------------
+
+    def _inputs(self, inputs) -> tuple[dict[str, torch.Tensor], int, int]:
+        ports = self.program.inputs
+        if not isinstance(inputs, dict):
+            if len(ports) != 1:
+                raise NeurocompileError(f"program has {len(ports)} inputs: pass a dict {{name: spikes}}")
+            inputs = {ports[0].name: inputs}
+        out, bt = {}, None
+        for port in ports:
+            if port.name not in inputs:
+                raise NeurocompileError(f"input '{port.name}': no spikes given")
+            x = torch.as_tensor(np.asarray(inputs[port.name]) if not torch.is_tensor(inputs[port.name]) else inputs[port.name])
+            if tuple(x.shape[2:]) != tuple(port.shape) or x.dim() < 2:
+                raise NeurocompileError(f"input '{port.name}': shape {tuple(x.shape)} is not [batch, time, *{tuple(port.shape)}]")
+            if bt is not None and tuple(x.shape[:2]) != bt:
+                raise NeurocompileError(f"input '{port.name}': batch/time {tuple(x.shape[:2])} differ from other inputs {bt}")
+            bt = tuple(x.shape[:2])
+            xf = x.to(device=self.device, dtype=torch.float32)
+            if bool(((xf != 0) & (xf != 1)).any()):
+                raise NeurocompileError(f"input '{port.name}': spikes must be 0 or 1")
+            out[port.name] = xf.reshape(bt[0], bt[1], -1).transpose(0, 1).contiguous()  # [T, B, n]
+        return out, bt[0], bt[1]
+
+    def _recorded(self, record) -> dict[str, set[str]]:
+        pops = [p.name for p in self.program.populations]
+        if record is None:
+            return {name: {"spikes"} for name in self.program.outputs}
+        if record == "all":
+            return {name: {"spikes", "u", "v"} for name in pops}
+        if isinstance(record, str):
+            record = [record]
+        out = {}
+        for name in record:
+            node, _, var = name.partition(".")
+            if node in self.shapes and node not in pops:
+                out.setdefault(node, set()).add("spikes")
+                continue
+            if node not in pops:
+                raise NeurocompileError(f"record: program has no node '{node}'")
+            if var and var not in ("spikes", "u", "v"):
+                raise NeurocompileError(f"record: node '{node}' has no variable '{var}' (spikes, u, v)")
+            out.setdefault(node, set()).update({var} if var else {"spikes", "u", "v"})
+        return out
+
+    @torch.no_grad()
+    def run(self, inputs, record=None, progress: bool = False) -> Recording:
+        start = time.perf_counter()
+        x, batch, steps = self._inputs(inputs)
+        rec = self._recorded(record)
+        if self.order is not None:
+            spikes, states = self._run_layerwise(x, batch, steps, rec)
+            mode = "layerwise"
+        else:
+            spikes, states = self._run_stepwise(x, batch, steps, rec, progress)
+            mode = "stepwise"
+        arrays = {}
+        for node, vars_ in rec.items():
+            shape = self.shapes[node]
+            for var in sorted(vars_):
+                t = spikes[node] if var == "spikes" else states[f"{node}.{var}"]
+                dtype = np.uint8 if var == "spikes" else np.int32
+                arrays[f"{node}.{var}"] = t.transpose(0, 1).reshape(batch, steps, *shape).cpu().numpy().astype(dtype)
+        synops = {name: self._synops(sy, spikes[sy.spec.source]) for name, sy in self.syns.items()}
+        n_steps = batch * steps
+        rates = {p.name: float(spikes[p.name].to(torch.float64).mean().item()) if n_steps else 0.0 for p in self.program.populations}
+        meta = {
+            "mode": mode,
+            "batch": batch,
+            "steps": steps,
+            "synops": synops,
+            "synops_total": int(sum(synops.values())),
+            "synops_per_sample": float(sum(synops.values())) / max(batch, 1),
+            "spike_rate": rates,
+            "input_rate": {p: float(t.mean().item()) if n_steps else 0.0 for p, t in x.items()},
+            "matmul_dtype": {n: str(sy.dtype).replace("torch.", "") for n, sy in self.syns.items()},
+            "neuron_path": {p.name: ("fast" if self._neuron_params(p)[1] else "exact") for p in self.program.populations},
+            "wall_s": time.perf_counter() - start,
+        }
+        return Recording(arrays, list(self.program.outputs), "cpu", meta)
+
+    def _run_layerwise(self, x, batch, steps, rec):
+        spikes = dict(x)  # name -> [T, B, n] (float32 for inputs, bool for populations)
+        states = {}
+        for name in self.order:
+            pop = self.program.population(name)
+            n = pop.size
+            a_in = torch.zeros(steps, batch, n, dtype=torch.int64, device=self.device)
+            for spec in self.program.synapses_into(name):
+                sy = self.syns[spec.name]
+                if steps <= 1:
+                    continue
+                src = spikes[spec.source][: steps - 1]
+                act = self._activation(sy, src.reshape((steps - 1) * batch, -1)).reshape(steps - 1, batch, len(sy.delays), n)
+                for i, d in enumerate(sy.delays):
+                    if 1 + d < steps:
+                        a_in[1 + d :] += act[: steps - 1 - d, :, i]
+            bias, fast = self._neuron_params(pop)
+            want = rec.get(name, set())
+            s_all = torch.empty(steps, batch, n, dtype=torch.float32, device=self.device)
+            u_all = torch.empty(steps, batch, n, dtype=torch.int32, device=self.device) if "u" in want else None
+            v_all = torch.empty(steps, batch, n, dtype=torch.int32, device=self.device) if "v" in want else None
+            kernel = _load_kernel() if self.device.type == "cpu" else None
+            if kernel is not None:
+                a_in, bias = a_in.contiguous(), bias.contiguous()
+                args = (
+                    steps, batch, n, a_in.data_ptr(),
+                    fxp.DECAY_UNITY - pop.du - fxp.U_DECAY_OFFSET, fxp.DECAY_UNITY - pop.dv - fxp.V_DECAY_OFFSET,
+                    fxp.effective_vth(pop.vth), bias.data_ptr(), int(pop.spiking), int(pop.reset_interval),
+                    s_all.data_ptr(), 0 if u_all is None else u_all.data_ptr(), 0 if v_all is None else v_all.data_ptr(),
+                )
+                _run_sliced(kernel, args, batch, steps * n)
+            else:
+                u = torch.zeros(batch, n, dtype=torch.int64, device=self.device)
+                v = torch.zeros_like(u)
+                for t in range(steps):
+                    if fxp.reset_due(t, pop.reset_interval):
+                        u.zero_()
+                        v.zero_()
+                    s, u, v = self._step(pop, bias, fast, a_in[t], u, v)
+                    s_all[t] = s
+                    if u_all is not None:
+                        u_all[t] = u
+                    if v_all is not None:
+                        v_all[t] = v
+            spikes[name] = s_all
+            if u_all is not None:
+                states[f"{name}.u"] = u_all
+            if v_all is not None:
+                states[f"{name}.v"] = v_all
+        return spikes, states
+
+    def _run_stepwise(self, x, batch, steps, rec, progress):
+        pops = self.program.populations
+        dev = self.device
+        u = {p.name: torch.zeros(batch, p.size, dtype=torch.int64, device=dev) for p in pops}
+        v = {p.name: torch.zeros(batch, p.size, dtype=torch.int64, device=dev) for p in pops}
+        params = {p.name: self._neuron_params(p) for p in pops}
+        # pending[name][k]: input arriving at population `name` k steps from now
+        horizon = 1 + max([max(sy.delays) for sy in self.syns.values()] + [0])
+        pending = {p.name: torch.zeros(horizon + 1, batch, p.size, dtype=torch.int64, device=dev) for p in pops}
+        s_all = {p.name: torch.zeros(steps, batch, p.size, dtype=torch.bool, device=dev) for p in pops}
+        u_all = {n: torch.empty(steps, batch, self.program.population(n).size, dtype=torch.int32, device=dev) for n, w in rec.items() if "u" in w}
+        v_all = {n: torch.empty(steps, batch, self.program.population(n).size, dtype=torch.int32, device=dev) for n, w in rec.items() if "v" in w}
+        iterator = range(steps)
+        if progress:
+            try:
+                from tqdm import tqdm
+
+                iterator = tqdm(iterator, desc="cpu", unit="step")
+            except ImportError:
+                pass
+        for t in iterator:
+            now = {}
+            for pop in pops:
+                name = pop.name
+                a_in = pending[name][0].clone()
+                pending[name] = torch.roll(pending[name], -1, dims=0)
+                pending[name][-1].zero_()
+                if fxp.reset_due(t, pop.reset_interval):
+                    u[name].zero_()
+                    v[name].zero_()
+                bias, fast = params[name]
+                if fast:
+                    s, u[name], v[name] = self._step(pop, bias, fast, a_in, u[name], v[name])
+                else:
+                    s, u[name], v[name] = self._step(pop, bias, fast, fxp.wrap_bits(a_in, fxp.CHANNEL_BITS), u[name], v[name])
+                now[name] = s
+                s_all[name][t] = s
+                if name in u_all:
+                    u_all[name][t] = u[name]
+                if name in v_all:
+                    v_all[name][t] = v[name]
+            for sy in self.syns.values():
+                spec = sy.spec
+                src = x[spec.source][t] if spec.source in x else now[spec.source]
+                act = self._activation(sy, src.reshape(batch, -1))  # [B, D, n]
+                for i, d in enumerate(sy.delays):
+                    pending[spec.target][d] += act[:, i]
+        spikes = dict(x)
+        spikes.update(s_all)
+        states = {f"{n}.u": t for n, t in u_all.items()}
+        states.update({f"{n}.v": t for n, t in v_all.items()})
+        return spikes, states

@@ -1,0 +1,259 @@
+"""Lava's fixed-point integer arithmetic, defined once.
+
+Every function here mirrors one piece of lava-nc 0.10.0's ``fixed_pt`` process models bit for
+bit (file and function named in each docstring). The CPU backend executes these semantics and
+the Lava backend is tested against them. Functions are pure: they take NumPy arrays or torch
+tensors (any integer dtype, computed in int64) and return new ones of the same library.
+
+Quirks reproduced on purpose (all checked against Lava in ``tests/test_fixedpoint.py``):
+
+* Decays are sign-magnitude: ``sign(x) * (|x| * (4096 - d) >> 12)`` (rounds toward zero), and
+  ``u`` uses ``d = du + 1`` (hidden ``ds_offset``): ``du = 0`` still decays ``u`` by 1/4096.
+  ``v`` uses ``d = dv`` (``dm_offset = 0``).
+* ``u`` "wraps" to 24 bits with ONE conditional shift by 2**24 into ``(-2**23, 2**23]``
+  (not a modulo: ``+2**23`` is kept, ``-2**23`` becomes ``+2**23``); ``v`` clips to
+  ``[-(2**23 - 1), 2**23 - 1]``.
+* Threshold and synaptic input are MSB-aligned: ``vth << 6``, ``a_in << 6``.
+* Activations travel over int32 channels: every value a synapse sends and every sum a neuron
+  receives wraps to 32 bits (``a_in`` is declared int16 in Lava but never narrowed).
+* Dense/Sparse weights are clipped to 8 bits and truncated to ``num_weight_bits``
+  (mixed sign: one extra bit is dropped, so with 8 bits odd weights floor: 3 -> 2, -3 -> -4).
+  ``weight_exp`` shifts the per-step sum (a right shift floors).
+* Conv ignores ``weight_exp``, ``num_weight_bits`` and ``sign_mode``; its per-step sum wraps
+  modulo 2**24.
+* Timing: a spike sent at step t reaches the target neuron at step t+1 (+ delay).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import NeurocompileError
+
+STATE_BITS = 24
+UV_MAX = 2 ** (STATE_BITS - 1)  # Lava's max_uv_val
+V_LIMIT = UV_MAX - 1  # v clips to [-V_LIMIT, V_LIMIT]
+DECAY_SHIFT = 12
+DECAY_UNITY = 2**DECAY_SHIFT
+U_DECAY_OFFSET = 1  # ds_offset in AbstractPyLifModelFixed
+V_DECAY_OFFSET = 0  # dm_offset
+VTH_SHIFT = 6
+ACT_SHIFT = 6
+CONV_ACC_BITS = 24  # lava.proc.conv.models.PyConvModelFixed.clamp_precision
+CHANNEL_BITS = 32  # int32 ports between processes
+MAX_DELAY = 62  # largest delay a program may use (Lava DelayDense/DelaySparse allow 63)
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _int64(x):
+    if _is_torch(x):
+        import torch
+
+        return x.to(torch.int64)
+    return np.asarray(x, dtype=np.int64)
+
+
+def _where(cond, a, b):
+    if _is_torch(cond):
+        import torch
+
+        return torch.where(cond, a, b)
+    return np.where(cond, a, b)
+
+
+def wrap_bits(x, bits: int):
+    """Two's-complement wrap to ``bits`` (modulo 2**bits into ``[-2**(bits-1), 2**(bits-1))``).
+
+    Mirrors ``lava.proc.conv.utils.signed_clamp`` (bits=24) and the implicit int32 cast of
+    values written into a channel (``pypychannel.CspSendPort.send``) or summed in int32.
+    """
+    x = _int64(x)
+    half = 1 << (bits - 1)
+    return ((x + half) & ((1 << bits) - 1)) - half
+
+
+def wrap_u(x):
+    """Lava's 24-bit "wrap" of the current ``u``: one conditional shift by 2**24.
+
+    Mirrors ``AbstractPyLifModelFixed.subthr_dynamics`` (lava/proc/lif/models.py):
+    ``x > 2**23 -> x - 2**24``; ``x <= -2**23 -> x + 2**24``; result stays in int32.
+    """
+    x = _int64(x)
+    x = _where(x > UV_MAX, x - 2 * UV_MAX, _where(x <= -UV_MAX, x + 2 * UV_MAX, x))
+    return wrap_bits(x, CHANNEL_BITS)
+
+
+def clip_v(x):
+    """Clip of the voltage to ``[-(2**23 - 1), 2**23 - 1]`` (``subthr_dynamics``)."""
+    x = _int64(x)
+    if _is_torch(x):
+        return x.clamp(-V_LIMIT, V_LIMIT)
+    return np.clip(x, -V_LIMIT, V_LIMIT)
+
+
+def decay(x, d: int, offset: int = 0):
+    """Sign-magnitude decay ``sign(x) * ((|x| * (4096 - (d + offset))) >> 12)``.
+
+    Mirrors ``AbstractPyLifModelFixed.subthr_dynamics``; ``offset`` is 1 for ``u``
+    (``ds_offset``) and 0 for ``v`` (``dm_offset``). Rounds toward zero.
+    """
+    x = _int64(x)
+    prod = x * (DECAY_UNITY - (int(d) + int(offset)))
+    mag = abs(prod) >> DECAY_SHIFT
+    return _where(prod < 0, -mag, mag)
+
+
+def effective_bias(bias_mant, bias_exp):
+    """``bias_mant << bias_exp`` (``AbstractPyLifModelFixed.scale_bias``; bias_exp >= 0)."""
+    return wrap_bits(_int64(bias_mant) << _int64(bias_exp), CHANNEL_BITS)
+
+
+def effective_vth(vth: int) -> int:
+    """``vth << 6`` (``PyLifModelBitAcc.scale_threshold``); a neuron spikes when ``v > this``."""
+    return int(vth) << VTH_SHIFT
+
+
+def effective_weights(weights, weight_exp: int = 0, num_weight_bits: int = 8, sign_mode: str = "mixed", kind: str = "dense"):
+    """The integer weights Lava multiplies spikes with, as a new int64 array.
+
+    Dense/Sparse/DelayDense/DelaySparse (``PyDenseModelBitAcc.run_spk`` ->
+    ``lava.utils.weightutils.clip_weights(num_bits=8)`` then ``truncate_weights``):
+    mixed weights clip to [-256, 255], excitatory to [0, 255], inhibitory to [-255, 0];
+    then ``8 - num_weight_bits + (1 if mixed)`` low bits are dropped (floor; inhibitory
+    weights are truncated in magnitude). ``weight_exp`` is NOT applied here: Lava shifts the
+    per-step sum (see :func:`scale_activation`). Pass ``sign_mode`` to Lava explicitly, otherwise
+    Lava infers it from the weights.
+
+    Conv (``kind="conv"``, ``PyConvModelFixed``): no clip, no truncation, and Lava ignores
+    ``weight_exp``; the program's ``weight_exp`` (>= 0) is folded into the weights,
+    ``weights << weight_exp``, which is what the Lava lowering must pass to ``Conv``.
+    """
+    w = _int64(weights)
+    if kind == "conv":
+        if weight_exp < 0:
+            raise NeurocompileError("conv synapse: weight_exp < 0 is not supported (Lava Conv ignores weight_exp)")
+        return w << int(weight_exp)
+    if sign_mode == "mixed":
+        lo, hi, drop = -256, 255, 8 - num_weight_bits + 1
+    elif sign_mode == "excitatory":
+        lo, hi, drop = 0, 255, 8 - num_weight_bits
+    elif sign_mode == "inhibitory":
+        w = -w
+        lo, hi, drop = 0, 255, 8 - num_weight_bits
+    else:
+        raise NeurocompileError(f"unknown sign_mode '{sign_mode}'")
+    w = w.clamp(lo, hi) if _is_torch(w) else np.clip(w, lo, hi)
+    w = (w >> drop) << drop
+    return -w if sign_mode == "inhibitory" else w
+
+
+def scale_activation(acc, weight_exp: int):
+    """Apply ``weight_exp`` to a per-step synaptic sum and wrap to the int32 channel.
+
+    ``acc << weight_exp`` if ``weight_exp > 0`` else ``acc >> -weight_exp`` (arithmetic, floors),
+    as in ``PyDenseModelBitAcc.run_spk`` (also Sparse, DelayDense, DelaySparse: there the shift
+    applies separately to each delay's partial sum).
+    """
+    acc = _int64(acc)
+    acc = acc << int(weight_exp) if weight_exp > 0 else acc >> int(-weight_exp)
+    return wrap_bits(acc, CHANNEL_BITS)
+
+
+def dense_activation(spikes, weights_eff, weight_exp: int = 0):
+    """Activation sent by a Dense/Sparse synapse for binary ``spikes`` [..., n_source].
+
+    ``weights_eff`` [n_target, n_source] from :func:`effective_weights`. Returns int64
+    [..., n_target]; it reaches the target one step after the spikes were sent.
+    """
+    s, w = _int64(spikes), _int64(weights_eff)
+    return scale_activation(s @ w.T, weight_exp)
+
+
+def delayed_dense_activation(spikes, weights_eff, delays, weight_exp: int = 0):
+    """Activations of a DelayDense/DelaySparse synapse, one per delay.
+
+    Returns ``{d: activation}`` for every delay ``d`` present: spikes sent at step t add
+    ``activation[d]`` to the target input at step ``t + 1 + d`` (``AbstractPyDelayDenseModel.
+    update_act``: ``a_buff`` column d, rolled once per step). ``weight_exp`` shifts each
+    delay's partial sum separately (``PyDelayDenseModelBitAcc.run_spk``).
+    """
+    out = {}
+    d_arr = np.asarray(delays.cpu() if _is_torch(delays) else delays)
+    for d in np.unique(d_arr):
+        mask = d_arr == d
+        if _is_torch(weights_eff):
+            import torch
+
+            w_d = torch.where(torch.as_tensor(mask, device=weights_eff.device), weights_eff, 0)
+        else:
+            w_d = np.where(mask, weights_eff, 0)
+        out[int(d)] = dense_activation(spikes, w_d, weight_exp)
+    return out
+
+
+def conv_activation(spikes, weights_eff, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1):
+    """Activation sent by a Conv synapse: cross-correlation in PyTorch layout, wrapped to 24 bits.
+
+    ``spikes`` [..., C_in, H, W], ``weights_eff`` [C_out, C_in/groups, kH, kW] (PyTorch
+    layout, from ``effective_weights(kind="conv")``). Lava's ``conv.utils.conv_scipy`` computes
+    a true convolution in (W, H, C) order with a (C_out, W, H, C_in) kernel: the same numbers
+    with the kernel flipped (see :func:`lava_conv_weights`). The sum wraps modulo 2**24
+    (``PyConvModelFixed.clamp_precision`` -> ``signed_clamp``). Computed exactly (float64).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    was_torch = _is_torch(spikes)
+    s = torch.as_tensor(np.asarray(spikes) if not was_torch else spikes)
+    w = torch.as_tensor(np.asarray(weights_eff) if not _is_torch(weights_eff) else weights_eff)
+    lead = s.shape[:-3]
+    x = s.reshape(-1, *s.shape[-3:]).to(torch.float64)
+    y = F.conv2d(x, w.to(device=x.device, dtype=torch.float64), stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation), groups=groups)
+    y = wrap_bits(y.round().to(torch.int64), CONV_ACC_BITS).reshape(*lead, *y.shape[1:])
+    return y if was_torch else y.numpy()
+
+
+def lava_conv_weights(weights_eff):
+    """PyTorch conv kernel [C_out, C_in, kH, kW] -> Lava Conv kernel (C_out, W, H, C_in), flipped.
+
+    Lava convolves (``scipy.signal.convolve2d``) where PyTorch correlates, and orders
+    images (W, H, C): ``w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1)``.
+    """
+    w = np.asarray(weights_eff)
+    return np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(0, 3, 2, 1))
+
+
+def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool = True):
+    """One step of Lava's bit-accurate LIF: returns ``(spikes, u, v)`` (new arrays).
+
+    ``a_in``: summed synaptic input of this step (any int; wrapped to int32 like the port sum);
+    ``bias``: :func:`effective_bias`. Mirrors ``AbstractPyLifModelFixed.subthr_dynamics``,
+    ``PyLifModelBitAcc.spiking_activation`` and ``reset_voltage``::
+
+        u = wrap_u(int32(decay(u, du, 1) + int32(a_in << 6)))
+        v = clip_v(int32(decay(v, dv, 0) + u + bias))
+        s = v > (vth << 6);  v[s] = 0
+
+    ``spiking=False`` (a readout population) never spikes and never resets.
+    """
+    a64 = wrap_bits(wrap_bits(a_in, CHANNEL_BITS) << ACT_SHIFT, CHANNEL_BITS)
+    u = wrap_u(wrap_bits(decay(u, du, U_DECAY_OFFSET) + a64, CHANNEL_BITS))
+    v = clip_v(wrap_bits(decay(v, dv, V_DECAY_OFFSET) + u + _int64(bias), CHANNEL_BITS))
+    if not spiking:
+        return v > V_LIMIT, u, v  # all False (v is clipped), same library and shape
+    s = v > effective_vth(vth)
+    v = _where(s, 0 * v, v)
+    return s, u, v
+
+
+def reset_due(step: int, reset_interval: int) -> bool:
+    """Whether a ``LIFReset`` population zeroes u and v before step ``step`` (0-based).
+
+    ``PyLifResetModelBitAcc.run_spk`` resets when ``time_step % reset_interval == reset_offset``
+    with Lava's 1-based ``time_step`` and ``reset_offset = 0``: steps R-1, 2R-1, ... (0-based).
+    ``reset_interval = 0`` means a plain LIF (never).
+    """
+    return reset_interval > 0 and (step + 1) % reset_interval == 0
