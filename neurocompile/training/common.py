@@ -1,0 +1,211 @@
+"""What the three training rules share: layer views of a model, per-step losses, readout, and
+the hardware-aware options.
+
+Online rules (OTTT, S-TLLR) need the synapse and the neuron of every layer separately, so they
+work on a list of :class:`LayerView` taken from a feed-forward :class:`~neurocompile.models.
+architectures.SNN` whose children alternate ``nn.Linear`` -> neuron (``MLP``). BPTT runs the
+model's own ``forward``, so it trains any architecture.
+
+All rules minimise the same per-step loss (OTTT's instantaneous loss)::
+
+    L = 1/|W| * sum_{t in W} loss(out[t], y)      W = the last ``loss_steps`` steps (all by default)
+
+where ``out[t]`` is the output layer's spikes (spiking output) or voltage (LI/I output).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from neurocompile import discretization as D
+from neurocompile.discretization import Convention
+from neurocompile.errors import NeurocompileError
+
+Tensor = torch.Tensor
+
+ONLINE_MODELS = ("LIF", "IF", "LI", "I")
+
+
+@dataclass
+class LayerView:
+    """One feed-forward layer: synapse ``linear`` then neuron population ``neuron`` (a models.Neuron)."""
+
+    name: str
+    linear: nn.Linear
+    neuron: nn.Module
+
+    @property
+    def model(self) -> str:
+        return self.neuron.model
+
+    @property
+    def spiking(self) -> bool:
+        return bool(self.neuron.spiking)
+
+    @property
+    def conv(self) -> Convention:
+        return self.neuron.convention
+
+    def params(self) -> NamedTuple:
+        return self.neuron.params()
+
+    def decay(self) -> Tensor:
+        """``d v[t] / d v[t-1]`` without reset: ``1 - dt/tau`` (LIF, LI) or 1 (IF, I)."""
+        p = self.params()
+        if self.model in ("LIF", "LI"):
+            return 1.0 - self.conv.dt / p.tau
+        return torch.ones_like(p.r)
+
+    def gain(self) -> Tensor:
+        """``d v[t] / d I[t]`` for the synaptic input ``I = W x + b``: ``dt r / tau`` or ``dt r``."""
+        p = self.params()
+        if self.model in ("LIF", "LI"):
+            return self.conv.dt * p.r / p.tau
+        return p.r * self.conv.dt if self.conv.if_uses_dt else p.r
+
+    def membrane(self, v: Tensor, current: Tensor) -> Tensor:
+        """Voltage update of the contract before thresholding (``leaky_update``/``integrate_update``)."""
+        p = self.params()
+        if self.model in ("LIF", "LI"):
+            return D.leaky_update(v, current, p.tau, p.v_leak, p.r, self.conv.dt)
+        return D.integrate_update(v, current, p.r, self.conv)
+
+    def fire(self, v_pre: Tensor, detach_reset: bool = True):
+        """Threshold and reset (``fire_and_reset``) -> (spikes, v after reset)."""
+        p = self.params()
+        return D.fire_and_reset(v_pre, p.v_threshold, p.v_reset, self.conv, detach_reset)
+
+
+def layer_views(model: nn.Module) -> list[LayerView]:
+    """Split a feed-forward SNN (children ``Linear, neuron, Linear, neuron, ...``) into layers."""
+    children = list(model.named_children())
+    if not children or len(children) % 2:
+        raise NeurocompileError("online rules: the model must alternate Linear and neuron layers (an MLP)")
+    views = []
+    for (lin_name, lin), (neu_name, neu) in zip(children[::2], children[1::2]):
+        if not isinstance(lin, nn.Linear):
+            raise NeurocompileError(f"online rules: layer '{lin_name}' is {type(lin).__name__}, expected Linear (use --rule bptt)")
+        model_name = getattr(neu, "model", None)
+        if model_name not in ONLINE_MODELS:
+            raise NeurocompileError(
+                f"online rules: layer '{neu_name}' is {model_name or type(neu).__name__}; supported: {', '.join(ONLINE_MODELS)}"
+            )
+        views.append(LayerView(neu_name, lin, neu))
+    return views
+
+
+# --- surrogate derivative, from the contract's own spike function --------------------------
+
+
+def surrogate_derivative(x: Tensor, conv: Convention) -> Tensor:
+    """``d spike(x) / d x`` of :func:`neurocompile.discretization.spike` (its surrogate), elementwise."""
+    with torch.enable_grad():
+        leaf = x.detach().requires_grad_(True)
+        (psi,) = torch.autograd.grad(D.spike(leaf, conv.threshold_inclusive).sum(), leaf)
+    return psi
+
+
+# --- losses and readout --------------------------------------------------------------------
+
+LOSSES = ("ce", "mse")
+
+
+def step_loss(out: Tensor, y: Tensor, kind: str = "ce", scale: float = 1.0) -> Tensor:
+    """Loss of one time step, mean over the batch.
+
+    ``ce``: cross-entropy of ``scale * out``; ``mse``: squared error to the one-hot target
+    (spiking outputs: the right class should fire at every step, the others never).
+    """
+    if kind == "ce":
+        return F.cross_entropy(scale * out, y)
+    if kind == "mse":
+        target = F.one_hot(y, out.shape[-1]).to(out.dtype)
+        return ((out - target) ** 2).sum(-1).mean()
+    raise NeurocompileError(f"unknown loss '{kind}'; choose one of {', '.join(LOSSES)}")
+
+
+def loss_window(steps: int, loss_steps: int | None) -> range:
+    """Steps that carry a loss: the last ``loss_steps`` (all when None)."""
+    k = steps if not loss_steps else min(int(loss_steps), steps)
+    return range(steps - k, steps)
+
+
+def sequence_loss(out: Tensor, y: Tensor, kind: str, scale: float, loss_steps: int | None) -> Tensor:
+    """Mean of :func:`step_loss` over the loss window of ``out`` ``[batch, time, classes]``."""
+    window = loss_window(out.shape[1], loss_steps)
+    return sum(step_loss(out[:, t], y, kind, scale) for t in window) / len(window)
+
+
+def predict(out: Tensor) -> Tensor:
+    """Class = argmax over time-summed output (spike count, or voltage for non-spiking outputs)."""
+    return out.sum(1).argmax(-1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
+    """Accuracy of ``model`` on spike trains ``x`` ``[N, T, ...]`` with the time-summed readout."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        out = model(x[i : i + batch_size])
+        correct += int((predict(out) == y[i : i + batch_size]).sum())
+    model.train(was_training)
+    return correct / max(len(x), 1)
+
+
+# --- hardware-aware options ----------------------------------------------------------------
+
+DECAY_BITS = 12  # Loihi: du, dv in 0..4096
+
+
+def quantized_tau(tau: float, dt: float, bits: int = DECAY_BITS) -> float:
+    """Nearest ``tau`` whose per-step decay ``dt/tau`` is ``k / 2**bits`` with integer ``k >= 1``."""
+    full = 2**bits
+    k = min(max(round(full * dt / tau), 1), full)
+    return dt * full / k
+
+
+class FakeQuant(nn.Module):
+    """Weight fake-quantization with a straight-through estimator.
+
+    Per layer, ``scale = max|W| / (2**(bits-1) - 1)`` and ``W_q = round(W / scale) * scale``: the
+    signed ``bits``-bit mantissa of a shared per-layer exponent/scale. The gradient passes
+    through unchanged (STE). Used as a ``torch.nn.utils.parametrize`` parametrization on
+    ``Linear.weight``; :func:`fold_fake_quant` replaces it by the plain quantized weight.
+    """
+
+    def __init__(self, bits: int = 8):
+        super().__init__()
+        self.bits = int(bits)
+
+    def forward(self, w: Tensor) -> Tensor:
+        qmax = 2 ** (self.bits - 1) - 1
+        scale = w.detach().abs().max().clamp_min(1e-12) / qmax
+        w_q = torch.round(w.detach() / scale).clamp(-qmax - 1, qmax) * scale
+        return w + (w_q - w).detach()
+
+
+def add_fake_quant(model: nn.Module, bits: int = 8) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and not parametrize.is_parametrized(module, "weight"):
+            parametrize.register_parametrization(module, "weight", FakeQuant(bits))
+
+
+def fold_fake_quant(model: nn.Module) -> None:
+    """Remove the training-only parametrization; ``Linear.weight`` keeps the quantized values."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and parametrize.is_parametrized(module, "weight"):
+            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+
+
+def hardware_aware_neuron_params(decay: float, dt: float) -> dict:
+    """LIF parameters whose decay ``dt/tau`` is a multiple of 1/4096, with unit input gain."""
+    tau = quantized_tau(dt / (1.0 - decay), dt)
+    return dict(tau=tau, r=tau / dt)

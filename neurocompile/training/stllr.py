@@ -1,0 +1,66 @@
+"""S-TLLR: STDP-inspired temporal local learning rule (Apolinario & Roy, 2024; reference code
+mapolinario94/S-TLLR, ``STLLRLinearGrad``).
+
+Per synapse ``i <- j`` of a spiking layer, with ``Psi_i[t]`` the surrogate derivative of the spike
+wrt the membrane (a "secondary activation") and traces updated forward in time::
+
+    trx_j[t]    = lambda_pre  * trx_j[t-1]    + x_j[t]
+    trPsi_i[t]  = lambda_post * trPsi_i[t-1]  + Psi_i[t]
+    e_ij[t]     = alpha_pre * Psi_i[t] * trx_j[t] + alpha_post * trPsi_i[t-1] * x_j[t]
+    dW_ij      += L_i[t] * c_i * e_ij[t]
+
+``L_i[t] = d loss_t / d s_i[t]`` is the learning signal of the same step (backprop through the
+layers at that step, or direct feedback alignment), ``c_i = d v / d I`` the input gain.
+``factors = [lambda_post, lambda_pre, alpha_post, alpha_pre]`` (default ``[0.5, 0.8, -0.2, 1]``).
+A non-spiking output layer (LI/I) has no ``Psi``; it uses the exact trace of its own decay.
+
+With ``alpha_post = 0`` and ``lambda_pre`` equal to the membrane decay this is OTTT_A.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from neurocompile.errors import NeurocompileError
+
+from .online import OnlineRule
+
+DEFAULT_FACTORS = (0.5, 0.8, -0.2, 1.0)
+
+
+class STLLR(OnlineRule):
+    name = "stllr"
+
+    def __init__(self, model, factors=DEFAULT_FACTORS, **kwargs):
+        super().__init__(model, **kwargs)
+        factors = tuple(float(f) for f in factors)
+        if len(factors) != 4:
+            raise NeurocompileError(f"S-TLLR factors must be [lambda_post, lambda_pre, alpha_post, alpha_pre], got {factors}")
+        self.lambda_post, self.lambda_pre, self.alpha_post, self.alpha_pre = factors
+
+    def init_traces(self, l, x_aug, n_out):
+        lay = self.layers[l]
+        tr = {"trx": torch.zeros_like(x_aug)}
+        if lay.spiking:
+            tr["trpsi"] = x_aug.new_zeros(x_aug.shape[0], n_out)
+        else:
+            decay = lay.decay().to(x_aug).flatten()
+            tr["lam"] = decay[0] if bool((decay == decay[0]).all()) else decay.mean()
+        return tr
+
+    def update_pre(self, l, tr, x_aug):
+        lam = self.lambda_pre if "trpsi" in tr else tr["lam"]
+        tr["trx"] = lam * tr["trx"] + x_aug
+
+    def weight_grad(self, l, tr, x_aug, signal, psi, gain):
+        if psi is None:  # non-spiking output: exact trace of its own linear dynamics
+            return (signal * gain).T @ tr["trx"]
+        g = signal * gain
+        grad = self.alpha_pre * (g * psi).T @ tr["trx"]
+        if self.alpha_post != 0.0:
+            grad = grad + self.alpha_post * (g * tr["trpsi"]).T @ x_aug
+        return grad
+
+    def update_post(self, l, tr, psi):
+        if psi is not None:
+            tr["trpsi"] = self.lambda_post * tr["trpsi"] + psi

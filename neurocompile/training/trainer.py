@@ -1,0 +1,238 @@
+"""The training loop shared by all rules: data, epochs, evaluation, learning curve, metrics.
+
+    model, metrics = train(TrainConfig(rule="ottt", data="digits", steps=16, epochs=30))
+
+Rate-coded training spikes are drawn again every epoch (a fresh Bernoulli sample of the same
+images); the held-out split is encoded once with a fixed seed, so test accuracies of different
+runs are comparable. Accuracy uses the deployment readout: argmax of the output spike count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurocompile.data import load_dataset
+from neurocompile.discretization import Convention
+from neurocompile.errors import NeurocompileError
+
+from .bptt import BPTT
+from .common import add_fake_quant, evaluate, fold_fake_quant, hardware_aware_neuron_params, predict
+from .ottt import OTTT
+from .stllr import DEFAULT_FACTORS, STLLR
+
+RULES = {"bptt": BPTT, "ottt": OTTT, "stllr": STLLR}
+ARCHS = ("mlp",)
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "mlp"
+    rule: str = "bptt"
+    data: str = "digits"
+    steps: int | None = 16
+    epochs: int = 30
+    seed: int = 0
+    device: str = "auto"
+    hardware_aware: bool = False
+    batch_size: int = 32
+    lr: float = 2e-3
+    hidden: tuple = (128, 128)
+    decay: float = 0.8  # per-step membrane decay 1 - dt/tau of every LIF
+    output_neuron: str = "LIF"
+    reset: str = "zero"  # the Convention's reset (Loihi resets to zero)
+    loss: str = "ce"
+    loss_scale: float = 4.0
+    loss_steps: int | None = None
+    encoding: str = "rate"
+    ottt_mode: str = "A"
+    factors: tuple = DEFAULT_FACTORS
+    feedback: str = "bp"
+    quant_bits: int = 8
+    eval_every: int = 1
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from neurocompile.errors import BackendUnavailableError
+
+        raise BackendUnavailableError("device 'cuda': no CUDA GPU is visible (use --device cpu or auto)")
+    if name not in ("cpu", "cuda"):
+        raise NeurocompileError(f"unknown device '{name}'; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def build_model(config: TrainConfig, n_in: int, n_out: int):
+    """The LIF MLP ``n_in - hidden - n_out`` with unit input gain (``r = tau/dt``)."""
+    from neurocompile.models.architectures import MLP
+
+    if config.arch != "mlp":
+        raise NeurocompileError(f"unknown arch '{config.arch}'; choose one of {', '.join(ARCHS)}")
+    if not 0.0 <= config.decay < 1.0:
+        raise NeurocompileError(f"decay must be in [0, 1), got {config.decay}")
+    conv = Convention(reset=config.reset)
+    if config.hardware_aware:
+        conv = Convention(reset="zero")
+        params = hardware_aware_neuron_params(config.decay, conv.dt)
+    else:
+        tau = conv.dt / (1.0 - config.decay)
+        params = dict(tau=tau, r=tau / conv.dt)
+    out_params = dict(params)
+    sizes = (n_in, *[int(h) for h in config.hidden], n_out)
+    model = MLP(sizes, neuron="LIF", output_neuron=config.output_neuron, neuron_params=params,
+                output_params=out_params, convention=conv)
+    return model
+
+
+def make_rule(config: TrainConfig, model):
+    if config.rule not in RULES:
+        raise NeurocompileError(f"unknown rule '{config.rule}'; choose one of {', '.join(RULES)}")
+    common = dict(loss=config.loss, loss_scale=config.loss_scale, loss_steps=config.loss_steps)
+    if config.rule == "bptt":
+        return BPTT(model, **common)
+    if config.rule == "ottt":
+        return OTTT(model, mode=config.ottt_mode, feedback=config.feedback, seed=config.seed, **common)
+    return STLLR(model, factors=config.factors, feedback=config.feedback, seed=config.seed, **common)
+
+
+def _load(config: TrainConfig, split: str, seed: int, device):
+    x, y = load_dataset(config.data, config.steps, split, seed, encoding=config.encoding)
+    return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+
+def train(config: TrainConfig, progress: bool = True, log=None):
+    """Train a model; returns ``(model, metrics)`` (metrics is JSON-able)."""
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    x_test, y_test = _load(config, "test", 0, device)
+    x_train, y_train = _load(config, "train", config.seed * 1000, device)
+    n_in = int(np.prod(x_train.shape[2:]))
+    if x_train.dim() != 3:
+        raise NeurocompileError(f"dataset '{config.data}': the MLP needs inputs [N, T, features], got {list(x_train.shape)}")
+    n_out = int(max(y_train.max(), y_test.max()) + 1)
+    model = build_model(config, n_in, n_out).to(device)
+    if config.hardware_aware:
+        add_fake_quant(model, config.quant_bits)
+    rule = make_rule(config, model)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1))
+    on_step = None
+    if config.rule == "ottt" and config.ottt_mode == "O":
+        def on_step(_t):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    from tqdm.auto import tqdm
+
+    history = []
+    gen = torch.Generator().manual_seed(config.seed)
+    start = time.perf_counter()
+    bar = tqdm(range(1, config.epochs + 1), desc=f"{config.rule} {config.data} T={x_train.shape[1]}",
+               disable=not progress, unit="epoch")
+    for epoch in bar:
+        t0 = time.perf_counter()
+        if epoch > 1 and config.encoding == "rate" and not str(config.data).endswith(".npz"):
+            x_train, y_train = _load(config, "train", config.seed * 1000 + epoch - 1, device)
+        order = torch.randperm(len(x_train), generator=gen).to(device)
+        model.train()
+        total_loss, correct, seen = 0.0, 0, 0
+        for i in range(0, len(order), config.batch_size):
+            idx = order[i : i + config.batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+            opt.zero_grad(set_to_none=True)
+            loss, out = rule.run_batch(xb, yb, on_step=on_step)
+            if on_step is None:
+                opt.step()
+            total_loss += loss * len(idx)
+            correct += int((predict(out) == yb).sum())
+            seen += len(idx)
+        sched.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        epoch_time = time.perf_counter() - t0
+        row = {"epoch": epoch, "loss": total_loss / seen, "train_acc": correct / seen, "epoch_time_s": epoch_time}
+        if epoch % config.eval_every == 0 or epoch == config.epochs:
+            row["test_acc"] = evaluate(model, x_test, y_test)
+        if not math.isfinite(row["loss"]):
+            raise NeurocompileError(f"training diverged at epoch {epoch} (loss {row['loss']}); lower --lr")
+        history.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", train=f"{row['train_acc']:.3f}", test=f"{row.get('test_acc', float('nan')):.3f}")
+        if log is not None:
+            log(row)
+    if config.hardware_aware:
+        fold_fake_quant(model)
+    final_acc = evaluate(model, x_test, y_test)
+    tested = [r["test_acc"] for r in history if "test_acc" in r]
+    metrics = {
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+        "device": str(device),
+        "n_train": int(len(x_train)),
+        "n_test": int(len(x_test)),
+        "steps": int(x_train.shape[1]),
+        "sizes": list(model.config["sizes"]),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "test_acc": final_acc,
+        "best_test_acc": max(tested) if tested else final_acc,
+        "train_time_s": time.perf_counter() - start,
+        "mean_epoch_time_s": float(np.mean([r["epoch_time_s"] for r in history])) if history else 0.0,
+        "history": history,
+    }
+    return model.cpu(), metrics
+
+
+def plot_learning_curve(metrics: dict, path) -> Path:
+    """Loss and train/test accuracy per epoch, as a PNG (matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = metrics["history"]
+    epochs = [r["epoch"] for r in hist]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax1.plot(epochs, [r["loss"] for r in hist], marker=".")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("training loss")
+    ax2.plot(epochs, [r["train_acc"] for r in hist], marker=".", label="train (running)")
+    te = [(r["epoch"], r["test_acc"]) for r in hist if "test_acc" in r]
+    if te:
+        ax2.plot(*zip(*te), marker=".", label="test")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("accuracy")
+    ax2.legend(loc="lower right")
+    cfg = metrics["config"]
+    fig.suptitle(f"{cfg['rule']} on {cfg['data']}, T={metrics['steps']}, seed {cfg['seed']}: "
+                 f"test {metrics['test_acc']:.3f}")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_outputs(model, metrics: dict, out_path) -> dict:
+    """Write the checkpoint, ``<stem>.png`` (learning curve) and ``<stem>.json`` (metrics)."""
+    from neurocompile.checkpoint import save_checkpoint
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {k: metrics[k] for k in ("test_acc", "best_test_acc", "steps", "n_test")}
+    extra["rule"] = metrics["config"]["rule"]
+    extra["data"] = metrics["config"]["data"]
+    extra["seed"] = metrics["config"]["seed"]
+    extra["hardware_aware"] = metrics["config"]["hardware_aware"]
+    save_checkpoint(model, out_path, extra=extra)
+    png = plot_learning_curve(metrics, out_path.with_suffix(".png"))
+    js = out_path.with_suffix(".json")
+    js.write_text(json.dumps(metrics, indent=2))
+    return {"checkpoint": str(out_path), "curve": str(png), "metrics": str(js)}
