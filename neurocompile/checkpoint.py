@@ -73,9 +73,11 @@ def _is_torchscript(path: Path) -> bool:
 
 def _load_unsafe(path: Path, torchscript: bool):
     try:
-        if torchscript:
-            return torch.jit.load(str(path), map_location="cpu")
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated, still loads
+            if torchscript:
+                return torch.jit.load(str(path), map_location="cpu")
+            obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise CheckpointError(f"{path}: cannot load ({type(exc).__name__}: {_reason(exc)})") from None
     return obj
@@ -104,9 +106,9 @@ def load_checkpoint(path, allow_unsafe: bool = False) -> nn.Module:
             warnings.simplefilter("ignore")
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):  # a class or function that only full unpickling can build
+        if "GLOBAL " in str(exc):  # names a class or function: only full unpickling can build it
             if not allow_unsafe:
-                raise CheckpointError(f"{path}: contains a pickled module; {unsafe_hint}") from None
+                raise CheckpointError(f"{path}: contains a pickled module (or other Python objects); {unsafe_hint}") from None
             obj = _load_unsafe(path, False)
             if isinstance(obj, nn.Module):
                 return obj.eval()
