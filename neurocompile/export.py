@@ -179,9 +179,10 @@ def _record_shapes(model: nn.Module, input_shape, mapper_types) -> dict[int, tup
             handles.append(module.register_forward_hook(hook))
     try:
         ref = next(iter(model.parameters()), None)
-        dtype = ref.dtype if ref is not None else torch.float32
+        if ref is None:
+            ref = next(iter(model.buffers()), torch.zeros(()))
         with torch.no_grad():
-            model(torch.zeros(1, 1, *input_shape, dtype=dtype))
+            model(torch.zeros(1, 1, *input_shape, dtype=ref.dtype, device=ref.device))
     finally:
         for h in handles:
             h.remove()

@@ -177,3 +177,28 @@ def test_unmappable_module_is_a_one_line_error():
     assert "\n" not in str(info.value)
     with pytest.raises(NeurocompileError, match="input_shape"):
         export(torch.nn.Sequential(L.Linear(3, 3)))
+
+
+class SkipNet(torch.nn.Module):
+    """A non-Sequential model: the output neuron sums a hidden path and a skip connection."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.lif1 = L.Linear(6, 5), N.LIF(5, v_threshold=0.3)
+        self.fc2, self.skip, self.lif2 = L.Linear(5, 3), L.Linear(6, 3, bias=False), N.LIF(3, v_threshold=0.3)
+
+    def forward(self, x):
+        return self.lif2(self.fc2(self.lif1(self.fc1(x))) + self.skip(x))
+
+
+def test_traced_module_with_a_skip_connection():
+    torch.manual_seed(3)
+    model = SkipNet().double().eval()
+    graph = export(model, input_shape=(6,))
+    assert sorted(a for a, b in graph.edges if b == "lif2") == ["fc2", "skip"]
+    x = (torch.rand(2, 20, 6) < 0.5).double()
+    with torch.no_grad():
+        out = model(x)
+    recording = FloatReference(graph, Convention(), dtype=torch.float64).run(x.numpy())
+    assert np.array_equal(recording.output_spikes(), out.numpy())
+    assert out.sum() > 0
