@@ -22,11 +22,13 @@ paper's single-LIF experiment (``lif_norse.nir``, dt=1e-4) spikes at indices 460
 760. Lava delivers each synapse one step later (461, 511, 711, 761).
 
 How peer libraries read the same graphs (conventions NIR does not record; see
-``neurocompile.discretization.PRESETS`` and ``docs/conventions.md``): snnTorch's importer uses
-forward Euler with the LIF ``beta = 1 - dt/tau`` and defaults to reset by subtraction; Norse
-integrates the CubaLIF voltage with the previous current and lets input jump the current;
-Sinabs and Norse treat ``IF`` as ``v <- v + r*x`` with no dt, and Sinabs spikes at
-``v >= threshold`` and subtracts the threshold.
+``neurocompile.discretization.PRESETS`` and ``docs/conventions.md``): snnTorch's importer
+(dt=1e-4) maps LIF to forward Euler ``beta = 1 - dt/tau`` with the threshold rescaled by
+``r*dt/tau``, CubaLIF to ``syn <- alpha*syn + x; mem <- beta*mem + syn``, IF to ``v <- v + x``, and
+sets reset to zero (snnTorch's own default is subtraction); Norse's importer defaults to
+dt=1e-3, ignores ``r`` of LIF/IF, reads IF as ``v <- v + x`` and lets input jump the states
+("box" cells); Sinabs reads IF as ``v <- v + x``, spikes at ``v >= threshold``, subtracts the
+threshold and clips ``v`` below at ``-threshold``.
 
 Recorded keys (NumPy, ``[batch, time, *shape]``): neurons ``<node>.spikes`` (spiking models),
 ``<node>.v`` and ``<node>.i`` (CubaLIF/CubaLI current); ``Threshold`` ``<node>.spikes``; every
