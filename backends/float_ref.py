@@ -26,8 +26,9 @@ How peer libraries read the same graphs (conventions NIR does not record; see
 (dt=1e-4) maps LIF to forward Euler ``beta = 1 - dt/tau`` with the threshold rescaled by
 ``r*dt/tau``, CubaLIF to ``syn <- alpha*syn + x; mem <- beta*mem + syn``, IF to ``v <- v + x``, and
 sets reset to zero (snnTorch's own default is subtraction); Norse's importer defaults to
-dt=1e-3, ignores ``r`` of LIF/IF, reads IF as ``v <- v + x`` and lets input jump the states
-("box" cells); Sinabs reads IF as ``v <- v + x``, spikes at ``v >= threshold``, subtracts the
+dt=1e-3, ignores ``r`` of LIF/IF, reads IF as ``v <- v + x`` and CubaLIF as a leaky synapse
+feeding the voltage its new current (Norse's native LIFCell, the ``norse`` preset, uses the
+previous current and lets input jump the current); Sinabs reads IF as ``v <- v + x``, spikes at ``v >= threshold``, subtracts the
 threshold and clips ``v`` below at ``-threshold``.
 
 Recorded keys (NumPy, ``[batch, time, *shape]``): neurons ``<node>.spikes`` (spiking models),
