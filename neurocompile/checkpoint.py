@@ -33,7 +33,11 @@ VERSION = 1
 
 
 def save_checkpoint(model: nn.Module, path, extra: dict | None = None) -> Path:
-    """Save a reference architecture (``MLP``, ``ConvNet``, ``RecurrentNet``) as a checkpoint."""
+    """Save a reference architecture (``MLP``, ``ConvNet``, ``RecurrentNet``) as a checkpoint.
+
+    Parametrizations (``torch.nn.utils.parametrize``, e.g. fake quantization) are saved as
+    the weights they compute.
+    """
     from neurocompile.models.architectures import ARCHITECTURES
 
     name = type(model).__name__
@@ -45,7 +49,7 @@ def save_checkpoint(model: nn.Module, path, extra: dict | None = None) -> Path:
         "architecture": name,
         "config": model.config,
         "convention": dataclasses.asdict(model.convention),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": _plain_state_dict(model),
         "extra": extra or {},
     }
     try:
@@ -55,6 +59,23 @@ def save_checkpoint(model: nn.Module, path, extra: dict | None = None) -> Path:
     path = Path(path)
     torch.save(payload, path)
     return path
+
+
+def _plain_state_dict(model: nn.Module) -> dict:
+    """The state_dict with ``torch.nn.utils.parametrize`` parametrizations folded into plain tensors."""
+    from torch.nn.utils import parametrize
+
+    state = dict(model.state_dict())
+    for prefix, module in model.named_modules():
+        if not parametrize.is_parametrized(module):
+            continue
+        prefix = f"{prefix}." if prefix else ""
+        for name in module.parametrizations:
+            inner = f"{prefix}parametrizations.{name}."
+            for key in [k for k in state if k.startswith(inner)]:
+                del state[key]
+            state[f"{prefix}{name}"] = getattr(module, name)
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 
 def _reason(exc: Exception) -> str:

@@ -148,3 +148,22 @@ def test_cli_pickled_module_needs_allow_pickle(tmp_path, capsys):
     code, _, err = run_cli(capsys, "export", str(path), "--allow-pickle")
     assert code == 0, err
     assert isinstance(nir.read(path.with_suffix(".nir")).nodes["fc1"], nir.Affine)
+
+
+class Round(torch.nn.Module):
+    def forward(self, w):
+        return torch.round(w * 8) / 8
+
+
+def test_parametrized_weights_are_saved_as_computed(tmp_path):
+    from torch.nn.utils import parametrize
+
+    model = MLP([4, 3])
+    parametrize.register_parametrization(model.fc1, "weight", Round())
+    path = save_checkpoint(model, tmp_path / "quantized.pt")
+    loaded = load_checkpoint(path)
+    assert torch.equal(loaded.fc1.weight, model.fc1.weight)
+    assert parametrize.is_parametrized(model.fc1)  # the caller's model is untouched
+    from neurocompile.export import export
+
+    np.testing.assert_array_equal(export(model).nodes["fc1"].weight, model.fc1.weight.detach().numpy())
