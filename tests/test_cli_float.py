@@ -223,3 +223,21 @@ def test_simulate_errors(capsys, nir_paper_dir, lif_input, tmp_path):
     FixedPointProgram([InputPort("in", (1,))], [Population("p", (1,), 0, 0, 1, np.zeros(1, dtype=np.int32))], [], ["p"]).save(ncp)
     code, _, err = run_cli(capsys, "simulate", ncp, "--input", lif_input, "--backend", "float")
     assert_one_line_error(code, err, "cpu or lava")
+
+
+def test_simulate_checkpoint_exports_first(capsys, tmp_path):
+    from neurocompile.checkpoint import save_checkpoint
+    from neurocompile.export import export_checkpoint
+    from neurocompile.models.architectures import MLP
+
+    path = save_checkpoint(MLP(sizes=(64, 16, 10)), tmp_path / "mlp.pt")
+    code, out, err = run_cli(capsys, "simulate", path, "--data", "digits", "--steps", 6, "--limit", 3, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    # the same run on the exported graph, through the float reference directly
+    from neurocompile.backends.float_ref import FloatReference
+    from neurocompile.data import load_digits_spikes
+
+    x, _ = load_digits_spikes(6, split="test")
+    rec = FloatReference(export_checkpoint(path)).run(x[:3], record="all")
+    assert report["samples"] == 3 and report["total_spikes"] == sum(rec.spike_counts().values())
