@@ -222,8 +222,8 @@ class _Weighted(_Node):
             probe = torch.ones((1, *x.shape[1:]), dtype=self.dtype, device=self.device, requires_grad=True)
             with torch.enable_grad():
                 self.linear(probe, (self.weight != 0).to(self.dtype)).sum().backward()
-            self.fanout = probe.grad[0].detach()
-        self.synops += int(((x != 0).to(self.dtype) * self.fanout).sum().item())
+            self.fanout = probe.grad[0].detach().to(torch.float64)  # exact integer counts
+        self.synops = self.synops + ((x != 0).to(torch.float64) * self.fanout).sum()  # a tensor: no sync per step
         y = self.linear(x, self.weight)
         if self.bias is not None:
             if type(self.node).__name__ in ("Conv1d", "Conv2d"):
@@ -503,7 +503,7 @@ class FloatReference:
         arrays = {}
         for key, values in traces.items():
             arrays[key] = torch.stack(values, dim=1).cpu().numpy() if values else np.zeros((batch, 0))
-        synops = {name: op.synops for name, op in self.ops.items() if isinstance(op, _Weighted)}
+        synops = {name: int(round(float(op.synops))) for name, op in self.ops.items() if isinstance(op, _Weighted)}
         metadata = {
             "dt": self.convention.dt,
             "convention": self.convention.name,
