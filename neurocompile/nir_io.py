@@ -137,10 +137,10 @@ def _build(raw: dict, name: str):
             field = match.group(1)
         elif isinstance(exc, KeyError) and exc.args:
             field = str(exc.args[0])
-        if "missing" in message and field:
-            message = "missing"
-        elif "unexpected keyword" in message and field:
-            message = f"not a field of {kind}"
+        if ("missing" in message or isinstance(exc, KeyError)) and field:
+            raise GraphError(f"missing (required by {kind})", node=where, field=field) from None
+        if "unexpected keyword" in message and field:
+            raise GraphError(f"not a field of {kind}", node=where, field=field) from None
         raise GraphError(f"cannot build {kind}: {message}", node=where, field=field) from None
 
 
