@@ -131,7 +131,7 @@ class OnlineRule:
                 with torch.enable_grad():
                     loss = step_loss(o, y, self.loss, self.loss_scale) / len(window)
                     (err,) = torch.autograd.grad(loss, o)
-                total += float(loss)
+                total += float(loss.detach())
                 step_grads = [None] * len(self.layers)
                 signal = err
                 for l in reversed(range(len(self.layers))):
