@@ -278,3 +278,39 @@ def test_quantized_network_matches_float_reference(make, calibrate):
         assert abs(c.sum() - f.sum()) <= 0.03 * f.sum()
         assert np.abs(c - f).sum() <= 0.05 * f.sum()
         assert np.corrcoef(c.ravel(), f.ravel())[0, 1] > 0.99
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def test_cli_compile_writes_program_and_json_report(tmp_path, nir_paper_dir, capsys):
+    from neurocompile.cli import main
+
+    out = tmp_path / "lif.ncp"
+    main(["compile", str(nir_paper_dir / "lif_norse.nir"), "-o", str(out), "--json"])
+    report = json.loads(capsys.readouterr().out)["report"]
+    assert report["layers"][0]["population"] == "1" and report["layers"][0]["dv"] == 164
+    program = FixedPointProgram.load(out)
+    spikes = np.load(nir_paper_dir / "lif_input_spikes.npy").reshape(1, -1, 1)
+    assert np.nonzero(CpuBackend(program).run(spikes).output_spikes()[0, :, 0])[0].tolist() == [461, 511, 711, 761]
+
+
+def test_cli_compile_hardware_error_is_one_line_exit_2(tmp_path, nir_paper_dir, capsys):
+    from neurocompile.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["compile", str(nir_paper_dir / "cnn_sinabs.nir"), "-o", str(tmp_path / "c.ncp"), "--convention", "sinabs"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "parameter 'reset'" in err
+
+
+def test_cli_compile_with_calibration_file(tmp_path, nir_paper_dir, capsys):
+    from neurocompile.cli import main
+
+    data = tmp_path / "cal.npy"
+    np.save(data, (np.random.default_rng(0).random((2, 40, 2, 34, 34)) < 0.1).astype(np.float32))
+    main(["compile", str(nir_paper_dir / "cnn_sinabs.nir"), "-o", str(tmp_path / "c.ncp"), "--convention", "sinabs",
+          "--reset", "zero", "--calibrate", str(data), "--method", "percentile"])
+    text = capsys.readouterr().out
+    assert "calibrated" in text and "percentile" in text and "wrote" in text
