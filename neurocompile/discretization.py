@@ -66,10 +66,12 @@ class Convention:
 
 PRESETS: dict[str, Convention] = {
     "neurocompile": Convention(),
-    # Norse: IF without dt, voltage integrates the previous current, input jumps the current.
+    # Norse's native LIFCell: IF without dt, voltage integrates the previous current, input jumps
+    # the current. (Norse's from_nir instead reads CubaLIF like our default, with dt=1e-3.)
     "norse": Convention(name="norse", if_uses_dt=False, current_first=False, cuba_input_scaled=False),
-    # snnTorch: reset by subtraction is its default (NIR cannot record it).
-    "snntorch": Convention(name="snntorch", reset="subtract"),
+    # snnTorch: IF as v <- v + x; reset by subtraction is snnTorch's native default (NIR cannot
+    # record it) and what the NIR paper's braille run used; its NIR importer resets to zero.
+    "snntorch": Convention(name="snntorch", reset="subtract", if_uses_dt=False),
     # Sinabs: IAF integrates r*x with no dt, spikes at v >= threshold, resets by subtraction.
     "sinabs": Convention(name="sinabs", if_uses_dt=False, threshold_inclusive=True, reset="subtract"),
     # Rockpool: forward Euler, strict threshold, reset by subtraction.
