@@ -314,3 +314,55 @@ def test_cli_compile_with_calibration_file(tmp_path, nir_paper_dir, capsys):
           "--reset", "zero", "--calibrate", str(data), "--method", "percentile"])
     text = capsys.readouterr().out
     assert "calibrated" in text and "percentile" in text and "wrote" in text
+
+
+def test_sparse_pool_chain_is_exact_against_float_reference():
+    # Input -> SumPool2d -> Flatten -> IF: a sparse synapse; integer weights, so spikes are exact
+    g = nir.NIRGraph(
+        nodes={
+            "in": nir.Input(np.array([2, 8, 8])),
+            "p": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+            "f": nir.Flatten(input_type={"input": np.array([2, 4, 4])}, start_dim=0, end_dim=-1),
+            "n": nir.IF(r=np.ones(32), v_threshold=np.full(32, 2.5)),
+            "out": nir.Output(np.array([32])),
+        },
+        edges=[("in", "p"), ("p", "f"), ("f", "n"), ("n", "out")],
+    )
+    conv = Convention(if_uses_dt=False)
+    program, _ = compile_graph(g, conv)
+    assert [s.kind for s in program.synapses] == ["sparse"]
+    x = (np.random.default_rng(0).random((3, 50, 2, 8, 8)) < 0.3).astype(np.float32)
+    fixed = CpuBackend(program).run(x).output_spikes()
+    ref = FloatReference(g, conv).run(x).output_spikes()
+    assert ref.sum() > 100
+    np.testing.assert_array_equal(fixed[:, 1:], ref[:, :-1])
+
+
+def test_delays_reach_the_cpu_backend_like_the_float_reference():
+    dt = 1e-4
+    w = np.random.default_rng(1).normal(0, 1, (4, 3)) * 200
+    g = nir.NIRGraph(
+        nodes={"in": nir.Input(np.array([3])), "d": nir.Delay(np.array([0, 3 * dt, 7 * dt])), "w": nir.Linear(w), "n": lif(4), "out": nir.Output(np.array([4]))},
+        edges=[("in", "d"), ("d", "w"), ("w", "n"), ("n", "out")],
+    )
+    program, _ = compile_graph(g, Convention(dt=dt))
+    assert program.synapses[0].delays.tolist() == [[0, 3, 7]] * 4
+    x = (np.random.default_rng(2).random((3, 80, 3)) < 0.3).astype(np.float32)
+    fixed = CpuBackend(program).run(x).output_spikes()
+    ref = FloatReference(g, Convention(dt=dt)).run(x).output_spikes()
+    assert ref.sum() > 50
+    assert (fixed[:, 1:] != ref[:, :-1]).sum() <= 0.02 * ref.sum()
+
+
+def test_norse_cuba_lif_gets_one_extra_step_of_delay():
+    conv = get_convention("norse")
+    g = two_layer(lambda n: cuba(n), g1=60.0, g2=40.0)
+    x = (np.random.default_rng(7).random((6, 150, 20)) < 0.2).astype(np.float32)
+    program, report = compile_graph(g, conv)
+    assert all(int(s.delays.max()) == 1 for s in program.synapses)
+    fixed = CpuBackend(program).run(x, record="all")
+    ref = FloatReference(g, conv).run(x, record="all")
+    for depth, name in enumerate(["h", "o"], start=1):
+        c = fixed.spikes(name)[:, depth:].sum(1)
+        f = ref.spikes(name)[:, : 150 - depth].sum(1)
+        assert np.abs(c - f).sum() <= 0.05 * f.sum()
