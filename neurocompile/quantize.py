@@ -378,6 +378,7 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
     arrays = _calibration_arrays(normalized, calibration)
     report = QuantizationReport(method, percentile if method == "percentile" else None, arrays is not None, conv.dt, conv.name)
     populations, synapses = [], []
+    v_scale: dict[str, float | list[float]] = {}
 
     for pop in normalized.populations:
         if pop.spiking:
@@ -491,6 +492,7 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
         if pop.type in ("CubaLIF", "CubaLI"):
             decay_err["u"] = abs((1 - (dyn.du + 1) / 4096) - (1 - dyn.a_u)) / max(1 - dyn.a_u, 1e-12)
 
+        v_scale[pop.name] = float(64 * K[0]) if np.allclose(K, K[0]) else [float(k) for k in 64 * K]
         if arrays is not None:
             sat = _saturation(arrays, normalized, pop, incoming, w_effs, K, rho)
         populations.append(Population(
@@ -513,6 +515,8 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
             "dt": conv.dt,
             "convention": _plain(asdict(conv)),
             "output_names": dict(normalized.output_names),
+            # v_int = v_scale * v_float for every population (per neuron when thresholds differ)
+            "v_scale": v_scale,
             "quantization": report.to_dict(),
         },
     )

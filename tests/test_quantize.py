@@ -366,3 +366,16 @@ def test_norse_cuba_lif_gets_one_extra_step_of_delay():
         c = fixed.spikes(name)[:, depth:].sum(1)
         f = ref.spikes(name)[:, : 150 - depth].sum(1)
         assert np.abs(c - f).sum() <= 0.05 * f.sum()
+
+
+def test_v_scale_maps_readout_voltage_back_to_float():
+    n = 3
+    node = nir.LI(tau=np.full(n, 1e-3), r=np.ones(n), v_leak=np.zeros(n))
+    w = np.abs(np.random.default_rng(4).normal(size=(n, 4)))  # one sign: weights kept to 8 bits
+    g = single(node, w)
+    x = (np.random.default_rng(5).random((2, 60, 4)) < 0.3).astype(np.float32)
+    program, _ = compile_graph(g)
+    scale = program.metadata["v_scale"]["n"]
+    v_int = CpuBackend(program).run(x, record="all")["n.v"]
+    v_float = FloatReference(g).run(x, record="all")["n.v"]
+    np.testing.assert_allclose(v_int[:, 1:] / scale, v_float[:, :-1], atol=0.01 * np.abs(v_float).max())
