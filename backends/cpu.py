@@ -38,38 +38,60 @@ FAST_INPUT_LIMIT = 2**18  # |a_in| bound under which the short neuron path is ex
 # the torch path below is used. Both are tested against Lava.
 _KERNEL_SRC = r"""
 #include <stdint.h>
-static inline int64_t w32(int64_t x) { return (int64_t)(int32_t)(uint32_t)(uint64_t)x; }
-static inline int64_t dec(int64_t x, int64_t f) {
-    int64_t p = x * f; int64_t m = (p < 0 ? -p : p) >> 12; return p < 0 ? -m : m;
+/* Lava fixed_pt LIF over T steps for batch rows [b0, b1). State in int32 with uint32 wrap-around
+ * arithmetic (Lava's int32 arrays); decays in double: u * (f / 4096) is exact (< 2**53) and the
+ * C cast truncates toward zero = Lava's sign-magnitude rounding. a_in[b, t', j] is the raw
+ * input read at step t = t' + shift (shift 1: the sum of spikes sent at t - 1), scaled by
+ * weight_exp (<< or arithmetic >>) and wrapped to int32 as on Lava's channels. */
+#include <string.h>
+#define LIF_RUN(NAME, A_T)                                                                         \
+void NAME(int64_t T, int64_t n, const A_T *restrict a_in, int64_t shift, int64_t wexp,             \
+          int64_t fu, int64_t fv, int64_t vth, const int32_t *restrict bias, int64_t spiking,      \
+          int64_t reset_interval, float *restrict s_out, int32_t *restrict u_out,                  \
+          int32_t *restrict v_out, int32_t *restrict u, int32_t *restrict v,                       \
+          uint32_t *restrict scratch, int64_t b0, int64_t b1) {                                    \
+    const int32_t M = 1 << 23, L = (1 << 23) - 1, th = (int32_t)(vth > L ? L : vth);               \
+    const int32_t sp = spiking != 0;                                                               \
+    const double su = (double)fu / 4096.0, sv = (double)fv / 4096.0;                               \
+    for (int64_t b = b0; b < b1; b++) {                                                            \
+        int32_t *restrict ub = u + b * n, *restrict vb = v + b * n;                                \
+        uint32_t *restrict a64 = scratch + b * n;                                                  \
+        memset(ub, 0, n * sizeof(int32_t)); memset(vb, 0, n * sizeof(int32_t));                    \
+        for (int64_t t = 0; t < T; t++) {                                                          \
+            const int64_t off = (b * T + t) * n;                                                   \
+            if (reset_interval > 0 && (t + 1) % reset_interval == 0) {                             \
+                memset(ub, 0, n * sizeof(int32_t)); memset(vb, 0, n * sizeof(int32_t));            \
+            }                                                                                      \
+            if (t < shift) {                                                                       \
+                memset(a64, 0, n * sizeof(uint32_t));                                              \
+            } else {                                                                               \
+                const A_T *restrict a = a_in + (b * T + t - shift) * n;                            \
+                if (wexp >= 0)                                                                     \
+                    for (int64_t j = 0; j < n; j++)                                                \
+                        a64[j] = (uint32_t)(int64_t)a[j] << (wexp + 6);                            \
+                else                                                                               \
+                    for (int64_t j = 0; j < n; j++)                                                \
+                        a64[j] = (uint32_t)((int64_t)a[j] >> (-wexp)) << 6;                        \
+            }                                                                                      \
+            float *restrict so = s_out + off;                                                      \
+            for (int64_t j = 0; j < n; j++) {                                                      \
+                int32_t up = (int32_t)((uint32_t)(int32_t)((double)ub[j] * su) + a64[j]);          \
+                up = up > M ? up - 2 * M : up;                                                     \
+                up = up <= -M ? (int32_t)((uint32_t)up + (uint32_t)(2 * M)) : up;                  \
+                int32_t vp = (int32_t)((uint32_t)(int32_t)((double)vb[j] * sv) + (uint32_t)up + (uint32_t)bias[j]); \
+                vp = vp > L ? L : vp;                                                              \
+                vp = vp < -L ? -L : vp;                                                            \
+                int32_t s = (vp > th) & sp;                                                        \
+                ub[j] = up; vb[j] = s ? 0 : vp;                                                    \
+                so[j] = (float)s;                                                                  \
+            }                                                                                      \
+            if (u_out) memcpy(u_out + off, ub, n * sizeof(int32_t));                               \
+            if (v_out) memcpy(v_out + off, vb, n * sizeof(int32_t));                               \
+        }                                                                                          \
+    }                                                                                              \
 }
-void lif_run(int64_t T, int64_t B, int64_t n, const int64_t *a_in, int64_t fu, int64_t fv,
-             int64_t vth, const int64_t *bias, int64_t spiking, int64_t reset_interval,
-             float *s_out, int32_t *u_out, int32_t *v_out, int64_t b0, int64_t b1) {
-    const int64_t M = 1 << 23, L = (1 << 23) - 1, N = B * n;
-    for (int64_t b = b0; b < b1; b++) {
-        int64_t u[n], v[n];
-        for (int64_t j = 0; j < n; j++) { u[j] = 0; v[j] = 0; }
-        for (int64_t t = 0; t < T; t++) {
-            const int64_t off = t * N + b * n;
-            if (reset_interval > 0 && (t + 1) % reset_interval == 0)
-                for (int64_t j = 0; j < n; j++) { u[j] = 0; v[j] = 0; }
-            for (int64_t j = 0; j < n; j++) {
-                int64_t a64 = w32(w32(a_in[off + j]) * 64);
-                int64_t up = w32(dec(u[j], fu) + a64);
-                up = up > M ? up - 2 * M : (up <= -M ? up + 2 * M : up);
-                up = w32(up);
-                int64_t vp = w32(dec(v[j], fv) + up + bias[j]);
-                vp = vp > L ? L : (vp < -L ? -L : vp);
-                int64_t s = spiking && vp > vth;
-                vp = s ? 0 : vp;
-                u[j] = up; v[j] = vp;
-                s_out[off + j] = (float)s;
-                if (u_out) u_out[off + j] = (int32_t)up;
-                if (v_out) v_out[off + j] = (int32_t)vp;
-            }
-        }
-    }
-}
+LIF_RUN(lif_run_f32, float)
+LIF_RUN(lif_run_i64, int64_t)
 """
 _kernel = None
 
@@ -93,7 +115,15 @@ def _load_kernel():
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         return None
-    tag = hashlib.sha256(_KERNEL_SRC.encode()).hexdigest()[:16]
+    import platform
+
+    flags = ["-O3", "-march=native", "-fno-trapping-math"]
+    cpu = ""
+    try:
+        cpu = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
+    except OSError:
+        pass
+    tag = hashlib.sha256((_KERNEL_SRC + " ".join(flags) + platform.machine() + cpu).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "neurocompile"
     lib = cache / f"lif_{tag}.so"
     if not lib.exists():
@@ -103,7 +133,9 @@ def _load_kernel():
                 src = Path(tmp) / "lif.c"
                 src.write_text(_KERNEL_SRC)
                 out = Path(tmp) / "lif.so"
-                res = subprocess.run([cc, "-O3", "-shared", "-fPIC", str(src), "-o", str(out)], capture_output=True)
+                res = subprocess.run([cc, *flags, "-shared", "-fPIC", str(src), "-o", str(out)], capture_output=True)
+                if res.returncode != 0:
+                    res = subprocess.run([cc, "-O3", "-shared", "-fPIC", str(src), "-o", str(out)], capture_output=True)
                 if res.returncode != 0:
                     return None
                 shutil.move(str(out), str(lib))  # atomic within one filesystem is not needed: same content
@@ -113,12 +145,15 @@ def _load_kernel():
         dll = ctypes.CDLL(str(lib))
     except OSError:
         return None
-    fn = dll.lif_run
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    fn.argtypes = [i64, i64, i64, ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, i64, i64]
-    fn.restype = None
-    _kernel = fn
-    return fn
+    fns = {}
+    for dtype, name in ((torch.float32, "lif_run_f32"), (torch.int64, "lif_run_i64")):
+        fn = getattr(dll, name)
+        fn.argtypes = [i64, i64, ptr, i64, i64, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64]
+        fn.restype = None
+        fns[dtype] = fn
+    _kernel = fns
+    return fns
 
 
 def matmul_dtype(bound: int) -> torch.dtype:
@@ -212,7 +247,7 @@ class CpuBackend:
         raw = max(row_abs_bound(p) for p in parts)
         dtype = matmul_dtype(raw)
         stacked = np.concatenate([p.T for p in parts], axis=1)  # [n_src, D * n_tgt]
-        weight = torch.as_tensor(stacked, dtype=dtype, device=self.device)
+        weight = torch.as_tensor(np.ascontiguousarray(stacked), dtype=dtype, device=self.device)
         e = syn.weight_exp
         per_delay = raw << e if e > 0 else (raw >> -e) + 1
         bound = per_delay * len(uniq)
@@ -255,17 +290,22 @@ class CpuBackend:
             acc >>= -e
         return fxp.wrap_bits(acc, fxp.CHANNEL_BITS) if sy.needs_wrap else acc
 
-    def _synops(self, sy: _Syn, spikes: torch.Tensor) -> int:
+    @staticmethod
+    def _column_counts(spikes: torch.Tensor, n: int) -> torch.Tensor:
+        """Spikes per neuron summed over batch and time (float64 [n]), exact (one GEMV)."""
+        x = spikes.reshape(-1, n)
+        dtype = torch.float32 if x.shape[0] < FLOAT32_EXACT else torch.float64
+        ones = torch.ones(1, x.shape[0], dtype=dtype, device=x.device)
+        return (ones @ x.to(dtype)).reshape(-1).to(torch.float64)
+
+    def _synops(self, sy: _Syn, counts: torch.Tensor) -> int:
         """Number of (spike, nonzero-weight synapse) pairs: synaptic operations."""
         if sy.spec.kind == "conv":
             g = sy.spec.conv
-            x = spikes.reshape(-1, *g.input_shape).sum(0, keepdim=True).to(torch.float64)
+            x = counts.reshape(1, *g.input_shape)
             y = F.conv2d(x, sy.conv_mask, stride=tuple(g.stride), padding=tuple(g.padding), dilation=tuple(g.dilation), groups=g.groups)
             return int(round(y.sum().item()))
-        x = spikes.reshape(-1, sy.fanout.shape[0])
-        dtype = torch.float32 if x.shape[0] < FLOAT32_EXACT else torch.float64
-        counts = torch.ones(1, x.shape[0], dtype=dtype, device=x.device) @ x.to(dtype)  # exact column sums
-        return int(round(float(counts.to(torch.float64) @ sy.fanout)))
+        return int(round(float(counts @ sy.fanout)))
 
     # --- neurons ------------------------------------------------------------------------
 
@@ -306,6 +346,7 @@ class CpuBackend:
     # --- running ------------------------------------------------------------------------
 
     def _inputs(self, inputs) -> tuple[dict[str, torch.Tensor], int, int]:
+        """Input spikes as float32 [B, T, n] tensors on the device (batch-major, like Recording)."""
         ports = self.program.inputs
         if not isinstance(inputs, dict):
             if len(ports) != 1:
@@ -315,16 +356,20 @@ class CpuBackend:
         for port in ports:
             if port.name not in inputs:
                 raise NeurocompileError(f"input '{port.name}': no spikes given")
-            x = torch.as_tensor(np.asarray(inputs[port.name]) if not torch.is_tensor(inputs[port.name]) else inputs[port.name])
-            if tuple(x.shape[2:]) != tuple(port.shape) or x.dim() < 2:
+            raw = inputs[port.name]
+            x = raw if torch.is_tensor(raw) else torch.from_numpy(np.ascontiguousarray(raw))
+            if x.dim() < 2 or tuple(x.shape[2:]) != tuple(port.shape):
                 raise NeurocompileError(f"input '{port.name}': shape {tuple(x.shape)} is not [batch, time, *{tuple(port.shape)}]")
             if bt is not None and tuple(x.shape[:2]) != bt:
                 raise NeurocompileError(f"input '{port.name}': batch/time {tuple(x.shape[:2])} differ from other inputs {bt}")
             bt = tuple(x.shape[:2])
-            xf = x.to(device=self.device, dtype=torch.float32)
-            if bool(((xf != 0) & (xf != 1)).any()):
+            if x.numel() and (x.dtype == torch.bool or x.dtype == torch.uint8):
+                bad = x.dtype == torch.uint8 and int(x.max()) > 1
+            else:
+                bad = x.numel() > 0 and bool(((x != 0) & (x != 1)).any())
+            if bad:
                 raise NeurocompileError(f"input '{port.name}': spikes must be 0 or 1")
-            out[port.name] = xf.reshape(bt[0], bt[1], -1).transpose(0, 1).contiguous()  # [T, B, n]
+            out[port.name] = x.to(device=self.device, dtype=torch.float32).reshape(bt[0], bt[1], -1)
         return out, bt[0], bt[1]
 
     def _recorded(self, record) -> dict[str, set[str]]:
@@ -350,6 +395,7 @@ class CpuBackend:
 
     @torch.no_grad()
     def run(self, inputs, record=None, progress: bool = False) -> Recording:
+        """Run a batch: ``inputs`` [batch, time, *input_shape] 0/1 (or {port: array}); see module doc."""
         start = time.perf_counter()
         x, batch, steps = self._inputs(inputs)
         rec = self._recorded(record)
@@ -365,10 +411,10 @@ class CpuBackend:
             for var in sorted(vars_):
                 t = spikes[node] if var == "spikes" else states[f"{node}.{var}"]
                 dtype = np.uint8 if var == "spikes" else np.int32
-                arrays[f"{node}.{var}"] = t.transpose(0, 1).reshape(batch, steps, *shape).cpu().numpy().astype(dtype)
-        synops = {name: self._synops(sy, spikes[sy.spec.source]) for name, sy in self.syns.items()}
+                arrays[f"{node}.{var}"] = t.reshape(batch, steps, *shape).cpu().numpy().astype(dtype, copy=False)
+        counts = {name: self._column_counts(t, int(np.prod(self.shapes[name]))) for name, t in spikes.items()}
+        synops = {name: self._synops(sy, counts[sy.spec.source]) for name, sy in self.syns.items()}
         n_steps = batch * steps
-        rates = {p.name: float(spikes[p.name].to(torch.float64).mean().item()) if n_steps else 0.0 for p in self.program.populations}
         meta = {
             "mode": mode,
             "batch": batch,
@@ -376,63 +422,97 @@ class CpuBackend:
             "synops": synops,
             "synops_total": int(sum(synops.values())),
             "synops_per_sample": float(sum(synops.values())) / max(batch, 1),
-            "spike_rate": rates,
-            "input_rate": {p: float(t.mean().item()) if n_steps else 0.0 for p, t in x.items()},
+            "spike_rate": {p.name: float(counts[p.name].sum()) / max(n_steps * p.size, 1) for p in self.program.populations},
+            "input_rate": {p: float(counts[p].sum()) / max(t.numel(), 1) for p, t in x.items()},
             "matmul_dtype": {n: str(sy.dtype).replace("torch.", "") for n, sy in self.syns.items()},
             "neuron_path": {p.name: ("fast" if self._neuron_params(p)[1] else "exact") for p in self.program.populations},
             "wall_s": time.perf_counter() - start,
         }
         return Recording(arrays, list(self.program.outputs), "cpu", meta)
 
+    def _input_sum(self, name, batch, steps, n) -> tuple[torch.Tensor | None, int, int]:
+        """Synaptic input of population ``name`` for all steps: (a_in [B, T, n], shift, weight_exp).
+
+        A single delay-free dense synapse hands over its raw float32 matmul (the kernel applies
+        the one-step shift and weight_exp); otherwise an int64 sum of arrivals (shift 0).
+        """
+        into = self.program.synapses_into(name)
+        if steps == 0:
+            return None, 0, 0
+        if len(into) == 1:
+            sy = self.syns[into[0].name]
+            if sy.spec.kind != "conv" and sy.delays == [0] and sy.dtype == torch.float32:
+                src = self._spikes[sy.spec.source]  # [B, T, n_src]
+                raw = src.reshape(batch * steps, -1) @ sy.weight
+                return raw.reshape(batch, steps, n), 1, sy.spec.weight_exp
+        a_in = torch.zeros(batch, steps, n, dtype=torch.int64, device=self.device)
+        for spec in into:
+            sy = self.syns[spec.name]
+            if steps <= 1:
+                continue
+            src = self._spikes[spec.source][:, : steps - 1]
+            act = self._activation(sy, src.reshape(batch * (steps - 1), -1)).reshape(batch, steps - 1, len(sy.delays), n)
+            for i, d in enumerate(sy.delays):
+                if 1 + d < steps:
+                    a_in[:, 1 + d :] += act[:, : steps - 1 - d, i]
+        return a_in, 0, 0
+
     def _run_layerwise(self, x, batch, steps, rec):
-        spikes = dict(x)  # name -> [T, B, n] (float32 for inputs, bool for populations)
+        self._spikes = spikes = dict(x)  # name -> float32 [B, T, n]
         states = {}
-        for name in self.order:
-            pop = self.program.population(name)
-            n = pop.size
-            a_in = torch.zeros(steps, batch, n, dtype=torch.int64, device=self.device)
-            for spec in self.program.synapses_into(name):
-                sy = self.syns[spec.name]
-                if steps <= 1:
-                    continue
-                src = spikes[spec.source][: steps - 1]
-                act = self._activation(sy, src.reshape((steps - 1) * batch, -1)).reshape(steps - 1, batch, len(sy.delays), n)
-                for i, d in enumerate(sy.delays):
-                    if 1 + d < steps:
-                        a_in[1 + d :] += act[: steps - 1 - d, :, i]
-            bias, fast = self._neuron_params(pop)
-            want = rec.get(name, set())
-            s_all = torch.empty(steps, batch, n, dtype=torch.float32, device=self.device)
-            u_all = torch.empty(steps, batch, n, dtype=torch.int32, device=self.device) if "u" in want else None
-            v_all = torch.empty(steps, batch, n, dtype=torch.int32, device=self.device) if "v" in want else None
-            kernel = _load_kernel() if self.device.type == "cpu" else None
-            if kernel is not None:
-                a_in, bias = a_in.contiguous(), bias.contiguous()
-                args = (
-                    steps, batch, n, a_in.data_ptr(),
-                    fxp.DECAY_UNITY - pop.du - fxp.U_DECAY_OFFSET, fxp.DECAY_UNITY - pop.dv - fxp.V_DECAY_OFFSET,
-                    fxp.effective_vth(pop.vth), bias.data_ptr(), int(pop.spiking), int(pop.reset_interval),
-                    s_all.data_ptr(), 0 if u_all is None else u_all.data_ptr(), 0 if v_all is None else v_all.data_ptr(),
-                )
-                _run_sliced(kernel, args, batch, steps * n)
-            else:
-                u = torch.zeros(batch, n, dtype=torch.int64, device=self.device)
-                v = torch.zeros_like(u)
-                for t in range(steps):
-                    if fxp.reset_due(t, pop.reset_interval):
-                        u.zero_()
-                        v.zero_()
-                    s, u, v = self._step(pop, bias, fast, a_in[t], u, v)
-                    s_all[t] = s
-                    if u_all is not None:
-                        u_all[t] = u
-                    if v_all is not None:
-                        v_all[t] = v
-            spikes[name] = s_all
-            if u_all is not None:
-                states[f"{name}.u"] = u_all
-            if v_all is not None:
-                states[f"{name}.v"] = v_all
+        dev = self.device
+        try:
+            for name in self.order:
+                pop = self.program.population(name)
+                n = pop.size
+                a_in, shift, wexp = self._input_sum(name, batch, steps, n)
+                bias, fast = self._neuron_params(pop)
+                want = rec.get(name, set())
+                s_all = torch.zeros(batch, steps, n, dtype=torch.float32, device=dev)
+                u_all = torch.zeros(batch, steps, n, dtype=torch.int32, device=dev) if "u" in want else None
+                v_all = torch.zeros(batch, steps, n, dtype=torch.int32, device=dev) if "v" in want else None
+                kernel = _load_kernel() if dev.type == "cpu" else None
+                if a_in is None:
+                    pass
+                elif kernel is not None:
+                    a_in = a_in.contiguous()
+                    bias32 = bias.to(torch.int32).contiguous()
+                    u = torch.empty(batch, n, dtype=torch.int32)
+                    v = torch.empty(batch, n, dtype=torch.int32)
+                    scratch = torch.empty(batch, n, dtype=torch.int32)
+                    args = (
+                        steps, n, a_in.data_ptr(), shift, wexp,
+                        fxp.DECAY_UNITY - pop.du - fxp.U_DECAY_OFFSET, fxp.DECAY_UNITY - pop.dv - fxp.V_DECAY_OFFSET,
+                        fxp.effective_vth(pop.vth), bias32.data_ptr(), int(pop.spiking), int(pop.reset_interval),
+                        s_all.data_ptr(), 0 if u_all is None else u_all.data_ptr(), 0 if v_all is None else v_all.data_ptr(),
+                        u.data_ptr(), v.data_ptr(), scratch.data_ptr(),
+                    )
+                    _run_sliced(kernel[a_in.dtype], args, batch, steps * n)
+                else:
+                    if shift:  # raw single-synapse sums: apply weight_exp and the one-step delay here
+                        acc = a_in.to(torch.int64)
+                        acc = acc << wexp if wexp > 0 else acc >> -wexp
+                        a_in = torch.zeros_like(acc)
+                        a_in[:, 1:] = acc[:, :-1]
+                    u = torch.zeros(batch, n, dtype=torch.int64, device=dev)
+                    v = torch.zeros_like(u)
+                    for t in range(steps):
+                        if fxp.reset_due(t, pop.reset_interval):
+                            u.zero_()
+                            v.zero_()
+                        s, u, v = self._step(pop, bias, fast, a_in[:, t], u, v)
+                        s_all[:, t] = s
+                        if u_all is not None:
+                            u_all[:, t] = u
+                        if v_all is not None:
+                            v_all[:, t] = v
+                spikes[name] = s_all
+                if u_all is not None:
+                    states[f"{name}.u"] = u_all
+                if v_all is not None:
+                    states[f"{name}.v"] = v_all
+        finally:
+            self._spikes = None
         return spikes, states
 
     def _run_stepwise(self, x, batch, steps, rec, progress):
@@ -444,9 +524,9 @@ class CpuBackend:
         # pending[name][k]: input arriving at population `name` k steps from now
         horizon = 1 + max([max(sy.delays) for sy in self.syns.values()] + [0])
         pending = {p.name: torch.zeros(horizon + 1, batch, p.size, dtype=torch.int64, device=dev) for p in pops}
-        s_all = {p.name: torch.zeros(steps, batch, p.size, dtype=torch.bool, device=dev) for p in pops}
-        u_all = {n: torch.empty(steps, batch, self.program.population(n).size, dtype=torch.int32, device=dev) for n, w in rec.items() if "u" in w}
-        v_all = {n: torch.empty(steps, batch, self.program.population(n).size, dtype=torch.int32, device=dev) for n, w in rec.items() if "v" in w}
+        s_all = {p.name: torch.zeros(batch, steps, p.size, dtype=torch.float32, device=dev) for p in pops}
+        u_all = {n: torch.zeros(batch, steps, self.program.population(n).size, dtype=torch.int32, device=dev) for n, w in rec.items() if "u" in w}
+        v_all = {n: torch.zeros(batch, steps, self.program.population(n).size, dtype=torch.int32, device=dev) for n, w in rec.items() if "v" in w}
         iterator = range(steps)
         if progress:
             try:
@@ -466,19 +546,16 @@ class CpuBackend:
                     u[name].zero_()
                     v[name].zero_()
                 bias, fast = params[name]
-                if fast:
-                    s, u[name], v[name] = self._step(pop, bias, fast, a_in, u[name], v[name])
-                else:
-                    s, u[name], v[name] = self._step(pop, bias, fast, fxp.wrap_bits(a_in, fxp.CHANNEL_BITS), u[name], v[name])
+                s, u[name], v[name] = self._step(pop, bias, fast, a_in, u[name], v[name])
                 now[name] = s
-                s_all[name][t] = s
+                s_all[name][:, t] = s
                 if name in u_all:
-                    u_all[name][t] = u[name]
+                    u_all[name][:, t] = u[name]
                 if name in v_all:
-                    v_all[name][t] = v[name]
+                    v_all[name][:, t] = v[name]
             for sy in self.syns.values():
                 spec = sy.spec
-                src = x[spec.source][t] if spec.source in x else now[spec.source]
+                src = x[spec.source][:, t] if spec.source in x else now[spec.source]
                 act = self._activation(sy, src.reshape(batch, -1))  # [B, D, n]
                 for i, d in enumerate(sy.delays):
                     pending[spec.target][d] += act[:, i]
