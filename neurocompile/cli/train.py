@@ -41,6 +41,7 @@ def _factors(text: str | None):
 @click.option("--decay", type=float, default=0.8, show_default=True, help="Per-step membrane decay 1 - dt/tau.")
 @click.option("--output-neuron", default="LIF", show_default=True, type=click.Choice(["LIF", "LI"]))
 @click.option("--loss", default="ce", show_default=True, type=click.Choice(["ce", "mse"]), help="Per-step loss on the output.")
+@click.option("--loss-scale", type=float, default=None, help="Logit scale of the CE loss (default 8 for LIF outputs, 1 for LI).")
 @click.option("--loss-steps", type=int, default=None, help="Loss only over the last K steps.")
 @click.option("--ottt-mode", default="A", show_default=True, type=click.Choice(["A", "O"]), help="OTTT_A (per sample) or OTTT_O (per step).")
 @click.option("--factors", default=None, help="S-TLLR lambda_post lambda_pre alpha_post alpha_pre (default 0.5 0.8 -0.2 1).")
@@ -50,7 +51,7 @@ def _factors(text: str | None):
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON (no progress bar).")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="Checkpoint path (.pt).")
 def train(arch, rule, data, steps, epochs, seed, device, hardware_aware, batch_size, lr, hidden, decay, output_neuron,
-          loss, loss_steps, ottt_mode, factors, feedback, encoding, threads, as_json, output):
+          loss, loss_scale, loss_steps, ottt_mode, factors, feedback, encoding, threads, as_json, output):
     """Train a spiking MLP on spike-encoded data and save a checkpoint, learning curve and metrics."""
     from ..training.stllr import DEFAULT_FACTORS
     from ..training.trainer import TrainConfig, save_outputs
@@ -73,6 +74,7 @@ def train(arch, rule, data, steps, epochs, seed, device, hardware_aware, batch_s
     config = TrainConfig(arch=arch, rule=rule, data=data, steps=steps, epochs=epochs, seed=seed, device=device,
                          hardware_aware=hardware_aware, batch_size=batch_size, lr=lr, hidden=hidden_sizes,
                          decay=decay, output_neuron=output_neuron, loss=loss, loss_steps=loss_steps,
+                         loss_scale=loss_scale if loss_scale is not None else (8.0 if output_neuron == "LIF" else 1.0),
                          encoding=encoding, ottt_mode=ottt_mode, factors=_factors(factors) or DEFAULT_FACTORS,
                          feedback=feedback)
     model, metrics = run_training(config, progress=not as_json)

@@ -48,7 +48,7 @@ class TrainConfig:
     output_neuron: str = "LIF"
     reset: str = "zero"  # the Convention's reset (Loihi resets to zero)
     loss: str = "ce"
-    loss_scale: float = 4.0
+    loss_scale: float = 8.0  # CE on 8 * spikes (LIF output); use 1 for an LI output
     loss_steps: int | None = None
     encoding: str = "rate"
     ottt_mode: str = "A"
@@ -106,6 +106,7 @@ def make_rule(config: TrainConfig, model):
 
 def _load(config: TrainConfig, split: str, seed: int, device):
     x, y = load_dataset(config.data, config.steps, split, seed, encoding=config.encoding)
+    x = x.reshape(x.shape[0], x.shape[1], -1)  # the MLP takes flat features per step
     return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
 
 
@@ -116,9 +117,9 @@ def train(config: TrainConfig, progress: bool = True, log=None):
     np.random.seed(config.seed)
     x_test, y_test = _load(config, "test", 0, device)
     x_train, y_train = _load(config, "train", config.seed * 1000, device)
-    n_in = int(np.prod(x_train.shape[2:]))
-    if x_train.dim() != 3:
-        raise NeurocompileError(f"dataset '{config.data}': the MLP needs inputs [N, T, features], got {list(x_train.shape)}")
+    n_in = int(x_train.shape[2])
+    if x_test.shape[1:] != x_train.shape[1:]:
+        raise NeurocompileError(f"dataset '{config.data}': train and test shapes differ ({list(x_train.shape[1:])} vs {list(x_test.shape[1:])})")
     n_out = int(max(y_train.max(), y_test.max()) + 1)
     model = build_model(config, n_in, n_out).to(device)
     if config.hardware_aware:
