@@ -39,6 +39,8 @@ def _factors(text: str | None):
 @click.option("--lr", type=float, default=2e-3, show_default=True)
 @click.option("--hidden", default="128,128", show_default=True, help="Hidden layer sizes, comma-separated.")
 @click.option("--decay", type=float, default=0.8, show_default=True, help="Per-step membrane decay 1 - dt/tau.")
+@click.option("--reset", default="zero", show_default=True, type=click.Choice(["zero", "subtract"]),
+              help="Reset after a spike (OTTT's reference resets by subtraction; Loihi resets to zero).")
 @click.option("--output-neuron", default="LIF", show_default=True, type=click.Choice(["LIF", "LI"]))
 @click.option("--loss", default="ce", show_default=True, type=click.Choice(["ce", "mse"]), help="Per-step loss on the output.")
 @click.option("--loss-scale", type=float, default=None, help="Logit scale of the CE loss (default 8 for LIF outputs, 1 for LI).")
@@ -50,7 +52,7 @@ def _factors(text: str | None):
 @click.option("--threads", type=int, default=1, show_default=True, help="CPU threads (small networks run fastest on one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON (no progress bar).")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="Checkpoint path (.pt).")
-def train(arch, rule, data, steps, epochs, seed, device, hardware_aware, batch_size, lr, hidden, decay, output_neuron,
+def train(arch, rule, data, steps, epochs, seed, device, hardware_aware, batch_size, lr, hidden, decay, reset, output_neuron,
           loss, loss_scale, loss_steps, ottt_mode, factors, feedback, encoding, threads, as_json, output):
     """Train a spiking MLP on spike-encoded data and save a checkpoint, learning curve and metrics."""
     from ..training.stllr import DEFAULT_FACTORS
@@ -61,6 +63,8 @@ def train(arch, rule, data, steps, epochs, seed, device, hardware_aware, batch_s
 
     if threads >= 1:
         torch.set_num_threads(threads)
+    if hardware_aware and reset != "zero":
+        raise NeurocompileError("--hardware-aware resets to zero (Loihi); drop --reset subtract")
     if epochs < 1 or batch_size < 1:
         raise NeurocompileError("--epochs and --batch-size must be positive")
     if steps is not None and steps < 1:
@@ -73,7 +77,7 @@ def train(arch, rule, data, steps, epochs, seed, device, hardware_aware, batch_s
         steps = 16
     config = TrainConfig(arch=arch, rule=rule, data=data, steps=steps, epochs=epochs, seed=seed, device=device,
                          hardware_aware=hardware_aware, batch_size=batch_size, lr=lr, hidden=hidden_sizes,
-                         decay=decay, output_neuron=output_neuron, loss=loss, loss_steps=loss_steps,
+                         decay=decay, reset=reset, output_neuron=output_neuron, loss=loss, loss_steps=loss_steps,
                          loss_scale=loss_scale if loss_scale is not None else (8.0 if output_neuron == "LIF" else 1.0),
                          encoding=encoding, ottt_mode=ottt_mode, factors=_factors(factors) or DEFAULT_FACTORS,
                          feedback=feedback)
