@@ -196,3 +196,28 @@ def test_tiny_training_improves_accuracy(rule_cls, one_thread):
             opt.step()
     after = evaluate(model, x, y)
     assert after >= 0.9 and after > before + 0.2
+
+
+def test_train_command_writes_checkpoint_curve_and_metrics(tmp_path, one_thread):
+    import json
+
+    from neurocompile.checkpoint import load_checkpoint
+    from neurocompile.cli import main
+
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    x = (rng.random((40, 4, 6)) < np.where(y[:, None, None] == 0, 0.6, 0.1)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    out = tmp_path / "m.pt"
+    main(["train", "--data", str(tmp_path / "d.npz"), "--rule", "ottt", "--hidden", "8", "--epochs", "2",
+          "--hardware-aware", "--json", "-o", str(out)])
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert len(metrics["history"]) == 2 and metrics["sizes"] == [6, 8, 2]
+    assert (tmp_path / "m.png").stat().st_size > 0
+    model = load_checkpoint(out)
+    w = model.fc1.weight.detach()
+    steps = w / (w.abs().max() / 127)
+    torch.testing.assert_close(steps, steps.round(), atol=1e-3, rtol=0)  # folded 8-bit weights
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", str(tmp_path / "missing.npz"), "-o", str(out)])
+    assert exc.value.code == 2
