@@ -11,7 +11,9 @@ Matmuls run in float32 when they are exact: with binary spikes every partial sum
 integer bounded by the largest row sum of ``|weights|``; below 2**24 every float32 addition
 is exact. Otherwise float64 (exact below 2**53). The neuron update uses a short int64 path
 when the largest possible input proves that no int32 wrap or double 24-bit wrap can occur
-(``|a_in| <= 2**18``); otherwise it calls ``fixedpoint.lif_fixed_step`` itself.
+(``|a_in| <= 2**18``); otherwise it calls ``fixedpoint.lif_fixed_step`` itself. On CPU the
+layer-by-layer schedule runs the recurrence in a small C kernel (built once with the system
+compiler, exact in every case); without a compiler the torch path runs.
 """
 
 from __future__ import annotations
@@ -39,11 +41,18 @@ FAST_INPUT_LIMIT = 2**18  # |a_in| bound under which the short neuron path is ex
 _KERNEL_SRC = r"""
 #include <stdint.h>
 /* Lava fixed_pt LIF over T steps for batch rows [b0, b1). State in int32 with uint32 wrap-around
- * arithmetic (Lava's int32 arrays); decays in double: u * (f / 4096) is exact (< 2**53) and the
- * C cast truncates toward zero = Lava's sign-magnitude rounding. a_in[b, t', j] is the raw
+ * arithmetic (Lava's int32 arrays); decays with decay32. a_in[b, t', j] is the raw
  * input read at step t = t' + shift (shift 1: the sum of spikes sent at t - 1), scaled by
  * weight_exp (<< or arithmetic >>) and wrapped to int32 as on Lava's channels. */
 #include <string.h>
+/* trunc(x * f / 4096) for int32 x, 0 <= f <= 4096, in int32 lanes: x = h * 4096 + l with
+ * 0 <= l < 4096 gives floor = h * f + (l * f >> 12) (mod 2**32 arithmetic: the result fits in
+ * int32), then +1 for negative x with a nonzero remainder (round toward zero). */
+static inline int32_t decay32(int32_t x, uint32_t f) {
+    uint32_t h = (uint32_t)(x >> 12), l = (uint32_t)x & 4095u, lf = l * f;
+    uint32_t fl = h * f + (lf >> 12);
+    return (int32_t)(fl + (uint32_t)((x < 0) & ((lf & 4095u) != 0)));
+}
 #define LIF_RUN(NAME, A_T)                                                                         \
 void NAME(int64_t T, int64_t n, const A_T *restrict a_in, int64_t shift, int64_t wexp,             \
           int64_t fu, int64_t fv, int64_t vth, const int32_t *restrict bias, int64_t spiking,      \
@@ -52,7 +61,7 @@ void NAME(int64_t T, int64_t n, const A_T *restrict a_in, int64_t shift, int64_t
           uint32_t *restrict scratch, int64_t b0, int64_t b1) {                                    \
     const int32_t M = 1 << 23, L = (1 << 23) - 1, th = (int32_t)(vth > L ? L : vth);               \
     const int32_t sp = spiking != 0;                                                               \
-    const double su = (double)fu / 4096.0, sv = (double)fv / 4096.0;                               \
+    const uint32_t su = (uint32_t)fu, sv = (uint32_t)fv;                                            \
     for (int64_t b = b0; b < b1; b++) {                                                            \
         int32_t *restrict ub = u + b * n, *restrict vb = v + b * n;                                \
         uint32_t *restrict a64 = scratch + b * n;                                                  \
@@ -75,10 +84,10 @@ void NAME(int64_t T, int64_t n, const A_T *restrict a_in, int64_t shift, int64_t
             }                                                                                      \
             float *restrict so = s_out + off;                                                      \
             for (int64_t j = 0; j < n; j++) {                                                      \
-                int32_t up = (int32_t)((uint32_t)(int32_t)((double)ub[j] * su) + a64[j]);          \
+                int32_t up = (int32_t)((uint32_t)decay32(ub[j], su) + a64[j]);          \
                 up = up > M ? up - 2 * M : up;                                                     \
                 up = up <= -M ? (int32_t)((uint32_t)up + (uint32_t)(2 * M)) : up;                  \
-                int32_t vp = (int32_t)((uint32_t)(int32_t)((double)vb[j] * sv) + (uint32_t)up + (uint32_t)bias[j]); \
+                int32_t vp = (int32_t)((uint32_t)decay32(vb[j], sv) + (uint32_t)up + (uint32_t)bias[j]); \
                 vp = vp > L ? L : vp;                                                              \
                 vp = vp < -L ? -L : vp;                                                            \
                 int32_t s = (vp > th) & sp;                                                        \
@@ -468,9 +477,9 @@ class CpuBackend:
                 a_in, shift, wexp = self._input_sum(name, batch, steps, n)
                 bias, fast = self._neuron_params(pop)
                 want = rec.get(name, set())
-                s_all = torch.zeros(batch, steps, n, dtype=torch.float32, device=dev)
-                u_all = torch.zeros(batch, steps, n, dtype=torch.int32, device=dev) if "u" in want else None
-                v_all = torch.zeros(batch, steps, n, dtype=torch.int32, device=dev) if "v" in want else None
+                s_all = torch.empty(batch, steps, n, dtype=torch.float32, device=dev)  # every step is written
+                u_all = torch.empty(batch, steps, n, dtype=torch.int32, device=dev) if "u" in want else None
+                v_all = torch.empty(batch, steps, n, dtype=torch.int32, device=dev) if "v" in want else None
                 kernel = _load_kernel() if dev.type == "cpu" else None
                 if a_in is None:
                     pass
