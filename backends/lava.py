@@ -385,8 +385,6 @@ class LavaBackend:
         from neurocompile.lava_compat import import_lava
 
         import_lava()
-        from lava.magma.core.run_conditions import RunSteps
-
         prog = self.program
         arrays = self._check_inputs(inputs)
         batch, steps = next(iter(arrays.values())).shape[:2]
@@ -404,8 +402,7 @@ class LavaBackend:
         t0 = time.perf_counter()
         sources, pops, conns, sinks = self._build(run_steps, spec)
         anchor = next(iter(pops.values()))
-        cfg = self._run_cfg()
-        condition = RunSteps(num_steps=run_steps, blocking=True)
+        session = _Session(anchor, self._run_cfg())
         compiled = False
         step_time = 0.0
         iterator: Iterable[int] = range(batch)
@@ -427,7 +424,9 @@ class LavaBackend:
                 if compiled:
                     self._reset_state(pops, conns)
                 ts = time.perf_counter()
-                anchor.run(condition=condition, run_cfg=cfg)
+                if not compiled:
+                    session.start()
+                session.run_steps(run_steps)
                 if not compiled:
                     compiled = True
                     t_first = time.perf_counter() - ts
@@ -439,7 +438,7 @@ class LavaBackend:
                     pop = prog.population(name)
                     out[f"{name}.{var}"][b] = from_lava(data, tuple(pop.shape)).astype(out[f"{name}.{var}"].dtype)
         finally:
-            self._stop(anchor)
+            session.close()
         total = time.perf_counter() - t0
         self.last_timing = {
             "total_s": total,
@@ -486,15 +485,129 @@ class LavaBackend:
         for conn, var, zeros in conns.values():
             getattr(conn, var).set(zeros)
 
-    @staticmethod
-    def _stop(anchor) -> None:
-        """Stop Lava's runtime if it started; never raises a second error over the first."""
-        runtime = getattr(anchor, "runtime", None)
+
+class _Session:
+    """One Lava runtime: start it, run blocks of steps, and always shut it down without orphans.
+
+    Lava 0.10's multiprocessing runtime forks one OS process per process model plus a
+    shared-memory manager. Two of its failure modes are handled here:
+
+    * an exception inside a process model deadlocks Lava (its runtime service waits for the
+      other models, which wait for the failed one's messages): runs are therefore started
+      non-blocking and the backend polls both the runtime's reply channel and the children;
+      a dead child raises a :class:`NeurocompileError` carrying its last traceback line;
+    * Ctrl-C: the children are forked with SIGINT ignored, so a terminal's Ctrl-C (sent to the
+      whole process group) interrupts only this process, which then stops the runtime.
+
+    ``close`` first asks Lava to stop (bounded by ``STOP_TIMEOUT_S``); when that is impossible
+    (a dead child, a run interrupted mid-message) it terminates the children and shuts down
+    the shared-memory manager itself.
+    """
+
+    STOP_TIMEOUT_S = 20.0
+
+    def __init__(self, anchor, run_cfg):
+        self.anchor = anchor
+        self.run_cfg = run_cfg
+        self.runtime = None
+        self.failed = False
+
+    def start(self) -> None:
+        import signal
+        import threading
+
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+        try:
+            self.anchor.create_runtime(run_cfg=self.run_cfg)
+        finally:
+            self.runtime = getattr(self.anchor, "_runtime", None)
+            if in_main:
+                signal.signal(signal.SIGINT, previous)
+
+    def _actors(self) -> list:
+        infra = getattr(self.runtime, "_messaging_infrastructure", None)
+        return list(getattr(infra, "actors", []) or [])
+
+    def _check_children(self) -> None:
+        dead = [a for a in self._actors() if not a.is_alive()]
+        if not dead:
+            return
+        self.failed = True
+        detail = "exited"
+        for actor in dead:
+            try:
+                exc = actor.exception
+            except (OSError, ValueError, EOFError):
+                exc = None
+            if exc:
+                err, tb = exc
+                detail = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+                break
+        raise NeurocompileError(f"lava backend: a Lava process failed during the run ({detail})")
+
+    def run_steps(self, steps: int) -> None:
+        from lava.magma.core.run_conditions import RunSteps
+
+        self.anchor.run(condition=RunSteps(num_steps=steps, blocking=False))
+        replies = list(self.runtime.service_to_runtime)
+        delay = 1e-4
+        while not all(port.probe() for port in replies):
+            self._check_children()
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5e-3)
+        self.runtime.wait()  # reads the replies (raises on an error reply)
+
+    def close(self) -> None:
+        """Stop the runtime; never raises (the first error, if any, is already propagating)."""
+        runtime = self.runtime
         if runtime is None:
             return
+        import threading
+
+        actors = self._actors()
+        self.runtime = None
+        graceful = not self.failed and all(a.is_alive() for a in actors)
+        if graceful:
+            stopper = threading.Thread(target=_quiet_stop, args=(runtime,), daemon=True)
+            stopper.start()
+            stopper.join(self.STOP_TIMEOUT_S)
+            graceful = not stopper.is_alive()
+        if not graceful:
+            _force_stop(runtime, actors)
+
+
+def _quiet_stop(runtime) -> None:
+    try:
+        runtime.stop()
+    except Exception:  # noqa: BLE001 - reported by the forced path's absence of leftovers
+        pass
+
+
+def _force_stop(runtime, actors) -> None:
+    """Terminate Lava's children and its shared-memory manager (after a failure or a hang)."""
+    for actor in actors:
         try:
-            anchor.stop()
-        except Exception:  # noqa: BLE001 - shutdown after a failure must not mask it
+            if actor.is_alive():
+                actor.terminate()
+        except (OSError, ValueError, AssertionError):
+            pass
+    for actor in actors:
+        try:
+            actor.join(timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            if actor.is_alive():
+                actor.kill()
+                actor.join(timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+    smm = getattr(getattr(runtime, "_messaging_infrastructure", None), "_smm", None)
+    if smm is not None:
+        try:
+            smm.shutdown()
+        except Exception:  # noqa: BLE001
             pass
 
 
