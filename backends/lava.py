@@ -8,8 +8,8 @@ Lowering (one Lava process per program element):
 * synapse "dense" -> ``Dense`` (``DelayDense`` with delays), "sparse" -> ``Sparse``
                      (``DelaySparse``) from a scipy CSR matrix, "conv" -> ``lava.proc.conv.Conv``
                      (or ``Sparse``, see below);
-* recording       -> ``lava.proc.io.sink.RingBuffer`` on ``s_out`` for spikes and
-                     ``lava.proc.io.sink.Read`` on ``u``/``v`` (values after each step).
+* recording       -> ``_lava_procs.SpikeTap`` on ``s_out`` for spikes and
+                     ``_lava_procs.StateTap`` on ``u``/``v`` (values after each step).
 
 Several synapses into one population connect to the same ``a_in`` InPort; Lava sums the
 messages of all connected OutPorts. Recurrent synapses are plain back-edges: every Lava
@@ -36,14 +36,17 @@ leaves the conv weights intact (the sum then wraps at 32 bits, not 24).
 Non-spiking populations (``spiking=False``) get ``vth = 2**17`` (``vth << 6 = 2**23`` is above
 the largest ``v``), so they never spike or reset; recording one always includes its ``v``.
 
-Samples. The process graph is built and compiled once per :meth:`LavaBackend.run` call and
-reused for every sample of the batch: after ``T`` steps the runtime pauses (a blocking
-``RunSteps``), the backend reads the recorders, zeroes ``u``, ``v`` and every synapse's
-activation buffer (the spikes in flight) and writes the next sample into the source
-RingBuffers. Lava's RingBuffers index ``(time_step - 1) % T`` so they realign by themselves.
-``LIFReset`` resets when ``time_step % reset_interval == 0`` in Lava's global time, so with
-``reset_interval`` populations each sample is padded with silent steps to a multiple of the
-intervals' least common multiple (padding is dropped from the recording).
+Samples. One process graph runs a whole block of samples (all of a batch up to
+``MAX_BLOCK_VALUES`` input values): the samples lie back to back in the source RingBuffers,
+each sample is one blocking run of ``T`` steps, and between samples the backend zeroes every
+synapse's activation buffer (the spikes in flight). Populations are ``LIFReset`` processes with
+``reset_interval = T`` and ``reset_offset = 1``: Lava zeroes their ``u`` and ``v`` before the
+first step of every sample by itself (``time_step`` keeps counting across runs). Programs whose
+populations have their own ``reset_interval`` pad every sample with silent steps to a multiple of
+the intervals' least common multiple (dropped from the recording) and reset those populations
+with ``Var.set``. Recorded values stream out after every step (``_lava_procs.SpikeTap`` for spikes,
+``StateTap`` for ``u``/``v``, both built like Lava's ``Extractor``): Lava's ``Var.get``/``Var.set`` move one element per
+message (~20 us each), so the backend avoids them for anything of size ``T``.
 
 floating_pt. ``tag="floating_pt"`` runs the same graph with Lava's float process models. An
 integer program is converted to the float values its integers stand for (decays
@@ -63,7 +66,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Iterable
+import warnings
 
 import numpy as np
 
@@ -72,6 +75,9 @@ from neurocompile.program import VTH_BITS, FixedPointProgram, Population, Synaps
 from neurocompile.recording import Recording
 
 TAGS = ("fixed_pt", "floating_pt")
+# Input values held by one process graph (samples are preloaded back to back); larger batches
+# run in blocks, one graph each.
+MAX_BLOCK_VALUES = 2**24
 
 
 # --- layouts -------------------------------------------------------------------------------
@@ -220,31 +226,36 @@ class LavaBackend:
 
     # --- building -----------------------------------------------------------------------
 
-    def _build(self, steps: int, record: dict[str, set[str]]):
-        """Create the process graph; returns (sources, pops, conns, sinks)."""
+    def _build(self, data: dict[str, np.ndarray], run_steps: int, record: dict[str, set[str]]):
+        """Create the process graph for a block of samples.
+
+        ``data``: per input port, the block's samples in Lava layout ``[*lava_shape, n * run_steps]``.
+        Returns (pops, conns, taps).
+        """
         from lava.proc.conv.process import Conv
         from lava.proc.dense.process import DelayDense, Dense
-        from lava.proc.io.sink import Read
-        from lava.proc.io.sink import RingBuffer as Sink
         from lava.proc.io.source import RingBuffer as Source
-        from lava.proc.lif.process import LIF, LIFReset
+        from lava.proc.lif.process import LIFReset
         from lava.proc.sparse.process import DelaySparse, Sparse
         from lava.utils.weightutils import SignMode
         from scipy.sparse import csr_matrix
+
+        from ._lava_procs import SpikeTap, StateTap
 
         prog = self.program
         fixed = self.tag == "fixed_pt"
         sources = {}
         for port in prog.inputs:
-            sources[port.name] = Source(data=np.zeros(lava_shape(port.shape) + (steps,), dtype=np.int32))
+            sources[port.name] = Source(data=data[port.name])
         pops = {}
         for pop in prog.populations:
             params = self._pop_params(pop)
             if pop.reset_interval > 0:
                 pops[pop.name] = LIFReset(reset_interval=int(pop.reset_interval), reset_offset=0, name=pop.name, **params)
             else:
-                pops[pop.name] = LIF(name=pop.name, **params)
-
+                # Zeroes u and v before the first step of every sample (Lava's time_step is 1-based
+                # and keeps counting across samples): no Var.set needed between samples.
+                pops[pop.name] = LIFReset(reset_interval=run_steps, reset_offset=1, name=pop.name, **params)
         def out_port(name):
             return sources[name].s_out if name in sources else pops[name].s_out
 
@@ -329,19 +340,18 @@ class LavaBackend:
             out.connect(dst)
             conns[syn.name] = (conn, "a_buff", np.zeros(conn.a_buff.shape))
 
-        sinks = {}
+        taps = {}
+        buffer = max(2, min(run_steps, 64))
         for name, variables in record.items():
             lif = pops[name]
             if "spikes" in variables:
-                sink = Sink(shape=lava_shape(prog.population(name).shape), buffer=steps)
-                lif.s_out.connect(sink.a_in)
-                sinks[(name, "spikes")] = sink
+                tap = SpikeTap(shape=lif.s_out.shape, buffer_size=buffer)
+                lif.s_out.connect(tap.in_port)
+                taps[(name, "spikes")] = tap
             for var in ("u", "v"):
                 if var in variables:
-                    reader = Read(buffer=steps)
-                    reader.connect_var(getattr(lif, var))
-                    sinks[(name, var)] = reader
-        return sources, pops, conns, sinks
+                    taps[(name, var)] = StateTap(getattr(lif, var), buffer_size=buffer)
+        return pops, conns, taps
 
     def _record_spec(self, record) -> dict[str, set[str]]:
         prog = self.program
@@ -399,54 +409,64 @@ class LavaBackend:
             for var in variables:
                 out[f"{name}.{var}"] = np.zeros((batch, steps) + tuple(pop.shape), dtype=np.uint8 if var == "spikes" else dtype)
 
+        n_in = sum(int(np.prod(p.shape)) for p in prog.inputs)
+        block = max(1, min(batch, MAX_BLOCK_VALUES // max(1, n_in * run_steps)))
         t0 = time.perf_counter()
-        sources, pops, conns, sinks = self._build(run_steps, spec)
-        anchor = next(iter(pops.values()))
-        session = _Session(anchor, self._run_cfg())
-        compiled = False
-        step_time = 0.0
-        iterator: Iterable[int] = range(batch)
+        timing = {"compile_s": 0.0, "run_s": 0.0, "steps": 0}
+        bar = None
         if progress:
             from tqdm import tqdm
 
-            iterator = tqdm(iterator, desc=f"lava {self.tag}", unit="sample")
+            bar = tqdm(total=batch, desc=f"lava {self.tag}", unit="sample")
         try:
-            for b in iterator:
-                for port in prog.inputs:
-                    data = np.zeros((run_steps,) + tuple(port.shape))
-                    data[:steps] = arrays[port.name][b]
-                    data = to_lava(data, tuple(port.shape))  # [T, *lava_shape]
-                    data = np.moveaxis(data, 0, -1)
-                    if compiled:
-                        sources[port.name].data.set(np.ascontiguousarray(data))
-                    else:
-                        sources[port.name].data.init = np.ascontiguousarray(data).astype(np.int32 if self.tag == "fixed_pt" else float)
-                if compiled:
-                    self._reset_state(pops, conns)
-                ts = time.perf_counter()
-                if not compiled:
-                    session.start()
-                session.run_steps(run_steps)
-                if not compiled:
-                    compiled = True
-                    t_first = time.perf_counter() - ts
-                else:
-                    step_time += time.perf_counter() - ts
-                for (name, var), proc in sinks.items():
-                    data = np.asarray(proc.data.get())  # [*lava_shape, T]
-                    data = np.moveaxis(data, -1, 0)[:steps]
-                    pop = prog.population(name)
-                    out[f"{name}.{var}"][b] = from_lava(data, tuple(pop.shape)).astype(out[f"{name}.{var}"].dtype)
+            for start in range(0, batch, block):
+                stop = min(batch, start + block)
+                self._run_block(arrays, start, stop, steps, run_steps, spec, out, timing, bar)
         finally:
-            session.close()
+            if bar is not None:
+                bar.close()
         total = time.perf_counter() - t0
         self.last_timing = {
             "total_s": total,
-            "first_sample_s": t_first if compiled else None,
-            "steps_per_s": (batch - 1) * run_steps / step_time if batch > 1 and step_time > 0 else None,
+            "compile_s": timing["compile_s"],
+            "steps_per_s": timing["steps"] / timing["run_s"] if timing["run_s"] > 0 else None,
         }
         meta = {"tag": self.tag, "hardware": self.hardware, "timing": dict(self.last_timing)}
         return Recording(out, list(prog.outputs), f"lava-{self.tag}", meta)
+
+    def _run_block(self, arrays, start, stop, steps, run_steps, spec, out, timing, bar) -> None:
+        """Build one graph for samples [start, stop), run them one after another, stop Lava."""
+        prog = self.program
+        data = {}
+        for port in prog.inputs:
+            x = np.zeros((stop - start, run_steps) + tuple(port.shape), dtype=np.int32 if self.tag == "fixed_pt" else float)
+            x[:, :steps] = arrays[port.name][start:stop]
+            x = to_lava(x, tuple(port.shape))  # [n, T, *lava_shape]
+            x = x.reshape((-1,) + x.shape[2:])  # samples back to back
+            data[port.name] = np.ascontiguousarray(np.moveaxis(x, 0, -1))
+        tc = time.perf_counter()
+        pops, conns, taps = self._build(data, run_steps, spec)
+        session = _Session(next(iter(pops.values())), self._run_cfg(), taps)
+        try:
+            session.start()
+            timing["compile_s"] += time.perf_counter() - tc
+            for b in range(start, stop):
+                if b > start:
+                    self._reset_state(pops, conns)
+                ts = time.perf_counter()
+                received = session.run_steps(run_steps)
+                if b > start:  # the first sample's time includes Lava's start-up
+                    timing["run_s"] += time.perf_counter() - ts
+                    timing["steps"] += run_steps
+                for (name, var), values in received.items():
+                    pop = prog.population(name)
+                    arr = from_lava(np.stack(values)[:steps], tuple(pop.shape))
+                    key = f"{name}.{var}"
+                    out[key][b] = arr if var != "spikes" else arr != 0
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            session.close()
 
     def _check_inputs(self, inputs) -> dict[str, np.ndarray]:
         prog = self.program
@@ -477,11 +497,14 @@ class LavaBackend:
             raise NeurocompileError(f"lava backend: inputs disagree on [batch, time]: {sorted(lengths)}")
         return arrays
 
-    @staticmethod
-    def _reset_state(pops, conns) -> None:
-        for lif in pops.values():
-            lif.u.set(np.zeros(lif.u.shape))
-            lif.v.set(np.zeros(lif.v.shape))
+    def _reset_state(self, pops, conns) -> None:
+        """Zero what outlives a sample: synapse buffers (spikes in flight) and the state of
+        populations with their own ``reset_interval`` (the others reset by themselves)."""
+        for pop in self.program.populations:
+            if pop.reset_interval > 0:
+                lif = pops[pop.name]
+                lif.u.set(np.zeros(lif.u.shape))
+                lif.v.set(np.zeros(lif.v.shape))
         for conn, var, zeros in conns.values():
             getattr(conn, var).set(zeros)
 
@@ -506,9 +529,10 @@ class _Session:
 
     STOP_TIMEOUT_S = 20.0
 
-    def __init__(self, anchor, run_cfg):
+    def __init__(self, anchor, run_cfg, taps=None):
         self.anchor = anchor
         self.run_cfg = run_cfg
+        self.taps = taps or {}
         self.runtime = None
         self.failed = False
 
@@ -519,7 +543,11 @@ class _Session:
         in_main = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
         try:
-            self.anchor.create_runtime(run_cfg=self.run_cfg)
+            with warnings.catch_warnings():
+                # Lava's model search executes every module beside _lava_procs.py as a top-level
+                # script and warns about those that cannot run that way (they hold no models).
+                warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
+                self.anchor.create_runtime(run_cfg=self.run_cfg)
         finally:
             self.runtime = getattr(self.anchor, "_runtime", None)
             if in_main:
@@ -546,17 +574,32 @@ class _Session:
                 break
         raise NeurocompileError(f"lava backend: a Lava process failed during the run ({detail})")
 
-    def run_steps(self, steps: int) -> None:
+    def run_steps(self, steps: int) -> dict:
+        """Run ``steps`` steps; returns ``{tap key: [one array per step]}`` streamed by the taps."""
         from lava.magma.core.run_conditions import RunSteps
+
+        received = {key: [] for key in self.taps}
+        pipes = {key: tap.out_port.external_pipe_csp_recv_port for key, tap in self.taps.items()}
+
+        def drain():
+            for key, pipe in pipes.items():
+                while pipe.probe():
+                    received[key].append(pipe.recv())
 
         self.anchor.run(condition=RunSteps(num_steps=steps, blocking=False))
         replies = list(self.runtime.service_to_runtime)
         delay = 1e-4
         while not all(port.probe() for port in replies):
+            drain()
             self._check_children()
             time.sleep(delay)
             delay = min(delay * 1.5, 5e-3)
         self.runtime.wait()  # reads the replies (raises on an error reply)
+        drain()
+        for key, values in received.items():
+            if len(values) != steps:
+                raise NeurocompileError(f"lava backend: recorder {key} delivered {len(values)} of {steps} steps")
+        return received
 
     def close(self) -> None:
         """Stop the runtime; never raises (the first error, if any, is already propagating)."""

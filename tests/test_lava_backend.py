@@ -125,7 +125,7 @@ def tiny_program(delay: int = 1) -> FixedPointProgram:
 # --- (a) program-level differential tests --------------------------------------------------
 
 
-@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=programs_with_inputs())
 def test_random_programs_match_cpu_at_every_step(case):
     program, inputs = case
