@@ -2,9 +2,8 @@
 
 Lowering (one Lava process per program element):
 
-* input port      -> ``lava.proc.io.source.RingBuffer`` holding one sample (``T`` steps);
-* population      -> ``LIF`` (``LIFReset`` when ``reset_interval > 0``) with du, dv, vth,
-                     bias_mant, bias_exp;
+* input port      -> ``lava.proc.io.source.RingBuffer`` holding a block of samples;
+* population      -> ``LIFReset`` (see "Samples") with du, dv, vth, bias_mant, bias_exp;
 * synapse "dense" -> ``Dense`` (``DelayDense`` with delays), "sparse" -> ``Sparse``
                      (``DelaySparse``) from a scipy CSR matrix, "conv" -> ``lava.proc.conv.Conv``
                      (or ``Sparse``, see below);
@@ -57,7 +56,8 @@ bias_mant are used as they are, exponents are ignored) is lowered unchanged; thi
 point for a float normalized graph.
 
 ``hardware=True`` selects ``Loihi2HwCfg`` (needs Intel's lava-loihi extension and a Loihi 2
-system; not testable here).
+system; not testable here). The recorders (``_lava_procs``) are CPU processes; on a chip, reading
+``u``/``v`` of neuro cores through RefPorts is untested and may need lava-loihi's probes instead.
 
 Shutdown: the runtime is always stopped in ``finally`` (success, error, ``KeyboardInterrupt``).
 """
@@ -537,21 +537,30 @@ class _Session:
         self.failed = False
 
     def start(self) -> None:
+        """Compile, then fork Lava's processes with a SIGINT handler that only takes note.
+
+        The children inherit that handler, so Ctrl-C never kills them; a Ctrl-C that reaches this
+        process while it forks is re-raised once the runtime exists (and can be stopped).
+        """
         import signal
         import threading
 
+        with warnings.catch_warnings():
+            # Lava's model search executes every module beside _lava_procs.py as a top-level
+            # script and warns about those that cannot run that way (they hold no models).
+            warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
+            executable = self.anchor.compile(self.run_cfg)
         in_main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+        interrupted = []
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum)) if in_main else None
         try:
-            with warnings.catch_warnings():
-                # Lava's model search executes every module beside _lava_procs.py as a top-level
-                # script and warns about those that cannot run that way (they hold no models).
-                warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
-                self.anchor.create_runtime(run_cfg=self.run_cfg)
+            self.anchor.create_runtime(executable=executable)
         finally:
             self.runtime = getattr(self.anchor, "_runtime", None)
             if in_main:
                 signal.signal(signal.SIGINT, previous)
+        if interrupted:
+            raise KeyboardInterrupt
 
     def _actors(self) -> list:
         infra = getattr(self.runtime, "_messaging_infrastructure", None)
