@@ -354,28 +354,31 @@ class LavaBackend:
         return pops, conns, taps
 
     def _record_spec(self, record) -> dict[str, set[str]]:
+        """``{node: {variables}}``: None -> output spikes (and a readout's v), "all", or names
+        (``"pop"`` for all its variables, ``"pop.v"``, or an input port for its spikes)."""
         prog = self.program
         names = [p.name for p in prog.populations]
+        ports = [p.name for p in prog.inputs]
         if record is None:
             chosen = {name: {"spikes"} for name in prog.outputs}
         elif record == "all":
             chosen = {name: {"spikes", "u", "v"} for name in names}
-        elif isinstance(record, str):
-            raise NeurocompileError(f"lava backend: record must be None, 'all' or a list of names, got '{record}'")
         else:
             chosen = {}
-            for item in record:
+            for item in [record] if isinstance(record, str) else record:
                 node, _, var = str(item).partition(".")
+                if node in ports and var in ("", "spikes"):
+                    chosen.setdefault(node, set()).add("spikes")
+                    continue
                 if node not in names:
-                    raise NeurocompileError(f"lava backend: cannot record '{item}': no population '{node}'")
+                    raise NeurocompileError(f"record: program has no node '{node}'")
                 if var and var not in ("spikes", "u", "v"):
-                    raise NeurocompileError(f"lava backend: cannot record '{item}': variables are spikes, u, v")
+                    raise NeurocompileError(f"record: node '{node}' has no variable '{var}' (spikes, u, v)")
                 chosen.setdefault(node, set()).update({var} if var else {"spikes", "u", "v"})
-            for name in prog.outputs:
-                chosen.setdefault(name, set()).add("spikes")
-        for name in list(chosen):
-            if not prog.population(name).spiking:
-                chosen[name].add("v")  # a readout's output is its voltage
+        if record is None:
+            for name in chosen:
+                if not prog.population(name).spiking:
+                    chosen[name].add("v")  # a readout's output is its voltage
         return chosen
 
     def _run_cfg(self):
@@ -404,6 +407,9 @@ class LavaBackend:
         spec = self._record_spec(record)
         dtype = np.int32 if self.tag == "fixed_pt" else np.float64
         out: dict[str, np.ndarray] = {}
+        for name in [p.name for p in prog.inputs if p.name in spec]:
+            out[f"{name}.spikes"] = (np.asarray(arrays[name]) != 0).astype(np.uint8)
+            del spec[name]
         for name, variables in spec.items():
             pop = prog.population(name)
             for var in variables:

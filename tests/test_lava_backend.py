@@ -328,3 +328,15 @@ def test_ctrl_c_leaves_no_orphans():
     while group_members(proc.pid) and time.time() < deadline:
         time.sleep(0.1)
     assert group_members(proc.pid) == []
+
+
+def test_hardware_flag_selects_the_loihi2_hardware_config():
+    """``hardware=True`` is a configuration switch only (no Loihi system here)."""
+    from neurocompile.lava_compat import import_lava
+
+    import_lava()
+    from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
+
+    assert isinstance(lava_backend(tiny_program(), hardware=True)._run_cfg(), Loihi2HwCfg)
+    sim = lava_backend(tiny_program())._run_cfg()
+    assert isinstance(sim, Loihi2SimCfg) and sim.select_tag == "fixed_pt"
