@@ -42,6 +42,8 @@ WEIGHT_EXP_RANGE = (-8, 7)
 STATE_BITS = 24  # u and v
 
 SignMode = Literal["mixed", "excitatory", "inhibitory"]
+# Dense/sparse weight registers by sign mode (lava.utils.weightutils.clip_weights, 8 bits).
+WEIGHT_RANGE = {"mixed": (-256, 255), "excitatory": (0, 255), "inhibitory": (-255, 0)}
 SynapseKind = Literal["dense", "sparse", "conv"]
 
 
@@ -108,8 +110,10 @@ class Synapse:
 
     ``kind``: "dense" ([n_target, n_source] weights), "sparse" (same layout, stored sparse by
     the Lava backend), or "conv" (``conv`` geometry, PyTorch weight layout).
-    ``num_weight_bits`` and ``sign_mode`` are Lava's weight-precision settings: the
-    quantizer emits weights that survive them unchanged.
+    ``num_weight_bits`` and ``sign_mode`` are Lava's weight-precision settings. Dense/sparse
+    weights are Loihi's 8-bit registers (``WEIGHT_RANGE``); Lava then drops low bits
+    (``fixedpoint.effective_weights``: mixed sign drops one more, so odd weights floor). The
+    quantizer emits weights that survive this unchanged; hand-made programs may not.
     ``delays``: extra per-synapse delay in steps (same shape as weights), or None.
     ``recurrent``: a back-edge in the source graph (still one step, like every synapse).
     ``learning``: reserved for plastic synapses (on-chip learning); None means static.
@@ -130,8 +134,13 @@ class Synapse:
 
     def validate(self) -> None:
         check_range(self.name, "weight_exp", self.weight_exp, *WEIGHT_EXP_RANGE)
-        limit = 2 ** (self.num_weight_bits - (1 if self.sign_mode == "mixed" else 0)) - 1
-        check_range(self.name, "weights", self.weights, -limit, limit)
+        check_range(self.name, "num_weight_bits", self.num_weight_bits, 1, 8)
+        if self.sign_mode not in WEIGHT_RANGE:
+            raise NeurocompileError(f"node '{self.name}', parameter 'sign_mode': unknown '{self.sign_mode}'")
+        if self.kind == "conv":
+            check_range(self.name, "weights", self.weights, -(2 ** (STATE_BITS - 1)), 2 ** (STATE_BITS - 1) - 1)
+        else:
+            check_range(self.name, "weights", self.weights, *WEIGHT_RANGE[self.sign_mode])
         if self.kind == "conv" and self.conv is None:
             raise NeurocompileError(f"synapse '{self.name}': conv synapse without geometry")
         if self.delays is not None:

@@ -321,7 +321,7 @@ def _sign_mode(w: np.ndarray) -> str:
 def _mantissa_limit(kind: str, sign_mode: str) -> int:
     if kind == "conv":
         return 127 if sign_mode == "mixed" else 255
-    return 126 if sign_mode == "mixed" else 255
+    return 254 if sign_mode == "mixed" else 255  # mixed: even values, Lava drops the low bit
 
 
 def _effective_weights(syn: NormalizedSynapse, gain: np.ndarray, target_shape) -> np.ndarray:
