@@ -25,6 +25,6 @@ echo "== bit-accurate CPU backend on the held-out digits"
 $NC simulate "$OUT/digits_mlp.ncp" --backend cpu --data digits --steps $STEPS --record "$OUT/cpu_record.npz" --plot "$OUT/cpu_raster.png" --json > "$OUT/cpu.json"
 echo
 echo "== Lava fixed_pt on the first 20 held-out digits (one sample at a time)"
-$NC simulate "$OUT/digits_mlp.ncp" --backend lava --data digits --steps $STEPS --limit 20 --json > "$OUT/lava.json"
+$NC simulate "$OUT/digits_mlp.ncp" --backend lava --data digits --steps $STEPS --limit 20 --record "$OUT/lava_record.npz" --json > "$OUT/lava.json"
 echo
 .venv/bin/python tools/demo_summary.py "$OUT"

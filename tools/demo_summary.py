@@ -1,0 +1,28 @@
+"""Summarize the JSON reports that tools/demo.sh wrote (float, cpu, lava) as one short table."""
+
+import json
+import sys
+
+import numpy as np
+from pathlib import Path
+
+
+def main(folder: str) -> None:
+    reports = {name: json.loads((Path(folder) / f"{name}.json").read_text()) for name in ("float", "cpu", "lava")}
+    print("== summary (digits, held-out split)")
+    print(f"{'backend':8s} {'samples':>7s} {'accuracy':>9s} {'spikes':>9s} {'synops':>11s}")
+    for name, rep in reports.items():
+        print(f"{name:8s} {rep['samples']:7d} {100 * rep['accuracy']:8.2f}% {rep['total_spikes']:9d} {rep['synaptic_operations']:11d}")
+    float_acc, cpu_acc = reports["float"]["accuracy"], reports["cpu"]["accuracy"]
+    print(f"fixed-point (cpu) vs float reference: {100 * (cpu_acc - float_acc):+.2f} points")
+    n = reports["lava"]["samples"]
+    same = sum(a == b for a, b in zip(reports["lava"]["predictions"], reports["cpu"]["predictions"][:n]))
+    print(f"lava fixed_pt vs cpu predictions on the first {n} samples: {same}/{n} identical")
+    lava, cpu = np.load(Path(folder) / "lava_record.npz"), np.load(Path(folder) / "cpu_record.npz")
+    differing = [key for key in lava.files if not np.array_equal(lava[key], cpu[key][:n])]
+    print(f"lava fixed_pt vs cpu recordings ({', '.join(sorted(lava.files))}): "
+          + ("bit-identical at every step" if not differing else f"DIFFER in {differing}"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
