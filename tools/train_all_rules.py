@@ -2,10 +2,15 @@
 
     .venv/bin/python tools/train_all_rules.py [--steps 16] [--epochs 40] [--seeds 0 1 2] [--jobs 2]
 
-Same setup for every rule: the 64-128-128-10 LIF MLP, fixed held-out split of the digits
+Same setup for every rule: the 64-128-128-10 MLP (LIF hidden layers, LI readout by default,
+``--output-neuron LIF`` for a spiking readout), fixed held-out split of the digits
 (360 test images), rate coding over T steps, the trainer's defaults otherwise (see
 ``neurocompile.training.trainer.TrainConfig``). Prints a table (mean, std, per seed, seconds
 per epoch) and writes JSON. Target: all rules >= 95%, OTTT and S-TLLR within 1 point of BPTT.
+
+Measured (2 CPU cores, 40 epochs, seeds 0 1 2, T=16), mean test accuracy:
+    LI readout:  BPTT 97.69%, OTTT 96.94%, S-TLLR 97.22%   (gaps 0.74 and 0.46 points)
+    LIF readout: BPTT 97.31%, OTTT 96.11%, S-TLLR 95.65%   (gaps 1.20 and 1.67 points)
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ def main(argv=None):
     ap.add_argument("--data", default="digits")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--hardware-aware", action="store_true")
-    ap.add_argument("--output-neuron", default="LIF", choices=["LIF", "LI"])
+    ap.add_argument("--output-neuron", default="LI", choices=["LIF", "LI"],
+                    help="Readout layer: LI (voltage summed over time; default) or LIF (spike count).")
     ap.add_argument("--loss-scale", type=float, default=None, help="Default: 8 for LIF outputs, 1 for LI.")
     ap.add_argument("--out", default="out/train_all_rules.json")
     args = ap.parse_args(argv)
