@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from neurocompile.discretization import NEURON_MODELS, Convention, initial_state, params_from_nir, threshold_step
 from neurocompile.errors import GraphError, NeurocompileError
+from neurocompile.nir_io import single_shape
 from neurocompile.recording import Recording
 
 WEIGHT_NODES = ("Affine", "Linear", "Conv1d", "Conv2d")
@@ -57,18 +58,6 @@ def _ints(value, n: int) -> tuple[int, ...]:
     if arr.size == 1:
         return (int(arr[0]),) * n
     return tuple(int(v) for v in arr[:n])
-
-
-def _known_shape(types, key: str):
-    if not isinstance(types, dict) or len(types) != 1:
-        return None
-    value = next(iter(types.values()))
-    if value is None:
-        return None
-    arr = np.asarray(value).reshape(-1)
-    if arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
-        return None
-    return tuple(int(v) for v in arr)
 
 
 def _fit(x: torch.Tensor, shape) -> torch.Tensor:
@@ -155,7 +144,7 @@ class _Node:
 
     def __init__(self, name, node, conv: Convention, device, dtype):
         self.name, self.node, self.conv, self.device, self.dtype = name, node, conv, device, dtype
-        self.in_shape = _known_shape(getattr(node, "input_type", None), "input")
+        self.in_shape = single_shape(getattr(node, "input_type", None))
         self.last: dict[str, torch.Tensor] = {}
 
     def tensor(self, value):
@@ -251,7 +240,7 @@ class _Flatten(_Node):
         super().__init__(*args)
         self.start = int(np.asarray(self.node.start_dim).reshape(-1)[0])
         self.end = int(np.asarray(self.node.end_dim).reshape(-1)[0])
-        self.out_shape = _known_shape(getattr(self.node, "output_type", None), "output")
+        self.out_shape = single_shape(getattr(self.node, "output_type", None))
 
     def step(self, x):
         if self.out_shape is not None and x[0].numel() == int(np.prod(self.out_shape)):

@@ -12,21 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NeurocompileError
+from .nir_io import PRIMITIVES, load_graph, single_shape
 
 NEURON_TYPES = ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I")
 SPIKING_TYPES = ("LIF", "CubaLIF", "IF")
-
-
-def _shape(types):
-    if not isinstance(types, dict) or len(types) != 1:
-        return None
-    value = next(iter(types.values()))
-    if value is None:
-        return None
-    arr = np.asarray(value).reshape(-1)
-    if arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
-        return None
-    return [int(v) for v in arr]
 
 
 def _range(value) -> dict:
@@ -42,7 +31,6 @@ def describe_graph(graph) -> dict:
     import nir
 
     from .backends.float_ref import flatten_graph, order_graph
-    from .nir_io import PRIMITIVES
 
     nodes, edges = flatten_graph(graph)
     inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
@@ -62,8 +50,8 @@ def describe_graph(graph) -> dict:
             if kind in ("Conv1d", "Conv2d", "Flatten") and hasattr(node, field):
                 value = getattr(node, field)
                 params[field] = value if isinstance(value, str) else np.asarray(value).tolist()
-        in_shape = _shape(getattr(node, "input_type", None))
-        out_shape = _shape(getattr(node, "output_type", None))
+        in_shape = single_shape(getattr(node, "input_type", None))
+        out_shape = single_shape(getattr(node, "output_type", None))
         row = {"name": name, "type": kind, "input_shape": in_shape, "output_shape": out_shape, "parameters": params}
         if kind in NEURON_TYPES:
             shape = out_shape or list(np.broadcast_shapes(*(np.shape(getattr(node, f)) for f in PRIMITIVES[kind] if getattr(node, f, None) is not None)))
@@ -240,7 +228,6 @@ def describe_file(path, lenient: bool = False) -> dict:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".nir":
-        from .nir_io import load_graph
 
         info = describe_graph(load_graph(path, lenient=lenient))
     elif suffix == ".ncp":

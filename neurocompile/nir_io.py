@@ -236,16 +236,8 @@ def validate_graph(graph, lenient: bool = False, _prefix: str = "") -> None:
         )
 
 
-def _port_shape(graph, name: str, port: str):
-    """The known shape (without batch) of a node's single input or output, or None."""
-    import nir
-
-    node = graph.nodes.get(name)
-    if node is None:
-        return None
-    types = getattr(node, f"{port}_type", None)
-    if isinstance(node, nir.NIRGraph):
-        types = types if isinstance(types, dict) else None
+def single_shape(types):
+    """The shape (without batch) in a NIR ``input_type``/``output_type`` dict with one port, or None."""
     if not isinstance(types, dict) or len(types) != 1:
         return None
     value = next(iter(types.values()))
@@ -253,11 +245,19 @@ def _port_shape(graph, name: str, port: str):
         return None
     try:
         arr = np.asarray(value).reshape(-1)
-        if arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
-            return None
-        return tuple(int(v) for v in arr)
     except (TypeError, ValueError):
         return None
+    if arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
+        return None
+    return tuple(int(v) for v in arr)
+
+
+def _port_shape(graph, name: str, port: str):
+    """The known shape (without batch) of a node's single input or output, or None."""
+    node = graph.nodes.get(name)
+    if node is None:
+        return None
+    return single_shape(getattr(node, f"{port}_type", None))
 
 
 def _validate_parameters(node, name: str) -> None:

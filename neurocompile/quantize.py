@@ -411,13 +411,7 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
         sat = {}
         if arrays is not None:
             act = np.zeros(0)
-            total = None
-            for syn, w in zip(incoming, w_effs):
-                x = _source_activity(arrays, syn.source, normalized.source_shape(syn.source))
-                if x is None:
-                    continue
-                y = _apply(syn, w, x)
-                total = y if total is None else total + y
+            total = _summed_input(arrays, normalized, incoming, w_effs)
             if total is not None:
                 act = total * rho.reshape(1, 1, -1)
                 a = _stat(act, method, percentile)
@@ -594,9 +588,8 @@ def _quantize_bias(bias: np.ndarray, node: str):
     return mant, exp, err
 
 
-def _saturation(arrays, normalized, pop, incoming, w_effs, K, rho) -> dict:
-    """Count calibration events that leave the hardware widths (per neuron and step)."""
-    k = K.reshape(1, 1, -1)
+def _summed_input(arrays, normalized, incoming, w_effs):
+    """Float synaptic input of one population over the calibration recording, or None."""
     total = None
     for syn, w in zip(incoming, w_effs):
         x = _source_activity(arrays, syn.source, normalized.source_shape(syn.source))
@@ -604,6 +597,13 @@ def _saturation(arrays, normalized, pop, incoming, w_effs, K, rho) -> dict:
             continue
         y = _apply(syn, w, x)
         total = y if total is None else total + y
+    return total
+
+
+def _saturation(arrays, normalized, pop, incoming, w_effs, K, rho) -> dict:
+    """Count calibration events that leave the hardware widths (per neuron and step)."""
+    k = K.reshape(1, 1, -1)
+    total = _summed_input(arrays, normalized, incoming, w_effs)
     out = {"activation_16bit": 0, "u_24bit": 0, "v_24bit": 0}
     if total is not None:
         a = np.abs(total * k)
