@@ -138,7 +138,7 @@ def _load_kernel():
     if not lib.exists():
         try:
             cache.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory() as tmp:
+            with tempfile.TemporaryDirectory(dir=cache) as tmp:  # same filesystem: os.replace is atomic
                 src = Path(tmp) / "lif.c"
                 src.write_text(_KERNEL_SRC)
                 out = Path(tmp) / "lif.so"
@@ -147,7 +147,7 @@ def _load_kernel():
                     res = subprocess.run([cc, "-O3", "-shared", "-fPIC", str(src), "-o", str(out)], capture_output=True)
                 if res.returncode != 0:
                     return None
-                shutil.move(str(out), str(lib))  # atomic within one filesystem is not needed: same content
+                os.replace(out, lib)  # parallel builders (pytest -n) each publish a complete file
         except OSError:
             return None
     try:

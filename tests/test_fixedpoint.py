@@ -8,7 +8,6 @@ compares u, v and spikes at every step with a loop over the fixedpoint functions
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +20,6 @@ import_lava()
 from neurocompile.backends.cpu import FLOAT32_EXACT, matmul_dtype, row_abs_bound
 
 LAVA_SETTINGS = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-SIGN = {"mixed": 1, "excitatory": 2, "inhibitory": 3}
 
 
 # --- Lava runner ------------------------------------------------------------------------
