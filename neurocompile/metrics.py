@@ -114,3 +114,33 @@ def program_synops(program, inputs, recording: Recording) -> dict[str, int] | No
             return None
         result[syn.name] = int(round(float(counts @ fanout)))
     return result
+
+
+def layer_agreement(reference: Recording, fixed: Recording, latency: dict[str, int]) -> dict[str, dict]:
+    """Per-layer spike agreement of a fixed-point run with the float reference.
+
+    The fixed-point backends deliver every synapse one step later than the float reference, so
+    population ``name`` is compared ``latency[name]`` steps later (``FixedPointProgram.latency``).
+    Per layer: ``count_ratio`` (fixed spikes / float spikes), ``step_agreement`` (fraction of
+    sample x step x neuron entries equal after the shift) and ``rate_correlation`` (Pearson
+    correlation of the spike counts of each neuron in each sample).
+    """
+    report = {}
+    for name, shift in latency.items():
+        key = f"{name}.spikes"
+        if key not in reference.arrays or key not in fixed.arrays:
+            continue
+        ref = np.asarray(reference.arrays[key], dtype=np.float64)
+        fix = np.asarray(fixed.arrays[key], dtype=np.float64)
+        steps = ref.shape[1] - shift
+        if steps <= 0:
+            continue
+        ref, fix = ref[:, :steps], fix[:, shift:]
+        ref_counts, fix_counts = ref.sum(axis=1).ravel(), fix.sum(axis=1).ravel()
+        both_vary = ref_counts.std() > 0 and fix_counts.std() > 0
+        report[name] = {
+            "count_ratio": float(fix.sum() / ref.sum()) if ref.sum() > 0 else float("nan"),
+            "step_agreement": float((ref == fix).mean()),
+            "rate_correlation": float(np.corrcoef(ref_counts, fix_counts)[0, 1]) if both_vary else float("nan"),
+        }
+    return report

@@ -178,6 +178,18 @@ class FixedPointProgram:
     def synapses_into(self, target: str) -> list[Synapse]:
         return [syn for syn in self.synapses if syn.target == target]
 
+    def latency(self) -> dict[str, int]:
+        """Steps from the inputs to each population along feed-forward synapses (1 + delay each)."""
+        steps: dict[str, int] = {port.name: 0 for port in self.inputs}
+        for pop in self.populations:  # listed in feed-forward order
+            arrivals = [
+                steps[syn.source] + 1 + (int(syn.delays.min()) if syn.delays is not None else 0)
+                for syn in self.synapses_into(pop.name)
+                if not syn.recurrent and syn.source in steps
+            ]
+            steps[pop.name] = min(arrivals) if arrivals else 0
+        return {pop.name: steps[pop.name] for pop in self.populations}
+
     def validate(self) -> "FixedPointProgram":
         names = [p.name for p in self.inputs] + [p.name for p in self.populations]
         if len(set(names)) != len(names):

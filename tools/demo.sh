@@ -16,7 +16,7 @@ $NC export models/digits_mlp.pt -o "$OUT/digits_mlp.nir"
 $NC inspect "$OUT/digits_mlp.nir"
 echo
 echo "== float reference on the held-out digits"
-$NC simulate "$OUT/digits_mlp.nir" --backend float --data digits --steps $STEPS --json > "$OUT/float.json"
+$NC simulate "$OUT/digits_mlp.nir" --backend float --data digits --steps $STEPS --record "$OUT/float_record.npz" --json > "$OUT/float.json"
 echo
 echo "== compile to a fixed-point program, calibrated on training digits"
 $NC compile "$OUT/digits_mlp.nir" -o "$OUT/digits_mlp.ncp" --calibrate digits

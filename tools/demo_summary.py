@@ -4,6 +4,10 @@ import json
 import sys
 
 import numpy as np
+
+from neurocompile.metrics import layer_agreement
+from neurocompile.program import FixedPointProgram
+from neurocompile.recording import Recording
 from pathlib import Path
 
 
@@ -15,6 +19,13 @@ def main(folder: str) -> None:
         print(f"{name:8s} {rep['samples']:7d} {100 * rep['accuracy']:8.2f}% {rep['total_spikes']:9d} {rep['synaptic_operations']:11d}")
     float_acc, cpu_acc = reports["float"]["accuracy"], reports["cpu"]["accuracy"]
     print(f"fixed-point (cpu) vs float reference: {100 * (cpu_acc - float_acc):+.2f} points")
+    program = FixedPointProgram.load(Path(folder) / "digits_mlp.ncp")
+    float_rec = Recording(dict(np.load(Path(folder) / "float_record.npz")), program.outputs, "float")
+    cpu_rec = Recording(dict(np.load(Path(folder) / "cpu_record.npz")), program.outputs, "cpu")
+    print("per-layer spike agreement, cpu vs float (layer k compared k steps later):")
+    for layer, stats in layer_agreement(float_rec, cpu_rec, program.latency()).items():
+        print(f"  {layer:6s} count ratio {stats['count_ratio']:.3f}   per-step agreement {100 * stats['step_agreement']:.2f}%"
+              f"   count correlation {stats['rate_correlation']:.3f}")
     n = reports["lava"]["samples"]
     same = sum(a == b for a, b in zip(reports["lava"]["predictions"], reports["cpu"]["predictions"][:n]))
     print(f"lava fixed_pt vs cpu predictions on the first {n} samples: {same}/{n} identical")

@@ -1,0 +1,103 @@
+"""End to end: checkpoint -> NIR -> fixed-point program -> backends, each against an independent reference.
+
+* reference architectures: Lava fixed_pt (Lava's own process models) equals the CPU backend at
+  every step, for every spike, u and v;
+* the shipped digits model: fixed-point accuracy within 0.5 points of the float reference;
+* a model trained with `neurocompile train`: the float backend on its exported NIR graph has the
+  accuracy that PyTorch computes with the model itself.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neurocompile.backends.cpu import CpuBackend
+from neurocompile.backends.float_ref import FloatReference
+from neurocompile.checkpoint import load_checkpoint
+from neurocompile.cli import main
+from neurocompile.data import load_digits_spikes
+from neurocompile.export import convention_from_metadata, export, export_checkpoint
+from neurocompile.metrics import accuracy, layer_agreement
+from neurocompile.models import neurons as N
+from neurocompile.models.architectures import MLP, ConvNet, RecurrentNet
+from neurocompile.quantize import compile_graph
+
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "digits_mlp.pt"
+
+
+def spiking_model(model, gain=8.0, seed=0):
+    """Default initialization barely spikes: scale weights so every layer is active."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(gain)
+    return model.eval()
+
+
+ARCHITECTURES = {
+    "MLP": lambda: MLP([64, 32, 10]),
+    "ConvNet": lambda: ConvNet(),
+    "RecurrentNet": lambda: RecurrentNet(n_hidden=24),
+}
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_reference_architectures_run_identically_on_lava_and_cpu(name):
+    from neurocompile.backends.lava import LavaBackend
+
+    model = spiking_model(ARCHITECTURES[name]())
+    rng = np.random.default_rng(1)
+    calibration = (rng.random((8, 12, *model.input_shape)) < 0.3).astype(np.float32)
+    program, _ = compile_graph(export(model), model.convention, calibration=calibration)
+    inputs = (rng.random((2, 12, *model.input_shape)) < 0.3).astype(np.float32)
+    cpu = CpuBackend(program).run(inputs, record="all")
+    lava = LavaBackend(program).run(inputs, record="all")
+    assert sorted(cpu.arrays) == sorted(lava.arrays)
+    assert sum(cpu.spike_counts().values()) > 0
+    for key in cpu.arrays:
+        np.testing.assert_array_equal(lava[key], cpu[key], err_msg=key)
+
+
+def test_shipped_digits_model_loses_at_most_half_a_point_in_fixed_point():
+    graph = export_checkpoint(SHIPPED_MODEL)
+    convention = convention_from_metadata(graph)
+    calibration, _ = load_digits_spikes(steps=16, split="train")
+    program, _ = compile_graph(graph, convention, calibration=calibration[:256])
+    inputs, labels = load_digits_spikes(steps=16, split="test")
+    reference = FloatReference(graph, convention).run(inputs, record="all")
+    fixed = CpuBackend(program).run(inputs, record="all")
+    float_accuracy, fixed_accuracy = accuracy(reference, labels), accuracy(fixed, labels)
+    assert float_accuracy > 0.95
+    assert abs(fixed_accuracy - float_accuracy) <= 0.005
+    agreement = layer_agreement(reference, fixed, program.latency())
+    assert sorted(agreement) == ["lif1", "lif2", "lif3"]
+    for layer, stats in agreement.items():
+        assert 0.8 < stats["count_ratio"] < 1.2, (layer, stats)
+        assert stats["rate_correlation"] > 0.95, (layer, stats)
+
+
+def test_trained_model_has_the_same_accuracy_on_the_float_backend(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 3
+    rates = np.array([[0.7, 0.1, 0.1, 0.5], [0.1, 0.7, 0.1, 0.5], [0.1, 0.1, 0.7, 0.5]])
+    x = (rng.random((60, 6, 4)) < rates[labels][:, None, :]).astype(np.float32)
+    data = tmp_path / "data.npz"
+    np.savez(data, x=x, y=labels)
+    model_path = tmp_path / "model.pt"
+    torch.set_num_threads(1)
+    main(["train", "--data", str(data), "--rule", "stllr", "--hidden", "12", "--epochs", "3", "--json", "-o", str(model_path)])
+    main(["export", str(model_path), "-o", str(tmp_path / "model.nir")])
+    capsys.readouterr()
+    main(["simulate", str(tmp_path / "model.nir"), "--backend", "float", "--input", str(data), "--json"])
+    simulated = json.loads(capsys.readouterr().out)
+
+    model = load_checkpoint(model_path).eval()
+    with torch.no_grad():
+        counts = model(torch.from_numpy(x)).sum(dim=1)
+    pytorch_accuracy = float((counts.argmax(dim=1).numpy() == labels).mean())
+    assert pytorch_accuracy > 0.5
+    assert simulated["accuracy"] == pytest.approx(pytorch_accuracy, abs=1e-12)
