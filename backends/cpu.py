@@ -381,33 +381,12 @@ class CpuBackend:
             out[port.name] = x.to(device=self.device, dtype=torch.float32).reshape(bt[0], bt[1], -1)
         return out, bt[0], bt[1]
 
-    def _recorded(self, record) -> dict[str, set[str]]:
-        pops = [p.name for p in self.program.populations]
-        if record is None:
-            return {name: {"spikes"} for name in self.program.outputs}
-        if record == "all":
-            return {name: {"spikes", "u", "v"} for name in pops}
-        if isinstance(record, str):
-            record = [record]
-        out = {}
-        for name in record:
-            node, _, var = name.partition(".")
-            if node in self.shapes and node not in pops:
-                out.setdefault(node, set()).add("spikes")
-                continue
-            if node not in pops:
-                raise NeurocompileError(f"record: program has no node '{node}'")
-            if var and var not in ("spikes", "u", "v"):
-                raise NeurocompileError(f"record: node '{node}' has no variable '{var}' (spikes, u, v)")
-            out.setdefault(node, set()).update({var} if var else {"spikes", "u", "v"})
-        return out
-
     @torch.no_grad()
     def run(self, inputs, record=None, progress: bool = False) -> Recording:
         """Run a batch: ``inputs`` [batch, time, *input_shape] 0/1 (or {port: array}); see module doc."""
         start = time.perf_counter()
         x, batch, steps = self._inputs(inputs)
-        rec = self._recorded(record)
+        rec = self.program.recorded_variables(record)
         if self.order is not None:
             spikes, states = self._run_layerwise(x, batch, steps, rec)
             mode = "layerwise"

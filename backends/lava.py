@@ -353,34 +353,6 @@ class LavaBackend:
                     taps[(name, var)] = StateTap(getattr(lif, var), buffer_size=buffer)
         return pops, conns, taps
 
-    def _record_spec(self, record) -> dict[str, set[str]]:
-        """``{node: {variables}}``: None -> output spikes (and a readout's v), "all", or names
-        (``"pop"`` for all its variables, ``"pop.v"``, or an input port for its spikes)."""
-        prog = self.program
-        names = [p.name for p in prog.populations]
-        ports = [p.name for p in prog.inputs]
-        if record is None:
-            chosen = {name: {"spikes"} for name in prog.outputs}
-        elif record == "all":
-            chosen = {name: {"spikes", "u", "v"} for name in names}
-        else:
-            chosen = {}
-            for item in [record] if isinstance(record, str) else record:
-                node, _, var = str(item).partition(".")
-                if node in ports and var in ("", "spikes"):
-                    chosen.setdefault(node, set()).add("spikes")
-                    continue
-                if node not in names:
-                    raise NeurocompileError(f"record: program has no node '{node}'")
-                if var and var not in ("spikes", "u", "v"):
-                    raise NeurocompileError(f"record: node '{node}' has no variable '{var}' (spikes, u, v)")
-                chosen.setdefault(node, set()).update({var} if var else {"spikes", "u", "v"})
-        if record is None:
-            for name in chosen:
-                if not prog.population(name).spiking:
-                    chosen[name].add("v")  # a readout's output is its voltage
-        return chosen
-
     def _run_cfg(self):
         from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
 
@@ -404,7 +376,7 @@ class LavaBackend:
         intervals = [p.reset_interval for p in prog.populations if p.reset_interval > 0]
         period = math.lcm(*intervals) if intervals else 1
         run_steps = -(-steps // period) * period
-        spec = self._record_spec(record)
+        spec = self.program.recorded_variables(record)
         dtype = np.int32 if self.tag == "fixed_pt" else np.float64
         out: dict[str, np.ndarray] = {}
         for name in [p.name for p in prog.inputs if p.name in spec]:

@@ -190,6 +190,29 @@ class FixedPointProgram:
             steps[pop.name] = min(arrivals) if arrivals else 0
         return {pop.name: steps[pop.name] for pop in self.populations}
 
+    def recorded_variables(self, record) -> dict[str, set[str]]:
+        """``{node: {variables}}`` a backend records for ``record``: None -> the outputs' spikes
+        (a non-spiking readout's ``v``), "all", or names (``"pop"`` for all its variables, ``"pop.v"``, or
+        an input port for its spikes)."""
+        populations = [p.name for p in self.populations]
+        ports = [p.name for p in self.inputs]
+        if record is None:
+            return {name: {"spikes"} if self.population(name).spiking else {"v"} for name in self.outputs}
+        if record == "all":
+            return {name: {"spikes", "u", "v"} for name in populations}
+        chosen: dict[str, set[str]] = {}
+        for item in [record] if isinstance(record, str) else record:
+            node, _, var = str(item).partition(".")
+            if node in ports and var in ("", "spikes"):
+                chosen.setdefault(node, set()).add("spikes")
+                continue
+            if node not in populations:
+                raise NeurocompileError(f"record: program has no node '{node}'")
+            if var and var not in ("spikes", "u", "v"):
+                raise NeurocompileError(f"record: node '{node}' has no variable '{var}' (spikes, u, v)")
+            chosen.setdefault(node, set()).update({var} if var else {"spikes", "u", "v"})
+        return chosen
+
     def validate(self) -> "FixedPointProgram":
         names = [p.name for p in self.inputs] + [p.name for p in self.populations]
         if len(set(names)) != len(names):
@@ -224,7 +247,7 @@ class FixedPointProgram:
                 arrays[f"syn{i}.delays"] = np.asarray(syn.delays, dtype=np.int32)
             header["synapses"].append(record)
         header["outputs"] = list(self.outputs)
-        arrays["program.json"] = np.frombuffer(json.dumps(header, default=_json_default).encode(), dtype=np.uint8)
+        arrays["program.json"] = np.frombuffer(json.dumps(plain(header)).encode(), dtype=np.uint8)
         with open(path, "wb") as fh:
             np.savez_compressed(fh, **arrays)
 
@@ -267,11 +290,16 @@ def check_range(node: str, name: str, value, low: int, high: int) -> None:
         raise NeurocompileError(f"node '{node}', parameter '{name}': range [{lo}, {hi}] exceeds hardware range [{low}, {high}]")
 
 
-def _json_default(obj):
+def plain(obj):
+    """``obj`` with NumPy scalars and arrays (also inside dicts, lists, tuples) as plain Python for JSON."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, np.floating):
         return float(obj)
     if isinstance(obj, np.ndarray):
         return obj.tolist()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+    return obj

@@ -73,6 +73,7 @@ from .program import (
     BIAS_MANT_BITS,
     VTH_BITS,
     FixedPointProgram,
+    plain,
     InputPort,
     Population,
     Synapse,
@@ -167,7 +168,7 @@ class QuantizationReport:
         for layer, record in zip(self.layers, out["layers"]):
             record["clipped_weights"] = layer.clipped_weights
             record["weight_rel_l2"] = layer.weight_rel_l2
-        return _plain(out)
+        return plain(out)
 
     def table(self) -> str:
         """A human-readable per-layer table."""
@@ -185,20 +186,6 @@ class QuantizationReport:
         cal = "calibrated" if self.calibrated else "not calibrated"
         rows.append(f"method={self.method}{'' if self.percentile is None else f' ({self.percentile}%)'}, {cal}, dt={self.dt}, convention={self.convention}")
         return "\n".join(rows)
-
-
-def _plain(obj):
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
 
 
 # --- per-population dynamics ----------------------------------------------------------------
@@ -507,7 +494,7 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
         outputs=list(normalized.outputs),
         metadata={
             "dt": conv.dt,
-            "convention": _plain(asdict(conv)),
+            "convention": plain(asdict(conv)),
             "output_names": dict(normalized.output_names),
             # v_int = v_scale * v_float for every population (per neuron when thresholds differ)
             "v_scale": v_scale,

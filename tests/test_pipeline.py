@@ -82,14 +82,16 @@ def test_shipped_digits_model_loses_at_most_half_a_point_in_fixed_point():
 
 def test_trained_model_has_the_same_accuracy_on_the_float_backend(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    labels = np.arange(60) % 3
-    rates = np.array([[0.7, 0.1, 0.1, 0.5], [0.1, 0.7, 0.1, 0.5], [0.1, 0.1, 0.7, 0.5]])
-    x = (rng.random((60, 6, 4)) < rates[labels][:, None, :]).astype(np.float32)
+    labels = np.arange(90) % 3
+    rates = np.full((3, 24), 0.05)
+    for c in range(3):
+        rates[c, 8 * c : 8 * c + 8] = 0.8  # each class drives its own block of inputs
+    x = (rng.random((90, 8, 24)) < rates[labels][:, None, :]).astype(np.float32)
     data = tmp_path / "data.npz"
     np.savez(data, x=x, y=labels)
     model_path = tmp_path / "model.pt"
     torch.set_num_threads(1)
-    main(["train", "--data", str(data), "--rule", "stllr", "--hidden", "12", "--epochs", "3", "--json", "-o", str(model_path)])
+    main(["train", "--data", str(data), "--rule", "stllr", "--hidden", "16", "--epochs", "10", "--json", "-o", str(model_path)])
     main(["export", str(model_path), "-o", str(tmp_path / "model.nir")])
     capsys.readouterr()
     main(["simulate", str(tmp_path / "model.nir"), "--backend", "float", "--input", str(data), "--json"])
