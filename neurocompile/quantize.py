@@ -369,15 +369,7 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
 
     for pop in normalized.populations:
         if pop.spiking:
-            if conv.reset == "subtract":
-                raise HardwareLimitError("reset by subtraction is not representable on Lava LIF (it resets v to 0); "
-                                         "use a convention with reset='zero'", pop.name, "reset")
-            if np.any(pop.params["v_reset"] != 0):
-                raise HardwareLimitError("Lava LIF resets v to 0; a non-zero v_reset is not representable", pop.name, "v_reset")
-            v_th = pop.params["v_threshold"].reshape(-1)
-            if np.any(v_th <= 0):
-                raise HardwareLimitError("threshold must be positive", pop.name, "v_threshold")
-            rho = 1.0 / v_th
+            rho = 1.0 / _lava_threshold(pop, conv)
         else:
             rho = np.ones(pop.size)
         dyn = _dynamics(pop, conv)
@@ -503,6 +495,60 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
     )
     program.validate()
     return program, report
+
+
+def _lava_threshold(pop: NormalizedPopulation, conv: Convention) -> np.ndarray:
+    """Per-neuron v_threshold of a spiking population, after checking Lava LIF can reset it."""
+    if conv.reset == "subtract":
+        raise HardwareLimitError("reset by subtraction is not representable on Lava LIF (it resets v to 0); "
+                                 "use a convention with reset='zero'", pop.name, "reset")
+    if np.any(pop.params["v_reset"] != 0):
+        raise HardwareLimitError("Lava LIF resets v to 0; a non-zero v_reset is not representable", pop.name, "v_reset")
+    v_th = pop.params["v_threshold"].reshape(-1)
+    if np.any(v_th <= 0):
+        raise HardwareLimitError("threshold must be positive", pop.name, "v_threshold")
+    return v_th
+
+
+def float_program(normalized: NormalizedGraph) -> FixedPointProgram:
+    """The normalized graph for Lava's ``floating_pt`` models: the same mapping, without rounding.
+
+    Same dataclasses as the fixed-point program, marked ``metadata["number_format"] = "float"``:
+    ``du``/``dv`` are the per-step decay fractions (``a_u``, ``a_v``), weights are the float v
+    increments per spike (``gain * w``), ``vth`` is ``v_threshold`` and ``bias_mant`` the float v
+    increment per step. Lava's float LIF then follows the discretization contract exactly, each
+    synapse one step later (``backends/lava.py``).
+    """
+    conv = normalized.convention
+    populations, synapses = [], []
+    for pop in normalized.populations:
+        vth = float(np.inf)
+        if pop.spiking:
+            v_th = _lava_threshold(pop, conv)
+            if not np.allclose(v_th, v_th[0], rtol=1e-6):
+                raise HardwareLimitError("differs across neurons; Lava LIF has one threshold per population", pop.name, "v_threshold")
+            vth = float(v_th[0])
+        dyn = _dynamics(pop, conv)
+        populations.append(Population(
+            name=pop.name, shape=tuple(pop.shape), du=dyn.a_u, dv=dyn.a_v, vth=vth,
+            bias_mant=dyn.bias_v.reshape(pop.shape), spiking=pop.spiking, source_type=pop.type,
+        ))
+        for syn in normalized.synapses_into(pop.name):
+            delays = syn.delays
+            if dyn.extra_delay:
+                delays = (np.zeros(syn.weights.shape, dtype=np.int64) if delays is None else delays) + dyn.extra_delay
+            synapses.append(Synapse(
+                name=syn.name, source=syn.source, target=syn.target, kind=syn.kind,
+                weights=_effective_weights(syn, dyn.gain, pop.shape), delays=delays, conv=syn.conv, recurrent=syn.recurrent,
+            ))
+    return FixedPointProgram(
+        inputs=[InputPort(i.name, tuple(i.shape)) for i in normalized.inputs],
+        populations=populations,
+        synapses=synapses,
+        outputs=list(normalized.outputs),
+        metadata={"number_format": "float", "dt": conv.dt, "convention": plain(asdict(conv)),
+                  "output_names": dict(normalized.output_names)},
+    )
 
 
 def _rho_weights(syn: NormalizedSynapse, w: np.ndarray, rho: np.ndarray, target_shape) -> np.ndarray:

@@ -10,6 +10,7 @@
 import json
 from pathlib import Path
 
+import nir
 import numpy as np
 import pytest
 import torch
@@ -103,3 +104,59 @@ def test_trained_model_has_the_same_accuracy_on_the_float_backend(tmp_path, caps
     pytorch_accuracy = float((counts.argmax(dim=1).numpy() == labels).mean())
     assert pytorch_accuracy > 0.5
     assert simulated["accuracy"] == pytest.approx(pytorch_accuracy, abs=1e-12)
+
+
+def delay_every_synapse(graph: nir.NIRGraph, dt: float) -> nir.NIRGraph:
+    """The graph with a one-step ``nir.Delay`` on every edge that leaves an input or a neuron.
+
+    That is Lava's timing (a spike sent at t arrives at t+1) written in NIR, so the float
+    reference of this graph is an independent oracle for Lava's floating_pt run: biases and
+    leaks act from the first step, spikes arrive one step later.
+    """
+    nodes, edges = dict(graph.nodes), []
+    for src, dst in graph.edges:
+        node = nodes[src]
+        if isinstance(node, (nir.Input, *NEURON_NODES)) and not isinstance(nodes[dst], nir.Output):
+            shape = node.output_type["output"] if isinstance(node, nir.Input) else np.shape(node.v_threshold)
+            name = f"{src}_to_{dst}_delay"
+            nodes[name] = nir.Delay(delay=np.full(shape, dt))
+            edges += [(src, name), (name, dst)]
+        else:
+            edges.append((src, dst))
+    return nir.NIRGraph(nodes=nodes, edges=edges)
+
+
+NEURON_NODES = (nir.LIF, nir.CubaLIF, nir.IF)
+
+
+@pytest.mark.lava
+@pytest.mark.parametrize("name", ["lif_norse.nir", "two_lif_neurons.nir", "MLP"])
+def test_float_graphs_on_lava_floating_pt_equal_the_float_reference_with_lava_timing(name, nir_paper_dir):
+    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.nir_io import load_graph
+    from neurocompile.normalize import normalize
+    from neurocompile.quantize import float_program
+
+    graph = export(spiking_model(MLP([64, 32, 10]))) if name == "MLP" else load_graph(nir_paper_dir / name)
+    program = float_program(normalize(graph))
+    rng = np.random.default_rng(2)
+    steps = 400  # two_lif_neurons' first neuron reaches threshold through its leak after ~180 steps
+    inputs = (rng.random((2, steps, *program.inputs[0].shape)) < 0.4).astype(np.float32)
+    reference = FloatReference(delay_every_synapse(graph, 1e-4), dtype=torch.float64).run(inputs, record="all")
+    lava = LavaBackend(program, tag="floating_pt").run(inputs, record="all")
+    assert reference[f"{program.populations[0].name}.spikes"].sum() > 0
+    for pop in program.populations:
+        for var in ("spikes", "v"):
+            key = f"{pop.name}.{var}"
+            np.testing.assert_allclose(lava[key], np.asarray(reference[key], dtype=np.float64), rtol=1e-6, atol=1e-9, err_msg=key)
+
+
+@pytest.mark.lava
+def test_simulate_runs_a_nir_graph_unquantized_on_lava_floating_pt(nir_paper_dir, tmp_path, capsys):
+    spikes = np.load(nir_paper_dir / "lif_input_spikes.npy").astype(np.float32).reshape(1, -1, 1)
+    np.save(tmp_path / "input.npy", spikes)
+    main(["simulate", str(nir_paper_dir / "lif_norse.nir"), "--backend", "lava", "--lava-tag", "floating_pt",
+          "--input", str(tmp_path / "input.npy"), "--record", str(tmp_path / "rec.npz"), "--json"])
+    assert json.loads(capsys.readouterr().out)["total_spikes"] == 4
+    # the paper's float spike times (460, 510, 710, 760), one synapse later
+    assert np.nonzero(np.load(tmp_path / "rec.npz")["1.spikes"].ravel())[0].tolist() == [461, 511, 711, 761]

@@ -34,8 +34,11 @@ def backend_class(name: str):
         raise BackendUnavailableError(f"backend '{name}' is not available: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
-def load_model(path: Path, backend: str, convention, lenient: bool):
-    """Return (graph or None, program or None) for MODEL and the chosen backend."""
+def load_model(path: Path, backend: str, convention, lenient: bool, float_program: bool = False):
+    """Return (graph or None, program or None) for MODEL and the chosen backend.
+
+    A graph for the cpu or lava backend is compiled to a fixed-point program, or with
+    ``float_program`` lowered to a float program (Lava ``floating_pt``)."""
     suffix = path.suffix.lower()
     if not path.exists():
         raise NeurocompileError(f"{path}: no such file")
@@ -57,9 +60,14 @@ def load_model(path: Path, backend: str, convention, lenient: bool):
     else:
         raise NeurocompileError(f"{path}: unknown model type '{suffix}' (expected .nir, .ncp or .pt)")
     if graph is not None and backend != "float":
+        from ..normalize import normalize
         from ..quantize import compile_graph
+        from ..quantize import float_program as lower_to_float
 
-        program, _report = compile_graph(graph, convention)
+        if float_program:
+            program = lower_to_float(normalize(graph, convention))
+        else:
+            program, _report = compile_graph(graph, convention)
     return graph, program
 
 
@@ -207,7 +215,9 @@ def plot_raster(recording, path) -> None:
 @click.option("--reset", type=click.Choice(["zero", "subtract"]), help="Reset after a spike (overrides the preset).")
 @click.option("--lenient", is_flag=True, help="Read older NIR files without nir's type check.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for the float and cpu backends (cpu, cuda).")
-def simulate(model, backend, input_path, data, steps, limit, record_path, plot_path, as_json, convention, dt, reset, lenient, device):
+@click.option("--lava-tag", type=click.Choice(["fixed_pt", "floating_pt"]), default="fixed_pt", show_default=True,
+              help="Lava process models: bit-accurate fixed_pt, or floating_pt (a .nir/.pt model then runs unquantized).")
+def simulate(model, backend, input_path, data, steps, limit, record_path, plot_path, as_json, convention, dt, reset, lenient, device, lava_tag):
     """Run MODEL (.nir, .ncp or .pt) on a backend and report accuracy, spikes, synops and sparsity."""
     from ..discretization import get_convention
 
@@ -216,14 +226,14 @@ def simulate(model, backend, input_path, data, steps, limit, record_path, plot_p
     conv = get_convention(convention, dt=dt, reset=reset)
     path = Path(model)
     cls = backend_class(backend)
-    graph, program = load_model(path, backend, conv, lenient)
+    graph, program = load_model(path, backend, conv, lenient, float_program=backend == "lava" and lava_tag == "floating_pt")
     inputs, labels = load_inputs(input_path, data, steps, limit)
     if backend == "float":
         runner = cls(graph, convention=conv, device=device)
     elif backend == "cpu":
         runner = cls(program, device=device)
     else:
-        runner = cls(program)
+        runner = cls(program, tag=lava_tag)
     kwargs = {"record": "all"}
     if "progress" in _inspect.signature(runner.run).parameters:
         kwargs["progress"] = True
