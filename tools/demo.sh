@@ -27,4 +27,7 @@ echo
 echo "== Lava fixed_pt on the first 20 held-out digits (one sample at a time)"
 $NC simulate "$OUT/digits_mlp.ncp" --backend lava --data digits --steps $STEPS --limit 20 --record "$OUT/lava_record.npz" --json > "$OUT/lava.json"
 echo
+echo "== online learning: S-TLLR trains a fresh 64-128-128-10 MLP (LI readout) for 5 epochs, no graph across time"
+$NC train --rule stllr --data digits --steps $STEPS --epochs 5 --output-neuron LI --seed 0 -o "$OUT/stllr_mlp.pt"
+echo
 .venv/bin/python tools/demo_summary.py "$OUT"

@@ -1,4 +1,4 @@
-"""Summarize the JSON reports that tools/demo.sh wrote (float, cpu, lava) as one short table."""
+"""Summarize what tools/demo.sh wrote (float, cpu and lava runs, online learning) in a few lines."""
 
 import json
 import sys
@@ -33,6 +33,8 @@ def main(folder: str) -> None:
     differing = [key for key in lava.files if not np.array_equal(lava[key], cpu[key][:n])]
     print(f"lava fixed_pt vs cpu recordings ({', '.join(sorted(lava.files))}): "
           + ("bit-identical at every step" if not differing else f"DIFFER in {differing}"))
+    learning = json.loads((Path(folder) / "stllr_mlp.json").read_text())
+    print(f"online learning (S-TLLR, {len(learning['history'])} epochs, fresh MLP): test accuracy {100 * learning['test_acc']:.2f}%")
 
 
 if __name__ == "__main__":

@@ -217,7 +217,8 @@ def plot_raster(recording, path) -> None:
 @click.option("--device", default="cpu", show_default=True, help="Torch device for the float and cpu backends (cpu, cuda).")
 @click.option("--lava-tag", type=click.Choice(["fixed_pt", "floating_pt"]), default="fixed_pt", show_default=True,
               help="Lava process models: bit-accurate fixed_pt, or floating_pt (a .nir/.pt model then runs unquantized).")
-def simulate(model, backend, input_path, data, steps, limit, record_path, plot_path, as_json, convention, dt, reset, lenient, device, lava_tag):
+@click.option("--loihi", is_flag=True, help="Lava: run on a Loihi 2 system (Loihi2HwCfg; needs Intel's lava-loihi and the chip).")
+def simulate(model, backend, input_path, data, steps, limit, record_path, plot_path, as_json, convention, dt, reset, lenient, device, lava_tag, loihi):
     """Run MODEL (.nir, .ncp or .pt) on a backend and report accuracy, spikes, synops and sparsity."""
     from ..discretization import get_convention
 
@@ -233,7 +234,7 @@ def simulate(model, backend, input_path, data, steps, limit, record_path, plot_p
     elif backend == "cpu":
         runner = cls(program, device=device)
     else:
-        runner = cls(program, tag=lava_tag)
+        runner = cls(program, tag=lava_tag, hardware=loihi)
     kwargs = {"record": "all"}
     if "progress" in _inspect.signature(runner.run).parameters:
         kwargs["progress"] = True
