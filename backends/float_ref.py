@@ -50,8 +50,6 @@ from neurocompile.errors import GraphError, NeurocompileError
 from neurocompile.nir_io import single_shape
 from neurocompile.recording import Recording
 
-WEIGHT_NODES = ("Affine", "Linear", "Conv1d", "Conv2d")
-
 
 def _ints(value, n: int) -> tuple[int, ...]:
     arr = np.asarray(value).reshape(-1)
@@ -139,7 +137,6 @@ def order_graph(nodes: dict, edges: list[tuple[str, str]], roots: list[str]):
 class _Node:
     """A node's step: ``reset(batch)`` then ``step(x) -> out`` per time step."""
 
-    kind = "op"
     variables: tuple[str, ...] = ("out",)
 
     def __init__(self, name, node, conv: Convention, device, dtype):
@@ -261,7 +258,6 @@ class _Scale(_Node):
 
 
 class _Threshold(_Node):
-    kind = "spiking"
     variables = ("spikes",)
 
     def __init__(self, *args):
@@ -311,7 +307,6 @@ class _Neuron(_Node):
         self.param_shape = torch.broadcast_shapes(*(p.shape for p in self.params))
         if self.in_shape is None and len(self.param_shape) > 0:
             self.in_shape = tuple(self.param_shape)
-        self.kind = "spiking" if self.spiking else "neuron"
         names = ["spikes"] if self.spiking else []
         names += ["v", "i"] if "i" in state_cls._fields else ["v"]
         self.variables = tuple(names)

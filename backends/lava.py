@@ -70,7 +70,7 @@ import warnings
 
 import numpy as np
 
-from neurocompile.errors import BackendUnavailableError, NeurocompileError
+from neurocompile.errors import NeurocompileError
 from neurocompile.program import VTH_BITS, FixedPointProgram, Population, Synapse
 from neurocompile.recording import Recording
 
@@ -640,12 +640,3 @@ def _force_stop(runtime, actors) -> None:
         except Exception:  # noqa: BLE001
             pass
 
-
-def lava_available() -> bool:
-    try:
-        from neurocompile.lava_compat import import_lava
-
-        import_lava()
-        return True
-    except BackendUnavailableError:
-        return False

@@ -15,12 +15,6 @@ NIR_PAPER_DIR = SHARED_DIR / "data" / "nir-paper"
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    assert SHARED_DIR.is_dir(), f"shared data not found at {SHARED_DIR}"
-    return SHARED_DIR
-
-
-@pytest.fixture(scope="session")
 def nir_paper_dir() -> Path:
     """The NIR paper's graphs (``*.nir``) and the single-LIF input spikes."""
     assert NIR_PAPER_DIR.is_dir(), f"NIR paper graphs not found at {NIR_PAPER_DIR}"

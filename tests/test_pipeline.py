@@ -22,7 +22,6 @@ from neurocompile.cli import main
 from neurocompile.data import load_digits_spikes
 from neurocompile.export import convention_from_metadata, export, export_checkpoint
 from neurocompile.metrics import accuracy, layer_agreement
-from neurocompile.models import neurons as N
 from neurocompile.models.architectures import MLP, ConvNet, RecurrentNet
 from neurocompile.quantize import compile_graph
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from neurocompile import discretization as D
 from neurocompile.data import latency_encode, load_dataset, load_digits_spikes, load_npz, rate_encode, rows_encode
 from neurocompile.discretization import Convention
 from neurocompile.errors import NeurocompileError
