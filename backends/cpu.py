@@ -284,8 +284,7 @@ class CpuBackend:
         if spec.kind == "conv":
             g = spec.conv
             x = spikes.to(sy.dtype).reshape(n, *g.input_shape)
-            k = (sy.weight.shape[0], spec.weights.shape[2], spec.weights.shape[3])
-            cols = F.unfold(x, kernel_size=k[1:], dilation=tuple(g.dilation), padding=tuple(g.padding), stride=tuple(g.stride))
+            cols = F.unfold(x, kernel_size=tuple(spec.weights.shape[2:4]), dilation=tuple(g.dilation), padding=tuple(g.padding), stride=tuple(g.stride))
             cols = cols.reshape(n, g.groups, -1, cols.shape[-1])  # [N, G, Cin/G*kh*kw, L]
             out = torch.matmul(sy.weight, cols)  # [N, G, Co/G, L]
             acc = out.reshape(n, 1, -1).to(torch.int64)

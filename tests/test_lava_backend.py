@@ -44,8 +44,8 @@ def cpu_backend(program):
     return CpuBackend(program)
 
 
-def assert_same_recordings(lava_rec, cpu_rec, keys=None):
-    keys = keys or sorted(lava_rec.arrays)
+def assert_same_recordings(lava_rec, cpu_rec):
+    keys = sorted(lava_rec.arrays)
     assert keys, "nothing recorded"
     for key in keys:
         got = np.asarray(lava_rec.arrays[key]).astype(np.int64)
