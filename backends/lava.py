@@ -78,6 +78,7 @@ TAGS = ("fixed_pt", "floating_pt")
 # Input values held by one process graph (samples are preloaded back to back); larger batches
 # run in blocks, one graph each.
 MAX_BLOCK_VALUES = 2**24
+TAP_DRAIN_TIMEOUT_S = 30.0  # how long to wait for recordings still in flight after a run
 
 
 # --- layouts -------------------------------------------------------------------------------
@@ -582,7 +583,13 @@ class _Session:
             time.sleep(delay)
             delay = min(delay * 1.5, 5e-3)
         self.runtime.wait()  # reads the replies (raises on an error reply)
+        # The taps' last messages can still be in their pipes when the runtime reports the steps
+        # done (seen under heavy load): drain until every tap delivered all steps.
+        deadline = time.monotonic() + TAP_DRAIN_TIMEOUT_S
         drain()
+        while any(len(values) < steps for values in received.values()) and time.monotonic() < deadline:
+            time.sleep(1e-3)
+            drain()
         for key, values in received.items():
             if len(values) != steps:
                 raise NeurocompileError(f"lava backend: recorder {key} delivered {len(values)} of {steps} steps")
