@@ -136,7 +136,7 @@ def load_checkpoint(path, allow_unsafe: bool = False) -> nn.Module:
             raise CheckpointError(f"{path}: a pickled {type(obj).__name__}, not an nn.Module or a checkpoint") from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle data)") from None
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({_reason(exc)})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {_reason(exc)})") from None
 
     if isinstance(payload, nn.Module):  # only reachable for safe-listed module types
         return payload.eval()

@@ -71,13 +71,16 @@ def compile_command(model, output, calibrate, calibrate_samples, steps, method, 
     if not model.is_file():
         raise NeurocompileError(f"{model}: no such file")
     conv = get_convention(convention, dt=dt, reset=reset)
-    if conv.dt <= 0:
-        raise NeurocompileError(f"--dt must be positive, got {conv.dt}")
+    if not (np.isfinite(conv.dt) and conv.dt > 0):
+        raise NeurocompileError(f"--dt must be a positive number, got {conv.dt}")
     graph = load_graph(model, lenient=lenient)
     calibration = load_calibration(calibrate, steps, calibrate_samples) if calibrate else None
     program, report = compile_graph(graph, conv, calibration=calibration, method=method, percentile=percentile, source=str(model))
     output = output or model.with_suffix(".ncp")
-    program.save(output)
+    try:
+        program.save(output)
+    except OSError as exc:
+        raise NeurocompileError(f"{output}: cannot write program ({exc.strerror or type(exc).__name__})") from None
     if as_json:
         click.echo(json.dumps({"output": str(output), "report": report.to_dict()}, indent=2))
     else:

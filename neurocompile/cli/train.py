@@ -7,6 +7,7 @@ Writes ``-o model.pt`` (a neurocompile checkpoint), ``model.png`` (learning curv
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
@@ -69,10 +70,18 @@ def train(arch, rule, data, steps, epochs, seed, device, hardware_aware, batch_s
         raise NeurocompileError("--epochs and --batch-size must be positive")
     if steps is not None and steps < 1:
         raise NeurocompileError(f"--steps must be positive, got {steps}")
+    if loss_steps is not None and loss_steps < 1:
+        raise NeurocompileError(f"--loss-steps must be positive, got {loss_steps}")
+    if not (math.isfinite(lr) and lr > 0):
+        raise NeurocompileError(f"--lr must be a positive number, got {lr}")
+    if loss_scale is not None and not (math.isfinite(loss_scale) and loss_scale > 0):
+        raise NeurocompileError(f"--loss-scale must be a positive number, got {loss_scale}")
     try:
         hidden_sizes = tuple(int(h) for h in hidden.split(",") if h.strip())
     except ValueError:
         raise NeurocompileError(f"--hidden: expected comma-separated integers, got '{hidden}'") from None
+    if any(h < 1 for h in hidden_sizes):
+        raise NeurocompileError(f"--hidden: layer sizes must be positive, got '{hidden}'")
     if steps is None and not data.endswith(".npz"):
         steps = 16
     config = TrainConfig(arch=arch, rule=rule, data=data, steps=steps, epochs=epochs, seed=seed, device=device,
@@ -82,7 +91,10 @@ def train(arch, rule, data, steps, epochs, seed, device, hardware_aware, batch_s
                          encoding=encoding, ottt_mode=ottt_mode, factors=_factors(factors) or DEFAULT_FACTORS,
                          feedback=feedback)
     model, metrics = run_training(config, progress=not as_json)
-    paths = save_outputs(model, metrics, output)
+    try:
+        paths = save_outputs(model, metrics, output)
+    except OSError as exc:
+        raise NeurocompileError(f"{output}: cannot write ({exc.strerror or type(exc).__name__})") from None
     metrics["outputs"] = paths
     if as_json:
         click.echo(json.dumps(metrics, indent=2))

@@ -131,7 +131,9 @@ def step_loss(out: Tensor, y: Tensor, kind: str = "ce", scale: float = 1.0) -> T
 
 
 def loss_window(steps: int, loss_steps: int | None) -> range:
-    """Steps that carry a loss: the last ``loss_steps`` (all when None)."""
+    """Steps that carry a loss: the last ``loss_steps`` (all when None or 0)."""
+    if loss_steps is not None and loss_steps < 0:
+        raise NeurocompileError(f"loss_steps must be positive, got {loss_steps}")
     k = steps if not loss_steps else min(int(loss_steps), steps)
     return range(steps - k, steps)
 
