@@ -31,7 +31,6 @@ from .errors import NeurocompileError
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 DATASETS = ("digits", "digits-rows")
-ENCODINGS = ("rate", "latency", "threshold")
 
 
 @lru_cache(maxsize=1)
@@ -170,7 +169,3 @@ def load_dataset(name: str, steps: int | None = 16, split: str = "test", seed: i
     if str(name).endswith(".npz"):
         return load_npz(name, steps, split)
     raise NeurocompileError(f"unknown dataset '{name}'; choose {', '.join(DATASETS)} or a path to an .npz file")
-
-
-def num_classes(labels: np.ndarray) -> int:
-    return int(labels.max()) + 1 if len(labels) else 0

@@ -20,7 +20,6 @@ the model's layer names. Differences from nirtorch's defaults:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 from collections import OrderedDict
 from pathlib import Path

@@ -71,11 +71,3 @@ def import_lava():
         ) from exc
     return lava
 
-
-def lava_version() -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version("lava-nc")
-    except Exception:
-        return None

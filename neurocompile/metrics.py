@@ -73,11 +73,6 @@ def activity_summary(recording: Recording) -> dict[str, dict]:
     return summary
 
 
-def total_synops(recording: Recording) -> int | None:
-    synops = recording.metadata.get("synops")
-    return None if synops is None else int(sum(synops.values()))
-
-
 def program_synops(program, inputs, recording: Recording) -> dict[str, int] | None:
     """Synaptic operations of a fixed-point program run: per synapse, every source spike times its
     number of nonzero outgoing weights, summed over batch and time.

@@ -106,15 +106,6 @@ class NormalizedSynapse:
     recurrent: bool = False
     nodes: list[str] = field(default_factory=list)
 
-    def dense_matrix(self, source_shape: tuple[int, ...]) -> np.ndarray:
-        """The synapse as a ``[n_target, n_source]`` float matrix (conv expanded)."""
-        if self.kind != "conv":
-            return np.asarray(self.weights, dtype=np.float64)
-        n_in = int(np.prod(source_shape))
-        eye = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *self.conv.input_shape)
-        out = _conv2d(eye, torch.as_tensor(self.weights, dtype=torch.float64), self.conv)
-        return out.reshape(n_in, -1).T.numpy()
-
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Float synaptic output for a batch ``x`` of source values ``[B, *source_shape]``."""
         x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
