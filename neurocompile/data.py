@@ -133,28 +133,34 @@ def load_npz(path, steps: int | None = None, split: str = "test"):
         archive = np.load(path, allow_pickle=False)
     except Exception as exc:
         raise NeurocompileError(f"dataset '{path}': not a readable .npz file ({type(exc).__name__})") from None
-    keys = set(archive.files)
-    if split in ("train", "test") and {f"x_{split}", f"y_{split}"} <= keys:
-        x, y = archive[f"x_{split}"], archive[f"y_{split}"]
-    elif {"x", "y"} <= keys:
-        x, y = archive["x"], archive["y"]
-        if split in ("train", "test"):
-            from sklearn.model_selection import train_test_split
-
-            idx = np.arange(len(y))
-            strat = y if np.min(np.bincount(np.asarray(y, dtype=np.int64))) >= 2 else None
-            tr, te = train_test_split(idx, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=strat)
-            x, y = x[np.sort(tr if split == "train" else te)], y[np.sort(tr if split == "train" else te)]
-        elif split != "all":
-            raise NeurocompileError(f"dataset '{path}': unknown split '{split}'; choose train, test or all")
-    else:
-        raise NeurocompileError(f"dataset '{path}': needs keys x and y (or x_train/y_train, x_test/y_test), has {sorted(keys)}")
+    with archive:
+        keys = set(archive.files)
+        if split in ("train", "test") and {f"x_{split}", f"y_{split}"} <= keys:
+            x, y, whole = archive[f"x_{split}"], archive[f"y_{split}"], False
+        elif {"x", "y"} <= keys:
+            x, y, whole = archive["x"], archive["y"], True
+        else:
+            raise NeurocompileError(f"dataset '{path}': needs keys x and y (or x_train/y_train, x_test/y_test), has {sorted(keys)}")
     if x.ndim < 3:
         raise NeurocompileError(f"dataset '{path}', field 'x': expected [N, T, ...], got shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise NeurocompileError(f"dataset '{path}', field 'x': expected numbers, got dtype {x.dtype}")
     if y.ndim != 1 or len(y) != len(x):
         raise NeurocompileError(f"dataset '{path}', field 'y': expected [N] labels for {len(x)} samples, got shape {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+    if len(y) == 0:
+        raise NeurocompileError(f"dataset '{path}': no samples")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
         raise NeurocompileError(f"dataset '{path}', field 'y': labels must be non-negative integers")
+    if whole and split in ("train", "test"):
+        from sklearn.model_selection import train_test_split
+
+        idx = np.arange(len(y))
+        strat = y if np.min(np.bincount(np.asarray(y, dtype=np.int64))) >= 2 else None
+        tr, te = train_test_split(idx, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=strat)
+        keep = np.sort(tr if split == "train" else te)
+        x, y = x[keep], y[keep]
+    elif whole and split != "all":
+        raise NeurocompileError(f"dataset '{path}': unknown split '{split}'; choose train, test or all")
     if steps is not None and int(steps) != x.shape[1]:
         raise NeurocompileError(f"dataset '{path}', field 'x': has {x.shape[1]} time steps, asked for {steps}")
     return x.astype(np.float32), y.astype(np.int64)

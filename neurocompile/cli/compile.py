@@ -42,9 +42,14 @@ def load_calibration(spec: str, steps: int, limit: int):
         raise
     except Exception as exc:
         raise NeurocompileError(f"calibration '{spec}': not a readable NumPy file ({type(exc).__name__})") from None
-    if x.ndim < 2:
-        raise NeurocompileError(f"calibration '{spec}': expected [batch, time, ...], got shape {x.shape}")
-    return x[:limit].astype(np.float32)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise NeurocompileError(f"calibration '{spec}': expected [batch, time, ...] with batch >= 1, got shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise NeurocompileError(f"calibration '{spec}': expected numbers, got dtype {x.dtype}")
+    x = x[:limit].astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise NeurocompileError(f"calibration '{spec}': contains NaN or infinite values")
+    return x
 
 
 @cli.command(name="compile")

@@ -113,6 +113,8 @@ def load_inputs(input_path, data, steps, limit):
             raise NeurocompileError(f"--limit must be positive, got {limit}")
         x = x[:limit]
         labels = None if labels is None else labels[:limit]
+    if x.shape[0] == 0:
+        raise NeurocompileError("input holds no samples (batch size 0)")
     if not np.all(np.isfinite(x)):
         raise NeurocompileError("input contains NaN or infinite values")
     return x, labels
