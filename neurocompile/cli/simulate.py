@@ -226,6 +226,13 @@ def simulate(model, backend, input_path, data, steps, limit, record_path, plot_p
 
     if dt is not None and not (np.isfinite(dt) and dt > 0):
         raise NeurocompileError(f"--dt must be a positive number, got {dt}")
+    if backend != "lava":
+        import torch
+
+        try:
+            torch.device(device)
+        except RuntimeError:
+            raise NeurocompileError(f"--device: unknown torch device '{device}' (use cpu or cuda)") from None
     conv = get_convention(convention, dt=dt, reset=reset)
     path = Path(model)
     cls = backend_class(backend)
