@@ -9,6 +9,11 @@ The fix: when that one module is first imported, compile its source with ``ByteE
 declared ``@dataclass(unsafe_hash=True)``. Field defaults stay shared instances, exactly
 as on Python 3.10, so Lava behaves as released. Nothing else in Lava is touched.
 
+Second, Lava's message infrastructure calls ``multiprocessing.set_start_method('fork')`` without
+``force`` when first imported, which raises "context has already been set" if anything used
+multiprocessing before (a tqdm progress bar does). :func:`import_lava` clears the unused default
+context first, so Lava sets the start method it needs, as it does in a fresh process.
+
 Call :func:`import_lava` (or :func:`install`) before importing anything from ``lava``.
 """
 
@@ -16,11 +21,13 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import multiprocessing
 import sys
 
 from .errors import BackendUnavailableError
 
 PATCHED_MODULE = "lava.magma.compiler.var_model"
+LAVA_MULTIPROCESSING = "lava.magma.runtime.message_infrastructure.multiprocessing"
 ORIGINAL = b"@dataclass\nclass ByteEncoder:"
 PATCHED = b"@dataclass(unsafe_hash=True)\nclass ByteEncoder:"
 
@@ -62,6 +69,8 @@ def install() -> None:
 def import_lava():
     """Install the compatibility hook and import lava, or raise a one-line error."""
     install()
+    if LAVA_MULTIPROCESSING not in sys.modules and multiprocessing.get_start_method(allow_none=True) is not None:
+        multiprocessing.set_start_method(None, force=True)  # let Lava's own set_start_method('fork') succeed
     try:
         import lava.magma.core.process.process  # noqa: F401  (imports var_model)
         import lava

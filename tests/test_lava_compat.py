@@ -33,6 +33,22 @@ def test_lava_fails_without_the_patch_and_imports_with_it():
     assert patched.stdout.strip() == "ok"
 
 
+def test_lava_imports_after_multiprocessing_was_used():
+    """A progress bar (tqdm takes a multiprocessing lock) before Lava's first import must not break it."""
+    result = run_python(
+        """
+        import multiprocessing, tqdm
+        for _ in tqdm.tqdm(range(2), disable=False): pass
+        assert multiprocessing.get_start_method(allow_none=True) is not None
+        from neurocompile.lava_compat import import_lava
+        import_lava()
+        print(multiprocessing.get_start_method())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "fork"
+
+
 def test_package_imports_without_lava():
     result = run_python(
         """
