@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +55,6 @@ class TrainConfig:
     factors: tuple = DEFAULT_FACTORS
     feedback: str = "bp"
     quant_bits: int = 8
-    eval_every: int = 1
-    extra: dict = field(default_factory=dict)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -161,19 +159,17 @@ def train(config: TrainConfig, progress: bool = True, log=None):
         if device.type == "cuda":
             torch.cuda.synchronize()
         epoch_time = time.perf_counter() - t0
-        row = {"epoch": epoch, "loss": total_loss / seen, "train_acc": correct / seen, "epoch_time_s": epoch_time}
-        if epoch % config.eval_every == 0 or epoch == config.epochs:
-            row["test_acc"] = evaluate(model, x_test, y_test)
+        row = {"epoch": epoch, "loss": total_loss / seen, "train_acc": correct / seen, "epoch_time_s": epoch_time,
+               "test_acc": evaluate(model, x_test, y_test)}
         if not math.isfinite(row["loss"]):
             raise NeurocompileError(f"training diverged at epoch {epoch} (loss {row['loss']}); lower --lr")
         history.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", train=f"{row['train_acc']:.3f}", test=f"{row.get('test_acc', float('nan')):.3f}")
+        bar.set_postfix(loss=f"{row['loss']:.3f}", train=f"{row['train_acc']:.3f}", test=f"{row['test_acc']:.3f}")
         if log is not None:
             log(row)
     if config.hardware_aware:
         fold_fake_quant(model)
     final_acc = evaluate(model, x_test, y_test)
-    tested = [r["test_acc"] for r in history if "test_acc" in r]
     metrics = {
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
         "device": str(device),
@@ -183,7 +179,7 @@ def train(config: TrainConfig, progress: bool = True, log=None):
         "sizes": list(model.config["sizes"]),
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "test_acc": final_acc,
-        "best_test_acc": max(tested) if tested else final_acc,
+        "best_test_acc": max([r["test_acc"] for r in history], default=final_acc),
         "train_time_s": time.perf_counter() - start,
         "mean_epoch_time_s": float(np.mean([r["epoch_time_s"] for r in history])) if history else 0.0,
         "history": history,
@@ -205,9 +201,7 @@ def plot_learning_curve(metrics: dict, path) -> Path:
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("training loss")
     ax2.plot(epochs, [r["train_acc"] for r in hist], marker=".", label="train (running)")
-    te = [(r["epoch"], r["test_acc"]) for r in hist if "test_acc" in r]
-    if te:
-        ax2.plot(*zip(*te), marker=".", label="test")
+    ax2.plot(epochs, [r["test_acc"] for r in hist], marker=".", label="test")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("accuracy")
     ax2.legend(loc="lower right")
