@@ -215,12 +215,9 @@ def format_program(info: dict) -> str:
     if info.get("quantization"):
         lines.append("")
         lines.append("quantization report:")
-        report = info["quantization"]
-        if isinstance(report, dict):
-            for key, value in report.items():
-                lines.append(f"  {key}: {value}")
-        else:
-            lines.append(f"  {report}")
+        from .quantize import QuantizationReport
+
+        lines.append(QuantizationReport.from_dict(info["quantization"]).table())
     return "\n".join(lines)
 
 

@@ -170,6 +170,17 @@ class QuantizationReport:
             record["weight_rel_l2"] = layer.weight_rel_l2
         return plain(out)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "QuantizationReport":
+        """Inverse of :meth:`to_dict` (for a report stored in a program's metadata)."""
+        derived = ("clipped_weights", "weight_rel_l2")
+        layers = [
+            LayerReport(**{k: v for k, v in layer.items() if k not in derived and k != "synapses"},
+                        synapses=[SynapseReport(**syn) for syn in layer.get("synapses", [])])
+            for layer in data.get("layers", [])
+        ]
+        return cls(**{k: v for k, v in data.items() if k != "layers"}, layers=layers)
+
     def table(self) -> str:
         """A human-readable per-layer table."""
         head = f"{'layer':<16} {'type':<8} {'scale':>10} {'vth':>7} {'du':>5} {'dv':>5} {'w_exp':>6} {'clip':>5} {'w_err':>8} {'thr_err':>8} {'sat':>6}  limited by"

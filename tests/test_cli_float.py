@@ -13,6 +13,7 @@ import pytest
 
 from neurocompile.cli import main
 from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.quantize import QuantizationReport
 
 PAPER_GRAPHS = [
     ("lif_norse.nir", []),
@@ -126,7 +127,7 @@ def test_inspect_program(capsys, tmp_path):
         populations=[Population("hid", (2,), du=4095, dv=163, vth=25, bias_mant=np.array([0, -4]), bias_exp=1)],
         synapses=[Synapse("in->hid", "in", "hid", "dense", np.array([[10, 0, -3], [1, 2, 3]]), weight_exp=2, num_weight_bits=6, delays=np.array([[0, 1, 2], [3, 0, 0]]))],
         outputs=["hid"],
-        metadata={"quantization": {"max_relative_error": 0.01}},
+        metadata={"quantization": QuantizationReport("maxabs", None, False, 1e-4, "neurocompile").to_dict()},
     )
     path = tmp_path / "p.ncp"
     program.save(path)
@@ -137,9 +138,9 @@ def test_inspect_program(capsys, tmp_path):
     assert (pop["du"], pop["dv"], pop["vth"], pop["bias_mant"], pop["bias_exp"]) == (4095, 163, 25, {"min": -4, "max": 0}, 1)
     syn = info["synapses"][0]
     assert (syn["weight_min"], syn["weight_max"], syn["weight_exp"], syn["num_weight_bits"], syn["delays"]) == (-3, 10, 2, 6, {"min": 0, "max": 3})
-    assert info["quantization"] == {"max_relative_error": 0.01}
+    assert info["quantization"]["method"] == "maxabs"
     code, out, _ = run_cli(capsys, "inspect", path)
-    assert code == 0 and "du" in out and "quantization report" in out
+    assert code == 0 and "du" in out and "quantization report" in out and "method=maxabs, not calibrated" in out
 
 
 def test_inspect_unknown_suffix(capsys, tmp_path):
