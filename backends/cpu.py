@@ -208,8 +208,6 @@ class _Syn:
     dtype: torch.dtype
     bound: int  # max |activation| sent per step (after weight_exp, before the int32 wrap)
     needs_wrap: bool  # activation can leave int32 (dense) / 24 bits (conv)
-    fanout: torch.Tensor | None  # dense: nonzero targets per source neuron (synops)
-    conv_mask: torch.Tensor | None  # conv: nonzero-weight mask kernel (synops)
 
 
 class CpuBackend:
@@ -244,9 +242,8 @@ class CpuBackend:
             dtype = matmul_dtype(raw)
             c_out = w.shape[0]
             weight = torch.as_tensor(w.reshape(g.groups, c_out // g.groups, -1), dtype=dtype, device=self.device)
-            mask = torch.as_tensor((w != 0).astype(np.float64), device=self.device)
             bound = min(raw, 2 ** (fxp.CONV_ACC_BITS - 1))
-            return _Syn(syn, [0], weight, dtype, bound, raw >= 2 ** (fxp.CONV_ACC_BITS - 1), None, mask)
+            return _Syn(syn, [0], weight, dtype, bound, raw >= 2 ** (fxp.CONV_ACC_BITS - 1))
         w = fxp.effective_weights(syn.weights, syn.weight_exp, syn.num_weight_bits, syn.sign_mode)
         if w.shape != (n_tgt, n_src):
             raise NeurocompileError(f"synapse '{syn.name}': weights shape {w.shape} != ({n_tgt}, {n_src})")
@@ -260,8 +257,7 @@ class CpuBackend:
         e = syn.weight_exp
         per_delay = raw << e if e > 0 else (raw >> -e) + 1
         bound = per_delay * len(uniq)
-        fanout = torch.as_tensor((w != 0).sum(axis=0), dtype=torch.float64, device=self.device)
-        return _Syn(syn, uniq, weight, dtype, bound, bound >= 2**31, fanout, None)
+        return _Syn(syn, uniq, weight, dtype, bound, bound >= 2**31)
 
     def _topological_order(self) -> list[str] | None:
         pops = [p.name for p in self.program.populations]
@@ -305,15 +301,6 @@ class CpuBackend:
         dtype = torch.float32 if x.shape[0] < FLOAT32_EXACT else torch.float64
         ones = torch.ones(1, x.shape[0], dtype=dtype, device=x.device)
         return (ones @ x.to(dtype)).reshape(-1).to(torch.float64)
-
-    def _synops(self, sy: _Syn, counts: torch.Tensor) -> int:
-        """Number of (spike, nonzero-weight synapse) pairs: synaptic operations."""
-        if sy.spec.kind == "conv":
-            g = sy.spec.conv
-            x = counts.reshape(1, *g.input_shape)
-            y = F.conv2d(x, sy.conv_mask, stride=tuple(g.stride), padding=tuple(g.padding), dilation=tuple(g.dilation), groups=g.groups)
-            return int(round(y.sum().item()))
-        return int(round(float(counts @ sy.fanout)))
 
     # --- neurons ------------------------------------------------------------------------
 
@@ -400,15 +387,11 @@ class CpuBackend:
                 dtype = np.uint8 if var == "spikes" else np.int32
                 arrays[f"{node}.{var}"] = t.reshape(batch, steps, *shape).cpu().numpy().astype(dtype, copy=False)
         counts = {name: self._column_counts(t, int(np.prod(self.shapes[name]))) for name, t in spikes.items()}
-        synops = {name: self._synops(sy, counts[sy.spec.source]) for name, sy in self.syns.items()}
         n_steps = batch * steps
         meta = {
             "mode": mode,
             "batch": batch,
             "steps": steps,
-            "synops": synops,
-            "synops_total": int(sum(synops.values())),
-            "synops_per_sample": float(sum(synops.values())) / max(batch, 1),
             "spike_rate": {p.name: float(counts[p.name].sum()) / max(n_steps * p.size, 1) for p in self.program.populations},
             "input_rate": {p: float(counts[p].sum()) / max(t.numel(), 1) for p, t in x.items()},
             "matmul_dtype": {n: str(sy.dtype).replace("torch.", "") for n, sy in self.syns.items()},

@@ -18,7 +18,8 @@ from neurocompile import fixedpoint as fxp
 from neurocompile.backends import cpu as cpu_mod
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.errors import NeurocompileError
-from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.metrics import program_synops
+from neurocompile.program import ConvGeometry, FixedPointProgram, InputPort, Population, Synapse
 
 sys.path.insert(0, str(Path(__file__).parent))
 from program_strategies import programs_with_inputs  # noqa: E402
@@ -146,8 +147,14 @@ def test_synops_and_rates(neuron_path):
     x[0, 0] = [1, 1, 1]  # 1 + 0 + 2
     x[1, 3, 2] = 1  # 2
     rec = CpuBackend(prog).run(x)
-    assert rec.metadata["synops"] == {"a": 5}
-    assert rec.metadata["synops_per_sample"] == 2.5
+    assert program_synops(prog, x, rec) == {"a": 5}
+    # conv 2x2 kernel of ones over a 3x3 input: fan-out corner 1, edge 2, centre 4 -> 4*1 + 4*2 + 4 = 16
+    geometry = ConvGeometry(input_shape=(1, 3, 3), output_shape=(1, 2, 2))
+    conv_prog = FixedPointProgram(
+        [InputPort("x", (1, 3, 3))], [Population("p", (1, 2, 2), du=4095, dv=4095, vth=2**17 - 1, bias_mant=np.zeros((1, 2, 2), dtype=np.int32))],
+        [Synapse("c", "x", "p", "conv", np.ones((1, 1, 2, 2), dtype=np.int32), conv=geometry)], ["p"])
+    x = np.ones((1, 1, 1, 3, 3), dtype=np.uint8)
+    assert program_synops(conv_prog, x, CpuBackend(conv_prog).run(x)) == {"c": 16}
     assert rec.metadata["input_rate"]["x"] == pytest.approx(4 / 24)
     assert set(rec.arrays) == {"p.spikes"}
 
@@ -239,4 +246,3 @@ def test_layerwise_equals_stepwise_on_feedforward():
     assert layer.metadata["mode"] == "layerwise" and step.metadata["mode"] == "stepwise"
     for key in layer.arrays:
         np.testing.assert_array_equal(layer[key], step[key], err_msg=key)
-    assert layer.metadata["synops"] == step.metadata["synops"]

@@ -150,14 +150,13 @@ def main(argv=None):
         "bit_identical": not mismatches,
         "mismatches": mismatches,
         "spike_rate": rec.metadata["spike_rate"],
-        "synops_per_sample": rec.metadata["synops_per_sample"],
     }
     print(f"CPU backend : {cpu_best * 1e3:8.2f} ms best ({cpu_med * 1e3:.2f} median) for {sample_steps} sample-steps -> {cpu_rate:,.0f} sample-steps/s")
     print(f"GEMM bound  : {gemm_best * 1e3:8.2f} ms best ({gemm_med * 1e3:.2f} median, {figures['gemm_gflops']:.1f} GFLOP/s) -> CPU backend at {figures['cpu_fraction_of_gemm_bound']:.0%} of the bound (target >= 30%)")
     print(f"Lava fixed_pt: {k} samples in {lava_total:.2f} s (incl. build/compile); {lava_rate:,.1f} sample-steps/s after the first sample")
     print(f"speed-up CPU/Lava: {figures['speedup_cpu_over_lava']:,.0f}x (target >= 1000x)")
     print(f"bit-identical on the {k} Lava samples (spikes, u, v of every population): {'yes' if not mismatches else 'NO: ' + ', '.join(mismatches)}")
-    print(f"spike rates {json.dumps({k2: round(v, 3) for k2, v in figures['spike_rate'].items()})}, synops/sample {figures['synops_per_sample']:,.0f}")
+    print(f"spike rates {json.dumps({k2: round(v, 3) for k2, v in figures['spike_rate'].items()})}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(figures, fh, indent=2)
