@@ -70,6 +70,7 @@ import warnings
 
 import numpy as np
 
+from neurocompile import fixedpoint as fxp
 from neurocompile.errors import NeurocompileError
 from neurocompile.program import VTH_BITS, FixedPointProgram, Population, Synapse
 from neurocompile.recording import Recording
@@ -196,8 +197,9 @@ class LavaBackend:
             vth = float(pop.vth) if pop.spiking else np.inf
             return dict(shape=shape, du=float(pop.du), dv=float(pop.dv), vth=vth,
                         bias_mant=bias.astype(float), bias_exp=0)
-        vth = float(pop.vth) * 64 if pop.spiking else np.inf
-        return dict(shape=shape, du=(int(pop.du) + 1) / 4096, dv=int(pop.dv) / 4096, vth=vth,
+        vth = float(fxp.effective_vth(pop.vth)) if pop.spiking else np.inf
+        return dict(shape=shape, du=(int(pop.du) + fxp.U_DECAY_OFFSET) / fxp.DECAY_UNITY,
+                    dv=(int(pop.dv) + fxp.V_DECAY_OFFSET) / fxp.DECAY_UNITY, vth=vth,
                     bias_mant=bias.astype(float) * 2.0 ** int(pop.bias_exp), bias_exp=0)
 
     def _weights_in_lava_order(self, syn: Synapse, matrix):
@@ -209,7 +211,7 @@ class LavaBackend:
     def _float_scale(self, syn: Synapse) -> float:
         if self.float_program:
             return 1.0
-        return float(2.0 ** int(syn.weight_exp)) * 64.0
+        return float(2.0 ** int(syn.weight_exp)) * 2**fxp.ACT_SHIFT
 
     def _float_weights(self, syn: Synapse, matrix):
         """Float weights of a dense/sparse synapse: the integers Lava's fixed_pt model uses."""
@@ -219,10 +221,8 @@ class LavaBackend:
             return matrix.astype(float)
         if syn.kind == "conv":
             return matrix.astype(float) * self._float_scale(syn)
-        from neurocompile.fixedpoint import effective_weights
-
         dense = matrix.toarray() if issparse(matrix) else np.asarray(matrix)
-        eff = effective_weights(dense, 0, int(syn.num_weight_bits), syn.sign_mode).astype(float) * self._float_scale(syn)
+        eff = fxp.effective_weights(dense, 0, int(syn.num_weight_bits), syn.sign_mode).astype(float) * self._float_scale(syn)
         return csr_matrix(eff) if issparse(matrix) else eff
 
     # --- building -----------------------------------------------------------------------

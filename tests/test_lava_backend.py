@@ -25,8 +25,6 @@ from neurocompile.program import ConvGeometry, FixedPointProgram, InputPort, Pop
 sys.path.insert(0, str(Path(__file__).parent))
 from program_strategies import programs_with_inputs  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-NIR_PAPER = SHARED / "data" / "nir-paper"
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.lava
@@ -156,11 +154,11 @@ def test_samples_are_independent_of_batch_order():
 # --- (b) the NIR paper's single-LIF experiment ---------------------------------------------
 
 
-def test_single_lif_spikes_where_the_paper_says():
+def test_single_lif_spikes_where_the_paper_says(nir_paper_dir):
     from neurocompile.quantize import compile_graph
 
-    program, _ = compile_graph(NIR_PAPER / "lif_norse.nir")
-    spikes = np.load(NIR_PAPER / "lif_input_spikes.npy").astype(np.uint8)
+    program, _ = compile_graph(nir_paper_dir / "lif_norse.nir")
+    spikes = np.load(nir_paper_dir / "lif_input_spikes.npy").astype(np.uint8)
     x = spikes.reshape(1, -1, 1)
     rec = lava_backend(program).run(x)
     out = rec.output_spikes()[0].reshape(len(spikes))
@@ -180,10 +178,10 @@ PAPER_GRAPHS = {
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_GRAPHS))
-def test_nir_paper_graphs_match_cpu(name):
+def test_nir_paper_graphs_match_cpu(name, nir_paper_dir):
     from neurocompile.quantize import compile_graph
 
-    program, _ = compile_graph(NIR_PAPER / name)
+    program, _ = compile_graph(nir_paper_dir / name)
     rng = np.random.default_rng(0)
     steps = PAPER_GRAPHS[name]
     inputs = {p.name: (rng.random((2, steps, *p.shape)) < 0.3).astype(np.uint8) for p in program.inputs}
@@ -197,14 +195,14 @@ def test_nir_paper_graphs_match_cpu(name):
 # --- (d) floating_pt against the float reference -------------------------------------------
 
 
-def test_floating_pt_matches_float_reference_one_step_later():
+def test_floating_pt_matches_float_reference_one_step_later(nir_paper_dir):
     """A float program written from lif_norse.nir's parameters by hand (du=1: u is this step's
     input; dv = dt/tau; weights r*dt/tau*W) runs on Lava's float models and reproduces the
     float reference's voltage one step later (Lava's synaptic delay)."""
     from neurocompile.backends.float_ref import FloatReference
     from neurocompile.nir_io import load_graph
 
-    graph = load_graph(NIR_PAPER / "lif_norse.nir")
+    graph = load_graph(nir_paper_dir / "lif_norse.nir")
     lif = graph.nodes["1"]
     affine = graph.nodes["0"]
     dt = 1e-4
@@ -218,7 +216,7 @@ def test_floating_pt_matches_float_reference_one_step_later():
         ["1"],
         {"number_format": "float"},
     )
-    spikes = np.load(NIR_PAPER / "lif_input_spikes.npy").astype(np.float32)[:400]
+    spikes = np.load(nir_paper_dir / "lif_input_spikes.npy").astype(np.float32)[:400]
     x = spikes.reshape(1, -1, 1)
     lava_rec = lava_backend(float_program, tag="floating_pt").run(x, record="all")
     ref = FloatReference(graph).run(x, record="all")
@@ -231,13 +229,13 @@ def test_floating_pt_matches_float_reference_one_step_later():
     assert np.array_equal(lava_rec.arrays["1.spikes"].reshape(-1)[1:], s_ref[:-1])
 
 
-def test_floating_pt_of_an_integer_program_tracks_the_cpu_backend():
+def test_floating_pt_of_an_integer_program_tracks_the_cpu_backend(nir_paper_dir):
     """The float view of a quantized program (same numbers without integer rounding) spikes
     within a step or two of the fixed-point run."""
     from neurocompile.quantize import compile_graph
 
-    program, _ = compile_graph(NIR_PAPER / "lif_norse.nir")
-    x = np.load(NIR_PAPER / "lif_input_spikes.npy").astype(np.uint8).reshape(1, -1, 1)
+    program, _ = compile_graph(nir_paper_dir / "lif_norse.nir")
+    x = np.load(nir_paper_dir / "lif_input_spikes.npy").astype(np.uint8).reshape(1, -1, 1)
     out = lava_backend(program, tag="floating_pt").run(x).output_spikes().reshape(-1)
     fixed = np.flatnonzero(cpu_backend(program).run(x).output_spikes().reshape(-1))
     floats = np.flatnonzero(out)
