@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import NeurocompileError
+from .program import STATE_BITS
 
-STATE_BITS = 24
 UV_MAX = 2 ** (STATE_BITS - 1)  # Lava's max_uv_val
 V_LIMIT = UV_MAX - 1  # v clips to [-V_LIMIT, V_LIMIT]
 DECAY_SHIFT = 12
@@ -41,7 +41,6 @@ VTH_SHIFT = 6
 ACT_SHIFT = 6
 CONV_ACC_BITS = 24  # lava.proc.conv.models.PyConvModelFixed.clamp_precision
 CHANNEL_BITS = 32  # int32 ports between processes
-MAX_DELAY = 62  # largest delay a program may use (Lava DelayDense/DelaySparse allow 63)
 
 
 def _is_torch(x) -> bool:

@@ -39,6 +39,7 @@ VTH_BITS = 17  # vth in [0, 2**17 - 1]
 BIAS_MANT_BITS = 13  # signed
 BIAS_EXP_BITS = 3
 WEIGHT_EXP_RANGE = (-8, 7)
+MAX_DELAY = 62  # largest extra synaptic delay (Lava DelayDense/DelaySparse allow 63)
 STATE_BITS = 24  # u and v
 
 SignMode = Literal["mixed", "excitatory", "inhibitory"]
@@ -146,7 +147,7 @@ class Synapse:
         if self.delays is not None:
             if self.delays.shape != self.weights.shape:
                 raise NeurocompileError(f"synapse '{self.name}': delays shape {self.delays.shape} != weights {self.weights.shape}")
-            check_range(self.name, "delays", self.delays, 0, 62)
+            check_range(self.name, "delays", self.delays, 0, MAX_DELAY)
 
 
 @dataclass

@@ -70,7 +70,11 @@ from .discretization import Convention
 from .errors import HardwareLimitError, NeurocompileError
 from .normalize import NormalizedGraph, NormalizedPopulation, NormalizedSynapse, normalize
 from .program import (
+    BIAS_EXP_BITS,
     BIAS_MANT_BITS,
+    MAX_DELAY,
+    STATE_BITS,
+    WEIGHT_EXP_RANGE,
     VTH_BITS,
     FixedPointProgram,
     plain,
@@ -81,12 +85,10 @@ from .program import (
 
 VTH_MAX = 2**VTH_BITS - 1
 BIAS_MANT_MAX = 2 ** (BIAS_MANT_BITS - 1) - 1
-BIAS_EXP_MAX = 7
+BIAS_EXP_MAX = 2**BIAS_EXP_BITS - 1
 ACT_LIMIT_16 = 2**15 - 1  # a_in is declared 16 bits in Lava
 ACT_LIMIT_U = 2**17 - 1  # a_in << 6 must stay inside u's 24 bits
-STATE_LIMIT = 2**23 - 1
-MAX_DELAY = 62
-DENSE_EXP_RANGE = (-8, 7)
+STATE_LIMIT = 2 ** (STATE_BITS - 1) - 1
 
 
 # --- report -------------------------------------------------------------------------------
@@ -394,7 +396,7 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
             rs = _rho_weights(syn, w, rho, pop.shape)
             scaled.append(rs)
             sm = _sign_mode(syn.weights)
-            lim = _mantissa_limit(syn.kind, sm) * (1 if syn.kind == "conv" else 2 ** DENSE_EXP_RANGE[1])
+            lim = _mantissa_limit(syn.kind, sm) * (1 if syn.kind == "conv" else 2 ** WEIGHT_EXP_RANGE[1])
             ref = _stat(rs[rs != 0], method, percentile)
             if ref > 0:
                 limits[f"weights of {syn.name}"] = lim / ref
@@ -584,7 +586,7 @@ def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, target
         exp = 0
     else:
         exp = int(math.ceil(math.log2(ref / limit) - 1e-12))
-        exp = min(max(exp, DENSE_EXP_RANGE[0]), DENSE_EXP_RANGE[1])
+        exp = min(max(exp, WEIGHT_EXP_RANGE[0]), WEIGHT_EXP_RANGE[1])
     step = 2.0 if (sign_mode == "mixed" and syn.kind != "conv") else 1.0
     mant = np.round(x / (2.0**exp) / step) * step
     clipped = int(np.count_nonzero(np.abs(mant) > limit))
