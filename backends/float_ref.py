@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from neurocompile.discretization import NEURON_MODELS, Convention, initial_state, params_from_nir, threshold_step
 from neurocompile.errors import GraphError, NeurocompileError
+from neurocompile.graph import flatten_graph, order_graph
 from neurocompile.nir_io import single_shape
 from neurocompile.recording import Recording
 
@@ -65,70 +66,6 @@ def _fit(x: torch.Tensor, shape) -> torch.Tensor:
     if x[0].numel() == int(np.prod(shape)):
         return x.reshape(x.shape[0], *shape)
     return x
-
-
-# --- graph flattening and ordering ----------------------------------------------------------
-
-
-def flatten_graph(graph, prefix: str = ""):
-    """Inline nested graphs. Returns (nodes: name -> nir node, edges) with dotted names."""
-    import nir
-
-    nodes: dict = {}
-    edges: list[tuple[str, str]] = []
-    entry: dict[str, str] = {}
-    exit_: dict[str, str] = {}
-    for name, node in graph.nodes.items():
-        full = f"{prefix}{name}"
-        if isinstance(node, nir.NIRGraph):
-            sub_nodes, sub_edges = flatten_graph(node, prefix=f"{full}.")
-            nodes.update(sub_nodes)
-            edges.extend(sub_edges)
-            ins = [n for n, v in node.nodes.items() if isinstance(v, nir.Input)]
-            outs = [n for n, v in node.nodes.items() if isinstance(v, nir.Output)]
-            if len(ins) == 1:
-                entry[full] = f"{full}.{ins[0]}"
-            if len(outs) == 1:
-                exit_[full] = f"{full}.{outs[0]}"
-        else:
-            nodes[full] = node
-    for src, dst in graph.edges:
-        src_full, dst_full = f"{prefix}{src}", f"{prefix}{dst}"
-        src_full = exit_.get(src_full, src_full)
-        dst_full = entry.get(dst_full, dst_full)
-        for end in (src_full, dst_full):
-            if end not in nodes:
-                raise GraphError(f"edge ('{src}', '{dst}') names node '{end}', which does not exist", node=prefix[:-1] or "<graph>", field="edges")
-        edges.append((src_full, dst_full))
-    return nodes, edges
-
-
-def order_graph(nodes: dict, edges: list[tuple[str, str]], roots: list[str]):
-    """Topological order of the forward edges and the set of back-edges (DFS from ``roots``)."""
-    succ: dict[str, list[str]] = {n: [] for n in nodes}
-    for src, dst in edges:
-        succ[src].append(dst)
-    state: dict[str, int] = {}  # 1 on stack, 2 done
-    post: list[str] = []
-    back: set[tuple[str, str]] = set()
-    for root in list(roots) + list(nodes):
-        if root in state:
-            continue
-        stack = [(root, iter(succ[root]))]
-        state[root] = 1
-        while stack:
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                stack.pop()
-                state[node] = 2
-                post.append(node)
-            elif state.get(child) == 1:
-                back.add((node, child))
-            elif child not in state:
-                state[child] = 1
-                stack.append((child, iter(succ[child])))
-    return post[::-1], back
 
 
 # --- one object per node ---------------------------------------------------------------------
@@ -332,6 +269,7 @@ class _Neuron(_Node):
 NODE_CLASSES = {
     "Input": _Identity,
     "Output": _Identity,
+    "InlinedBoundary": _Identity,
     "Affine": _Weighted,
     "Linear": _Weighted,
     "Conv1d": _Weighted,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NeurocompileError
+from .graph import flatten_graph, order_graph
 from .nir_io import PRIMITIVES, load_graph, single_shape
 
 NEURON_TYPES = ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I")
@@ -29,8 +30,6 @@ def _range(value) -> dict:
 def describe_graph(graph) -> dict:
     """Nodes (type, shapes, parameter ranges), neuron/synapse counts and recurrent edges."""
     import nir
-
-    from .backends.float_ref import flatten_graph, order_graph
 
     nodes, edges = flatten_graph(graph)
     inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from .discretization import NEURON_MODELS, Convention
 from .errors import GraphError
+from .graph import flatten_graph, order_graph
 from .program import ConvGeometry
 
 NEURON_TYPES = tuple(NEURON_MODELS)  # LIF, CubaLIF, IF, LI, CubaLI, I
@@ -146,49 +147,6 @@ class NormalizedGraph:
 
     def synapses_into(self, target: str) -> list[NormalizedSynapse]:
         return [syn for syn in self.synapses if syn.target == target]
-
-
-# --- flattening nested graphs ---------------------------------------------------------------
-
-
-def flatten_graph(graph: nir.NIRGraph, prefix: str = "") -> tuple[dict, list]:
-    """Nodes and edges of ``graph`` with nested graphs inlined (names ``outer.inner``).
-
-    An edge into a nested graph goes to its Input node(s); an edge out of it leaves its
-    Output node(s). Those inner Input/Output nodes become ``Identity`` pass-throughs.
-    """
-    nodes: dict[str, nir.NIRNode] = {}
-    edges: list[tuple[str, str]] = []
-    entry: dict[str, list[str]] = {}
-    exit_: dict[str, list[str]] = {}
-    for name, node in graph.nodes.items():
-        full = f"{prefix}{name}"
-        if isinstance(node, nir.NIRGraph):
-            inner_nodes, inner_edges = flatten_graph(node, prefix=f"{full}.")
-            ins = [f"{full}.{n}" for n, v in node.nodes.items() if isinstance(v, nir.Input)]
-            outs = [f"{full}.{n}" for n, v in node.nodes.items() if isinstance(v, nir.Output)]
-            if not ins or not outs:
-                raise GraphError("nested graph needs Input and Output nodes", node=full)
-            for n in ins + outs:
-                inner_nodes[n] = _Passthrough()
-            nodes.update(inner_nodes)
-            edges.extend(inner_edges)
-            entry[full], exit_[full] = ins, outs
-        else:
-            nodes[full] = node
-    for src, dst in graph.edges:
-        src_full, dst_full = f"{prefix}{src}", f"{prefix}{dst}"
-        for node_name in (src_full, dst_full):
-            if node_name not in nodes and node_name not in entry:
-                raise GraphError(f"edge ({src}, {dst}) names a node that does not exist", node=node_name)
-        for s in exit_.get(src_full, [src_full]):
-            for d in entry.get(dst_full, [dst_full]):
-                edges.append((s, d))
-    return nodes, edges
-
-
-class _Passthrough:
-    """Marker for the Input/Output nodes of an inlined nested graph."""
 
 
 # --- linear ops -----------------------------------------------------------------------------
@@ -321,7 +279,7 @@ def _make_op(name: str, node, in_shape: tuple[int, ...]) -> _Op:
     if kind == "Delay":
         d = np.asarray(node.delay, dtype=np.float64)
         return _Op(name, "Delay", in_shape, in_shape, delay=d)
-    if kind in ("Identity", "_Passthrough"):
+    if kind in ("Identity", "InlinedBoundary"):
         return _Op(name, "Identity", in_shape, in_shape)
     raise GraphError(f"{kind} has no fixed-point mapping", node=name)
 
@@ -339,7 +297,7 @@ def _node_kind(node) -> str:
         return "input"
     if kind == "Output":
         return "output"
-    if kind in LINEAR_TYPES or kind == "_Passthrough":
+    if kind in LINEAR_TYPES or kind == "InlinedBoundary":
         return "linear"
     return "unknown"
 
@@ -533,28 +491,9 @@ def _neuron_shape(name: str, node) -> tuple[int, ...] | None:
 
 def _order_and_back_edges(inputs: list[str], pops: list[str], synapses: list[NormalizedSynapse]):
     """DFS from the inputs: back-edges are recurrent; returns (population order, back-edges)."""
-    out_edges: dict[str, list[str]] = {}
-    for syn in synapses:
-        out_edges.setdefault(syn.source, []).append(syn.target)
-    state: dict[str, int] = {}
-    back: set[tuple[str, str]] = set()
-    post: list[str] = []
-
-    def visit(n: str):
-        state[n] = 1
-        for m in out_edges.get(n, []):
-            if state.get(m) == 1:
-                back.add((n, m))
-            elif m not in state:
-                visit(m)
-        state[n] = 2
-        post.append(n)
-
-    for root in inputs + pops:
-        if root not in state:
-            visit(root)
-    order = [n for n in reversed(post) if n in set(pops)]
-    return order, back
+    order, back = order_graph(inputs + pops, [(syn.source, syn.target) for syn in synapses], inputs)
+    populations = set(pops)
+    return [n for n in order if n in populations], back
 
 
 # --- collapsing one source's chains ---------------------------------------------------------
