@@ -124,6 +124,41 @@ def load_digits_rows(steps: int = 16, encoding: str = "rate", split: str = "test
     return rows_encode(images, steps, encoding, _encoder_rng(seed, split)), labels.copy()
 
 
+def read_spike_file(path, what: str = "input", x_keys: tuple[str, ...] = ("x",)):
+    """Spikes from a ``.npy`` array or an ``.npz`` archive, checked: ``(x float32 [batch, time, ...], y or None)``.
+
+    In an ``.npz`` the first of ``x_keys`` present holds the spikes, and ``y`` (if present)
+    the labels. Every problem is a one-line error naming ``what`` and the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NeurocompileError(f"{what} '{path}': no such file")
+    labels = None
+    try:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                key = next((k for k in x_keys if k in archive.files), None)
+                if key is None:
+                    raise NeurocompileError(f"{what} '{path}': needs key {' or '.join(x_keys)}, has {sorted(archive.files)}")
+                x = archive[key]
+                labels = archive["y"] if "y" in archive.files else None
+        else:
+            x = np.load(path, allow_pickle=False)
+    except NeurocompileError:
+        raise
+    except Exception as exc:
+        raise NeurocompileError(f"{what} '{path}': not a readable NumPy file ({type(exc).__name__})") from None
+    x = np.asarray(x)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise NeurocompileError(f"{what} '{path}': expected [batch, time, ...] with batch >= 1, got shape {list(x.shape)}")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise NeurocompileError(f"{what} '{path}': expected numbers, got dtype {x.dtype}")
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise NeurocompileError(f"{what} '{path}': contains NaN or infinite values")
+    return x, labels
+
+
 def load_npz(path, steps: int | None = None, split: str = "test"):
     """A user dataset: ``x [N, T, ...]`` spikes and ``y [N]`` labels (see module docstring for keys)."""
     path = Path(path)

@@ -26,30 +26,10 @@ def load_calibration(spec: str, steps: int, limit: int):
 
         x, _ = load_dataset(spec, steps=steps, split="train")
         return x[:limit]
-    path = Path(spec)
-    if not path.is_file():
-        raise NeurocompileError(f"calibration '{spec}': no such file (or use 'digits')")
-    try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                key = "x_train" if "x_train" in archive.files else "x"
-                if key not in archive.files:
-                    raise NeurocompileError(f"calibration '{spec}': needs key 'x' or 'x_train', has {sorted(archive.files)}")
-                x = archive[key]
-        else:
-            x = np.load(path, allow_pickle=False)
-    except NeurocompileError:
-        raise
-    except Exception as exc:
-        raise NeurocompileError(f"calibration '{spec}': not a readable NumPy file ({type(exc).__name__})") from None
-    if x.ndim < 2 or x.shape[0] == 0:
-        raise NeurocompileError(f"calibration '{spec}': expected [batch, time, ...] with batch >= 1, got shape {x.shape}")
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise NeurocompileError(f"calibration '{spec}': expected numbers, got dtype {x.dtype}")
-    x = x[:limit].astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        raise NeurocompileError(f"calibration '{spec}': contains NaN or infinite values")
-    return x
+    from ..data import read_spike_file
+
+    x, _ = read_spike_file(spec, "calibration", x_keys=("x_train", "x"))
+    return x[:limit]
 
 
 @cli.command(name="compile")

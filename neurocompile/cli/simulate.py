@@ -77,23 +77,9 @@ def load_inputs(input_path, data, steps, limit):
     if input_path and data:
         raise NeurocompileError("give either --input or --data, not both")
     if input_path:
-        path = Path(input_path)
-        if not path.is_file():
-            raise NeurocompileError(f"{path}: no such file")
-        try:
-            if path.suffix.lower() == ".npz":
-                with np.load(path, allow_pickle=False) as archive:
-                    key = "x" if "x" in archive.files else archive.files[0]
-                    x = archive[key]
-                    labels = archive["y"] if "y" in archive.files else None
-            else:
-                x = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise NeurocompileError(f"{path}: not a readable NumPy array ({type(exc).__name__})") from None
-        x = np.asarray(x)
-        if x.ndim < 2 or not np.issubdtype(x.dtype, np.number) and x.dtype != bool:
-            raise NeurocompileError(f"{path}: expected a numeric array [batch, time, ...], got shape {list(x.shape)} {x.dtype}")
-        x = x.astype(np.float32)
+        from ..data import read_spike_file
+
+        x, labels = read_spike_file(input_path, "input")
         if steps is not None:
             if steps <= 0:
                 raise NeurocompileError(f"--steps must be positive, got {steps}")
@@ -113,10 +99,6 @@ def load_inputs(input_path, data, steps, limit):
             raise NeurocompileError(f"--limit must be positive, got {limit}")
         x = x[:limit]
         labels = None if labels is None else labels[:limit]
-    if x.shape[0] == 0:
-        raise NeurocompileError("input holds no samples (batch size 0)")
-    if not np.all(np.isfinite(x)):
-        raise NeurocompileError("input contains NaN or infinite values")
     return x, labels
 
 
