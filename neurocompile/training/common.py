@@ -25,6 +25,7 @@ from torch.nn.utils import parametrize
 
 from neurocompile import discretization as D
 from neurocompile.discretization import Convention
+from neurocompile.program import DECAY_BITS
 from neurocompile.errors import NeurocompileError
 
 Tensor = torch.Tensor
@@ -163,9 +164,6 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> f
 
 
 # --- hardware-aware options ----------------------------------------------------------------
-
-DECAY_BITS = 12  # Loihi: du, dv in 0..4096
-
 
 def quantized_tau(tau: float, dt: float, bits: int = DECAY_BITS) -> float:
     """Nearest ``tau`` whose per-step decay ``dt/tau`` is ``k / 2**bits`` with integer ``k >= 1``."""
