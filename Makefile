@@ -7,7 +7,7 @@ NC := $(VENV)/bin/neurocompile
 STAMP := $(VENV)/.installed
 JOBS ?= 2
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -25,7 +25,11 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	bash tools/demo.sh
 
-test: setup
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint
 	$(PY) -m pytest -q -n $(JOBS) tests
 
 bench: setup

@@ -280,7 +280,13 @@ class CpuBackend:
         if spec.kind == "conv":
             g = spec.conv
             x = spikes.to(sy.dtype).reshape(n, *g.input_shape)
-            cols = F.unfold(x, kernel_size=tuple(spec.weights.shape[2:4]), dilation=tuple(g.dilation), padding=tuple(g.padding), stride=tuple(g.stride))
+            cols = F.unfold(
+                x,
+                kernel_size=tuple(spec.weights.shape[2:4]),
+                dilation=tuple(g.dilation),
+                padding=tuple(g.padding),
+                stride=tuple(g.stride),
+            )
             cols = cols.reshape(n, g.groups, -1, cols.shape[-1])  # [N, G, Cin/G*kh*kw, L]
             out = torch.matmul(sy.weight, cols)  # [N, G, Co/G, L]
             acc = out.reshape(n, 1, -1).to(torch.int64)
@@ -306,7 +312,9 @@ class CpuBackend:
 
     def _neuron_params(self, pop: Population):
         bias = fxp.effective_bias(np.asarray(pop.bias_mant), pop.bias_exp)
-        bias = torch.as_tensor(np.broadcast_to(bias, pop.shape).reshape(-1).copy(), dtype=torch.int64, device=self.device)
+        bias = torch.as_tensor(
+            np.broadcast_to(bias, pop.shape).reshape(-1).copy(), dtype=torch.int64, device=self.device
+        )
         fast = self.input_bound[pop.name] <= FAST_INPUT_LIMIT
         return bias, fast
 
@@ -354,9 +362,13 @@ class CpuBackend:
             raw = inputs[port.name]
             x = raw if torch.is_tensor(raw) else torch.from_numpy(np.ascontiguousarray(raw))
             if x.dim() < 2 or tuple(x.shape[2:]) != tuple(port.shape):
-                raise NeurocompileError(f"input '{port.name}': shape {tuple(x.shape)} is not [batch, time, *{tuple(port.shape)}]")
+                raise NeurocompileError(
+                    f"input '{port.name}': shape {tuple(x.shape)} is not [batch, time, *{tuple(port.shape)}]"
+                )
             if bt is not None and tuple(x.shape[:2]) != bt:
-                raise NeurocompileError(f"input '{port.name}': batch/time {tuple(x.shape[:2])} differ from other inputs {bt}")
+                raise NeurocompileError(
+                    f"input '{port.name}': batch/time {tuple(x.shape[:2])} differ from other inputs {bt}"
+                )
             bt = tuple(x.shape[:2])
             if x.numel() and (x.dtype == torch.bool or x.dtype == torch.uint8):
                 bad = x.dtype == torch.uint8 and int(x.max()) > 1
@@ -392,10 +404,14 @@ class CpuBackend:
             "mode": mode,
             "batch": batch,
             "steps": steps,
-            "spike_rate": {p.name: float(counts[p.name].sum()) / max(n_steps * p.size, 1) for p in self.program.populations},
+            "spike_rate": {
+                p.name: float(counts[p.name].sum()) / max(n_steps * p.size, 1) for p in self.program.populations
+            },
             "input_rate": {p: float(counts[p].sum()) / max(t.numel(), 1) for p, t in x.items()},
             "matmul_dtype": {n: str(sy.dtype).replace("torch.", "") for n, sy in self.syns.items()},
-            "neuron_path": {p.name: ("fast" if self._neuron_params(p)[1] else "exact") for p in self.program.populations},
+            "neuron_path": {
+                p.name: ("fast" if self._neuron_params(p)[1] else "exact") for p in self.program.populations
+            },
             "wall_s": time.perf_counter() - start,
         }
         return Recording(arrays, list(self.program.outputs), "cpu", meta)
@@ -421,7 +437,9 @@ class CpuBackend:
             if steps <= 1:
                 continue
             src = self._spikes[spec.source][:, : steps - 1]
-            act = self._activation(sy, src.reshape(batch * (steps - 1), -1)).reshape(batch, steps - 1, len(sy.delays), n)
+            act = self._activation(sy, src.reshape(batch * (steps - 1), -1)).reshape(
+                batch, steps - 1, len(sy.delays), n
+            )
             for i, d in enumerate(sy.delays):
                 if 1 + d < steps:
                     a_in[:, 1 + d :] += act[:, : steps - 1 - d, i]
@@ -451,11 +469,23 @@ class CpuBackend:
                     v = torch.empty(batch, n, dtype=torch.int32)
                     scratch = torch.empty(batch, n, dtype=torch.int32)
                     args = (
-                        steps, n, a_in.data_ptr(), shift, wexp,
-                        fxp.DECAY_UNITY - pop.du - fxp.U_DECAY_OFFSET, fxp.DECAY_UNITY - pop.dv - fxp.V_DECAY_OFFSET,
-                        fxp.effective_vth(pop.vth), bias32.data_ptr(), int(pop.spiking), int(pop.reset_interval),
-                        s_all.data_ptr(), 0 if u_all is None else u_all.data_ptr(), 0 if v_all is None else v_all.data_ptr(),
-                        u.data_ptr(), v.data_ptr(), scratch.data_ptr(),
+                        steps,
+                        n,
+                        a_in.data_ptr(),
+                        shift,
+                        wexp,
+                        fxp.DECAY_UNITY - pop.du - fxp.U_DECAY_OFFSET,
+                        fxp.DECAY_UNITY - pop.dv - fxp.V_DECAY_OFFSET,
+                        fxp.effective_vth(pop.vth),
+                        bias32.data_ptr(),
+                        int(pop.spiking),
+                        int(pop.reset_interval),
+                        s_all.data_ptr(),
+                        0 if u_all is None else u_all.data_ptr(),
+                        0 if v_all is None else v_all.data_ptr(),
+                        u.data_ptr(),
+                        v.data_ptr(),
+                        scratch.data_ptr(),
                     )
                     _run_sliced(kernel[a_in.dtype], args, batch, steps * n)
                 else:
@@ -495,8 +525,16 @@ class CpuBackend:
         horizon = 1 + max([max(sy.delays) for sy in self.syns.values()] + [0])
         pending = {p.name: torch.zeros(horizon + 1, batch, p.size, dtype=torch.int64, device=dev) for p in pops}
         s_all = {p.name: torch.zeros(batch, steps, p.size, dtype=torch.float32, device=dev) for p in pops}
-        u_all = {n: torch.zeros(batch, steps, self.program.population(n).size, dtype=torch.int32, device=dev) for n, w in rec.items() if "u" in w}
-        v_all = {n: torch.zeros(batch, steps, self.program.population(n).size, dtype=torch.int32, device=dev) for n, w in rec.items() if "v" in w}
+        u_all = {
+            n: torch.zeros(batch, steps, self.program.population(n).size, dtype=torch.int32, device=dev)
+            for n, w in rec.items()
+            if "u" in w
+        }
+        v_all = {
+            n: torch.zeros(batch, steps, self.program.population(n).size, dtype=torch.int32, device=dev)
+            for n, w in rec.items()
+            if "v" in w
+        }
         iterator = range(steps)
         if progress:
             try:

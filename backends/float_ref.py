@@ -350,7 +350,9 @@ class FloatReference:
             if node in self.ops and var in self.ops[node].variables:
                 keys.append(item)
                 continue
-            raise NeurocompileError(f"cannot record '{item}': no such node or variable (nodes: {', '.join(self.order)})")
+            raise NeurocompileError(
+                f"cannot record '{item}': no such node or variable (nodes: {', '.join(self.order)})"
+            )
         return keys
 
     def _prepare_inputs(self, inputs) -> dict[str, torch.Tensor]:
@@ -358,7 +360,9 @@ class FloatReference:
             raise GraphError("graph has no Input node", node="<graph>", field="nodes")
         if not isinstance(inputs, dict):
             if len(self.inputs) != 1:
-                raise NeurocompileError(f"graph has {len(self.inputs)} inputs ({', '.join(self.inputs)}): pass a dict of arrays")
+                raise NeurocompileError(
+                    f"graph has {len(self.inputs)} inputs ({', '.join(self.inputs)}): pass a dict of arrays"
+                )
             inputs = {self.inputs[0]: inputs}
         prepared = {}
         for name in self.inputs:
@@ -371,7 +375,9 @@ class FloatReference:
             shape = self.ops[name].in_shape
             if shape is not None and tuple(x.shape[2:]) != tuple(shape):
                 if x[0, 0].numel() != int(np.prod(shape)):
-                    raise NeurocompileError(f"input '{name}': expected [batch, time, {', '.join(map(str, shape))}], got shape {list(x.shape)}")
+                    raise NeurocompileError(
+                        f"input '{name}': expected [batch, time, {', '.join(map(str, shape))}], got shape {list(x.shape)}"
+                    )
                 x = x.reshape(x.shape[0], x.shape[1], *shape)
             prepared[name] = x
         steps = {x.shape[:2] for x in prepared.values()}

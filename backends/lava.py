@@ -123,7 +123,7 @@ def truncated_bits(num_weight_bits: int, sign_mode: str) -> int:
     return 8 - int(num_weight_bits) + (1 if sign_mode == "mixed" else 0)
 
 
-def conv_as_matrix(syn: Synapse) -> "scipy.sparse.csr_matrix":  # noqa: F821
+def conv_as_matrix(syn: Synapse) -> scipy.sparse.csr_matrix:  # noqa: F821
     """The conv synapse as a [n_target, n_source] sparse matrix in *program* flattening."""
     from scipy.sparse import coo_matrix
 
@@ -191,16 +191,28 @@ class LavaBackend:
             # A readout never spikes: 2**17 puts vth << 6 above the largest v (2**23 - 1). It is
             # one past the 17-bit hardware range; the CPU simulator accepts it.
             vth = int(pop.vth) if pop.spiking else 2**VTH_BITS
-            return dict(shape=shape, du=int(pop.du), dv=int(pop.dv), vth=vth,
-                        bias_mant=bias.astype(np.int32), bias_exp=int(pop.bias_exp))
+            return dict(
+                shape=shape,
+                du=int(pop.du),
+                dv=int(pop.dv),
+                vth=vth,
+                bias_mant=bias.astype(np.int32),
+                bias_exp=int(pop.bias_exp),
+            )
         if self.float_program:
             vth = float(pop.vth) if pop.spiking else np.inf
-            return dict(shape=shape, du=float(pop.du), dv=float(pop.dv), vth=vth,
-                        bias_mant=bias.astype(float), bias_exp=0)
+            return dict(
+                shape=shape, du=float(pop.du), dv=float(pop.dv), vth=vth, bias_mant=bias.astype(float), bias_exp=0
+            )
         vth = float(fxp.effective_vth(pop.vth)) if pop.spiking else np.inf
-        return dict(shape=shape, du=(int(pop.du) + fxp.U_DECAY_OFFSET) / fxp.DECAY_UNITY,
-                    dv=(int(pop.dv) + fxp.V_DECAY_OFFSET) / fxp.DECAY_UNITY, vth=vth,
-                    bias_mant=bias.astype(float) * 2.0 ** int(pop.bias_exp), bias_exp=0)
+        return dict(
+            shape=shape,
+            du=(int(pop.du) + fxp.U_DECAY_OFFSET) / fxp.DECAY_UNITY,
+            dv=(int(pop.dv) + fxp.V_DECAY_OFFSET) / fxp.DECAY_UNITY,
+            vth=vth,
+            bias_mant=bias.astype(float) * 2.0 ** int(pop.bias_exp),
+            bias_exp=0,
+        )
 
     def _weights_in_lava_order(self, syn: Synapse, matrix):
         """Permute a [n_target, n_source] matrix (dense array or CSR) to Lava flattening."""
@@ -222,7 +234,9 @@ class LavaBackend:
         if syn.kind == "conv":
             return matrix.astype(float) * self._float_scale(syn)
         dense = matrix.toarray() if issparse(matrix) else np.asarray(matrix)
-        eff = fxp.effective_weights(dense, 0, int(syn.num_weight_bits), syn.sign_mode).astype(float) * self._float_scale(syn)
+        eff = fxp.effective_weights(dense, 0, int(syn.num_weight_bits), syn.sign_mode).astype(
+            float
+        ) * self._float_scale(syn)
         return csr_matrix(eff) if issparse(matrix) else eff
 
     # --- building -----------------------------------------------------------------------
@@ -252,11 +266,14 @@ class LavaBackend:
         for pop in prog.populations:
             params = self._pop_params(pop)
             if pop.reset_interval > 0:
-                pops[pop.name] = LIFReset(reset_interval=int(pop.reset_interval), reset_offset=0, name=pop.name, **params)
+                pops[pop.name] = LIFReset(
+                    reset_interval=int(pop.reset_interval), reset_offset=0, name=pop.name, **params
+                )
             else:
                 # Zeroes u and v before the first step of every sample (Lava's time_step is 1-based
                 # and keeps counting across samples): no Var.set needed between samples.
                 pops[pop.name] = LIFReset(reset_interval=run_steps, reset_offset=1, name=pop.name, **params)
+
         def out_port(name):
             return sources[name].s_out if name in sources else pops[name].s_out
 
@@ -266,9 +283,13 @@ class LavaBackend:
             dst_shape = prog.source_shape(syn.target)
             src = out_port(syn.source)
             dst = pops[syn.target].a_in
-            sign = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY, "inhibitory": SignMode.INHIBITORY}[syn.sign_mode]
-            use_conv = syn.kind == "conv" and syn.delays is None and (
-                self.conv_mode == "conv" and (not fixed or int(syn.weight_exp) >= 0)
+            sign = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY, "inhibitory": SignMode.INHIBITORY}[
+                syn.sign_mode
+            ]
+            use_conv = (
+                syn.kind == "conv"
+                and syn.delays is None
+                and (self.conv_mode == "conv" and (not fixed or int(syn.weight_exp) >= 0))
             )
             if use_conv:
                 g = syn.conv
@@ -284,10 +305,15 @@ class LavaBackend:
                 else:
                     kernel = kernel.astype(float) * self._float_scale(syn)
                 conn = Conv(
-                    weight=kernel, input_shape=lava_shape(g.input_shape),
-                    padding=tuple(g.padding[::-1]), stride=tuple(g.stride[::-1]),
-                    dilation=tuple(g.dilation[::-1]), groups=int(g.groups),
-                    num_weight_bits=8, weight_exp=0, name=syn.name,
+                    weight=kernel,
+                    input_shape=lava_shape(g.input_shape),
+                    padding=tuple(g.padding[::-1]),
+                    stride=tuple(g.stride[::-1]),
+                    dilation=tuple(g.dilation[::-1]),
+                    groups=int(g.groups),
+                    num_weight_bits=8,
+                    weight_exp=0,
+                    name=syn.name,
                 )
                 src.connect(conn.s_in)
                 conn.a_out.connect(dst)
@@ -330,7 +356,13 @@ class LavaBackend:
                     dmat = csr_matrix((np.asarray(delays)[rows, cols].astype(int), (rows, cols)), shape=matrix.shape)
                     conn = DelaySparse(weights=matrix, delays=dmat, max_delay=max(max_delay, 1), name=syn.name, **kw)
                 else:
-                    conn = DelayDense(weights=matrix, delays=np.asarray(delays).astype(int), max_delay=max(max_delay, 1), name=syn.name, **kw)
+                    conn = DelayDense(
+                        weights=matrix,
+                        delays=np.asarray(delays).astype(int),
+                        max_delay=max(max_delay, 1),
+                        name=syn.name,
+                        **kw,
+                    )
             elif sparse:
                 conn = Sparse(weights=matrix, name=syn.name, **kw)
             else:
@@ -386,7 +418,9 @@ class LavaBackend:
         for name, variables in spec.items():
             pop = prog.population(name)
             for var in variables:
-                out[f"{name}.{var}"] = np.zeros((batch, steps) + tuple(pop.shape), dtype=np.uint8 if var == "spikes" else dtype)
+                out[f"{name}.{var}"] = np.zeros(
+                    (batch, steps) + tuple(pop.shape), dtype=np.uint8 if var == "spikes" else dtype
+                )
 
         n_in = sum(int(np.prod(p.shape)) for p in prog.inputs)
         block = max(1, min(batch, MAX_BLOCK_VALUES // max(1, n_in * run_steps)))
@@ -418,7 +452,9 @@ class LavaBackend:
         prog = self.program
         data = {}
         for port in prog.inputs:
-            x = np.zeros((stop - start, run_steps) + tuple(port.shape), dtype=np.int32 if self.tag == "fixed_pt" else float)
+            x = np.zeros(
+                (stop - start, run_steps) + tuple(port.shape), dtype=np.int32 if self.tag == "fixed_pt" else float
+            )
             x[:, :steps] = arrays[port.name][start:stop]
             x = to_lava(x, tuple(port.shape))  # [n, T, *lava_shape]
             x = x.reshape((-1,) + x.shape[2:])  # samples back to back
@@ -646,4 +682,3 @@ def _force_stop(runtime, actors) -> None:
             smm.shutdown()
         except Exception:  # noqa: BLE001
             pass
-

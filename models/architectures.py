@@ -81,8 +81,14 @@ class MLP(SNN):
             params = (output_params if last else neuron_params) or {}
             layers[f"fc{k}"] = Linear(n_in, n_out, bias=bias)
             layers[_name(model, k)] = make_neuron(model, n_out, convention, **params)
-        config = dict(sizes=sizes, neuron=neuron, output_neuron=output_neuron, neuron_params=neuron_params,
-                      output_params=output_params, bias=bias)
+        config = dict(
+            sizes=sizes,
+            neuron=neuron,
+            output_neuron=output_neuron,
+            neuron_params=neuron_params,
+            output_params=output_params,
+            bias=bias,
+        )
         super().__init__(layers, (sizes[0],), convention, config)
 
 
@@ -119,9 +125,19 @@ class ConvNet(SNN):
             "fc2": Linear(channels * (h // pool) * (w // pool), n_out, bias=bias),
             _name(output_neuron, 2): make_neuron(output_neuron, n_out, convention, **(output_params or {})),
         }
-        config = dict(input_shape=input_shape, channels=channels, kernel_size=kernel_size, padding=padding, pool=pool,
-                      n_out=n_out, neuron=neuron, output_neuron=output_neuron, neuron_params=neuron_params,
-                      output_params=output_params, bias=bias)
+        config = dict(
+            input_shape=input_shape,
+            channels=channels,
+            kernel_size=kernel_size,
+            padding=padding,
+            pool=pool,
+            n_out=n_out,
+            neuron=neuron,
+            output_neuron=output_neuron,
+            neuron_params=neuron_params,
+            output_params=output_params,
+            bias=bias,
+        )
         super().__init__(layers, input_shape, convention, config)
 
 
@@ -146,8 +162,16 @@ class RecurrentNet(SNN):
             "fc2": Linear(n_hidden, n_out, bias=bias),
             _name(output_neuron, 2): make_neuron(output_neuron, n_out, convention, **(output_params or {})),
         }
-        config = dict(n_in=n_in, n_hidden=n_hidden, n_out=n_out, neuron=neuron, output_neuron=output_neuron,
-                      neuron_params=neuron_params, output_params=output_params, bias=bias)
+        config = dict(
+            n_in=n_in,
+            n_hidden=n_hidden,
+            n_out=n_out,
+            neuron=neuron,
+            output_neuron=output_neuron,
+            neuron_params=neuron_params,
+            output_params=output_params,
+            bias=bias,
+        )
         super().__init__(layers, (n_in,), convention, config)
 
 

@@ -28,7 +28,9 @@ Linear = nn.Linear
 def _per_step(fn, x: Tensor, per_sample_dims: int) -> Tensor:
     """Apply ``fn`` to ``[batch*time, ...]`` and restore ``[batch, time, ...]``."""
     if x.dim() != 2 + per_sample_dims:
-        raise NeurocompileError(f"expected input [batch, time, ...] with {per_sample_dims} per-sample dims, got {list(x.shape)}")
+        raise NeurocompileError(
+            f"expected input [batch, time, ...] with {per_sample_dims} per-sample dims, got {list(x.shape)}"
+        )
     b, t = x.shape[:2]
     y = fn(x.reshape(b * t, *x.shape[2:]))
     return y.reshape(b, t, *y.shape[1:])

@@ -14,7 +14,8 @@ Parameters are buffers by default; names listed in ``trainable`` become ``nn.Par
 
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import NamedTuple
 
 import torch
 from torch import nn

@@ -118,7 +118,9 @@ def load_checkpoint(path, allow_unsafe: bool = False) -> nn.Module:
     unsafe_hint = "pass --allow-pickle to trust it (allow_unsafe=True in Python)"
     if torchscript:
         if not allow_unsafe:
-            raise CheckpointError(f"{path}: a TorchScript archive, which can run code like a pickled module; {unsafe_hint}")
+            raise CheckpointError(
+                f"{path}: a TorchScript archive, which can run code like a pickled module; {unsafe_hint}"
+            )
         return _load_unsafe(path, True).eval()
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (empty file)")
@@ -129,14 +131,18 @@ def load_checkpoint(path, allow_unsafe: bool = False) -> nn.Module:
     except pickle.UnpicklingError as exc:
         if "GLOBAL " in str(exc):  # names a class or function: only full unpickling can build it
             if not allow_unsafe:
-                raise CheckpointError(f"{path}: contains a pickled module (or other Python objects); {unsafe_hint}") from None
+                raise CheckpointError(
+                    f"{path}: contains a pickled module (or other Python objects); {unsafe_hint}"
+                ) from None
             obj = _load_unsafe(path, False)
             if isinstance(obj, nn.Module):
                 return obj.eval()
             raise CheckpointError(f"{path}: a pickled {type(obj).__name__}, not an nn.Module or a checkpoint") from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (unreadable pickle data)") from None
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {_reason(exc)})") from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {_reason(exc)})"
+        ) from None
 
     if isinstance(payload, nn.Module):  # only reachable for safe-listed module types
         return payload.eval()
@@ -144,7 +150,9 @@ def load_checkpoint(path, allow_unsafe: bool = False) -> nn.Module:
         kind = "a bare state_dict" if isinstance(payload, dict) else f"a {type(payload).__name__}"
         raise CheckpointError(f"{path}: not a neurocompile checkpoint ({kind}; no architecture recorded)")
     if payload.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')!r} is not supported (expected {VERSION})")
+        raise CheckpointError(
+            f"{path}: checkpoint version {payload.get('version')!r} is not supported (expected {VERSION})"
+        )
     for key in ("architecture", "config", "convention", "state_dict"):
         if key not in payload:
             raise CheckpointError(f"{path}: checkpoint field '{key}' is missing")
@@ -161,4 +169,3 @@ def load_checkpoint(path, allow_unsafe: bool = False) -> nn.Module:
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: state_dict does not match the architecture ({_reason(exc)})") from None
     return model.eval()
-

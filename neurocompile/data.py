@@ -42,9 +42,7 @@ def _digits_split():
     images = (digits.images / 16.0).astype(np.float32)  # [N, 8, 8] in [0, 1]
     labels = digits.target.astype(np.int64)
     idx = np.arange(len(labels))
-    train_idx, test_idx = train_test_split(
-        idx, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels
-    )
+    train_idx, test_idx = train_test_split(idx, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels)
     return images, labels, np.sort(train_idx), np.sort(test_idx)
 
 
@@ -139,7 +137,9 @@ def read_spike_file(path, what: str = "input", x_keys: tuple[str, ...] = ("x",))
             with np.load(path, allow_pickle=False) as archive:
                 key = next((k for k in x_keys if k in archive.files), None)
                 if key is None:
-                    raise NeurocompileError(f"{what} '{path}': needs key {' or '.join(x_keys)}, has {sorted(archive.files)}")
+                    raise NeurocompileError(
+                        f"{what} '{path}': needs key {' or '.join(x_keys)}, has {sorted(archive.files)}"
+                    )
                 x = archive[key]
                 labels = archive["y"] if "y" in archive.files else None
         else:
@@ -150,7 +150,9 @@ def read_spike_file(path, what: str = "input", x_keys: tuple[str, ...] = ("x",))
         raise NeurocompileError(f"{what} '{path}': not a readable NumPy file ({type(exc).__name__})") from None
     x = np.asarray(x)
     if x.ndim < 2 or x.shape[0] == 0:
-        raise NeurocompileError(f"{what} '{path}': expected [batch, time, ...] with batch >= 1, got shape {list(x.shape)}")
+        raise NeurocompileError(
+            f"{what} '{path}': expected [batch, time, ...] with batch >= 1, got shape {list(x.shape)}"
+        )
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise NeurocompileError(f"{what} '{path}': expected numbers, got dtype {x.dtype}")
     x = x.astype(np.float32)
@@ -175,13 +177,17 @@ def load_npz(path, steps: int | None = None, split: str = "test"):
         elif {"x", "y"} <= keys:
             x, y, whole = archive["x"], archive["y"], True
         else:
-            raise NeurocompileError(f"dataset '{path}': needs keys x and y (or x_train/y_train, x_test/y_test), has {sorted(keys)}")
+            raise NeurocompileError(
+                f"dataset '{path}': needs keys x and y (or x_train/y_train, x_test/y_test), has {sorted(keys)}"
+            )
     if x.ndim < 3:
         raise NeurocompileError(f"dataset '{path}', field 'x': expected [N, T, ...], got shape {x.shape}")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
         raise NeurocompileError(f"dataset '{path}', field 'x': expected numbers, got dtype {x.dtype}")
     if y.ndim != 1 or len(y) != len(x):
-        raise NeurocompileError(f"dataset '{path}', field 'y': expected [N] labels for {len(x)} samples, got shape {y.shape}")
+        raise NeurocompileError(
+            f"dataset '{path}', field 'y': expected [N] labels for {len(x)} samples, got shape {y.shape}"
+        )
     if len(y) == 0:
         raise NeurocompileError(f"dataset '{path}': no samples")
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:

@@ -30,8 +30,9 @@ Presets describe how peer libraries read the same NIR graph (see ``PRESETS``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -60,7 +61,7 @@ class Convention:
     current_first: bool = True
     cuba_input_scaled: bool = True
 
-    def with_options(self, **changes) -> "Convention":
+    def with_options(self, **changes) -> Convention:
         return replace(self, **changes)
 
 

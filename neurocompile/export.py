@@ -161,7 +161,12 @@ class _Mapper:
         weight, bias = _array(_effective(m.rec, "weight")), _effective(m.rec, "bias")
         rec = nir.Linear(weight) if bias is None else nir.Affine(weight, _array(bias))
         shape = np.array(m.neuron.shape)
-        nodes = {"input": nir.Input(shape), "neuron": neuron, "rec": _types(rec, (shape, shape)), "output": nir.Output(shape)}
+        nodes = {
+            "input": nir.Input(shape),
+            "neuron": neuron,
+            "rec": _types(rec, (shape, shape)),
+            "output": nir.Output(shape),
+        }
         edges = [("input", "neuron"), ("neuron", "rec"), ("rec", "neuron"), ("neuron", "output")]
         return nir.NIRGraph(nodes, edges, metadata={"neurocompile_recurrent": True}, type_check=False)
 
@@ -253,7 +258,9 @@ def export(model: nn.Module, input_shape=None, convention: Convention | None = N
         except NeurocompileError:
             raise
         except Exception as exc:
-            raise NeurocompileError(f"cannot trace {type(model).__name__} for NIR export: {exc}".splitlines()[0]) from None
+            raise NeurocompileError(
+                f"cannot trace {type(model).__name__} for NIR export: {exc}".splitlines()[0]
+            ) from None
     finally:
         model.train(was_training)
 

@@ -115,7 +115,9 @@ def effective_vth(vth: int) -> int:
     return int(vth) << VTH_SHIFT
 
 
-def effective_weights(weights, weight_exp: int = 0, num_weight_bits: int = 8, sign_mode: str = "mixed", kind: str = "dense"):
+def effective_weights(
+    weights, weight_exp: int = 0, num_weight_bits: int = 8, sign_mode: str = "mixed", kind: str = "dense"
+):
     """The integer weights Lava multiplies spikes with, as a new int64 array.
 
     Dense/Sparse/DelayDense/DelaySparse (``PyDenseModelBitAcc.run_spk`` ->
@@ -210,7 +212,14 @@ def conv_activation(spikes, weights_eff, stride=(1, 1), padding=(0, 0), dilation
     w = torch.as_tensor(np.asarray(weights_eff) if not _is_torch(weights_eff) else weights_eff)
     lead = s.shape[:-3]
     x = s.reshape(-1, *s.shape[-3:]).to(torch.float64)
-    y = F.conv2d(x, w.to(device=x.device, dtype=torch.float64), stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation), groups=groups)
+    y = F.conv2d(
+        x,
+        w.to(device=x.device, dtype=torch.float64),
+        stride=tuple(stride),
+        padding=tuple(padding),
+        dilation=tuple(dilation),
+        groups=groups,
+    )
     y = wrap_bits(y.round().to(torch.int64), CONV_ACC_BITS).reshape(*lead, *y.shape[1:])
     return y if was_torch else y.numpy()
 

@@ -44,8 +44,11 @@ def flatten_graph(graph: nir.NIRGraph, prefix: str = "") -> tuple[dict, list[tup
         src_full, dst_full = f"{prefix}{src}", f"{prefix}{dst}"
         for end in (src_full, dst_full):
             if end not in nodes and end not in entry:
-                raise GraphError(f"edge ('{src}', '{dst}') names node '{end}', which does not exist",
-                                 node=prefix[:-1] or "<graph>", field="edges")
+                raise GraphError(
+                    f"edge ('{src}', '{dst}') names node '{end}', which does not exist",
+                    node=prefix[:-1] or "<graph>",
+                    field="edges",
+                )
         for s in exit_.get(src_full, [src_full]):
             for d in entry.get(dst_full, [dst_full]):
                 edges.append((s, d))

@@ -53,7 +53,11 @@ def describe_graph(graph) -> dict:
         out_shape = single_shape(getattr(node, "output_type", None))
         row = {"name": name, "type": kind, "input_shape": in_shape, "output_shape": out_shape, "parameters": params}
         if kind in NEURON_TYPES:
-            shape = out_shape or list(np.broadcast_shapes(*(np.shape(getattr(node, f)) for f in PRIMITIVES[kind] if getattr(node, f, None) is not None)))
+            shape = out_shape or list(
+                np.broadcast_shapes(
+                    *(np.shape(getattr(node, f)) for f in PRIMITIVES[kind] if getattr(node, f, None) is not None)
+                )
+            )
             count = int(np.prod(shape)) if shape else 1
             row["neurons"] = count
             row["spiking"] = kind in SPIKING_TYPES
@@ -130,7 +134,9 @@ def describe_program(program) -> dict:
             entry["conv"] = _jsonable(vars(syn.conv))
         syns.append(entry)
     metadata = dict(program.metadata or {})
-    report = metadata.pop("quantization", None) or metadata.pop("quantization_report", None) or metadata.pop("report", None)
+    report = (
+        metadata.pop("quantization", None) or metadata.pop("quantization_report", None) or metadata.pop("report", None)
+    )
     return {
         "kind": "fixed-point-program",
         "inputs": [{"name": p.name, "shape": list(p.shape)} for p in program.inputs],
@@ -152,7 +158,11 @@ def _jsonable(obj):
     if isinstance(obj, (bytes, np.bytes_)):
         return obj.decode("utf8", "replace")
     if isinstance(obj, np.ndarray):
-        return obj.tolist() if obj.size <= 64 else {"shape": list(obj.shape), **{k: v for k, v in _range(obj).items() if k != "shape"}}
+        return (
+            obj.tolist()
+            if obj.size <= 64
+            else {"shape": list(obj.shape), **{k: v for k, v in _range(obj).items() if k != "shape"}}
+        )
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, (str, int, float, bool)) or obj is None:
@@ -181,11 +191,22 @@ def format_graph(info: dict) -> str:
     rows = []
     for node in info["nodes"]:
         params = ", ".join(
-            f"{k}[{_fmt(v.get('min'))}..{_fmt(v.get('max'))}]" if isinstance(v, dict) and "min" in v else f"{k}={v if not isinstance(v, dict) else v.get('shape')}"
+            f"{k}[{_fmt(v.get('min'))}..{_fmt(v.get('max'))}]"
+            if isinstance(v, dict) and "min" in v
+            else f"{k}={v if not isinstance(v, dict) else v.get('shape')}"
             for k, v in node["parameters"].items()
         )
         shape = node["output_shape"] if node["output_shape"] is not None else node["input_shape"]
-        rows.append([node["name"], node["type"], "x".join(map(str, shape)) if shape else "?", node.get("neurons"), node.get("synapses"), params])
+        rows.append(
+            [
+                node["name"],
+                node["type"],
+                "x".join(map(str, shape)) if shape else "?",
+                node.get("neurons"),
+                node.get("synapses"),
+                params,
+            ]
+        )
     lines = [f"NIR graph: {len(info['nodes'])} nodes, {info['neurons']} neurons, {info['synapses']} synapses"]
     lines += _table(["node", "type", "shape", "neurons", "synapses", "parameters (min..max)"], rows)
     lines.append("inputs: " + ", ".join(info["inputs"]) + "   outputs: " + ", ".join(info["outputs"]))
@@ -195,22 +216,49 @@ def format_graph(info: dict) -> str:
 
 
 def format_program(info: dict) -> str:
-    lines = [f"Fixed-point program: {len(info['populations'])} populations, {info['neurons']} neurons, {len(info['synapses'])} synapse layers"]
-    lines.append("inputs: " + ", ".join(f"{p['name']}{p['shape']}" for p in info["inputs"]) + "   outputs: " + ", ".join(info["outputs"]))
+    lines = [
+        f"Fixed-point program: {len(info['populations'])} populations, {info['neurons']} neurons, {len(info['synapses'])} synapse layers"
+    ]
+    lines.append(
+        "inputs: "
+        + ", ".join(f"{p['name']}{p['shape']}" for p in info["inputs"])
+        + "   outputs: "
+        + ", ".join(info["outputs"])
+    )
     rows = [
-        [p["name"], p["source_type"], "x".join(map(str, p["shape"])), p["du"], p["dv"], p["vth"],
-         f"{p['bias_mant']['min']}..{p['bias_mant']['max']}" if p["bias_mant"] else "-", p["bias_exp"], "yes" if p["spiking"] else "no"]
+        [
+            p["name"],
+            p["source_type"],
+            "x".join(map(str, p["shape"])),
+            p["du"],
+            p["dv"],
+            p["vth"],
+            f"{p['bias_mant']['min']}..{p['bias_mant']['max']}" if p["bias_mant"] else "-",
+            p["bias_exp"],
+            "yes" if p["spiking"] else "no",
+        ]
         for p in info["populations"]
     ]
     lines += _table(["population", "from", "shape", "du", "dv", "vth", "bias_mant", "bias_exp", "spiking"], rows)
     rows = [
-        [s["name"], f"{s['source']} -> {s['target']}", s["kind"], "x".join(map(str, s["shape"])), f"{s['weight_min']}..{s['weight_max']}",
-         s["weight_exp"], s["num_weight_bits"], s["sign_mode"], f"{s['delays']['min']}..{s['delays']['max']}" if s["delays"] else "-",
-         "yes" if s["recurrent"] else ""]
+        [
+            s["name"],
+            f"{s['source']} -> {s['target']}",
+            s["kind"],
+            "x".join(map(str, s["shape"])),
+            f"{s['weight_min']}..{s['weight_max']}",
+            s["weight_exp"],
+            s["num_weight_bits"],
+            s["sign_mode"],
+            f"{s['delays']['min']}..{s['delays']['max']}" if s["delays"] else "-",
+            "yes" if s["recurrent"] else "",
+        ]
         for s in info["synapses"]
     ]
     lines.append("")
-    lines += _table(["synapse", "source -> target", "kind", "shape", "weights", "exp", "bits", "sign", "delays", "recurrent"], rows)
+    lines += _table(
+        ["synapse", "source -> target", "kind", "shape", "weights", "exp", "bits", "sign", "delays", "recurrent"], rows
+    )
     if info.get("quantization"):
         lines.append("")
         lines.append("quantization report:")
@@ -224,7 +272,6 @@ def describe_file(path, lenient: bool = False) -> dict:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".nir":
-
         info = describe_graph(load_graph(path, lenient=lenient))
     elif suffix == ".ncp":
         from .program import FixedPointProgram

@@ -72,11 +72,10 @@ def import_lava():
     if LAVA_MULTIPROCESSING not in sys.modules and multiprocessing.get_start_method(allow_none=True) is not None:
         multiprocessing.set_start_method(None, force=True)  # let Lava's own set_start_method('fork') succeed
     try:
-        import lava.magma.core.process.process  # noqa: F401  (imports var_model)
         import lava
+        import lava.magma.core.process.process  # noqa: F401  (imports var_model)
     except ImportError as exc:
         raise BackendUnavailableError(
             f"lava-nc 0.10.0 is not importable ({exc}); run `make setup` to install it"
         ) from exc
     return lava
-

@@ -27,7 +27,9 @@ def output_scores(recording: Recording, node: str | None = None) -> np.ndarray:
             if arr.ndim < 2:
                 raise NeurocompileError(f"recording '{key}' has shape {list(arr.shape)}, expected [batch, time, ...]")
             return arr.sum(axis=1).reshape(arr.shape[0], -1)
-    raise NeurocompileError(f"recording has no spikes or v of node '{node}' (keys: {', '.join(sorted(recording.arrays))})")
+    raise NeurocompileError(
+        f"recording has no spikes or v of node '{node}' (keys: {', '.join(sorted(recording.arrays))})"
+    )
 
 
 def predictions(recording: Recording, node: str | None = None) -> np.ndarray:
@@ -101,7 +103,15 @@ def program_synops(program, inputs, recording: Recording) -> dict[str, int] | No
             geo = syn.conv
             probe = torch.ones((1, *geo.input_shape), dtype=torch.float64, requires_grad=True)
             with torch.enable_grad():
-                F.conv2d(probe, torch.as_tensor(w, dtype=torch.float64), None, tuple(geo.stride), tuple(geo.padding), tuple(geo.dilation), geo.groups).sum().backward()
+                F.conv2d(
+                    probe,
+                    torch.as_tensor(w, dtype=torch.float64),
+                    None,
+                    tuple(geo.stride),
+                    tuple(geo.padding),
+                    tuple(geo.dilation),
+                    geo.groups,
+                ).sum().backward()
             fanout = probe.grad.reshape(-1).numpy()
         else:
             fanout = w.reshape(w.shape[0], -1).sum(axis=0).astype(np.float64)

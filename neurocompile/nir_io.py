@@ -107,7 +107,9 @@ def _build(raw: dict, name: str):
         kind = kind.decode("utf8", "replace")
     kind = str(kind)
     if kind not in PRIMITIVES:
-        raise GraphError(f"unknown primitive '{kind}' (nir 1.0.8 knows {', '.join(sorted(PRIMITIVES))})", node=where, field="type")
+        raise GraphError(
+            f"unknown primitive '{kind}' (nir 1.0.8 knows {', '.join(sorted(PRIMITIVES))})", node=where, field="type"
+        )
     if kind == "NIRGraph":
         for field in ("nodes", "edges"):
             if field not in raw:
@@ -117,7 +119,9 @@ def _build(raw: dict, name: str):
         nodes = {str(k): _build(v, _join(name, str(k))) for k, v in raw["nodes"].items()}
         edges = _parse_edges(raw["edges"], where)
         metadata = raw.get("metadata", {})
-        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata if isinstance(metadata, dict) else {}, type_check=False)
+        return nir.NIRGraph(
+            nodes=nodes, edges=edges, metadata=metadata if isinstance(metadata, dict) else {}, type_check=False
+        )
     data = copy.deepcopy(raw)
     data["type"] = kind
     for field in PRIMITIVES[kind]:
@@ -175,7 +179,9 @@ def _nir_type_check(graph) -> None:
             match = re.search(r"node '?([\w.\-]+)'?", message)
             if match:
                 node = match.group(1)
-        raise GraphError(f"type check failed: {message} (use lenient mode to skip nir's type check)", node=node, field=field) from None
+        raise GraphError(
+            f"type check failed: {message} (use lenient mode to skip nir's type check)", node=node, field=field
+        ) from None
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -280,18 +286,26 @@ def _validate_parameters(node, name: str) -> None:
     if kind in NEURONS:
         for field in TIME_CONSTANTS:
             if field in arrays and np.any(arrays[field] <= 0):
-                raise GraphError(f"time constant must be positive, min is {arrays[field].min():g}", node=name, field=field)
+                raise GraphError(
+                    f"time constant must be positive, min is {arrays[field].min():g}", node=name, field=field
+                )
         try:
             np.broadcast_shapes(*(a.shape for a in arrays.values()))
         except ValueError:
             shapes = ", ".join(f"{k}{list(a.shape)}" for k, a in arrays.items())
-            raise GraphError(f"parameter shapes do not broadcast: {shapes}", node=name, field=next(iter(arrays))) from None
+            raise GraphError(
+                f"parameter shapes do not broadcast: {shapes}", node=name, field=next(iter(arrays))
+            ) from None
     elif kind in ("Affine", "Linear"):
         w = arrays["weight"]
         if w.ndim < 2:
             raise GraphError(f"weight must be at least 2-D, got shape {list(w.shape)}", node=name, field="weight")
         if kind == "Affine" and arrays["bias"].size not in (1, w.shape[-2]) and arrays["bias"].shape != w.shape[:-1]:
-            raise GraphError(f"bias shape {list(arrays['bias'].shape)} does not match weight {list(w.shape)}", node=name, field="bias")
+            raise GraphError(
+                f"bias shape {list(arrays['bias'].shape)} does not match weight {list(w.shape)}",
+                node=name,
+                field="bias",
+            )
     elif kind in ("Conv1d", "Conv2d"):
         w = arrays["weight"]
         dims = 3 if kind == "Conv1d" else 4

@@ -47,7 +47,18 @@ from .graph import flatten_graph, order_graph
 from .program import ConvGeometry
 
 NEURON_TYPES = tuple(NEURON_MODELS)  # LIF, CubaLIF, IF, LI, CubaLI, I
-LINEAR_TYPES = ("Affine", "Linear", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten", "Scale", "Delay", "Identity")
+LINEAR_TYPES = (
+    "Affine",
+    "Linear",
+    "Conv1d",
+    "Conv2d",
+    "SumPool2d",
+    "AvgPool2d",
+    "Flatten",
+    "Scale",
+    "Delay",
+    "Identity",
+)
 SPARSE_DENSITY = 0.1  # explicit matrices at most this dense are stored as "sparse"
 
 
@@ -111,7 +122,11 @@ class NormalizedSynapse:
         """Float synaptic output for a batch ``x`` of source values ``[B, *source_shape]``."""
         x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
         if self.kind == "conv":
-            out = _conv2d(x.reshape(x.shape[0], *self.conv.input_shape), torch.as_tensor(self.weights, dtype=torch.float64), self.conv)
+            out = _conv2d(
+                x.reshape(x.shape[0], *self.conv.input_shape),
+                torch.as_tensor(self.weights, dtype=torch.float64),
+                self.conv,
+            )
             return out.numpy()
         return (x.reshape(x.shape[0], -1) @ torch.as_tensor(self.weights, dtype=torch.float64).T).numpy()
 
@@ -189,7 +204,14 @@ class _Op:
         if self.type == "Conv1d":
             w = torch.as_tensor(self.weight, dtype=x.dtype)
             g = self.geo
-            return F.conv1d(x.reshape(b, *self.in_shape), w, stride=g.stride[1], padding=g.padding[1], dilation=g.dilation[1], groups=g.groups)
+            return F.conv1d(
+                x.reshape(b, *self.in_shape),
+                w,
+                stride=g.stride[1],
+                padding=g.padding[1],
+                dilation=g.dilation[1],
+                groups=g.groups,
+            )
         if self.type in ("SumPool2d", "AvgPool2d"):
             k, s, p, avg = self.pool
             out = F.avg_pool2d(x.reshape(b, *self.in_shape), k, s, p, count_include_pad=True)
@@ -236,8 +258,11 @@ def _make_op(name: str, node, in_shape: tuple[int, ...]) -> _Op:
         w = np.asarray(node.weight, dtype=np.float64)
         stride = int(np.ravel(node.stride)[0])
         dil = int(np.ravel(node.dilation)[0])
-        pad = 0 if isinstance(node.padding, str) and node.padding == "valid" else (
-            dil * (w.shape[2] - 1) // 2 if isinstance(node.padding, str) else int(np.ravel(node.padding)[0]))
+        pad = (
+            0
+            if isinstance(node.padding, str) and node.padding == "valid"
+            else (dil * (w.shape[2] - 1) // 2 if isinstance(node.padding, str) else int(np.ravel(node.padding)[0]))
+        )
         groups = int(np.ravel(node.groups)[0]) if np.size(node.groups) else 1
         n = (in_shape[-1] + 2 * pad - dil * (w.shape[2] - 1) - 1) // stride + 1
         out = (w.shape[0], n)
@@ -267,14 +292,16 @@ def _make_op(name: str, node, in_shape: tuple[int, ...]) -> _Op:
         else:
             start = max(start - 1, 0) if start >= 1 and start >= len(dims) else start
             end = len(dims) + end if end < 0 else end
-            out = tuple(dims[:start]) + (int(np.prod(dims[start:end + 1])),) + tuple(dims[end + 1:])
+            out = tuple(dims[:start]) + (int(np.prod(dims[start : end + 1])),) + tuple(dims[end + 1 :])
         return _Op(name, "Flatten", in_shape, out)
     if kind == "Scale":
         s = np.asarray(node.scale, dtype=np.float64)
         try:
             np.broadcast_to(s, in_shape)
         except ValueError:
-            raise GraphError(f"scale shape {s.shape} does not broadcast to {in_shape}", node=name, field="scale") from None
+            raise GraphError(
+                f"scale shape {s.shape} does not broadcast to {in_shape}", node=name, field="scale"
+            ) from None
         return _Op(name, "Scale", in_shape, in_shape, weight=s)
     if kind == "Delay":
         d = np.asarray(node.delay, dtype=np.float64)
@@ -323,8 +350,11 @@ def normalize(graph: nir.NIRGraph, convention: Convention | None = None) -> Norm
     for name, node in nodes.items():
         kind = _node_kind(node)
         if kind == "threshold":
-            raise GraphError("Threshold nodes have no fixed-point mapping (Lava LIF thresholds its own voltage); "
-                             "replace the Threshold with an IF/LIF neuron", node=name)
+            raise GraphError(
+                "Threshold nodes have no fixed-point mapping (Lava LIF thresholds its own voltage); "
+                "replace the Threshold with an IF/LIF neuron",
+                node=name,
+            )
         if kind == "unknown":
             raise GraphError(f"{type(node).__name__} has no fixed-point mapping", node=name)
 
@@ -370,7 +400,9 @@ def normalize(graph: nir.NIRGraph, convention: Convention | None = None) -> Norm
         first = found[0]
         for p, s in zip(preds[name], found):
             if int(np.prod(s)) != int(np.prod(first)):
-                raise GraphError(f"inputs disagree in size: '{preds[name][0]}' gives {first}, '{p}' gives {s}", node=name)
+                raise GraphError(
+                    f"inputs disagree in size: '{preds[name][0]}' gives {first}, '{p}' gives {s}", node=name
+                )
         return first
 
     for name in nodes:
@@ -406,7 +438,9 @@ def normalize(graph: nir.NIRGraph, convention: Convention | None = None) -> Norm
                 params[f] = np.broadcast_to(arr, shape).copy()
             except ValueError:
                 raise GraphError(f"shape {arr.shape} does not broadcast to {shape}", node=name, field=f) from None
-        populations[name] = NormalizedPopulation(name, type(node).__name__, shape, params, np.zeros(shape), spiking=NEURON_MODELS[type(node).__name__][3])
+        populations[name] = NormalizedPopulation(
+            name, type(node).__name__, shape, params, np.zeros(shape), spiking=NEURON_MODELS[type(node).__name__][3]
+        )
 
     # --- collapse linear chains ---------------------------------------------------------
     memo: dict[str, tuple[list, np.ndarray | None]] = {}
@@ -458,7 +492,10 @@ def normalize(graph: nir.NIRGraph, convention: Convention | None = None) -> Norm
             continue
         feeding = preds[name]
         if len(feeding) != 1 or _node_kind(nodes[feeding[0]]) != "neuron":
-            raise GraphError("an Output must be fed directly by one neuron node (a fixed-point program outputs populations)", node=name)
+            raise GraphError(
+                "an Output must be fed directly by one neuron node (a fixed-point program outputs populations)",
+                node=name,
+            )
         output_names[name] = feeding[0]
         if feeding[0] not in outputs:
             outputs.append(feeding[0])
@@ -484,7 +521,11 @@ def _neuron_shape(name: str, node) -> tuple[int, ...] | None:
     declared = _declared_shape(node, "input_type", "input") or _declared_shape(node, "output_type", "output")
     if declared is not None:
         return declared
-    sizes = [np.shape(getattr(node, f)) for f in NEURON_MODELS[type(node).__name__][1]._fields if getattr(node, f, None) is not None]
+    sizes = [
+        np.shape(getattr(node, f))
+        for f in NEURON_MODELS[type(node).__name__][1]._fields
+        if getattr(node, f, None) is not None
+    ]
     sizes = [s for s in sizes if int(np.prod(s)) > 1]
     return tuple(sizes[0]) if sizes else None
 
@@ -557,7 +598,11 @@ def _sequence_delays(seq, source_shape, n_dst, matrix, dst, convention):
     for op in delay_ops:
         steps = op.delay / convention.dt
         if np.any(np.abs(steps - np.round(steps)) > 1e-6) or np.any(steps < 0):
-            raise GraphError(f"delay {op.delay.ravel()[:3]} s is not a whole number of steps of dt={convention.dt}", node=op.node, field="delay")
+            raise GraphError(
+                f"delay {op.delay.ravel()[:3]} s is not a whole number of steps of dt={convention.dt}",
+                node=op.node,
+                field="delay",
+            )
         steps = np.broadcast_to(np.round(steps), op.in_shape).reshape(-1)
         idx = seq.index(op)
         # the delay sits on the signal at op's position: map it onto (target, source) pairs
@@ -567,10 +612,12 @@ def _sequence_delays(seq, source_shape, n_dst, matrix, dst, convention):
             continue
         if not before:  # per source neuron
             total += steps[None, :n_src]
-        elif all(o.type in ("Identity", "Flatten", "Delay", "Scale") for o in seq[idx + 1:]):  # per target neuron
+        elif all(o.type in ("Identity", "Flatten", "Delay", "Scale") for o in seq[idx + 1 :]):  # per target neuron
             total += steps[:n_dst, None]
         else:
-            raise GraphError("a per-neuron Delay between two weighted layers has no per-synapse form", node=op.node, field="delay")
+            raise GraphError(
+                "a per-neuron Delay between two weighted layers has no per-synapse form", node=op.node, field="delay"
+            )
     return total.astype(np.int64)
 
 
@@ -587,7 +634,7 @@ def _try_conv(seq: list[_Op], source_shape, n_dst):
     w = conv.weight.copy()
     geo = conv.geo
     i = core.index(conv)
-    before, after = core[:i], core[i + 1:]
+    before, after = core[:i], core[i + 1 :]
     # Scale after the conv: per output channel only
     for op in after:
         if op.type != "Scale":
@@ -631,7 +678,9 @@ def _try_conv(seq: list[_Op], source_shape, n_dst):
     for op in seq:
         ref = op.apply(ref)
     got = _conv2d(x, torch.as_tensor(w_eff, dtype=torch.float64), geo_eff)
-    if tuple(got.shape[1:]) != tuple(geo_eff.output_shape) or not torch.allclose(got.reshape(2, -1), ref.reshape(2, -1), atol=1e-9, rtol=1e-9):
+    if tuple(got.shape[1:]) != tuple(geo_eff.output_shape) or not torch.allclose(
+        got.reshape(2, -1), ref.reshape(2, -1), atol=1e-9, rtol=1e-9
+    ):
         return None
     return w_eff, geo_eff
 
@@ -663,8 +712,10 @@ def _fuse_conv_pool(w: np.ndarray, geo: ConvGeometry, pool: _Op):
     w_eff = np.zeros((co, ci, (k[0] - 1) * sh + kh, (k[1] - 1) * sw + kw))
     for a in range(k[0]):
         for b in range(k[1]):
-            w_eff[:, :, a * sh:a * sh + kh, b * sw:b * sw + kw] += w
+            w_eff[:, :, a * sh : a * sh + kh, b * sw : b * sw + kw] += w
     if avg:
         w_eff = w_eff / (k[0] * k[1])
-    geo_eff = ConvGeometry(tuple(geo.input_shape), tuple(pool.out_shape), (sh * k[0], sw * k[1]), geo.padding, (1, 1), geo.groups)
+    geo_eff = ConvGeometry(
+        tuple(geo.input_shape), tuple(pool.out_shape), (sh * k[0], sw * k[1]), geo.padding, (1, 1), geo.groups
+    )
     return w_eff, geo_eff

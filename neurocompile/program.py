@@ -90,7 +90,9 @@ class Population:
         check_range(self.name, "bias_mant", self.bias_mant, -(2 ** (BIAS_MANT_BITS - 1)), 2 ** (BIAS_MANT_BITS - 1) - 1)
         check_range(self.name, "bias_exp", self.bias_exp, 0, 2**BIAS_EXP_BITS - 1)
         if np.shape(self.bias_mant) not in ((), tuple(self.shape)):
-            raise NeurocompileError(f"population '{self.name}': bias_mant shape {np.shape(self.bias_mant)} != {self.shape}")
+            raise NeurocompileError(
+                f"population '{self.name}': bias_mant shape {np.shape(self.bias_mant)} != {self.shape}"
+            )
 
 
 @dataclass
@@ -146,7 +148,9 @@ class Synapse:
             raise NeurocompileError(f"synapse '{self.name}': conv synapse without geometry")
         if self.delays is not None:
             if self.delays.shape != self.weights.shape:
-                raise NeurocompileError(f"synapse '{self.name}': delays shape {self.delays.shape} != weights {self.weights.shape}")
+                raise NeurocompileError(
+                    f"synapse '{self.name}': delays shape {self.delays.shape} != weights {self.weights.shape}"
+                )
             check_range(self.name, "delays", self.delays, 0, MAX_DELAY)
 
 
@@ -214,7 +218,7 @@ class FixedPointProgram:
             chosen.setdefault(node, set()).update({var} if var else {"spikes", "u", "v"})
         return chosen
 
-    def validate(self) -> "FixedPointProgram":
+    def validate(self) -> FixedPointProgram:
         names = [p.name for p in self.inputs] + [p.name for p in self.populations]
         if len(set(names)) != len(names):
             raise NeurocompileError("program has duplicate node names")
@@ -253,7 +257,7 @@ class FixedPointProgram:
             np.savez_compressed(fh, **arrays)
 
     @classmethod
-    def load(cls, path: str | Path) -> "FixedPointProgram":
+    def load(cls, path: str | Path) -> FixedPointProgram:
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
@@ -274,7 +278,9 @@ class FixedPointProgram:
         synapses = []
         for i, record in enumerate(header["synapses"]):
             if record.get("conv") is not None:
-                record["conv"] = ConvGeometry(**{k: tuple(v) if isinstance(v, list) else v for k, v in record["conv"].items()})
+                record["conv"] = ConvGeometry(
+                    **{k: tuple(v) if isinstance(v, list) else v for k, v in record["conv"].items()}
+                )
             synapses.append(Synapse(weights=arrays[f"syn{i}.weights"], delays=arrays.get(f"syn{i}.delays"), **record))
         return cls(inputs, populations, synapses, list(header["outputs"]), header.get("metadata", {})).validate()
 
@@ -288,7 +294,9 @@ def check_range(node: str, name: str, value, low: int, high: int) -> None:
         raise NeurocompileError(f"node '{node}', parameter '{name}': must be integer, got {arr.dtype}")
     lo, hi = int(arr.min()), int(arr.max())
     if lo < low or hi > high:
-        raise NeurocompileError(f"node '{node}', parameter '{name}': range [{lo}, {hi}] exceeds hardware range [{low}, {high}]")
+        raise NeurocompileError(
+            f"node '{node}', parameter '{name}': range [{lo}, {hi}] exceeds hardware range [{low}, {high}]"
+        )
 
 
 def plain(obj):

@@ -74,13 +74,13 @@ from .program import (
     BIAS_MANT_BITS,
     MAX_DELAY,
     STATE_BITS,
-    WEIGHT_EXP_RANGE,
     VTH_BITS,
+    WEIGHT_EXP_RANGE,
     FixedPointProgram,
-    plain,
     InputPort,
     Population,
     Synapse,
+    plain,
 )
 
 VTH_MAX = 2**VTH_BITS - 1
@@ -173,12 +173,14 @@ class QuantizationReport:
         return plain(out)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "QuantizationReport":
+    def from_dict(cls, data: dict) -> QuantizationReport:
         """Inverse of :meth:`to_dict` (for a report stored in a program's metadata)."""
         derived = ("clipped_weights", "weight_rel_l2")
         layers = [
-            LayerReport(**{k: v for k, v in layer.items() if k not in derived and k != "synapses"},
-                        synapses=[SynapseReport(**syn) for syn in layer.get("synapses", [])])
+            LayerReport(
+                **{k: v for k, v in layer.items() if k not in derived and k != "synapses"},
+                synapses=[SynapseReport(**syn) for syn in layer.get("synapses", [])],
+            )
             for layer in data.get("layers", [])
         ]
         return cls(**{k: v for k, v in data.items() if k != "layers"}, layers=layers)
@@ -197,7 +199,9 @@ class QuantizationReport:
             for note in layer.notes:
                 rows.append(f"{'':<16} note: {note}")
         cal = "calibrated" if self.calibrated else "not calibrated"
-        rows.append(f"method={self.method}{'' if self.percentile is None else f' ({self.percentile}%)'}, {cal}, dt={self.dt}, convention={self.convention}")
+        rows.append(
+            f"method={self.method}{'' if self.percentile is None else f' ({self.percentile}%)'}, {cal}, dt={self.dt}, convention={self.convention}"
+        )
         return "\n".join(rows)
 
 
@@ -219,7 +223,11 @@ class _Dynamics:
 def _uniform(pop: NormalizedPopulation, name: str) -> float:
     values = pop.params[name]
     if not np.allclose(values, values.flat[0], rtol=1e-6, atol=0):
-        raise HardwareLimitError(f"differs across neurons ({values.min():.4g}..{values.max():.4g}); Lava LIF has one value per population", pop.name, name)
+        raise HardwareLimitError(
+            f"differs across neurons ({values.min():.4g}..{values.max():.4g}); Lava LIF has one value per population",
+            pop.name,
+            name,
+        )
     return float(values.flat[0])
 
 
@@ -227,7 +235,11 @@ def _decay_int(alpha: float, pop: str, param: str, offset: int) -> int:
     if not np.isfinite(alpha) or alpha <= 0:
         raise HardwareLimitError(f"dt/{param} = {alpha:.4g} gives no decay", pop, param)
     if alpha > 1 + 1e-9:
-        raise HardwareLimitError(f"dt/{param} = {alpha:.4g} > 1: the neuron decays more than fully in one step (choose a smaller dt)", pop, param)
+        raise HardwareLimitError(
+            f"dt/{param} = {alpha:.4g} > 1: the neuron decays more than fully in one step (choose a smaller dt)",
+            pop,
+            param,
+        )
     d = int(round(4096 * alpha)) - offset
     return min(max(d, 0), 4095)
 
@@ -357,7 +369,14 @@ def _apply(syn: NormalizedSynapse, w_eff: np.ndarray, x: np.ndarray) -> np.ndarr
     if syn.kind == "conv":
         g = syn.conv
         xt = torch.as_tensor(x.reshape(b * t, *g.input_shape), dtype=torch.float64)
-        y = F.conv2d(xt, torch.as_tensor(w_eff, dtype=torch.float64), stride=g.stride, padding=g.padding, dilation=g.dilation, groups=g.groups)
+        y = F.conv2d(
+            xt,
+            torch.as_tensor(w_eff, dtype=torch.float64),
+            stride=g.stride,
+            padding=g.padding,
+            dilation=g.dilation,
+            groups=g.groups,
+        )
         return y.reshape(b, t, -1).numpy()
     return x.reshape(b, t, -1) @ w_eff.T
 
@@ -376,7 +395,9 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
         raise NeurocompileError(f"percentile {percentile} is not in (0, 100]")
     conv = normalized.convention
     arrays = _calibration_arrays(normalized, calibration)
-    report = QuantizationReport(method, percentile if method == "percentile" else None, arrays is not None, conv.dt, conv.name)
+    report = QuantizationReport(
+        method, percentile if method == "percentile" else None, arrays is not None, conv.dt, conv.name
+    )
     populations, synapses = [], []
     v_scale: dict[str, float | list[float]] = {}
 
@@ -413,14 +434,18 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
             i_rec = arrays.get(f"{pop.name}.i")
             v_units = u_units = None
             if v_rec is not None:
-                v_units = np.asarray(v_rec, dtype=np.float64).reshape(v_rec.shape[0], v_rec.shape[1], -1) * rho.reshape(1, 1, -1)
+                v_units = np.asarray(v_rec, dtype=np.float64).reshape(v_rec.shape[0], v_rec.shape[1], -1) * rho.reshape(
+                    1, 1, -1
+                )
                 vm = _stat(v_units, method, percentile)
                 if vm > 0:
                     limits["v (24 bits)"] = ACT_LIMIT_U / max(vm, 1.0 if pop.spiking else 0.0)
             if i_rec is not None:
                 p = pop.params
                 a_m = conv.dt / _uniform(pop, "tau_mem")
-                u_units = np.asarray(i_rec, dtype=np.float64).reshape(i_rec.shape[0], i_rec.shape[1], -1) * (a_m * p["r"].reshape(-1) * rho).reshape(1, 1, -1)
+                u_units = np.asarray(i_rec, dtype=np.float64).reshape(i_rec.shape[0], i_rec.shape[1], -1) * (
+                    a_m * p["r"].reshape(-1) * rho
+                ).reshape(1, 1, -1)
                 um = _stat(u_units, method, percentile)
                 if um > 0:
                     limits["u (24 bits)"] = ACT_LIMIT_U / um
@@ -444,7 +469,11 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
         t_float = limits[limited_by]
         T = int(math.floor(t_float * (1 + 1e-12)))
         if T < 1:
-            raise HardwareLimitError(f"no integer scale fits ({limited_by} allows {t_float:.3g} < 1)", pop.name, "v_threshold" if pop.spiking else "scale")
+            raise HardwareLimitError(
+                f"no integer scale fits ({limited_by} allows {t_float:.3g} < 1)",
+                pop.name,
+                "v_threshold" if pop.spiking else "scale",
+            )
         K = T * rho  # per neuron: integer weight units per float unit of v
 
         # synapses
@@ -463,7 +492,9 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
         vth = T if pop.spiking else VTH_MAX
         notes = list(dyn.notes)
         if pop.spiking and conv.threshold_inclusive:
-            on_grid = dyn.dv == 0 and dyn.du == 4095 and np.all((np.asarray(bias_mant, dtype=np.int64) << bias_exp) % 64 == 0)
+            on_grid = (
+                dyn.dv == 0 and dyn.du == 4095 and np.all((np.asarray(bias_mant, dtype=np.int64) << bias_exp) % 64 == 0)
+            )
             if on_grid and T > 1:
                 vth = T - 1
                 notes.append("inclusive threshold: v moves in steps of 64, so v >= 64*T is v > 64*(T-1)")
@@ -481,16 +512,39 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
         v_scale[pop.name] = float(64 * K[0]) if np.allclose(K, K[0]) else [float(k) for k in 64 * K]
         if arrays is not None:
             sat = _saturation(arrays, normalized, pop, incoming, w_effs, K, rho)
-        populations.append(Population(
-            name=pop.name, shape=tuple(pop.shape), du=int(dyn.du), dv=int(dyn.dv), vth=int(vth),
-            bias_mant=bias_mant.astype(np.int32), bias_exp=int(bias_exp), spiking=pop.spiking, source_type=pop.type,
-        ))
-        report.layers.append(LayerReport(
-            population=pop.name, type=pop.type, spiking=pop.spiking, shape=list(pop.shape),
-            scale=float(np.median(K)), vth=int(vth), du=int(dyn.du), dv=int(dyn.dv), bias_exp=int(bias_exp),
-            limited_by=limited_by, decay_error=decay_err, threshold_ratio_error=thr_err, bias_rel_error=bias_err,
-            saturation=sat, synapses=layer_syn_reports, notes=notes,
-        ))
+        populations.append(
+            Population(
+                name=pop.name,
+                shape=tuple(pop.shape),
+                du=int(dyn.du),
+                dv=int(dyn.dv),
+                vth=int(vth),
+                bias_mant=bias_mant.astype(np.int32),
+                bias_exp=int(bias_exp),
+                spiking=pop.spiking,
+                source_type=pop.type,
+            )
+        )
+        report.layers.append(
+            LayerReport(
+                population=pop.name,
+                type=pop.type,
+                spiking=pop.spiking,
+                shape=list(pop.shape),
+                scale=float(np.median(K)),
+                vth=int(vth),
+                du=int(dyn.du),
+                dv=int(dyn.dv),
+                bias_exp=int(bias_exp),
+                limited_by=limited_by,
+                decay_error=decay_err,
+                threshold_ratio_error=thr_err,
+                bias_rel_error=bias_err,
+                saturation=sat,
+                synapses=layer_syn_reports,
+                notes=notes,
+            )
+        )
 
     program = FixedPointProgram(
         inputs=[InputPort(i.name, tuple(i.shape)) for i in normalized.inputs],
@@ -513,8 +567,12 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
 def _lava_threshold(pop: NormalizedPopulation, conv: Convention) -> np.ndarray:
     """Per-neuron v_threshold of a spiking population, after checking Lava LIF can reset it."""
     if conv.reset == "subtract":
-        raise HardwareLimitError("reset by subtraction is not representable on Lava LIF (it resets v to 0); "
-                                 "use a convention with reset='zero'", pop.name, "reset")
+        raise HardwareLimitError(
+            "reset by subtraction is not representable on Lava LIF (it resets v to 0); "
+            "use a convention with reset='zero'",
+            pop.name,
+            "reset",
+        )
     if np.any(pop.params["v_reset"] != 0):
         raise HardwareLimitError("Lava LIF resets v to 0; a non-zero v_reset is not representable", pop.name, "v_reset")
     v_th = pop.params["v_threshold"].reshape(-1)
@@ -539,28 +597,50 @@ def float_program(normalized: NormalizedGraph) -> FixedPointProgram:
         if pop.spiking:
             v_th = _lava_threshold(pop, conv)
             if not np.allclose(v_th, v_th[0], rtol=1e-6):
-                raise HardwareLimitError("differs across neurons; Lava LIF has one threshold per population", pop.name, "v_threshold")
+                raise HardwareLimitError(
+                    "differs across neurons; Lava LIF has one threshold per population", pop.name, "v_threshold"
+                )
             vth = float(v_th[0])
         dyn = _dynamics(pop, conv)
-        populations.append(Population(
-            name=pop.name, shape=tuple(pop.shape), du=dyn.a_u, dv=dyn.a_v, vth=vth,
-            bias_mant=dyn.bias_v.reshape(pop.shape), spiking=pop.spiking, source_type=pop.type,
-        ))
+        populations.append(
+            Population(
+                name=pop.name,
+                shape=tuple(pop.shape),
+                du=dyn.a_u,
+                dv=dyn.a_v,
+                vth=vth,
+                bias_mant=dyn.bias_v.reshape(pop.shape),
+                spiking=pop.spiking,
+                source_type=pop.type,
+            )
+        )
         for syn in normalized.synapses_into(pop.name):
             delays = syn.delays
             if dyn.extra_delay:
                 delays = (np.zeros(syn.weights.shape, dtype=np.int64) if delays is None else delays) + dyn.extra_delay
-            synapses.append(Synapse(
-                name=syn.name, source=syn.source, target=syn.target, kind=syn.kind,
-                weights=_effective_weights(syn, dyn.gain, pop.shape), delays=delays, conv=syn.conv, recurrent=syn.recurrent,
-            ))
+            synapses.append(
+                Synapse(
+                    name=syn.name,
+                    source=syn.source,
+                    target=syn.target,
+                    kind=syn.kind,
+                    weights=_effective_weights(syn, dyn.gain, pop.shape),
+                    delays=delays,
+                    conv=syn.conv,
+                    recurrent=syn.recurrent,
+                )
+            )
     return FixedPointProgram(
         inputs=[InputPort(i.name, tuple(i.shape)) for i in normalized.inputs],
         populations=populations,
         synapses=synapses,
         outputs=list(normalized.outputs),
-        metadata={"number_format": "float", "dt": conv.dt, "convention": plain(asdict(conv)),
-                  "output_names": dict(normalized.output_names)},
+        metadata={
+            "number_format": "float",
+            "dt": conv.dt,
+            "convention": plain(asdict(conv)),
+            "output_names": dict(normalized.output_names),
+        },
     )
 
 
@@ -568,7 +648,9 @@ def _rho_weights(syn: NormalizedSynapse, w: np.ndarray, rho: np.ndarray, target_
     if syn.kind == "conv":
         r = rho.reshape(target_shape).reshape(target_shape[0], -1)
         if not np.allclose(r, r[:, :1], rtol=1e-6):
-            raise HardwareLimitError("v_threshold differs within an output channel of a conv synapse", syn.target, "v_threshold")
+            raise HardwareLimitError(
+                "v_threshold differs within an output channel of a conv synapse", syn.target, "v_threshold"
+            )
         return w * r[:, 0].reshape(-1, 1, 1, 1)
     return w * rho.reshape(-1)[:, None]
 
@@ -606,18 +688,40 @@ def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, target
     if syn.delays is not None or extra_delay:
         if syn.kind == "conv":
             raise HardwareLimitError("Lava has no delayed conv synapse", syn.name, "delays")
-        d = np.zeros(syn.weights.shape, dtype=np.int64) if syn.delays is None else np.asarray(syn.delays, dtype=np.int64)
+        d = (
+            np.zeros(syn.weights.shape, dtype=np.int64)
+            if syn.delays is None
+            else np.asarray(syn.delays, dtype=np.int64)
+        )
         d = np.where(mant != 0, d + extra_delay, 0)
         if d.max(initial=0) > MAX_DELAY:
             raise HardwareLimitError(f"delay of {int(d.max())} steps exceeds {MAX_DELAY}", syn.name, "delays")
         delays = d.astype(np.int32)
     prog = Synapse(
-        name=syn.name, source=syn.source, target=syn.target, kind=syn.kind, weights=mant,
-        weight_exp=int(exp), num_weight_bits=8, sign_mode=sign_mode if syn.kind != "conv" else ("mixed" if sign_mode == "mixed" else sign_mode),
-        delays=delays, conv=syn.conv, recurrent=syn.recurrent,
+        name=syn.name,
+        source=syn.source,
+        target=syn.target,
+        kind=syn.kind,
+        weights=mant,
+        weight_exp=int(exp),
+        num_weight_bits=8,
+        sign_mode=sign_mode if syn.kind != "conv" else ("mixed" if sign_mode == "mixed" else sign_mode),
+        delays=delays,
+        conv=syn.conv,
+        recurrent=syn.recurrent,
     )
-    rep = SynapseReport(syn.name, syn.source, syn.kind, int(exp), 8, prog.sign_mode, int(np.abs(mant).max(initial=0)), clipped, rel,
-                        int(delays.max(initial=0)) if delays is not None else 0)
+    rep = SynapseReport(
+        syn.name,
+        syn.source,
+        syn.kind,
+        int(exp),
+        8,
+        prog.sign_mode,
+        int(np.abs(mant).max(initial=0)),
+        clipped,
+        rel,
+        int(delays.max(initial=0)) if delays is not None else 0,
+    )
     return prog, rep, ratio_err
 
 
@@ -628,7 +732,11 @@ def _quantize_bias(bias: np.ndarray, node: str):
         return np.zeros(bias.shape, dtype=np.int32), 0, 0.0
     exp = max(0, int(math.ceil(math.log2(m / BIAS_MANT_MAX) - 1e-12)))
     if exp > BIAS_EXP_MAX:
-        raise HardwareLimitError(f"bias of {m:.4g} v-register units exceeds 13-bit mantissa << 7 ({BIAS_MANT_MAX << BIAS_EXP_MAX})", node, "bias")
+        raise HardwareLimitError(
+            f"bias of {m:.4g} v-register units exceeds 13-bit mantissa << 7 ({BIAS_MANT_MAX << BIAS_EXP_MAX})",
+            node,
+            "bias",
+        )
     mant = np.clip(np.round(bias / 2.0**exp), -BIAS_MANT_MAX - 1, BIAS_MANT_MAX).astype(np.int32)
     err = float(np.linalg.norm(mant * 2.0**exp - bias) / np.linalg.norm(bias))
     return mant, exp, err
@@ -657,7 +765,12 @@ def _saturation(arrays, normalized, pop, incoming, w_effs, K, rho) -> dict:
     i_rec = arrays.get(f"{pop.name}.i")
     if i_rec is not None:
         a_m = normalized.convention.dt / float(pop.params["tau_mem"].flat[0])
-        u = np.asarray(i_rec, dtype=np.float64).reshape(i_rec.shape[0], i_rec.shape[1], -1) * (a_m * pop.params["r"].reshape(-1)) * k * 64
+        u = (
+            np.asarray(i_rec, dtype=np.float64).reshape(i_rec.shape[0], i_rec.shape[1], -1)
+            * (a_m * pop.params["r"].reshape(-1))
+            * k
+            * 64
+        )
         out["u_24bit"] = int(np.count_nonzero(np.abs(u) >= STATE_LIMIT))
     v_rec = arrays.get(f"{pop.name}.v")
     if v_rec is not None:

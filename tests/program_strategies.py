@@ -73,14 +73,20 @@ def _population(draw, name, shape, allow_nonspiking):
 def _dense_synapse(draw, name, src, src_shape, tgt, tgt_shape, recurrent=False, kind=None, extreme=False):
     n_src, n_tgt = int(np.prod(src_shape)), int(np.prod(tgt_shape))
     bits = 8 if extreme else draw(st.sampled_from([8, 8, 7, 4, 1]))
-    mode = draw(st.sampled_from(["excitatory", "inhibitory"])) if extreme else draw(st.sampled_from(["mixed", "mixed", "excitatory", "inhibitory"]))
+    mode = (
+        draw(st.sampled_from(["excitatory", "inhibitory"]))
+        if extreme
+        else draw(st.sampled_from(["mixed", "mixed", "excitatory", "inhibitory"]))
+    )
     w = draw(_weights((n_tgt, n_src), bits, mode))
     if extreme:  # full-scale weights: inputs that wrap u and leave the short neuron path
         w = np.full((n_tgt, n_src), 255 if mode == "excitatory" else -255, dtype=np.int32)
     delays = None
     if draw(st.integers(0, 3)) == 0:
         seed = draw(st.integers(0, 2**31 - 1))
-        delays = np.random.default_rng(seed).integers(0, draw(st.sampled_from([2, 4, 7])), size=w.shape).astype(np.int32)
+        delays = (
+            np.random.default_rng(seed).integers(0, draw(st.sampled_from([2, 4, 7])), size=w.shape).astype(np.int32)
+        )
     return Synapse(
         name=name,
         source=src,
@@ -112,7 +118,9 @@ def _conv_layer(draw, src_shape):
 
 
 @st.composite
-def random_programs(draw, max_populations: int = 3, allow_conv: bool = True, allow_recurrent: bool = True, allow_delays: bool = True):
+def random_programs(
+    draw, max_populations: int = 3, allow_conv: bool = True, allow_recurrent: bool = True, allow_delays: bool = True
+):
     """A small valid FixedPointProgram exercising the program's features."""
     use_conv = allow_conv and draw(st.integers(0, 3)) == 0
     wide = not use_conv and draw(st.integers(0, 5)) == 0  # 24 inputs at full scale into p0
@@ -142,7 +150,9 @@ def random_programs(draw, max_populations: int = 3, allow_conv: bool = True, all
             syns.append(Synapse(f"s{len(syns)}", main, name, "conv", w, weight_exp=draw(st.integers(0, 3)), conv=geom))
         else:
             pop = draw(_population(name, (draw(st.integers(1, 5)),), last))
-            syns.append(draw(_dense_synapse(f"s{len(syns)}", main, shapes[main], name, pop.shape, extreme=wide and i == 0)))
+            syns.append(
+                draw(_dense_synapse(f"s{len(syns)}", main, shapes[main], name, pop.shape, extreme=wide and i == 0))
+            )
         pops.append(pop)
         shapes[name] = pop.shape
         # extra feed-forward inputs (several synapses into one population)

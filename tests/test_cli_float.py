@@ -91,7 +91,10 @@ def test_inspect_cnn_synapses(capsys, nir_paper_dir):
     code, out, _ = run_cli(capsys, "inspect", nir_paper_dir / "cnn_sinabs.nir", "--json")
     nodes = {n["name"]: n for n in json.loads(out)["nodes"]}
     assert nodes["0"]["output_shape"] == [16, 16, 16]
-    assert nodes["0"]["synapses"] == np.count_nonzero(nir.read(str(nir_paper_dir / "cnn_sinabs.nir")).nodes["0"].weight) * 16 * 16
+    assert (
+        nodes["0"]["synapses"]
+        == np.count_nonzero(nir.read(str(nir_paper_dir / "cnn_sinabs.nir")).nodes["0"].weight) * 16 * 16
+    )
     assert nodes["8"]["output_shape"] == [128]
 
 
@@ -106,7 +109,15 @@ def test_inspect_subgraph_file_fails_in_one_line(capsys, nir_paper_dir, extra):
     assert_one_line_error(code, err, "'lif'", "lif1", "edges")
 
 
-@pytest.mark.parametrize("kind,words", [("truncated", ["not a readable NIR"]), ("random", ["not a readable NIR"]), ("nan", ["'1'", "'tau'", "NaN"]), ("unknown", ["'1'", "'type'", "Hodgkin"])])
+@pytest.mark.parametrize(
+    "kind,words",
+    [
+        ("truncated", ["not a readable NIR"]),
+        ("random", ["not a readable NIR"]),
+        ("nan", ["'1'", "'tau'", "NaN"]),
+        ("unknown", ["'1'", "'type'", "Hodgkin"]),
+    ],
+)
 def test_bad_files_exit_2(capsys, bad_files, tmp_path, kind, words):
     code, _, err = run_cli(capsys, "inspect", bad_files[kind])
     assert_one_line_error(code, err, *words)
@@ -117,7 +128,11 @@ def test_bad_files_exit_2(capsys, bad_files, tmp_path, kind, words):
 
 
 def test_entry_point_exit_code(bad_files):
-    proc = subprocess.run([sys.executable, "-c", "from neurocompile.cli import main; main()", "inspect", str(bad_files["truncated"])], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from neurocompile.cli import main; main()", "inspect", str(bad_files["truncated"])],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
 
 
@@ -125,7 +140,18 @@ def test_inspect_program(capsys, tmp_path):
     program = FixedPointProgram(
         inputs=[InputPort("in", (3,))],
         populations=[Population("hid", (2,), du=4095, dv=163, vth=25, bias_mant=np.array([0, -4]), bias_exp=1)],
-        synapses=[Synapse("in->hid", "in", "hid", "dense", np.array([[10, 0, -3], [1, 2, 3]]), weight_exp=2, num_weight_bits=6, delays=np.array([[0, 1, 2], [3, 0, 0]]))],
+        synapses=[
+            Synapse(
+                "in->hid",
+                "in",
+                "hid",
+                "dense",
+                np.array([[10, 0, -3], [1, 2, 3]]),
+                weight_exp=2,
+                num_weight_bits=6,
+                delays=np.array([[0, 1, 2], [3, 0, 0]]),
+            )
+        ],
         outputs=["hid"],
         metadata={"quantization": QuantizationReport("maxabs", None, False, 1e-4, "neurocompile").to_dict()},
     )
@@ -135,9 +161,21 @@ def test_inspect_program(capsys, tmp_path):
     info = json.loads(out)
     assert code == 0 and info["kind"] == "fixed-point-program"
     pop = info["populations"][0]
-    assert (pop["du"], pop["dv"], pop["vth"], pop["bias_mant"], pop["bias_exp"]) == (4095, 163, 25, {"min": -4, "max": 0}, 1)
+    assert (pop["du"], pop["dv"], pop["vth"], pop["bias_mant"], pop["bias_exp"]) == (
+        4095,
+        163,
+        25,
+        {"min": -4, "max": 0},
+        1,
+    )
     syn = info["synapses"][0]
-    assert (syn["weight_min"], syn["weight_max"], syn["weight_exp"], syn["num_weight_bits"], syn["delays"]) == (-3, 10, 2, 6, {"min": 0, "max": 3})
+    assert (syn["weight_min"], syn["weight_max"], syn["weight_exp"], syn["num_weight_bits"], syn["delays"]) == (
+        -3,
+        10,
+        2,
+        6,
+        {"min": 0, "max": 3},
+    )
     assert info["quantization"]["method"] == "maxabs"
     code, out, _ = run_cli(capsys, "inspect", path)
     assert code == 0 and "du" in out and "quantization report" in out and "method=maxabs, not calibrated" in out
@@ -162,7 +200,18 @@ def lif_input(nir_paper_dir, tmp_path):
 
 def test_simulate_paper_lif(capsys, nir_paper_dir, lif_input, tmp_path):
     record, plot = tmp_path / "rec.npz", tmp_path / "raster.png"
-    code, out, _ = run_cli(capsys, "simulate", nir_paper_dir / "lif_norse.nir", "--input", lif_input, "--json", "--record", record, "--plot", plot)
+    code, out, _ = run_cli(
+        capsys,
+        "simulate",
+        nir_paper_dir / "lif_norse.nir",
+        "--input",
+        lif_input,
+        "--json",
+        "--record",
+        record,
+        "--plot",
+        plot,
+    )
     report = json.loads(out)
     assert code == 0 and report["nodes"]["1"]["spikes"] == 4 and report["outputs"] == ["1"]
     assert report["synaptic_operations"] == 34  # 34 input spikes through one weight
@@ -175,17 +224,23 @@ def test_simulate_paper_lif(capsys, nir_paper_dir, lif_input, tmp_path):
 
 
 def test_simulate_steps_and_dt(capsys, nir_paper_dir, lif_input):
-    code, out, _ = run_cli(capsys, "simulate", nir_paper_dir / "lif_norse.nir", "--input", lif_input, "--steps", 500, "--json")
+    code, out, _ = run_cli(
+        capsys, "simulate", nir_paper_dir / "lif_norse.nir", "--input", lif_input, "--steps", 500, "--json"
+    )
     report = json.loads(out)
     assert report["steps"] == 500 and report["nodes"]["1"]["spikes"] == 1  # only the spike at 460
-    code, out, _ = run_cli(capsys, "simulate", nir_paper_dir / "lif_norse.nir", "--input", lif_input, "--dt", 2e-4, "--json")
+    code, out, _ = run_cli(
+        capsys, "simulate", nir_paper_dir / "lif_norse.nir", "--input", lif_input, "--dt", 2e-4, "--json"
+    )
     assert json.loads(out)["dt"] == 2e-4
 
 
 def test_simulate_cnn_with_sinabs_preset(capsys, nir_paper_dir, tmp_path):
     x = tmp_path / "cnn.npy"
     np.save(x, (np.random.default_rng(0).random((2, 3, 2, 34, 34)) < 0.2).astype(np.float32))
-    code, out, _ = run_cli(capsys, "simulate", nir_paper_dir / "cnn_sinabs.nir", "--input", x, "--convention", "sinabs", "--json")
+    code, out, _ = run_cli(
+        capsys, "simulate", nir_paper_dir / "cnn_sinabs.nir", "--input", x, "--convention", "sinabs", "--json"
+    )
     report = json.loads(out)
     assert code == 0 and report["convention"] == "sinabs" and len(report["predictions"]) == 2
 
@@ -194,7 +249,9 @@ def test_simulate_digits_reports_accuracy(capsys, tmp_path):
     rng = np.random.default_rng(0)
     graph = nir.NIRGraph.from_list(
         nir.Affine(weight=rng.normal(0, 30, (10, 64)), bias=np.zeros(10)),
-        nir.LIF(tau=np.full(10, 1e-3), r=np.ones(10), v_leak=np.zeros(10), v_threshold=np.ones(10), v_reset=np.zeros(10)),
+        nir.LIF(
+            tau=np.full(10, 1e-3), r=np.ones(10), v_leak=np.zeros(10), v_threshold=np.ones(10), v_reset=np.zeros(10)
+        ),
     )
     path = tmp_path / "digits.nir"
     nir.write(str(path), graph)
@@ -218,10 +275,14 @@ def test_simulate_errors(capsys, nir_paper_dir, lif_input, tmp_path):
     assert_one_line_error(code, err, "no such file")
     code, _, err = run_cli(capsys, "simulate", model, "--input", lif_input, "--dt", -1)
     assert_one_line_error(code, err, "--dt")
-    code, _, err = run_cli(capsys, "simulate", nir_paper_dir / "braille_noDelay_bias_zero_subgraph.nir", "--input", lif_input)
+    code, _, err = run_cli(
+        capsys, "simulate", nir_paper_dir / "braille_noDelay_bias_zero_subgraph.nir", "--input", lif_input
+    )
     assert_one_line_error(code, err, "'lif'")
     ncp = tmp_path / "p.ncp"
-    FixedPointProgram([InputPort("in", (1,))], [Population("p", (1,), 0, 0, 1, np.zeros(1, dtype=np.int32))], [], ["p"]).save(ncp)
+    FixedPointProgram(
+        [InputPort("in", (1,))], [Population("p", (1,), 0, 0, 1, np.zeros(1, dtype=np.int32))], [], ["p"]
+    ).save(ncp)
     code, _, err = run_cli(capsys, "simulate", ncp, "--input", lif_input, "--backend", "float")
     assert_one_line_error(code, err, "cpu or lava")
 

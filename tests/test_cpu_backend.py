@@ -55,7 +55,12 @@ def neuron_path(request, monkeypatch):
 
 def test_two_layer_timing(neuron_path):
     # du = dv = 4095: u = a_in << 6, v = u (+ bias); vth = 0 -> any positive u spikes.
-    prog = FixedPointProgram([InputPort("x", (1,))], [pop("p1"), pop("p2")], [syn("a", "x", "p1", [[2]]), syn("b", "p1", "p2", [[2]])], ["p2"])
+    prog = FixedPointProgram(
+        [InputPort("x", (1,))],
+        [pop("p1"), pop("p2")],
+        [syn("a", "x", "p1", [[2]]), syn("b", "p1", "p2", [[2]])],
+        ["p2"],
+    )
     rec = CpuBackend(prog).run(spikes_at(8, [3]), record="all")
     assert rec["p1.spikes"][0, :, 0].tolist() == [0, 0, 0, 0, 1, 0, 0, 0]  # input at t=3 reaches p1 at t=4
     assert rec["p2.spikes"][0, :, 0].tolist() == [0, 0, 0, 0, 0, 1, 0, 0]  # and p2 at t=5
@@ -65,7 +70,9 @@ def test_two_layer_timing(neuron_path):
 
 
 def test_du_zero_still_decays_u(neuron_path):
-    prog = FixedPointProgram([InputPort("x", (1,))], [pop("p", du=0, dv=0, vth=2**17 - 1)], [syn("a", "x", "p", [[64]])], ["p"])
+    prog = FixedPointProgram(
+        [InputPort("x", (1,))], [pop("p", du=0, dv=0, vth=2**17 - 1)], [syn("a", "x", "p", [[64]])], ["p"]
+    )
     rec = CpuBackend(prog).run(spikes_at(5, [0]), record="all")
     u = 64 * 64
     expected_u = [0, u]
@@ -76,7 +83,9 @@ def test_du_zero_still_decays_u(neuron_path):
 
 
 def test_negative_decay_rounds_toward_zero(neuron_path):
-    prog = FixedPointProgram([InputPort("x", (1,))], [pop("p", du=2047, dv=4095, vth=0)], [syn("a", "x", "p", [[-3]], weight_exp=-1)], ["p"])
+    prog = FixedPointProgram(
+        [InputPort("x", (1,))], [pop("p", du=2047, dv=4095, vth=0)], [syn("a", "x", "p", [[-3]], weight_exp=-1)], ["p"]
+    )
     rec = CpuBackend(prog).run(spikes_at(4, [0]), record="all")
     # mixed 8-bit: -3 truncates to -4; weight_exp -1: -4 >> 1 = -2; u = -2 * 64 = -128;
     # then u * (4096 - 2048) / 4096 = -64 -> -32 (sign-magnitude)
@@ -85,7 +94,10 @@ def test_negative_decay_rounds_toward_zero(neuron_path):
 
 def test_recurrent_self_excitation_runs_stepwise(neuron_path):
     prog = FixedPointProgram(
-        [InputPort("x", (1,))], [pop("p")], [syn("a", "x", "p", [[2]]), syn("r", "p", "p", [[2]], recurrent=True)], ["p"]
+        [InputPort("x", (1,))],
+        [pop("p")],
+        [syn("a", "x", "p", [[2]]), syn("r", "p", "p", [[2]], recurrent=True)],
+        ["p"],
     )
     backend = CpuBackend(prog)
     rec = backend.run(spikes_at(6, [0]), record="all")
@@ -105,14 +117,24 @@ def test_delays(neuron_path):
 
 
 def test_reset_interval(neuron_path):
-    prog = FixedPointProgram([InputPort("x", (1,))], [pop("p", du=0, dv=0, vth=2**17 - 1, bias=10, reset_interval=3)], [syn("a", "x", "p", [[0]])], ["p"])
+    prog = FixedPointProgram(
+        [InputPort("x", (1,))],
+        [pop("p", du=0, dv=0, vth=2**17 - 1, bias=10, reset_interval=3)],
+        [syn("a", "x", "p", [[0]])],
+        ["p"],
+    )
     rec = CpuBackend(prog).run(spikes_at(9, []), record="all")
     # Lava LIFReset zeroes u, v before steps with time_step % 3 == 0 (1-based): 0-based 2, 5, 8
     assert rec["p.v"][0, :, 0].tolist() == [10, 20, 10, 20, 30, 10, 20, 30, 10]
 
 
 def test_nonspiking_readout_saturates(neuron_path):
-    prog = FixedPointProgram([InputPort("x", (1,))], [pop("p", du=0, dv=0, vth=0, bias=4095, bias_exp=7, spiking=False)], [syn("a", "x", "p", [[0]])], ["p"])
+    prog = FixedPointProgram(
+        [InputPort("x", (1,))],
+        [pop("p", du=0, dv=0, vth=0, bias=4095, bias_exp=7, spiking=False)],
+        [syn("a", "x", "p", [[0]])],
+        ["p"],
+    )
     rec = CpuBackend(prog).run(spikes_at(20, []), record="all")
     v = rec["p.v"][0, :, 0]
     assert v[0] == 4095 * 128 and v[-1] == 2**23 - 1 and not rec["p.spikes"].any()
@@ -151,8 +173,11 @@ def test_synops_and_rates(neuron_path):
     # conv 2x2 kernel of ones over a 3x3 input: fan-out corner 1, edge 2, centre 4 -> 4*1 + 4*2 + 4 = 16
     geometry = ConvGeometry(input_shape=(1, 3, 3), output_shape=(1, 2, 2))
     conv_prog = FixedPointProgram(
-        [InputPort("x", (1, 3, 3))], [Population("p", (1, 2, 2), du=4095, dv=4095, vth=2**17 - 1, bias_mant=np.zeros((1, 2, 2), dtype=np.int32))],
-        [Synapse("c", "x", "p", "conv", np.ones((1, 1, 2, 2), dtype=np.int32), conv=geometry)], ["p"])
+        [InputPort("x", (1, 3, 3))],
+        [Population("p", (1, 2, 2), du=4095, dv=4095, vth=2**17 - 1, bias_mant=np.zeros((1, 2, 2), dtype=np.int32))],
+        [Synapse("c", "x", "p", "conv", np.ones((1, 1, 2, 2), dtype=np.int32), conv=geometry)],
+        ["p"],
+    )
     x = np.ones((1, 1, 1, 3, 3), dtype=np.uint8)
     assert program_synops(conv_prog, x, CpuBackend(conv_prog).run(x)) == {"c": 16}
     assert rec.metadata["input_rate"]["x"] == pytest.approx(4 / 24)
@@ -165,7 +190,12 @@ def test_conv_hand_case(neuron_path):
     w = np.zeros((1, 1, 2, 2), dtype=np.int32)
     w[0, 0, 0, 1] = 3  # correlation: output (i, j) reads input (i, j + 1)
     geom = ConvGeometry((1, 2, 3), (1, 1, 2))
-    prog = FixedPointProgram([InputPort("x", (1, 2, 3))], [Population("p", (1, 1, 2), du=4095, dv=4095, vth=2**17 - 1, bias_mant=np.zeros((1, 1, 2), dtype=np.int32))], [Synapse("c", "x", "p", "conv", w, weight_exp=1, conv=geom)], ["p"])
+    prog = FixedPointProgram(
+        [InputPort("x", (1, 2, 3))],
+        [Population("p", (1, 1, 2), du=4095, dv=4095, vth=2**17 - 1, bias_mant=np.zeros((1, 1, 2), dtype=np.int32))],
+        [Synapse("c", "x", "p", "conv", w, weight_exp=1, conv=geom)],
+        ["p"],
+    )
     x = np.zeros((1, 2, 1, 2, 3), dtype=np.uint8)
     x[0, 0, 0, 0, 2] = 1
     rec = CpuBackend(prog).run(x, record="all")
@@ -190,7 +220,9 @@ def reference_run(program: FixedPointProgram, inputs: dict) -> dict:
     """Plain per-step simulation with the fixedpoint functions (NumPy int64, Lava step order)."""
     batch, steps = next(iter(inputs.values())).shape[:2]
     shapes = {p.name: tuple(p.shape) for p in program.inputs} | {p.name: tuple(p.shape) for p in program.populations}
-    state = {p.name: [np.zeros((batch, p.size), np.int64), np.zeros((batch, p.size), np.int64)] for p in program.populations}
+    state = {
+        p.name: [np.zeros((batch, p.size), np.int64), np.zeros((batch, p.size), np.int64)] for p in program.populations
+    }
     pending = {p.name: {} for p in program.populations}
     out = {f"{p.name}.{k}": [] for p in program.populations for k in ("spikes", "u", "v")}
     for t in range(steps):
@@ -207,10 +239,20 @@ def reference_run(program: FixedPointProgram, inputs: dict) -> dict:
                 out[f"{p.name}.{k}"].append(val.reshape(batch, *p.shape))
         for sy in program.synapses:
             src = now[sy.source]
-            eff = fxp.effective_weights(sy.weights, sy.weight_exp, sy.num_weight_bits, sy.sign_mode, kind="conv" if sy.kind == "conv" else "dense")
+            eff = fxp.effective_weights(
+                sy.weights,
+                sy.weight_exp,
+                sy.num_weight_bits,
+                sy.sign_mode,
+                kind="conv" if sy.kind == "conv" else "dense",
+            )
             if sy.kind == "conv":
                 g = sy.conv
-                acts = {0: fxp.conv_activation(src.reshape(batch, *shapes[sy.source]), eff, g.stride, g.padding, g.dilation, g.groups).reshape(batch, -1)}
+                acts = {
+                    0: fxp.conv_activation(
+                        src.reshape(batch, *shapes[sy.source]), eff, g.stride, g.padding, g.dilation, g.groups
+                    ).reshape(batch, -1)
+                }
             else:
                 delays = np.zeros(eff.shape, np.int64) if sy.delays is None else sy.delays
                 acts = fxp.delayed_dense_activation(src, eff, delays, sy.weight_exp)
@@ -221,7 +263,11 @@ def reference_run(program: FixedPointProgram, inputs: dict) -> dict:
 
 
 @given(case=programs_with_inputs())
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large],
+)
 def test_random_programs_match_reference_loop(case, neuron_path):
     program, inputs = case
     expected = reference_run(program, inputs)
@@ -235,7 +281,10 @@ def test_layerwise_equals_stepwise_on_feedforward():
     prog = FixedPointProgram(
         [InputPort("x", (20,))],
         [pop("h", n=16, du=700, dv=300, vth=40), pop("o", n=4, du=100, dv=900, vth=30)],
-        [syn("a", "x", "h", rng.integers(-127, 128, (16, 20)), weight_exp=2), syn("b", "h", "o", rng.integers(-127, 128, (4, 16)), delays=rng.integers(0, 3, (4, 16)))],
+        [
+            syn("a", "x", "h", rng.integers(-127, 128, (16, 20)), weight_exp=2),
+            syn("b", "h", "o", rng.integers(-127, 128, (4, 16)), delays=rng.integers(0, 3, (4, 16))),
+        ],
         ["o"],
     )
     x = (rng.random((5, 30, 20)) < 0.3).astype(np.uint8)

@@ -16,14 +16,14 @@ from neurocompile.errors import NeurocompileError
 from neurocompile.export import convention_from_metadata, export, write_nir
 from neurocompile.models import layers as L
 from neurocompile.models import neurons as N
-from neurocompile.models.architectures import SNN, MLP, ConvNet, RecurrentNet
+from neurocompile.models.architectures import MLP, SNN, ConvNet, RecurrentNet
 
 
 def lively(model, gain=8.0, seed=0):
     """Scale the weights up (the default init barely spikes) and randomize neuron parameters."""
     torch.manual_seed(seed)
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             p.mul_(gain)
         for module in model.modules():
             if isinstance(module, N.Neuron) and module.spiking:
@@ -42,8 +42,12 @@ def round_trip(model, steps=25, batch=3, rate=0.3, convention=None, seed=1):
 
 
 def assert_same(out, trace, recording):
-    assert np.array_equal(recording.output_spikes() if recording.outputs[0] + ".spikes" in recording.arrays
-                          else recording[recording.outputs[0] + ".v"], out.numpy())
+    assert np.array_equal(
+        recording.output_spikes()
+        if recording.outputs[0] + ".spikes" in recording.arrays
+        else recording[recording.outputs[0] + ".v"],
+        out.numpy(),
+    )
     for key, value in trace.items():
         if key.endswith(".spikes"):
             assert np.array_equal(recording[key], value.numpy()), key
@@ -132,8 +136,17 @@ def test_every_layer_kind_round_trips():
     model = lively(model, gain=3.0)
     x, out, trace, graph, recording = round_trip(model, rate=0.5)
     kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
-    assert kinds == {"input": "Input", "conv": "Conv1d", "if1": "IF", "flatten": "Flatten", "scale": "Scale",
-                     "delay": "Delay", "fc": "Affine", "cuba": "CubaLI", "output": "Output"}
+    assert kinds == {
+        "input": "Input",
+        "conv": "Conv1d",
+        "if1": "IF",
+        "flatten": "Flatten",
+        "scale": "Scale",
+        "delay": "Delay",
+        "fc": "Affine",
+        "cuba": "CubaLI",
+        "output": "Output",
+    }
     np.testing.assert_allclose(graph.nodes["delay"].delay, 2 * conv.dt)
     assert_same(out, trace, recording)
     assert trace["if1.spikes"].sum() > 0

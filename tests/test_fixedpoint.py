@@ -17,9 +17,11 @@ from neurocompile.lava_compat import import_lava
 
 import_lava()
 
-from neurocompile.backends.cpu import FLOAT32_EXACT, matmul_dtype, row_abs_bound
+from neurocompile.backends.cpu import FLOAT32_EXACT, matmul_dtype, row_abs_bound  # noqa: E402
 
-LAVA_SETTINGS = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+LAVA_SETTINGS = settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 # --- Lava runner ------------------------------------------------------------------------
@@ -95,19 +97,33 @@ def neuron_params(draw, shape):
         "du": draw(decay),
         "dv": draw(decay),
         "vth": draw(st.one_of(st.sampled_from([0, 1, 2**17 - 1]), st.integers(0, 2000))),
-        "bias_mant": np.array(draw(st.lists(st.one_of(st.sampled_from([-4096, 4095, 0]), st.integers(-300, 300)), min_size=n, max_size=n)), dtype=np.int64).reshape(shape),
+        "bias_mant": np.array(
+            draw(
+                st.lists(st.one_of(st.sampled_from([-4096, 4095, 0]), st.integers(-300, 300)), min_size=n, max_size=n)
+            ),
+            dtype=np.int64,
+        ).reshape(shape),
         "bias_exp": draw(st.integers(0, 7)),
     }
 
 
 def lava_pop_kwargs(pop):
-    return dict(shape=pop["shape"], du=pop["du"], dv=pop["dv"], vth=pop["vth"], bias_mant=pop["bias_mant"], bias_exp=pop["bias_exp"])
+    return dict(
+        shape=pop["shape"],
+        du=pop["du"],
+        dv=pop["dv"],
+        vth=pop["vth"],
+        bias_mant=pop["bias_mant"],
+        bias_exp=pop["bias_exp"],
+    )
 
 
 @st.composite
 def weight_matrix(draw, n_tgt, n_src, low=-300, high=300):
     vals = st.one_of(st.sampled_from([-256, -255, -3, -1, 0, 1, 3, 127, 255]), st.integers(low, high))
-    return np.array(draw(st.lists(vals, min_size=n_tgt * n_src, max_size=n_tgt * n_src)), dtype=np.int64).reshape(n_tgt, n_src)
+    return np.array(draw(st.lists(vals, min_size=n_tgt * n_src, max_size=n_tgt * n_src)), dtype=np.int64).reshape(
+        n_tgt, n_src
+    )
 
 
 @st.composite
@@ -129,7 +145,11 @@ def sign_mode_enum(name):
 # --- pure functions vs Lava's helpers ---------------------------------------------------
 
 
-@given(w=weight_matrix(3, 4, -256, 255), bits=st.integers(1, 8), mode=st.sampled_from(["mixed", "excitatory", "inhibitory"]))
+@given(
+    w=weight_matrix(3, 4, -256, 255),
+    bits=st.integers(1, 8),
+    mode=st.sampled_from(["mixed", "excitatory", "inhibitory"]),
+)
 @settings(max_examples=40, deadline=None)
 def test_effective_weights_match_weightutils(w, bits, mode):
     from lava.utils.weightutils import clip_weights, truncate_weights
@@ -142,7 +162,9 @@ def test_effective_weights_match_weightutils(w, bits, mode):
 
 def test_effective_weights_odd_mixed_floor():
     # Mixed sign, 8 bits: Lava drops one bit, so odd weights floor (3 -> 2, -3 -> -4).
-    np.testing.assert_array_equal(fxp.effective_weights(np.array([3, -3, 1, -1, 255]), 0, 8, "mixed"), [2, -4, 0, -2, 254])
+    np.testing.assert_array_equal(
+        fxp.effective_weights(np.array([3, -3, 1, -1, 255]), 0, 8, "mixed"), [2, -4, 0, -2, 254]
+    )
     np.testing.assert_array_equal(fxp.effective_weights(np.array([3, 255, -5]), 0, 8, "excitatory"), [3, 255, 0])
     np.testing.assert_array_equal(fxp.effective_weights(np.array([-3, -255, 5]), 0, 7, "inhibitory"), [-2, -254, 0])
 
@@ -154,7 +176,9 @@ def test_decay_wrap_clip_hand_values():
     np.testing.assert_array_equal(fxp.decay(np.array([100, -100]), 2048, 0), [50, -50])
     np.testing.assert_array_equal(fxp.decay(np.array([3, -3]), 2048, 0), [1, -1])
     m = 2**23
-    np.testing.assert_array_equal(fxp.wrap_u(np.array([m, m + 1, -m, -m + 1, 3 * m + 5])), [m, -m + 1, m, -m + 1, m + 5])
+    np.testing.assert_array_equal(
+        fxp.wrap_u(np.array([m, m + 1, -m, -m + 1, 3 * m + 5])), [m, -m + 1, m, -m + 1, m + 5]
+    )
     np.testing.assert_array_equal(fxp.clip_v(np.array([m, -m, 5])), [m - 1, -m + 1, 5])
     np.testing.assert_array_equal(fxp.wrap_bits(np.array([2**23, -(2**23) - 1, 2**31]), 24), [-(2**23), 2**23 - 1, 0])
     np.testing.assert_array_equal(fxp.scale_activation(np.array([-5, 5]), -1), [-3, 2])  # arithmetic shift floors
@@ -182,16 +206,17 @@ def test_dense_lif_matches_lava(data):
     def a_in(t):
         return 0 if t == 0 else fxp.dense_activation(spikes[:, t - 1], eff, exp)
 
-    factory = lambda: Dense(weights=w.astype(np.int32), weight_exp=exp, num_weight_bits=bits, sign_mode=sign_mode_enum(mode))  # noqa: E731
+    def factory():
+        return Dense(weights=w.astype(np.int32), weight_exp=exp, num_weight_bits=bits, sign_mode=sign_mode_enum(mode))
+
     assert_same(run_lava([(spikes, factory)], lava_pop_kwargs(pop), steps, reset), reference(a_in, pop, steps))
 
 
 @given(data=st.data())
 @LAVA_SETTINGS
 def test_sparse_lif_matches_lava(data):
-    from scipy.sparse import csr_matrix
-
     from lava.proc.sparse.process import Sparse
+    from scipy.sparse import csr_matrix
 
     n_src, n_tgt, steps = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 4)), data.draw(st.integers(2, 10))
     w = data.draw(weight_matrix(n_tgt, n_src))
@@ -206,22 +231,27 @@ def test_sparse_lif_matches_lava(data):
     def a_in(t):
         return 0 if t == 0 else fxp.dense_activation(spikes[:, t - 1], eff, exp)
 
-    factory = lambda: Sparse(weights=csr_matrix(w.astype(np.int32)), weight_exp=exp, num_weight_bits=bits, sign_mode=sign_mode_enum(mode))  # noqa: E731
+    def factory():
+        return Sparse(
+            weights=csr_matrix(w.astype(np.int32)), weight_exp=exp, num_weight_bits=bits, sign_mode=sign_mode_enum(mode)
+        )
+
     assert_same(run_lava([(spikes, factory)], lava_pop_kwargs(pop), steps), reference(a_in, pop, steps))
 
 
 @given(data=st.data(), sparse=st.booleans())
 @LAVA_SETTINGS
 def test_delay_synapses_match_lava(data, sparse):
-    from scipy.sparse import csr_matrix
-
     from lava.proc.dense.process import DelayDense
     from lava.proc.sparse.process import DelaySparse
+    from scipy.sparse import csr_matrix
 
     n_src, n_tgt, steps = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3)), data.draw(st.integers(3, 12))
     w = data.draw(weight_matrix(n_tgt, n_src))
     w[0, 0] = 9
-    delays = np.array(data.draw(st.lists(st.integers(0, 5), min_size=w.size, max_size=w.size)), dtype=np.int64).reshape(w.shape)
+    delays = np.array(data.draw(st.lists(st.integers(0, 5), min_size=w.size, max_size=w.size)), dtype=np.int64).reshape(
+        w.shape
+    )
     delays[0, 0] = max(1, delays[0, 0])  # at least one nonzero delay
     mode = data.draw(st.sampled_from(["mixed", "excitatory", "inhibitory"]))
     bits = data.draw(st.integers(1, 8))
@@ -237,15 +267,24 @@ def test_delay_synapses_match_lava(data, sparse):
     kw = dict(weight_exp=exp, num_weight_bits=bits, sign_mode=sign_mode_enum(mode))
     if sparse:
         # DelaySparse needs the delays on the weights' sparsity pattern.
-        factory = lambda: DelaySparse(weights=csr_matrix(w.astype(np.int32)), delays=csr_matrix(np.where(w != 0, delays, 0).astype(int)), **kw)  # noqa: E731
+        def factory():
+            return DelaySparse(
+                weights=csr_matrix(w.astype(np.int32)), delays=csr_matrix(np.where(w != 0, delays, 0).astype(int)), **kw
+            )
+
         eff_mask = np.where(w != 0, delays, 0)
         arrivals[:] = 0
         for t in range(steps):
             for d, act in fxp.delayed_dense_activation(spikes[:, t], eff, eff_mask, exp).items():
                 arrivals[t + 1 + d] += act
     else:
-        factory = lambda: DelayDense(weights=w.astype(np.int32), delays=delays.astype(int), **kw)  # noqa: E731
-    assert_same(run_lava([(spikes, factory)], lava_pop_kwargs(pop), steps), reference(lambda t: arrivals[t], pop, steps))
+
+        def factory():
+            return DelayDense(weights=w.astype(np.int32), delays=delays.astype(int), **kw)
+
+    assert_same(
+        run_lava([(spikes, factory)], lava_pop_kwargs(pop), steps), reference(lambda t: arrivals[t], pop, steps)
+    )
 
 
 @given(data=st.data())
@@ -263,7 +302,16 @@ def test_conv_matches_lava(data):
     steps = data.draw(st.integers(2, 6))
     big = data.draw(st.booleans())  # huge weights: the 24-bit accumulator wraps
     hi = 2**21 if big else 255
-    weights = np.array(data.draw(st.lists(st.integers(-hi, hi), min_size=c_out * (c_in // groups) * kh * kw, max_size=c_out * (c_in // groups) * kh * kw)), dtype=np.int64)
+    weights = np.array(
+        data.draw(
+            st.lists(
+                st.integers(-hi, hi),
+                min_size=c_out * (c_in // groups) * kh * kw,
+                max_size=c_out * (c_in // groups) * kh * kw,
+            )
+        ),
+        dtype=np.int64,
+    )
     weights = weights.reshape(c_out, c_in // groups, kh, kw)
     exp = data.draw(st.integers(0, 2))
     spikes = data.draw(spike_train(c_in * h * wd, steps)).reshape(c_in, h, wd, steps)
@@ -278,7 +326,13 @@ def test_conv_matches_lava(data):
     ref = reference(a_in, pop, steps)
 
     def factory():
-        return Conv(weight=fxp.lava_conv_weights(eff).astype(np.int32), input_shape=(wd, h, c_in), padding=pad[::-1], stride=stride[::-1], groups=groups)
+        return Conv(
+            weight=fxp.lava_conv_weights(eff).astype(np.int32),
+            input_shape=(wd, h, c_in),
+            padding=pad[::-1],
+            stride=stride[::-1],
+            groups=groups,
+        )
 
     lava_pop = lava_pop_kwargs(pop)
     lava_pop["shape"] = (out_w, out_h, c_out)
@@ -301,11 +355,25 @@ def test_int32_channel_wrap_and_two_inputs_match_lava():
     e1, e2 = fxp.effective_weights(w1, 7, 8, "mixed"), fxp.effective_weights(w2, 5, 8, "excitatory")
 
     def a_in(t):
-        return 0 if t == 0 else fxp.dense_activation(spikes[:, t - 1], e1, 7) + fxp.dense_activation(spikes[:, t - 1], e2, 5)
+        return (
+            0
+            if t == 0
+            else fxp.dense_activation(spikes[:, t - 1], e1, 7) + fxp.dense_activation(spikes[:, t - 1], e2, 5)
+        )
 
     conns = [
-        (spikes, lambda: Dense(weights=w1.astype(np.int32), weight_exp=7, num_weight_bits=8, sign_mode=sign_mode_enum("mixed"))),
-        (spikes, lambda: Dense(weights=w2.astype(np.int32), weight_exp=5, num_weight_bits=8, sign_mode=sign_mode_enum("excitatory"))),
+        (
+            spikes,
+            lambda: Dense(
+                weights=w1.astype(np.int32), weight_exp=7, num_weight_bits=8, sign_mode=sign_mode_enum("mixed")
+            ),
+        ),
+        (
+            spikes,
+            lambda: Dense(
+                weights=w2.astype(np.int32), weight_exp=5, num_weight_bits=8, sign_mode=sign_mode_enum("excitatory")
+            ),
+        ),
     ]
     ref = reference(a_in, pop, steps)
     assert abs(int(a_in(1)[0])) * 64 > 2**31  # the int32 wrap is exercised

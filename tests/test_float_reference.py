@@ -30,7 +30,9 @@ def chain(*pairs, shape, out_shape=None, type_check=False):
 
 
 def run_all(graph, x, conv=Convention(), **kw):
-    return FloatReference(graph, convention=conv, dtype=torch.float64).run(np.asarray(x, dtype=np.float64), record="all", **kw)
+    return FloatReference(graph, convention=conv, dtype=torch.float64).run(
+        np.asarray(x, dtype=np.float64), record="all", **kw
+    )
 
 
 # --- (a) the NIR paper's single-LIF experiment -----------------------------------------------
@@ -100,7 +102,12 @@ def test_paper_graphs_simulate(nir_paper_dir, name, lenient, preset, steps):
 
 def test_affine_linear_scale():
     w = np.array([[1.0, 2.0], [3.0, 4.0]])
-    g = chain(("a", nir.Affine(weight=w, bias=np.array([0.5, -1.0]))), ("l", nir.Linear(weight=w)), ("s", nir.Scale(scale=np.array([2.0, -1.0]))), shape=[2])
+    g = chain(
+        ("a", nir.Affine(weight=w, bias=np.array([0.5, -1.0]))),
+        ("l", nir.Linear(weight=w)),
+        ("s", nir.Scale(scale=np.array([2.0, -1.0]))),
+        shape=[2],
+    )
     rec = run_all(g, [[[1.0, 1.0]], [[0.0, 2.0]]])
     np.testing.assert_allclose(rec["a.out"][:, 0], [[3.5, 6.0], [4.5, 7.0]])
     # l = W @ a: [3.5+12, 10.5+24] and [4.5+14, 13.5+28]
@@ -110,11 +117,23 @@ def test_affine_linear_scale():
 
 
 def test_conv1d_conv2d():
-    conv1 = nir.Conv1d(input_shape=4, weight=np.array([[[1.0, 0.0, -1.0]]]), stride=1, padding=1, dilation=1, groups=1, bias=np.array([0.5]))
-    rec = run_all(chain(("c", conv1), shape=[1, 4], out_shape=[1, 4]), np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 1, 4))
+    conv1 = nir.Conv1d(
+        input_shape=4,
+        weight=np.array([[[1.0, 0.0, -1.0]]]),
+        stride=1,
+        padding=1,
+        dilation=1,
+        groups=1,
+        bias=np.array([0.5]),
+    )
+    rec = run_all(
+        chain(("c", conv1), shape=[1, 4], out_shape=[1, 4]), np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 1, 4)
+    )
     # y[i] = x[i-1] - x[i+1] (zero padded) + 0.5
     np.testing.assert_allclose(rec["c.out"][0, 0, 0], [-1.5, -1.5, -1.5, 3.5])
-    conv2 = nir.Conv2d(input_shape=(3, 3), weight=np.ones((1, 1, 2, 2)), stride=1, padding=0, dilation=1, groups=1, bias=np.zeros(1))
+    conv2 = nir.Conv2d(
+        input_shape=(3, 3), weight=np.ones((1, 1, 2, 2)), stride=1, padding=0, dilation=1, groups=1, bias=np.zeros(1)
+    )
     x = np.arange(1.0, 10.0).reshape(1, 1, 1, 3, 3)
     rec = run_all(chain(("c", conv2), shape=[1, 3, 3], out_shape=[1, 2, 2]), x)
     np.testing.assert_allclose(rec["c.out"][0, 0, 0], [[12.0, 16.0], [24.0, 28.0]])
@@ -127,7 +146,9 @@ def test_pooling_and_flatten_keep_batch():
     sum_pool = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))
     avg_pool = nir.AvgPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))
     rec = run_all(chain(("p", sum_pool), shape=[1, 4, 4], out_shape=[1, 2, 2]), x)
-    np.testing.assert_allclose(rec["p.out"][0, 0, 0], [[0 + 1 + 4 + 5, 2 + 3 + 6 + 7], [8 + 9 + 12 + 13, 10 + 11 + 14 + 15]])
+    np.testing.assert_allclose(
+        rec["p.out"][0, 0, 0], [[0 + 1 + 4 + 5, 2 + 3 + 6 + 7], [8 + 9 + 12 + 13, 10 + 11 + 14 + 15]]
+    )
     np.testing.assert_allclose(rec["p.out"][1, 0, 0], [[16 * 4 + 10, 16 * 4 + 18], [16 * 4 + 42, 16 * 4 + 50]])
     rec = run_all(chain(("p", avg_pool), shape=[1, 4, 4], out_shape=[1, 2, 2]), x)
     np.testing.assert_allclose(rec["p.out"][0, 0, 0], [[2.5, 4.5], [10.5, 12.5]])
@@ -192,7 +213,13 @@ def test_lif_leaks_towards_v_leak():
 
 
 def cuba(spiking=True, vth=100.0):
-    kw = dict(tau_syn=np.array([2e-4]), tau_mem=np.array([1e-3]), r=np.array([1.0]), v_leak=np.array([0.0]), w_in=np.array([1.0]))
+    kw = dict(
+        tau_syn=np.array([2e-4]),
+        tau_mem=np.array([1e-3]),
+        r=np.array([1.0]),
+        v_leak=np.array([0.0]),
+        w_in=np.array([1.0]),
+    )
     return nir.CubaLIF(v_threshold=np.array([vth]), v_reset=np.array([0.0]), **kw) if spiking else nir.CubaLI(**kw)
 
 

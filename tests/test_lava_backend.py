@@ -51,7 +51,9 @@ def assert_same_recordings(lava_rec, cpu_rec):
         assert got.shape == want.shape, f"{key}: shape {got.shape} != {want.shape}"
         if not np.array_equal(got, want):
             b, t, *idx = np.argwhere(got != want)[0]
-            raise AssertionError(f"{key}: first difference at batch {b}, step {t}, neuron {idx}: lava {got[(b, t, *idx)]} cpu {want[(b, t, *idx)]}")
+            raise AssertionError(
+                f"{key}: first difference at batch {b}, step {t}, neuron {idx}: lava {got[(b, t, *idx)]} cpu {want[(b, t, *idx)]}"
+            )
 
 
 def lava_children() -> list[int]:
@@ -93,19 +95,57 @@ def feature_program(conv_exp: int = 1) -> FixedPointProgram:
     return FixedPointProgram(
         inputs=[InputPort("in", (4, 7, 6))],
         populations=[
-            Population("c1", (4, 4, 2), du=1000, dv=500, vth=20, bias_mant=np.zeros((4, 4, 2), np.int32), reset_interval=3),
+            Population(
+                "c1", (4, 4, 2), du=1000, dv=500, vth=20, bias_mant=np.zeros((4, 4, 2), np.int32), reset_interval=3
+            ),
             Population("c2", (2, 4, 2), du=100, dv=50, vth=20, bias_mant=np.int32(-3), spiking=False),
             Population("d1", (5,), du=4095, dv=300, vth=30, bias_mant=np.arange(1, 6, dtype=np.int32), bias_exp=2),
         ],
         synapses=[
-            Synapse("s1", "in", "c1", "conv", rng.integers(-100, 100, (4, 2, 3, 2)).astype(np.int32), weight_exp=conv_exp,
-                    conv=ConvGeometry((4, 7, 6), (4, 4, 2), stride=(2, 3), padding=(1, 0), dilation=(1, 2), groups=2)),
-            Synapse("s1b", "c1", "c2", "conv", rng.integers(-100, 100, (2, 4, 1, 3)).astype(np.int32), weight_exp=conv_exp,
-                    conv=ConvGeometry((4, 4, 2), (2, 4, 2), padding=(0, 1))),
-            Synapse("s2", "c2", "d1", "dense", rng.integers(-100, 100, (5, 16)).astype(np.int32), delays=rng.integers(0, 4, (5, 16)).astype(np.int32)),
-            Synapse("s3", "c1", "d1", "sparse", (rng.integers(-3, 3, (5, 32)) * 10).astype(np.int32), weight_exp=-1,
-                    delays=rng.integers(0, 3, (5, 32)).astype(np.int32)),
-            Synapse("r", "d1", "d1", "dense", rng.integers(-7, 8, (5, 5)).astype(np.int32), num_weight_bits=4, recurrent=True),
+            Synapse(
+                "s1",
+                "in",
+                "c1",
+                "conv",
+                rng.integers(-100, 100, (4, 2, 3, 2)).astype(np.int32),
+                weight_exp=conv_exp,
+                conv=ConvGeometry((4, 7, 6), (4, 4, 2), stride=(2, 3), padding=(1, 0), dilation=(1, 2), groups=2),
+            ),
+            Synapse(
+                "s1b",
+                "c1",
+                "c2",
+                "conv",
+                rng.integers(-100, 100, (2, 4, 1, 3)).astype(np.int32),
+                weight_exp=conv_exp,
+                conv=ConvGeometry((4, 4, 2), (2, 4, 2), padding=(0, 1)),
+            ),
+            Synapse(
+                "s2",
+                "c2",
+                "d1",
+                "dense",
+                rng.integers(-100, 100, (5, 16)).astype(np.int32),
+                delays=rng.integers(0, 4, (5, 16)).astype(np.int32),
+            ),
+            Synapse(
+                "s3",
+                "c1",
+                "d1",
+                "sparse",
+                (rng.integers(-3, 3, (5, 32)) * 10).astype(np.int32),
+                weight_exp=-1,
+                delays=rng.integers(0, 3, (5, 32)).astype(np.int32),
+            ),
+            Synapse(
+                "r",
+                "d1",
+                "d1",
+                "dense",
+                rng.integers(-7, 8, (5, 5)).astype(np.int32),
+                num_weight_bits=4,
+                recurrent=True,
+            ),
         ],
         outputs=["d1"],
     ).validate()
@@ -306,8 +346,14 @@ def test_ctrl_c_leaves_no_orphans():
             raise SystemExit(130)
         """
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 90
         while len(group_members(proc.pid)) < 4 and time.time() < deadline and proc.poll() is None:

@@ -27,7 +27,9 @@ def test_layer_agreement_compares_each_layer_its_latency_later():
     fixed = np.zeros((1, 5, 2))
     fixed[0, 1, 0] = 1  # the same spike one step later
     fixed[0, 4, 1] = 1  # should be at step 3: a miss there and an extra spike at step 4
-    stats = layer_agreement(Recording({"h.spikes": ref}, ["h"], "float"), Recording({"h.spikes": fixed}, ["h"], "cpu"), {"h": 1})["h"]
+    stats = layer_agreement(
+        Recording({"h.spikes": ref}, ["h"], "float"), Recording({"h.spikes": fixed}, ["h"], "cpu"), {"h": 1}
+    )["h"]
     # window: ref steps 0..3 against fixed steps 1..4, 8 entries; neuron 1 differs at ref steps 2 and 3
     assert stats["step_agreement"] == pytest.approx(6 / 8)
     assert stats["count_ratio"] == pytest.approx(2 / 2)
@@ -42,8 +44,15 @@ def test_program_latency_is_synapse_hops_plus_delays():
         return Synapse(name, src, tgt, "dense", np.ones((1, 1), dtype=np.int32), delays=delays, recurrent=recurrent)
 
     program = FixedPointProgram(
-        [InputPort("x", (1,))], [pop("a"), pop("b"), pop("c")],
-        [syn("xa", "x", "a"), syn("ab", "a", "b", delay=3), syn("bb", "b", "b", recurrent=True), syn("ac", "a", "c"), syn("bc", "b", "c")],
+        [InputPort("x", (1,))],
+        [pop("a"), pop("b"), pop("c")],
+        [
+            syn("xa", "x", "a"),
+            syn("ab", "a", "b", delay=3),
+            syn("bb", "b", "b", recurrent=True),
+            syn("ac", "a", "c"),
+            syn("bc", "b", "c"),
+        ],
         ["c"],
     )
     assert program.latency() == {"a": 1, "b": 5, "c": 2}

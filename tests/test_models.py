@@ -106,7 +106,9 @@ def test_layers_on_sequences():
     assert L.Flatten()(x).shape == (2, 3, 16)
     conv = L.Conv2d(1, 2, 3, padding=1)
     # float32 convolutions of different batch sizes may sum in a different order
-    torch.testing.assert_close(conv(x)[1, 2], torch.nn.functional.conv2d(x[1, 2], conv.weight, conv.bias, padding=1), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        conv(x)[1, 2], torch.nn.functional.conv2d(x[1, 2], conv.weight, conv.bias, padding=1), rtol=1e-5, atol=1e-4
+    )
     assert L.Scale([1.0, 2.0])(torch.ones(1, 2, 2)).tolist() == [[[1.0, 2.0], [1.0, 2.0]]]
     delayed = L.Delay(2)(seq([1.0, 2.0, 3.0, 4.0]))
     assert delayed.flatten().tolist() == [0.0, 0.0, 1.0, 2.0]

@@ -24,7 +24,9 @@ def small_graph(tau=2.5e-3):
         nodes={
             "input": nir.Input(input_type={"input": np.array([2])}),
             "fc": nir.Affine(weight=np.array([[1.0, 2.0], [3.0, 4.0]]), bias=np.zeros(2)),
-            "lif": nir.LIF(tau=np.full(2, tau), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2), v_reset=np.zeros(2)),
+            "lif": nir.LIF(
+                tau=np.full(2, tau), r=np.ones(2), v_leak=np.zeros(2), v_threshold=np.ones(2), v_reset=np.zeros(2)
+            ),
             "output": nir.Output(output_type={"output": np.array([2])}),
         },
         edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")],
@@ -147,7 +149,11 @@ def test_nested_node_is_named_by_path():
         type_check=False,
     )
     outer = nir.NIRGraph(
-        nodes={"input": nir.Input(input_type={"input": np.array([1])}), "sub": inner, "output": nir.Output(output_type={"output": np.array([1])})},
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([1])}),
+            "sub": inner,
+            "output": nir.Output(output_type={"output": np.array([1])}),
+        },
         edges=[("input", "sub"), ("sub", "output")],
         type_check=False,
     )

@@ -145,7 +145,13 @@ def test_pool_flatten_affine_is_one_synapse():
 def test_two_paths_from_one_source_add_into_one_synapse():
     w1, w2 = RNG.normal(size=(3, 4)), RNG.normal(size=(3, 4))
     g = nir.NIRGraph(
-        nodes={"in": nir.Input(np.array([4])), "a": nir.Linear(w1), "b": nir.Linear(w2), "dst": lif(3), "out": nir.Output(np.array([3]))},
+        nodes={
+            "in": nir.Input(np.array([4])),
+            "a": nir.Linear(w1),
+            "b": nir.Linear(w2),
+            "dst": lif(3),
+            "out": nir.Output(np.array([3])),
+        },
         edges=[("in", "a"), ("in", "b"), ("a", "dst"), ("b", "dst"), ("dst", "out")],
     )
     norm = normalize(g)
@@ -223,13 +229,24 @@ def test_loop_between_two_populations_marks_the_back_edge():
 def test_paper_cnn_fuses_sumpool_into_conv(nir_paper_dir):
     norm = normalize(nir.read(nir_paper_dir / "cnn_sinabs.nir"))
     kinds = [(s.source, s.target, s.kind) for s in norm.synapses]
-    assert kinds == [("input", "1", "conv"), ("1", "3", "conv"), ("3", "6", "conv"), ("6", "10", "dense"), ("10", "12", "dense")]
+    assert kinds == [
+        ("input", "1", "conv"),
+        ("1", "3", "conv"),
+        ("3", "6", "conv"),
+        ("6", "10", "dense"),
+        ("10", "12", "dense"),
+    ]
     assert norm.synapses[2].weights.shape[2:] == (6, 6)
 
 
 def test_threshold_node_is_rejected_by_name():
     g = nir.NIRGraph(
-        nodes={"in": nir.Input(np.array([2])), "w": nir.Linear(np.eye(2)), "thr": nir.Threshold(np.ones(2)), "out": nir.Output(np.array([2]))},
+        nodes={
+            "in": nir.Input(np.array([2])),
+            "w": nir.Linear(np.eye(2)),
+            "thr": nir.Threshold(np.ones(2)),
+            "out": nir.Output(np.array([2])),
+        },
         edges=[("in", "w"), ("w", "thr"), ("thr", "out")],
     )
     with pytest.raises(GraphError, match="node 'thr'"):
@@ -238,7 +255,12 @@ def test_threshold_node_is_rejected_by_name():
 
 def test_output_fed_by_linear_node_is_rejected():
     g = nir.NIRGraph(
-        nodes={"in": nir.Input(np.array([2])), "a": lif(2), "w": nir.Linear(np.eye(2)), "out": nir.Output(np.array([2]))},
+        nodes={
+            "in": nir.Input(np.array([2])),
+            "a": lif(2),
+            "w": nir.Linear(np.eye(2)),
+            "out": nir.Output(np.array([2])),
+        },
         edges=[("in", "a"), ("a", "w"), ("w", "out")],
     )
     with pytest.raises(GraphError, match="node 'out'"):

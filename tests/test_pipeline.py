@@ -91,7 +91,22 @@ def test_trained_model_has_the_same_accuracy_on_the_float_backend(tmp_path, caps
     np.savez(data, x=x, y=labels)
     model_path = tmp_path / "model.pt"
     torch.set_num_threads(1)
-    main(["train", "--data", str(data), "--rule", "stllr", "--hidden", "16", "--epochs", "10", "--json", "-o", str(model_path)])
+    main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--rule",
+            "stllr",
+            "--hidden",
+            "16",
+            "--epochs",
+            "10",
+            "--json",
+            "-o",
+            str(model_path),
+        ]
+    )
     main(["export", str(model_path), "-o", str(tmp_path / "model.nir")])
     capsys.readouterr()
     main(["simulate", str(tmp_path / "model.nir"), "--backend", "float", "--input", str(data), "--json"])
@@ -147,15 +162,30 @@ def test_float_graphs_on_lava_floating_pt_equal_the_float_reference_with_lava_ti
     for pop in program.populations:
         for var in ("spikes", "v"):
             key = f"{pop.name}.{var}"
-            np.testing.assert_allclose(lava[key], np.asarray(reference[key], dtype=np.float64), rtol=1e-6, atol=1e-9, err_msg=key)
+            np.testing.assert_allclose(
+                lava[key], np.asarray(reference[key], dtype=np.float64), rtol=1e-6, atol=1e-9, err_msg=key
+            )
 
 
 @pytest.mark.lava
 def test_simulate_runs_a_nir_graph_unquantized_on_lava_floating_pt(nir_paper_dir, tmp_path, capsys):
     spikes = np.load(nir_paper_dir / "lif_input_spikes.npy").astype(np.float32).reshape(1, -1, 1)
     np.save(tmp_path / "input.npy", spikes)
-    main(["simulate", str(nir_paper_dir / "lif_norse.nir"), "--backend", "lava", "--lava-tag", "floating_pt",
-          "--input", str(tmp_path / "input.npy"), "--record", str(tmp_path / "rec.npz"), "--json"])
+    main(
+        [
+            "simulate",
+            str(nir_paper_dir / "lif_norse.nir"),
+            "--backend",
+            "lava",
+            "--lava-tag",
+            "floating_pt",
+            "--input",
+            str(tmp_path / "input.npy"),
+            "--record",
+            str(tmp_path / "rec.npz"),
+            "--json",
+        ]
+    )
     assert json.loads(capsys.readouterr().out)["total_spikes"] == 4
     # the paper's float spike times (460, 510, 710, 760), one synapse later
     assert np.nonzero(np.load(tmp_path / "rec.npz")["1.spikes"].ravel())[0].tolist() == [461, 511, 711, 761]

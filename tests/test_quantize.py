@@ -30,15 +30,26 @@ def lif(n, tau=2e-3, vth=1.0, **kw):
 
 
 def cuba(n, tau_syn=5e-4, tau_mem=2e-3, vth=1.0):
-    return nir.CubaLIF(tau_syn=np.full(n, tau_syn), tau_mem=np.full(n, tau_mem), r=np.ones(n), v_leak=np.zeros(n),
-                       v_threshold=np.full(n, vth), w_in=np.ones(n))
+    return nir.CubaLIF(
+        tau_syn=np.full(n, tau_syn),
+        tau_mem=np.full(n, tau_mem),
+        r=np.ones(n),
+        v_leak=np.zeros(n),
+        v_threshold=np.full(n, vth),
+        w_in=np.ones(n),
+    )
 
 
 def single(neuron, w, n_in=None):
     w = np.atleast_2d(np.asarray(w, dtype=float))
     n_out, n_in = w.shape
     return nir.NIRGraph(
-        nodes={"in": nir.Input(np.array([n_in])), "w": nir.Linear(w), "n": neuron, "out": nir.Output(np.array([n_out]))},
+        nodes={
+            "in": nir.Input(np.array([n_in])),
+            "w": nir.Linear(w),
+            "n": neuron,
+            "out": nir.Output(np.array([n_out])),
+        },
         edges=[("in", "w"), ("w", "n"), ("n", "out")],
     )
 
@@ -118,7 +129,12 @@ def test_v_leak_and_affine_bias_become_the_lava_bias():
     dt, tau, vth = 1e-4, 1e-3, 1.0
     node = lif(1, tau=tau, vth=vth, v_leak=np.array([0.5]))
     g = nir.NIRGraph(
-        nodes={"in": nir.Input(np.array([1])), "w": nir.Affine(np.array([[1.0]]), np.array([0.25])), "n": node, "out": nir.Output(np.array([1]))},
+        nodes={
+            "in": nir.Input(np.array([1])),
+            "w": nir.Affine(np.array([[1.0]]), np.array([0.25])),
+            "n": node,
+            "out": nir.Output(np.array([1])),
+        },
         edges=[("in", "w"), ("w", "n"), ("n", "out")],
     )
     program, _ = compile_graph(g, Convention(dt=dt))
@@ -165,7 +181,13 @@ def test_decay_beyond_one_step_is_rejected():
 def test_delay_beyond_lava_range_is_rejected():
     dt = 1e-4
     g = nir.NIRGraph(
-        nodes={"in": nir.Input(np.array([1])), "d": nir.Delay(np.array([80 * dt])), "w": nir.Linear(np.ones((1, 1))), "n": lif(1), "out": nir.Output(np.array([1]))},
+        nodes={
+            "in": nir.Input(np.array([1])),
+            "d": nir.Delay(np.array([80 * dt])),
+            "w": nir.Linear(np.ones((1, 1))),
+            "n": lif(1),
+            "out": nir.Output(np.array([1])),
+        },
         edges=[("in", "d"), ("d", "w"), ("w", "n"), ("n", "out")],
     )
     with pytest.raises(HardwareLimitError, match="parameter 'delays'"):
@@ -182,7 +204,9 @@ def lava_dense_weights(syn):
     import_lava()
     from lava.utils.weightutils import SignMode, clip_weights, truncate_weights
 
-    mode = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY, "inhibitory": SignMode.INHIBITORY}[syn.sign_mode]
+    mode = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY, "inhibitory": SignMode.INHIBITORY}[
+        syn.sign_mode
+    ]
     w = clip_weights(syn.weights, mode, num_bits=8)
     return truncate_weights(w, mode, syn.num_weight_bits)
 
@@ -203,7 +227,12 @@ def conv_graph(scale):
     w = np.random.default_rng(5).normal(size=(4, 2, 3, 3)) * scale
     conv = nir.Conv2d(input_shape=(6, 6), weight=w, stride=1, padding=1, dilation=1, groups=1, bias=np.zeros(4))
     return nir.NIRGraph(
-        nodes={"in": nir.Input(np.array([2, 6, 6])), "c": conv, "n": nir.IF(r=np.ones((4, 6, 6)), v_threshold=np.ones((4, 6, 6))), "out": nir.Output(np.array([4, 6, 6]))},
+        nodes={
+            "in": nir.Input(np.array([2, 6, 6])),
+            "c": conv,
+            "n": nir.IF(r=np.ones((4, 6, 6)), v_threshold=np.ones((4, 6, 6))),
+            "out": nir.Output(np.array([4, 6, 6])),
+        },
         edges=[("in", "c"), ("c", "n"), ("n", "out")],
     )
 
@@ -262,9 +291,13 @@ def test_calibration_reports_saturation():
 # --- accuracy against the float reference ---------------------------------------------------
 
 
-@pytest.mark.parametrize("make,calibrate", [(lambda n: lif(n), False), (lambda n: lif(n), True), (lambda n: cuba(n), False)])
+@pytest.mark.parametrize(
+    "make,calibrate", [(lambda n: lif(n), False), (lambda n: lif(n), True), (lambda n: cuba(n), False)]
+)
 def test_quantized_network_matches_float_reference(make, calibrate):
-    g = two_layer(make, g1=30.0 if make(1).__class__ is nir.LIF else 60.0, g2=20.0 if make(1).__class__ is nir.LIF else 40.0)
+    g = two_layer(
+        make, g1=30.0 if make(1).__class__ is nir.LIF else 60.0, g2=20.0 if make(1).__class__ is nir.LIF else 40.0
+    )
     x = (np.random.default_rng(7).random((6, 150, 20)) < 0.2).astype(np.float32)
     program, _ = compile_graph(g, calibration=x if calibrate else None)
     fixed = CpuBackend(program).run(x, record="all")
@@ -299,7 +332,9 @@ def test_cli_compile_hardware_error_is_one_line_exit_2(tmp_path, nir_paper_dir, 
     from neurocompile.cli import main
 
     with pytest.raises(SystemExit) as info:
-        main(["compile", str(nir_paper_dir / "cnn_sinabs.nir"), "-o", str(tmp_path / "c.ncp"), "--convention", "sinabs"])
+        main(
+            ["compile", str(nir_paper_dir / "cnn_sinabs.nir"), "-o", str(tmp_path / "c.ncp"), "--convention", "sinabs"]
+        )
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "parameter 'reset'" in err
@@ -310,8 +345,22 @@ def test_cli_compile_with_calibration_file(tmp_path, nir_paper_dir, capsys):
 
     data = tmp_path / "cal.npy"
     np.save(data, (np.random.default_rng(0).random((2, 40, 2, 34, 34)) < 0.1).astype(np.float32))
-    main(["compile", str(nir_paper_dir / "cnn_sinabs.nir"), "-o", str(tmp_path / "c.ncp"), "--convention", "sinabs",
-          "--reset", "zero", "--calibrate", str(data), "--method", "percentile"])
+    main(
+        [
+            "compile",
+            str(nir_paper_dir / "cnn_sinabs.nir"),
+            "-o",
+            str(tmp_path / "c.ncp"),
+            "--convention",
+            "sinabs",
+            "--reset",
+            "zero",
+            "--calibrate",
+            str(data),
+            "--method",
+            "percentile",
+        ]
+    )
     text = capsys.readouterr().out
     assert "calibrated" in text and "percentile" in text and "wrote" in text
 
@@ -342,7 +391,13 @@ def test_delays_reach_the_cpu_backend_like_the_float_reference():
     dt = 1e-4
     w = np.random.default_rng(1).normal(0, 1, (4, 3)) * 200
     g = nir.NIRGraph(
-        nodes={"in": nir.Input(np.array([3])), "d": nir.Delay(np.array([0, 3 * dt, 7 * dt])), "w": nir.Linear(w), "n": lif(4), "out": nir.Output(np.array([4]))},
+        nodes={
+            "in": nir.Input(np.array([3])),
+            "d": nir.Delay(np.array([0, 3 * dt, 7 * dt])),
+            "w": nir.Linear(w),
+            "n": lif(4),
+            "out": nir.Output(np.array([4])),
+        },
         edges=[("in", "d"), ("d", "w"), ("w", "n"), ("n", "out")],
     )
     program, _ = compile_graph(g, Convention(dt=dt))

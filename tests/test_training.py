@@ -27,8 +27,9 @@ def small_mlp(decay: float, output: str = "LIF", conv: Convention = SUBTRACT, se
     tau = conv.dt / (1.0 - decay)
     p = dict(tau=tau, r=tau / conv.dt)
     torch.manual_seed(seed)
-    model = MLP((6, 7, 5, 3), neuron="LIF", output_neuron=output, neuron_params=p, output_params=dict(p),
-                convention=conv).double()
+    model = MLP(
+        (6, 7, 5, 3), neuron="LIF", output_neuron=output, neuron_params=p, output_params=dict(p), convention=conv
+    ).double()
     for module in model.modules():
         if hasattr(module, "detach_reset"):
             module.detach_reset = True
@@ -208,8 +209,23 @@ def test_train_command_writes_checkpoint_curve_and_metrics(tmp_path, one_thread)
     x = (rng.random((40, 4, 6)) < np.where(y[:, None, None] == 0, 0.6, 0.1)).astype(np.float32)
     np.savez(tmp_path / "d.npz", x=x, y=y)
     out = tmp_path / "m.pt"
-    main(["train", "--data", str(tmp_path / "d.npz"), "--rule", "ottt", "--hidden", "8", "--epochs", "2",
-          "--hardware-aware", "--json", "-o", str(out)])
+    main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "d.npz"),
+            "--rule",
+            "ottt",
+            "--hidden",
+            "8",
+            "--epochs",
+            "2",
+            "--hardware-aware",
+            "--json",
+            "-o",
+            str(out),
+        ]
+    )
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert len(metrics["history"]) == 2 and metrics["sizes"] == [6, 8, 2]
     assert (tmp_path / "m.png").stat().st_size > 0

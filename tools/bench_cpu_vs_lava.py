@@ -37,10 +37,14 @@ def make_program(sizes=(64, 128, 10), seed=0) -> FixedPointProgram:
         name = f"lif{i}"
         w = (rng.normal(0, 40 / np.sqrt(n_in / 64), size=(n_out, n_in)).round().astype(np.int32) // 2) * 2
         w = np.clip(w, -126, 126)
-        pops.append(Population(name, (n_out,), du=410, dv=410, vth=60, bias_mant=np.zeros(n_out, dtype=np.int32), bias_exp=0))
+        pops.append(
+            Population(name, (n_out,), du=410, dv=410, vth=60, bias_mant=np.zeros(n_out, dtype=np.int32), bias_exp=0)
+        )
         syns.append(Synapse(f"syn{i}", src, name, "dense", w, weight_exp=1))
         src = name
-    return FixedPointProgram([InputPort("input", (sizes[0],))], pops, syns, [src], {"source": "bench_cpu_vs_lava"}).validate()
+    return FixedPointProgram(
+        [InputPort("input", (sizes[0],))], pops, syns, [src], {"source": "bench_cpu_vs_lava"}
+    ).validate()
 
 
 def make_inputs(batch, steps, n_in, seed=0):
@@ -92,8 +96,12 @@ def main(argv=None):
     program = make_program(sizes)
     x, source = make_inputs(args.batch, args.steps, sizes[0])
     sample_steps = args.batch * args.steps
-    print(f"network {'-'.join(map(str, sizes))}, T={args.steps}, batch={args.batch}, inputs: {source}, torch threads: {torch.get_num_threads()}")
-    print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (timings on a shared machine vary with it)")
+    print(
+        f"network {'-'.join(map(str, sizes))}, T={args.steps}, batch={args.batch}, inputs: {source}, torch threads: {torch.get_num_threads()}"
+    )
+    print(
+        f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (timings on a shared machine vary with it)"
+    )
     print(f"C neuron kernel: {'yes' if _load_kernel() is not None else 'no (torch path)'}")
 
     # CPU backend
@@ -126,10 +134,14 @@ def main(argv=None):
     lava_rate = lava.last_timing.get("steps_per_s") or (k * args.steps / lava_total)
     crec = cpu.run(x[:k], record="all")
     # the CPU backend once more, right after Lava, so both see similar machine load
-    (cpu_after, _), = interleaved_times([lambda: cpu.run(x)], max(3, args.repeats // 3))
+    ((cpu_after, _),) = interleaved_times([lambda: cpu.run(x)], max(3, args.repeats // 3))
     cpu_best = min(cpu_best, cpu_after)
     cpu_rate = sample_steps / cpu_best
-    mismatches = [key for key in lrec.arrays if not np.array_equal(lrec.arrays[key].astype(np.int64), crec.arrays[key].astype(np.int64))]
+    mismatches = [
+        key
+        for key in lrec.arrays
+        if not np.array_equal(lrec.arrays[key].astype(np.int64), crec.arrays[key].astype(np.int64))
+    ]
 
     figures = {
         "network": "-".join(map(str, sizes)),
@@ -151,11 +163,19 @@ def main(argv=None):
         "mismatches": mismatches,
         "spike_rate": rec.metadata["spike_rate"],
     }
-    print(f"CPU backend : {cpu_best * 1e3:8.2f} ms best ({cpu_med * 1e3:.2f} median) for {sample_steps} sample-steps -> {cpu_rate:,.0f} sample-steps/s")
-    print(f"GEMM bound  : {gemm_best * 1e3:8.2f} ms best ({gemm_med * 1e3:.2f} median, {figures['gemm_gflops']:.1f} GFLOP/s) -> CPU backend at {figures['cpu_fraction_of_gemm_bound']:.0%} of the bound (target >= 30%)")
-    print(f"Lava fixed_pt: {k} samples in {lava_total:.2f} s (incl. build/compile); {lava_rate:,.1f} sample-steps/s after the first sample")
+    print(
+        f"CPU backend : {cpu_best * 1e3:8.2f} ms best ({cpu_med * 1e3:.2f} median) for {sample_steps} sample-steps -> {cpu_rate:,.0f} sample-steps/s"
+    )
+    print(
+        f"GEMM bound  : {gemm_best * 1e3:8.2f} ms best ({gemm_med * 1e3:.2f} median, {figures['gemm_gflops']:.1f} GFLOP/s) -> CPU backend at {figures['cpu_fraction_of_gemm_bound']:.0%} of the bound (target >= 30%)"
+    )
+    print(
+        f"Lava fixed_pt: {k} samples in {lava_total:.2f} s (incl. build/compile); {lava_rate:,.1f} sample-steps/s after the first sample"
+    )
     print(f"speed-up CPU/Lava: {figures['speedup_cpu_over_lava']:,.0f}x (target >= 1000x)")
-    print(f"bit-identical on the {k} Lava samples (spikes, u, v of every population): {'yes' if not mismatches else 'NO: ' + ', '.join(mismatches)}")
+    print(
+        f"bit-identical on the {k} Lava samples (spikes, u, v of every population): {'yes' if not mismatches else 'NO: ' + ', '.join(mismatches)}"
+    )
     print(f"spike rates {json.dumps({k2: round(v, 3) for k2, v in figures['spike_rate'].items()})}")
     if args.json:
         with open(args.json, "w") as fh:

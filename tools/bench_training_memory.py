@@ -111,8 +111,13 @@ def measure(rule_name: str, steps: int, device, batch_size: int, max_batches: in
     if device.type == "cuda":
         torch.cuda.synchronize()
     epoch_time = (time.perf_counter() - t0) * n_batches / todo
-    return {"rule": rule_name, "steps": steps, "saved_bytes": meter.peak, "cuda_peak_bytes": cuda_peak,
-            "epoch_time_s": epoch_time}
+    return {
+        "rule": rule_name,
+        "steps": steps,
+        "saved_bytes": meter.peak,
+        "cuda_peak_bytes": cuda_peak,
+        "epoch_time_s": epoch_time,
+    }
 
 
 def plot(rows, path: Path):
@@ -158,10 +163,17 @@ def main(argv=None):
         for steps in args.steps:
             rows.append(measure(rule, steps, device, args.batch_size, args.max_batches))
             r = rows[-1]
-            print(f"  {rule:6s} T={steps:3d}: {r['saved_bytes'] / 2**20:9.3f} MiB saved, {r['epoch_time_s']:6.2f} s/epoch",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {rule:6s} T={steps:3d}: {r['saved_bytes'] / 2**20:9.3f} MiB saved, {r['epoch_time_s']:6.2f} s/epoch",
+                file=sys.stderr,
+                flush=True,
+            )
     gpu = device.type == "cuda"
-    header = f"{'rule':6s} {'T':>4s} {'saved MiB':>10s} {'x T=min':>8s}" + (f" {'cuda MiB':>9s}" if gpu else "") + f" {'s/epoch':>8s}"
+    header = (
+        f"{'rule':6s} {'T':>4s} {'saved MiB':>10s} {'x T=min':>8s}"
+        + (f" {'cuda MiB':>9s}" if gpu else "")
+        + f" {'s/epoch':>8s}"
+    )
     print(f"device: {device}" + (f" ({torch.cuda.get_device_name(0)})" if gpu else ""))
     print(header)
     for r in rows:
@@ -178,7 +190,8 @@ def main(argv=None):
         f"ottt T={hi} <= 1.1x T={lo}": by[("ottt", hi)] <= 1.1 * by[("ottt", lo)],
         f"stllr T={hi} <= 1.1x T={lo}": by[("stllr", hi)] <= 1.1 * by[("stllr", lo)],
         f"bptt T={hi} >= 10x ottt T={hi}": by[("bptt", hi)] >= 10 * by[("ottt", hi)],
-        f"bptt growth T={lo}->{hi} within 25% of linear": abs(by[("bptt", hi)] / by[("bptt", lo)] / (hi / lo) - 1) < 0.25,
+        f"bptt growth T={lo}->{hi} within 25% of linear": abs(by[("bptt", hi)] / by[("bptt", lo)] / (hi / lo) - 1)
+        < 0.25,
     }
     for name, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")

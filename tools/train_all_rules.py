@@ -46,32 +46,53 @@ def main(argv=None):
     ap.add_argument("--data", default="digits")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--hardware-aware", action="store_true")
-    ap.add_argument("--output-neuron", default="LI", choices=["LIF", "LI"],
-                    help="Readout layer: LI (voltage summed over time; default) or LIF (spike count).")
+    ap.add_argument(
+        "--output-neuron",
+        default="LI",
+        choices=["LIF", "LI"],
+        help="Readout layer: LI (voltage summed over time; default) or LIF (spike count).",
+    )
     ap.add_argument("--loss-scale", type=float, default=None, help="Default: 8 for LIF outputs, 1 for LI.")
     ap.add_argument("--out", default="out/train_all_rules.json")
     args = ap.parse_args(argv)
     loss_scale = args.loss_scale if args.loss_scale is not None else (8.0 if args.output_neuron == "LIF" else 1.0)
-    kwargs = dict(steps=args.steps, epochs=args.epochs, data=args.data, hardware_aware=args.hardware_aware,
-                  output_neuron=args.output_neuron, loss_scale=loss_scale)
+    kwargs = dict(
+        steps=args.steps,
+        epochs=args.epochs,
+        data=args.data,
+        hardware_aware=args.hardware_aware,
+        output_neuron=args.output_neuron,
+        loss_scale=loss_scale,
+    )
     jobs = [(rule, seed, kwargs) for rule in args.rules for seed in args.seeds]
     results = []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for res in pool.map(run_one, jobs):
-            print(f"  {res[0]:6s} seed {res[1]}: test {res[2]:.4f} (best epoch {res[3]:.4f}), {res[4]:.2f} s/epoch",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {res[0]:6s} seed {res[1]}: test {res[2]:.4f} (best epoch {res[3]:.4f}), {res[4]:.2f} s/epoch",
+                file=sys.stderr,
+                flush=True,
+            )
             results.append(res)
-    print(f"{args.data}, T={args.steps}, {args.epochs} epochs, seeds {args.seeds}, {args.output_neuron} output"
-          + (", hardware-aware" if args.hardware_aware else ""))
+    print(
+        f"{args.data}, T={args.steps}, {args.epochs} epochs, seeds {args.seeds}, {args.output_neuron} output"
+        + (", hardware-aware" if args.hardware_aware else "")
+    )
     print(f"{'rule':6s} {'mean acc':>9s} {'std':>6s}  {'per seed':24s} {'s/epoch':>8s}")
     summary = {}
     for rule in args.rules:
         rr = [r for r in results if r[0] == rule]
         accs = np.array([r[2] for r in rr])
-        summary[rule] = {"mean": float(accs.mean()), "std": float(accs.std()), "per_seed": accs.tolist(),
-                         "epoch_time_s": float(np.mean([r[4] for r in rr]))}
-        print(f"{rule:6s} {100 * accs.mean():8.2f}% {100 * accs.std():5.2f}  "
-              f"{' '.join(f'{100 * a:.2f}' for a in accs):24s} {summary[rule]['epoch_time_s']:8.2f}")
+        summary[rule] = {
+            "mean": float(accs.mean()),
+            "std": float(accs.std()),
+            "per_seed": accs.tolist(),
+            "epoch_time_s": float(np.mean([r[4] for r in rr])),
+        }
+        print(
+            f"{rule:6s} {100 * accs.mean():8.2f}% {100 * accs.std():5.2f}  "
+            f"{' '.join(f'{100 * a:.2f}' for a in accs):24s} {summary[rule]['epoch_time_s']:8.2f}"
+        )
     if "bptt" in summary:
         for rule in ("ottt", "stllr"):
             if rule in summary:
@@ -79,9 +100,16 @@ def main(argv=None):
                 print(f"{rule}: {gap:+.2f} points below BPTT")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "summary": summary,
-                               "runs": [dict(zip(("rule", "seed", "test_acc", "best_test_acc", "epoch_time_s"), r))
-                                        for r in results]}, indent=2))
+    out.write_text(
+        json.dumps(
+            {
+                "args": vars(args),
+                "summary": summary,
+                "runs": [dict(zip(("rule", "seed", "test_acc", "best_test_acc", "epoch_time_s"), r)) for r in results],
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -34,18 +34,44 @@ def load_calibration(spec: str, steps: int, limit: int):
 
 @cli.command(name="compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Program file to write (.ncp; default: MODEL with .ncp).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Program file to write (.ncp; default: MODEL with .ncp).",
+)
 @click.option("--calibrate", "calibrate", default=None, help="Calibration inputs: DATA.npy, DATA.npz or 'digits'.")
-@click.option("--calibrate-samples", default=256, show_default=True, type=click.IntRange(1), help="At most this many calibration samples.")
-@click.option("--steps", default=16, show_default=True, type=click.IntRange(1), help="Time steps of the 'digits' calibration set.")
-@click.option("--method", type=click.Choice(["maxabs", "percentile"]), default="maxabs", show_default=True, help="Scale from the maximum or a percentile.")
+@click.option(
+    "--calibrate-samples",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1),
+    help="At most this many calibration samples.",
+)
+@click.option(
+    "--steps", default=16, show_default=True, type=click.IntRange(1), help="Time steps of the 'digits' calibration set."
+)
+@click.option(
+    "--method",
+    type=click.Choice(["maxabs", "percentile"]),
+    default="maxabs",
+    show_default=True,
+    help="Scale from the maximum or a percentile.",
+)
 @click.option("--percentile", default=99.99, show_default=True, type=float, help="Percentile for --method percentile.")
-@click.option("--convention", default="neurocompile", show_default=True, help="Float semantics preset (neurocompile, norse, snntorch, sinabs, rockpool, spikingjelly).")
+@click.option(
+    "--convention",
+    default="neurocompile",
+    show_default=True,
+    help="Float semantics preset (neurocompile, norse, snntorch, sinabs, rockpool, spikingjelly).",
+)
 @click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None, help="Override the convention's reset.")
 @click.option("--dt", type=float, default=None, help="Time step in seconds (default: the convention's, 1e-4).")
 @click.option("--lenient", is_flag=True, help="Read graphs that nir's type check rejects.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def compile_command(model, output, calibrate, calibrate_samples, steps, method, percentile, convention, reset, dt, lenient, as_json):
+def compile_command(
+    model, output, calibrate, calibrate_samples, steps, method, percentile, convention, reset, dt, lenient, as_json
+):
     """Compile a NIR graph into a fixed-point program for the cpu and lava backends."""
     from ..discretization import get_convention
     from ..nir_io import load_graph
@@ -60,7 +86,9 @@ def compile_command(model, output, calibrate, calibrate_samples, steps, method, 
         raise NeurocompileError(f"--dt must be a positive number, got {conv.dt}")
     graph = load_graph(model, lenient=lenient)
     calibration = load_calibration(calibrate, steps, calibrate_samples) if calibrate else None
-    program, report = compile_graph(graph, conv, calibration=calibration, method=method, percentile=percentile, source=str(model))
+    program, report = compile_graph(
+        graph, conv, calibration=calibration, method=method, percentile=percentile, source=str(model)
+    )
     output = output or model.with_suffix(".ncp")
     try:
         program.save(output)

@@ -11,7 +11,12 @@ from . import cli
 
 @cli.command("export")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="NIR file to write (default: MODEL with .nir).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="NIR file to write (default: MODEL with .nir).",
+)
 @click.option("--allow-pickle", is_flag=True, help="Trust a pickled module or TorchScript file (it can run code).")
 def export_command(model, output, allow_pickle):
     """Export a PyTorch checkpoint to a NIR graph file."""

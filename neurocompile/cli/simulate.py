@@ -8,31 +8,15 @@ spikes per node, synaptic operations and activation sparsity.
 
 from __future__ import annotations
 
-import importlib
-import inspect as _inspect
 import json
 from pathlib import Path
 
 import click
 import numpy as np
 
-from ..errors import BackendUnavailableError, NeurocompileError
+from ..backends import BACKENDS, create_backend
+from ..errors import NeurocompileError
 from . import cli
-
-BACKENDS = {"float": ("float_ref", "FloatReference"), "cpu": ("cpu", "CpuBackend"), "lava": ("lava", "LavaBackend")}
-
-
-def backend_class(name: str):
-    """Import a backend class lazily by name (one-line error when it cannot be imported)."""
-    module_name, class_name = BACKENDS[name]
-    try:
-        module = importlib.import_module(f"neurocompile.backends.{module_name}")
-        return getattr(module, class_name)
-    except NeurocompileError:
-        raise
-    except (ImportError, AttributeError) as exc:
-        raise BackendUnavailableError(f"backend '{name}' is not available: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-
 
 def load_model(path: Path, backend: str, convention, lenient: bool, float_program: bool = False):
     """Return (graph or None, program or None) for MODEL and the chosen backend.
@@ -105,7 +89,12 @@ def load_inputs(input_path, data, steps, limit):
 def summarize(recording, labels, inputs, program=None) -> dict:
     from .. import metrics
 
-    report = {"backend": recording.backend, "samples": int(inputs.shape[0]), "steps": int(inputs.shape[1]), "outputs": list(recording.outputs)}
+    report = {
+        "backend": recording.backend,
+        "samples": int(inputs.shape[0]),
+        "steps": int(inputs.shape[1]),
+        "outputs": list(recording.outputs),
+    }
     if labels is not None:
         report["accuracy"] = metrics.accuracy(recording, labels)
     report["predictions"] = metrics.predictions(recording).tolist() if recording.outputs else []
@@ -128,7 +117,9 @@ def summarize(recording, labels, inputs, program=None) -> dict:
 
 
 def format_report(report: dict) -> str:
-    lines = [f"backend {report['backend']}: {report['samples']} samples x {report['steps']} steps, outputs: {', '.join(report['outputs'])}"]
+    lines = [
+        f"backend {report['backend']}: {report['samples']} samples x {report['steps']} steps, outputs: {', '.join(report['outputs'])}"
+    ]
     if "accuracy" in report:
         lines.append(f"accuracy             {report['accuracy'] * 100:.2f}%")
     lines.append(f"input spikes         {report['input_spikes']}")
@@ -142,7 +133,8 @@ def format_report(report: dict) -> str:
     lines.append(header)
     lines.append("-" * len(header))
     for node, info in report["nodes"].items():
-        def cell(key, fmt):
+
+        def cell(key, fmt, info=info):
             return format(info[key], fmt) if key in info else "-"
 
         lines.append(
@@ -186,23 +178,66 @@ def plot_raster(recording, path) -> None:
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="float", show_default=True, help="Which simulator runs MODEL.")
-@click.option("--input", "input_path", type=click.Path(dir_okay=False), help="Input spikes .npy [batch, time, *input_shape].")
+@click.option(
+    "--backend",
+    type=click.Choice(sorted(BACKENDS)),
+    default="float",
+    show_default=True,
+    help="Which simulator runs MODEL.",
+)
+@click.option(
+    "--input", "input_path", type=click.Path(dir_okay=False), help="Input spikes .npy [batch, time, *input_shape]."
+)
 @click.option("--data", help="A dataset instead of --input: digits, digits-rows or an .npz file.")
 @click.option("--steps", type=int, help="Time steps (dataset encoding length; truncates or zero-pads --input).")
 @click.option("--limit", type=int, help="Use only the first N samples.")
-@click.option("--record", "record_path", type=click.Path(dir_okay=False), help="Write every node's spikes/v/u to this .npz.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a spike raster PNG of the first sample.")
+@click.option(
+    "--record", "record_path", type=click.Path(dir_okay=False), help="Write every node's spikes/v/u to this .npz."
+)
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a spike raster PNG of the first sample."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
-@click.option("--convention", default="neurocompile", show_default=True, help="Discretization preset (neurocompile, norse, snntorch, sinabs, rockpool, spikingjelly).")
+@click.option(
+    "--convention",
+    default="neurocompile",
+    show_default=True,
+    help="Discretization preset (neurocompile, norse, snntorch, sinabs, rockpool, spikingjelly).",
+)
 @click.option("--dt", type=float, help="Time step in seconds (overrides the preset).")
 @click.option("--reset", type=click.Choice(["zero", "subtract"]), help="Reset after a spike (overrides the preset).")
 @click.option("--lenient", is_flag=True, help="Read older NIR files without nir's type check.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device for the float and cpu backends (cpu, cuda).")
-@click.option("--lava-tag", type=click.Choice(["fixed_pt", "floating_pt"]), default="fixed_pt", show_default=True,
-              help="Lava process models: bit-accurate fixed_pt, or floating_pt (a .nir/.pt model then runs unquantized).")
-@click.option("--loihi", is_flag=True, help="Lava: run on a Loihi 2 system (Loihi2HwCfg; needs Intel's lava-loihi and the chip).")
-def simulate(model, backend, input_path, data, steps, limit, record_path, plot_path, as_json, convention, dt, reset, lenient, device, lava_tag, loihi):
+@click.option(
+    "--device", default="cpu", show_default=True, help="Torch device for the float and cpu backends (cpu, cuda)."
+)
+@click.option(
+    "--lava-tag",
+    type=click.Choice(["fixed_pt", "floating_pt"]),
+    default="fixed_pt",
+    show_default=True,
+    help="Lava process models: bit-accurate fixed_pt, or floating_pt (a .nir/.pt model then runs unquantized).",
+)
+@click.option(
+    "--loihi", is_flag=True, help="Lava: run on a Loihi 2 system (Loihi2HwCfg; needs Intel's lava-loihi and the chip)."
+)
+def simulate(
+    model,
+    backend,
+    input_path,
+    data,
+    steps,
+    limit,
+    record_path,
+    plot_path,
+    as_json,
+    convention,
+    dt,
+    reset,
+    lenient,
+    device,
+    lava_tag,
+    loihi,
+):
     """Run MODEL (.nir, .ncp or .pt) on a backend and report accuracy, spikes, synops and sparsity."""
     from ..discretization import get_convention
 
@@ -217,19 +252,17 @@ def simulate(model, backend, input_path, data, steps, limit, record_path, plot_p
             raise NeurocompileError(f"--device: unknown torch device '{device}' (use cpu or cuda)") from None
     conv = get_convention(convention, dt=dt, reset=reset)
     path = Path(model)
-    cls = backend_class(backend)
-    graph, program = load_model(path, backend, conv, lenient, float_program=backend == "lava" and lava_tag == "floating_pt")
+    graph, program = load_model(
+        path, backend, conv, lenient, float_program=backend == "lava" and lava_tag == "floating_pt"
+    )
     inputs, labels = load_inputs(input_path, data, steps, limit)
     if backend == "float":
-        runner = cls(graph, convention=conv, device=device)
+        runner = create_backend("float", graph, convention=conv, device=device)
     elif backend == "cpu":
-        runner = cls(program, device=device)
+        runner = create_backend("cpu", program, device=device)
     else:
-        runner = cls(program, tag=lava_tag, hardware=loihi)
-    kwargs = {"record": "all"}
-    if "progress" in _inspect.signature(runner.run).parameters:
-        kwargs["progress"] = True
-    recording = runner.run(inputs, **kwargs)
+        runner = create_backend("lava", program, tag=lava_tag, hardware=loihi)
+    recording = runner.run(inputs, record="all", progress=True)
     report = summarize(recording, labels, inputs, program)
     report["model"] = str(path)
     report["convention"] = conv.name
@@ -238,7 +271,9 @@ def simulate(model, backend, input_path, data, steps, limit, record_path, plot_p
         try:
             recording.save(record_path)
         except OSError as exc:
-            raise NeurocompileError(f"{record_path}: cannot write recording ({exc.strerror or type(exc).__name__})") from None
+            raise NeurocompileError(
+                f"{record_path}: cannot write recording ({exc.strerror or type(exc).__name__})"
+            ) from None
         report["record"] = str(record_path)
     if plot_path:
         plot_raster(recording, plot_path)

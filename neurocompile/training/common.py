@@ -25,8 +25,8 @@ from torch.nn.utils import parametrize
 
 from neurocompile import discretization as D
 from neurocompile.discretization import Convention
-from neurocompile.program import DECAY_BITS
 from neurocompile.errors import NeurocompileError
+from neurocompile.program import DECAY_BITS
 
 Tensor = torch.Tensor
 
@@ -91,7 +91,9 @@ def layer_views(model: nn.Module) -> list[LayerView]:
     views = []
     for (lin_name, lin), (neu_name, neu) in zip(children[::2], children[1::2]):
         if not isinstance(lin, nn.Linear):
-            raise NeurocompileError(f"online rules: layer '{lin_name}' is {type(lin).__name__}, expected Linear (use --rule bptt)")
+            raise NeurocompileError(
+                f"online rules: layer '{lin_name}' is {type(lin).__name__}, expected Linear (use --rule bptt)"
+            )
         model_name = getattr(neu, "model", None)
         if model_name not in ONLINE_MODELS:
             raise NeurocompileError(
@@ -164,6 +166,7 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> f
 
 
 # --- hardware-aware options ----------------------------------------------------------------
+
 
 def quantized_tau(tau: float, dt: float, bits: int = DECAY_BITS) -> float:
     """Nearest ``tau`` whose per-step decay ``dt/tau`` is ``k / 2**bits`` with integer ``k >= 1``."""

@@ -39,8 +39,15 @@ class OnlineRule:
 
     name = "online"
 
-    def __init__(self, model: nn.Module, loss: str = "ce", loss_scale: float = 1.0, loss_steps: int | None = None,
-                 feedback: str = "bp", seed: int = 0):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: str = "ce",
+        loss_scale: float = 1.0,
+        loss_steps: int | None = None,
+        feedback: str = "bp",
+        seed: int = 0,
+    ):
         self.model = model
         self.layers: list[LayerView] = layer_views(model)
         self.loss, self.loss_scale, self.loss_steps = loss, float(loss_scale), loss_steps
@@ -103,8 +110,10 @@ class OnlineRule:
         ones = x.new_ones(batch, 1)
         vs = [lay.neuron.init_state(batch, x.device, x.dtype).v for lay in self.layers]
         traces: list[dict | None] = [None] * len(self.layers)
-        grads = [torch.zeros(lay.linear.out_features, lay.linear.in_features + 1, dtype=x.dtype, device=x.device)
-                 for lay in self.layers]
+        grads = [
+            torch.zeros(lay.linear.out_features, lay.linear.in_features + 1, dtype=x.dtype, device=x.device)
+            for lay in self.layers
+        ]
         gains = [lay.gain().to(x) for lay in self.layers]
         total, outputs = 0.0, []
         for t in range(steps):
@@ -147,7 +156,7 @@ class OnlineRule:
                     self._write_grads(step_grads)
                     on_step(t)
                     ws, bs = self._effective()
-            for l, lay in enumerate(self.layers):
+            for l in range(len(self.layers)):
                 self.update_post(l, traces[l], saved[l][1])
         if on_step is None:
             self._write_grads(grads)

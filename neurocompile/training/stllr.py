@@ -35,7 +35,9 @@ class STLLR(OnlineRule):
         super().__init__(model, **kwargs)
         factors = tuple(float(f) for f in factors)
         if len(factors) != 4:
-            raise NeurocompileError(f"S-TLLR factors must be [lambda_post, lambda_pre, alpha_post, alpha_pre], got {factors}")
+            raise NeurocompileError(
+                f"S-TLLR factors must be [lambda_post, lambda_pre, alpha_post, alpha_pre], got {factors}"
+            )
         self.lambda_post, self.lambda_pre, self.alpha_post, self.alpha_pre = factors
 
     def init_traces(self, l, x_aug, n_out):

@@ -86,8 +86,14 @@ def build_model(config: TrainConfig, n_in: int, n_out: int):
         params = dict(tau=tau, r=tau / conv.dt)
     out_params = dict(params)
     sizes = (n_in, *[int(h) for h in config.hidden], n_out)
-    model = MLP(sizes, neuron="LIF", output_neuron=config.output_neuron, neuron_params=params,
-                output_params=out_params, convention=conv)
+    model = MLP(
+        sizes,
+        neuron="LIF",
+        output_neuron=config.output_neuron,
+        neuron_params=params,
+        output_params=out_params,
+        convention=conv,
+    )
     return model
 
 
@@ -117,7 +123,9 @@ def train(config: TrainConfig, progress: bool = True, log=None):
     x_train, y_train = _load(config, "train", config.seed * 1000, device)
     n_in = int(x_train.shape[2])
     if x_test.shape[1:] != x_train.shape[1:]:
-        raise NeurocompileError(f"dataset '{config.data}': train and test shapes differ ({list(x_train.shape[1:])} vs {list(x_test.shape[1:])})")
+        raise NeurocompileError(
+            f"dataset '{config.data}': train and test shapes differ ({list(x_train.shape[1:])} vs {list(x_test.shape[1:])})"
+        )
     n_out = int(max(y_train.max(), y_test.max()) + 1)
     model = build_model(config, n_in, n_out).to(device)
     if config.hardware_aware:
@@ -127,6 +135,7 @@ def train(config: TrainConfig, progress: bool = True, log=None):
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1))
     on_step = None
     if config.rule == "ottt" and config.ottt_mode == "O":
+
         def on_step(_t):
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -136,8 +145,12 @@ def train(config: TrainConfig, progress: bool = True, log=None):
     history = []
     gen = torch.Generator().manual_seed(config.seed)
     start = time.perf_counter()
-    bar = tqdm(range(1, config.epochs + 1), desc=f"{config.rule} {config.data} T={x_train.shape[1]}",
-               disable=not progress, unit="epoch")
+    bar = tqdm(
+        range(1, config.epochs + 1),
+        desc=f"{config.rule} {config.data} T={x_train.shape[1]}",
+        disable=not progress,
+        unit="epoch",
+    )
     for epoch in bar:
         t0 = time.perf_counter()
         if epoch > 1 and config.encoding == "rate" and not str(config.data).endswith(".npz"):
@@ -159,8 +172,13 @@ def train(config: TrainConfig, progress: bool = True, log=None):
         if device.type == "cuda":
             torch.cuda.synchronize()
         epoch_time = time.perf_counter() - t0
-        row = {"epoch": epoch, "loss": total_loss / seen, "train_acc": correct / seen, "epoch_time_s": epoch_time,
-               "test_acc": evaluate(model, x_test, y_test)}
+        row = {
+            "epoch": epoch,
+            "loss": total_loss / seen,
+            "train_acc": correct / seen,
+            "epoch_time_s": epoch_time,
+            "test_acc": evaluate(model, x_test, y_test),
+        }
         if not math.isfinite(row["loss"]):
             raise NeurocompileError(f"training diverged at epoch {epoch} (loss {row['loss']}); lower --lr")
         history.append(row)
@@ -206,8 +224,9 @@ def plot_learning_curve(metrics: dict, path) -> Path:
     ax2.set_ylabel("accuracy")
     ax2.legend(loc="lower right")
     cfg = metrics["config"]
-    fig.suptitle(f"{cfg['rule']} on {cfg['data']}, T={metrics['steps']}, seed {cfg['seed']}: "
-                 f"test {metrics['test_acc']:.3f}")
+    fig.suptitle(
+        f"{cfg['rule']} on {cfg['data']}, T={metrics['steps']}, seed {cfg['seed']}: test {metrics['test_acc']:.3f}"
+    )
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
