@@ -18,6 +18,7 @@ from ..backends import BACKENDS, create_backend
 from ..errors import NeurocompileError
 from . import cli
 
+
 def load_model(path: Path, backend: str, convention, lenient: bool, float_program: bool = False):
     """Return (graph or None, program or None) for MODEL and the chosen backend.
 
