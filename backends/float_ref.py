@@ -43,20 +43,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from neurocompile.discretization import NEURON_MODELS, Convention, initial_state, params_from_nir, threshold_step
+from neurocompile.discretization import Convention
 from neurocompile.errors import GraphError, NeurocompileError
 from neurocompile.graph import flatten_graph, order_graph
 from neurocompile.nir_io import single_shape
+from neurocompile.primitives import PRIMITIVES, Op, delay_steps, initial_state, kind_of, make_op, neuron_params
 from neurocompile.recording import Recording
-
-
-def _ints(value, n: int) -> tuple[int, ...]:
-    arr = np.asarray(value).reshape(-1)
-    if arr.size == 1:
-        return (int(arr[0]),) * n
-    return tuple(int(v) for v in arr[:n])
 
 
 def _fit(x: torch.Tensor, shape) -> torch.Tensor:
@@ -66,6 +59,22 @@ def _fit(x: torch.Tensor, shape) -> torch.Tensor:
     if x[0].numel() == int(np.prod(shape)):
         return x.reshape(x.shape[0], *shape)
     return x
+
+
+def _declared_input(node) -> tuple[int, ...] | None:
+    """The per-sample input shape a node declares (input_type, or C_in x input_shape for a conv)."""
+    shape = single_shape(getattr(node, "input_type", None))
+    weight = getattr(node, "weight", None)
+    if shape is not None or weight is None:
+        return shape
+    w = np.shape(weight)
+    if not hasattr(node, "input_shape"):  # Affine, Linear: the weight's last axis
+        return tuple(w[:-2]) + (w[-1],)
+    spatial = getattr(node, "input_shape", None)
+    if spatial is not None and len(w) == np.size(spatial) + 2:
+        groups = int(np.asarray(getattr(node, "groups", 1)).reshape(-1)[0])
+        return (w[1] * groups, *(int(v) for v in np.ravel(spatial)))
+    return None
 
 
 # --- one object per node ---------------------------------------------------------------------
@@ -101,118 +110,59 @@ class _Identity(_Node):
         return x
 
 
-class _Weighted(_Node):
-    """Affine, Linear, Conv1d, Conv2d; also counts synaptic operations."""
+class _Linear(_Node):
+    """A stateless primitive: the registry's op for the shape that arrives, plus its bias.
+
+    Weighted ops also count synaptic operations: each nonzero input element times its number
+    of nonzero outgoing weights.
+    """
 
     def __init__(self, *args):
         super().__init__(*args)
-        node, kind = self.node, type(self.node).__name__
-        self.weight = self.tensor(node.weight)
-        bias = getattr(node, "bias", None)
-        self.bias = None if bias is None else self.tensor(bias)
-        self.fanout = None
+        self.in_shape = _declared_input(self.node)
+        self.weighted = hasattr(self.node, "weight")
+        self.op: Op | None = None
         self.synops = 0
-        if kind in ("Affine", "Linear"):
-            self.in_shape = tuple(self.weight.shape[:-2]) + (self.weight.shape[-1],)
-        elif kind in ("Conv1d", "Conv2d"):
-            n = 1 if kind == "Conv1d" else 2
-            self.n = n
-            self.stride = _ints(node.stride, n)
-            self.dilation = _ints(node.dilation, n)
-            self.groups = int(np.asarray(node.groups).reshape(-1)[0])
-            pad = node.padding
-            self.padding = pad if isinstance(pad, str) else _ints(pad, n)
-            if self.bias is not None:
-                self.bias = self.bias.reshape(-1).expand(self.weight.shape[0]).contiguous()
-            shape = getattr(node, "input_shape", None)
-            if self.in_shape is None and shape is not None and np.asarray(shape).size == n:
-                self.in_shape = (self.weight.shape[1] * self.groups, *_ints(shape, n))
-            if self.in_shape is not None and len(self.in_shape) != n + 1:
-                self.in_shape = None
 
-    def linear(self, x, weight):
-        kind = type(self.node).__name__
-        if kind in ("Affine", "Linear"):
-            return torch.matmul(weight, x.unsqueeze(-1)).squeeze(-1)
-        fn = F.conv1d if kind == "Conv1d" else F.conv2d
-        return fn(x, weight, None, self.stride, self.padding, self.dilation, self.groups)
-
-    def step(self, x):
-        x = _fit(x, self.in_shape)
+    def _resolve(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``x`` in the op's input layout, building the op on first use (None: no input, shape unknown)."""
+        shape = self.op.in_shape if self.op is not None else self.in_shape
+        x = _fit(x, shape)
         if x.dim() == 0:
-            x = self.zeros_input()
-        if self.fanout is None or self.fanout.shape != x.shape[1:]:
+            if shape is None:
+                return None
+            x = torch.zeros((self.batch, *shape), dtype=self.dtype, device=self.device)
+        if self.op is None:
+            self.op = make_op(self.name, self.node, shape or tuple(x.shape[1:]))
+            self.weight = None if self.op.weight is None else self.tensor(self.op.weight)
+            self.bias = None if self.op.bias is None else self.tensor(self.op.bias)
+            self.fanout = None
+        if x[0].numel() != int(np.prod(self.op.in_shape)):
+            raise GraphError(
+                f"receives {list(x.shape[1:])}, expects {list(self.op.in_shape)}", node=self.name, field="input_type"
+            )
+        return x.reshape(x.shape[0], *self.op.in_shape)
+
+    def _count(self, x: torch.Tensor) -> None:
+        if self.fanout is None:
             probe = torch.ones((1, *x.shape[1:]), dtype=self.dtype, device=self.device, requires_grad=True)
             with torch.enable_grad():
-                self.linear(probe, (self.weight != 0).to(self.dtype)).sum().backward()
+                self.op.apply(probe, (self.weight != 0).to(self.dtype)).sum().backward()
             self.fanout = probe.grad[0].detach().to(torch.float64)  # exact integer counts
         self.synops = self.synops + ((x != 0).to(torch.float64) * self.fanout).sum()  # a tensor: no sync per step
-        y = self.linear(x, self.weight)
-        if self.bias is not None:
-            if type(self.node).__name__ in ("Conv1d", "Conv2d"):
-                y = y + self.bias.reshape(-1, *([1] * self.n))
-            else:
-                y = y + self.bias
-        return y
-
-
-class _Pool(_Node):
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.kernel = _ints(self.node.kernel_size, 2)
-        self.stride = _ints(self.node.stride, 2)
-        self.padding = _ints(self.node.padding, 2)
-        self.sum = type(self.node).__name__ == "SumPool2d"
 
     def step(self, x):
-        # SumPool2d: sum over the window, zero padding. AvgPool2d: PyTorch's avg_pool2d (padding counted).
-        return F.avg_pool2d(x, self.kernel, self.stride, self.padding, divisor_override=1 if self.sum else None)
+        x = self._resolve(x)
+        if x is None:
+            return torch.zeros((), dtype=self.dtype, device=self.device)
+        if self.weighted:
+            self._count(x)
+        y = self.op.apply(x, self.weight)
+        return y if self.bias is None else y + self.bias
 
 
-class _Flatten(_Node):
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.start = int(np.asarray(self.node.start_dim).reshape(-1)[0])
-        self.end = int(np.asarray(self.node.end_dim).reshape(-1)[0])
-        self.out_shape = single_shape(getattr(self.node, "output_type", None))
-
-    def step(self, x):
-        if self.out_shape is not None and x[0].numel() == int(np.prod(self.out_shape)):
-            return x.reshape(x.shape[0], *self.out_shape)
-        # dims exclude batch: shift non-negative dims by one
-        start = self.start + 1 if self.start >= 0 else self.start
-        end = self.end + 1 if self.end >= 0 else self.end
-        return torch.flatten(x, start, end)
-
-
-class _Scale(_Node):
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.scale = self.tensor(self.node.scale)
-
-    def step(self, x):
-        return _fit(x, self.in_shape) * self.scale
-
-
-class _Threshold(_Node):
-    variables = ("spikes",)
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.threshold = self.tensor(self.node.threshold)
-
-    def step(self, x):
-        s = threshold_step(_fit(x, self.in_shape), self.threshold, self.conv)
-        self.last = {"spikes": s}
-        return s
-
-
-class _Delay(_Node):
-    def __init__(self, *args):
-        super().__init__(*args)
-        steps = np.rint(np.asarray(self.node.delay, dtype=np.float64) / self.conv.dt).astype(np.int64)
-        self.steps = torch.as_tensor(steps, device=self.device)
-        self.depth = int(steps.max()) + 1 if steps.size else 1
+class _Delay(_Linear):
+    """NIR ``Delay``: a ring buffer of ``max(steps) + 1`` inputs, read per element."""
 
     def reset(self, batch):
         super().reset(batch)
@@ -220,33 +170,30 @@ class _Delay(_Node):
         self.t = 0
 
     def step(self, x):
-        x = _fit(x, self.in_shape)
-        if x.dim() == 0:
-            x = self.zeros_input()
-        shape = torch.broadcast_shapes(x.shape, (x.shape[0], *self.steps.shape))
-        x = x.expand(shape)
+        x = self._resolve(x)
+        if x is None:
+            return torch.zeros((), dtype=self.dtype, device=self.device)
         if self.buffer is None:
-            self.buffer = torch.zeros((self.depth, *shape), dtype=self.dtype, device=self.device)
+            steps = torch.as_tensor(delay_steps(self.op.delay, self.conv.dt), device=self.device)
+            self.index = steps.unsqueeze(0).unsqueeze(0).expand(1, *x.shape)
+            self.depth = int(steps.max()) + 1 if steps.numel() else 1
+            self.buffer = torch.zeros((self.depth, *x.shape), dtype=self.dtype, device=self.device)
         self.buffer[self.t % self.depth] = x
-        slot = (self.t - self.steps) % self.depth  # per element; unwritten slots are still zero
-        index = slot.expand(shape[1:]).unsqueeze(0).unsqueeze(0).expand(1, *shape)
-        out = torch.gather(self.buffer, 0, index)[0]
+        slot = (self.t - self.index) % self.depth  # per element; unwritten slots are still zero
         self.t += 1
-        return out
+        return torch.gather(self.buffer, 0, slot)[0]
 
 
 class _Neuron(_Node):
     def __init__(self, *args):
         super().__init__(*args)
-        self.model = type(self.node).__name__
-        self.fn, _, state_cls, self.spiking = NEURON_MODELS[self.model]
-        self.params = params_from_nir(self.node, dtype=self.dtype, device=self.device)
+        self.model = PRIMITIVES[type(self.node).__name__].neuron
+        self.params = neuron_params(self.node, dtype=self.dtype, device=self.device)
         self.param_shape = torch.broadcast_shapes(*(p.shape for p in self.params))
         if self.in_shape is None and len(self.param_shape) > 0:
             self.in_shape = tuple(self.param_shape)
-        names = ["spikes"] if self.spiking else []
-        names += ["v", "i"] if "i" in state_cls._fields else ["v"]
-        self.variables = tuple(names)
+        names = ["spikes"] if self.model.spiking else []
+        self.variables = tuple(names + list(self.model.state._fields)[::-1])
 
     def reset(self, batch):
         super().reset(batch)
@@ -257,31 +204,20 @@ class _Neuron(_Node):
         if self.state is None:
             shape = torch.broadcast_shapes(x.shape if x.dim() else (self.batch,), (self.batch, *self.param_shape))
             self.state = initial_state(self.model, shape, dtype=self.dtype, device=self.device)
-        out, self.state = self.fn(x, self.state, self.params, self.conv)
-        self.last = {"v": self.state.v}
-        if self.spiking:
+        out, self.state = self.model.step(x, self.state, self.params, self.conv)
+        self.last = dict(self.state._asdict())
+        if self.model.spiking:
             self.last["spikes"] = out
-        if hasattr(self.state, "i"):
-            self.last["i"] = self.state.i
         return out
 
 
-NODE_CLASSES = {
-    "Input": _Identity,
-    "Output": _Identity,
-    "InlinedBoundary": _Identity,
-    "Affine": _Weighted,
-    "Linear": _Weighted,
-    "Conv1d": _Weighted,
-    "Conv2d": _Weighted,
-    "SumPool2d": _Pool,
-    "AvgPool2d": _Pool,
-    "Flatten": _Flatten,
-    "Scale": _Scale,
-    "Delay": _Delay,
-    "Threshold": _Threshold,
-    **{model: _Neuron for model in NEURON_MODELS},
-}
+NODE_CLASSES = {"io": _Identity, "linear": _Linear, "neuron": _Neuron}
+
+
+def _node_class(node) -> type[_Node]:
+    if type(node).__name__ == "Delay":
+        return _Delay
+    return NODE_CLASSES[kind_of(node)]
 
 
 class FloatReference:
@@ -309,10 +245,7 @@ class FloatReference:
             self.preds[dst].append((src, (src, dst) in self.back_edges))
         self.ops: dict[str, _Node] = {}
         for name, node in self.nodes.items():
-            cls = NODE_CLASSES.get(type(node).__name__)
-            if cls is None:
-                raise GraphError(f"unsupported primitive '{type(node).__name__}'", node=name, field="type")
-            self.ops[name] = cls(name, node, convention, self.device, dtype)
+            self.ops[name] = _node_class(node)(name, node, convention, self.device, dtype)
         # What the outputs are: the node feeding each Output node (or the Output itself).
         self.outputs = []
         for out in output_nodes:
@@ -394,7 +327,7 @@ class FloatReference:
         traces: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
         for op in self.ops.values():
             op.reset(batch)
-            if isinstance(op, _Weighted):
+            if isinstance(op, _Linear):
                 op.synops = 0
         prev: dict[str, torch.Tensor] = {}
         iterator = range(steps)
@@ -431,7 +364,11 @@ class FloatReference:
         arrays = {}
         for key, values in traces.items():
             arrays[key] = torch.stack(values, dim=1).cpu().numpy() if values else np.zeros((batch, 0))
-        synops = {name: int(round(float(op.synops))) for name, op in self.ops.items() if isinstance(op, _Weighted)}
+        synops = {
+            name: int(round(float(op.synops)))
+            for name, op in self.ops.items()
+            if isinstance(op, _Linear) and op.weighted
+        }
         metadata = {
             "dt": self.convention.dt,
             "convention": self.convention.name,

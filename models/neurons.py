@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from neurocompile import discretization as D
+from neurocompile import primitives
 from neurocompile.discretization import Convention
 from neurocompile.errors import NeurocompileError
 
@@ -53,7 +53,8 @@ class Neuron(nn.Module):
         self.shape = (int(shape),) if isinstance(shape, int) else tuple(int(n) for n in shape)
         self.convention = convention
         self.detach_reset = detach_reset
-        self.step_fn, self.params_cls, _, self.spiking = D.NEURON_MODELS[self.model]
+        self.contract = primitives.NEURONS[self.model]
+        self.step_fn, self.params_cls, self.spiking = self.contract.step, self.contract.params, self.contract.spiking
         trainable = set(trainable)
         unknown = trainable - set(self.params_cls._fields)
         if unknown:
@@ -79,7 +80,8 @@ class Neuron(nn.Module):
 
     def init_state(self, batch: int, device=None, dtype=None) -> NamedTuple:
         ref = getattr(self, self.params_cls._fields[0])
-        return D.initial_state(self.model, (batch, *self.shape), dtype=dtype or ref.dtype, device=device or ref.device)
+        shape = (batch, *self.shape)
+        return primitives.initial_state(self.contract, shape, dtype=dtype or ref.dtype, device=device or ref.device)
 
     def step(self, x: Tensor, state: NamedTuple | None = None) -> tuple[Tensor, NamedTuple]:
         """One time step on ``[batch, *shape]``: returns (spikes or v, new state)."""
@@ -98,7 +100,7 @@ class Neuron(nn.Module):
         (``v``, and ``i`` for the current-based models) to its value after every step.
         """
         self._check_input(x)
-        outputs, trace = [], {name: [] for name in D.NEURON_MODELS[self.model][2]._fields}
+        outputs, trace = [], {name: [] for name in self.contract.state._fields}
         for t in range(x.shape[1]):
             out, state = self.step(x[:, t], state)
             outputs.append(out)

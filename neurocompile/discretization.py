@@ -23,14 +23,14 @@ Equations per step, for input ``x[t]`` (NIR parameters broadcast over the neuron
     spiking neurons:  s = (v > v_threshold)  [or >= with ``threshold_inclusive``]
                       reset="zero":     v <- v_reset where s
                       reset="subtract": v <- v - v_threshold * s
-    Threshold node:   s = (x > threshold)
+    Threshold         s = (x > threshold)           (no state; v is the input)
 
-Presets describe how peer libraries read the same NIR graph (see ``PRESETS``).
+Presets describe how peer libraries read the same NIR graph (see ``PRESETS``). Which NIR primitive
+uses which step function is recorded once, in :mod:`neurocompile.primitives`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
@@ -236,37 +236,10 @@ def i_step(x: Tensor, state: VState, p: IParams, conv: Convention):
     return v, VState(v)
 
 
-def threshold_step(x: Tensor, threshold: Tensor, conv: Convention) -> Tensor:
-    return spike(x - threshold, conv.threshold_inclusive)
+class ThresholdParams(NamedTuple):
+    threshold: Tensor
 
 
-StepFn = Callable[..., tuple]
-
-# NIR class name -> (step function, parameter tuple, state tuple, spiking?)
-NEURON_MODELS: dict[str, tuple[StepFn, type, type, bool]] = {
-    "LIF": (lif_step, LIFParams, VState, True),
-    "CubaLIF": (cuba_lif_step, CubaLIFParams, CubaState, True),
-    "IF": (if_step, IFParams, VState, True),
-    "LI": (li_step, LIParams, VState, False),
-    "CubaLI": (cuba_li_step, CubaLIParams, CubaState, False),
-    "I": (i_step, IParams, VState, False),
-}
-
-
-def initial_state(model: str, shape, dtype=torch.float32, device=None):
-    """Zero state of a neuron model for a batch of neurons with ``shape`` (batch included)."""
-    state_cls = NEURON_MODELS[model][2]
-    return state_cls(*(torch.zeros(shape, dtype=dtype, device=device) for _ in state_cls._fields))
-
-
-def params_from_nir(node, dtype=torch.float32, device=None):
-    """Parameter tuple of a nir neuron node as tensors (v_reset defaults to 0)."""
-    model = type(node).__name__
-    params_cls = NEURON_MODELS[model][1]
-    values = []
-    for name in params_cls._fields:
-        value = getattr(node, name, None)
-        if value is None and name == "v_reset":
-            value = 0.0
-        values.append(torch.as_tensor(value, dtype=dtype, device=device))
-    return params_cls(*values)
+def threshold_step(x: Tensor, state: VState, p: ThresholdParams, conv: Convention):
+    """NIR ``Threshold``: ``s = (x > threshold)``, no memory (``v`` is this step's input)."""
+    return spike(x - p.threshold, conv.threshold_inclusive), VState(x)

@@ -13,10 +13,10 @@ import numpy as np
 
 from .errors import NeurocompileError
 from .graph import flatten_graph, order_graph
-from .nir_io import PRIMITIVES, load_graph, single_shape
+from .nir_io import load_graph, single_shape
+from .primitives import PRIMITIVES
 
-NEURON_TYPES = ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I")
-SPIKING_TYPES = ("LIF", "CubaLIF", "IF")
+GEOMETRY_FIELDS = ("stride", "padding", "dilation", "groups", "start_dim", "end_dim")
 
 
 def _range(value) -> dict:
@@ -25,6 +25,25 @@ def _range(value) -> dict:
         return {"shape": list(arr.shape)}
     arr = arr.astype(np.float64)
     return {"shape": list(arr.shape), "min": float(arr.min()), "max": float(arr.max())}
+
+
+def _neuron_count(node, entry, out_shape) -> int:
+    shapes = (np.shape(getattr(node, f)) for f in entry.fields if getattr(node, f, None) is not None)
+    shape = out_shape or list(np.broadcast_shapes(*shapes))
+    return int(np.prod(shape)) if shape else 1
+
+
+def _weight_counts(w: np.ndarray, out_shape) -> dict:
+    """Weights, nonzero weights and synapses (a conv weight serves every output position)."""
+    counts = {"weights": int(w.size), "nonzero_weights": int(np.count_nonzero(w))}
+    if w.ndim <= 2:
+        counts["synapses"] = counts["nonzero_weights"]
+    elif out_shape is not None:
+        positions = int(np.prod(out_shape[1:])) if len(out_shape) > 1 else 1
+        counts["synapses"] = counts["nonzero_weights"] * positions
+    else:
+        counts["synapses"] = None
+    return counts
 
 
 def describe_graph(graph) -> dict:
@@ -40,40 +59,25 @@ def describe_graph(graph) -> dict:
     for name in order:
         node = nodes[name]
         kind = type(node).__name__
+        entry = PRIMITIVES.get(kind)
         params = {}
-        for field in PRIMITIVES.get(kind, ()):
+        for field in entry.fields if entry else ():
             value = getattr(node, field, None)
             if value is not None:
                 params[field] = _range(value)
-        for field in ("stride", "padding", "dilation", "groups", "start_dim", "end_dim"):
-            if kind in ("Conv1d", "Conv2d", "Flatten") and hasattr(node, field):
+        for field in GEOMETRY_FIELDS:
+            if field not in params and hasattr(node, field):
                 value = getattr(node, field)
                 params[field] = value if isinstance(value, str) else np.asarray(value).tolist()
         in_shape = single_shape(getattr(node, "input_type", None))
         out_shape = single_shape(getattr(node, "output_type", None))
         row = {"name": name, "type": kind, "input_shape": in_shape, "output_shape": out_shape, "parameters": params}
-        if kind in NEURON_TYPES:
-            shape = out_shape or list(
-                np.broadcast_shapes(
-                    *(np.shape(getattr(node, f)) for f in PRIMITIVES[kind] if getattr(node, f, None) is not None)
-                )
-            )
-            count = int(np.prod(shape)) if shape else 1
-            row["neurons"] = count
-            row["spiking"] = kind in SPIKING_TYPES
-            neurons += count
-        if kind in ("Affine", "Linear", "Conv1d", "Conv2d"):
-            w = np.asarray(node.weight)
-            row["weights"] = int(w.size)
-            row["nonzero_weights"] = int(np.count_nonzero(w))
-            if kind in ("Affine", "Linear"):
-                row["synapses"] = int(np.count_nonzero(w))
-            elif out_shape is not None:
-                # every output position reads C_in/groups * kernel weights
-                positions = int(np.prod(out_shape[1:])) if len(out_shape) > 1 else 1
-                row["synapses"] = int(np.count_nonzero(w)) * positions
-            else:
-                row["synapses"] = None
+        if entry is not None and entry.kind == "neuron":
+            row["neurons"] = _neuron_count(node, entry, out_shape)
+            row["spiking"] = entry.spiking
+            neurons += row["neurons"]
+        if entry is not None and entry.kind == "linear" and hasattr(node, "weight"):
+            row.update(_weight_counts(np.asarray(node.weight), out_shape))
             synapses += row["synapses"] or 0
         rows.append(row)
     return {

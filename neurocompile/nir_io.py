@@ -26,31 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GraphError
-
-# Every primitive of nir 1.0.8, with the array fields that hold parameters.
-PRIMITIVES: dict[str, tuple[str, ...]] = {
-    "Input": (),
-    "Output": (),
-    "NIRGraph": (),
-    "Affine": ("weight", "bias"),
-    "Linear": ("weight",),
-    "Conv1d": ("weight", "bias"),
-    "Conv2d": ("weight", "bias"),
-    "SumPool2d": ("kernel_size", "stride", "padding"),
-    "AvgPool2d": ("kernel_size", "stride", "padding"),
-    "Flatten": (),
-    "Scale": ("scale",),
-    "Delay": ("delay",),
-    "Threshold": ("threshold",),
-    "LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"),
-    "CubaLIF": ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"),
-    "IF": ("r", "v_threshold", "v_reset"),
-    "LI": ("tau", "r", "v_leak"),
-    "CubaLI": ("tau_syn", "tau_mem", "r", "v_leak", "w_in"),
-    "I": ("r",),
-}
-NEURONS = ("LIF", "CubaLIF", "IF", "LI", "CubaLI", "I")
-TIME_CONSTANTS = ("tau", "tau_syn", "tau_mem")
+from .primitives import PRIMITIVES, primitive
 
 
 def _join(prefix: str, name: str) -> str:
@@ -106,10 +82,7 @@ def _build(raw: dict, name: str):
     if isinstance(kind, (bytes, np.bytes_)):
         kind = kind.decode("utf8", "replace")
     kind = str(kind)
-    if kind not in PRIMITIVES:
-        raise GraphError(
-            f"unknown primitive '{kind}' (nir 1.0.8 knows {', '.join(sorted(PRIMITIVES))})", node=where, field="type"
-        )
+    entry = primitive(kind, where)
     if kind == "NIRGraph":
         for field in ("nodes", "edges"):
             if field not in raw:
@@ -124,10 +97,10 @@ def _build(raw: dict, name: str):
         )
     data = copy.deepcopy(raw)
     data["type"] = kind
-    for field in PRIMITIVES[kind]:
+    for field in entry.fields:
         if field in data and not isinstance(data[field], (np.ndarray, int, float, np.number)):
             raise GraphError(f"expected numbers, got {type(data[field]).__name__}", node=where, field=field)
-    if kind in ("LIF", "CubaLIF", "IF") and "v_reset" not in data and "v_threshold" in data:
+    if "v_reset" in entry.optional and "v_reset" not in data and "v_threshold" in data:
         data["v_reset"] = np.zeros_like(np.asarray(data["v_threshold"]))
     if kind == "Flatten" and "input_type" not in data:
         data["input_type"] = None
@@ -267,12 +240,13 @@ def _port_shape(graph, name: str, port: str):
 
 
 def _validate_parameters(node, name: str) -> None:
-    kind = type(node).__name__
+    """Every numeric field present (or optional), finite; then the primitive's own checks."""
+    entry = PRIMITIVES[type(node).__name__]
     arrays = {}
-    for field in PRIMITIVES[kind]:
+    for field in entry.fields:
         value = getattr(node, field, None)
         if value is None:
-            if field == "v_reset":
+            if field in entry.optional:
                 continue
             raise GraphError("missing", node=name, field=field)
         try:
@@ -283,43 +257,5 @@ def _validate_parameters(node, name: str) -> None:
             bad = "NaN" if np.isnan(arr).any() else "infinite"
             raise GraphError(f"contains {bad} values", node=name, field=field)
         arrays[field] = arr
-    if kind in NEURONS:
-        for field in TIME_CONSTANTS:
-            if field in arrays and np.any(arrays[field] <= 0):
-                raise GraphError(
-                    f"time constant must be positive, min is {arrays[field].min():g}", node=name, field=field
-                )
-        try:
-            np.broadcast_shapes(*(a.shape for a in arrays.values()))
-        except ValueError:
-            shapes = ", ".join(f"{k}{list(a.shape)}" for k, a in arrays.items())
-            raise GraphError(
-                f"parameter shapes do not broadcast: {shapes}", node=name, field=next(iter(arrays))
-            ) from None
-    elif kind in ("Affine", "Linear"):
-        w = arrays["weight"]
-        if w.ndim < 2:
-            raise GraphError(f"weight must be at least 2-D, got shape {list(w.shape)}", node=name, field="weight")
-        if kind == "Affine" and arrays["bias"].size not in (1, w.shape[-2]) and arrays["bias"].shape != w.shape[:-1]:
-            raise GraphError(
-                f"bias shape {list(arrays['bias'].shape)} does not match weight {list(w.shape)}",
-                node=name,
-                field="bias",
-            )
-    elif kind in ("Conv1d", "Conv2d"):
-        w = arrays["weight"]
-        dims = 3 if kind == "Conv1d" else 4
-        if w.ndim != dims:
-            raise GraphError(f"weight must be {dims}-D, got shape {list(w.shape)}", node=name, field="weight")
-        b = arrays["bias"]
-        if b.size not in (1, w.shape[0]):
-            raise GraphError(f"bias has {b.size} values for {w.shape[0]} output channels", node=name, field="bias")
-        groups = int(np.asarray(node.groups).reshape(-1)[0])
-        if groups < 1 or w.shape[0] % groups:
-            raise GraphError(f"groups={groups} does not divide {w.shape[0]} output channels", node=name, field="groups")
-    elif kind in ("SumPool2d", "AvgPool2d"):
-        if np.any(arrays["kernel_size"] < 1) or np.any(arrays["stride"] < 1) or np.any(arrays["padding"] < 0):
-            raise GraphError("kernel_size and stride must be >= 1, padding >= 0", node=name, field="kernel_size")
-    elif kind == "Delay":
-        if np.any(arrays["delay"] < 0):
-            raise GraphError("delays must be non-negative", node=name, field="delay")
+    if entry.check is not None:
+        entry.check(arrays, node, name)

@@ -39,26 +39,13 @@ from dataclasses import dataclass, field
 import nir
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .discretization import NEURON_MODELS, Convention
+from .discretization import Convention
 from .errors import GraphError
 from .graph import flatten_graph, order_graph
+from .primitives import PRIMITIVES, Op, conv2d, delay_steps, kind_of, make_op
 from .program import ConvGeometry
 
-NEURON_TYPES = tuple(NEURON_MODELS)  # LIF, CubaLIF, IF, LI, CubaLI, I
-LINEAR_TYPES = (
-    "Affine",
-    "Linear",
-    "Conv1d",
-    "Conv2d",
-    "SumPool2d",
-    "AvgPool2d",
-    "Flatten",
-    "Scale",
-    "Delay",
-    "Identity",
-)
 SPARSE_DENSITY = 0.1  # explicit matrices at most this dense are stored as "sparse"
 
 
@@ -122,7 +109,7 @@ class NormalizedSynapse:
         """Float synaptic output for a batch ``x`` of source values ``[B, *source_shape]``."""
         x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
         if self.kind == "conv":
-            out = _conv2d(
+            out = conv2d(
                 x.reshape(x.shape[0], *self.conv.input_shape),
                 torch.as_tensor(self.weights, dtype=torch.float64),
                 self.conv,
@@ -164,302 +151,126 @@ class NormalizedGraph:
         return [syn for syn in self.synapses if syn.target == target]
 
 
-# --- linear ops -----------------------------------------------------------------------------
+# --- pass 1: shapes ---------------------------------------------------------------------------
 
 
-def _pair(value, name: str, node: str) -> tuple[int, int]:
-    arr = np.atleast_1d(np.asarray(value)).astype(int).ravel()
-    if arr.size == 1:
-        return int(arr[0]), int(arr[0])
-    if arr.size == 2:
-        return int(arr[0]), int(arr[1])
-    raise GraphError(f"expected 1 or 2 values, got {arr.size}", node=node, field=name)
-
-
-def _conv2d(x: torch.Tensor, w: torch.Tensor, geo: ConvGeometry) -> torch.Tensor:
-    return F.conv2d(x, w, stride=geo.stride, padding=geo.padding, dilation=geo.dilation, groups=geo.groups)
-
-
-@dataclass
-class _Op:
-    """One linear NIR node with resolved shapes. ``apply`` excludes the bias."""
-
-    node: str
-    type: str
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    weight: np.ndarray | None = None
-    bias: np.ndarray | None = None  # in out_shape
-    geo: ConvGeometry | None = None
-    pool: tuple | None = None  # (kernel, stride, padding, average)
-    delay: np.ndarray | None = None  # steps, broadcast to in_shape
-
-    def apply(self, x: torch.Tensor) -> torch.Tensor:
-        b = x.shape[0]
-        if self.type in ("Affine", "Linear"):
-            w = torch.as_tensor(self.weight, dtype=x.dtype)
-            return (x.reshape(b, -1) @ w.T).reshape(b, *self.out_shape)
-        if self.type == "Conv2d":
-            return _conv2d(x.reshape(b, *self.in_shape), torch.as_tensor(self.weight, dtype=x.dtype), self.geo)
-        if self.type == "Conv1d":
-            w = torch.as_tensor(self.weight, dtype=x.dtype)
-            g = self.geo
-            return F.conv1d(
-                x.reshape(b, *self.in_shape),
-                w,
-                stride=g.stride[1],
-                padding=g.padding[1],
-                dilation=g.dilation[1],
-                groups=g.groups,
-            )
-        if self.type in ("SumPool2d", "AvgPool2d"):
-            k, s, p, avg = self.pool
-            out = F.avg_pool2d(x.reshape(b, *self.in_shape), k, s, p, count_include_pad=True)
-            return out if avg else out * (k[0] * k[1])
-        if self.type == "Scale":
-            return x.reshape(b, *self.in_shape) * torch.as_tensor(self.weight, dtype=x.dtype)
-        return x.reshape(b, *self.out_shape)  # Flatten, Identity, Delay
-
-
-def _make_op(name: str, node, in_shape: tuple[int, ...]) -> _Op:
-    kind = type(node).__name__
-    if kind in ("Affine", "Linear"):
-        w = np.asarray(node.weight, dtype=np.float64)
-        if w.ndim != 2:
-            raise GraphError(f"weight must be 2-D, got shape {w.shape}", node=name, field="weight")
-        if int(np.prod(in_shape)) != w.shape[1]:
-            raise GraphError(f"weight expects {w.shape[1]} inputs, gets shape {in_shape}", node=name, field="weight")
-        bias = np.asarray(node.bias, dtype=np.float64).reshape(w.shape[0]) if kind == "Affine" else None
-        return _Op(name, "Affine", in_shape, (w.shape[0],), weight=w, bias=bias)
-    if kind == "Conv2d":
-        w = np.asarray(node.weight, dtype=np.float64)
-        if len(in_shape) != 3:
-            raise GraphError(f"Conv2d input shape {in_shape} is not (C, H, W)", node=name, field="input_shape")
-        stride, dil = _pair(node.stride, "stride", name), _pair(node.dilation, "dilation", name)
-        groups = int(np.asarray(node.groups).ravel()[0]) if np.size(node.groups) else 1
-        if isinstance(node.padding, str):
-            if node.padding == "valid":
-                pad = (0, 0)
-            else:  # same (stride 1)
-                pad = tuple(int(d * (k - 1) // 2) for d, k in zip(dil, w.shape[2:]))
-        else:
-            pad = _pair(node.padding, "padding", name)
-        h = (in_shape[1] + 2 * pad[0] - dil[0] * (w.shape[2] - 1) - 1) // stride[0] + 1
-        wd = (in_shape[2] + 2 * pad[1] - dil[1] * (w.shape[3] - 1) - 1) // stride[1] + 1
-        if w.shape[1] * groups != in_shape[0]:
-            raise GraphError(f"weight {w.shape} does not match input channels {in_shape[0]}", node=name, field="weight")
-        out = (w.shape[0], h, wd)
-        geo = ConvGeometry(tuple(int(s) for s in in_shape), out, stride, pad, dil, groups)
-        bias = None
-        if node.bias is not None and np.size(node.bias):
-            bias = np.broadcast_to(np.asarray(node.bias, dtype=np.float64).reshape(-1, 1, 1), out).copy()
-        return _Op(name, "Conv2d", in_shape, out, weight=w, bias=bias, geo=geo)
-    if kind == "Conv1d":
-        w = np.asarray(node.weight, dtype=np.float64)
-        stride = int(np.ravel(node.stride)[0])
-        dil = int(np.ravel(node.dilation)[0])
-        pad = (
-            0
-            if isinstance(node.padding, str) and node.padding == "valid"
-            else (dil * (w.shape[2] - 1) // 2 if isinstance(node.padding, str) else int(np.ravel(node.padding)[0]))
-        )
-        groups = int(np.ravel(node.groups)[0]) if np.size(node.groups) else 1
-        n = (in_shape[-1] + 2 * pad - dil * (w.shape[2] - 1) - 1) // stride + 1
-        out = (w.shape[0], n)
-        geo = ConvGeometry((in_shape[0], 1, in_shape[-1]), (w.shape[0], 1, n), (1, stride), (0, pad), (1, dil), groups)
-        bias = None
-        if node.bias is not None and np.size(node.bias):
-            bias = np.broadcast_to(np.asarray(node.bias, dtype=np.float64).reshape(-1, 1), out).copy()
-        return _Op(name, "Conv1d", in_shape, out, weight=w, bias=bias, geo=geo)
-    if kind in ("SumPool2d", "AvgPool2d"):
-        k = _pair(node.kernel_size, "kernel_size", name)
-        s = _pair(node.stride, "stride", name)
-        p = _pair(node.padding, "padding", name) if node.padding is not None else (0, 0)
-        if len(in_shape) != 3:
-            raise GraphError(f"pooling input shape {in_shape} is not (C, H, W)", node=name, field="input")
-        h = (in_shape[1] + 2 * p[0] - k[0]) // s[0] + 1
-        wd = (in_shape[2] + 2 * p[1] - k[1]) // s[1] + 1
-        return _Op(name, kind, in_shape, (in_shape[0], h, wd), pool=(k, s, p, kind == "AvgPool2d"))
-    if kind == "Flatten":
-        n = int(np.prod(in_shape))
-        start = int(np.ravel(node.start_dim)[0]) if np.size(node.start_dim) else 0
-        end = int(np.ravel(node.end_dim)[0]) if np.size(node.end_dim) else -1
-        dims = list(in_shape)
-        # NIR writers disagree whether start_dim counts the batch; prefer the declared output.
-        declared = node.output_type.get("output") if getattr(node, "output_type", None) else None
-        if declared is not None and np.size(declared) and int(np.prod(declared)) == n:
-            out = tuple(int(d) for d in np.ravel(declared))
-        else:
-            start = max(start - 1, 0) if start >= 1 and start >= len(dims) else start
-            end = len(dims) + end if end < 0 else end
-            out = tuple(dims[:start]) + (int(np.prod(dims[start : end + 1])),) + tuple(dims[end + 1 :])
-        return _Op(name, "Flatten", in_shape, out)
-    if kind == "Scale":
-        s = np.asarray(node.scale, dtype=np.float64)
-        try:
-            np.broadcast_to(s, in_shape)
-        except ValueError:
-            raise GraphError(
-                f"scale shape {s.shape} does not broadcast to {in_shape}", node=name, field="scale"
-            ) from None
-        return _Op(name, "Scale", in_shape, in_shape, weight=s)
-    if kind == "Delay":
-        d = np.asarray(node.delay, dtype=np.float64)
-        return _Op(name, "Delay", in_shape, in_shape, delay=d)
-    if kind in ("Identity", "InlinedBoundary"):
-        return _Op(name, "Identity", in_shape, in_shape)
-    raise GraphError(f"{kind} has no fixed-point mapping", node=name)
-
-
-# --- normalization --------------------------------------------------------------------------
-
-
-def _node_kind(node) -> str:
-    kind = type(node).__name__
-    if kind == "Threshold":
-        return "threshold"
-    if kind in NEURON_TYPES:
-        return "neuron"
-    if kind == "Input":
-        return "input"
-    if kind == "Output":
-        return "output"
-    if kind in LINEAR_TYPES or kind == "InlinedBoundary":
-        return "linear"
-    return "unknown"
-
-
-def _declared_shape(node, key: str, kind: str) -> tuple[int, ...] | None:
-    types = getattr(node, key, None) or {}
-    value = types.get(kind)
+def _declared_shape(node, key: str, port: str) -> tuple[int, ...] | None:
+    value = (getattr(node, key, None) or {}).get(port)
     if value is None or np.size(value) == 0:
         return None
     return tuple(int(v) for v in np.ravel(value))
 
 
-def normalize(graph: nir.NIRGraph, convention: Convention | None = None) -> NormalizedGraph:
-    """Flatten, collapse linear chains and detect recurrence; see the module docstring."""
-    convention = convention or Convention()
-    nodes, edges = flatten_graph(graph)
-    preds: dict[str, list[str]] = {n: [] for n in nodes}
-    succs: dict[str, list[str]] = {n: [] for n in nodes}
-    for s, d in edges:
-        preds[d].append(s)
-        succs[s].append(d)
+def _neuron_shape(node) -> tuple[int, ...] | None:
+    declared = _declared_shape(node, "input_type", "input") or _declared_shape(node, "output_type", "output")
+    if declared is not None:
+        return declared
+    fields = PRIMITIVES[type(node).__name__].fields
+    sizes = [np.shape(getattr(node, f)) for f in fields if getattr(node, f, None) is not None]
+    sizes = [s for s in sizes if int(np.prod(s)) > 1]
+    return tuple(sizes[0]) if sizes else None
 
-    for name, node in nodes.items():
-        kind = _node_kind(node)
-        if kind == "threshold":
-            raise GraphError(
-                "Threshold nodes have no fixed-point mapping (Lava LIF thresholds its own voltage); "
-                "replace the Threshold with an IF/LIF neuron",
-                node=name,
-            )
-        if kind == "unknown":
-            raise GraphError(f"{type(node).__name__} has no fixed-point mapping", node=name)
 
-    # --- shapes ------------------------------------------------------------------------
-    shapes: dict[str, tuple[int, ...]] = {}
-    ops: dict[str, _Op] = {}
-    visiting: set[str] = set()
+class _Shapes:
+    """Per-sample output shape of every node, inferred from the inputs along the edges; the
+    linear nodes' ops (from the primitive registry) are built on the way."""
 
-    def out_shape(name: str) -> tuple[int, ...]:
-        if name in shapes:
-            return shapes[name]
-        node = nodes[name]
-        kind = _node_kind(node)
-        if kind == "input":
-            shape = _declared_shape(node, "input_type", "input") or _declared_shape(node, "output_type", "output")
-            if shape is None:
-                raise GraphError("Input node has no shape", node=name, field="input_type")
-        elif kind == "neuron":
-            shape = _neuron_shape(name, node)
-            if shape is None:
-                shape = in_shape(name)
-        else:
-            shape = None
-            if kind == "linear":
-                op = _make_op(name, node, in_shape(name))
-                ops[name] = op
-                shape = op.out_shape
+    def __init__(self, nodes: dict, preds: dict[str, list[str]]):
+        self.nodes, self.preds = nodes, preds
+        self.out: dict[str, tuple[int, ...]] = {}
+        self.ops: dict[str, Op] = {}
+        self.visiting: set[str] = set()
+        for name, node in nodes.items():
+            if type(node).__name__ != "Output":
+                self.output(name)
+
+    def output(self, name: str) -> tuple[int, ...]:
+        if name not in self.out:
+            node = self.nodes[name]
+            kind = type(node).__name__
+            if kind == "Input":
+                shape = _declared_shape(node, "input_type", "input") or _declared_shape(node, "output_type", "output")
+                if shape is None:
+                    raise GraphError("Input node has no shape", node=name, field="input_type")
+            elif kind_of(node) == "neuron":
+                shape = _neuron_shape(node) or self.input(name)
+            elif kind_of(node) == "linear":
+                self.ops[name] = make_op(name, node, self.input(name))
+                shape = self.ops[name].out_shape
             else:
-                shape = in_shape(name)
-        shapes[name] = tuple(int(s) for s in shape)
-        return shapes[name]
+                shape = self.input(name)
+            self.out[name] = tuple(int(s) for s in shape)
+        return self.out[name]
 
-    def in_shape(name: str) -> tuple[int, ...]:
-        if name in visiting:
+    def input(self, name: str) -> tuple[int, ...]:
+        if name in self.visiting:
             raise GraphError("cannot infer shapes around a cycle (give the neuron parameters full shapes)", node=name)
-        if not preds[name]:
+        if not self.preds[name]:
             raise GraphError("node has no inputs", node=name)
-        visiting.add(name)
+        self.visiting.add(name)
         try:
-            found = [out_shape(p) for p in preds[name]]
+            found = [self.output(p) for p in self.preds[name]]
         finally:
-            visiting.discard(name)
-        first = found[0]
-        for p, s in zip(preds[name], found):
-            if int(np.prod(s)) != int(np.prod(first)):
+            self.visiting.discard(name)
+        for p, shape in zip(self.preds[name], found):
+            if int(np.prod(shape)) != int(np.prod(found[0])):
                 raise GraphError(
-                    f"inputs disagree in size: '{preds[name][0]}' gives {first}, '{p}' gives {s}", node=name
+                    f"inputs disagree in size: '{self.preds[name][0]}' gives {found[0]}, '{p}' gives {shape}", node=name
                 )
-        return first
+        return found[0]
 
-    for name in nodes:
-        if _node_kind(nodes[name]) != "output":
-            out_shape(name)
 
-    # --- populations and inputs ---------------------------------------------------------
-    inputs = [NormalizedInput(n, shapes[n]) for n, v in nodes.items() if _node_kind(v) == "input"]
-    if not inputs:
-        raise GraphError("graph has no Input node", node=getattr(graph, "name", "graph"))
-    pop_nodes = [n for n, v in nodes.items() if _node_kind(v) == "neuron"]
-    populations: dict[str, NormalizedPopulation] = {}
-    for name in pop_nodes:
-        node = nodes[name]
-        shape = shapes[name]
-        if preds[name]:
-            s_in = in_shape(name)
-            if int(np.prod(s_in)) != int(np.prod(shape)):
-                raise GraphError(f"input size {int(np.prod(s_in))} != neuron count {int(np.prod(shape))}", node=name)
-        params = {}
-        field_names = NEURON_MODELS[type(node).__name__][1]._fields
-        for f in field_names:
-            value = getattr(node, f, None)
-            if value is None:
-                if f == "v_reset":
-                    value = 0.0
-                else:
-                    raise GraphError("parameter missing", node=name, field=f)
-            arr = np.asarray(value, dtype=np.float64)
-            if arr.size == int(np.prod(shape)):
-                arr = arr.reshape(shape)
-            try:
-                params[f] = np.broadcast_to(arr, shape).copy()
-            except ValueError:
-                raise GraphError(f"shape {arr.shape} does not broadcast to {shape}", node=name, field=f) from None
-        populations[name] = NormalizedPopulation(
-            name, type(node).__name__, shape, params, np.zeros(shape), spiking=NEURON_MODELS[type(node).__name__][3]
-        )
+# --- pass 2: populations -----------------------------------------------------------------------
 
-    # --- collapse linear chains ---------------------------------------------------------
-    memo: dict[str, tuple[list, np.ndarray | None]] = {}
-    active: set[str] = set()
 
-    def terms_of(name: str):
+def _population(name: str, node, shapes: _Shapes) -> NormalizedPopulation:
+    shape = shapes.out[name]
+    if shapes.preds[name]:
+        n_in = int(np.prod(shapes.input(name)))
+        if n_in != int(np.prod(shape)):
+            raise GraphError(f"input size {n_in} != neuron count {int(np.prod(shape))}", node=name)
+    entry = PRIMITIVES[type(node).__name__]
+    params = {}
+    for field_name in entry.fields:
+        value = getattr(node, field_name, None)
+        if value is None:
+            if field_name not in entry.optional:
+                raise GraphError("parameter missing", node=name, field=field_name)
+            value = 0.0
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.size == int(np.prod(shape)):
+            arr = arr.reshape(shape)
+        try:
+            params[field_name] = np.broadcast_to(arr, shape).copy()
+        except ValueError:
+            raise GraphError(f"shape {arr.shape} does not broadcast to {shape}", node=name, field=field_name) from None
+    return NormalizedPopulation(name, entry.name, shape, params, np.zeros(shape), spiking=entry.spiking)
+
+
+# --- pass 3: chain collapse --------------------------------------------------------------------
+
+
+class _Chains:
+    """What reaches each node through linear ops: (source, [ops]) terms and a summed bias."""
+
+    def __init__(self, nodes: dict, preds: dict[str, list[str]], ops: dict[str, Op]):
+        self.nodes, self.preds, self.ops = nodes, preds, ops
+        self.memo: dict[str, tuple[list, np.ndarray | None]] = {}
+        self.active: set[str] = set()
+
+    def terms(self, name: str):
         """Output of ``name`` as ([(source, [ops...])], bias in its output shape)."""
-        kind = _node_kind(nodes[name])
-        if kind in ("input", "neuron"):
+        if kind_of(self.nodes[name]) == "neuron" or type(self.nodes[name]).__name__ == "Input":
             return [(name, [])], None
-        if name in memo:
-            return memo[name]
-        if name in active:
+        if name in self.memo:
+            return self.memo[name]
+        if name in self.active:
             raise GraphError("cycle of linear nodes without a neuron", node=name)
-        active.add(name)
-        op = ops[name]
+        self.active.add(name)
+        op = self.ops[name]
         terms, bias = [], None
-        for p in preds[name]:
-            t, b = terms_of(p)
+        for p in self.preds[name]:
+            t, b = self.terms(p)
             terms.extend((src, seq + [op]) for src, seq in t)
             if b is not None:
                 bias = b if bias is None else bias + b
@@ -467,31 +278,32 @@ def normalize(graph: nir.NIRGraph, convention: Convention | None = None) -> Norm
             bias = op.apply(torch.as_tensor(bias, dtype=torch.float64).reshape(1, *op.in_shape))[0].numpy()
         if op.bias is not None:
             bias = op.bias.reshape(op.out_shape) if bias is None else bias + op.bias.reshape(op.out_shape)
-        active.discard(name)
-        memo[name] = (terms, bias)
-        return memo[name]
+        self.active.discard(name)
+        self.memo[name] = (terms, bias)
+        return self.memo[name]
 
-    synapses: list[NormalizedSynapse] = []
-    for name in pop_nodes:
-        pop = populations[name]
-        grouped: dict[str, list[list[_Op]]] = {}
-        for p in preds[name]:
-            t, b = terms_of(p)
+    def synapses_into(self, pop: NormalizedPopulation, shapes: _Shapes, convention) -> list[NormalizedSynapse]:
+        """One synapse per source feeding ``pop``; biases on the way are added to ``pop.bias``."""
+        grouped: dict[str, list[list[Op]]] = {}
+        for p in self.preds[pop.name]:
+            t, b = self.terms(p)
             if b is not None:
                 pop.bias = pop.bias + b.reshape(pop.shape)
             for src, seq in t:
                 grouped.setdefault(src, []).append(seq)
-        for src, seqs in grouped.items():
-            source_shape = shapes[src]
-            synapses.append(_collapse(src, name, source_shape, pop.shape, seqs, convention))
+        return [_collapse(src, pop.name, shapes.out[src], pop.shape, seqs, convention) for src, seqs in grouped.items()]
 
-    # --- outputs ------------------------------------------------------------------------
+
+# --- pass 4: outputs and order -----------------------------------------------------------------
+
+
+def _outputs(nodes: dict, preds: dict[str, list[str]], graph) -> tuple[list[str], dict[str, str]]:
     outputs, output_names = [], {}
     for name, node in nodes.items():
-        if _node_kind(node) != "output":
+        if type(node).__name__ != "Output":
             continue
         feeding = preds[name]
-        if len(feeding) != 1 or _node_kind(nodes[feeding[0]]) != "neuron":
+        if len(feeding) != 1 or kind_of(nodes[feeding[0]]) != "neuron":
             raise GraphError(
                 "an Output must be fed directly by one neuron node (a fixed-point program outputs populations)",
                 node=name,
@@ -501,8 +313,25 @@ def normalize(graph: nir.NIRGraph, convention: Convention | None = None) -> Norm
             outputs.append(feeding[0])
     if not outputs:
         raise GraphError("graph has no Output node fed by a neuron", node=getattr(graph, "name", "graph"))
+    return outputs, output_names
 
-    order, recurrent_pairs = _order_and_back_edges([i.name for i in inputs], pop_nodes, synapses)
+
+def normalize(graph: nir.NIRGraph, convention: Convention | None = None) -> NormalizedGraph:
+    """Flatten, infer shapes, make populations, collapse linear chains, order; see the module docstring."""
+    convention = convention or Convention()
+    nodes, edges = flatten_graph(graph)
+    preds: dict[str, list[str]] = {n: [] for n in nodes}
+    for src, dst in edges:
+        preds[dst].append(src)
+    shapes = _Shapes(nodes, preds)
+    inputs = [NormalizedInput(n, shapes.out[n]) for n, v in nodes.items() if type(v).__name__ == "Input"]
+    if not inputs:
+        raise GraphError("graph has no Input node", node=getattr(graph, "name", "graph"))
+    populations = {n: _population(n, v, shapes) for n, v in nodes.items() if kind_of(v) == "neuron"}
+    chains = _Chains(nodes, preds, shapes.ops)
+    synapses = [syn for pop in populations.values() for syn in chains.synapses_into(pop, shapes, convention)]
+    outputs, output_names = _outputs(nodes, preds, graph)
+    order, recurrent_pairs = _order_and_back_edges([i.name for i in inputs], list(populations), synapses)
     for syn in synapses:
         syn.recurrent = (syn.source, syn.target) in recurrent_pairs
     synapses.sort(key=lambda s: (order.index(s.target), s.recurrent))
@@ -515,19 +344,6 @@ def normalize(graph: nir.NIRGraph, convention: Convention | None = None) -> Norm
         output_names=output_names,
         source=graph,
     )
-
-
-def _neuron_shape(name: str, node) -> tuple[int, ...] | None:
-    declared = _declared_shape(node, "input_type", "input") or _declared_shape(node, "output_type", "output")
-    if declared is not None:
-        return declared
-    sizes = [
-        np.shape(getattr(node, f))
-        for f in NEURON_MODELS[type(node).__name__][1]._fields
-        if getattr(node, f, None) is not None
-    ]
-    sizes = [s for s in sizes if int(np.prod(s)) > 1]
-    return tuple(sizes[0]) if sizes else None
 
 
 def _order_and_back_edges(inputs: list[str], pops: list[str], synapses: list[NormalizedSynapse]):
@@ -551,7 +367,7 @@ def _collapse(src, dst, source_shape, target_shape, seqs, convention) -> Normali
         nodes.extend(op.node for op in seq if op.node not in nodes)
     name = _chain_name(src, dst)
     n_src, n_dst = int(np.prod(source_shape)), int(np.prod(target_shape))
-    if len(seqs) == 1 and not any(op.type == "Delay" for op in seqs[0]):
+    if len(seqs) == 1 and not any(op.delay is not None for op in seqs[0]):
         conv = _try_conv(seqs[0], source_shape, n_dst)
         if conv is not None:
             weights, geo = conv
@@ -577,7 +393,7 @@ def _collapse(src, dst, source_shape, target_shape, seqs, convention) -> Normali
     return NormalizedSynapse(name, src, dst, kind, matrix, delays=delays, nodes=nodes)
 
 
-def _sequence_matrix(seq: list[_Op], source_shape, n_dst) -> np.ndarray:
+def _sequence_matrix(seq: list[Op], source_shape, n_dst) -> np.ndarray:
     n_src = int(np.prod(source_shape))
     x = torch.eye(n_src, dtype=torch.float64).reshape(n_src, *source_shape)
     for op in seq:
@@ -590,20 +406,13 @@ def _sequence_matrix(seq: list[_Op], source_shape, n_dst) -> np.ndarray:
 
 def _sequence_delays(seq, source_shape, n_dst, matrix, dst, convention):
     """Per-weight delays in steps of the Delay ops of one chain, or None."""
-    delay_ops = [op for op in seq if op.type == "Delay"]
+    delay_ops = [op for op in seq if op.delay is not None]
     if not delay_ops:
         return None
     total = np.zeros(matrix.shape)
     n_src = int(np.prod(source_shape))
     for op in delay_ops:
-        steps = op.delay / convention.dt
-        if np.any(np.abs(steps - np.round(steps)) > 1e-6) or np.any(steps < 0):
-            raise GraphError(
-                f"delay {op.delay.ravel()[:3]} s is not a whole number of steps of dt={convention.dt}",
-                node=op.node,
-                field="delay",
-            )
-        steps = np.broadcast_to(np.round(steps), op.in_shape).reshape(-1)
+        steps = delay_steps(op.delay, convention.dt).reshape(-1)
         idx = seq.index(op)
         # the delay sits on the signal at op's position: map it onto (target, source) pairs
         before = seq[:idx]
@@ -612,7 +421,7 @@ def _sequence_delays(seq, source_shape, n_dst, matrix, dst, convention):
             continue
         if not before:  # per source neuron
             total += steps[None, :n_src]
-        elif all(o.type in ("Identity", "Flatten", "Delay", "Scale") for o in seq[idx + 1 :]):  # per target neuron
+        elif all(o.elementwise for o in seq[idx + 1 :]):  # per target neuron
             total += steps[:n_dst, None]
         else:
             raise GraphError(
@@ -621,25 +430,25 @@ def _sequence_delays(seq, source_shape, n_dst, matrix, dst, convention):
     return total.astype(np.int64)
 
 
-def _try_conv(seq: list[_Op], source_shape, n_dst):
+def _try_conv(seq: list[Op], source_shape, n_dst):
     """One Conv2d (with Scale, Flatten, Identity and one SumPool/AvgPool around it) as a
     single conv, verified on a random input; None when the chain is not of that form."""
-    core = [op for op in seq if op.type not in ("Identity", "Flatten")]
-    convs = [op for op in core if op.type == "Conv2d"]
+    core = [op for op in seq if not op.reshapes_only]
+    convs = [op for op in core if op.conv is not None]
     if len(convs) != 1:
         return None
     conv = convs[0]
     if len(source_shape) != 3 or int(np.prod(source_shape)) != int(np.prod(seq[0].in_shape)):
         return None
     w = conv.weight.copy()
-    geo = conv.geo
+    geo = conv.conv
     i = core.index(conv)
     before, after = core[:i], core[i + 1 :]
     # Scale after the conv: per output channel only
     for op in after:
-        if op.type != "Scale":
-            if op.type in ("SumPool2d", "AvgPool2d"):
-                continue
+        if op.pool is not None:
+            continue
+        if not op.scales:
             return None
         s = np.broadcast_to(op.weight, op.in_shape) if op.weight.size > 1 else None
         if s is None:
@@ -650,14 +459,14 @@ def _try_conv(seq: list[_Op], source_shape, n_dst):
                 return None
             w = w * per_channel[:, 0].reshape(-1, 1, 1, 1)
     for op in before:
-        if op.type == "Scale":
+        if op.scales:
             if op.weight.size != 1:
                 return None
             w = w * float(op.weight.ravel()[0])
-        elif op.type not in ("SumPool2d", "AvgPool2d"):
+        elif op.pool is None:
             return None
-    pools_before = [op for op in before if op.type in ("SumPool2d", "AvgPool2d")]
-    pools_after = [op for op in after if op.type in ("SumPool2d", "AvgPool2d")]
+    pools_before = [op for op in before if op.pool is not None]
+    pools_after = [op for op in after if op.pool is not None]
     if len(pools_before) + len(pools_after) > 1:
         return None
     if pools_before:
@@ -677,7 +486,7 @@ def _try_conv(seq: list[_Op], source_shape, n_dst):
     ref = x
     for op in seq:
         ref = op.apply(ref)
-    got = _conv2d(x, torch.as_tensor(w_eff, dtype=torch.float64), geo_eff)
+    got = conv2d(x, torch.as_tensor(w_eff, dtype=torch.float64), geo_eff)
     if tuple(got.shape[1:]) != tuple(geo_eff.output_shape) or not torch.allclose(
         got.reshape(2, -1), ref.reshape(2, -1), atol=1e-9, rtol=1e-9
     ):
@@ -685,7 +494,7 @@ def _try_conv(seq: list[_Op], source_shape, n_dst):
     return w_eff, geo_eff
 
 
-def _fuse_pool_conv(pool: _Op, w: np.ndarray, geo: ConvGeometry):
+def _fuse_pool_conv(pool: Op, w: np.ndarray, geo: ConvGeometry):
     """pool(k=s=p, no padding) then conv == conv with kernel k*p, stride s*p, padding P*p."""
     k, s, pad, avg = pool.pool
     if k != s or pad != (0, 0) or geo.dilation != (1, 1) or geo.groups != 1:
@@ -702,7 +511,7 @@ def _fuse_pool_conv(pool: _Op, w: np.ndarray, geo: ConvGeometry):
     return w_eff, geo_eff
 
 
-def _fuse_conv_pool(w: np.ndarray, geo: ConvGeometry, pool: _Op):
+def _fuse_conv_pool(w: np.ndarray, geo: ConvGeometry, pool: Op):
     """conv then pool(k, stride k, no padding) == conv with kernel (k-1)*s + K, stride s*k."""
     k, s, pad, avg = pool.pool
     if k != s or pad != (0, 0) or geo.dilation != (1, 1):

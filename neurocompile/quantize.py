@@ -69,6 +69,7 @@ import numpy as np
 from .discretization import Convention
 from .errors import HardwareLimitError, NeurocompileError
 from .normalize import NormalizedGraph, NormalizedPopulation, NormalizedSynapse, normalize
+from .primitives import PRIMITIVES, conv2d
 from .program import (
     BIAS_EXP_BITS,
     BIAS_MANT_BITS,
@@ -210,6 +211,8 @@ class QuantizationReport:
 
 @dataclass
 class _Dynamics:
+    """A population's linear form (``primitives.LinearForm``) with its decays as Lava integers."""
+
     du: int
     dv: int
     gain: np.ndarray  # float v increment per unit of neuron input x (per neuron)
@@ -217,16 +220,16 @@ class _Dynamics:
     extra_delay: int
     a_u: float  # float per-step decay of u (1 for no synaptic state)
     a_v: float  # float per-step decay of v
+    u_to_v: np.ndarray | None  # float v increment per unit of the model's current i (None: no current)
     notes: list[str]
 
 
-def _uniform(pop: NormalizedPopulation, name: str) -> float:
-    values = pop.params[name]
+def _uniform(values: np.ndarray, pop: str, param: str) -> float:
     if not np.allclose(values, values.flat[0], rtol=1e-6, atol=0):
         raise HardwareLimitError(
-            f"differs across neurons ({values.min():.4g}..{values.max():.4g}); Lava LIF has one value per population",
-            pop.name,
-            name,
+            f"decay differs across neurons ({values.min():.4g}..{values.max():.4g}); Lava LIF has one per population",
+            pop,
+            param,
         )
     return float(values.flat[0])
 
@@ -245,33 +248,15 @@ def _decay_int(alpha: float, pop: str, param: str, offset: int) -> int:
 
 
 def _dynamics(pop: NormalizedPopulation, conv: Convention) -> _Dynamics:
-    dt = conv.dt
-    p = pop.params
-    notes = []
-    b = pop.bias
-    if pop.type in ("LIF", "LI"):
-        a_m = dt / _uniform(pop, "tau")
-        dv = _decay_int(a_m, pop.name, "tau", 0)
-        gain = a_m * p["r"]
-        return _Dynamics(4095, dv, gain, a_m * (p["v_leak"] + p["r"] * b), 0, 1.0, a_m, notes)
-    if pop.type in ("IF", "I"):
-        g = (dt if conv.if_uses_dt else 1.0) * p["r"]
-        return _Dynamics(4095, 0, g, g * b, 0, 1.0, 0.0, notes)
-    if pop.type in ("CubaLIF", "CubaLI"):
-        a_m = dt / _uniform(pop, "tau_mem")
-        a_s = dt / _uniform(pop, "tau_syn")
-        dv = _decay_int(a_m, pop.name, "tau_mem", 0)
-        du = _decay_int(a_s, pop.name, "tau_syn", 1)
-        in_scale = a_s if conv.cuba_input_scaled else 1.0
-        gain = a_m * p["r"] * p["w_in"] * in_scale
-        i_ss = p["w_in"] * b * (1.0 if conv.cuba_input_scaled else 1.0 / a_s)
-        if np.any(b != 0):
-            notes.append("bias enters v directly (Lava has no bias on u): exact in steady state, no tau_syn rise")
-        extra = 0 if conv.current_first else 1
-        if extra:
-            notes.append("voltage integrates the previous current: one extra step of delay on every input")
-        return _Dynamics(du, dv, gain, a_m * (p["v_leak"] + p["r"] * i_ss), extra, a_s, a_m, notes)
-    raise HardwareLimitError(f"neuron type {pop.type} has no Lava LIF mapping", pop.name, "type")
+    form = PRIMITIVES[pop.type].neuron.linear_form(pop.params, pop.bias, conv)
+    u_param, v_param = form.decay_param.get("u", "u"), form.decay_param.get("v", "v")
+    a_u, a_v = _uniform(form.a_u, pop.name, u_param), _uniform(form.a_v, pop.name, v_param)
+    du = _decay_int(a_u, pop.name, u_param, 1) if form.has_current else 4095
+    dv = _decay_int(a_v, pop.name, v_param, 0) if a_v > 0 else 0
+    notes = list(form.notes)
+    if a_v >= 1:
+        notes.append("v keeps 1/4096 of its previous value between steps (Lava's dv is 12 bits)")
+    return _Dynamics(du, dv, form.gain, form.bias_v, form.extra_delay, a_u, a_v, form.u_to_v, notes)
 
 
 # --- calibration ----------------------------------------------------------------------------
@@ -363,20 +348,11 @@ def _abs_row_bound(syn: NormalizedSynapse, w_eff: np.ndarray, rho: np.ndarray) -
 def _apply(syn: NormalizedSynapse, w_eff: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Float per-step input [B, T, n_target] of source activity x [B, T, *source_shape]."""
     import torch
-    import torch.nn.functional as F
 
     b, t = x.shape[:2]
     if syn.kind == "conv":
-        g = syn.conv
-        xt = torch.as_tensor(x.reshape(b * t, *g.input_shape), dtype=torch.float64)
-        y = F.conv2d(
-            xt,
-            torch.as_tensor(w_eff, dtype=torch.float64),
-            stride=g.stride,
-            padding=g.padding,
-            dilation=g.dilation,
-            groups=g.groups,
-        )
+        xt = torch.as_tensor(x.reshape(b * t, *syn.conv.input_shape), dtype=torch.float64)
+        y = conv2d(xt, torch.as_tensor(w_eff, dtype=torch.float64), syn.conv)
         return y.reshape(b, t, -1).numpy()
     return x.reshape(b, t, -1) @ w_eff.T
 
@@ -440,11 +416,9 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
                 vm = _stat(v_units, method, percentile)
                 if vm > 0:
                     limits["v (24 bits)"] = ACT_LIMIT_U / max(vm, 1.0 if pop.spiking else 0.0)
-            if i_rec is not None:
-                p = pop.params
-                a_m = conv.dt / _uniform(pop, "tau_mem")
+            if i_rec is not None and dyn.u_to_v is not None:
                 u_units = np.asarray(i_rec, dtype=np.float64).reshape(i_rec.shape[0], i_rec.shape[1], -1) * (
-                    a_m * p["r"].reshape(-1) * rho
+                    dyn.u_to_v.reshape(-1) * rho
                 ).reshape(1, 1, -1)
                 um = _stat(u_units, method, percentile)
                 if um > 0:
@@ -453,11 +427,11 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
             bound = sum(_abs_row_bound(s, w, rho) for s, w in zip(incoming, w_effs))
             if bound > 0:
                 limits["activation bound"] = ACT_LIMIT_U / bound
-                if pop.type in ("CubaLIF", "CubaLI"):
+                if dyn.u_to_v is not None:
                     limits["u bound"] = ACT_LIMIT_U * ((dyn.du + 1) / 4096) / bound
             if not pop.spiking:
                 drive = bound + float(np.max(np.abs(dyn.bias_v * rho), initial=0))
-                if pop.type in ("CubaLIF", "CubaLI"):
+                if dyn.u_to_v is not None:
                     drive = drive / ((dyn.du + 1) / 4096)
                 vmax = drive / dyn.a_v if dyn.a_v > 0 else drive * 64  # I: 64 steps of full drive
                 if vmax > 0:
@@ -504,14 +478,14 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
             notes.append(f"coarse scale: T={T} limited by {limited_by}")
 
         decay_err = {}
-        if pop.type not in ("IF", "I"):
-            decay_err["v"] = abs((1 - dyn.dv / 4096) - (1 - dyn.a_v)) / max(1 - dyn.a_v, 1e-12)
-        if pop.type in ("CubaLIF", "CubaLI"):
-            decay_err["u"] = abs((1 - (dyn.du + 1) / 4096) - (1 - dyn.a_u)) / max(1 - dyn.a_u, 1e-12)
+        if dyn.a_v > 0:
+            decay_err["v"] = _decay_error(dyn.dv, dyn.a_v)
+        if dyn.u_to_v is not None:
+            decay_err["u"] = _decay_error(dyn.du + 1, dyn.a_u)
 
         v_scale[pop.name] = float(64 * K[0]) if np.allclose(K, K[0]) else [float(k) for k in 64 * K]
         if arrays is not None:
-            sat = _saturation(arrays, normalized, pop, incoming, w_effs, K, rho)
+            sat = _saturation(arrays, normalized, pop, incoming, w_effs, K, dyn.u_to_v)
         populations.append(
             Population(
                 name=pop.name,
@@ -564,20 +538,30 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
     return program, report
 
 
+def _decay_error(d: int, alpha: float) -> float:
+    """Error of Lava's kept fraction ``1 - d/4096`` against ``1 - alpha``: relative, or absolute
+    when nothing should be kept."""
+    kept = 1 - alpha
+    return abs((1 - d / 4096) - kept) / (kept if kept > 1e-12 else 1.0)
+
+
 def _lava_threshold(pop: NormalizedPopulation, conv: Convention) -> np.ndarray:
-    """Per-neuron v_threshold of a spiking population, after checking Lava LIF can reset it."""
-    if conv.reset == "subtract":
+    """Per-neuron threshold of a spiking population, after checking Lava LIF can reset it."""
+    model = PRIMITIVES[pop.type].neuron
+    if model.reset is not None and conv.reset == "subtract":
         raise HardwareLimitError(
             "reset by subtraction is not representable on Lava LIF (it resets v to 0); "
             "use a convention with reset='zero'",
             pop.name,
             "reset",
         )
-    if np.any(pop.params["v_reset"] != 0):
-        raise HardwareLimitError("Lava LIF resets v to 0; a non-zero v_reset is not representable", pop.name, "v_reset")
-    v_th = pop.params["v_threshold"].reshape(-1)
+    if model.reset is not None and np.any(pop.params[model.reset] != 0):
+        raise HardwareLimitError(
+            "Lava LIF resets v to 0; a non-zero v_reset is not representable", pop.name, model.reset
+        )
+    v_th = pop.params[model.threshold].reshape(-1)
     if np.any(v_th <= 0):
-        raise HardwareLimitError("threshold must be positive", pop.name, "v_threshold")
+        raise HardwareLimitError("threshold must be positive", pop.name, model.threshold)
     return v_th
 
 
@@ -754,7 +738,7 @@ def _summed_input(arrays, normalized, incoming, w_effs):
     return total
 
 
-def _saturation(arrays, normalized, pop, incoming, w_effs, K, rho) -> dict:
+def _saturation(arrays, normalized, pop, incoming, w_effs, K, u_to_v) -> dict:
     """Count calibration events that leave the hardware widths (per neuron and step)."""
     k = K.reshape(1, 1, -1)
     total = _summed_input(arrays, normalized, incoming, w_effs)
@@ -763,11 +747,10 @@ def _saturation(arrays, normalized, pop, incoming, w_effs, K, rho) -> dict:
         a = np.abs(total * k)
         out["activation_16bit"] = int(np.count_nonzero(a > ACT_LIMIT_16))
     i_rec = arrays.get(f"{pop.name}.i")
-    if i_rec is not None:
-        a_m = normalized.convention.dt / float(pop.params["tau_mem"].flat[0])
+    if i_rec is not None and u_to_v is not None:
         u = (
             np.asarray(i_rec, dtype=np.float64).reshape(i_rec.shape[0], i_rec.shape[1], -1)
-            * (a_m * pop.params["r"].reshape(-1))
+            * u_to_v.reshape(-1)
             * k
             * 64
         )

@@ -239,18 +239,22 @@ def test_paper_cnn_fuses_sumpool_into_conv(nir_paper_dir):
     assert norm.synapses[2].weights.shape[2:] == (6, 6)
 
 
-def test_threshold_node_is_rejected_by_name():
+def test_threshold_node_becomes_a_spiking_population():
     g = nir.NIRGraph(
         nodes={
             "in": nir.Input(np.array([2])),
-            "w": nir.Linear(np.eye(2)),
-            "thr": nir.Threshold(np.ones(2)),
+            "w": nir.Affine(np.array([[1.0, 2.0], [0.0, -1.0]]), np.array([0.5, 0.0])),
+            "thr": nir.Threshold(np.array([1.0, 2.0])),
             "out": nir.Output(np.array([2])),
         },
         edges=[("in", "w"), ("w", "thr"), ("thr", "out")],
     )
-    with pytest.raises(GraphError, match="node 'thr'"):
-        normalize(g)
+    n = normalize(g)
+    (pop,) = n.populations
+    assert (pop.name, pop.type, pop.spiking, pop.shape) == ("thr", "Threshold", True, (2,))
+    assert pop.params["threshold"].tolist() == [1.0, 2.0]
+    assert pop.bias.tolist() == [0.5, 0.0]
+    assert n.synapses[0].weights.tolist() == [[1.0, 2.0], [0.0, -1.0]]
 
 
 def test_output_fed_by_linear_node_is_rejected():

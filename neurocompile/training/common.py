@@ -24,13 +24,19 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from neurocompile import discretization as D
+from neurocompile import primitives
 from neurocompile.discretization import Convention
 from neurocompile.errors import NeurocompileError
+from neurocompile.models.neurons import NEURONS as MODEL_CLASSES
 from neurocompile.program import DECAY_BITS
 
 Tensor = torch.Tensor
 
-ONLINE_MODELS = ("LIF", "IF", "LI", "I")
+
+def _voltage_only(model_name) -> bool:
+    """Online rules trace one state per neuron: models whose only state is v (no synaptic current)."""
+    contract = primitives.NEURONS.get(model_name)
+    return contract is not None and contract.state._fields == ("v",)
 
 
 @dataclass
@@ -56,24 +62,21 @@ class LayerView:
     def params(self) -> NamedTuple:
         return self.neuron.params()
 
+    def _form(self):
+        return primitives.NEURONS[self.model].linear_form(self.params()._asdict(), 0.0, self.conv)
+
     def decay(self) -> Tensor:
         """``d v[t] / d v[t-1]`` without reset: ``1 - dt/tau`` (LIF, LI) or 1 (IF, I)."""
-        p = self.params()
-        if self.model in ("LIF", "LI"):
-            return 1.0 - self.conv.dt / p.tau
-        return torch.ones_like(p.r)
+        return 1.0 - self._form().a_v
 
     def gain(self) -> Tensor:
         """``d v[t] / d I[t]`` for the synaptic input ``I = W x + b``: ``dt r / tau`` or ``dt r``."""
-        p = self.params()
-        if self.model in ("LIF", "LI"):
-            return self.conv.dt * p.r / p.tau
-        return p.r * self.conv.dt if self.conv.if_uses_dt else p.r
+        return self._form().gain
 
     def membrane(self, v: Tensor, current: Tensor) -> Tensor:
         """Voltage update of the contract before thresholding (``leaky_update``/``integrate_update``)."""
         p = self.params()
-        if self.model in ("LIF", "LI"):
+        if hasattr(p, "tau"):
             return D.leaky_update(v, current, p.tau, p.v_leak, p.r, self.conv.dt)
         return D.integrate_update(v, current, p.r, self.conv)
 
@@ -95,9 +98,10 @@ def layer_views(model: nn.Module) -> list[LayerView]:
                 f"online rules: layer '{lin_name}' is {type(lin).__name__}, expected Linear (use --rule bptt)"
             )
         model_name = getattr(neu, "model", None)
-        if model_name not in ONLINE_MODELS:
+        if not _voltage_only(model_name):
+            supported = ", ".join(name for name in MODEL_CLASSES if _voltage_only(name))
             raise NeurocompileError(
-                f"online rules: layer '{neu_name}' is {model_name or type(neu).__name__}; supported: {', '.join(ONLINE_MODELS)}"
+                f"online rules: layer '{neu_name}' is {model_name or type(neu).__name__}; supported: {supported}"
             )
         views.append(LayerView(neu_name, lin, neu))
     return views
