@@ -32,7 +32,7 @@ previous current and lets input jump the current); Sinabs reads IF as ``v <- v +
 threshold and clips ``v`` below at ``-threshold``.
 
 Recorded keys (NumPy, ``[batch, time, *shape]``): neurons ``<node>.spikes`` (spiking models),
-``<node>.v`` and ``<node>.i`` (CubaLIF/CubaLI current); ``Threshold`` ``<node>.spikes``; every
+``<node>.v`` and ``<node>.i`` (CubaLIF/CubaLI current; a Threshold's ``v`` is its input); every
 other node ``<node>.out``. ``record=None`` records the outputs only: the node feeding each
 Output node (its spikes, or ``v`` for non-spiking neurons, else ``out``). ``Recording.outputs``
 names those nodes. ``metadata["synops"]`` counts synaptic operations per weight node: every

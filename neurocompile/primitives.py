@@ -13,7 +13,7 @@ Linear (stateless) primitives, for a batch ``x`` of shape ``[B, *in_shape]``::
     SumPool2d  y = sum of each window       AvgPool2d  y = mean of each window (zero padding counted)
     Flatten    y = x reshaped               (see :func:`flatten_shape`)
     Scale      y = s * x                    Delay  y[t] = x[t - round(delay / dt)]
-    Input, Output, inlined graph boundaries: y = x
+    Identity, Input, Output, inlined graph boundaries: y = x
 
 Neurons step with the functions of :mod:`neurocompile.discretization` (equations there).
 ``Threshold`` (``s = x > threshold``) is a neuron without memory: its ``v`` is its input.
@@ -422,6 +422,7 @@ PRIMITIVES: dict[str, Primitive] = {
     "Flatten": Primitive("Flatten", "linear", op=_flatten_op),
     "Scale": Primitive("Scale", "linear", ("scale",), op=_scale_op),
     "Delay": Primitive("Delay", "linear", ("delay",), check=_check_delay, op=_delay_op),
+    "Identity": Primitive("Identity", "linear", op=_identity_op),
     **{
         name: Primitive(
             name,

@@ -357,13 +357,199 @@ def _apply(syn: NormalizedSynapse, w_eff: np.ndarray, x: np.ndarray) -> np.ndarr
     return x.reshape(b, t, -1) @ w_eff.T
 
 
+@dataclass
+class _Layer:
+    """What every pass needs to know about one population: its dynamics, threshold scaling
+    (``rho`` = 1 / v_threshold per neuron, 1 for readouts) and its incoming synapses with their
+    effective float weights (v increment per spike)."""
+
+    pop: NormalizedPopulation
+    dyn: _Dynamics
+    rho: np.ndarray
+    incoming: list[NormalizedSynapse]
+    w_effs: list[np.ndarray]
+
+
+def _layer(normalized: NormalizedGraph, pop: NormalizedPopulation) -> _Layer:
+    conv = normalized.convention
+    rho = 1.0 / _lava_threshold(pop, conv) if pop.spiking else np.ones(pop.size)
+    dyn = _dynamics(pop, conv)
+    incoming = normalized.synapses_into(pop.name)
+    return _Layer(pop, dyn, rho, incoming, [_effective_weights(s, dyn.gain, pop.shape) for s in incoming])
+
+
+# --- pass 1: choose each population's scale -------------------------------------------------------
+
+
+def _weight_limits(layer: _Layer, method: str, percentile: float) -> dict[str, float]:
+    limits = {"vth (17 bits)": float(VTH_MAX)}
+    for syn, w in zip(layer.incoming, layer.w_effs):
+        rs = _rho_weights(syn, w, layer.rho, layer.pop.shape)
+        lim = _mantissa_limit(syn.kind, _sign_mode(syn.weights)) * (
+            1 if syn.kind == "conv" else 2 ** WEIGHT_EXP_RANGE[1]
+        )
+        ref = _stat(rs[rs != 0], method, percentile)
+        if ref > 0:
+            limits[f"weights of {syn.name}"] = lim / ref
+    return limits
+
+
+def _calibrated_limits(layer: _Layer, arrays: dict, normalized, method: str, percentile: float) -> dict[str, float]:
+    """Scale limits from the float run: summed input (16 bits), v and u (24 bits)."""
+    pop, rho, limits = layer.pop, layer.rho, {}
+    total = _summed_input(arrays, normalized, layer.incoming, layer.w_effs)
+    if total is not None:
+        a = _stat(total * rho.reshape(1, 1, -1), method, percentile)
+        if a > 0:
+            limits["activation (16 bits)"] = ACT_LIMIT_16 / a
+    v_rec = arrays.get(f"{pop.name}.v")
+    if v_rec is not None:
+        v_units = np.asarray(v_rec, dtype=np.float64).reshape(v_rec.shape[0], v_rec.shape[1], -1) * rho.reshape(
+            1, 1, -1
+        )
+        vm = _stat(v_units, method, percentile)
+        if vm > 0:
+            limits["v (24 bits)"] = ACT_LIMIT_U / max(vm, 1.0 if pop.spiking else 0.0)
+    i_rec = arrays.get(f"{pop.name}.i")
+    if i_rec is not None and layer.dyn.u_to_v is not None:
+        u_units = np.asarray(i_rec, dtype=np.float64).reshape(i_rec.shape[0], i_rec.shape[1], -1) * (
+            layer.dyn.u_to_v.reshape(-1) * rho
+        ).reshape(1, 1, -1)
+        um = _stat(u_units, method, percentile)
+        if um > 0:
+            limits["u (24 bits)"] = ACT_LIMIT_U / um
+    return limits
+
+
+def _bound_limits(layer: _Layer) -> dict[str, float]:
+    """Scale limits without calibration: every source spiking at once, one sign at a time."""
+    dyn, rho, limits = layer.dyn, layer.rho, {}
+    bound = sum(_abs_row_bound(s, w, rho) for s, w in zip(layer.incoming, layer.w_effs))
+    if bound > 0:
+        limits["activation bound"] = ACT_LIMIT_U / bound
+        if dyn.u_to_v is not None:
+            limits["u bound"] = ACT_LIMIT_U * ((dyn.du + 1) / 4096) / bound
+    if not layer.pop.spiking:
+        drive = bound + float(np.max(np.abs(dyn.bias_v * rho), initial=0))
+        if dyn.u_to_v is not None:
+            drive = drive / ((dyn.du + 1) / 4096)
+        vmax = drive / dyn.a_v if dyn.a_v > 0 else drive * 64  # I: 64 steps of full drive
+        if vmax > 0:
+            limits["v bound"] = ACT_LIMIT_U / vmax
+    return limits
+
+
+def _choose_scale(layer: _Layer, arrays, normalized, method: str, percentile: float) -> _Scale:
+    """The largest integer threshold ``T`` every limit allows."""
+    limits = _weight_limits(layer, method, percentile)
+    if arrays is not None:
+        limits.update(_calibrated_limits(layer, arrays, normalized, method, percentile))
+    else:
+        limits.update(_bound_limits(layer))
+    bias_units = float(np.max(np.abs(layer.dyn.bias_v.reshape(-1) * layer.rho), initial=0))
+    if bias_units > 0:
+        limits["bias (13+3 bits)"] = (BIAS_MANT_MAX << BIAS_EXP_MAX) / (64 * bias_units)
+    limited_by = min(limits, key=limits.get)
+    t_float = limits[limited_by]
+    T = int(math.floor(t_float * (1 + 1e-12)))
+    if T < 1:
+        raise HardwareLimitError(
+            f"no integer scale fits ({limited_by} allows {t_float:.3g} < 1)",
+            layer.pop.name,
+            "v_threshold" if layer.pop.spiking else "scale",
+        )
+    return _Scale(T, t_float, limited_by)
+
+
+# --- pass 2: quantize the population ------------------------------------------------------------
+
+
+def _quantize_population(layer: _Layer, T: int, conv: Convention) -> tuple[Population, list[str], float]:
+    """Integer du, dv, vth and bias at scale ``T``: (population, notes, bias relative error)."""
+    pop, dyn = layer.pop, layer.dyn
+    bias_f = dyn.bias_v.reshape(-1) * (T * layer.rho) * 64  # v register units (64 per weight unit)
+    bias_mant, bias_exp, bias_err = _quantize_bias(bias_f, pop.name)
+    vth = T if pop.spiking else VTH_MAX
+    notes = list(dyn.notes)
+    if pop.spiking and conv.threshold_inclusive:
+        on_grid = dyn.dv == 0 and dyn.du == 4095 and np.all((bias_mant.astype(np.int64) << bias_exp) % 64 == 0)
+        if on_grid and T > 1:
+            vth = T - 1
+            notes.append("inclusive threshold: v moves in steps of 64, so v >= 64*T is v > 64*(T-1)")
+        else:
+            notes.append(f"inclusive threshold approximated by strict (error 1/(64*{T}) of v_threshold)")
+    population = Population(
+        name=pop.name,
+        shape=tuple(pop.shape),
+        du=int(dyn.du),
+        dv=int(dyn.dv),
+        vth=int(vth),
+        bias_mant=bias_mant.reshape(pop.shape).astype(np.int32),
+        bias_exp=int(bias_exp),
+        spiking=pop.spiking,
+        source_type=pop.type,
+    )
+    return population, notes, bias_err
+
+
+# --- pass 3 (synapses: _quantize_synapse) and pass 4: the report -----------------------------------
+
+
+@dataclass
+class _Scale:
+    """A population's integer threshold ``T``, the float bound it came from and that limit's name."""
+
+    T: int
+    bound: float
+    limited_by: str
+
+
+def _layer_report(
+    layer: _Layer, population: Population, scale: _Scale, errors: dict, arrays, normalized
+) -> LayerReport:
+    """``errors``: notes, synapse reports, threshold-ratio and bias errors of the quantized layer."""
+    pop, dyn = layer.pop, layer.dyn
+    K = scale.T * layer.rho
+    notes = list(errors["notes"])
+    decay_err = {}
+    if dyn.a_v > 0:
+        decay_err["v"] = _decay_error(dyn.dv, dyn.a_v)
+    if dyn.u_to_v is not None:
+        decay_err["u"] = _decay_error(dyn.du + 1, dyn.a_u)
+    if scale.bound < 16:
+        notes.append(f"coarse scale: T={scale.T} limited by {scale.limited_by}")
+    sat = {}
+    if arrays is not None:
+        sat = _saturation(arrays, normalized, pop, layer.incoming, layer.w_effs, K, dyn.u_to_v)
+    return LayerReport(
+        population=pop.name,
+        type=pop.type,
+        spiking=pop.spiking,
+        shape=list(pop.shape),
+        scale=float(np.median(K)),
+        vth=population.vth,
+        du=population.du,
+        dv=population.dv,
+        bias_exp=population.bias_exp,
+        limited_by=scale.limited_by,
+        decay_error=decay_err,
+        threshold_ratio_error=errors["threshold_ratio"],
+        bias_rel_error=errors["bias"],
+        saturation=sat,
+        synapses=errors["synapses"],
+        notes=notes,
+    )
+
+
 def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxabs", percentile: float = 99.99):
     """Fixed-point program and :class:`QuantizationReport` for a normalized graph.
 
-    ``calibration``: None; an input array ``[batch, time, *input_shape]`` (or a dict per
-    input) run through the float reference; or a float :class:`~neurocompile.recording.Recording`
-    recorded with ``record="all"`` (plus ``<input>.out`` arrays for the inputs).
-    ``method``: "maxabs" or "percentile" (of |weights| and calibrated activations).
+    Per population, in order: choose the scale, quantize the population, quantize its incoming
+    synapses, report. ``calibration``: None; an input array ``[batch, time, *input_shape]`` (or a
+    dict per input) run through the float reference; or a float
+    :class:`~neurocompile.recording.Recording` recorded with ``record="all"`` (plus
+    ``<input>.out`` arrays for the inputs). ``method``: "maxabs" or "percentile" (of |weights|
+    and calibrated activations).
     """
     if method not in ("maxabs", "percentile"):
         raise NeurocompileError(f"unknown quantization method '{method}'; choose maxabs or percentile")
@@ -374,152 +560,24 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
     report = QuantizationReport(
         method, percentile if method == "percentile" else None, arrays is not None, conv.dt, conv.name
     )
-    populations, synapses = [], []
-    v_scale: dict[str, float | list[float]] = {}
-
+    populations, synapses, v_scale = [], [], {}
     for pop in normalized.populations:
-        if pop.spiking:
-            rho = 1.0 / _lava_threshold(pop, conv)
-        else:
-            rho = np.ones(pop.size)
-        dyn = _dynamics(pop, conv)
-        incoming = normalized.synapses_into(pop.name)
-        w_effs = [_effective_weights(s, dyn.gain, pop.shape) for s in incoming]
-
-        # rho-scaled effective weights (threshold units per spike) and their limits
-        limits = {"vth (17 bits)": float(VTH_MAX)}
-        scaled = []
-        for syn, w in zip(incoming, w_effs):
-            rs = _rho_weights(syn, w, rho, pop.shape)
-            scaled.append(rs)
-            sm = _sign_mode(syn.weights)
-            lim = _mantissa_limit(syn.kind, sm) * (1 if syn.kind == "conv" else 2 ** WEIGHT_EXP_RANGE[1])
-            ref = _stat(rs[rs != 0], method, percentile)
-            if ref > 0:
-                limits[f"weights of {syn.name}"] = lim / ref
-        sat = {}
-        if arrays is not None:
-            act = np.zeros(0)
-            total = _summed_input(arrays, normalized, incoming, w_effs)
-            if total is not None:
-                act = total * rho.reshape(1, 1, -1)
-                a = _stat(act, method, percentile)
-                if a > 0:
-                    limits["activation (16 bits)"] = ACT_LIMIT_16 / a
-            v_rec = arrays.get(f"{pop.name}.v")
-            i_rec = arrays.get(f"{pop.name}.i")
-            v_units = u_units = None
-            if v_rec is not None:
-                v_units = np.asarray(v_rec, dtype=np.float64).reshape(v_rec.shape[0], v_rec.shape[1], -1) * rho.reshape(
-                    1, 1, -1
-                )
-                vm = _stat(v_units, method, percentile)
-                if vm > 0:
-                    limits["v (24 bits)"] = ACT_LIMIT_U / max(vm, 1.0 if pop.spiking else 0.0)
-            if i_rec is not None and dyn.u_to_v is not None:
-                u_units = np.asarray(i_rec, dtype=np.float64).reshape(i_rec.shape[0], i_rec.shape[1], -1) * (
-                    dyn.u_to_v.reshape(-1) * rho
-                ).reshape(1, 1, -1)
-                um = _stat(u_units, method, percentile)
-                if um > 0:
-                    limits["u (24 bits)"] = ACT_LIMIT_U / um
-        else:
-            bound = sum(_abs_row_bound(s, w, rho) for s, w in zip(incoming, w_effs))
-            if bound > 0:
-                limits["activation bound"] = ACT_LIMIT_U / bound
-                if dyn.u_to_v is not None:
-                    limits["u bound"] = ACT_LIMIT_U * ((dyn.du + 1) / 4096) / bound
-            if not pop.spiking:
-                drive = bound + float(np.max(np.abs(dyn.bias_v * rho), initial=0))
-                if dyn.u_to_v is not None:
-                    drive = drive / ((dyn.du + 1) / 4096)
-                vmax = drive / dyn.a_v if dyn.a_v > 0 else drive * 64  # I: 64 steps of full drive
-                if vmax > 0:
-                    limits["v bound"] = ACT_LIMIT_U / vmax
-        bias_units = float(np.max(np.abs(dyn.bias_v.reshape(-1) * rho), initial=0))
-        if bias_units > 0:
-            limits["bias (13+3 bits)"] = (BIAS_MANT_MAX << BIAS_EXP_MAX) / (64 * bias_units)
-        limited_by = min(limits, key=limits.get)
-        t_float = limits[limited_by]
-        T = int(math.floor(t_float * (1 + 1e-12)))
-        if T < 1:
-            raise HardwareLimitError(
-                f"no integer scale fits ({limited_by} allows {t_float:.3g} < 1)",
-                pop.name,
-                "v_threshold" if pop.spiking else "scale",
+        layer = _layer(normalized, pop)
+        scale = _choose_scale(layer, arrays, normalized, method, percentile)
+        population, notes, bias_err = _quantize_population(layer, scale.T, conv)
+        errors = {"notes": notes, "synapses": [], "threshold_ratio": 0.0, "bias": bias_err}
+        for syn, w in zip(layer.incoming, layer.w_effs):
+            rs = _rho_weights(syn, w, layer.rho, pop.shape)
+            prog_syn, srep, ratio_err = _quantize_synapse(
+                syn, w, rs, scale.T, method, percentile, layer.dyn.extra_delay, pop.name
             )
-        K = T * rho  # per neuron: integer weight units per float unit of v
-
-        # synapses
-        layer_syn_reports = []
-        thr_err = 0.0
-        for syn, w, rs in zip(incoming, w_effs, scaled):
-            prog_syn, srep, ratio_err = _quantize_synapse(syn, w, rs, T, method, percentile, dyn.extra_delay, pop.name)
             synapses.append(prog_syn)
-            layer_syn_reports.append(srep)
-            thr_err = max(thr_err, ratio_err)
-
-        # bias in v register units (64 per weight unit)
-        bias_f = dyn.bias_v.reshape(-1) * K * 64
-        bias_mant, bias_exp, bias_err = _quantize_bias(bias_f, pop.name)
-        bias_mant = bias_mant.reshape(pop.shape)
-        vth = T if pop.spiking else VTH_MAX
-        notes = list(dyn.notes)
-        if pop.spiking and conv.threshold_inclusive:
-            on_grid = (
-                dyn.dv == 0 and dyn.du == 4095 and np.all((np.asarray(bias_mant, dtype=np.int64) << bias_exp) % 64 == 0)
-            )
-            if on_grid and T > 1:
-                vth = T - 1
-                notes.append("inclusive threshold: v moves in steps of 64, so v >= 64*T is v > 64*(T-1)")
-            else:
-                notes.append(f"inclusive threshold approximated by strict (error 1/(64*{T}) of v_threshold)")
-        if t_float < 16:
-            notes.append(f"coarse scale: T={T} limited by {limited_by}")
-
-        decay_err = {}
-        if dyn.a_v > 0:
-            decay_err["v"] = _decay_error(dyn.dv, dyn.a_v)
-        if dyn.u_to_v is not None:
-            decay_err["u"] = _decay_error(dyn.du + 1, dyn.a_u)
-
+            errors["synapses"].append(srep)
+            errors["threshold_ratio"] = max(errors["threshold_ratio"], ratio_err)
+        populations.append(population)
+        report.layers.append(_layer_report(layer, population, scale, errors, arrays, normalized))
+        K = scale.T * layer.rho
         v_scale[pop.name] = float(64 * K[0]) if np.allclose(K, K[0]) else [float(k) for k in 64 * K]
-        if arrays is not None:
-            sat = _saturation(arrays, normalized, pop, incoming, w_effs, K, dyn.u_to_v)
-        populations.append(
-            Population(
-                name=pop.name,
-                shape=tuple(pop.shape),
-                du=int(dyn.du),
-                dv=int(dyn.dv),
-                vth=int(vth),
-                bias_mant=bias_mant.astype(np.int32),
-                bias_exp=int(bias_exp),
-                spiking=pop.spiking,
-                source_type=pop.type,
-            )
-        )
-        report.layers.append(
-            LayerReport(
-                population=pop.name,
-                type=pop.type,
-                spiking=pop.spiking,
-                shape=list(pop.shape),
-                scale=float(np.median(K)),
-                vth=int(vth),
-                du=int(dyn.du),
-                dv=int(dyn.dv),
-                bias_exp=int(bias_exp),
-                limited_by=limited_by,
-                decay_error=decay_err,
-                threshold_ratio_error=thr_err,
-                bias_rel_error=bias_err,
-                saturation=sat,
-                synapses=layer_syn_reports,
-                notes=notes,
-            )
-        )
-
     program = FixedPointProgram(
         inputs=[InputPort(i.name, tuple(i.shape)) for i in normalized.inputs],
         populations=populations,
