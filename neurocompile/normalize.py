@@ -440,31 +440,12 @@ def _try_conv(seq: list[Op], source_shape, n_dst):
     conv = convs[0]
     if len(source_shape) != 3 or int(np.prod(source_shape)) != int(np.prod(seq[0].in_shape)):
         return None
-    w = conv.weight.copy()
     geo = conv.conv
     i = core.index(conv)
     before, after = core[:i], core[i + 1 :]
-    # Scale after the conv: per output channel only
-    for op in after:
-        if op.pool is not None:
-            continue
-        if not op.scales:
-            return None
-        s = np.broadcast_to(op.weight, op.in_shape) if op.weight.size > 1 else None
-        if s is None:
-            w = w * float(op.weight.ravel()[0])
-        else:
-            per_channel = s.reshape(s.shape[0], -1)
-            if not np.all(per_channel == per_channel[:, :1]):
-                return None
-            w = w * per_channel[:, 0].reshape(-1, 1, 1, 1)
-    for op in before:
-        if op.scales:
-            if op.weight.size != 1:
-                return None
-            w = w * float(op.weight.ravel()[0])
-        elif op.pool is None:
-            return None
+    w = _fold_scales(conv.weight.copy(), before, after)
+    if w is None:
+        return None
     pools_before = [op for op in before if op.pool is not None]
     pools_after = [op for op in after if op.pool is not None]
     if len(pools_before) + len(pools_after) > 1:
@@ -480,18 +461,42 @@ def _try_conv(seq: list[Op], source_shape, n_dst):
     w_eff, geo_eff = fused
     if int(np.prod(geo_eff.output_shape)) != n_dst:
         return None
-    # verify against the original chain on a random input
-    rng = np.random.default_rng(0)
-    x = torch.as_tensor(rng.random((2, *source_shape)), dtype=torch.float64)
+    return (w_eff, geo_eff) if _same_output(seq, source_shape, w_eff, geo_eff) else None
+
+
+def _fold_scales(w: np.ndarray, before: list[Op], after: list[Op]) -> np.ndarray | None:
+    """Conv weights with the chain's Scale ops folded in (a scalar before the conv, per output
+    channel after it); None when another op or a finer scale sits there (pools are skipped)."""
+    for op in after:
+        if op.pool is not None:
+            continue
+        if not op.scales:
+            return None
+        if op.weight.size == 1:
+            w = w * float(op.weight.ravel()[0])
+            continue
+        per_channel = np.broadcast_to(op.weight, op.in_shape).reshape(op.in_shape[0], -1)
+        if not np.all(per_channel == per_channel[:, :1]):
+            return None
+        w = w * per_channel[:, 0].reshape(-1, 1, 1, 1)
+    for op in before:
+        if op.scales and op.weight.size == 1:
+            w = w * float(op.weight.ravel()[0])
+        elif op.pool is None:
+            return None
+    return w
+
+
+def _same_output(seq: list[Op], source_shape, w_eff: np.ndarray, geo_eff: ConvGeometry) -> bool:
+    """The fused conv against the original chain, on a random input."""
+    x = torch.as_tensor(np.random.default_rng(0).random((2, *source_shape)), dtype=torch.float64)
     ref = x
     for op in seq:
         ref = op.apply(ref)
     got = conv2d(x, torch.as_tensor(w_eff, dtype=torch.float64), geo_eff)
-    if tuple(got.shape[1:]) != tuple(geo_eff.output_shape) or not torch.allclose(
+    return tuple(got.shape[1:]) == tuple(geo_eff.output_shape) and torch.allclose(
         got.reshape(2, -1), ref.reshape(2, -1), atol=1e-9, rtol=1e-9
-    ):
-        return None
-    return w_eff, geo_eff
+    )
 
 
 def _fuse_pool_conv(pool: Op, w: np.ndarray, geo: ConvGeometry):

@@ -275,10 +275,9 @@ def _calibration_arrays(normalized: NormalizedGraph, calibration) -> dict[str, n
     inputs = calibration
     if normalized.source is None:
         raise NeurocompileError("calibration inputs need the source NIR graph (normalize() keeps it)")
-    from neurocompile.backends.float_ref import FloatReference
+    from .backends import create_backend
 
-    ref = FloatReference(normalized.source, convention=normalized.convention)
-    rec = ref.run(inputs, record="all")
+    rec = create_backend("float", normalized.source, convention=normalized.convention).run(inputs, record="all")
     arrays = dict(rec.arrays)
     if not isinstance(inputs, dict):
         inputs = {normalized.inputs[0].name: inputs}
@@ -697,6 +696,19 @@ def _rho_weights(syn: NormalizedSynapse, w: np.ndarray, rho: np.ndarray, target_
     return w * rho.reshape(-1)[:, None]
 
 
+def _synapse_delays(syn: NormalizedSynapse, mant: np.ndarray, extra_delay: int) -> np.ndarray | None:
+    """Per-weight delays in steps (plus the population's extra delay), checked against Lava's limit."""
+    if syn.delays is None and not extra_delay:
+        return None
+    if syn.kind == "conv":
+        raise HardwareLimitError("Lava has no delayed conv synapse", syn.name, "delays")
+    d = np.zeros(syn.weights.shape, dtype=np.int64) if syn.delays is None else np.asarray(syn.delays, dtype=np.int64)
+    d = np.where(mant != 0, d + extra_delay, 0)
+    if d.max(initial=0) > MAX_DELAY:
+        raise HardwareLimitError(f"delay of {int(d.max())} steps exceeds {MAX_DELAY}", syn.name, "delays")
+    return d.astype(np.int32)
+
+
 def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, target):
     """Integer weights for X = T * rho * w_eff; returns (Synapse, SynapseReport, ratio error)."""
     x = rs * T
@@ -726,19 +738,7 @@ def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, target
         k = np.unravel_index(np.argmax(np.abs(x)), x.shape)
         if x[k] != 0:
             ratio_err = abs(approx[k] / x[k] - 1.0)
-    delays = None
-    if syn.delays is not None or extra_delay:
-        if syn.kind == "conv":
-            raise HardwareLimitError("Lava has no delayed conv synapse", syn.name, "delays")
-        d = (
-            np.zeros(syn.weights.shape, dtype=np.int64)
-            if syn.delays is None
-            else np.asarray(syn.delays, dtype=np.int64)
-        )
-        d = np.where(mant != 0, d + extra_delay, 0)
-        if d.max(initial=0) > MAX_DELAY:
-            raise HardwareLimitError(f"delay of {int(d.max())} steps exceeds {MAX_DELAY}", syn.name, "delays")
-        delays = d.astype(np.int32)
+    delays = _synapse_delays(syn, mant, extra_delay)
     prog = Synapse(
         name=syn.name,
         source=syn.source,
