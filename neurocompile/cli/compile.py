@@ -19,19 +19,6 @@ from ..errors import NeurocompileError
 from . import cli
 
 
-def load_calibration(spec: str, steps: int, limit: int):
-    """Calibration inputs from ``digits``, ``digits-rows``, an ``.npy`` or an ``.npz`` file."""
-    if spec in ("digits", "digits-rows"):
-        from ..data import load_dataset
-
-        x, _ = load_dataset(spec, steps=steps, split="train")
-        return x[:limit]
-    from ..data import read_spike_file
-
-    x, _ = read_spike_file(spec, "calibration", x_keys=("x_train", "x"))
-    return x[:limit]
-
-
 @cli.command(name="compile")
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
@@ -73,27 +60,27 @@ def compile_command(
     model, output, calibrate, calibrate_samples, steps, method, percentile, convention, reset, dt, lenient, as_json
 ):
     """Compile a NIR graph into a fixed-point program for the cpu and lava backends."""
-    from ..discretization import get_convention
-    from ..nir_io import load_graph
-    from ..quantize import compile_graph
+    from .. import pipeline
 
     if model.suffix.lower() != ".nir":
         raise NeurocompileError(f"{model}: expected a .nir graph")
     if not model.is_file():
         raise NeurocompileError(f"{model}: no such file")
-    conv = get_convention(convention, dt=dt, reset=reset)
+    conv = pipeline.resolve_convention(convention, dt=dt, reset=reset)
     if not (np.isfinite(conv.dt) and conv.dt > 0):
         raise NeurocompileError(f"--dt must be a positive number, got {conv.dt}")
-    graph = load_graph(model, lenient=lenient)
-    calibration = load_calibration(calibrate, steps, calibrate_samples) if calibrate else None
-    program, report = compile_graph(
-        graph, conv, calibration=calibration, method=method, percentile=percentile, source=str(model)
-    )
     output = output or model.with_suffix(".ncp")
-    try:
-        program.save(output)
-    except OSError as exc:
-        raise NeurocompileError(f"{output}: cannot write program ({exc.strerror or type(exc).__name__})") from None
+    program, report = pipeline.compile(
+        model,
+        calibrate or None,
+        convention=conv,
+        method=method,
+        percentile=percentile,
+        steps=steps,
+        samples=calibrate_samples,
+        output=output,
+        lenient=lenient,
+    )
     if as_json:
         click.echo(json.dumps({"output": str(output), "report": report.to_dict()}, indent=2))
     else:

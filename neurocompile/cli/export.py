@@ -20,9 +20,8 @@ from . import cli
 @click.option("--allow-pickle", is_flag=True, help="Trust a pickled module or TorchScript file (it can run code).")
 def export_command(model, output, allow_pickle):
     """Export a PyTorch checkpoint to a NIR graph file."""
-    from ..export import export_checkpoint, write_nir
+    from ..pipeline import export
 
-    graph = export_checkpoint(model, allow_unsafe=allow_pickle)
     output = output or model.with_suffix(".nir")
-    write_nir(graph, output)
+    graph = export(model, allow_pickle=allow_pickle, output=output)
     click.echo(f"wrote {output} ({len(graph.nodes)} nodes, {len(graph.edges)} edges, dt={graph.metadata['dt']:g})")

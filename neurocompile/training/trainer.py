@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ class TrainConfig:
     arch: str = "mlp"
     rule: str = "bptt"
     data: str = "digits"
-    steps: int | None = 16
+    steps: int | None = None  # None: 16 for digits and digits-rows, an .npz file's own T
     epochs: int = 30
     seed: int = 0
     device: str = "auto"
@@ -48,13 +48,23 @@ class TrainConfig:
     output_neuron: str = "LIF"
     reset: str = "zero"  # the Convention's reset (Loihi resets to zero)
     loss: str = "ce"
-    loss_scale: float = 8.0  # CE on 8 * spikes (LIF output); use 1 for an LI output
+    loss_scale: float | None = None  # None: 8 for a LIF output (CE on 8 * spikes), 1 for an LI output
     loss_steps: int | None = None
     encoding: str = "rate"
     ottt_mode: str = "A"
     factors: tuple = DEFAULT_FACTORS
     feedback: str = "bp"
     quant_bits: int = 8
+
+    def resolved(self) -> TrainConfig:
+        """This config with the defaults that depend on other fields (``steps``, ``loss_scale``) filled in."""
+        steps = self.steps
+        if steps is None and not str(self.data).endswith(".npz"):
+            steps = 16
+        loss_scale = self.loss_scale
+        if loss_scale is None:
+            loss_scale = 8.0 if self.output_neuron == "LIF" else 1.0
+        return replace(self, steps=steps, loss_scale=loss_scale)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -100,6 +110,7 @@ def build_model(config: TrainConfig, n_in: int, n_out: int):
 def make_rule(config: TrainConfig, model):
     if config.rule not in RULES:
         raise NeurocompileError(f"unknown rule '{config.rule}'; choose one of {', '.join(RULES)}")
+    config = config.resolved()
     common = dict(loss=config.loss, loss_scale=config.loss_scale, loss_steps=config.loss_steps)
     if config.rule == "bptt":
         return BPTT(model, **common)
@@ -116,6 +127,7 @@ def _load(config: TrainConfig, split: str, seed: int, device):
 
 def train(config: TrainConfig, progress: bool = True, log=None):
     """Train a model; returns ``(model, metrics)`` (metrics is JSON-able)."""
+    config = config.resolved()
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
