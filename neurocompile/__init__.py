@@ -20,8 +20,6 @@ Lava unless the ``lava`` backend runs (``neurocompile.lava_compat`` imports it o
 """
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
@@ -43,27 +41,7 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-class _CallableModule(types.ModuleType):
-    """The submodule ``neurocompile.export``, callable as the pipeline's :func:`~neurocompile.pipeline.export`.
-
-    Importing a submodule binds it on its package under its name, which would replace the
-    function ``neurocompile.export``; this keeps ``neurocompile.export(...)`` working and
-    ``neurocompile.export.export_checkpoint`` (and every import of the module) unchanged."""
-
-    def __call__(self, *args, **kwargs):
-        return importlib.import_module("neurocompile.pipeline").export(*args, **kwargs)
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name, value):
-        if name == "export" and isinstance(value, types.ModuleType) and type(value) is types.ModuleType:
-            value.__class__ = _CallableModule
-        super().__setattr__(name, value)
-
-
 def __getattr__(name):
-    if name == "export":  # the submodule, made callable as it is bound here
-        return importlib.import_module("neurocompile.export")
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'neurocompile' has no attribute '{name}'")
@@ -71,6 +49,3 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
-
-
-sys.modules[__name__].__class__ = _Package

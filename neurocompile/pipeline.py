@@ -62,8 +62,8 @@ def export(model, input_shape=None, *, convention=None, output=None, allow_pickl
     ``input_shape`` (per sample) and ``convention`` apply to a module and default to its
     attributes; a checkpoint records its own. ``allow_pickle`` trusts a pickled module or
     TorchScript file (it can run code)."""
-    from .export import export as export_module
-    from .export import export_checkpoint, write_nir
+    from .nir_export import export as export_module
+    from .nir_export import export_checkpoint, write_nir
 
     if isinstance(model, (str, Path)):
         if input_shape is not None or convention is not None:
@@ -91,7 +91,7 @@ def load_model(path, *, lenient: bool = False, allow_pickle: bool = False):
 
         return load_graph(path, lenient=lenient)
     if suffix == ".pt":
-        from .export import export_checkpoint
+        from .nir_export import export_checkpoint
 
         return export_checkpoint(path, allow_unsafe=allow_pickle)
     if suffix == ".ncp":

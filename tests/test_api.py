@@ -69,7 +69,7 @@ def test_simulate_api_equals_the_backend_run_directly():
     """Oracle: the stages called one by one (export, compile_graph, create_backend, metrics)."""
     from neurocompile import metrics
     from neurocompile.backends import create_backend
-    from neurocompile.export import export_checkpoint
+    from neurocompile.nir_export import export_checkpoint
     from neurocompile.quantize import compile_graph
 
     x, labels = neurocompile.load_inputs(data="digits", steps=8, limit=30)
@@ -209,16 +209,3 @@ def test_import_neurocompile_is_light():
         "import neurocompile.cli as c, importlib\nfor n in c.COMMAND_MODULES: importlib.import_module(c.__name__ + '.' + n)"
     )
     assert not [m for m in cli if m.split(".")[0] in HEAVY]
-
-
-def test_export_stays_callable_after_its_submodule_is_imported():
-    code = (
-        "from neurocompile.export import export_checkpoint\n"
-        "import neurocompile, neurocompile.export as module\n"
-        f"graph = neurocompile.export({str(SHIPPED)!r})\n"
-        "assert module.export_checkpoint is export_checkpoint and module is neurocompile.export\n"
-        "assert sorted(graph.nodes) == sorted(export_checkpoint(" + repr(str(SHIPPED)) + ").nodes)\n"
-        "assert 'lava' not in sys.modules\n"
-    )
-    loaded = _modules_after("import sys\n" + code)
-    assert "neurocompile.export" in loaded and not [m for m in loaded if m.split(".")[0] == "lava"]

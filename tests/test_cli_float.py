@@ -289,8 +289,8 @@ def test_simulate_errors(capsys, nir_paper_dir, lif_input, tmp_path):
 
 def test_simulate_checkpoint_exports_first(capsys, tmp_path):
     from neurocompile.checkpoint import save_checkpoint
-    from neurocompile.export import export_checkpoint
     from neurocompile.models.architectures import MLP
+    from neurocompile.nir_export import export_checkpoint
 
     path = save_checkpoint(MLP(sizes=(64, 16, 10)), tmp_path / "mlp.pt")
     code, out, err = run_cli(capsys, "simulate", path, "--data", "digits", "--steps", 6, "--limit", 3, "--json")

@@ -20,9 +20,9 @@ from neurocompile.backends.float_ref import FloatReference
 from neurocompile.checkpoint import load_checkpoint
 from neurocompile.cli import main
 from neurocompile.data import load_digits_spikes
-from neurocompile.export import convention_from_metadata, export, export_checkpoint
 from neurocompile.metrics import accuracy, layer_agreement
 from neurocompile.models.architectures import MLP, ConvNet, RecurrentNet
+from neurocompile.nir_export import convention_from_metadata, export, export_checkpoint
 from neurocompile.quantize import compile_graph
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "digits_mlp.pt"
