@@ -15,43 +15,59 @@ class InlinedBoundary:
     """The Input or Output node of an inlined nested graph: passes its input through."""
 
 
-def flatten_graph(graph: nir.NIRGraph, prefix: str = "") -> tuple[dict, list[tuple[str, str]]]:
-    """Nodes and edges of ``graph`` with nested graphs inlined (names ``outer.inner``).
+def dotted(outer: str, inner: str) -> str:
+    """Default name of node ``inner`` of the nested graph ``outer``."""
+    return f"{outer}.{inner}"
+
+
+def flatten_graph(graph: nir.NIRGraph, join=dotted, _outer: str = "") -> tuple[dict, list[tuple[str, str]]]:
+    """Nodes and edges of ``graph`` with nested graphs inlined (names ``join(outer, inner)``).
 
     An edge into a nested graph goes to its Input node(s); an edge out of it leaves its
-    Output node(s). Those inner Input/Output nodes become :class:`InlinedBoundary` nodes.
+    Output node(s). Those inner Input/Output nodes become :class:`InlinedBoundary` nodes
+    (:func:`bypass_boundaries` removes them).
     """
     nodes: dict = {}
     edges: list[tuple[str, str]] = []
     entry: dict[str, list[str]] = {}
     exit_: dict[str, list[str]] = {}
+
+    def full(name: str) -> str:
+        return join(_outer, name) if _outer else name
+
     for name, node in graph.nodes.items():
-        full = f"{prefix}{name}"
         if isinstance(node, nir.NIRGraph):
-            inner_nodes, inner_edges = flatten_graph(node, prefix=f"{full}.")
-            ins = [f"{full}.{n}" for n, v in node.nodes.items() if isinstance(v, nir.Input)]
-            outs = [f"{full}.{n}" for n, v in node.nodes.items() if isinstance(v, nir.Output)]
+            inner_nodes, inner_edges = flatten_graph(node, join, full(name))
+            ins = [join(full(name), n) for n, v in node.nodes.items() if isinstance(v, nir.Input)]
+            outs = [join(full(name), n) for n, v in node.nodes.items() if isinstance(v, nir.Output)]
             if not ins or not outs:
-                raise GraphError("nested graph needs Input and Output nodes", node=full)
+                raise GraphError("nested graph needs Input and Output nodes", node=full(name))
             for boundary in ins + outs:
                 inner_nodes[boundary] = InlinedBoundary()
             nodes.update(inner_nodes)
             edges.extend(inner_edges)
-            entry[full], exit_[full] = ins, outs
+            entry[full(name)], exit_[full(name)] = ins, outs
         else:
-            nodes[full] = node
+            nodes[full(name)] = node
     for src, dst in graph.edges:
-        src_full, dst_full = f"{prefix}{src}", f"{prefix}{dst}"
-        for end in (src_full, dst_full):
+        for end in (full(src), full(dst)):
             if end not in nodes and end not in entry:
                 raise GraphError(
                     f"edge ('{src}', '{dst}') names node '{end}', which does not exist",
-                    node=prefix[:-1] or "<graph>",
+                    node=_outer or "<graph>",
                     field="edges",
                 )
-        for s in exit_.get(src_full, [src_full]):
-            for d in entry.get(dst_full, [dst_full]):
-                edges.append((s, d))
+        edges.extend((s, d) for s in exit_.get(full(src), [full(src)]) for d in entry.get(full(dst), [full(dst)]))
+    return nodes, edges
+
+
+def bypass_boundaries(nodes: dict, edges: list[tuple[str, str]]) -> tuple[dict, list[tuple[str, str]]]:
+    """Drop the :class:`InlinedBoundary` nodes, joining each predecessor to each successor."""
+    for name in [n for n, v in nodes.items() if isinstance(v, InlinedBoundary)]:
+        into = [s for s, d in edges if d == name]
+        out_of = [d for s, d in edges if s == name]
+        edges = [e for e in edges if name not in e] + [(s, d) for s in into for d in out_of]
+        del nodes[name]
     return nodes, edges
 
 

@@ -32,6 +32,7 @@ from torch import nn
 from . import __version__
 from .discretization import Convention
 from .errors import NeurocompileError
+from .graph import bypass_boundaries, flatten_graph
 
 Tensor = torch.Tensor
 
@@ -201,32 +202,9 @@ def _traceable(model: nn.Module) -> nn.Module:
     return model
 
 
-def _inline(nodes: dict, edges: list) -> tuple[dict, list]:
-    """Replace each nested NIRGraph node by its inner nodes (Input/Output removed)."""
-    out_nodes, out_edges = {}, list(edges)
-    for name, node in nodes.items():
-        if not isinstance(node, nir.NIRGraph):
-            out_nodes[name] = node
-            continue
-        inner = {k: ("" if k == "neuron" else f"_{k}") for k in node.nodes}
-        rename = {k: name + suffix for k, suffix in inner.items()}
-        ins = [k for k, v in node.nodes.items() if isinstance(v, nir.Input)]
-        outs = [k for k, v in node.nodes.items() if isinstance(v, nir.Output)]
-        for k, v in node.nodes.items():
-            if k not in ins and k not in outs:
-                out_nodes[rename[k]] = v
-        first = [rename[b] for a, b in node.edges if a in ins]
-        last = [rename[a] for a, b in node.edges if b in outs]
-        for a, b in node.edges:
-            if a not in ins and b not in outs:
-                out_edges.append((rename[a], rename[b]))
-        redirected = []
-        for a, b in out_edges:
-            srcs = last if a == name else [a]
-            dsts = first if b == name else [b]
-            redirected += [(s, d) for s in srcs for d in dsts]
-        out_edges = redirected
-    return out_nodes, out_edges
+def _recurrent_name(outer: str, inner: str) -> str:
+    """Names of an inlined Recurrent block: its neuron keeps the block's name, the rest ``block_inner``."""
+    return outer if inner == "neuron" else f"{outer}_{inner}"
 
 
 def export(model: nn.Module, input_shape=None, convention: Convention | None = None) -> nir.NIRGraph:
@@ -264,7 +242,7 @@ def export(model: nn.Module, input_shape=None, convention: Convention | None = N
     finally:
         model.train(was_training)
 
-    nodes, edges = _inline(raw.nodes, raw.edges)
+    nodes, edges = bypass_boundaries(*flatten_graph(raw, join=_recurrent_name))
     # Name the graph's input "input" and give Input/Output nodes their shapes.
     renamed = {k: ("input" if isinstance(v, nir.Input) else k) for k, v in nodes.items()}
     if sum(isinstance(v, nir.Input) for v in nodes.values()) != 1:
