@@ -12,10 +12,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from neurocompile.errors import NeurocompileError
+from neurocompile.primitives import pool2d
 
 from .neurons import Neuron
 
@@ -59,17 +59,16 @@ class SumPool2d(nn.Module):
         self.stride = nn.modules.utils._pair(stride if stride is not None else kernel_size)
         self.padding = nn.modules.utils._pair(padding)
 
+    average = False
+
     def forward(self, x: Tensor) -> Tensor:
-        pool = lambda y: F.avg_pool2d(y, self.kernel_size, self.stride, self.padding, divisor_override=1)  # noqa: E731
-        return _per_step(pool, x, 3)
+        return _per_step(lambda y: pool2d(y, self.kernel_size, self.stride, self.padding, self.average), x, 3)
 
 
 class AvgPool2d(SumPool2d):
     """Mean over ``kernel_size`` windows; padded zeros count in the mean (``count_include_pad``)."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        pool = lambda y: F.avg_pool2d(y, self.kernel_size, self.stride, self.padding, count_include_pad=True)  # noqa: E731
-        return _per_step(pool, x, 3)
+    average = True
 
 
 class Flatten(nn.Module):

@@ -244,6 +244,11 @@ def _conv_op(name: str, node, in_shape) -> Op:
     return Op(name, f"Conv{dims}d", tuple(in_shape), out, fn, weight=w, bias=_bias(node, out, True), conv=geometry)
 
 
+def pool2d(x: torch.Tensor, kernel, stride, padding, average: bool) -> torch.Tensor:
+    """SumPool2d (``average=False``) or AvgPool2d over ``x`` [B, C, H, W]; padded zeros count in the mean."""
+    return F.avg_pool2d(x, kernel, stride, padding, count_include_pad=True, divisor_override=None if average else 1)
+
+
 def _pool_op(name: str, node, in_shape) -> Op:
     kernel = _ints(node.kernel_size, 2, name, "kernel_size")
     stride = _ints(node.stride, 2, name, "stride")
@@ -251,7 +256,7 @@ def _pool_op(name: str, node, in_shape) -> Op:
     average = type(node).__name__ == "AvgPool2d"
 
     def fn(x, _weight):
-        return F.avg_pool2d(x, kernel, stride, padding, divisor_override=None if average else 1)
+        return pool2d(x, kernel, stride, padding, average)
 
     if len(in_shape) != 3:
         raise GraphError(f"pooling input shape {list(in_shape)} is not (C, H, W)", node=name, field="kernel_size")
