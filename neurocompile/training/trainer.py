@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neurocompile import primitives
 from neurocompile.data import load_dataset
 from neurocompile.discretization import Convention
 from neurocompile.errors import NeurocompileError
@@ -63,7 +64,7 @@ class TrainConfig:
             steps = 16
         loss_scale = self.loss_scale
         if loss_scale is None:
-            loss_scale = 8.0 if self.output_neuron == "LIF" else 1.0
+            loss_scale = 8.0 if primitives.NEURONS[self.output_neuron].spiking else 1.0
         return replace(self, steps=steps, loss_scale=loss_scale)
 
 
