@@ -169,29 +169,12 @@ def train(config: TrainConfig, progress: bool = True, log=None):
         if epoch > 1 and config.encoding == "rate" and not str(config.data).endswith(".npz"):
             x_train, y_train = _load(config, "train", config.seed * 1000 + epoch - 1, device)
         order = torch.randperm(len(x_train), generator=gen).to(device)
-        model.train()
-        total_loss, correct, seen = 0.0, 0, 0
-        for i in range(0, len(order), config.batch_size):
-            idx = order[i : i + config.batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-            opt.zero_grad(set_to_none=True)
-            loss, out = rule.run_batch(xb, yb, on_step=on_step)
-            if on_step is None:
-                opt.step()
-            total_loss += loss * len(idx)
-            correct += int((predict(out) == yb).sum())
-            seen += len(idx)
+        loss, train_acc = _train_epoch(rule, opt, on_step, x_train[order], y_train[order], config.batch_size)
         sched.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        epoch_time = time.perf_counter() - t0
-        row = {
-            "epoch": epoch,
-            "loss": total_loss / seen,
-            "train_acc": correct / seen,
-            "epoch_time_s": epoch_time,
-            "test_acc": evaluate(model, x_test, y_test),
-        }
+        row = {"epoch": epoch, "loss": loss, "train_acc": train_acc, "epoch_time_s": time.perf_counter() - t0}
+        row["test_acc"] = evaluate(model, x_test, y_test)
         if not math.isfinite(row["loss"]):
             raise NeurocompileError(f"training diverged at epoch {epoch} (loss {row['loss']}); lower --lr")
         history.append(row)
@@ -200,8 +183,29 @@ def train(config: TrainConfig, progress: bool = True, log=None):
             log(row)
     if config.hardware_aware:
         fold_fake_quant(model)
-    final_acc = evaluate(model, x_test, y_test)
-    metrics = {
+    metrics = _metrics(config, device, model, (x_train, x_test), evaluate(model, x_test, y_test), history)
+    metrics["train_time_s"] = time.perf_counter() - start
+    return model.cpu(), metrics
+
+
+def _train_epoch(rule, opt, on_step, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """One pass over the (shuffled) training set: (mean loss, training accuracy)."""
+    rule.model.train()
+    total_loss, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        opt.zero_grad(set_to_none=True)
+        loss, out = rule.run_batch(xb, yb, on_step=on_step)
+        if on_step is None:
+            opt.step()
+        total_loss += loss * len(yb)
+        correct += int((predict(out) == yb).sum())
+    return total_loss / len(x), correct / len(x)
+
+
+def _metrics(config, device, model, data, final_acc: float, history: list[dict]) -> dict:
+    x_train, x_test = data
+    return {
         "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
         "device": str(device),
         "n_train": int(len(x_train)),
@@ -211,11 +215,9 @@ def train(config: TrainConfig, progress: bool = True, log=None):
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "test_acc": final_acc,
         "best_test_acc": max([r["test_acc"] for r in history], default=final_acc),
-        "train_time_s": time.perf_counter() - start,
         "mean_epoch_time_s": float(np.mean([r["epoch_time_s"] for r in history])) if history else 0.0,
         "history": history,
     }
-    return model.cpu(), metrics
 
 
 def plot_learning_curve(metrics: dict, path) -> Path:
