@@ -109,8 +109,6 @@ def load_checkpoint(path, allow_unsafe: bool = False) -> nn.Module:
 
     With ``allow_unsafe=True`` a TorchScript archive or a pickled ``nn.Module`` is loaded too.
     """
-    from neurocompile.models.architectures import build
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
@@ -146,6 +144,13 @@ def load_checkpoint(path, allow_unsafe: bool = False) -> nn.Module:
 
     if isinstance(payload, nn.Module):  # only reachable for safe-listed module types
         return payload.eval()
+    return _model_from_payload(path, payload).eval()
+
+
+def _model_from_payload(path: Path, payload) -> nn.Module:
+    """Rebuild the model a neurocompile checkpoint records (architecture, config, convention, weights)."""
+    from neurocompile.models.architectures import build
+
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         kind = "a bare state_dict" if isinstance(payload, dict) else f"a {type(payload).__name__}"
         raise CheckpointError(f"{path}: not a neurocompile checkpoint ({kind}; no architecture recorded)")
@@ -168,4 +173,4 @@ def load_checkpoint(path, allow_unsafe: bool = False) -> nn.Module:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: state_dict does not match the architecture ({_reason(exc)})") from None
-    return model.eval()
+    return model

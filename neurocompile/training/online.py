@@ -96,6 +96,23 @@ class OnlineRule:
                 b = lay.linear.bias
                 b.grad = gb.clone() if b.grad is None else b.grad + gb
 
+    def _step_gradients(self, h, y, window: int, traces, saved, ws, gains):
+        """This step's loss and per-layer weight gradients: the output error, sent back through
+        the layers (``bp``) or by the fixed feedback matrices (``dfa``)."""
+        o = h.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = step_loss(o, y, self.loss, self.loss_scale) / window
+            (err,) = torch.autograd.grad(loss, o)
+        step_grads = [None] * len(self.layers)
+        signal = err
+        for l in reversed(range(len(self.layers))):
+            x_aug, psi = saved[l]
+            g_current = (signal * psi if psi is not None else signal) * gains[l]
+            step_grads[l] = self.weight_grad(l, traces[l], x_aug, signal, psi, gains[l])
+            if l > 0:
+                signal = g_current @ ws[l] if self.feedback == "bp" else err @ self.feedback_matrices[l - 1]
+        return float(loss.detach()), step_grads
+
     def run_batch(self, x: Tensor, y: Tensor, on_step=None):
         """Forward a batch ``x`` ``[B, T, n_in]`` step by step and accumulate weight gradients.
 
@@ -136,19 +153,8 @@ class OnlineRule:
                 h = out
             outputs.append(h)
             if t in window:
-                o = h.detach().requires_grad_(True)
-                with torch.enable_grad():
-                    loss = step_loss(o, y, self.loss, self.loss_scale) / len(window)
-                    (err,) = torch.autograd.grad(loss, o)
-                total += float(loss.detach())
-                step_grads = [None] * len(self.layers)
-                signal = err
-                for l in reversed(range(len(self.layers))):
-                    x_aug, psi = saved[l]
-                    g_current = (signal * psi if psi is not None else signal) * gains[l]
-                    step_grads[l] = self.weight_grad(l, traces[l], x_aug, signal, psi, gains[l])
-                    if l > 0:
-                        signal = g_current @ ws[l] if self.feedback == "bp" else err @ self.feedback_matrices[l - 1]
+                loss, step_grads = self._step_gradients(h, y, len(window), traces, saved, ws, gains)
+                total += loss
                 if on_step is None:
                     for g, sg in zip(grads, step_grads):
                         g += sg
