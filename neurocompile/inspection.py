@@ -138,9 +138,7 @@ def describe_program(program) -> dict:
             entry["conv"] = _jsonable(vars(syn.conv))
         syns.append(entry)
     metadata = dict(program.metadata or {})
-    report = (
-        metadata.pop("quantization", None) or metadata.pop("quantization_report", None) or metadata.pop("report", None)
-    )
+    report = metadata.pop("quantization", None)
     return {
         "kind": "fixed-point-program",
         "inputs": [{"name": p.name, "shape": list(p.shape)} for p in program.inputs],

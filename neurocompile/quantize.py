@@ -747,7 +747,7 @@ def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, target
         weights=mant,
         weight_exp=int(exp),
         num_weight_bits=8,
-        sign_mode=sign_mode if syn.kind != "conv" else ("mixed" if sign_mode == "mixed" else sign_mode),
+        sign_mode=sign_mode,
         delays=delays,
         conv=syn.conv,
         recurrent=syn.recurrent,
