@@ -228,17 +228,21 @@ def test_one_cpu_backend_runs_from_two_threads_at_once():
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("name", ["MLP", "RecurrentNet"])
+@pytest.mark.parametrize("name", ["MLP", "RecurrentNet", "ConvNet"])
 def test_cpu_float_program_equals_lava_floating_pt(name):
     from neurocompile.backends.lava import LavaBackend
     from neurocompile.export import export
-    from neurocompile.models.architectures import MLP, RecurrentNet
+    from neurocompile.models.architectures import MLP, ConvNet, RecurrentNet
     from neurocompile.normalize import normalize
     from neurocompile.quantize import float_program
 
     with torch.random.fork_rng():  # leaves the global RNG as other tests expect it
         torch.manual_seed(0)
-        model = MLP([64, 32, 10]) if name == "MLP" else RecurrentNet(n_hidden=16)
+        model = {
+            "MLP": lambda: MLP([64, 32, 10]),
+            "RecurrentNet": lambda: RecurrentNet(n_hidden=16),
+            "ConvNet": ConvNet,
+        }[name]()
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(8.0)
@@ -247,7 +251,7 @@ def test_cpu_float_program_equals_lava_floating_pt(name):
     inputs = (rng.random((2, 25, *program.inputs[0].shape)) < 0.4).astype(np.float32)
     cpu = CpuBackend(program).run(inputs, record="all")
     lava = LavaBackend(program, tag="floating_pt").run(inputs, record="all")
-    assert cpu.metadata["schedule"] == ("layerwise" if name == "MLP" else "stepwise")
+    assert cpu.metadata["schedule"] == ("stepwise" if name == "RecurrentNet" else "layerwise")
     assert sorted(cpu.arrays) == sorted(lava.arrays)
     assert sum(cpu.spike_counts().values()) > 0
     for key in cpu.arrays:
