@@ -1,9 +1,12 @@
-"""The contract every backend implements."""
+"""The contract every backend implements, and the input check they share."""
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
+from neurocompile.errors import NeurocompileError
 from neurocompile.recording import Recording
 
 
@@ -12,11 +15,65 @@ class Backend(Protocol):
     """One model, run on batches of input spikes.
 
     ``run(inputs, record=None, progress=False)``: ``inputs`` is ``[batch, time, *input_shape]``
-    (or ``{input name: array}`` for several inputs); ``record`` is None (outputs only), "all", or
-    node names / ``<node>.<variable>`` keys. The returned recording's metadata names the
-    execution path that ran.
+    (or ``{input name: array}`` for several inputs), checked by :func:`check_inputs`; ``record``
+    is None (outputs only), "all", or node names / ``<node>.<variable>`` keys. The returned
+    recording's metadata names the execution path that ran.
     """
 
     name: str
 
     def run(self, inputs, record=None, progress: bool = False) -> Recording: ...
+
+
+def check_inputs(
+    ports: list[tuple[str, tuple[int, ...]]], inputs, *, binary: bool, backend: str
+) -> tuple[dict[str, np.ndarray], int, int]:
+    """Check a backend's inputs; returns ``({port: array [batch, time, *shape]}, batch, steps)``.
+
+    ``ports``: ``(name, shape)`` per input port. ``inputs``: one array (one port) or
+    ``{name: array}``, NumPy or torch. ``binary``: values must be 0 or 1 (spikes). Arrays come
+    back as NumPy (a bool array as uint8), unchanged otherwise. Every failure raises a one-line
+    :class:`NeurocompileError` starting ``"<backend> backend: "``, one message per kind of failure.
+    """
+
+    def fail(message: str):
+        raise NeurocompileError(f"{backend} backend: {message}")
+
+    if not isinstance(inputs, dict):
+        if len(ports) != 1:
+            fail(f"the model has {len(ports)} inputs ({', '.join(n for n, _ in ports)}): pass a dict {{name: spikes}}")
+        inputs = {ports[0][0]: inputs}
+    unknown = sorted(set(map(str, inputs)) - {name for name, _ in ports})
+    if unknown:
+        fail(f"unknown input '{unknown[0]}' (inputs: {', '.join(n for n, _ in ports)})")
+    arrays, batch_time = {}, None
+    for name, shape in ports:
+        if name not in inputs:
+            fail(f"input '{name}': missing")
+        arr = _as_numpy(inputs[name])
+        expected = f"[batch, time{''.join(f', {s}' for s in shape)}]"
+        if arr.ndim != 2 + len(shape) or tuple(arr.shape[2:]) != tuple(shape):
+            fail(f"input '{name}': shape {list(arr.shape)} is not {expected}")
+        if arr.shape[0] < 1 or arr.shape[1] < 1:
+            fail(f"input '{name}': empty batch or time axis in shape {list(arr.shape)}")
+        if batch_time is not None and arr.shape[:2] != batch_time:
+            fail(f"input '{name}': [batch, time] {list(arr.shape[:2])} differs from {list(batch_time)} of the others")
+        batch_time = arr.shape[:2]
+        _check_values(name, arr, binary, fail)
+        arrays[name] = arr.astype(np.uint8) if arr.dtype == np.bool_ else arr
+    return arrays, int(batch_time[0]), int(batch_time[1])
+
+
+def _as_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _check_values(name: str, arr: np.ndarray, binary: bool, fail) -> None:
+    if not (arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        fail(f"input '{name}': values must be real numbers, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        fail(f"input '{name}': values must be finite (found NaN or inf)")
+    if binary and arr.dtype != np.bool_ and not ((arr == 0) | (arr == 1)).all():
+        fail(f"input '{name}': spikes must be 0 or 1")

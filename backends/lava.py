@@ -32,8 +32,11 @@ lowered to an equivalent ``Sparse`` matrix instead (also selectable with ``conv=
 passing ``w << 1`` with ``weight_exp - 1`` so Lava's 1-bit truncation of mixed 8-bit weights
 leaves the conv weights intact (the sum then wraps at 32 bits, not 24).
 
-Non-spiking populations (``spiking=False``) get ``vth = 2**17`` (``vth << 6 = 2**23`` is above
-the largest ``v``), so they never spike or reset; recording one always includes its ``v``.
+Non-spiking populations (``spiking=False``): Lava's LIF has no such mode, so fixed_pt passes
+``vth = 2**17``, one past the 17-bit register range: ``vth << 6 = 2**23`` is above the largest
+``v`` (clipped to ``2**23 - 1``), so they never spike or reset, as in
+``fixedpoint.lif_fixed_step(spiking=False)``; floating_pt passes ``vth = inf``. Recording one
+always includes its ``v``.
 
 Samples. One process graph runs a whole block of samples (all of a batch up to
 ``MAX_BLOCK_VALUES`` input values): the samples lie back to back in the source RingBuffers,
@@ -50,10 +53,9 @@ message (~20 us each), so the backend avoids them for anything of size ``T``.
 floating_pt. ``tag="floating_pt"`` runs the same graph with Lava's float process models. An
 integer program is converted to the float values its integers stand for (decays
 ``(du + 1)/4096`` and ``dv/4096``, weights ``m * 2**weight_exp * 64``, threshold ``vth * 64``, bias
-``bias_mant * 2**bias_exp``). A *float program* (the same dataclasses holding float parameters,
-marked ``metadata["number_format"] == "float"``: du/dv are decay fractions, weights, vth and
-bias_mant are used as they are, exponents are ignored) is lowered unchanged; this is the entry
-point for a float normalized graph.
+``bias_mant * 2**bias_exp``). A *float program* (``number_format="float"``: du/dv are decay
+fractions, weights, vth and bias_mant are used as they are, exponents are 0) is lowered
+unchanged; this is the entry point for a float normalized graph.
 
 ``hardware=True`` selects ``Loihi2HwCfg`` (needs Intel's lava-loihi extension and a Loihi 2
 system; not testable here). The recorders (``_lava_procs``) are CPU processes; on a chip, reading
@@ -74,6 +76,8 @@ from neurocompile import fixedpoint as fxp
 from neurocompile.errors import NeurocompileError
 from neurocompile.program import VTH_BITS, FixedPointProgram, Population, Synapse
 from neurocompile.recording import Recording
+
+from .base import check_inputs
 
 TAGS = ("fixed_pt", "floating_pt")
 # Input values held by one process graph (samples are preloaded back to back); larger batches
@@ -118,39 +122,58 @@ def lava_order(shape: tuple[int, ...]) -> np.ndarray:
     return to_lava(np.arange(n).reshape(shape), tuple(shape)).ravel()
 
 
-def truncated_bits(num_weight_bits: int, sign_mode: str) -> int:
-    """Low bits of an 8-bit weight that Lava zeroes for ``num_weight_bits`` (Lava truncate_weights)."""
-    return 8 - int(num_weight_bits) + (1 if sign_mode == "mixed" else 0)
-
-
-def conv_as_matrix(syn: Synapse) -> scipy.sparse.csr_matrix:  # noqa: F821
-    """The conv synapse as a [n_target, n_source] sparse matrix in *program* flattening."""
+def conv_as_matrix(syn: Synapse):
+    """The conv synapse as a scipy CSR [n_target, n_source] matrix in *program* flattening."""
     from scipy.sparse import coo_matrix
 
-    g = syn.conv
-    c_in, h_in, w_in = g.input_shape
-    c_out, h_out, w_out = g.output_shape
-    groups = int(g.groups)
-    w = np.asarray(syn.weights)
-    _, cpg, kh, kw = w.shape
-    opg = c_out // groups
-    rows, cols, vals = [], [], []
-    co, oy, ox = np.meshgrid(np.arange(c_out), np.arange(h_out), np.arange(w_out), indexing="ij")
-    co, oy, ox = co.ravel(), oy.ravel(), ox.ravel()
-    for ci_local in range(cpg):
-        ci = (co // opg) * cpg + ci_local
-        for ky in range(kh):
-            iy = oy * g.stride[0] - g.padding[0] + ky * g.dilation[0]
-            for kx in range(kw):
-                ix = ox * g.stride[1] - g.padding[1] + kx * g.dilation[1]
-                val = w[co, ci_local, ky, kx]
-                ok = (iy >= 0) & (iy < h_in) & (ix >= 0) & (ix < w_in) & (val != 0)
-                rows.append(((co * h_out + oy) * w_out + ox)[ok])
-                cols.append(((ci * h_in + iy) * w_in + ix)[ok])
-                vals.append(val[ok])
-    rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-    shape = (c_out * h_out * w_out, c_in * h_in * w_in)
+    rows, cols, vals = fxp.conv_connections(syn.weights, syn.conv)
+    shape = (int(np.prod(syn.conv.output_shape)), int(np.prod(syn.conv.input_shape)))
     return coo_matrix((vals, (rows, cols)), shape=shape).tocsr()
+
+
+def _connect(src, conn, dst, src_shape, dst_shape) -> None:
+    """``src -> conn -> dst`` through Lava's flatten()/reshape() virtual ports where a node is 3-D."""
+    (src.flatten() if len(lava_shape(src_shape)) > 1 else src).connect(conn.s_in)
+    out = conn.a_out.reshape(lava_shape(dst_shape)) if len(lava_shape(dst_shape)) > 1 else conn.a_out
+    out.connect(dst)
+
+
+def _lower_taps(pops: dict, record: dict[str, set[str]], run_steps: int) -> dict:
+    """Recording -> ``SpikeTap`` on ``s_out`` and ``StateTap`` on ``u``/``v``: ``{(name, var): tap}``."""
+    from ._lava_procs import SpikeTap, StateTap
+
+    taps = {}
+    buffer = max(2, min(run_steps, 64))
+    for name, variables in record.items():
+        lif = pops[name]
+        if "spikes" in variables:
+            tap = SpikeTap(shape=lif.s_out.shape, buffer_size=buffer)
+            lif.s_out.connect(tap.in_port)
+            taps[(name, "spikes")] = tap
+        for var in ("u", "v"):
+            if var in variables:
+                taps[(name, var)] = StateTap(getattr(lif, var), buffer_size=buffer)
+    return taps
+
+
+def _connection_process(syn: Synapse, matrix, delays, sparse: bool, kw: dict):
+    """The Lava process of a dense/sparse synapse: Dense, Sparse, DelayDense or DelaySparse."""
+    from lava.proc.dense.process import DelayDense, Dense
+    from lava.proc.sparse.process import DelaySparse, Sparse
+    from scipy.sparse import csr_matrix
+
+    if sparse:
+        matrix = csr_matrix(matrix)
+        matrix.sort_indices()
+    if delays is None:
+        return (Sparse if sparse else Dense)(weights=matrix, name=syn.name, **kw)
+    # Lava checks `delays.dtype == int`; max_delay 0 would make Lava use max(delays).
+    max_delay = max(int(np.max(delays)) if delays.size else 0, 1)
+    if sparse:
+        rows, cols = matrix.nonzero()
+        dmat = csr_matrix((np.asarray(delays)[rows, cols].astype(int), (rows, cols)), shape=matrix.shape)
+        return DelaySparse(weights=matrix, delays=dmat, max_delay=max_delay, name=syn.name, **kw)
+    return DelayDense(weights=matrix, delays=np.asarray(delays).astype(int), max_delay=max_delay, name=syn.name, **kw)
 
 
 # --- the backend ---------------------------------------------------------------------------
@@ -170,13 +193,12 @@ class LavaBackend:
             raise NeurocompileError(f"lava backend: tag must be one of {TAGS}, got '{tag}'")
         if conv not in ("conv", "sparse"):
             raise NeurocompileError(f"lava backend: conv must be 'conv' or 'sparse', got '{conv}'")
-        self.float_program = program.metadata.get("number_format") == "float"
+        self.float_program = program.number_format == "float"
         if self.float_program and tag == "fixed_pt":
             raise NeurocompileError("lava backend: a float program runs only with tag='floating_pt'")
-        if not self.float_program:
-            program.validate()
-        self.program = program
+        self.program = program.validate()
         self.tag = tag
+        self.fixed = tag == "fixed_pt"
         self.hardware = hardware
         self.conv_mode = conv
         self.last_timing: dict = {}
@@ -184,35 +206,26 @@ class LavaBackend:
     # --- parameters ---------------------------------------------------------------------
 
     def _pop_params(self, pop: Population) -> dict:
-        shape = lava_shape(pop.shape)
-        bias = np.broadcast_to(np.asarray(pop.bias_mant), tuple(pop.shape))
-        bias = to_lava(np.array(bias), tuple(pop.shape))
-        if self.tag == "fixed_pt":
-            # A readout never spikes: 2**17 puts vth << 6 above the largest v (2**23 - 1). It is
-            # one past the 17-bit hardware range; the CPU simulator accepts it.
+        """LIF parameters of a population: its integers (fixed_pt), or floats (floating_pt)."""
+        bias = to_lava(np.array(np.broadcast_to(np.asarray(pop.bias_mant), tuple(pop.shape))), tuple(pop.shape))
+        params = dict(shape=lava_shape(pop.shape), bias_exp=0)
+        if self.fixed:
+            # Lava's LIF has no non-spiking mode. A readout gets vth = 2**17, one past the 17-bit
+            # register range: vth << 6 = 2**23 exceeds every v (clipped to 2**23 - 1), so it never
+            # spikes or resets, which is what fixedpoint.lif_fixed_step(spiking=False) (and so the
+            # CPU backend) computes. Lava's Python model accepts the value; a chip may not.
             vth = int(pop.vth) if pop.spiking else 2**VTH_BITS
-            return dict(
-                shape=shape,
-                du=int(pop.du),
-                dv=int(pop.dv),
-                vth=vth,
-                bias_mant=bias.astype(np.int32),
-                bias_exp=int(pop.bias_exp),
+            return params | dict(
+                du=int(pop.du), dv=int(pop.dv), vth=vth, bias_mant=bias.astype(np.int32), bias_exp=int(pop.bias_exp)
             )
         if self.float_program:
-            vth = float(pop.vth) if pop.spiking else np.inf
-            return dict(
-                shape=shape, du=float(pop.du), dv=float(pop.dv), vth=vth, bias_mant=bias.astype(float), bias_exp=0
-            )
-        vth = float(fxp.effective_vth(pop.vth)) if pop.spiking else np.inf
-        return dict(
-            shape=shape,
-            du=(int(pop.du) + fxp.U_DECAY_OFFSET) / fxp.DECAY_UNITY,
-            dv=(int(pop.dv) + fxp.V_DECAY_OFFSET) / fxp.DECAY_UNITY,
-            vth=vth,
-            bias_mant=bias.astype(float) * 2.0 ** int(pop.bias_exp),
-            bias_exp=0,
-        )
+            du, dv, vth, bias = float(pop.du), float(pop.dv), float(pop.vth), bias.astype(float)
+        else:  # the float values an integer program's numbers stand for
+            du = (int(pop.du) + fxp.U_DECAY_OFFSET) / fxp.DECAY_UNITY
+            dv = (int(pop.dv) + fxp.V_DECAY_OFFSET) / fxp.DECAY_UNITY
+            vth = float(fxp.effective_vth(pop.vth))
+            bias = bias.astype(float) * 2.0 ** int(pop.bias_exp)
+        return params | dict(du=du, dv=dv, vth=vth if pop.spiking else np.inf, bias_mant=bias)
 
     def _weights_in_lava_order(self, syn: Synapse, matrix):
         """Permute a [n_target, n_source] matrix (dense array or CSR) to Lava flattening."""
@@ -221,25 +234,98 @@ class LavaBackend:
         return matrix[rows][:, cols]
 
     def _float_scale(self, syn: Synapse) -> float:
+        """Float value of one unit of an integer program's weight (``2**weight_exp`` and the ``<< 6``)."""
         if self.float_program:
             return 1.0
         return float(2.0 ** int(syn.weight_exp)) * 2**fxp.ACT_SHIFT
 
-    def _float_weights(self, syn: Synapse, matrix):
-        """Float weights of a dense/sparse synapse: the integers Lava's fixed_pt model uses."""
+    def _matrix_weights(self, syn: Synapse, matrix) -> tuple[object, dict]:
+        """Weights (in Lava order) and keyword arguments of a Dense/Sparse process for ``syn``."""
+        from lava.utils.weightutils import SignMode
         from scipy.sparse import csr_matrix, issparse
 
-        if self.float_program:
-            return matrix.astype(float)
-        if syn.kind == "conv":
-            return matrix.astype(float) * self._float_scale(syn)
+        if self.fixed and syn.kind == "conv":
+            # Conv semantics (no weight truncation) on Sparse: pass m << t with weight_exp - t,
+            # so Lava's truncation of t low bits is a no-op and the sums are unchanged.
+            t = fxp.truncated_bits(8, "mixed")
+            kw = dict(weight_exp=int(syn.weight_exp) - t, num_weight_bits=8, sign_mode=SignMode.MIXED)
+            return csr_matrix(matrix.astype(np.int32) * (1 << t)), kw
+        if self.fixed:
+            sign = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY, "inhibitory": SignMode.INHIBITORY}
+            kw = dict(weight_exp=int(syn.weight_exp), num_weight_bits=int(syn.num_weight_bits))
+            return matrix.astype(np.int32), kw | dict(sign_mode=sign[syn.sign_mode])
+        if self.float_program or syn.kind == "conv":
+            return matrix.astype(float) * self._float_scale(syn), {}
         dense = matrix.toarray() if issparse(matrix) else np.asarray(matrix)
-        eff = fxp.effective_weights(dense, 0, int(syn.num_weight_bits), syn.sign_mode).astype(
-            float
-        ) * self._float_scale(syn)
-        return csr_matrix(eff) if issparse(matrix) else eff
+        eff = fxp.effective_weights(dense, 0, int(syn.num_weight_bits), syn.sign_mode).astype(float)
+        eff = eff * self._float_scale(syn)
+        return (csr_matrix(eff) if issparse(matrix) else eff), {}
 
-    # --- building -----------------------------------------------------------------------
+    # --- lowering: one function per program element ------------------------------------
+
+    def _lower_population(self, pop: Population, run_steps: int):
+        """Population -> ``LIFReset``."""
+        from lava.proc.lif.process import LIFReset
+
+        params = self._pop_params(pop)
+        if pop.reset_interval > 0:
+            return LIFReset(reset_interval=int(pop.reset_interval), reset_offset=0, name=pop.name, **params)
+        # Zeroes u and v before the first step of every sample (Lava's time_step is 1-based
+        # and keeps counting across samples): no Var.set needed between samples.
+        return LIFReset(reset_interval=run_steps, reset_offset=1, name=pop.name, **params)
+
+    def _lower_synapse(self, syn: Synapse, src, dst) -> tuple:
+        """Synapse -> a Lava connection process from OutPort ``src`` to InPort ``dst``.
+
+        Returns ``(process, buffer var name, zeros)``: what :meth:`_reset_state` clears.
+        """
+        use_conv = self.conv_mode == "conv" and (not self.fixed or int(syn.weight_exp) >= 0)
+        if syn.kind == "conv" and syn.delays is None and use_conv:
+            conn = self._lower_conv(syn)
+            src.connect(conn.s_in)
+            conn.a_out.connect(dst)
+            return conn, "a_buf", np.zeros(conn.a_buf.shape)
+        if syn.kind == "conv" and syn.delays is not None:
+            raise NeurocompileError(f"synapse '{syn.name}': delays on conv synapses are not supported by Lava")
+        sparse = syn.kind != "dense"  # a conv falls back to Sparse
+        matrix = conv_as_matrix(syn) if syn.kind == "conv" else np.asarray(syn.weights)
+        if syn.kind == "sparse":
+            from scipy.sparse import csr_matrix
+
+            matrix = csr_matrix(matrix)
+        matrix, kw = self._matrix_weights(syn, self._weights_in_lava_order(syn, matrix))
+        delays = None if syn.delays is None else self._weights_in_lava_order(syn, np.asarray(syn.delays))
+        conn = _connection_process(syn, matrix, delays, sparse, kw)
+        _connect(src, conn, dst, self.program.source_shape(syn.source), self.program.source_shape(syn.target))
+        return conn, "a_buff", np.zeros(conn.a_buff.shape)
+
+    def _lower_conv(self, syn: Synapse):
+        """Conv synapse -> ``lava.proc.conv.Conv`` (kernel flipped and in Lava's layout)."""
+        from lava.proc.conv.process import Conv
+
+        g = syn.conv
+        src_shape, dst_shape = self.program.source_shape(syn.source), self.program.source_shape(syn.target)
+        if tuple(g.input_shape) != tuple(src_shape) or tuple(g.output_shape) != tuple(dst_shape):
+            raise NeurocompileError(
+                f"synapse '{syn.name}': conv geometry {g.input_shape}->{g.output_shape} "
+                f"does not match endpoint shapes {src_shape}->{dst_shape}"
+            )
+        if self.fixed:
+            kernel = fxp.lava_conv_weights(fxp.effective_weights(syn.weights, syn.weight_exp, kind="conv"))
+            kernel = kernel.astype(np.int32)
+        else:
+            kernel = fxp.lava_conv_weights(np.asarray(syn.weights, dtype=float)) * self._float_scale(syn)
+        return Conv(
+            weight=kernel,
+            input_shape=lava_shape(g.input_shape),
+            padding=tuple(g.padding[::-1]),
+            stride=tuple(g.stride[::-1]),
+            dilation=tuple(g.dilation[::-1]),
+            groups=int(g.groups),
+            num_weight_bits=8,
+            weight_exp=0,
+            name=syn.name,
+        )
 
     def _build(self, data: dict[str, np.ndarray], run_steps: int, record: dict[str, set[str]]):
         """Create the process graph for a block of samples.
@@ -247,144 +333,16 @@ class LavaBackend:
         ``data``: per input port, the block's samples in Lava layout ``[*lava_shape, n * run_steps]``.
         Returns (pops, conns, taps).
         """
-        from lava.proc.conv.process import Conv
-        from lava.proc.dense.process import DelayDense, Dense
-        from lava.proc.io.source import RingBuffer as Source
-        from lava.proc.lif.process import LIFReset
-        from lava.proc.sparse.process import DelaySparse, Sparse
-        from lava.utils.weightutils import SignMode
-        from scipy.sparse import csr_matrix
-
-        from ._lava_procs import SpikeTap, StateTap
+        from lava.proc.io.source import RingBuffer
 
         prog = self.program
-        fixed = self.tag == "fixed_pt"
-        sources = {}
-        for port in prog.inputs:
-            sources[port.name] = Source(data=data[port.name])
-        pops = {}
-        for pop in prog.populations:
-            params = self._pop_params(pop)
-            if pop.reset_interval > 0:
-                pops[pop.name] = LIFReset(
-                    reset_interval=int(pop.reset_interval), reset_offset=0, name=pop.name, **params
-                )
-            else:
-                # Zeroes u and v before the first step of every sample (Lava's time_step is 1-based
-                # and keeps counting across samples): no Var.set needed between samples.
-                pops[pop.name] = LIFReset(reset_interval=run_steps, reset_offset=1, name=pop.name, **params)
-
-        def out_port(name):
-            return sources[name].s_out if name in sources else pops[name].s_out
-
-        conns = {}
-        for syn in prog.synapses:
-            src_shape = prog.source_shape(syn.source)
-            dst_shape = prog.source_shape(syn.target)
-            src = out_port(syn.source)
-            dst = pops[syn.target].a_in
-            sign = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY, "inhibitory": SignMode.INHIBITORY}[
-                syn.sign_mode
-            ]
-            use_conv = (
-                syn.kind == "conv"
-                and syn.delays is None
-                and (self.conv_mode == "conv" and (not fixed or int(syn.weight_exp) >= 0))
-            )
-            if use_conv:
-                g = syn.conv
-                if tuple(g.input_shape) != tuple(src_shape) or tuple(g.output_shape) != tuple(dst_shape):
-                    raise NeurocompileError(
-                        f"synapse '{syn.name}': conv geometry {g.input_shape}->{g.output_shape} "
-                        f"does not match endpoint shapes {src_shape}->{dst_shape}"
-                    )
-                kernel = np.asarray(syn.weights)[:, :, ::-1, ::-1].transpose(0, 3, 2, 1).copy()
-                if fixed:
-                    kernel = kernel.astype(np.int64) << int(syn.weight_exp)
-                    kernel = kernel.astype(np.int32)
-                else:
-                    kernel = kernel.astype(float) * self._float_scale(syn)
-                conn = Conv(
-                    weight=kernel,
-                    input_shape=lava_shape(g.input_shape),
-                    padding=tuple(g.padding[::-1]),
-                    stride=tuple(g.stride[::-1]),
-                    dilation=tuple(g.dilation[::-1]),
-                    groups=int(g.groups),
-                    num_weight_bits=8,
-                    weight_exp=0,
-                    name=syn.name,
-                )
-                src.connect(conn.s_in)
-                conn.a_out.connect(dst)
-                conns[syn.name] = (conn, "a_buf", np.zeros(conn.a_buf.shape))
-                continue
-            # dense / sparse (conv falls back to sparse)
-            if syn.kind == "conv":
-                matrix = conv_as_matrix(syn)
-                delays = None
-                if syn.delays is not None:
-                    raise NeurocompileError(f"synapse '{syn.name}': delays on conv synapses are not supported by Lava")
-                sparse = True
-            else:
-                matrix = np.asarray(syn.weights)
-                delays = None if syn.delays is None else np.asarray(syn.delays)
-                sparse = syn.kind == "sparse"
-            matrix = self._weights_in_lava_order(syn, csr_matrix(matrix) if sparse else matrix)
-            if delays is not None:
-                delays = self._weights_in_lava_order(syn, delays)
-            if fixed and syn.kind == "conv":
-                # Conv semantics (no weight truncation) on Sparse: pass m << t with weight_exp - t,
-                # so Lava's truncation of t low bits is a no-op and the sums are unchanged.
-                t = truncated_bits(8, "mixed")
-                matrix = csr_matrix(matrix.astype(np.int32) * (1 << t))
-                kw = dict(weight_exp=int(syn.weight_exp) - t, num_weight_bits=8, sign_mode=SignMode.MIXED)
-            elif fixed:
-                matrix = matrix.astype(np.int32)
-                kw = dict(weight_exp=int(syn.weight_exp), num_weight_bits=int(syn.num_weight_bits), sign_mode=sign)
-            else:
-                matrix = self._float_weights(syn, matrix)
-                kw = {}
-            if sparse:
-                matrix = csr_matrix(matrix)
-                matrix.sort_indices()
-            if delays is not None:
-                max_delay = int(np.max(delays)) if delays.size else 0
-                # Lava checks `delays.dtype == int`; max_delay 0 would make Lava use max(delays).
-                if sparse:
-                    rows, cols = matrix.nonzero()
-                    dmat = csr_matrix((np.asarray(delays)[rows, cols].astype(int), (rows, cols)), shape=matrix.shape)
-                    conn = DelaySparse(weights=matrix, delays=dmat, max_delay=max(max_delay, 1), name=syn.name, **kw)
-                else:
-                    conn = DelayDense(
-                        weights=matrix,
-                        delays=np.asarray(delays).astype(int),
-                        max_delay=max(max_delay, 1),
-                        name=syn.name,
-                        **kw,
-                    )
-            elif sparse:
-                conn = Sparse(weights=matrix, name=syn.name, **kw)
-            else:
-                conn = Dense(weights=matrix, name=syn.name, **kw)
-            src_flat = src.flatten() if len(lava_shape(src_shape)) > 1 else src
-            src_flat.connect(conn.s_in)
-            out = conn.a_out.reshape(lava_shape(dst_shape)) if len(lava_shape(dst_shape)) > 1 else conn.a_out
-            out.connect(dst)
-            conns[syn.name] = (conn, "a_buff", np.zeros(conn.a_buff.shape))
-
-        taps = {}
-        buffer = max(2, min(run_steps, 64))
-        for name, variables in record.items():
-            lif = pops[name]
-            if "spikes" in variables:
-                tap = SpikeTap(shape=lif.s_out.shape, buffer_size=buffer)
-                lif.s_out.connect(tap.in_port)
-                taps[(name, "spikes")] = tap
-            for var in ("u", "v"):
-                if var in variables:
-                    taps[(name, var)] = StateTap(getattr(lif, var), buffer_size=buffer)
-        return pops, conns, taps
+        out_ports = {port.name: RingBuffer(data=data[port.name]).s_out for port in prog.inputs}
+        pops = {pop.name: self._lower_population(pop, run_steps) for pop in prog.populations}
+        out_ports.update({name: lif.s_out for name, lif in pops.items()})
+        conns = {
+            syn.name: self._lower_synapse(syn, out_ports[syn.source], pops[syn.target].a_in) for syn in prog.synapses
+        }
+        return pops, conns, _lower_taps(pops, record, run_steps)
 
     def _run_cfg(self):
         from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
@@ -404,8 +362,8 @@ class LavaBackend:
 
         import_lava()
         prog = self.program
-        arrays = self._check_inputs(inputs)
-        batch, steps = next(iter(arrays.values())).shape[:2]
+        ports = [(p.name, tuple(p.shape)) for p in prog.inputs]
+        arrays, batch, steps = check_inputs(ports, inputs, binary=self.fixed, backend="lava")
         intervals = [p.reset_interval for p in prog.populations if p.reset_interval > 0]
         period = math.lcm(*intervals) if intervals else 1
         run_steps = -(-steps // period) * period
@@ -413,7 +371,7 @@ class LavaBackend:
         dtype = np.int32 if self.tag == "fixed_pt" else np.float64
         out: dict[str, np.ndarray] = {}
         for name in [p.name for p in prog.inputs if p.name in spec]:
-            out[f"{name}.spikes"] = (np.asarray(arrays[name]) != 0).astype(np.uint8)
+            out[f"{name}.spikes"] = (arrays[name] != 0).astype(np.uint8)
             del spec[name]
         for name, variables in spec.items():
             pop = prog.population(name)
@@ -482,35 +440,6 @@ class LavaBackend:
                     bar.update(1)
         finally:
             session.close()
-
-    def _check_inputs(self, inputs) -> dict[str, np.ndarray]:
-        prog = self.program
-        if isinstance(inputs, dict):
-            arrays = {k: np.asarray(v) for k, v in inputs.items()}
-        else:
-            if len(prog.inputs) != 1:
-                raise NeurocompileError(f"lava backend: program has {len(prog.inputs)} inputs; pass a dict of arrays")
-            arrays = {prog.inputs[0].name: np.asarray(inputs)}
-        lengths = set()
-        for port in prog.inputs:
-            if port.name not in arrays:
-                raise NeurocompileError(f"lava backend: missing input '{port.name}'")
-            arr = arrays[port.name]
-            if hasattr(arr, "detach"):
-                arr = arr.detach().cpu().numpy()
-            if arr.ndim != 2 + len(port.shape) or tuple(arr.shape[2:]) != tuple(port.shape):
-                raise NeurocompileError(
-                    f"input '{port.name}': expected [batch, time, {', '.join(map(str, port.shape))}], got {list(arr.shape)}"
-                )
-            if arr.shape[0] < 1 or arr.shape[1] < 1:
-                raise NeurocompileError(f"input '{port.name}': empty batch or time axis {list(arr.shape)}")
-            if self.tag == "fixed_pt" and not np.isin(arr, (0, 1)).all():
-                raise NeurocompileError(f"input '{port.name}': fixed_pt inputs must be 0/1 spikes")
-            lengths.add(arr.shape[:2])
-            arrays[port.name] = arr
-        if len(lengths) != 1:
-            raise NeurocompileError(f"lava backend: inputs disagree on [batch, time]: {sorted(lengths)}")
-        return arrays
 
     def _reset_state(self, pops, conns) -> None:
         """Zero what outlives a sample: synapse buffers (spikes in flight) and the state of

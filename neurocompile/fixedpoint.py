@@ -100,9 +100,18 @@ def decay(x, d: int, offset: int = 0):
     (``ds_offset``) and 0 for ``v`` (``dm_offset``). Rounds toward zero.
     """
     x = _int64(x)
-    prod = x * (DECAY_UNITY - (int(d) + int(offset)))
+    prod = x * decay_multiplier(d, offset)
+    if _is_torch(prod):  # integer division rounds toward zero: the same numbers in fewer operations
+        import torch
+
+        return torch.div(prod, DECAY_UNITY, rounding_mode="trunc")
     mag = abs(prod) >> DECAY_SHIFT
     return _where(prod < 0, -mag, mag)
+
+
+def decay_multiplier(d: int, offset: int = 0) -> int:
+    """The factor ``4096 - (d + offset)`` that :func:`decay` multiplies ``|x|`` with before ``>> 12``."""
+    return DECAY_UNITY - (int(d) + int(offset))
 
 
 def effective_bias(bias_mant, bias_exp):
@@ -138,17 +147,23 @@ def effective_weights(
             raise NeurocompileError("conv synapse: weight_exp < 0 is not supported (Lava Conv ignores weight_exp)")
         return w << int(weight_exp)
     if sign_mode == "mixed":
-        lo, hi, drop = -256, 255, 8 - num_weight_bits + 1
-    elif sign_mode == "excitatory":
-        lo, hi, drop = 0, 255, 8 - num_weight_bits
-    elif sign_mode == "inhibitory":
-        w = -w
-        lo, hi, drop = 0, 255, 8 - num_weight_bits
+        lo, hi = -256, 255
+    elif sign_mode in ("excitatory", "inhibitory"):
+        lo, hi = 0, 255
     else:
         raise NeurocompileError(f"unknown sign_mode '{sign_mode}'")
+    if sign_mode == "inhibitory":
+        w = -w
+    drop = truncated_bits(num_weight_bits, sign_mode)
     w = w.clamp(lo, hi) if _is_torch(w) else np.clip(w, lo, hi)
     w = (w >> drop) << drop
     return -w if sign_mode == "inhibitory" else w
+
+
+def truncated_bits(num_weight_bits: int, sign_mode: str) -> int:
+    """Low bits of an 8-bit weight that Lava zeroes (``truncate_weights``): ``8 - num_weight_bits``,
+    one more for mixed sign."""
+    return 8 - int(num_weight_bits) + (1 if sign_mode == "mixed" else 0)
 
 
 def scale_activation(acc, weight_exp: int):
@@ -224,6 +239,35 @@ def conv_activation(spikes, weights_eff, stride=(1, 1), padding=(0, 0), dilation
     return y if was_torch else y.numpy()
 
 
+def conv_connections(weights, geometry):
+    """A conv synapse as the triplets ``(rows, cols, values)`` of its [n_target, n_source] matrix.
+
+    Rows and columns index the C-order flattening of the (C, H, W) target and source (PyTorch
+    cross-correlation semantics, ``geometry`` a ``program.ConvGeometry``); zero weights are
+    left out. Used for the Lava lowering of a conv to ``Sparse`` and for fan-out counts.
+    """
+    g = geometry
+    c_in, h_in, w_in = g.input_shape
+    c_out, h_out, w_out = g.output_shape
+    w = np.asarray(weights)
+    _, cpg, kh, kw = w.shape
+    opg = c_out // int(g.groups)
+    co, oy, ox = (a.ravel() for a in np.meshgrid(np.arange(c_out), np.arange(h_out), np.arange(w_out), indexing="ij"))
+    rows, cols, vals = [], [], []
+    for ci_local in range(cpg):
+        ci = (co // opg) * cpg + ci_local
+        for ky in range(kh):
+            iy = oy * g.stride[0] - g.padding[0] + ky * g.dilation[0]
+            for kx in range(kw):
+                ix = ox * g.stride[1] - g.padding[1] + kx * g.dilation[1]
+                val = w[co, ci_local, ky, kx]
+                ok = (iy >= 0) & (iy < h_in) & (ix >= 0) & (ix < w_in) & (val != 0)
+                rows.append(((co * h_out + oy) * w_out + ox)[ok])
+                cols.append(((ci * h_in + iy) * w_in + ix)[ok])
+                vals.append(val[ok])
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+
+
 def lava_conv_weights(weights_eff):
     """PyTorch conv kernel [C_out, C_in, kH, kW] -> Lava Conv kernel (C_out, W, H, C_in), flipped.
 
@@ -247,7 +291,9 @@ def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool =
 
     ``spiking=False`` (a readout population) never spikes and never resets.
     """
-    a64 = wrap_bits(wrap_bits(a_in, CHANNEL_BITS) << ACT_SHIFT, CHANNEL_BITS)
+    if _is_torch(u):
+        return _lif_fixed_step_torch(a_in, u, v, du, dv, vth, bias, spiking)
+    a64 = wrap_bits(_int64(a_in) << ACT_SHIFT, CHANNEL_BITS)  # == int32(int32(a_in) << 6): wraps are modular
     u = wrap_u(wrap_bits(decay(u, du, U_DECAY_OFFSET) + a64, CHANNEL_BITS))
     v = clip_v(wrap_bits(decay(v, dv, V_DECAY_OFFSET) + u + _int64(bias), CHANNEL_BITS))
     if not spiking:
@@ -255,6 +301,50 @@ def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool =
     s = v > effective_vth(vth)
     v = _where(s, 0 * v, v)
     return s, u, v
+
+
+def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias):
+    """One step of Lava's ``floating_pt`` LIF (a float program): returns ``(spikes, u, v)``.
+
+    Mirrors ``AbstractPyLifModelFloat.subthr_dynamics`` and ``PyLifModelFloat.spiking_activation``
+    (``bias_exp`` is not used by that model)::
+
+        u = u * (1 - du) + a_in
+        v = v * (1 - dv) + u + bias
+        s = v > vth;  v[s] = 0
+
+    ``du``/``dv`` are decay fractions; ``vth = inf`` never spikes (a readout).
+    """
+    u = u * (1 - du) + a_in
+    v = v * (1 - dv) + u + bias
+    s = v > vth
+    return s, u, _where(s, 0 * v, v)
+
+
+def _lif_fixed_step_torch(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool):
+    """:func:`lif_fixed_step` on torch tensors: the same formulas in cheaper integer operations,
+    computed in place on new tensors (the CPU backend's torch path runs this every step; tests
+    compare it with the NumPy branch and Lava)."""
+    import torch
+
+    def wrap32(x):  # wrap_bits(x, 32)
+        return x.add_(2**31).bitwise_and_(2**32 - 1).sub_(2**31)
+
+    def decayed(x, d, offset):  # decay(): x * f / 4096 rounded toward zero (add 4095 to negatives, floor)
+        x = _int64(x) * decay_multiplier(d, offset)
+        x += (x >> 63) & (DECAY_UNITY - 1)
+        x >>= DECAY_SHIFT
+        return x
+
+    u = wrap32(decayed(u, du, U_DECAY_OFFSET).add_(wrap32(_int64(a_in) << ACT_SHIFT)))
+    # wrap_u: k = floor((u + 2**23 - 1) / 2**24) is 1 for u > 2**23, -1 for u <= -2**23, 0 between
+    # (|k| > 1 only for larger |u|, clamped: one shift by 2**24, not a modulo).
+    u.sub_(((u + (UV_MAX - 1)) >> STATE_BITS).clamp_(-1, 1), alpha=2 * UV_MAX)
+    v = wrap32(decayed(v, dv, V_DECAY_OFFSET).add_(u).add_(_int64(bias))).clamp_(-V_LIMIT, V_LIMIT)
+    if not spiking:
+        return torch.zeros_like(v, dtype=torch.bool), u, v
+    s = v > effective_vth(vth)
+    return s, u, v.masked_fill_(s, 0)
 
 
 def reset_due(step: int, reset_interval: int) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import fixedpoint as fxp
 from .errors import NeurocompileError
 from .recording import Recording
 
@@ -76,15 +77,12 @@ def activity_summary(recording: Recording) -> dict[str, dict]:
 
 
 def program_synops(program, inputs, recording: Recording) -> dict[str, int] | None:
-    """Synaptic operations of a fixed-point program run: per synapse, every source spike times its
-    number of nonzero outgoing weights, summed over batch and time.
+    """Synaptic operations of a program run: per synapse, every source spike times its number of
+    nonzero outgoing weights, summed over batch and time.
 
     Sources are the input spikes (``inputs`` [batch, time, ...], one port) or the recorded
     ``<population>.spikes``. Returns None when a source's spikes were not recorded.
     """
-    import torch
-    import torch.nn.functional as F
-
     result: dict[str, int] = {}
     port_names = [p.name for p in program.inputs]
     for syn in program.synapses:
@@ -98,27 +96,20 @@ def program_synops(program, inputs, recording: Recording) -> dict[str, int] | No
                 return None
             spikes = np.asarray(recording.arrays[key])
         counts = (spikes != 0).sum(axis=(0, 1)).reshape(-1).astype(np.float64)  # per source neuron
-        w = np.asarray(syn.weights) != 0
-        if syn.kind == "conv" and syn.conv is not None:
-            geo = syn.conv
-            probe = torch.ones((1, *geo.input_shape), dtype=torch.float64, requires_grad=True)
-            with torch.enable_grad():
-                F.conv2d(
-                    probe,
-                    torch.as_tensor(w, dtype=torch.float64),
-                    None,
-                    tuple(geo.stride),
-                    tuple(geo.padding),
-                    tuple(geo.dilation),
-                    geo.groups,
-                ).sum().backward()
-            fanout = probe.grad.reshape(-1).numpy()
-        else:
-            fanout = w.reshape(w.shape[0], -1).sum(axis=0).astype(np.float64)
+        fanout = synapse_fanout(syn)
         if fanout.shape != counts.shape:
             return None
         result[syn.name] = int(round(float(counts @ fanout)))
     return result
+
+
+def synapse_fanout(syn) -> np.ndarray:
+    """Nonzero outgoing weights of each source neuron of a synapse (float64 [n_source])."""
+    if syn.kind == "conv" and syn.conv is not None:
+        _, cols, _ = fxp.conv_connections(syn.weights, syn.conv)
+        return np.bincount(cols, minlength=int(np.prod(syn.conv.input_shape))).astype(np.float64)
+    w = np.asarray(syn.weights) != 0
+    return w.reshape(w.shape[0], -1).sum(axis=0).astype(np.float64)
 
 
 def layer_agreement(reference: Recording, fixed: Recording, latency: dict[str, int]) -> dict[str, dict]:

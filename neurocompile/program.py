@@ -15,8 +15,15 @@ Layout conventions:
 * Every synapse delivers a spike sent at step t to its target at step t+1 (Lava timing).
   ``delays`` adds per-synapse extra delay (Lava DelayDense/DelaySparse semantics).
 
+Number format. ``number_format="fixed"`` (the default) holds Loihi's integers, as above.
+``number_format="float"`` holds the same network for Lava's ``floating_pt`` models, unrounded
+(``quantize.float_program``): ``du``/``dv`` are decay fractions in [0, 1], weights are the float
+``v`` increments per spike, ``vth`` the float threshold (``inf``: never spikes), ``bias_mant``
+the float bias per step; exponents are 0 and the weight-precision settings are unused.
+
 Files: ``.ncp`` is a NumPy ``.npz`` archive holding ``program.json`` (the structure) and
-one array per integer tensor; it loads with ``allow_pickle=False``.
+one array per tensor; it loads with ``allow_pickle=False``. Files without ``number_format``
+load as fixed-point programs.
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ SignMode = Literal["mixed", "excitatory", "inhibitory"]
 # Dense/sparse weight registers by sign mode (lava.utils.weightutils.clip_weights, 8 bits).
 WEIGHT_RANGE = {"mixed": (-256, 255), "excitatory": (0, 255), "inhibitory": (-255, 0)}
 SynapseKind = Literal["dense", "sparse", "conv"]
+NumberFormat = Literal["fixed", "float"]
+NUMBER_FORMATS = ("fixed", "float")
 
 
 @dataclass
@@ -70,9 +79,9 @@ class Population:
 
     name: str
     shape: tuple[int, ...]
-    du: int
-    dv: int
-    vth: int
+    du: int | float  # float only in a float program (see the module doc), likewise dv, vth, bias_mant
+    dv: int | float
+    vth: int | float
     bias_mant: np.ndarray
     bias_exp: int = 0
     spiking: bool = True
@@ -83,16 +92,23 @@ class Population:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
-    def validate(self) -> None:
+    def validate(self, number_format: NumberFormat = "fixed") -> None:
+        if np.shape(self.bias_mant) not in ((), tuple(self.shape)):
+            raise NeurocompileError(
+                f"population '{self.name}': bias_mant shape {np.shape(self.bias_mant)} != {self.shape}"
+            )
+        if number_format == "float":
+            check_real(self.name, "du", self.du, 0.0, 1.0)
+            check_real(self.name, "dv", self.dv, 0.0, 1.0)
+            check_real(self.name, "vth", self.vth, -np.inf, np.inf, finite=False)
+            check_real(self.name, "bias_mant", self.bias_mant)
+            check_range(self.name, "bias_exp", self.bias_exp, 0, 0)
+            return
         check_range(self.name, "du", self.du, 0, 2**DECAY_BITS - 1)
         check_range(self.name, "dv", self.dv, 0, 2**DECAY_BITS - 1)
         check_range(self.name, "vth", self.vth, 0, 2**VTH_BITS - 1)
         check_range(self.name, "bias_mant", self.bias_mant, -(2 ** (BIAS_MANT_BITS - 1)), 2 ** (BIAS_MANT_BITS - 1) - 1)
         check_range(self.name, "bias_exp", self.bias_exp, 0, 2**BIAS_EXP_BITS - 1)
-        if np.shape(self.bias_mant) not in ((), tuple(self.shape)):
-            raise NeurocompileError(
-                f"population '{self.name}': bias_mant shape {np.shape(self.bias_mant)} != {self.shape}"
-            )
 
 
 @dataclass
@@ -135,15 +151,19 @@ class Synapse:
     recurrent: bool = False
     learning: dict | None = None
 
-    def validate(self) -> None:
-        check_range(self.name, "weight_exp", self.weight_exp, *WEIGHT_EXP_RANGE)
-        check_range(self.name, "num_weight_bits", self.num_weight_bits, 1, 8)
+    def validate(self, number_format: NumberFormat = "fixed") -> None:
         if self.sign_mode not in WEIGHT_RANGE:
             raise NeurocompileError(f"node '{self.name}', parameter 'sign_mode': unknown '{self.sign_mode}'")
-        if self.kind == "conv":
-            check_range(self.name, "weights", self.weights, -(2 ** (STATE_BITS - 1)), 2 ** (STATE_BITS - 1) - 1)
+        if number_format == "float":
+            check_range(self.name, "weight_exp", self.weight_exp, 0, 0)
+            check_real(self.name, "weights", self.weights)
         else:
-            check_range(self.name, "weights", self.weights, *WEIGHT_RANGE[self.sign_mode])
+            check_range(self.name, "weight_exp", self.weight_exp, *WEIGHT_EXP_RANGE)
+            check_range(self.name, "num_weight_bits", self.num_weight_bits, 1, 8)
+            if self.kind == "conv":
+                check_range(self.name, "weights", self.weights, -(2 ** (STATE_BITS - 1)), 2 ** (STATE_BITS - 1) - 1)
+            else:
+                check_range(self.name, "weights", self.weights, *WEIGHT_RANGE[self.sign_mode])
         if self.kind == "conv" and self.conv is None:
             raise NeurocompileError(f"synapse '{self.name}': conv synapse without geometry")
         if self.delays is not None:
@@ -159,6 +179,7 @@ class FixedPointProgram:
     """A compiled network: inputs, populations, synapses, and which populations are outputs.
 
     ``metadata`` holds provenance (source file, dt, convention) and the quantization report.
+    ``number_format``: "fixed" (Loihi integers) or "float" (see the module doc).
     Populations are listed in a valid feed-forward order (recurrent synapses excepted).
     """
 
@@ -167,6 +188,7 @@ class FixedPointProgram:
     synapses: list[Synapse]
     outputs: list[str]
     metadata: dict = field(default_factory=dict)
+    number_format: NumberFormat = "fixed"
 
     def population(self, name: str) -> Population:
         for pop in self.populations:
@@ -219,16 +241,20 @@ class FixedPointProgram:
         return chosen
 
     def validate(self) -> FixedPointProgram:
+        if self.number_format not in NUMBER_FORMATS:
+            raise NeurocompileError(
+                f"program: number_format must be one of {NUMBER_FORMATS}, got '{self.number_format}'"
+            )
         names = [p.name for p in self.inputs] + [p.name for p in self.populations]
         if len(set(names)) != len(names):
             raise NeurocompileError("program has duplicate node names")
         for pop in self.populations:
-            pop.validate()
+            pop.validate(self.number_format)
         for syn in self.synapses:
             for end in (syn.source, syn.target):
                 if end not in names:
                     raise NeurocompileError(f"synapse '{syn.name}': unknown endpoint '{end}'")
-            syn.validate()
+            syn.validate(self.number_format)
         for out in self.outputs:
             self.population(out)
         return self
@@ -238,16 +264,18 @@ class FixedPointProgram:
     def save(self, path: str | Path) -> None:
         arrays: dict[str, np.ndarray] = {}
         header = {"format": "neurocompile-program", "version": FORMAT_VERSION, "metadata": self.metadata}
+        header["number_format"] = self.number_format
+        values = np.float64 if self.number_format == "float" else np.int32
         header["inputs"] = [asdict(p) for p in self.inputs]
         header["populations"] = []
         for i, pop in enumerate(self.populations):
             record = {k: v for k, v in asdict(pop).items() if k != "bias_mant"}
-            arrays[f"pop{i}.bias_mant"] = np.asarray(pop.bias_mant, dtype=np.int32)
+            arrays[f"pop{i}.bias_mant"] = np.asarray(pop.bias_mant, dtype=values)
             header["populations"].append(record)
         header["synapses"] = []
         for i, syn in enumerate(self.synapses):
             record = {k: v for k, v in asdict(syn).items() if k not in ("weights", "delays")}
-            arrays[f"syn{i}.weights"] = np.asarray(syn.weights, dtype=np.int32)
+            arrays[f"syn{i}.weights"] = np.asarray(syn.weights, dtype=values)
             if syn.delays is not None:
                 arrays[f"syn{i}.delays"] = np.asarray(syn.delays, dtype=np.int32)
             header["synapses"].append(record)
@@ -282,7 +310,10 @@ class FixedPointProgram:
                     **{k: tuple(v) if isinstance(v, list) else v for k, v in record["conv"].items()}
                 )
             synapses.append(Synapse(weights=arrays[f"syn{i}.weights"], delays=arrays.get(f"syn{i}.delays"), **record))
-        return cls(inputs, populations, synapses, list(header["outputs"]), header.get("metadata", {})).validate()
+        number_format = header.get("number_format", "fixed")
+        return cls(
+            inputs, populations, synapses, list(header["outputs"]), header.get("metadata", {}), number_format
+        ).validate()
 
 
 def check_range(node: str, name: str, value, low: int, high: int) -> None:
@@ -297,6 +328,21 @@ def check_range(node: str, name: str, value, low: int, high: int) -> None:
         raise NeurocompileError(
             f"node '{node}', parameter '{name}': range [{lo}, {hi}] exceeds hardware range [{low}, {high}]"
         )
+
+
+def check_real(node: str, name: str, value, low: float = -np.inf, high: float = np.inf, finite: bool = True) -> None:
+    """Raise a one-line error when ``value`` is not real, not finite (``finite``), NaN, or leaves [low, high]."""
+    arr = np.asarray(value)
+    if arr.size == 0:
+        return
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise NeurocompileError(f"node '{node}', parameter '{name}': must be real, got {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if np.isnan(arr).any() or (finite and not np.isfinite(arr).all()):
+        raise NeurocompileError(f"node '{node}', parameter '{name}': must be {'finite' if finite else 'a number'}")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < low or hi > high:
+        raise NeurocompileError(f"node '{node}', parameter '{name}': range [{lo}, {hi}] leaves [{low}, {high}]")
 
 
 def plain(obj):

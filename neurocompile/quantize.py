@@ -625,7 +625,7 @@ def _lava_threshold(pop: NormalizedPopulation, conv: Convention) -> np.ndarray:
 def float_program(normalized: NormalizedGraph) -> FixedPointProgram:
     """The normalized graph for Lava's ``floating_pt`` models: the same mapping, without rounding.
 
-    Same dataclasses as the fixed-point program, marked ``metadata["number_format"] = "float"``:
+    Same dataclasses as the fixed-point program, with ``number_format="float"``:
     ``du``/``dv`` are the per-step decay fractions (``a_u``, ``a_v``), weights are the float v
     increments per spike (``gain * w``), ``vth`` is ``v_threshold`` and ``bias_mant`` the float v
     increment per step. Lava's float LIF then follows the discretization contract exactly, each
@@ -677,12 +677,12 @@ def float_program(normalized: NormalizedGraph) -> FixedPointProgram:
         synapses=synapses,
         outputs=list(normalized.outputs),
         metadata={
-            "number_format": "float",
             "dt": conv.dt,
             "convention": plain(asdict(conv)),
             "output_names": dict(normalized.output_names),
         },
-    )
+        number_format="float",
+    ).validate()
 
 
 def _rho_weights(syn: NormalizedSynapse, w: np.ndarray, rho: np.ndarray, target_shape) -> np.ndarray:

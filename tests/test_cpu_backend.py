@@ -66,7 +66,7 @@ def test_two_layer_timing(neuron_path):
     assert rec["p2.spikes"][0, :, 0].tolist() == [0, 0, 0, 0, 0, 1, 0, 0]  # and p2 at t=5
     assert rec["p1.u"][0, :, 0].tolist() == [0, 0, 0, 0, 2 * 64, 0, 0, 0]
     assert rec["p1.v"][0, :, 0].tolist() == [0] * 8  # reset after the spike
-    assert rec.metadata["mode"] == "layerwise"
+    assert rec.metadata["schedule"] == "layerwise"
 
 
 def test_du_zero_still_decays_u(neuron_path):
@@ -101,7 +101,7 @@ def test_recurrent_self_excitation_runs_stepwise(neuron_path):
     )
     backend = CpuBackend(prog)
     rec = backend.run(spikes_at(6, [0]), record="all")
-    assert rec.metadata["mode"] == "stepwise"
+    assert rec.metadata["schedule"] == "stepwise"
     assert rec["p.spikes"][0, :, 0].tolist() == [0, 1, 1, 1, 1, 1]  # each spike re-excites the next step
 
 
@@ -153,7 +153,8 @@ def test_float64_and_int32_wraps_beyond_float32_bound(neuron_path):
     x[0, 0] = 1
     backend = CpuBackend(prog)
     rec = backend.run(x, record="all")
-    assert rec.metadata["matmul_dtype"]["a"] == "float64" and rec.metadata["neuron_path"]["p"] == "exact"
+    assert rec.metadata["matmul_dtype"]["a"] == "float64"
+    assert rec.metadata["neuron_kernel"]["p"] == {"kernel": "c", "torch": "torch"}[neuron_path]
     a = 255 * n
     u = a * 64  # < 2**31: no int32 wrap
     u = u - 2**24 if u > 2**23 else u  # Lava's single conditional wrap: stays out of range
@@ -273,7 +274,7 @@ def test_random_programs_match_reference_loop(case, neuron_path):
     expected = reference_run(program, inputs)
     rec = CpuBackend(program).run(inputs, record="all")
     for key, arr in expected.items():
-        np.testing.assert_array_equal(rec[key].astype(np.int64), arr, err_msg=f"{key} ({rec.metadata['mode']})")
+        np.testing.assert_array_equal(rec[key].astype(np.int64), arr, err_msg=f"{key} ({rec.metadata['schedule']})")
 
 
 def test_layerwise_equals_stepwise_on_feedforward():
@@ -292,6 +293,6 @@ def test_layerwise_equals_stepwise_on_feedforward():
     layer = backend.run(x, record="all")
     backend.order = None  # force the step-by-step schedule
     step = backend.run(x, record="all")
-    assert layer.metadata["mode"] == "layerwise" and step.metadata["mode"] == "stepwise"
+    assert layer.metadata["schedule"] == "layerwise" and step.metadata["schedule"] == "stepwise"
     for key in layer.arrays:
         np.testing.assert_array_equal(layer[key], step[key], err_msg=key)

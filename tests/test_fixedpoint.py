@@ -184,6 +184,36 @@ def test_decay_wrap_clip_hand_values():
     np.testing.assert_array_equal(fxp.scale_activation(np.array([-5, 5]), -1), [-3, 2])  # arithmetic shift floors
 
 
+def test_lif_step_hand_values_on_numpy_and_torch():
+    # du = 4095: u forgets itself (factor 4096 - 4095 - 1 = 0), so u = wrap_u(a_in << 6).
+    for lib in (np.asarray, torch.as_tensor):
+        a_in = lib(np.array([2**17 + 1, -(2**17), 2**25 + 3, 1]))  # 2**25 << 6 = 2**31 wraps to -2**31 on the channel
+        zero = lib(np.zeros(4, dtype=np.int64))
+        s, u, v = fxp.lif_fixed_step(a_in, zero, zero, 4095, 4095, 0, lib(np.array([0, 0, 0, 5])))
+        assert np.asarray(u).tolist() == [-(2**23) + 64, 2**23, -(2**31) + 3 * 64 + 2**24, 64]
+        assert np.asarray(v).tolist() == [-(2**23) + 64, 0, -(2**23) + 1, 0]  # clipped; spikes reset
+        assert np.asarray(s).tolist() == [False, True, False, True]
+
+
+def test_lif_step_torch_equals_numpy_at_the_edges():
+    edges = np.array([0, 1, -1, 2**23, 2**23 + 1, -(2**23), -(2**23) + 1, 3 * 2**23 + 5, 2**31 - 1, -(2**31)])
+    a_in = np.concatenate([edges >> 6, edges, [2**40, -(2**40)]])
+    u, v = np.meshgrid(edges, edges)
+    rng = np.random.default_rng(0)
+    a = rng.choice(a_in, size=u.shape)
+    bias = rng.choice([0, 5, -(2**15) << 7], size=u.shape)
+    for du, dv, vth, spiking in (
+        (0, 0, 0, True),
+        (1, 4095, 100, True),
+        (2048, 1, 2**17 - 1, False),
+        (4095, 77, 3, True),
+    ):
+        want = fxp.lif_fixed_step(a, u, v, du, dv, vth, bias, spiking=spiking)
+        got = fxp.lif_fixed_step(*map(torch.as_tensor, (a, u, v)), du, dv, vth, torch.as_tensor(bias), spiking=spiking)
+        for name, w, g in zip(("spikes", "u", "v"), want, got):
+            np.testing.assert_array_equal(g.numpy(), w, err_msg=f"{name} du={du} dv={dv}")
+
+
 # --- differential tests against Lava processes -----------------------------------------
 
 

@@ -254,7 +254,7 @@ def test_floating_pt_matches_float_reference_one_step_later(nir_paper_dir):
         [Population("1", (1,), du=1.0, dv=alpha, vth=float(np.ravel(lif.v_threshold)[0]), bias_mant=np.array([bias]))],
         [Synapse("w", "input", "1", "dense", np.asarray(affine.weight, dtype=float) * r * alpha)],
         ["1"],
-        {"number_format": "float"},
+        number_format="float",
     )
     spikes = np.load(nir_paper_dir / "lif_input_spikes.npy").astype(np.float32)[:400]
     x = spikes.reshape(1, -1, 1)

@@ -1,0 +1,71 @@
+/* Lava fixed_pt LIF over T steps (neurocompile.backends.cpu), exactly neurocompile.fixedpoint.lif_fixed_step
+ * including every int32 wrap. Compiled on first use with the system C compiler and loaded with ctypes
+ * (which releases the GIL, so batch slices run on threads).
+ *
+ * Batch rows [b0, b1). State in int32 with uint32 wrap-around arithmetic (Lava's int32 arrays).
+ * a_in[b, t', j] is the raw input read at step t = t' + shift (shift 1: the sum of spikes sent at
+ * t - 1), scaled by weight_exp (<< or arithmetic >>) and wrapped to int32 as on Lava's channels.
+ * fu, fv: decay multipliers (fixedpoint.decay_multiplier); vth: fixedpoint.effective_vth;
+ * bias: fixedpoint.effective_bias; reset_interval as in fixedpoint.reset_due. */
+#include <stdint.h>
+#include <string.h>
+
+/* trunc(x * f / 4096) for int32 x, 0 <= f <= 4096, in int32 lanes: x = h * 4096 + l with
+ * 0 <= l < 4096 gives floor = h * f + (l * f >> 12) (mod 2**32 arithmetic: the result fits in
+ * int32), then +1 for negative x with a nonzero remainder (round toward zero). */
+static inline int32_t decay32(int32_t x, uint32_t f) {
+    uint32_t h = (uint32_t)(x >> 12), l = (uint32_t)x & 4095u, lf = l * f;
+    uint32_t fl = h * f + (lf >> 12);
+    return (int32_t)(fl + (uint32_t)((x < 0) & ((lf & 4095u) != 0)));
+}
+
+#define LIF_RUN(NAME, A_T)                                                                         \
+void NAME(int64_t T, int64_t n, const A_T *restrict a_in, int64_t shift, int64_t wexp,             \
+          int64_t fu, int64_t fv, int64_t vth, const int32_t *restrict bias, int64_t spiking,      \
+          int64_t reset_interval, float *restrict s_out, int32_t *restrict u_out,                  \
+          int32_t *restrict v_out, int32_t *restrict u, int32_t *restrict v,                       \
+          uint32_t *restrict scratch, int64_t b0, int64_t b1) {                                    \
+    const int32_t M = 1 << 23, L = (1 << 23) - 1, th = (int32_t)(vth > L ? L : vth);               \
+    const int32_t sp = spiking != 0;                                                               \
+    const uint32_t su = (uint32_t)fu, sv = (uint32_t)fv;                                           \
+    for (int64_t b = b0; b < b1; b++) {                                                            \
+        int32_t *restrict ub = u + b * n, *restrict vb = v + b * n;                                \
+        uint32_t *restrict a64 = scratch + b * n;                                                  \
+        memset(ub, 0, n * sizeof(int32_t)); memset(vb, 0, n * sizeof(int32_t));                    \
+        for (int64_t t = 0; t < T; t++) {                                                          \
+            const int64_t off = (b * T + t) * n;                                                   \
+            if (reset_interval > 0 && (t + 1) % reset_interval == 0) {                             \
+                memset(ub, 0, n * sizeof(int32_t)); memset(vb, 0, n * sizeof(int32_t));            \
+            }                                                                                      \
+            if (t < shift) {                                                                       \
+                memset(a64, 0, n * sizeof(uint32_t));                                              \
+            } else {                                                                               \
+                const A_T *restrict a = a_in + (b * T + t - shift) * n;                            \
+                if (wexp >= 0)                                                                     \
+                    for (int64_t j = 0; j < n; j++)                                                \
+                        a64[j] = (uint32_t)(int64_t)a[j] << (wexp + 6);                            \
+                else                                                                               \
+                    for (int64_t j = 0; j < n; j++)                                                \
+                        a64[j] = (uint32_t)((int64_t)a[j] >> (-wexp)) << 6;                        \
+            }                                                                                      \
+            float *restrict so = s_out + off;                                                      \
+            for (int64_t j = 0; j < n; j++) {                                                      \
+                int32_t up = (int32_t)((uint32_t)decay32(ub[j], su) + a64[j]);                     \
+                up = up > M ? up - 2 * M : up;                                                     \
+                up = up <= -M ? (int32_t)((uint32_t)up + (uint32_t)(2 * M)) : up;                  \
+                int32_t vp = (int32_t)((uint32_t)decay32(vb[j], sv) + (uint32_t)up                 \
+                                       + (uint32_t)bias[j]);                                       \
+                vp = vp > L ? L : vp;                                                              \
+                vp = vp < -L ? -L : vp;                                                            \
+                int32_t s = (vp > th) & sp;                                                        \
+                ub[j] = up; vb[j] = s ? 0 : vp;                                                    \
+                so[j] = (float)s;                                                                  \
+            }                                                                                      \
+            if (u_out) memcpy(u_out + off, ub, n * sizeof(int32_t));                               \
+            if (v_out) memcpy(v_out + off, vb, n * sizeof(int32_t));                               \
+        }                                                                                          \
+    }                                                                                              \
+}
+
+LIF_RUN(lif_run_f32, float)
+LIF_RUN(lif_run_i64, int64_t)
