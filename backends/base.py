@@ -31,7 +31,7 @@ def check_inputs(
     """Check a backend's inputs; returns ``({port: array [batch, time, *shape]}, batch, steps)``.
 
     ``ports``: ``(name, shape)`` per input port. ``inputs``: one array (one port) or
-    ``{name: array}``, NumPy or torch. ``binary``: values must be 0 or 1 (spikes). Arrays come
+    ``{name: array}``, NumPy or torch; a shape of None accepts any per-step shape. ``binary``: values must be 0 or 1 (spikes). Arrays come
     back as NumPy (a bool array as uint8), unchanged otherwise. Every failure raises a one-line
     :class:`NeurocompileError` starting ``"<backend> backend: "``, one message per kind of failure.
     """
@@ -51,8 +51,8 @@ def check_inputs(
         if name not in inputs:
             fail(f"input '{name}': missing")
         arr = _as_numpy(inputs[name])
-        expected = f"[batch, time{''.join(f', {s}' for s in shape)}]"
-        if arr.ndim != 2 + len(shape) or tuple(arr.shape[2:]) != tuple(shape):
+        expected = f"[batch, time{''.join(f', {s}' for s in shape or ('...',))}]"
+        if arr.ndim < 2 or shape is not None and (arr.ndim != 2 + len(shape) or tuple(arr.shape[2:]) != tuple(shape)):
             fail(f"input '{name}': shape {list(arr.shape)} is not {expected}")
         if arr.shape[0] < 1 or arr.shape[1] < 1:
             fail(f"input '{name}': empty batch or time axis in shape {list(arr.shape)}")

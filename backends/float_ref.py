@@ -44,6 +44,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from neurocompile.backends.base import check_inputs
 from neurocompile.discretization import Convention
 from neurocompile.errors import GraphError, NeurocompileError
 from neurocompile.graph import flatten_graph, order_graph
@@ -58,6 +59,15 @@ def _fit(x: torch.Tensor, shape) -> torch.Tensor:
         return x
     if x[0].numel() == int(np.prod(shape)):
         return x.reshape(x.shape[0], *shape)
+    return x
+
+
+def _declared_layout(x, shape):
+    """``x`` [batch, time, ...] reshaped to ``shape`` per step when it holds that many values."""
+    if shape is None or np.ndim(x) < 2 or tuple(np.shape(x)[2:]) == tuple(shape):
+        return x
+    if int(np.prod(np.shape(x)[2:])) == int(np.prod(shape)):
+        return x.reshape(*np.shape(x)[:2], *shape)
     return x
 
 
@@ -289,34 +299,17 @@ class FloatReference:
         return keys
 
     def _prepare_inputs(self, inputs) -> dict[str, torch.Tensor]:
+        """Inputs through the backends' shared check (graded values allowed: this is a float
+        simulator); an input with the declared number of values per step takes the declared shape."""
         if not self.inputs:
             raise GraphError("graph has no Input node", node="<graph>", field="nodes")
-        if not isinstance(inputs, dict):
-            if len(self.inputs) != 1:
-                raise NeurocompileError(
-                    f"graph has {len(self.inputs)} inputs ({', '.join(self.inputs)}): pass a dict of arrays"
-                )
-            inputs = {self.inputs[0]: inputs}
-        prepared = {}
-        for name in self.inputs:
-            if name not in inputs:
-                raise NeurocompileError(f"input '{name}' missing")
-            x = torch.as_tensor(np.asarray(inputs[name]) if not torch.is_tensor(inputs[name]) else inputs[name])
-            x = x.to(device=self.device, dtype=self.dtype)
-            if x.dim() < 2:
-                raise NeurocompileError(f"input '{name}': expected [batch, time, ...], got shape {list(x.shape)}")
-            shape = self.ops[name].in_shape
-            if shape is not None and tuple(x.shape[2:]) != tuple(shape):
-                if x[0, 0].numel() != int(np.prod(shape)):
-                    raise NeurocompileError(
-                        f"input '{name}': expected [batch, time, {', '.join(map(str, shape))}], got shape {list(x.shape)}"
-                    )
-                x = x.reshape(x.shape[0], x.shape[1], *shape)
-            prepared[name] = x
-        steps = {x.shape[:2] for x in prepared.values()}
-        if len(steps) != 1:
-            raise NeurocompileError("inputs differ in batch size or number of steps")
-        return prepared
+        ports = [(name, self.ops[name].in_shape) for name in self.inputs]
+        if not isinstance(inputs, dict) and len(ports) == 1:
+            inputs = {ports[0][0]: inputs}
+        if isinstance(inputs, dict):
+            inputs = {name: _declared_layout(x, dict(ports).get(name)) for name, x in inputs.items()}
+        arrays, _, _ = check_inputs(ports, inputs, binary=False, backend="float")
+        return {name: torch.as_tensor(x).to(device=self.device, dtype=self.dtype) for name, x in arrays.items()}
 
     @torch.no_grad()
     def run(self, inputs, record=None, progress: bool = False) -> Recording:

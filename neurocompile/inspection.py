@@ -94,7 +94,10 @@ def describe_graph(graph) -> dict:
 
 
 def describe_program(program) -> dict:
-    """Populations (du, dv, vth, bias), synapses (kind, shape, weight range, exponent, bits, delays)."""
+    """Populations (du, dv, vth, bias), synapses (kind, shape, weight range, exponent, bits, delays).
+
+    A float program (``number_format == "float"``) keeps its decays, thresholds and weights as floats."""
+    number = float if program.number_format == "float" else int
     pops = []
     for pop in program.populations:
         bias = np.asarray(pop.bias_mant)
@@ -105,10 +108,10 @@ def describe_program(program) -> dict:
                 "neurons": pop.size,
                 "source_type": pop.source_type,
                 "spiking": bool(pop.spiking),
-                "du": int(pop.du),
-                "dv": int(pop.dv),
-                "vth": int(pop.vth),
-                "bias_mant": {"min": int(bias.min()), "max": int(bias.max())} if bias.size else None,
+                "du": number(pop.du),
+                "dv": number(pop.dv),
+                "vth": number(pop.vth),
+                "bias_mant": {"min": number(bias.min()), "max": number(bias.max())} if bias.size else None,
                 "bias_exp": int(pop.bias_exp),
                 "reset_interval": int(pop.reset_interval),
             }
@@ -122,8 +125,8 @@ def describe_program(program) -> dict:
             "target": syn.target,
             "kind": syn.kind,
             "shape": list(w.shape),
-            "weight_min": int(w.min()) if w.size else 0,
-            "weight_max": int(w.max()) if w.size else 0,
+            "weight_min": number(w.min()) if w.size else 0,
+            "weight_max": number(w.max()) if w.size else 0,
             "nonzero": int(np.count_nonzero(w)),
             "weight_exp": int(syn.weight_exp),
             "num_weight_bits": int(syn.num_weight_bits),
@@ -141,6 +144,7 @@ def describe_program(program) -> dict:
     report = metadata.pop("quantization", None)
     return {
         "kind": "fixed-point-program",
+        "number_format": program.number_format,
         "inputs": [{"name": p.name, "shape": list(p.shape)} for p in program.inputs],
         "populations": pops,
         "synapses": syns,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,8 +232,8 @@ def test_one_cpu_backend_runs_from_two_threads_at_once():
 @pytest.mark.parametrize("name", ["MLP", "RecurrentNet", "ConvNet"])
 def test_cpu_float_program_equals_lava_floating_pt(name):
     from neurocompile.backends.lava import LavaBackend
-    from neurocompile.export import export
     from neurocompile.models.architectures import MLP, ConvNet, RecurrentNet
+    from neurocompile.nir_export import export
     from neurocompile.normalize import normalize
     from neurocompile.quantize import float_program
 
@@ -256,3 +257,17 @@ def test_cpu_float_program_equals_lava_floating_pt(name):
     assert sum(cpu.spike_counts().values()) > 0
     for key in cpu.arrays:
         np.testing.assert_allclose(cpu[key], lava[key], rtol=1e-6, atol=1e-9, err_msg=key)
+
+
+def test_inspect_shows_a_float_program_in_floats():
+    """The shipped MLP was trained hardware-aware with decay 0.8 on Lava's 12-bit grid: its float
+    program's dv is dt/tau = round(0.2 * 4096) / 4096 = 819/4096, not an integer."""
+    from neurocompile.inspection import describe_program
+    from neurocompile.nir_export import export_checkpoint
+    from neurocompile.normalize import normalize
+    from neurocompile.quantize import float_program
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "digits_mlp.pt"
+    info = describe_program(float_program(normalize(export_checkpoint(shipped))))
+    assert info["number_format"] == "float"
+    assert [round(p["dv"] * 4096, 3) for p in info["populations"]] == [819.0, 819.0, 819.0]  # tau is float32
