@@ -225,7 +225,7 @@ NODE_CLASSES = {"io": _Identity, "linear": _Linear, "neuron": _Neuron}
 
 
 def _node_class(node) -> type[_Node]:
-    if type(node).__name__ == "Delay":
+    if "delay" in getattr(PRIMITIVES.get(type(node).__name__), "fields", ()):
         return _Delay
     return NODE_CLASSES[kind_of(node)]
 

@@ -68,7 +68,9 @@ class LinearForm:
 
 def _leaky_form(p: dict, b: np.ndarray, conv: D.Convention) -> LinearForm:
     a_m = conv.dt / p["tau"]
-    return LinearForm(a_m * 0 + 1, a_m, a_m * p["r"], a_m * (p["v_leak"] + p["r"] * b), decay_param={"v": "tau"})
+    return LinearForm(
+        a_m * 0 + 1, a_m, conv.dt * p["r"] / p["tau"], a_m * (p["v_leak"] + p["r"] * b), decay_param={"v": "tau"}
+    )
 
 
 def _integrate_form(p: dict, b: np.ndarray, conv: D.Convention) -> LinearForm:

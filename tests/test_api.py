@@ -17,17 +17,16 @@ import neurocompile
 from neurocompile.cli import main
 from neurocompile.errors import NeurocompileError
 
+sys.path.insert(0, str(Path(__file__).parent))
+from test_cli_float import run_cli as cli_run  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "digits_mlp.pt"
 
 
 def run_cli(capsys, *argv):
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
+    """The CLI in-process (``test_cli_float.run_cli``); its stdout, after checking it succeeded."""
+    code, out, err = cli_run(capsys, *argv)
     assert code == 0, err
     return out
 
