@@ -116,30 +116,7 @@ def describe_program(program) -> dict:
                 "reset_interval": int(pop.reset_interval),
             }
         )
-    syns = []
-    for syn in program.synapses:
-        w = np.asarray(syn.weights)
-        entry = {
-            "name": syn.name,
-            "source": syn.source,
-            "target": syn.target,
-            "kind": syn.kind,
-            "shape": list(w.shape),
-            "weight_min": number(w.min()) if w.size else 0,
-            "weight_max": number(w.max()) if w.size else 0,
-            "nonzero": int(np.count_nonzero(w)),
-            "weight_exp": int(syn.weight_exp),
-            "num_weight_bits": int(syn.num_weight_bits),
-            "sign_mode": syn.sign_mode,
-            "recurrent": bool(syn.recurrent),
-            "delays": None,
-        }
-        if syn.delays is not None:
-            d = np.asarray(syn.delays)
-            entry["delays"] = {"min": int(d.min()), "max": int(d.max())} if d.size else {}
-        if syn.conv is not None:
-            entry["conv"] = _jsonable(vars(syn.conv))
-        syns.append(entry)
+    syns = [_describe_synapse(syn, number) for syn in program.synapses]
     metadata = dict(program.metadata or {})
     report = metadata.pop("quantization", None)
     return {
@@ -154,6 +131,31 @@ def describe_program(program) -> dict:
         "quantization": _jsonable(report) if report is not None else None,
         "metadata": _jsonable(metadata),
     }
+
+
+def _describe_synapse(syn, number) -> dict:
+    w = np.asarray(syn.weights)
+    entry = {
+        "name": syn.name,
+        "source": syn.source,
+        "target": syn.target,
+        "kind": syn.kind,
+        "shape": list(w.shape),
+        "weight_min": number(w.min()) if w.size else 0,
+        "weight_max": number(w.max()) if w.size else 0,
+        "nonzero": int(np.count_nonzero(w)),
+        "weight_exp": int(syn.weight_exp),
+        "num_weight_bits": int(syn.num_weight_bits),
+        "sign_mode": syn.sign_mode,
+        "recurrent": bool(syn.recurrent),
+        "delays": None,
+    }
+    if syn.delays is not None:
+        d = np.asarray(syn.delays)
+        entry["delays"] = {"min": int(d.min()), "max": int(d.max())} if d.size else {}
+    if syn.conv is not None:
+        entry["conv"] = _jsonable(vars(syn.conv))
+    return entry
 
 
 def _jsonable(obj):

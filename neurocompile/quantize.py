@@ -577,20 +577,8 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
         report.layers.append(_layer_report(layer, population, scale, errors, arrays, normalized))
         K = scale.T * layer.rho
         v_scale[pop.name] = float(64 * K[0]) if np.allclose(K, K[0]) else [float(k) for k in 64 * K]
-    program = FixedPointProgram(
-        inputs=[InputPort(i.name, tuple(i.shape)) for i in normalized.inputs],
-        populations=populations,
-        synapses=synapses,
-        outputs=list(normalized.outputs),
-        metadata={
-            "dt": conv.dt,
-            "convention": plain(asdict(conv)),
-            "output_names": dict(normalized.output_names),
-            # v_int = v_scale * v_float for every population (per neuron when thresholds differ)
-            "v_scale": v_scale,
-            "quantization": report.to_dict(),
-        },
-    )
+    # v_int = v_scale * v_float for every population (per neuron when thresholds differ)
+    program = _program(normalized, populations, synapses, v_scale=v_scale, quantization=report.to_dict())
     program.validate()
     return program, report
 
@@ -634,43 +622,52 @@ def float_program(normalized: NormalizedGraph) -> FixedPointProgram:
     conv = normalized.convention
     populations, synapses = [], []
     for pop in normalized.populations:
-        vth = float(np.inf)
-        if pop.spiking:
-            v_th = _lava_threshold(pop, conv)
-            if not np.allclose(v_th, v_th[0], rtol=1e-6):
-                raise HardwareLimitError(
-                    "differs across neurons; Lava LIF has one threshold per population", pop.name, "v_threshold"
-                )
-            vth = float(v_th[0])
         dyn = _dynamics(pop, conv)
-        populations.append(
-            Population(
-                name=pop.name,
-                shape=tuple(pop.shape),
-                du=dyn.a_u,
-                dv=dyn.a_v,
-                vth=vth,
-                bias_mant=dyn.bias_v.reshape(pop.shape),
-                spiking=pop.spiking,
-                source_type=pop.type,
-            )
-        )
+        populations.append(_float_population(pop, dyn, conv))
         for syn in normalized.synapses_into(pop.name):
             delays = syn.delays
             if dyn.extra_delay:
                 delays = (np.zeros(syn.weights.shape, dtype=np.int64) if delays is None else delays) + dyn.extra_delay
+            weights = _effective_weights(syn, dyn.gain, pop.shape)
             synapses.append(
                 Synapse(
-                    name=syn.name,
-                    source=syn.source,
-                    target=syn.target,
-                    kind=syn.kind,
-                    weights=_effective_weights(syn, dyn.gain, pop.shape),
+                    syn.name,
+                    syn.source,
+                    syn.target,
+                    syn.kind,
+                    weights,
                     delays=delays,
                     conv=syn.conv,
                     recurrent=syn.recurrent,
                 )
             )
+    return _program(normalized, populations, synapses, number_format="float").validate()
+
+
+def _float_population(pop: NormalizedPopulation, dyn: _Dynamics, conv: Convention) -> Population:
+    vth = float(np.inf)
+    if pop.spiking:
+        v_th = _lava_threshold(pop, conv)
+        if not np.allclose(v_th, v_th[0], rtol=1e-6):
+            raise HardwareLimitError(
+                "differs across neurons; Lava LIF has one threshold per population", pop.name, "v_threshold"
+            )
+        vth = float(v_th[0])
+    return Population(
+        name=pop.name,
+        shape=tuple(pop.shape),
+        du=dyn.a_u,
+        dv=dyn.a_v,
+        vth=vth,
+        bias_mant=dyn.bias_v.reshape(pop.shape),
+        spiking=pop.spiking,
+        source_type=pop.type,
+    )
+
+
+def _program(normalized: NormalizedGraph, populations, synapses, number_format: str = "fixed", **metadata):
+    """The program of ``normalized``'s inputs and outputs, with its dt, convention and output names."""
+    conv = normalized.convention
     return FixedPointProgram(
         inputs=[InputPort(i.name, tuple(i.shape)) for i in normalized.inputs],
         populations=populations,
@@ -680,9 +677,10 @@ def float_program(normalized: NormalizedGraph) -> FixedPointProgram:
             "dt": conv.dt,
             "convention": plain(asdict(conv)),
             "output_names": dict(normalized.output_names),
+            **metadata,
         },
-        number_format="float",
-    ).validate()
+        number_format=number_format,
+    )
 
 
 def _rho_weights(syn: NormalizedSynapse, w: np.ndarray, rho: np.ndarray, target_shape) -> np.ndarray:
