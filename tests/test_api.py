@@ -208,3 +208,10 @@ def test_import_neurocompile_is_light():
         "import neurocompile.cli as c, importlib\nfor n in c.COMMAND_MODULES: importlib.import_module(c.__name__ + '.' + n)"
     )
     assert not [m for m in cli if m.split(".")[0] in HEAVY]
+
+
+def test_readout_must_be_a_leaky_neuron_model(capsys, tmp_path):
+    code, _, err = cli_run(capsys, "train", "--epochs", 1, "--output-neuron", "IF", "-o", tmp_path / "m.pt")
+    assert code == 2
+    assert not (tmp_path / "m.pt").exists()
+    assert err.strip().splitlines() == ["error: output neuron 'IF' is not a leaky neuron model; choose one of LIF, LI"]

@@ -96,7 +96,7 @@ def _check_options(o: dict) -> None:
     type=click.Choice(["zero", "subtract"]),
     help="Reset after a spike (OTTT's reference resets by subtraction; Loihi resets to zero).",
 )
-@click.option("--output-neuron", cls=ConfigOption, type=click.Choice(["LIF", "LI"]))
+@click.option("--output-neuron", cls=ConfigOption, help="Readout neuron: a leaky model, spiking (LIF) or not (LI).")
 @click.option("--loss", cls=ConfigOption, type=click.Choice(["ce", "mse"]), help="Per-step loss on the output.")
 @click.option(
     "--loss-scale",

@@ -64,7 +64,7 @@ class TrainConfig:
             steps = 16
         loss_scale = self.loss_scale
         if loss_scale is None:
-            loss_scale = 8.0 if primitives.NEURONS[self.output_neuron].spiking else 1.0
+            loss_scale = 8.0 if output_neuron_model(self.output_neuron).spiking else 1.0
         return replace(self, steps=steps, loss_scale=loss_scale)
 
 
@@ -78,6 +78,15 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise NeurocompileError(f"unknown device '{name}'; choose auto, cpu or cuda")
     return torch.device(name)
+
+
+def output_neuron_model(name: str) -> primitives.NeuronModel:
+    """The readout's neuron model: one with a membrane time constant and no other state (the
+    trainer gives it the hidden layers' ``tau`` and ``r``)."""
+    leaky = [n for n, m in primitives.NEURONS.items() if "tau" in m.params._fields and m.state._fields == ("v",)]
+    if name not in leaky:
+        raise NeurocompileError(f"output neuron '{name}' is not a leaky neuron model; choose one of {', '.join(leaky)}")
+    return primitives.NEURONS[name]
 
 
 def build_model(config: TrainConfig, n_in: int, n_out: int):
