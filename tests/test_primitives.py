@@ -118,6 +118,17 @@ def test_both_flatten_forms_match_torch_flatten(start_dim, end_dim, declared, to
     np.testing.assert_allclose(syn.apply(x.reshape(-1, 2, 3, 4)), x.reshape(-1, 24) @ w.T, rtol=1e-9)
 
 
+@pytest.mark.parametrize("start_dim, declared", [(0, None), (1, [24])])
+def test_flatten_compiles_to_the_float_readout_a_step_later(start_dim, declared):
+    """Fixed point: the LI readout behind the Flatten follows the float reference's v (scaled)."""
+    graph, _ = _flatten_graph(start_dim, -1, declared)
+    x = _spikes((2, 3, 4), steps=12)
+    want = create_backend("float", graph).run(x, record="li")["li.v"]
+    program, _ = compile_graph(graph)
+    got = create_backend("cpu", program).run(x, record="li")["li.v"] / program.metadata["v_scale"]["li"]
+    np.testing.assert_allclose(got[:, 1:], want[:, :-1], atol=0.03 * np.abs(want).max())  # weight and decay rounding
+
+
 def test_flatten_of_inner_dims_keeps_the_outer_one():
     node = nir.Flatten(input_type={"input": np.array([2, 3, 4])}, start_dim=1, end_dim=2)
     op = make_op("flat", node, (2, 3, 4))
