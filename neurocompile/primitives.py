@@ -164,13 +164,16 @@ def _ints(value, n: int, node: str, name: str) -> tuple[int, ...]:
 
 
 def _bias(node, out_shape, channel_first: bool) -> np.ndarray | None:
+    """The node's bias broadcast to ``out_shape``: one value per channel (conv) or per output."""
     bias = getattr(node, "bias", None)
     if bias is None or np.size(bias) == 0:
         return None
     b = np.asarray(bias, dtype=np.float64)
     if channel_first:
         b = b.reshape(-1, *([1] * (len(out_shape) - 1)))
-    return np.broadcast_to(b.reshape(b.shape) if channel_first else b.reshape(-1), out_shape).copy()
+    elif b.size == int(np.prod(out_shape)):
+        b = b.reshape(out_shape)
+    return np.broadcast_to(b, out_shape).copy()
 
 
 def _shape_of(fn, name: str, in_shape, weight) -> tuple[int, ...]:
@@ -454,7 +457,7 @@ def primitive(kind_name: str, node: str = "<graph>") -> Primitive:
 
 
 def kind_of(node) -> str:
-    """ "io", "graph", "linear" or "neuron" for a nir node; an inlined graph boundary is linear."""
+    """The kind of a nir node ("io", "graph", "linear" or "neuron"); an inlined graph boundary is linear."""
     name = type(node).__name__
     return "linear" if name == "InlinedBoundary" else primitive(name).kind
 
