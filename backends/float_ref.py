@@ -109,11 +109,6 @@ class _Node:
     def step(self, x):
         raise NotImplementedError
 
-    def zeros_input(self):
-        if self.in_shape is None:
-            return torch.zeros((), dtype=self.dtype, device=self.device)
-        return torch.zeros((self.batch, *self.in_shape), dtype=self.dtype, device=self.device)
-
 
 class _Identity(_Node):
     def step(self, x):
