@@ -37,7 +37,7 @@ def run_one(job):
     return rule, seed, metrics["test_acc"], metrics["best_test_acc"], metrics["mean_epoch_time_s"]
 
 
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--epochs", type=int, default=40)
@@ -49,31 +49,17 @@ def main(argv=None):
     ap.add_argument(
         "--output-neuron",
         default="LI",
-        choices=["LIF", "LI"],
         help="Readout layer: LI (voltage summed over time; default) or LIF (spike count).",
     )
-    ap.add_argument("--loss-scale", type=float, default=None, help="Default: 8 for LIF outputs, 1 for LI.")
-    ap.add_argument("--out", default="out/train_all_rules.json")
-    args = ap.parse_args(argv)
-    loss_scale = args.loss_scale if args.loss_scale is not None else (8.0 if args.output_neuron == "LIF" else 1.0)
-    kwargs = dict(
-        steps=args.steps,
-        epochs=args.epochs,
-        data=args.data,
-        hardware_aware=args.hardware_aware,
-        output_neuron=args.output_neuron,
-        loss_scale=loss_scale,
+    ap.add_argument(
+        "--loss-scale", type=float, default=None, help="Default: TrainConfig's (8 for LIF outputs, 1 for LI)."
     )
-    jobs = [(rule, seed, kwargs) for rule in args.rules for seed in args.seeds]
-    results = []
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for res in pool.map(run_one, jobs):
-            print(
-                f"  {res[0]:6s} seed {res[1]}: test {res[2]:.4f} (best epoch {res[3]:.4f}), {res[4]:.2f} s/epoch",
-                file=sys.stderr,
-                flush=True,
-            )
-            results.append(res)
+    ap.add_argument("--out", default="out/train_all_rules.json")
+    return ap.parse_args(argv)
+
+
+def summarize(results: list, args) -> dict:
+    """Print mean, std and per-seed accuracy per rule, and the online rules' gap to BPTT."""
     print(
         f"{args.data}, T={args.steps}, {args.epochs} epochs, seeds {args.seeds}, {args.output_neuron} output"
         + (", hardware-aware" if args.hardware_aware else "")
@@ -93,23 +79,37 @@ def main(argv=None):
             f"{rule:6s} {100 * accs.mean():8.2f}% {100 * accs.std():5.2f}  "
             f"{' '.join(f'{100 * a:.2f}' for a in accs):24s} {summary[rule]['epoch_time_s']:8.2f}"
         )
-    if "bptt" in summary:
-        for rule in ("ottt", "stllr"):
-            if rule in summary:
-                gap = 100 * (summary["bptt"]["mean"] - summary[rule]["mean"])
-                print(f"{rule}: {gap:+.2f} points below BPTT")
+    for rule in ("ottt", "stllr"):
+        if "bptt" in summary and rule in summary:
+            print(f"{rule}: {100 * (summary['bptt']['mean'] - summary[rule]['mean']):+.2f} points below BPTT")
+    return summary
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    kwargs = dict(
+        steps=args.steps,
+        epochs=args.epochs,
+        data=args.data,
+        hardware_aware=args.hardware_aware,
+        output_neuron=args.output_neuron,
+        loss_scale=args.loss_scale,  # None: TrainConfig resolves it from the readout
+    )
+    jobs = [(rule, seed, kwargs) for rule in args.rules for seed in args.seeds]
+    results = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for res in pool.map(run_one, jobs):
+            print(
+                f"  {res[0]:6s} seed {res[1]}: test {res[2]:.4f} (best epoch {res[3]:.4f}), {res[4]:.2f} s/epoch",
+                file=sys.stderr,
+                flush=True,
+            )
+            results.append(res)
+    summary = summarize(results, args)
+    runs = [dict(zip(("rule", "seed", "test_acc", "best_test_acc", "epoch_time_s"), r)) for r in results]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "args": vars(args),
-                "summary": summary,
-                "runs": [dict(zip(("rule", "seed", "test_acc", "best_test_acc", "epoch_time_s"), r)) for r in results],
-            },
-            indent=2,
-        )
-    )
+    out.write_text(json.dumps({"args": vars(args), "summary": summary, "runs": runs}, indent=2))
     print(f"wrote {out}")
 
 
