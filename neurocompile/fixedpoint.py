@@ -291,8 +291,6 @@ def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool =
 
     ``spiking=False`` (a readout population) never spikes and never resets.
     """
-    if _is_torch(u):
-        return _lif_fixed_step_torch(a_in, u, v, du, dv, vth, bias, spiking)
     a64 = wrap_bits(_int64(a_in) << ACT_SHIFT, CHANNEL_BITS)  # == int32(int32(a_in) << 6): wraps are modular
     u = wrap_u(wrap_bits(decay(u, du, U_DECAY_OFFSET) + a64, CHANNEL_BITS))
     v = clip_v(wrap_bits(decay(v, dv, V_DECAY_OFFSET) + u + _int64(bias), CHANNEL_BITS))
@@ -319,32 +317,6 @@ def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias):
     v = v * (1 - dv) + u + bias
     s = v > vth
     return s, u, _where(s, 0 * v, v)
-
-
-def _lif_fixed_step_torch(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool):
-    """:func:`lif_fixed_step` on torch tensors: the same formulas in cheaper integer operations,
-    computed in place on new tensors (the CPU backend's torch path runs this every step; tests
-    compare it with the NumPy branch and Lava)."""
-    import torch
-
-    def wrap32(x):  # wrap_bits(x, 32)
-        return x.add_(2**31).bitwise_and_(2**32 - 1).sub_(2**31)
-
-    def decayed(x, d, offset):  # decay(): x * f / 4096 rounded toward zero (add 4095 to negatives, floor)
-        x = _int64(x) * decay_multiplier(d, offset)
-        x += (x >> 63) & (DECAY_UNITY - 1)
-        x >>= DECAY_SHIFT
-        return x
-
-    u = wrap32(decayed(u, du, U_DECAY_OFFSET).add_(wrap32(_int64(a_in) << ACT_SHIFT)))
-    # wrap_u: k = floor((u + 2**23 - 1) / 2**24) is 1 for u > 2**23, -1 for u <= -2**23, 0 between
-    # (|k| > 1 only for larger |u|, clamped: one shift by 2**24, not a modulo).
-    u.sub_(((u + (UV_MAX - 1)) >> STATE_BITS).clamp_(-1, 1), alpha=2 * UV_MAX)
-    v = wrap32(decayed(v, dv, V_DECAY_OFFSET).add_(u).add_(_int64(bias))).clamp_(-V_LIMIT, V_LIMIT)
-    if not spiking:
-        return torch.zeros_like(v, dtype=torch.bool), u, v
-    s = v > effective_vth(vth)
-    return s, u, v.masked_fill_(s, 0)
 
 
 def reset_due(step: int, reset_interval: int) -> bool:
