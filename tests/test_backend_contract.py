@@ -159,7 +159,7 @@ def test_float_program_saves_loads_and_validates(tmp_path):
     assert loaded.number_format == "float" and loaded.populations[0].vth == np.inf
     assert loaded.synapses[0].weights[0, 0] == 0.75
     with pytest.raises(NeurocompileError, match="parameter 'weights': must be finite"):
-        float_neuron_program().__class__(
+        FixedPointProgram(
             program.inputs,
             program.populations,
             [Synapse("w", "x", "p", "dense", np.array([[np.nan]]))],
@@ -170,7 +170,7 @@ def test_float_program_saves_loads_and_validates(tmp_path):
     with pytest.raises(NeurocompileError, match="parameter 'du'"):
         float_neuron_program(du=1.5).validate()
     with pytest.raises(NeurocompileError, match="parameter 'du': must be integer"):
-        float_neuron_program().__class__(program.inputs, program.populations, program.synapses, ["p"]).validate()
+        FixedPointProgram(program.inputs, program.populations, program.synapses, ["p"]).validate()
     with pytest.raises(NeurocompileError, match="number_format"):
         FixedPointProgram([], [], [], [], number_format="double").validate()
 
