@@ -36,7 +36,9 @@ from typing import Literal
 
 import numpy as np
 
+from . import plasticity
 from .errors import NeurocompileError
+from .plasticity import LearningRule, LearningSignal
 
 FORMAT_VERSION = 1
 
@@ -55,14 +57,22 @@ WEIGHT_RANGE = {"mixed": (-256, 255), "excitatory": (0, 255), "inhibitory": (-25
 SynapseKind = Literal["dense", "sparse", "conv"]
 NumberFormat = Literal["fixed", "float"]
 NUMBER_FORMATS = ("fixed", "float")
+PortKind = Literal["spikes", "target"]
+SynapseSignal = Literal["spikes", "error"]
+PLASTIC_VARIABLES = ("weights", "x1", "x2", "y1", "y2", "y3")
 
 
 @dataclass
 class InputPort:
-    """Where spikes enter: ``shape`` excludes batch and time."""
+    """Where spikes enter: ``shape`` excludes batch and time.
+
+    ``kind="target"``: a stream of integer targets for a learning population (see
+    ``plasticity.LearningSignal.target``), not spikes; it is no synapse's source.
+    """
 
     name: str
     shape: tuple[int, ...]
+    kind: PortKind = "spikes"
 
 
 @dataclass
@@ -75,6 +85,7 @@ class Population:
     ``spiking=False`` marks a readout whose ``v`` is the output (LI/CubaLI/I in NIR).
     ``reset_interval`` > 0 zeroes u and v every that many steps (Lava ``LIFReset``).
     ``source_type`` records the NIR primitive it came from.
+    ``learning``: what the population sends to the plastic synapses into it (on-chip learning).
     """
 
     name: str
@@ -87,6 +98,7 @@ class Population:
     spiking: bool = True
     reset_interval: int = 0
     source_type: str = "LIF"
+    learning: LearningSignal | None = None
 
     @property
     def size(self) -> int:
@@ -109,6 +121,8 @@ class Population:
         check_range(self.name, "vth", self.vth, 0, 2**VTH_BITS - 1)
         check_range(self.name, "bias_mant", self.bias_mant, -(2 ** (BIAS_MANT_BITS - 1)), 2 ** (BIAS_MANT_BITS - 1) - 1)
         check_range(self.name, "bias_exp", self.bias_exp, 0, 2**BIAS_EXP_BITS - 1)
+        if self.learning is not None:
+            self.learning.validate(self.name, self.spiking)
 
 
 @dataclass
@@ -135,7 +149,9 @@ class Synapse:
     quantizer emits weights that survive this unchanged; hand-made programs may not.
     ``delays``: extra per-synapse delay in steps (same shape as weights), or None.
     ``recurrent``: a back-edge in the source graph (still one step, like every synapse).
-    ``learning``: reserved for plastic synapses (on-chip learning); None means static.
+    ``learning``: the synapse's three-factor learning rule (``plasticity.LearningRule``); None means
+    static. ``signal="error"`` makes it a feedback synapse: it carries its source population's
+    error (graded) into the target's third-factor input, one step later.
     """
 
     name: str
@@ -149,7 +165,8 @@ class Synapse:
     delays: np.ndarray | None = None
     conv: ConvGeometry | None = None
     recurrent: bool = False
-    learning: dict | None = None
+    learning: LearningRule | None = None
+    signal: SynapseSignal = "spikes"
 
     def validate(self, number_format: NumberFormat = "fixed") -> None:
         if self.sign_mode not in WEIGHT_RANGE:
@@ -172,6 +189,16 @@ class Synapse:
                     f"synapse '{self.name}': delays shape {self.delays.shape} != weights {self.weights.shape}"
                 )
             check_range(self.name, "delays", self.delays, 0, MAX_DELAY)
+        if self.signal not in ("spikes", "error"):
+            raise NeurocompileError(f"node '{self.name}', parameter 'signal': must be 'spikes' or 'error'")
+        if (self.learning is not None or self.signal == "error") and (self.kind == "conv" or self.delays is not None):
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'kind': plastic and feedback synapses are dense or sparse, without delays"
+            )
+        if self.learning is not None:
+            if self.signal == "error":
+                raise NeurocompileError(f"node '{self.name}', parameter 'learning': a feedback synapse cannot learn")
+            self.learning.validate(self.name)
 
 
 @dataclass
@@ -205,6 +232,20 @@ class FixedPointProgram:
     def synapses_into(self, target: str) -> list[Synapse]:
         return [syn for syn in self.synapses if syn.target == target]
 
+    def synapse(self, name: str) -> Synapse:
+        for syn in self.synapses:
+            if syn.name == name:
+                return syn
+        raise NeurocompileError(f"program has no synapse '{name}'")
+
+    @property
+    def plastic(self) -> bool:
+        """Whether any synapse learns (then a batch is a set of independent learners)."""
+        return any(syn.learning is not None for syn in self.synapses)
+
+    def spike_ports(self) -> list[InputPort]:
+        return [port for port in self.inputs if port.kind == "spikes"]
+
     def latency(self) -> dict[str, int]:
         """Steps from the inputs to each population along feed-forward synapses (1 + delay each)."""
         steps: dict[str, int] = {port.name: 0 for port in self.inputs}
@@ -219,19 +260,28 @@ class FixedPointProgram:
 
     def recorded_variables(self, record) -> dict[str, set[str]]:
         """``{node: {variables}}`` a backend records for ``record``: None -> the outputs' spikes
-        (a non-spiking readout's ``v``), "all", or names (``"pop"`` for all its variables, ``"pop.v"``, or
-        an input port for its spikes)."""
+        (a non-spiking readout's ``v``), "all", or names (``"pop"`` for all its variables, ``"pop.v"``,
+        an input port for its spikes, or a plastic synapse: ``weights``, ``x1``, ``x2``, ``y1``-``y3``)."""
         populations = [p.name for p in self.populations]
         ports = [p.name for p in self.inputs]
         if record is None:
             return {name: {"spikes"} if self.population(name).spiking else {"v"} for name in self.outputs}
+        plastic = [syn.name for syn in self.synapses if syn.learning is not None]
         if record == "all":
-            return {name: {"spikes", "u", "v"} for name in populations}
+            chosen = {name: {"spikes", "u", "v"} for name in populations}
+            return chosen | {name: set(PLASTIC_VARIABLES) for name in plastic}
         chosen: dict[str, set[str]] = {}
         for item in [record] if isinstance(record, str) else record:
             node, _, var = str(item).partition(".")
             if node in ports and var in ("", "spikes"):
                 chosen.setdefault(node, set()).add("spikes")
+                continue
+            if node in plastic:
+                if var and var not in PLASTIC_VARIABLES:
+                    raise NeurocompileError(
+                        f"record: plastic synapse '{node}' has no variable '{var}' ({', '.join(PLASTIC_VARIABLES)})"
+                    )
+                chosen.setdefault(node, set()).update({var} if var else set(PLASTIC_VARIABLES))
                 continue
             if node not in populations:
                 raise NeurocompileError(f"record: program has no node '{node}'")
@@ -257,7 +307,50 @@ class FixedPointProgram:
             syn.validate(self.number_format)
         for out in self.outputs:
             self.population(out)
+        self._validate_learning()
         return self
+
+    def _validate_learning(self) -> None:
+        """Cross-element checks of plastic synapses, learning populations, targets and feedback."""
+        ports = {port.name: port for port in self.inputs}
+        pops = {pop.name: pop for pop in self.populations}
+        targets = {pop.learning.target: pop for pop in self.populations if pop.learning and pop.learning.target}
+        for port in self.inputs:
+            if port.kind not in ("spikes", "target"):
+                raise NeurocompileError(f"node '{port.name}', parameter 'kind': must be 'spikes' or 'target'")
+            if port.kind == "target" and port.name not in targets:
+                raise NeurocompileError(f"node '{port.name}', parameter 'kind': no population learns from this target")
+        for name, pop in targets.items():
+            if name not in ports or ports[name].kind != "target":
+                raise NeurocompileError(f"node '{pop.name}', parameter 'learning.target': no target port '{name}'")
+            if tuple(ports[name].shape) != tuple(pop.shape):
+                raise NeurocompileError(
+                    f"node '{pop.name}', parameter 'learning.target': port '{name}' has shape "
+                    f"{tuple(ports[name].shape)}, the population {tuple(pop.shape)}"
+                )
+        for syn in self.synapses:
+            if syn.source in ports and ports[syn.source].kind == "target":
+                raise NeurocompileError(f"node '{syn.name}', parameter 'source': a target port is no synapse's source")
+            target = pops.get(syn.target)
+            if syn.learning is not None:
+                if target is None or target.learning is None:
+                    raise NeurocompileError(
+                        f"node '{syn.name}', parameter 'learning': target '{syn.target}' sends no learning signal"
+                    )
+                if "y0" in syn.learning.variables() and not target.learning.bap:
+                    raise NeurocompileError(
+                        f"node '{syn.name}', parameter 'learning': y0 needs target '{syn.target}' to send a bAP (bap=true)"
+                    )
+            if syn.signal == "error":
+                source = pops.get(syn.source)
+                if source is None or source.learning is None:
+                    raise NeurocompileError(
+                        f"node '{syn.name}', parameter 'signal': source '{syn.source}' has no error"
+                    )
+                if target is None or target.learning is None or target.learning.target is not None:
+                    raise NeurocompileError(
+                        f"node '{syn.name}', parameter 'signal': target '{syn.target}' must learn from feedback (no target)"
+                    )
 
     # --- files ------------------------------------------------------------------------
 
@@ -269,12 +362,16 @@ class FixedPointProgram:
         header["inputs"] = [asdict(p) for p in self.inputs]
         header["populations"] = []
         for i, pop in enumerate(self.populations):
-            record = {k: v for k, v in asdict(pop).items() if k != "bias_mant"}
+            record = {k: v for k, v in asdict(pop).items() if k not in ("bias_mant", "learning")}
+            if pop.learning is not None:
+                record["learning"] = plasticity.signal_to_json(pop.learning)
             arrays[f"pop{i}.bias_mant"] = np.asarray(pop.bias_mant, dtype=values)
             header["populations"].append(record)
         header["synapses"] = []
         for i, syn in enumerate(self.synapses):
-            record = {k: v for k, v in asdict(syn).items() if k not in ("weights", "delays")}
+            record = {k: v for k, v in asdict(syn).items() if k not in ("weights", "delays", "learning")}
+            if syn.learning is not None:
+                record["learning"] = plasticity.rule_to_json(syn.learning)
             arrays[f"syn{i}.weights"] = np.asarray(syn.weights, dtype=values)
             if syn.delays is not None:
                 arrays[f"syn{i}.delays"] = np.asarray(syn.delays, dtype=np.int32)
@@ -298,10 +395,14 @@ class FixedPointProgram:
             raise NeurocompileError(f"{path}: not a neurocompile program (.ncp)")
         if header.get("version") != FORMAT_VERSION:
             raise NeurocompileError(f"{path}: program format version {header.get('version')} is not supported")
-        inputs = [InputPort(p["name"], tuple(p["shape"])) for p in header["inputs"]]
+        inputs = [InputPort(p["name"], tuple(p["shape"]), p.get("kind", "spikes")) for p in header["inputs"]]
         populations = []
         for i, record in enumerate(header["populations"]):
             record["shape"] = tuple(record["shape"])
+            if record.get("learning") is not None:
+                record["learning"] = plasticity.signal_from_json(
+                    record["name"], record["learning"], record.get("spiking", True)
+                )
             populations.append(Population(bias_mant=arrays[f"pop{i}.bias_mant"], **record))
         synapses = []
         for i, record in enumerate(header["synapses"]):
@@ -309,6 +410,8 @@ class FixedPointProgram:
                 record["conv"] = ConvGeometry(
                     **{k: tuple(v) if isinstance(v, list) else v for k, v in record["conv"].items()}
                 )
+            if record.get("learning") is not None:
+                record["learning"] = plasticity.rule_from_json(record["name"], record["learning"])
             synapses.append(Synapse(weights=arrays[f"syn{i}.weights"], delays=arrays.get(f"syn{i}.delays"), **record))
         number_format = header.get("number_format", "fixed")
         return cls(
