@@ -11,21 +11,26 @@ Imported only after ``neurocompile.lava_compat.import_lava()``: this module need
 """
 
 import numpy as np
-from lava.magma.core.decorator import implements, requires
+from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort, PyRefPort
 from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.process.ports.ports import InPort, OutPort, RefPort
 from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.lif.models import AbstractPyLifModelFixed, AbstractPyLifModelFloat
+
+from neurocompile import fixedpoint as fxp
 
 
 class StateTap(AbstractProcess):
-    """Sends the value of ``var`` after every time step to ``out_port``'s external pipe."""
+    """Sends the value of ``var`` after every ``every``-th time step to ``out_port``'s external pipe."""
 
-    def __init__(self, var, buffer_size: int = 64, **kwargs) -> None:
-        super().__init__(shape=var.shape, **kwargs)
+    def __init__(self, var, buffer_size: int = 64, every: int = 1, **kwargs) -> None:
+        super().__init__(shape=var.shape, every=every, **kwargs)
+        self.every = every  # the host expects one message per ``every`` steps
         self.ref = RefPort(var.shape)
         self.ref.connect_var(var)
         self.out_port = OutPort(shape=var.shape)
@@ -39,7 +44,7 @@ class PyStateTapModel(PyLoihiProcessModel):
     out_port: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
 
     def post_guard(self) -> bool:
-        return True
+        return self.time_step % self.proc_params["every"] == 0
 
     def run_post_mgmt(self) -> None:
         self.out_port.csp_ports[-1].send(np.asarray(self.ref.read(), dtype=float))
@@ -67,3 +72,111 @@ class PySpikeTapModel(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         self.out_port.csp_ports[-1].send(self.in_port.recv())
+
+
+class LearningNeuron(AbstractProcess):
+    """A LIF population that drives three-factor learning (``plasticity.LearningSignal``).
+
+    Lava's own LIF integration (``AbstractPyLifModelFixed/Float.subthr_dynamics``), then, every
+    step, the learning signal of ``neurocompile.fixedpoint.learning_signal`` (fixed_pt) or
+    ``float_learning_signal`` (floating_pt): spikes on ``s_out``, the bAP on ``s_out_bap``,
+    y1-y3 on ``s_out_y1``-``s_out_y3`` and the error on ``error_out``. It sends on every port at
+    every step: a LearningDense connected to a port that stays silent waits forever.
+    ``a_third_factor_in`` takes the target (a RingBuffer) or the feedback synapses' sum.
+    ``reset_interval`` > 0 zeroes u and v when ``time_step % reset_interval == 0`` (as ``LIFReset``).
+    """
+
+    def __init__(self, *, shape, du, dv, vth, bias_mant, bias_exp, signal, reset_interval=0, **kwargs) -> None:
+        super().__init__(shape=shape, signal=signal, reset_interval=reset_interval, **kwargs)
+        n = (shape[0],)
+        self.a_in = InPort(shape=shape)
+        self.a_third_factor_in = InPort(shape=n)
+        self.s_out = OutPort(shape=shape)
+        self.s_out_bap = OutPort(shape=n)
+        self.s_out_y1 = OutPort(shape=n)
+        self.s_out_y2 = OutPort(shape=n)
+        self.s_out_y3 = OutPort(shape=n)
+        self.error_out = OutPort(shape=n)
+        self.u = Var(shape=shape, init=0)
+        self.v = Var(shape=shape, init=0)
+        self.psi_trace = Var(shape=shape, init=0)
+        self.du = Var(shape=(1,), init=du)
+        self.dv = Var(shape=(1,), init=dv)
+        self.vth = Var(shape=(1,), init=vth)
+        self.bias_mant = Var(shape=shape, init=bias_mant)
+        self.bias_exp = Var(shape=shape, init=bias_exp)
+
+
+class _LearningNeuronPorts:
+    """Run-phase logic shared by both models: integrate, fire, compute and send the signal."""
+
+    def run_spk(self) -> None:
+        a_in = self.a_in.recv()
+        third = self.a_third_factor_in.recv()
+        interval = self.proc_params["reset_interval"]
+        if interval > 0 and self.time_step % interval == 0:
+            self.u[:] = 0
+            self.v[:] = 0
+        self.integrate(a_in)
+        v_pre = self.v.copy()
+        spikes = self.v > self.threshold()
+        self.v[spikes] = 0
+        y, error, trace = self.signal_values(v_pre, spikes, third)
+        self.psi_trace[:] = trace
+        signal = self.proc_params["signal"]
+        self.s_out.send(spikes)
+        self.s_out_bap.send(spikes if signal.bap else np.zeros_like(spikes))
+        self.s_out_y1.send(y[0])
+        self.s_out_y2.send(y[1])
+        self.s_out_y3.send(y[2])
+        self.error_out.send(error)
+
+
+@implements(proc=LearningNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyLearningNeuronFixed(_LearningNeuronPorts, AbstractPyLifModelFixed):
+    a_third_factor_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    s_out_bap: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, bool, precision=1)
+    s_out_y1: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=7)
+    s_out_y2: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=7)
+    s_out_y3: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=7)
+    error_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    psi_trace: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
+
+    def threshold(self):
+        return np.int64(self.vth[0]) << self.vth_shift
+
+    def integrate(self, a_in) -> None:
+        self.scale_bias()
+        self.subthr_dynamics(activation_in=a_in)
+
+    def signal_values(self, v_pre, spikes, third):
+        return fxp.learning_signal(self.proc_params["signal"], v_pre, spikes, third, self.psi_trace, int(self.vth[0]))
+
+
+@implements(proc=LearningNeuron, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyLearningNeuronFloat(_LearningNeuronPorts, AbstractPyLifModelFloat):
+    a_third_factor_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    s_out_bap: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, bool)
+    s_out_y1: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    s_out_y2: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    s_out_y3: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    error_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    psi_trace: np.ndarray = LavaPyType(np.ndarray, float)
+    vth: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def threshold(self):
+        return self.vth[0]
+
+    def integrate(self, a_in) -> None:
+        self.subthr_dynamics(activation_in=a_in)
+
+    def signal_values(self, v_pre, spikes, third):
+        signal = self.proc_params["signal"]
+        return fxp.float_learning_signal(signal, v_pre, spikes, third, self.psi_trace, self.vth[0])

@@ -26,12 +26,13 @@ class Backend(Protocol):
 
 
 def check_inputs(
-    ports: list[tuple[str, tuple[int, ...]]], inputs, *, binary: bool, backend: str
+    ports: list[tuple[str, tuple[int, ...]]], inputs, *, binary: bool, backend: str, graded: frozenset = frozenset()
 ) -> tuple[dict[str, np.ndarray], int, int]:
     """Check a backend's inputs; returns ``({port: array [batch, time, *shape]}, batch, steps)``.
 
     ``ports``: ``(name, shape)`` per input port. ``inputs``: one array (one port) or
-    ``{name: array}``, NumPy or torch; a shape of None accepts any per-step shape. ``binary``: values must be 0 or 1 (spikes). Arrays come
+    ``{name: array}``, NumPy or torch; a shape of None accepts any per-step shape. ``binary``: values must be 0 or 1 (spikes),
+    except on the ports named in ``graded`` (target streams), which take integers. Arrays come
     back as NumPy (a bool array as uint8), unchanged otherwise. Every failure raises a one-line
     :class:`NeurocompileError` starting ``"<backend> backend: "``, one message per kind of failure.
     """
@@ -59,7 +60,9 @@ def check_inputs(
         if batch_time is not None and arr.shape[:2] != batch_time:
             fail(f"input '{name}': [batch, time] {list(arr.shape[:2])} differs from {list(batch_time)} of the others")
         batch_time = arr.shape[:2]
-        _check_values(name, arr, binary, fail)
+        _check_values(name, arr, binary and name not in graded, fail)
+        if name in graded and not (np.issubdtype(arr.dtype, np.integer) or (arr == np.round(arr)).all()):
+            fail(f"input '{name}': targets must be integers")
         arrays[name] = arr.astype(np.uint8) if arr.dtype == np.bool_ else arr
     return arrays, int(batch_time[0]), int(batch_time[1])
 

@@ -188,7 +188,14 @@ class LavaBackend:
 
     name = "lava"
 
-    def __init__(self, program: FixedPointProgram, tag: str = "fixed_pt", hardware: bool = False, conv: str = "conv"):
+    def __init__(
+        self,
+        program: FixedPointProgram,
+        tag: str = "fixed_pt",
+        hardware: bool = False,
+        conv: str = "conv",
+        stall_timeout_s: float = 120.0,
+    ):
         if tag not in TAGS:
             raise NeurocompileError(f"lava backend: tag must be one of {TAGS}, got '{tag}'")
         if conv not in ("conv", "sparse"):
@@ -201,6 +208,7 @@ class LavaBackend:
         self.fixed = tag == "fixed_pt"
         self.hardware = hardware
         self.conv_mode = conv
+        self.stall_timeout_s = float(stall_timeout_s)
         self.last_timing: dict = {}
 
     # --- parameters ---------------------------------------------------------------------
@@ -353,17 +361,22 @@ class LavaBackend:
 
     # --- running ------------------------------------------------------------------------
 
-    def run(self, inputs, record=None, progress: bool = False) -> Recording:
+    def run(self, inputs, record=None, progress: bool = False, checkpoint_every: int | None = None) -> Recording:
         """Run every sample of ``inputs`` ([batch, time, *input_shape], one input port) in turn.
 
-        Programs with several input ports take a dict ``{port name: array}``.
+        Programs with several input ports take a dict ``{port name: array}``. A plastic program
+        runs each batch entry as one learning stream (see :meth:`_learn`); ``checkpoint_every``
+        records its weights every that many steps.
         """
         from neurocompile.lava_compat import import_lava
 
         import_lava()
         prog = self.program
         ports = [(p.name, tuple(p.shape)) for p in prog.inputs]
-        arrays, batch, steps = check_inputs(ports, inputs, binary=self.fixed, backend="lava")
+        targets = frozenset(p.name for p in prog.inputs if p.kind == "target")
+        arrays, batch, steps = check_inputs(ports, inputs, binary=self.fixed, backend="lava", graded=targets)
+        if prog.plastic:
+            return self._learn(arrays, batch, steps, record, checkpoint_every, progress)
         intervals = [p.reset_interval for p in prog.populations if p.reset_interval > 0]
         period = math.lcm(*intervals) if intervals else 1
         run_steps = -(-steps // period) * period
@@ -441,6 +454,55 @@ class LavaBackend:
         finally:
             session.close()
 
+    def _learn(self, arrays, batch: int, steps: int, record, checkpoint_every: int | None, progress: bool) -> Recording:
+        """Run a plastic program: batch entry b is learner b, one stream of ``steps`` steps in its own
+        process graph. Records as ``run`` does, plus plastic-synapse traces and y values every step
+        and weights every ``checkpoint_every`` steps (``<syn>.weights`` [batch, n, n_post, n_pre]);
+        ``metadata["programs"]`` holds each learner's program with its final weights."""
+        prog = self.program
+        if not self.fixed and not self.float_program:
+            raise NeurocompileError("lava backend: floating_pt learning needs a float program (number_format='float')")
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise NeurocompileError(f"lava backend: checkpoint_every must be >= 1, got {checkpoint_every}")
+        spec = prog.recorded_variables(record)
+        dtype = np.int32 if self.fixed else np.float64
+        out: dict[str, np.ndarray] = {}
+        for name in [p.name for p in prog.inputs if p.name in spec]:
+            out[f"{name}.spikes"] = (arrays[name] != 0).astype(np.uint8)
+            del spec[name]
+        programs = []
+        t0 = time.perf_counter()
+        for b in range(batch):
+            data = {
+                port.name: np.ascontiguousarray(arrays[port.name][b].reshape(steps, -1).T.astype(dtype))
+                for port in prog.inputs
+            }
+            graph = _LearningGraph(self, data, steps)
+            taps = graph.taps(spec, steps, checkpoint_every)
+            session = _Session(next(iter(graph.pops.values())), self._run_cfg(), taps)
+            try:
+                session.start()
+                received = session.run_steps(steps, self.stall_timeout_s)
+                final = {name: np.asarray(conn.weights.get()) for name, conn in graph.plastic.items()}
+            finally:
+                session.close()
+            for (name, var), values in received.items():
+                stacked = np.stack(values)
+                if name in graph.pops:
+                    stacked = from_lava(stacked[:steps], tuple(prog.population(name).shape))
+                    stacked = stacked != 0 if var == "spikes" else stacked
+                key = f"{name}.{var}"
+                if key not in out:
+                    out[key] = np.zeros((batch, *stacked.shape), dtype=np.uint8 if var == "spikes" else dtype)
+                out[key][b] = stacked
+            programs.append(_with_weights(prog, final))
+            if progress:
+                print(f"lava {self.tag}: learner {b + 1}/{batch} done", flush=True)
+        meta = {"tag": self.tag, "programs": programs, "timing": {"total_s": time.perf_counter() - t0}}
+        if checkpoint_every:
+            meta["checkpoint_steps"] = list(range(checkpoint_every, steps + 1, checkpoint_every))
+        return Recording(out, list(prog.outputs), f"lava-{self.tag}", meta)
+
     def _reset_state(self, pops, conns) -> None:
         """Zero what outlives a sample: synapse buffers (spikes in flight) and the state of
         populations with their own ``reset_interval`` (the others reset by themselves)."""
@@ -451,6 +513,121 @@ class LavaBackend:
                 lif.v.set(np.zeros(lif.v.shape))
         for conn, var, zeros in conns.values():
             getattr(conn, var).set(zeros)
+
+
+def _with_weights(program: FixedPointProgram, weights: dict[str, np.ndarray]) -> FixedPointProgram:
+    """A copy of ``program`` whose synapses named in ``weights`` hold those weights."""
+    import copy
+
+    learned = copy.deepcopy(program)
+    dtype = np.float64 if program.number_format == "float" else np.int32
+    for syn in learned.synapses:
+        if syn.name in weights:
+            w = weights[syn.name]
+            syn.weights = np.asarray(w.toarray() if hasattr(w, "toarray") else w).astype(dtype)
+    return learned
+
+
+class _LearningGraph:
+    """The Lava process graph of one learning stream (see :meth:`LavaBackend._learn`)."""
+
+    def __init__(self, backend: LavaBackend, data: dict[str, np.ndarray], steps: int):
+        from lava.proc.io.source import RingBuffer
+
+        from ._lava_procs import LearningNeuron
+
+        self.backend = backend
+        prog = backend.program
+        for syn in prog.synapses:
+            if (syn.learning is not None or syn.signal == "error") and any(
+                len(prog.source_shape(end)) > 1 for end in (syn.source, syn.target)
+            ):
+                raise NeurocompileError(f"lava backend: plastic synapse '{syn.name}' needs flat (1-D) endpoints")
+        sources = {port.name: RingBuffer(data=data[port.name]).s_out for port in prog.inputs}
+        self.pops = {}
+        for pop in prog.populations:
+            if pop.learning is None:
+                self.pops[pop.name] = backend._lower_population(pop, steps)
+                continue
+            params = backend._pop_params(pop)
+            neuron = LearningNeuron(
+                signal=pop.learning, reset_interval=int(pop.reset_interval), name=pop.name, **params
+            )
+            self.pops[pop.name] = neuron
+            if pop.learning.target is not None:
+                sources[pop.learning.target].connect(neuron.a_third_factor_in)
+        sources.update({name: proc.s_out for name, proc in self.pops.items()})
+        self.plastic = {}
+        for syn in prog.synapses:
+            dst = self.pops[syn.target]
+            if syn.signal == "error":
+                self._lower_feedback(syn, self.pops[syn.source], dst)
+            elif syn.learning is not None:
+                self.plastic[syn.name] = self._lower_plastic(syn, sources[syn.source], dst)
+            else:
+                backend._lower_synapse(syn, sources[syn.source], dst.a_in)
+
+    def _lower_plastic(self, syn: Synapse, src, dst):
+        """Plastic synapse -> ``LearningDense`` (``LearningSparse``) with a ``Loihi3FLearningRule``,
+        fed by the target neuron's bAP and y1-y3 ports."""
+        from lava.magma.core.learning.learning_rule import Loihi3FLearningRule
+        from lava.proc.dense.process import LearningDense
+        from lava.proc.sparse.process import LearningSparse
+
+        from neurocompile.plasticity import lava_rule_string
+
+        rule = syn.learning
+        lava_rule = Loihi3FLearningRule(
+            dw=lava_rule_string(rule),
+            x1_impulse=float(rule.x1_impulse),
+            x1_tau=int(rule.x1_tau),
+            x2_impulse=float(rule.x2_impulse),
+            x2_tau=int(rule.x2_tau),
+            t_epoch=int(rule.t_epoch),
+            rng_seed=int(rule.rng_seed),
+        )
+        weights, kw = self.backend._matrix_weights(syn, np.asarray(syn.weights))
+        if syn.kind == "sparse":
+            from scipy.sparse import csr_matrix
+
+            conn = LearningSparse(weights=csr_matrix(weights), learning_rule=lava_rule, name=syn.name, **kw)
+        else:
+            conn = LearningDense(weights=weights, learning_rule=lava_rule, name=syn.name, **kw)
+        src.connect(conn.s_in)
+        conn.a_out.connect(dst.a_in)
+        dst.s_out_bap.connect(conn.s_in_bap)
+        dst.s_out_y1.connect(conn.s_in_y1)
+        dst.s_out_y2.connect(conn.s_in_y2)
+        dst.s_out_y3.connect(conn.s_in_y3)
+        return conn
+
+    def _lower_feedback(self, syn: Synapse, src, dst) -> None:
+        """Feedback synapse -> a graded ``Dense`` from the source's ``error_out`` to the target's
+        third-factor input (one step of delay, like every Dense)."""
+        from lava.proc.dense.process import Dense
+
+        weights, kw = self.backend._matrix_weights(syn, np.asarray(syn.weights))
+        conn = Dense(weights=weights, num_message_bits=24, name=syn.name, **kw)
+        src.error_out.connect(conn.s_in)
+        conn.a_out.connect(dst.a_third_factor_in)
+
+    def taps(self, spec: dict[str, set[str]], steps: int, checkpoint_every: int | None) -> dict:
+        """Recorders: population taps as for inference, plus traces (every step) and weights
+        (every ``checkpoint_every`` steps) of plastic synapses."""
+        from ._lava_procs import StateTap
+
+        pops = {name: vars_ for name, vars_ in spec.items() if name in self.pops}
+        taps = _lower_taps(self.pops, pops, steps)
+        buffer = max(2, min(steps, 64))
+        for name, variables in spec.items():
+            conn = self.plastic.get(name)
+            for var in sorted(variables) if conn is not None else ():
+                if var == "weights":
+                    if checkpoint_every:
+                        taps[(name, var)] = StateTap(conn.weights, buffer_size=buffer, every=checkpoint_every)
+                else:
+                    taps[(name, var)] = StateTap(getattr(conn, var), buffer_size=buffer)
+        return taps
 
 
 class _Session:
@@ -527,8 +704,14 @@ class _Session:
                 break
         raise NeurocompileError(f"lava backend: a Lava process failed during the run ({detail})")
 
-    def run_steps(self, steps: int) -> dict:
-        """Run ``steps`` steps; returns ``{tap key: [one array per step]}`` streamed by the taps."""
+    def run_steps(self, steps: int, stall_timeout_s: float = 120.0) -> dict:
+        """Run ``steps`` steps; returns ``{tap key: [one array per step]}`` streamed by the taps
+        (one per ``tap.every`` steps for a ``StateTap`` with ``every``).
+
+        Watchdog: when neither a tap nor the runtime makes progress for ``stall_timeout_s``
+        (a process waiting on a port nobody sends on), the run fails with a one-line error and
+        :meth:`close` terminates every Lava process.
+        """
         from lava.magma.core.run_conditions import RunSteps
 
         received = {key: [] for key in self.taps}
@@ -539,12 +722,22 @@ class _Session:
                 while pipe.probe():
                     received[key].append(pipe.recv())
 
+        expected = {key: steps // getattr(tap, "every", 1) for key, tap in self.taps.items()}
         self.anchor.run(condition=RunSteps(num_steps=steps, blocking=False))
         replies = list(self.runtime.service_to_runtime)
         delay = 1e-4
+        seen, last_progress = 0, time.monotonic()
         while not all(port.probe() for port in replies):
             drain()
             self._check_children()
+            count = sum(len(values) for values in received.values())
+            if count != seen:
+                seen, last_progress = count, time.monotonic()
+            elif time.monotonic() - last_progress > stall_timeout_s:
+                self.failed = True
+                raise NeurocompileError(
+                    f"lava backend: the run stalled (no progress for {stall_timeout_s:g} s); stopped every Lava process"
+                )
             time.sleep(delay)
             delay = min(delay * 1.5, 5e-3)
         self.runtime.wait()  # reads the replies (raises on an error reply)
@@ -552,12 +745,14 @@ class _Session:
         # done (seen under heavy load): drain until every tap delivered all steps.
         deadline = time.monotonic() + TAP_DRAIN_TIMEOUT_S
         drain()
-        while any(len(values) < steps for values in received.values()) and time.monotonic() < deadline:
+        while any(len(values) < expected[key] for key, values in received.items()) and time.monotonic() < deadline:
             time.sleep(1e-3)
             drain()
         for key, values in received.items():
-            if len(values) != steps:
-                raise NeurocompileError(f"lava backend: recorder {key} delivered {len(values)} of {steps} steps")
+            if len(values) != expected[key]:
+                raise NeurocompileError(
+                    f"lava backend: recorder {key} delivered {len(values)} of {expected[key]} steps"
+                )
         return received
 
     def close(self) -> None:

@@ -590,3 +590,32 @@ def learning_signal(signal, v, spikes, third, psi_trace, vth: int):
         if term is not None:
             y[k] = np.clip((error * gains[term.factor]) >> term.shift, *SIGNAL_LIMITS)
     return y, error, new_trace
+
+
+def float_learning_signal(signal, v, spikes, third, psi_trace, threshold: float):
+    """:func:`learning_signal` for Lava's ``floating_pt`` models: the same formulas unrounded.
+
+    ``error = third`` or ``output - third`` (``spikes * 2**output_shift`` or ``v / 2**output_shift``);
+    ``psi = table[min(floor(|v - threshold| / 2**shift), len - 1)]``; the psi trace decays by
+    ``1 - d / 4096``; ``y = error * g / 2**shift``, not clipped. ``threshold``: the float ``vth``.
+    """
+    v, third = np.asarray(v, dtype=np.float64), np.asarray(third, dtype=np.float64)
+    if signal.target is None:
+        error = third
+    elif signal.output == "spikes":
+        error = np.asarray(spikes, dtype=np.float64) * 2.0**signal.output_shift - third
+    else:
+        error = v / 2.0**signal.output_shift - third
+    psi = np.zeros_like(v)
+    new_trace = np.asarray(psi_trace, dtype=np.float64)
+    if signal.surrogate is not None:
+        table = np.asarray(signal.surrogate.table, dtype=np.float64)
+        distance = np.floor(np.abs(v - threshold) / 2.0**signal.surrogate.shift)
+        psi = table[np.minimum(distance, len(table) - 1).astype(np.int64)]
+        new_trace = new_trace * (1 - signal.trace_decay / DECAY_UNITY) + psi
+    gains = {"one": np.ones_like(v), "surrogate": psi, "surrogate_trace": np.asarray(psi_trace, dtype=np.float64)}
+    y = np.zeros((3, v.shape[-1]))
+    for k, term in enumerate(signal.terms().values()):
+        if term is not None:
+            y[k] = error * gains[term.factor] / 2.0**term.shift
+    return y, error, new_trace
