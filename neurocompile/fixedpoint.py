@@ -489,11 +489,12 @@ def learning_randoms(rng_seed: int, steps: int) -> dict[str, np.ndarray]:
 class PlasticState:
     """The learning state of one plastic synapse: weights, traces and within-epoch spike times."""
 
-    def __init__(self, weights, n_post: int, n_pre: int):
-        self.weights = _int64(weights).copy()
-        self.x = np.zeros((2, n_pre), dtype=np.int64)  # x1, x2
+    def __init__(self, weights, n_post: int, n_pre: int, number_format: str = "fixed"):
+        values = np.int64 if number_format == "fixed" else np.float64
+        self.weights = np.array(weights, dtype=values)
+        self.x = np.zeros((2, n_pre), dtype=values)  # x1, x2
         self.tx = np.zeros(n_pre, dtype=np.int64)
-        self.y = np.zeros((3, n_post), dtype=np.int64)  # y1, y2, y3
+        self.y = np.zeros((3, n_post), dtype=values)  # y1, y2, y3
         self.ty = np.zeros(n_post, dtype=np.int64)
         self.epochs = 0
 
@@ -514,11 +515,45 @@ def receive_traces(state: PlasticState, rule, pre, bap, y, step: int) -> None:
     state.y = _int64(y).copy()
 
 
+def _factor_values(state: PlasticState, x_hist, y_hist, variable: str, dependency: str):
+    """The value of a factor as seen by a product with ``dependency`` (x0, y0 or u), broadcastable
+    to [n_post, n_pre] (``_extract_applier_evaluated_traces``): with x0 the traces at the pre spike's
+    within-epoch step, with y0 at the post spike's, with u at the epoch's end."""
+    x0, y0 = state.tx > 0, state.ty > 0
+    if variable in ("x0", "y0"):
+        return x0[None, :] if variable == "x0" else y0[:, None]
+    if variable == "w":
+        return state.weights
+    trace = int(variable[1]) - 1
+    if variable.startswith("x"):
+        if dependency == "x0":
+            return x_hist[state.tx, trace, np.arange(x_hist.shape[-1])][None, :]
+        return x_hist[state.ty, trace, :] if dependency == "y0" else x_hist[-1, trace][None, :]
+    if dependency == "x0":
+        return y_hist[state.tx, trace, :].T
+    if dependency == "y0":
+        return y_hist[state.ty, trace, np.arange(y_hist.shape[-1])][:, None]
+    return y_hist[-1, trace][:, None]
+
+
+def _dependencies(state: PlasticState, rule, step: int) -> dict:
+    """x0, y0 and u of the epoch ending at 1-based ``step`` (``_update_dependencies``; u is 1 in every
+    2**K-th epoch for a ``uK`` dependency, ``_extract_applier_args``)."""
+    k = rule.decimate_exponent()
+    u = int(k is not None and (step // rule.t_epoch) % 2**k == 0)
+    return {"x0": (state.tx > 0)[None, :], "y0": (state.ty > 0)[:, None], "u": u}
+
+
+def _end_epoch(state: PlasticState, x_hist) -> None:
+    state.x = x_hist[-1]
+    state.tx[:] = 0
+    state.ty[:] = 0
+
+
 def learn(state: PlasticState, rule, draws: dict, step: int, sign_mode: str = "mixed") -> None:
     """The learning phase of 1-based step ``step`` (``run_lrn``), when ``step % t_epoch == 0``."""
     state.epochs += 1
     i = 2 * step
-    x0, y0 = state.tx > 0, state.ty > 0
     x_hist = trace_history(
         state.x,
         state.tx,
@@ -531,37 +566,72 @@ def learn(state: PlasticState, rule, draws: dict, step: int, sign_mode: str = "m
     y_hist = trace_history(
         state.y, state.ty, (Y_TAU,) * 3, (0, 0, 0), rule.t_epoch, draws["y_decay"][i], draws["y_impulse"][i]
     )
-    k = rule.decimate_exponent()
-    u = int(k is not None and (step // rule.t_epoch) % 2**k == 0)
-    cols, rows = np.arange(state.x.shape[1]), np.arange(state.y.shape[1])
-
-    def factor(variable: str, dep: str):
-        if variable in ("x0", "y0"):
-            return x0[None, :] if variable == "x0" else y0[:, None]
-        if variable == "w":
-            return state.weights
-        if variable.startswith("x"):
-            trace = int(variable[1]) - 1
-            if dep == "x0":
-                return x_hist[state.tx, trace, cols][None, :]
-            return x_hist[state.ty, trace, :] if dep == "y0" else x_hist[-1, trace][None, :]
-        trace = int(variable[1]) - 1
-        if dep == "x0":
-            return y_hist[state.tx, trace, :].T
-        return y_hist[state.ty, trace, rows][:, None] if dep == "y0" else y_hist[-1, trace][:, None]
+    deps = _dependencies(state, rule, step)
 
     def add_products(acc):
         for product in rule.products:
             dep = product.dependency if product.dependency in ("x0", "y0") else "u"
-            dependency = {"x0": x0[None, :], "y0": y0[:, None], "u": u}[dep]
-            values = [factor(f.variable, dep) for f in product.factors]
-            acc = np.clip(acc + product_value(product, dependency, values), *ACCUMULATOR_LIMITS)
+            values = [_factor_values(state, x_hist, y_hist, f.variable, dep) for f in product.factors]
+            acc = np.clip(acc + product_value(product, deps[dep], values), *ACCUMULATOR_LIMITS)
         return acc
 
     state.weights = apply_weight_update(state.weights, add_products, draws["weight"][state.epochs], sign_mode)
-    state.x = x_hist[-1]
-    state.tx[:] = 0
-    state.ty[:] = 0
+    _end_epoch(state, x_hist)
+
+
+# Floating point (Lava's LearningConnectionModelFloat): the same phases without rounding, shifts or
+# clips. Traces: ``x <- exp(-1/tau) * x + impulse * s`` (a tau of 0 leaves NaN, as in Lava);
+# y values decay by exp(-1/65535) over the epoch; ``w += sum(m * 2**e * dependency * prod(v + c))``,
+# then excitatory weights floor at 0 and inhibitory ones cap at 0.
+
+
+def float_trace_history(traces, spike_times, taus, impulses, t_epoch: int) -> np.ndarray:
+    """:func:`trace_history` in float (``LearningConnectionModelFloat._compute_trace_histories``)."""
+    traces = np.asarray(traces, dtype=np.float64)
+    factors = trace_decay_factors(taus)
+    hist = np.full((t_epoch + 1, *traces.shape), np.nan)
+    hist[0] = traces
+    for t in range(1, t_epoch + 1):
+        for k, tau in enumerate(taus):
+            if tau != 0:
+                hist[t, k] = factors[k] * hist[t - 1, k]
+        ids = spike_times == t
+        hist[t][:, ids] += np.asarray(impulses, dtype=np.float64)[:, None]
+    return hist
+
+
+def float_receive_traces(state: PlasticState, rule, pre, bap, y, step: int) -> None:
+    """:func:`receive_traces` in float: repeat pre spikes add their impulses unrounded."""
+    within = step % rule.t_epoch or rule.t_epoch
+    pre, bap = np.asarray(pre, dtype=bool), np.asarray(bap, dtype=bool)
+    repeat = (state.tx > 0) & pre
+    state.x[0, repeat] += rule.x1_impulse
+    state.x[1, repeat] += rule.x2_impulse
+    state.tx[pre] = within
+    state.ty[bap] = within
+    state.y = np.asarray(y, dtype=np.float64).copy()
+
+
+def float_learn(state: PlasticState, rule, step: int, sign_mode: str = "mixed") -> None:
+    """:func:`learn` in float (``LearningConnectionModelFloat``, ``LearningRuleApplierFloat``)."""
+    taus, impulses = (rule.x1_tau, rule.x2_tau), (rule.x1_impulse, rule.x2_impulse)
+    x_hist = float_trace_history(state.x, state.tx, taus, impulses, rule.t_epoch)
+    y_hist = float_trace_history(state.y, state.ty, (Y_TAU,) * 3, (0.0, 0.0, 0.0), rule.t_epoch)
+    deps = _dependencies(state, rule, step)
+    dw = np.zeros(state.weights.shape)
+    for product in rule.products:
+        dep = product.dependency if product.dependency in ("x0", "y0") else "u"
+        term = product.mantissa * 2.0**product.exponent * deps[dep]
+        for f in product.factors:
+            term = term * (_factor_values(state, x_hist, y_hist, f.variable, dep) + f.constant)
+        dw = dw + term
+    w = state.weights + dw
+    if sign_mode == "excitatory":
+        w = np.maximum(w, 0)
+    elif sign_mode == "inhibitory":
+        w = np.minimum(w, 0)
+    state.weights = w
+    _end_epoch(state, x_hist)
 
 
 def learning_signal(signal, v, spikes, third, psi_trace, vth: int):
