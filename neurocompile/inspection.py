@@ -7,10 +7,12 @@ by extension (``.nir`` or ``.ncp``).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
+from . import plasticity
 from .errors import NeurocompileError
 from .graph import flatten_graph, order_graph
 from .nir_io import load_graph, single_shape
@@ -114,6 +116,7 @@ def describe_program(program) -> dict:
                 "bias_mant": {"min": number(bias.min()), "max": number(bias.max())} if bias.size else None,
                 "bias_exp": int(pop.bias_exp),
                 "reset_interval": int(pop.reset_interval),
+                "learning": _jsonable(plasticity.signal_to_json(pop.learning)) if pop.learning else None,
             }
         )
     syns = [_describe_synapse(syn, number) for syn in program.synapses]
@@ -122,7 +125,7 @@ def describe_program(program) -> dict:
     return {
         "kind": "fixed-point-program",
         "number_format": program.number_format,
-        "inputs": [{"name": p.name, "shape": list(p.shape)} for p in program.inputs],
+        "inputs": [{"name": p.name, "shape": list(p.shape), "kind": p.kind} for p in program.inputs],
         "populations": pops,
         "synapses": syns,
         "outputs": list(program.outputs),
@@ -149,7 +152,12 @@ def _describe_synapse(syn, number) -> dict:
         "sign_mode": syn.sign_mode,
         "recurrent": bool(syn.recurrent),
         "delays": None,
+        "signal": syn.signal,
+        "learning": None,
     }
+    if syn.learning is not None:
+        entry["learning"] = _jsonable(plasticity.rule_to_json(syn.learning))
+        entry["learning"]["lava_rule"] = plasticity.lava_rule_string(syn.learning)
     if syn.delays is not None:
         d = np.asarray(syn.delays)
         entry["delays"] = {"min": int(d.min()), "max": int(d.max())} if d.size else {}
@@ -267,6 +275,7 @@ def format_program(info: dict) -> str:
     lines += _table(
         ["synapse", "source -> target", "kind", "shape", "weights", "exp", "bits", "sign", "delays", "recurrent"], rows
     )
+    lines += _format_learning(info)
     if info.get("quantization"):
         lines.append("")
         lines.append("quantization report:")
@@ -274,6 +283,48 @@ def format_program(info: dict) -> str:
 
         lines.append(QuantizationReport.from_dict(info["quantization"]).table())
     return "\n".join(lines)
+
+
+def _format_learning(info: dict) -> list[str]:
+    """Plastic synapses (rule, traces with the decay Lava applies) and learning populations."""
+    lines = []
+    for s in info["synapses"]:
+        rule = s.get("learning")
+        if rule is None:
+            continue
+        if not lines:
+            lines += ["", "on-chip learning:"]
+        traces = ", ".join(
+            f"{x}: impulse {rule[f'{x}_impulse']:g}, tau {rule[f'{x}_tau']} (decay {math.exp(-1 / rule[f'{x}_tau']):.4f})"
+            if rule[f"{x}_tau"]
+            else f"{x}: impulse {rule[f'{x}_impulse']:g}, tau 0 (cleared every epoch)"
+            for x in ("x1", "x2")
+        )
+        lines.append(f"  {s['name']}: dw = {rule['lava_rule']}")
+        lines.append(f"    {traces}; t_epoch {rule['t_epoch']}; rng_seed {rule['rng_seed']}")
+    for p in info["populations"]:
+        signal = p.get("learning")
+        if signal is None:
+            continue
+        if signal["target"]:
+            output = "spikes << " if signal["output"] == "spikes" else "v >> "
+            error = f"({output}{signal['output_shift']}) - {signal['target']}"
+        else:
+            error = "feedback synapses (one step late)"
+        terms = [
+            f"{name} = clip(error * {term['factor']} >> {term['shift']})"
+            for name in ("y1", "y2", "y3")
+            if (term := signal[name]) is not None
+        ]
+        sur = signal["surrogate"]
+        surrogate = f"; surrogate table[{len(sur['table'])}] at |v - vth| >> {sur['shift']}" if sur else ""
+        lines.append(f"  {p['name']}: error = {error}; {', '.join(terms) or 'no y values'}{surrogate}")
+        if signal["bap"]:
+            lines.append("    sends its spikes as bAP (y values of spiking neurons clip to [0, 127])")
+    for s in info["synapses"]:
+        if s.get("signal") == "error":
+            lines.append(f"  {s['name']}: feedback {s['source']} error -> {s['target']} third factor")
+    return lines
 
 
 def describe_file(path, lenient: bool = False) -> dict:
