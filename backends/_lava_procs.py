@@ -26,11 +26,10 @@ from neurocompile import fixedpoint as fxp
 
 
 class StateTap(AbstractProcess):
-    """Sends the value of ``var`` after every ``every``-th time step to ``out_port``'s external pipe."""
+    """Sends the value of ``var`` after every time step to ``out_port``'s external pipe."""
 
-    def __init__(self, var, buffer_size: int = 64, every: int = 1, **kwargs) -> None:
-        super().__init__(shape=var.shape, every=every, **kwargs)
-        self.every = every  # the host expects one message per ``every`` steps
+    def __init__(self, var, buffer_size: int = 64, **kwargs) -> None:
+        super().__init__(shape=var.shape, **kwargs)
         self.ref = RefPort(var.shape)
         self.ref.connect_var(var)
         self.out_port = OutPort(shape=var.shape)
@@ -44,7 +43,7 @@ class PyStateTapModel(PyLoihiProcessModel):
     out_port: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
 
     def post_guard(self) -> bool:
-        return self.time_step % self.proc_params["every"] == 0
+        return True
 
     def run_post_mgmt(self) -> None:
         self.out_port.csp_ports[-1].send(np.asarray(self.ref.read(), dtype=float))

@@ -457,8 +457,9 @@ class LavaBackend:
     def _learn(self, arrays, batch: int, steps: int, record, checkpoint_every: int | None, progress: bool) -> Recording:
         """Run a plastic program: batch entry b is learner b, one stream of ``steps`` steps in its own
         process graph. Records as ``run`` does, plus plastic-synapse traces and y values every step
-        and weights every ``checkpoint_every`` steps (``<syn>.weights`` [batch, n, n_post, n_pre]);
-        ``metadata["programs"]`` holds each learner's program with its final weights."""
+        (streamed by taps) and weights every ``checkpoint_every`` steps (``<syn>.weights``
+        [batch, n, n_post, n_pre], read with ``Var.get`` between chunks of steps: Lava's RefPorts cannot
+        read a sparse Var); ``metadata["programs"]`` holds each learner's program with its final weights."""
         prog = self.program
         if not self.fixed and not self.float_program:
             raise NeurocompileError("lava backend: floating_pt learning needs a float program (number_format='float')")
@@ -470,6 +471,7 @@ class LavaBackend:
         for name in [p.name for p in prog.inputs if p.name in spec]:
             out[f"{name}.spikes"] = (arrays[name] != 0).astype(np.uint8)
             del spec[name]
+        checkpoints = list(range(checkpoint_every, steps + 1, checkpoint_every)) if checkpoint_every else []
         programs = []
         t0 = time.perf_counter()
         for b in range(batch):
@@ -478,12 +480,22 @@ class LavaBackend:
                 for port in prog.inputs
             }
             graph = _LearningGraph(self, data, steps)
-            taps = graph.taps(spec, steps, checkpoint_every)
+            taps = graph.taps(spec, steps)
             session = _Session(next(iter(graph.pops.values())), self._run_cfg(), taps)
+            received = {key: [] for key in taps}
             try:
                 session.start()
-                received = session.run_steps(steps, self.stall_timeout_s)
-                final = {name: np.asarray(conn.weights.get()) for name, conn in graph.plastic.items()}
+                done = 0
+                for stop in sorted({*checkpoints, steps}):
+                    if stop > done:
+                        for key, values in session.run_steps(stop - done, self.stall_timeout_s).items():
+                            received[key] += values
+                        done = stop
+                    if stop in checkpoints:
+                        for name, w in graph.weights().items():
+                            if "weights" in spec.get(name, ()):
+                                received.setdefault((name, "weights"), []).append(w)
+                final = graph.weights()
             finally:
                 session.close()
             for (name, var), values in received.items():
@@ -500,7 +512,7 @@ class LavaBackend:
                 print(f"lava {self.tag}: learner {b + 1}/{batch} done", flush=True)
         meta = {"tag": self.tag, "programs": programs, "timing": {"total_s": time.perf_counter() - t0}}
         if checkpoint_every:
-            meta["checkpoint_steps"] = list(range(checkpoint_every, steps + 1, checkpoint_every))
+            meta["checkpoint_steps"] = checkpoints
         return Recording(out, list(prog.outputs), f"lava-{self.tag}", meta)
 
     def _reset_state(self, pops, conns) -> None:
@@ -590,7 +602,13 @@ class _LearningGraph:
         if syn.kind == "sparse":
             from scipy.sparse import csr_matrix
 
-            conn = LearningSparse(weights=csr_matrix(weights), learning_rule=lava_rule, name=syn.name, **kw)
+            # Lava truncates the weights at the first step and drops the entries that become zero:
+            # truncating first keeps the stored entries, and so the tap's length, fixed.
+            if self.backend.fixed:
+                weights = fxp.effective_weights(weights, 0, syn.num_weight_bits, syn.sign_mode).astype(np.int32)
+            weights = csr_matrix(weights)
+            weights.sort_indices()
+            conn = LearningSparse(weights=weights, learning_rule=lava_rule, name=syn.name, **kw)
         else:
             conn = LearningDense(weights=weights, learning_rule=lava_rule, name=syn.name, **kw)
         src.connect(conn.s_in)
@@ -611,9 +629,19 @@ class _LearningGraph:
         src.error_out.connect(conn.s_in)
         conn.a_out.connect(dst.a_third_factor_in)
 
-    def taps(self, spec: dict[str, set[str]], steps: int, checkpoint_every: int | None) -> dict:
-        """Recorders: population taps as for inference, plus traces (every step) and weights
-        (every ``checkpoint_every`` steps) of plastic synapses."""
+    def weights(self) -> dict[str, np.ndarray]:
+        """The current weights of every plastic synapse as dense [n_post, n_pre] arrays (``Var.get``)."""
+        found = {}
+        for name, conn in self.plastic.items():
+            values = conn.weights.get()
+            if hasattr(values, "toarray"):
+                values = values.toarray()
+            found[name] = np.asarray(values)
+        return found
+
+    def taps(self, spec: dict[str, set[str]], steps: int) -> dict:
+        """Recorders: population taps as for inference, plus the traces and y values of plastic
+        synapses, every step."""
         from ._lava_procs import StateTap
 
         pops = {name: vars_ for name, vars_ in spec.items() if name in self.pops}
@@ -622,10 +650,7 @@ class _LearningGraph:
         for name, variables in spec.items():
             conn = self.plastic.get(name)
             for var in sorted(variables) if conn is not None else ():
-                if var == "weights":
-                    if checkpoint_every:
-                        taps[(name, var)] = StateTap(conn.weights, buffer_size=buffer, every=checkpoint_every)
-                else:
+                if var != "weights":  # weights: read between chunks of steps (see LavaBackend._learn)
                     taps[(name, var)] = StateTap(getattr(conn, var), buffer_size=buffer)
         return taps
 
@@ -705,8 +730,7 @@ class _Session:
         raise NeurocompileError(f"lava backend: a Lava process failed during the run ({detail})")
 
     def run_steps(self, steps: int, stall_timeout_s: float = 120.0) -> dict:
-        """Run ``steps`` steps; returns ``{tap key: [one array per step]}`` streamed by the taps
-        (one per ``tap.every`` steps for a ``StateTap`` with ``every``).
+        """Run ``steps`` steps; returns ``{tap key: [one array per step]}`` streamed by the taps.
 
         Watchdog: when neither a tap nor the runtime makes progress for ``stall_timeout_s``
         (a process waiting on a port nobody sends on), the run fails with a one-line error and
@@ -722,7 +746,6 @@ class _Session:
                 while pipe.probe():
                     received[key].append(pipe.recv())
 
-        expected = {key: steps // getattr(tap, "every", 1) for key, tap in self.taps.items()}
         self.anchor.run(condition=RunSteps(num_steps=steps, blocking=False))
         replies = list(self.runtime.service_to_runtime)
         delay = 1e-4
@@ -745,14 +768,12 @@ class _Session:
         # done (seen under heavy load): drain until every tap delivered all steps.
         deadline = time.monotonic() + TAP_DRAIN_TIMEOUT_S
         drain()
-        while any(len(values) < expected[key] for key, values in received.items()) and time.monotonic() < deadline:
+        while any(len(values) < steps for values in received.values()) and time.monotonic() < deadline:
             time.sleep(1e-3)
             drain()
         for key, values in received.items():
-            if len(values) != expected[key]:
-                raise NeurocompileError(
-                    f"lava backend: recorder {key} delivered {len(values)} of {expected[key]} steps"
-                )
+            if len(values) != steps:
+                raise NeurocompileError(f"lava backend: recorder {key} delivered {len(values)} of {steps} steps")
         return received
 
     def close(self) -> None:

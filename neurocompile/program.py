@@ -150,7 +150,9 @@ class Synapse:
     ``delays``: extra per-synapse delay in steps (same shape as weights), or None.
     ``recurrent``: a back-edge in the source graph (still one step, like every synapse).
     ``learning``: the synapse's three-factor learning rule (``plasticity.LearningRule``); None means
-    static. ``signal="error"`` makes it a feedback synapse: it carries its source population's
+    static. A sparse plastic synapse learns only at its stored entries: the weights that are nonzero
+    after Lava's first-step truncation (``fixedpoint.effective_weights``); the others stay 0.
+    ``signal="error"`` makes it a feedback synapse: it carries its source population's
     error (graded) into the target's third-factor input, one step later.
     """
 
