@@ -473,7 +473,7 @@ class LavaBackend:
             del spec[name]
         checkpoints = list(range(checkpoint_every, steps + 1, checkpoint_every)) if checkpoint_every else []
         programs = []
-        t0 = time.perf_counter()
+        t0, run_s = time.perf_counter(), 0.0
         for b in range(batch):
             data = {
                 port.name: np.ascontiguousarray(arrays[port.name][b].reshape(steps, -1).T.astype(dtype))
@@ -488,8 +488,10 @@ class LavaBackend:
                 done = 0
                 for stop in sorted({*checkpoints, steps}):
                     if stop > done:
+                        started = time.perf_counter()
                         for key, values in session.run_steps(stop - done, self.stall_timeout_s).items():
                             received[key] += values
+                        run_s += time.perf_counter() - started
                         done = stop
                     if stop in checkpoints:
                         for name, w in graph.weights().items():
@@ -510,7 +512,7 @@ class LavaBackend:
             programs.append(_with_weights(prog, final))
             if progress:
                 print(f"lava {self.tag}: learner {b + 1}/{batch} done", flush=True)
-        meta = {"tag": self.tag, "programs": programs, "timing": {"total_s": time.perf_counter() - t0}}
+        meta = {"tag": self.tag, "programs": programs, "timing": {"total_s": time.perf_counter() - t0, "run_s": run_s}}
         if checkpoint_every:
             meta["checkpoint_steps"] = checkpoints
         return Recording(out, list(prog.outputs), f"lava-{self.tag}", meta)
