@@ -74,6 +74,15 @@ def lava_children() -> list[int]:
     return found
 
 
+def assert_no_lava_processes(wait_s: float = 10.0) -> None:
+    """No child process of this one is left (Lava's children may take a moment to exit)."""
+    deadline = time.time() + wait_s
+    while (multiprocessing.active_children() or lava_children()) and time.time() < deadline:
+        time.sleep(0.1)
+    assert multiprocessing.active_children() == []
+    assert lava_children() == []
+
+
 def group_members(pgid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -321,11 +330,7 @@ def test_twenty_runs_with_failures_leave_no_processes():
             assert isinstance(got, int) and got > 0, (i, got)
         else:
             assert got == expected[i % 4], (i, got)
-    deadline = time.time() + 10
-    while (multiprocessing.active_children() or lava_children()) and time.time() < deadline:
-        time.sleep(0.1)
-    assert multiprocessing.active_children() == []
-    assert lava_children() == []
+    assert_no_lava_processes()
 
 
 # --- (f) Ctrl-C ----------------------------------------------------------------------------

@@ -8,14 +8,13 @@ around Lava's LIF integration.
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from plastic_programs import OTTT_RULE, hidden_signal, output_signal, plastic_cases, plastic_program, stream
-from test_lava_backend import lava_children
+from test_lava_backend import assert_no_lava_processes
 
 from neurocompile import fixedpoint as fxp
 from neurocompile.backends import create_backend
@@ -156,11 +155,7 @@ def test_twenty_learning_runs_with_failures_and_stalls_leave_no_processes(monkey
             )
         monkeypatch.undo()
     assert outcomes == ["ran", "failed", "stalled", "refused"] * 5
-    deadline = time.time() + 10
-    while (multiprocessing.active_children() or lava_children()) and time.time() < deadline:
-        time.sleep(0.1)
-    assert multiprocessing.active_children() == []
-    assert lava_children() == []
+    assert_no_lava_processes()
 
 
 def test_lava_refuses_learning_it_cannot_lower():

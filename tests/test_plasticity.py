@@ -232,16 +232,21 @@ def test_bad_rule_specs_name_the_synapse_and_field(change, field):
     assert "\n" not in message and "'w_out'" in message and f"'{field}'" in message
 
 
-def test_bad_rule_in_a_saved_program_is_a_one_line_error(tmp_path):
-    path = tmp_path / "p.ncp"
-    plastic_program().save(path)
+def _edit_header(path, edit) -> None:
+    """Rewrite the structure (``program.json``) of the ``.ncp`` file at ``path`` with ``edit(header)``."""
     with np.load(path) as archive:
         arrays = {key: archive[key] for key in archive.files}
     header = json.loads(arrays["program.json"].tobytes())
-    del header["synapses"][0]["learning"]["rng_seed"]
+    edit(header)
     arrays["program.json"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     with open(path, "wb") as fh:
         np.savez(fh, **arrays)
+
+
+def test_bad_rule_in_a_saved_program_is_a_one_line_error(tmp_path):
+    path = tmp_path / "p.ncp"
+    plastic_program().save(path)
+    _edit_header(path, lambda header: header["synapses"][0]["learning"].pop("rng_seed"))
     with pytest.raises(NeurocompileError, match=r"node 'w_out', parameter 'learning.rng_seed': missing"):
         FixedPointProgram.load(path)
 
@@ -277,3 +282,22 @@ def test_program_level_learning_checks():
     program.inputs[1].shape = (5,)
     with pytest.raises(NeurocompileError, match="port 'target' has shape"):
         program.validate()
+
+
+def test_inspect_shows_rules_signals_and_feedback(tmp_path, capsys):
+    from test_cli_float import assert_one_line_error, run_cli
+
+    path = tmp_path / "p.ncp"
+    plastic_program(n_hidden=3, hidden_rule=OTTT_RULE).save(path)
+    code, out, _ = run_cli(capsys, "inspect", path)
+    assert code == 0
+    assert "w_out: dw = (-1) * 2^0 * u0 * x1 * y2" in out
+    assert "x1: impulse 16, tau 8 (decay 0.8825)" in out
+    assert "out: error = (spikes << 6) - target" in out and "hid: error = feedback synapses" in out
+    assert "feedback: feedback out error -> hid third factor" in out
+    code, out, _ = run_cli(capsys, "inspect", path, "--json")
+    info = json.loads(out)
+    assert info["synapses"][1]["learning"]["lava_rule"] == lava_rule_string(OTTT_RULE)
+    _edit_header(path, lambda header: header["synapses"][1]["learning"].update(x1_impulse=200))
+    code, _, err = run_cli(capsys, "inspect", path)
+    assert_one_line_error(code, err, "w_out", "learning.x1_impulse")
