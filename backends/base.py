@@ -63,6 +63,8 @@ def check_inputs(
         _check_values(name, arr, binary and name not in graded, fail)
         if name in graded and not (np.issubdtype(arr.dtype, np.integer) or (arr == np.round(arr)).all()):
             fail(f"input '{name}': targets must be integers")
+        if name in graded and arr.size and np.abs(arr).max() >= 2**31:
+            fail(f"input '{name}': targets must fit 32 bits")
         arrays[name] = arr.astype(np.uint8) if arr.dtype == np.bool_ else arr
     return arrays, int(batch_time[0]), int(batch_time[1])
 

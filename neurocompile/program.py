@@ -201,6 +201,12 @@ class Synapse:
             if self.signal == "error":
                 raise NeurocompileError(f"node '{self.name}', parameter 'learning': a feedback synapse cannot learn")
             self.learning.validate(self.name)
+            used = self.learning.variables()
+            for trace in ("x1", "x2"):
+                if number_format == "float" and trace in used and getattr(self.learning, f"{trace}_tau") == 0:
+                    raise NeurocompileError(
+                        f"node '{self.name}', parameter 'learning.{trace}_tau': 0 leaves the trace NaN in floating point"
+                    )
 
 
 @dataclass
