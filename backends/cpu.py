@@ -16,6 +16,26 @@ in a C kernel (``kernels/lif.c``, compiled on first use with the system compiler
 the layerwise schedule, and otherwise in torch with ``fixedpoint.lif_fixed_step`` itself. The
 recording's metadata says which ran: ``schedule``, ``number_format`` and, per population,
 ``neuron_kernel`` ("c" or "torch").
+
+Plastic programs (``program.plastic``: on-chip learning, ``cpu_learning``) run bit-exactly with
+``fixedpoint``'s learning engine (Lava's ``LearningDense``/``LearningSparse`` fixed_pt; a sparse
+plastic synapse learns only at its stored entries), float ones with its floating_pt formulas
+(``fixedpoint.float_learn`` and friends). Batch entry b is learner b,
+fully independent: its own weights, traces and random streams. ``CpuBackend([p0, p1, ...])`` takes
+one program per learner (same structure; they may differ in weights, ``rng_seed`` and product
+mantissa/exponent), so a sweep over seeds or learning rates is one call. Each step t every
+population integrates what was sent at t - 1 (plastic synapses: with the weights learned up to
+t - 2), spikes, and computes its learning signal (target port, or the errors its feedback
+synapses sent at t - 1); every synapse sends its activation for t + 1; every plastic synapse
+receives its traces and learns at the end of each ``t_epoch``. The whole time loop runs in a
+second C kernel, ``kernels/plastic.c`` (learners sliced over threads, on the CPU whatever
+``device`` says); programs it does not handle (float programs, conv or delayed static synapses),
+or a missing compiler, run the NumPy loop over the ``fixedpoint`` functions (``cpu_learning.reference_run``,
+also the kernel's test oracle); ``metadata["learning_kernel"]`` says which ("c" or "reference").
+``run(..., checkpoint_every=K)`` records ``<syn>.weights`` [batch, T // K, n_post, n_pre] after
+steps K, 2K, ... (``metadata["checkpoint_steps"]``); ``<syn>.x1``, ``x2`` (after the step) and
+``y1``-``y3`` (as received) are [batch, T, n]. ``metadata["programs"]`` holds each learner's
+program with its learned weights.
 """
 
 from __future__ import annotations
@@ -52,31 +72,9 @@ def _load_kernel():
 
 def _build_kernel():
     import ctypes
-    import hashlib
-    import os
-    import platform
-    import shutil
 
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if os.environ.get("NEUROCOMPILE_NO_KERNEL") or cc is None:
-        return None
-    try:
-        source = KERNEL_SOURCE.read_text()
-    except OSError:
-        return None
-    try:  # the flags -march=native compiles for are part of the cache key
-        cpu = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
-    except OSError:
-        cpu = ""
-    flags = ["-O3", "-march=native", "-fno-trapping-math"]
-    tag = hashlib.sha256((source + " ".join(flags) + platform.machine() + cpu).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "neurocompile"
-    lib = cache / f"lif_{tag}.so"
-    if not lib.exists() and not _compile(cc, flags, source, cache, lib):
-        return None
-    try:
-        dll = ctypes.CDLL(str(lib))
-    except OSError:
+    dll = build_library(KERNEL_SOURCE)
+    if dll is None:
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     fns = {}
@@ -88,8 +86,44 @@ def _build_kernel():
     return fns
 
 
-def _compile(cc: str, flags: list[str], source: str, cache: Path, lib: Path) -> bool:
-    """Compile ``source`` to ``lib`` (atomically published: parallel builders each write a whole file)."""
+def build_library(source_path: Path, extra_flags: tuple[str, ...] = (), libs: tuple[str, ...] = ()):
+    """The C source ``source_path`` compiled to a shared library and loaded with ctypes (cached in
+    ``$XDG_CACHE_HOME/neurocompile`` by a hash of source, flags and CPU), or None if it cannot be
+    (no compiler, ``NEUROCOMPILE_NO_KERNEL`` set, or the build fails)."""
+    import ctypes
+    import hashlib
+    import os
+    import platform
+    import shutil
+
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if os.environ.get("NEUROCOMPILE_NO_KERNEL") or cc is None:
+        return None
+    try:
+        source = source_path.read_text()
+    except OSError:
+        return None
+    try:  # the flags -march=native compiles for are part of the cache key
+        cpu = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
+    except OSError:
+        cpu = ""
+    flags = ["-O3", "-march=native", "-fno-trapping-math", *extra_flags]
+    key = source + " ".join(flags) + (" " + " ".join(libs) if libs else "") + platform.machine() + cpu
+    tag = hashlib.sha256(key.encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "neurocompile"
+    lib = cache / f"{source_path.stem}_{tag}.so"
+    fallback = ["-O3", *extra_flags]  # -march=native may be refused
+    if not lib.exists() and not _compile(cc, [flags, fallback], list(libs), source, cache, lib):
+        return None
+    try:
+        return ctypes.CDLL(str(lib))
+    except OSError:
+        return None
+
+
+def _compile(cc: str, attempts: list[list[str]], libs: list[str], source: str, cache: Path, lib: Path) -> bool:
+    """Compile ``source`` to ``lib`` with the first set of flags that works (atomically published:
+    parallel builders each write a whole file)."""
     import os
     import subprocess
     import tempfile
@@ -97,15 +131,11 @@ def _compile(cc: str, flags: list[str], source: str, cache: Path, lib: Path) -> 
     try:
         cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache) as tmp:  # same filesystem: os.replace is atomic
-            src, out = Path(tmp) / "lif.c", Path(tmp) / "lif.so"
+            src, out = Path(tmp) / "kernel.c", Path(tmp) / "kernel.so"
             src.write_text(source)
-            for opts in (flags, ["-O3"]):  # -march=native may be refused
-                if (
-                    subprocess.run(
-                        [cc, *opts, "-shared", "-fPIC", str(src), "-o", str(out)], capture_output=True
-                    ).returncode
-                    == 0
-                ):
+            for opts in attempts:
+                command = [cc, *opts, "-shared", "-fPIC", str(src), "-o", str(out), *libs]
+                if subprocess.run(command, capture_output=True).returncode == 0:
                     os.replace(out, lib)
                     return True
     except OSError:
@@ -113,8 +143,8 @@ def _compile(cc: str, flags: list[str], source: str, cache: Path, lib: Path) -> 
     return False
 
 
-def _run_sliced(kernel, args, batch: int, work_per_sample: int) -> None:
-    """Run the C kernel over batch slices on up to torch.get_num_threads() threads."""
+def run_sliced(kernel, args, batch: int, work_per_sample: int) -> None:
+    """Run ``kernel(*args, b0, b1)`` over batch slices on up to torch.get_num_threads() threads."""
     global _pool
     threads = max(1, min(torch.get_num_threads(), batch, batch * work_per_sample // 20000 or 1))
     if threads == 1:
@@ -162,7 +192,18 @@ class CpuBackend:
 
     name = "cpu"
 
-    def __init__(self, program: FixedPointProgram, device: str = "cpu"):
+    def __init__(self, program: FixedPointProgram | list[FixedPointProgram], device: str = "cpu"):
+        self.plastic = None  # the runner of a plastic program (cpu_learning.PlasticRunner)
+        if isinstance(program, (list, tuple)) or program.plastic:
+            from .cpu_learning import PlasticRunner, learner_programs
+
+            shared = not isinstance(program, (list, tuple))
+            programs = learner_programs([program] if shared else program)
+            if not programs[0].plastic:
+                raise NeurocompileError("cpu backend: a list of programs (one per learner) needs a plastic program")
+            self.program = programs[0]
+            self.plastic = PlasticRunner(programs, shared=shared)
+            return
         self.program = program.validate()
         self.fixed = program.number_format == "fixed"
         self.state_dtype = torch.int64 if self.fixed else torch.float64  # u, v and a_in in the torch path
@@ -311,7 +352,7 @@ class CpuBackend:
         args = (steps, n, a_in.data_ptr(), shift, wexp, fu, fv, fxp.effective_vth(pop.vth), bias.data_ptr())
         args += (int(pop.spiking), int(pop.reset_interval), out["spikes"].data_ptr(), _ptr(out.get("u")))
         args += (_ptr(out.get("v")), u.data_ptr(), v.data_ptr(), scratch.data_ptr())
-        _run_sliced(kernel[a_in.dtype], args, batch, steps * n)
+        run_sliced(kernel[a_in.dtype], args, batch, steps * n)
 
     # --- running -----------------------------------------------------------------------
 
@@ -326,8 +367,13 @@ class CpuBackend:
         return x, batch, steps
 
     @torch.no_grad()
-    def run(self, inputs, record=None, progress: bool = False) -> Recording:
-        """Run a batch: ``inputs`` [batch, time, *input_shape] (or {port: array}); see module doc."""
+    def run(self, inputs, record=None, progress: bool = False, checkpoint_every: int | None = None) -> Recording:
+        """Run a batch: ``inputs`` [batch, time, *input_shape] (or {port: array}); see module doc.
+
+        ``checkpoint_every`` (plastic programs): record ``<syn>.weights`` after steps K, 2K, ...
+        """
+        if self.plastic is not None:
+            return self.plastic.run(inputs, record, checkpoint_every)
         start = time.perf_counter()
         x, batch, steps = self._inputs(inputs)
         rec = self.program.recorded_variables(record)
