@@ -472,50 +472,68 @@ class LavaBackend:
             out[f"{name}.spikes"] = (arrays[name] != 0).astype(np.uint8)
             del spec[name]
         checkpoints = list(range(checkpoint_every, steps + 1, checkpoint_every)) if checkpoint_every else []
-        programs = []
+        programs, populations = [], {pop.name for pop in prog.populations}
         t0, run_s = time.perf_counter(), 0.0
-        for b in range(batch):
-            data = {
-                port.name: np.ascontiguousarray(arrays[port.name][b].reshape(steps, -1).T.astype(dtype))
-                for port in prog.inputs
-            }
-            graph = _LearningGraph(self, data, steps)
-            taps = graph.taps(spec, steps)
-            session = _Session(next(iter(graph.pops.values())), self._run_cfg(), taps)
-            received = {key: [] for key in taps}
-            try:
-                session.start()
-                done = 0
-                for stop in sorted({*checkpoints, steps}):
-                    if stop > done:
-                        started = time.perf_counter()
-                        for key, values in session.run_steps(stop - done, self.stall_timeout_s).items():
-                            received[key] += values
-                        run_s += time.perf_counter() - started
-                        done = stop
-                    if stop in checkpoints:
-                        for name, w in graph.weights().items():
-                            if "weights" in spec.get(name, ()):
-                                received.setdefault((name, "weights"), []).append(w)
-                final = graph.weights()
-            finally:
-                session.close()
-            for (name, var), values in received.items():
-                stacked = np.stack(values)
-                if name in graph.pops:
-                    stacked = from_lava(stacked[:steps], tuple(prog.population(name).shape))
-                    stacked = stacked != 0 if var == "spikes" else stacked
-                key = f"{name}.{var}"
-                if key not in out:
-                    out[key] = np.zeros((batch, *stacked.shape), dtype=np.uint8 if var == "spikes" else dtype)
-                out[key][b] = stacked
-            programs.append(_with_weights(prog, final))
-            if progress:
-                print(f"lava {self.tag}: learner {b + 1}/{batch} done", flush=True)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=batch * steps, desc=f"lava {self.tag} learning", unit="step")
+        try:
+            for b in range(batch):
+                data = {
+                    port.name: np.ascontiguousarray(arrays[port.name][b].reshape(steps, -1).T.astype(dtype))
+                    for port in prog.inputs
+                }
+                received, final, seconds = self._run_learner(data, steps, spec, checkpoints, bar)
+                run_s += seconds
+                for (name, var), values in received.items():
+                    stacked = np.stack(values)
+                    if name in populations:
+                        stacked = from_lava(stacked[:steps], tuple(prog.population(name).shape))
+                        stacked = stacked != 0 if var == "spikes" else stacked
+                    key = f"{name}.{var}"
+                    if key not in out:
+                        out[key] = np.zeros((batch, *stacked.shape), dtype=np.uint8 if var == "spikes" else dtype)
+                    out[key][b] = stacked
+                programs.append(_with_weights(prog, final))
+        finally:
+            if bar is not None:
+                bar.close()
         meta = {"tag": self.tag, "programs": programs, "timing": {"total_s": time.perf_counter() - t0, "run_s": run_s}}
         if checkpoint_every:
             meta["checkpoint_steps"] = checkpoints
         return Recording(out, list(prog.outputs), f"lava-{self.tag}", meta)
+
+    def _run_learner(self, data, steps: int, spec, checkpoints: list[int], bar) -> tuple[dict, dict, float]:
+        """One learner's stream in its own process graph: ``(recorded values per tap key, final
+        weights, seconds spent stepping)``. Weights at checkpoints are read between chunks of steps."""
+        graph = _LearningGraph(self, data, steps)
+        taps = graph.taps(spec, steps)
+        session = _Session(next(iter(graph.pops.values())), self._run_cfg(), taps)
+        received = {key: [] for key in taps}
+        stops = {*checkpoints, steps}
+        if bar is not None:  # chunks of about 2% of the stream, for the progress bar
+            stops.update(range(max(1, steps // 50), steps, max(1, steps // 50)))
+        run_s, done = 0.0, 0
+        try:
+            session.start()
+            for stop in sorted(stops):
+                started = time.perf_counter()
+                for key, values in session.run_steps(stop - done, self.stall_timeout_s).items():
+                    received[key] += values
+                run_s += time.perf_counter() - started
+                if bar is not None:
+                    bar.update(stop - done)
+                done = stop
+                if stop in checkpoints:
+                    for name, w in graph.weights().items():
+                        if "weights" in spec.get(name, ()):
+                            received.setdefault((name, "weights"), []).append(w)
+            final = graph.weights()
+        finally:
+            session.close()
+        return received, final, run_s
 
     def _reset_state(self, pops, conns) -> None:
         """Zero what outlives a sample: synapse buffers (spikes in flight) and the state of
