@@ -1,0 +1,362 @@
+"""OTTT and S-TLLR compiled to the program's three-factor learning rules (on-chip learning).
+
+:func:`compile_learning` takes a deployed (fixed-point) program and makes the chosen layers
+plastic: the synapse into the output population (``layers="readout"``) or every dense synapse
+of the feed-forward chain (``"all"``, hidden layers by direct feedback alignment). The rules, in
+the program's float units (``v`` increments per spike, see ``quantize.LayerReport.scale``)::
+
+    OTTT:    dw_ij[t] = -lr * L_i[t] * psi_i[t] * a_j[t-1]
+    S-TLLR:  dw_ij[t] = -lr * L_i[t] * (alpha_pre * psi_i[t] * a_j[t-1] + alpha_post * trpsi_i[t-1] * x_j[t])
+
+``a`` is the pre trace ``a[t] = lambda * a[t-1] + x[t]`` (OTTT: lambda of the post population's
+membrane; S-TLLR: ``lambda_pre``), ``psi`` the fast-sigmoid surrogate of the offline trainer at
+``v - v_threshold`` (1 for a non-spiking readout), ``trpsi`` its trace with ``lambda_post``, and
+``L`` the learning signal: ``s - y`` at the readout (``y`` the one-hot target; ``v - y`` for a
+non-spiking readout) and ``B (s - y)[t-1]`` at a hidden layer. ``a[t-1]`` and not ``a[t]``: the
+post neuron's step t saw the pre spikes up to t-1 (every synapse delays by one step), so the rule
+pairs the signal of step t with the trace before this step's spike, written exactly as
+``x1 - impulse * x0 = lambda * a[t-1] * impulse``. The S-TLLR post term pairs ``trpsi[t-1]`` with the
+pre spike of the same step, one step later than offline (a named approximation).
+
+Mapping to integers, per plastic synapse (reported by :class:`LearningReport`):
+
+* trace: ``tau = round(-1 / ln lambda)`` (Lava decays by ``exp(-1/tau)``), impulse the largest
+  power of two that keeps ``impulse / (1 - lambda)`` within the 7-bit trace;
+* ``psi``: a table of the surrogate at ``|v - vth|``, scaled to 64, with bins of ``2**shift``
+  register units; the learning signal sends ``y2 = clip(L * psi >> s)``;
+* the scale ``m * 2**e`` (mantissa in [-8, 7], exponent in [-7, 8]) that makes the product
+  ``(x1 * y2 >> 3) * m * 2**e`` equal ``-lr * L * psi * a`` in weight units; a learning rate that
+  needs an exponent below -7 is refused (Lava's limit), one that rounds coarsely is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .errors import NeurocompileError
+from .plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
+from .program import DECAY_BITS, FixedPointProgram, InputPort, Synapse
+
+RULES = ("ottt", "stllr")
+LAYER_CHOICES = ("readout", "all")
+SURROGATE_ALPHA = 10.0  # discretization.spike's fast-sigmoid slope
+PSI_SCALE = 64  # table value of psi = 1
+PSI_BINS = 32
+STLLR_FACTORS = (0.5, 0.8, -0.2, 1.0)  # lambda_post, lambda_pre, alpha_post, alpha_pre (training.stllr)
+TARGET_PORT = "target"
+FEEDBACK_SCALE = 64  # largest |B| entry in weight units
+SIGNAL_MAX = 127
+
+
+@dataclass
+class LayerPlan:
+    """How one plastic synapse's rule was represented (all floats are as Lava represents them)."""
+
+    synapse: str
+    population: str
+    lambda_pre: float
+    tau: int
+    lambda_chip: float
+    impulse: int
+    mantissa: int
+    exponent: int
+    scale_wanted: float
+    scale_error: float
+    signal_shift: int
+    target_value: int = 1
+    post: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LearningReport:
+    rule: str
+    layers: str
+    lr: float
+    plans: list[LayerPlan]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def target_value(self) -> int:
+        """The integer that stands for 1 in the target stream (the readout's error unit)."""
+        return self.plans[-1].target_value
+
+    def table(self) -> str:
+        lines = [f"on-chip {self.rule.upper()} ({self.layers}), lr {self.lr:g}"]
+        for p in self.plans:
+            lines.append(
+                f"  {p.synapse}: lambda {p.lambda_pre:.4f} -> tau {p.tau} (chip {p.lambda_chip:.4f}), impulse {p.impulse}, "
+                f"scale {p.mantissa} * 2^{p.exponent} (wanted {p.scale_wanted:.4g}, error {100 * p.scale_error:.1f}%), "
+                f"signal >> {p.signal_shift}"
+            )
+            lines += [f"    note: {note}" for note in p.notes]
+        return "\n".join(lines)
+
+
+def trace_tau(lmbda: float) -> tuple[int, float]:
+    """The integer tau whose ``exp(-1/tau)`` is closest to ``lmbda``, and that decay."""
+    if not 0.0 < lmbda < 1.0:
+        raise NeurocompileError(f"on-chip learning: a trace decay must lie in (0, 1), got {lmbda}")
+    tau = max(1, round(-1.0 / math.log(lmbda)))
+    return tau, math.exp(-1.0 / tau)
+
+
+def trace_impulse(lambda_chip: float) -> int:
+    """The largest power of two (at least 8) whose steady-state trace ``impulse / (1 - lambda)`` fits 7 bits."""
+    impulse = 8  # at least 8: the timing correction impulse / 8 * x0 * y2 is then exact
+    while impulse * 2 / (1.0 - lambda_chip) <= 127:
+        impulse *= 2
+    return min(impulse, 64)
+
+
+def surrogate_table(v_unit: float) -> Surrogate:
+    """The offline surrogate ``1 / (alpha |x| + 1)**2`` (x = v - v_threshold in float units) as a
+    table over ``|v - vth|`` in register units (``v_unit`` register units per float unit)."""
+    support = (math.sqrt(PSI_SCALE) - 1.0) / SURROGATE_ALPHA * v_unit  # psi < 1/64 beyond
+    shift = max(0, math.ceil(math.log2(max(support / (PSI_BINS - 1), 1.0))))
+    width = 2.0**shift
+    centers = (np.arange(PSI_BINS) + 0.5) * width / v_unit
+    table = np.round(PSI_SCALE / (SURROGATE_ALPHA * centers + 1.0) ** 2).astype(int)
+    table[-1] = 0
+    return Surrogate(tuple(int(v) for v in table), shift)
+
+
+def representable_scale(value: float, node: str) -> tuple[int, int, float]:
+    """``(m, e, relative error)`` with ``m * 2**e`` closest to ``value`` (m in [-7, 7], e in [-7, 8])."""
+    if value == 0:
+        raise NeurocompileError(f"on-chip learning: layer '{node}': the learning rate is 0")
+    best = None
+    for e in range(-7, 9):
+        m = int(np.clip(round(value / 2.0**e), -7, 7))  # not -8: Lava would rewrite it as -4 * 2**(e+1)
+        if m == 0:
+            continue
+        err = abs(m * 2.0**e - value) / abs(value)
+        if best is None or err < best[2] - 1e-12:
+            best = (m, e, err)
+    if best is None or best[2] >= 0.5:
+        raise NeurocompileError(
+            f"on-chip learning: layer '{node}': scale {value:.3g} is outside Lava's range "
+            f"(mantissa in [-8, 7], exponent in [-7, 8]); change --lr"
+        )
+    return best
+
+
+def _chain(program: FixedPointProgram, layers: str) -> list[Synapse]:
+    """The dense synapses that learn, in feed-forward order (input side first)."""
+    if layers not in LAYER_CHOICES:
+        raise NeurocompileError(f"on-chip learning: layers must be one of {LAYER_CHOICES}, got '{layers}'")
+    if program.number_format != "fixed":
+        raise NeurocompileError("on-chip learning compiles a fixed-point program")
+    if program.plastic:
+        raise NeurocompileError("on-chip learning: the program already learns")
+    if len(program.outputs) != 1:
+        raise NeurocompileError("on-chip learning needs a program with one output population")
+    chain, node = [], program.outputs[0]
+    while True:
+        into = program.synapses_into(node)
+        if len(into) != 1 or into[0].kind != "dense" or into[0].delays is not None or into[0].recurrent:
+            break
+        chain.insert(0, into[0])
+        node = into[0].source
+        if node not in {p.name for p in program.populations}:
+            break
+    if not chain:
+        raise NeurocompileError(
+            f"on-chip learning: output '{program.outputs[0]}' has no learnable layer "
+            "(one dense synapse without delays into it)"
+        )
+    return chain if layers == "all" else chain[-1:]
+
+
+def _units(program: FixedPointProgram, population: str) -> float:
+    """Integer weight units per float unit of ``v`` (the quantization report's scale), or 1."""
+    report = (program.metadata or {}).get("quantization") or {}
+    for layer in report.get("layers", []):
+        if layer.get("population") == population:
+            return float(layer["scale"])
+    return 1.0
+
+
+def feedback_matrices(hidden: list[int], n_out: int, seed: int) -> list[np.ndarray]:
+    """The fixed random feedback matrices B [n_hidden, n_out] of the offline trainer's ``--feedback dfa``
+    for hidden layers of sizes ``hidden`` (``training.online.OnlineRule``: uniform(-1, 1) / sqrt(n_out),
+    drawn in layer order from one generator seeded ``seed + 7919``)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed + 7919)
+    return [
+        ((torch.rand(n_out, n, generator=gen, dtype=torch.float32) * 2 - 1) / n_out**0.5).T.double().numpy()
+        for n in hidden
+    ]
+
+
+def compile_learning(
+    program: FixedPointProgram,
+    rule: str = "ottt",
+    layers: str = "readout",
+    lr: float = 0.003,
+    seed: int = 0,
+    factors: tuple[float, float, float, float] = STLLR_FACTORS,
+    sample_steps: int | None = None,
+) -> tuple[FixedPointProgram, LearningReport]:
+    """A copy of ``program`` whose chosen layers learn with ``rule`` on chip (see the module doc).
+
+    ``sample_steps``: reset neuron state every that many steps (samples back to back).
+    The copy gains an input port ``target`` (integers: the one-hot target at every step).
+    """
+    if rule not in RULES:
+        raise NeurocompileError(f"on-chip learning: rule must be one of {RULES}, got '{rule}'")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise NeurocompileError(f"on-chip learning: lr must be a positive number, got {lr}")
+    chain = _chain(program, layers)
+    learned = copy.deepcopy(program)
+    out = learned.population(learned.outputs[0])
+    learned.inputs.append(InputPort(TARGET_PORT, tuple(out.shape), kind="target"))
+    if sample_steps:
+        for pop in learned.populations:
+            pop.reset_interval = int(sample_steps)
+    plans = []
+    hidden = [learned.population(syn.target) for syn in chain[:-1]]
+    feedback = feedback_matrices([pop.size for pop in hidden], out.size, seed)
+    for depth, syn in enumerate(chain):
+        syn = learned.synapse(syn.name)
+        pop = learned.population(syn.target)
+        b = feedback[depth] if depth < len(hidden) else None
+        plan, syn.learning, pop.learning = _layer(learned, syn, pop, rule, lr, seed + depth, b, factors)
+        plans.append(plan)
+        if b is not None:
+            weights = 2 * np.round(b * _feedback_units(b) / 2).astype(np.int32)  # even: Lava keeps them
+            learned.synapses.append(
+                Synapse(f"{syn.name}.feedback", out.name, pop.name, "dense", weights, signal="error")
+            )
+    return learned.validate(), LearningReport(rule, layers, float(lr), plans)
+
+
+def _feedback_units(b: np.ndarray) -> float:
+    """Integer feedback weight per float unit of B (its largest entry becomes FEEDBACK_SCALE)."""
+    return FEEDBACK_SCALE / float(np.abs(b).max())
+
+
+def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback, factors):
+    """The rule, signal and plan of one layer; ``feedback``: its B matrix (None: the readout)."""
+    readout = feedback is None
+    lambda_post, lambda_pre, alpha_post, alpha_pre = factors
+    k = _units(program, pop.name)
+    v_unit = 64.0 * k  # register units per float unit of v
+    weight_unit = 2.0 ** int(syn.weight_exp) / k  # float v increment per weight mantissa unit
+    membrane = 1.0 - int(pop.dv) / 2**DECAY_BITS
+    lam = membrane if rule == "ottt" else lambda_pre
+    tau, lam_chip = trace_tau(lam)
+    impulse = trace_impulse(lam_chip)
+    notes = []
+    surrogate = surrogate_table(v_unit) if pop.spiking else None
+    psi_scale = PSI_SCALE if pop.spiking else 1
+    if readout:
+        # error = s - y (spiking: 0/1 units) or (v >> shift) - y with y in 2**4 steps of one float unit
+        output_shift = 0 if pop.spiking else max(0, round(math.log2(v_unit)) - 4)
+        error_unit = 1.0 if pop.spiking else v_unit / 2.0**output_shift
+    else:  # third factor = B_int (s - y): B in _feedback_units per float unit
+        output_shift = 0
+        error_unit = _feedback_units(feedback)
+    peak = error_unit * psi_scale * (1.0 if readout else math.sqrt(program.population(program.outputs[0]).size))
+    shift = max(0, math.ceil(math.log2(max(peak / SIGNAL_MAX, 1.0))))
+
+    def scale_for(shift: int) -> float:
+        # product (x1 * y2 >> 3) * m * 2**e per step equals -lr * L * psi * a / weight_unit, with
+        # x1 - impulse * x0 = lambda * impulse * a[t-1] and y2 = L * psi * y_unit
+        y_unit = error_unit * psi_scale / 2.0**shift
+        return -lr / weight_unit * 8.0 / (lam_chip * impulse * y_unit)
+
+    while abs(scale_for(shift)) < 4 * 2.0**-7 and peak / 2.0 ** (shift + 1) >= 4:
+        shift += 1  # a small learning rate: fewer bits of y2 instead of a scale below 2**-7
+    if peak / 2.0**shift < 16:
+        notes.append(f"learning signal peaks at {peak / 2.0**shift:.0f} of 127 (y2 has few bits)")
+    wanted = scale_for(shift)
+    m, e, err = representable_scale(wanted, syn.name)
+    if err > 0.1:
+        notes.append(f"scale rounds by {100 * err:.0f}% (3-bit mantissa)")
+    if impulse / (1 - lam_chip) > 127:
+        notes.append("pre trace saturates at 127")
+    correction = _correction(m, e, impulse, syn.name)
+    products = [Product("u0", (Factor("x1"), Factor("y2")), m, e), correction]
+    signal_terms = dict(y2=SignalTerm("surrogate" if pop.spiking else "one", shift))
+    post = {}
+    if rule == "stllr" and pop.spiking and alpha_post != 0:
+        # alpha_post * trpsi[t-1] * x[t]: x0 * y3 (no shift), y3 = L * trpsi >> s3
+        trace_decay = int(round(2**DECAY_BITS * (1.0 - lambda_post)))
+        trace_peak = peak / max(1e-9, 1.0 - (1.0 - trace_decay / 2**DECAY_BITS))
+        s3 = max(0, math.ceil(math.log2(max(trace_peak / SIGNAL_MAX, 1.0))))
+        y3_unit = error_unit * psi_scale / 2.0**s3
+        m3, e3, err3 = representable_scale(-lr * alpha_post / weight_unit / y3_unit / alpha_pre, syn.name)
+        products.append(Product("x0", (Factor("y3"),), m3, e3))
+        signal_terms["y3"] = SignalTerm("surrogate_trace", s3)
+        post = {"lambda_post": lambda_post, "trace_decay": trace_decay, "y3_shift": s3, "scale": [m3, e3]}
+        notes.append("S-TLLR post term pairs trpsi[t-1] with the pre spike of step t (offline: t-1)")
+        if err3 > 0.1:
+            notes.append(f"post-term scale rounds by {100 * err3:.0f}%")
+    else:
+        trace_decay = 0
+    signal = LearningSignal(
+        target=TARGET_PORT if readout else None,
+        output="spikes" if pop.spiking else "v",
+        output_shift=output_shift,
+        surrogate=surrogate,
+        trace_decay=trace_decay,
+        **signal_terms,
+    )
+    learning = LearningRule(
+        products=tuple(products), rng_seed=seed, x1_impulse=float(impulse), x1_tau=tau, x2_impulse=0.0, x2_tau=0
+    )
+    target_value = round(error_unit) if readout else 0
+    plan = LayerPlan(
+        syn.name, pop.name, lam, tau, lam_chip, impulse, m, e, wanted, err, shift, target_value, post, notes
+    )
+    return plan, learning, signal
+
+
+def _correction(m: int, e: int, impulse: int, node: str) -> Product:
+    """``-impulse * x0 * y2`` at the scale of ``x1 * y2`` (which Lava shifts right by 3)."""
+    k = int(math.log2(impulse)) - 3  # impulse / 8 = 2**k
+    mantissa, exponent = -m, e + k
+    while (exponent < -7 or mantissa > 7) and mantissa % 2 == 0:
+        mantissa, exponent = mantissa // 2, exponent + 1
+    if not (-8 <= mantissa <= 7 and -7 <= exponent <= 8):
+        raise NeurocompileError(
+            f"on-chip learning: layer '{node}': the timing correction needs scale {mantissa} * 2^{exponent}, "
+            "outside Lava's range (exponent in [-7, 8])"
+        )
+    return Product("x0", (Factor("y2"),), mantissa, exponent)
+
+
+def target_stream(labels, steps: int, n_out: int, value: int = 1) -> np.ndarray:
+    """One-hot targets [N, steps, n_out] (int32): ``value`` on the label's output at every step."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_out):
+        raise NeurocompileError(f"on-chip learning: labels must lie in [0, {n_out - 1}]")
+    onehot = np.eye(n_out, dtype=np.int32)[labels] * int(value)
+    return np.repeat(onehot[:, None, :], steps, axis=1)
+
+
+def back_to_back(samples: np.ndarray) -> np.ndarray:
+    """[N, T, ...] samples -> one stream [1, N * T, ...]."""
+    samples = np.asarray(samples)
+    return samples.reshape(1, -1, *samples.shape[2:])
+
+
+def without_learning(program: FixedPointProgram) -> FixedPointProgram:
+    """The deployed form of a learned program: no rules, signals, targets or feedback synapses."""
+    plain = copy.deepcopy(program)
+    plain.inputs = [port for port in plain.inputs if port.kind == "spikes"]
+    plain.synapses = [syn for syn in plain.synapses if syn.signal == "spikes"]
+    for syn in plain.synapses:
+        syn.learning = None
+    for pop in plain.populations:
+        pop.learning = None
+        pop.reset_interval = 0
+    return plain.validate()

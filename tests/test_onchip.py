@@ -1,0 +1,146 @@
+"""OTTT and S-TLLR compiled for on-chip learning (``neurocompile.onchip``) on the digits model.
+
+Oracles: Lava ``fixed_pt`` (identical weights after the first 200 samples of the readout-learning
+stream), the deployed network's own accuracy, and hand-computed rule mappings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from neurocompile import fixedpoint as fxp
+from neurocompile import onchip, pipeline
+from neurocompile.backends import create_backend
+from neurocompile.data import load_digits_spikes
+from neurocompile.errors import NeurocompileError
+
+T = 16
+
+
+@pytest.fixture(scope="module")
+def deployed():
+    program, _ = pipeline.compile("models/digits_mlp.pt", "digits", steps=T, samples=128)
+    return program
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits_spikes(steps=T, split="train", seed=0)
+    xt, yt = load_digits_spikes(steps=T, split="test", seed=0)
+    return np.asarray(x, np.uint8), y, np.asarray(xt, np.uint8), yt
+
+
+def _stream(x, y, report):
+    target = onchip.target_stream(y, T, 10, report.target_value)
+    return {"input": onchip.back_to_back(x), "target": onchip.back_to_back(target)}
+
+
+def _accuracy(program, x, y) -> float:
+    counts = create_backend("cpu", onchip.without_learning(program)).run(x).output_spikes().sum(1)
+    return float((counts.argmax(-1) == y).mean())
+
+
+def test_rule_mapping_by_hand(deployed):
+    learn, report = onchip.compile_learning(deployed, "ottt", "readout", lr=0.003, sample_steps=T)
+    (plan,) = report.plans
+    assert plan.synapse == "lif2->lif3"
+    assert plan.lambda_pre == pytest.approx(1 - 819 / 4096)  # the readout's membrane decay
+    assert plan.tau == 4 and plan.lambda_chip == pytest.approx(math.exp(-1 / 4))  # round(-1/ln 0.8) = 4
+    assert plan.impulse == 16  # 16 / (1 - 0.7788) = 72 fits 7 bits, 32 would not
+    rule = learn.synapse("lif2->lif3").learning
+    (main, correction) = rule.products
+    # x1 - 16 * x0 at the scale of x1 * y2 >> 3: mantissa -m, exponent e + log2(16 / 8)
+    assert (correction.dependency, correction.mantissa, correction.exponent) == (
+        "x0",
+        -main.mantissa,
+        main.exponent + 1,
+    )
+    weight_unit = 2.0 ** learn.synapse("lif2->lif3").weight_exp / _scale(learn, "lif3")
+    y_unit = 64 / 2**plan.signal_shift
+    wanted = -0.003 / weight_unit * 8 / (plan.lambda_chip * 16 * y_unit)
+    assert plan.scale_wanted == pytest.approx(wanted)
+    assert main.mantissa * 2.0**main.exponent == pytest.approx(wanted, rel=0.1)
+    signal = learn.population("lif3").learning
+    first_bin = 0.5 * 2**signal.surrogate.shift / (64 * _scale(learn, "lif3"))  # |v - vth| in float units
+    assert signal.target == "target" and signal.surrogate.table[0] == round(64 / (10 * first_bin + 1) ** 2)
+    assert all(p.reset_interval == T for p in learn.populations)
+
+
+def _scale(program, population) -> float:
+    return next(l["scale"] for l in program.metadata["quantization"]["layers"] if l["population"] == population)
+
+
+@pytest.mark.parametrize("rule", ["ottt", "stllr"])
+def test_readout_learns_digits_on_chip(deployed, digits, rule):
+    """A zeroed readout, learned on chip in one pass over 600 training digits, classifies held-out
+    digits almost as well as the offline-trained readout."""
+    x, y, xt, yt = digits
+    program = onchip.without_learning(deployed)
+    program.synapse("lif2->lif3").weights[:] = 0
+    learn, report = onchip.compile_learning(program, rule, "readout", lr=0.003, sample_steps=T)
+    rec = create_backend("cpu", learn).run(_stream(x[:600], y[:600], report))
+    assert rec.metadata["learning_kernel"] == "c"
+    assert _accuracy(rec.metadata["programs"][0], xt, yt) >= _accuracy(deployed, xt, yt) - 0.06
+
+
+def test_lava_and_cpu_learn_identical_weights_on_200_digits(deployed, digits):
+    x, y, _, _ = digits
+    program = onchip.without_learning(deployed)
+    program.synapse("lif2->lif3").weights[:] = 0
+    learn, report = onchip.compile_learning(program, "ottt", "readout", sample_steps=T)
+    data = _stream(x[:200], y[:200], report)
+    lava = create_backend("lava", learn).run(data).metadata["programs"][0]
+    cpu = create_backend("cpu", learn).run(data).metadata["programs"][0]
+    np.testing.assert_array_equal(lava.synapse("lif2->lif3").weights, cpu.synapse("lif2->lif3").weights)
+    assert np.count_nonzero(cpu.synapse("lif2->lif3").weights) > 100  # it learned
+
+
+def test_all_layers_get_feedback_alignment(deployed):
+    learn, report = onchip.compile_learning(deployed, "stllr", "all", lr=0.003)
+    assert [p.synapse for p in report.plans] == ["input->lif1", "lif1->lif2", "lif2->lif3"]
+    feedback = [s for s in learn.synapses if s.signal == "error"]
+    assert [(s.source, s.target) for s in feedback] == [("lif3", "lif1"), ("lif3", "lif2")]
+    for syn, b in zip(feedback, onchip.feedback_matrices([128, 128], 10, 0), strict=True):
+        big = np.abs(b) > 0.05  # the offline trainer's B, scaled to integers (sign kept)
+        np.testing.assert_array_equal(np.sign(syn.weights)[big], np.sign(b)[big])
+        assert (np.asarray(syn.weights) % 2 == 0).all()  # even: Lava's mixed 8-bit truncation keeps them
+    assert learn.population("lif1").learning.y3.factor == "surrogate_trace"  # S-TLLR's post term
+
+
+def test_bad_requests_are_one_line_errors(deployed):
+    with pytest.raises(NeurocompileError, match="rule must be one of"):
+        onchip.compile_learning(deployed, "hebb")
+    with pytest.raises(
+        NeurocompileError, match=r"outside Lava's range \(mantissa in \[-8, 7\], exponent in \[-7, 8\]\)"
+    ):
+        onchip.compile_learning(deployed, "ottt", lr=1e6)
+    with pytest.raises(NeurocompileError, match="lr must be a positive number"):
+        onchip.compile_learning(deployed, "ottt", lr=float("nan"))
+    conv_only = onchip.without_learning(deployed)
+    conv_only.synapse("lif2->lif3").recurrent = True
+    with pytest.raises(NeurocompileError, match="has no learnable layer"):
+        onchip.compile_learning(conv_only, "ottt")
+    with pytest.raises(NeurocompileError, match=r"labels must lie in \[0, 9\]"):
+        onchip.target_stream(np.array([3, 10]), T, 10)
+
+
+def test_trace_mapping_helpers():
+    assert onchip.trace_tau(math.exp(-1 / 7)) == (7, pytest.approx(math.exp(-1 / 7)))
+    assert onchip.trace_impulse(0.5) == 32  # 32 / 0.5 = 64 <= 127 < 128
+    assert onchip.trace_impulse(0.99) == 8  # at least 8 (exact timing correction); saturates, reported
+    m, e, err = onchip.representable_scale(-0.05, "s")
+    assert m * 2.0**e == pytest.approx(-0.05, rel=0.1) and -7 <= m <= 7 and err < 0.1
+    assert fxp.lava_scale(m, e) == (m, e)  # Lava keeps it as written
+
+
+def test_feedback_matrices_are_the_offline_trainers():
+    from neurocompile.checkpoint import load_checkpoint
+    from neurocompile.training.stllr import STLLR
+
+    model = load_checkpoint("models/digits_mlp.pt")
+    offline = STLLR(model, feedback="dfa", seed=5).feedback_matrices
+    for ours, theirs in zip(onchip.feedback_matrices([128, 128], 10, 5), offline, strict=True):
+        np.testing.assert_array_equal(ours, theirs.T.double().numpy())
