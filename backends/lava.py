@@ -461,8 +461,6 @@ class LavaBackend:
         [batch, n, n_post, n_pre], read with ``Var.get`` between chunks of steps: Lava's RefPorts cannot
         read a sparse Var); ``metadata["programs"]`` holds each learner's program with its final weights."""
         prog = self.program
-        if not self.fixed and not self.float_program:
-            raise NeurocompileError("lava backend: floating_pt learning needs a float program (number_format='float')")
         if checkpoint_every is not None and checkpoint_every < 1:
             raise NeurocompileError(f"lava backend: checkpoint_every must be >= 1, got {checkpoint_every}")
         spec = prog.recorded_variables(record)
@@ -609,6 +607,8 @@ class _LearningGraph:
         from neurocompile.plasticity import lava_rule_string
 
         rule = syn.learning
+        if not self.backend.fixed and not self.backend.float_program:  # the floats the integers stand for
+            rule = fxp.float_rule(rule, int(syn.weight_exp) + fxp.ACT_SHIFT)
         lava_rule = Loihi3FLearningRule(
             dw=lava_rule_string(rule),
             x1_impulse=float(rule.x1_impulse),
@@ -645,6 +645,8 @@ class _LearningGraph:
         from lava.proc.dense.process import Dense
 
         weights, kw = self.backend._matrix_weights(syn, np.asarray(syn.weights))
+        if not self.backend.fixed and not self.backend.float_program:  # errors, not v increments: no << 6
+            weights = weights / self.backend._float_scale(syn)
         conn = Dense(weights=weights, num_message_bits=24, name=syn.name, **kw)
         src.error_out.connect(conn.s_in)
         conn.a_out.connect(dst.a_third_factor_in)

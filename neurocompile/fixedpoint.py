@@ -689,3 +689,32 @@ def float_learning_signal(signal, v, spikes, third, psi_trace, threshold: float)
         if term is not None:
             y[k] = error * gains[term.factor] / 2.0**term.shift
     return y, error, new_trace
+
+
+def product_shift(product) -> int:
+    """The right shift Lava applies to a product: ``max(0, sum(widths) + 4 - 15)`` (x1*y2: 3)."""
+    widths = sum(FACTOR_WIDTH[f.variable] for f in product.factors)
+    return max(0, widths + MANTISSA_WIDTH - ACCUMULATOR_WIDTH)
+
+
+def float_rule(rule, weight_scale_exp: int):
+    """The float rule an integer rule stands for, on weights scaled by ``2**weight_scale_exp``.
+
+    An integer product adds ``m * 2**e * prod(factors) >> shift`` weight units (the accumulator's
+    ``<< (e + 7)`` and the final ``/ 128`` cancel); unrounded that is ``m * 2**(e - shift)`` per
+    unit, so on float weights ``w * 2**weight_scale_exp`` the float scale is
+    ``m * 2**(e - shift + weight_scale_exp)`` (Lava's floating_pt applier: ``m * 2**e``, no shifts).
+    Lava's canonical scale (:func:`lava_scale`) is applied first. Raises if an exponent leaves [-7, 8].
+    """
+    from dataclasses import replace
+
+    products = []
+    for product in rule.products:
+        mantissa, exponent = lava_scale(product.mantissa, product.exponent)
+        exponent += int(weight_scale_exp) - product_shift(product)
+        if not -7 <= exponent <= 8:
+            raise NeurocompileError(
+                f"floating_pt learning: the float scale {mantissa} * 2^{exponent} leaves Lava's exponent range [-7, 8]"
+            )
+        products.append(replace(product, mantissa=mantissa, exponent=exponent))
+    return replace(rule, products=tuple(products))

@@ -296,7 +296,13 @@ def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback
         m3, e3, err3 = representable_scale(-lr * alpha_post / weight_unit / y3_unit / alpha_pre, syn.name)
         products.append(Product("x0", (Factor("y3"),), m3, e3))
         signal_terms["y3"] = SignalTerm("surrogate_trace", s3)
-        post = {"lambda_post": lambda_post, "trace_decay": trace_decay, "y3_shift": s3, "scale": [m3, e3]}
+        post = {
+            "lambda_post": 1.0 - trace_decay / 2**DECAY_BITS,
+            "trace_decay": trace_decay,
+            "y3_shift": s3,
+            "scale": [m3, e3],
+            "scale_wanted": -lr * alpha_post / weight_unit / y3_unit / alpha_pre,
+        }
         notes.append("S-TLLR post term pairs trpsi[t-1] with the pre spike of step t (offline: t-1)")
         if err3 > 0.1:
             notes.append(f"post-term scale rounds by {100 * err3:.0f}%")

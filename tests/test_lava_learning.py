@@ -159,8 +159,9 @@ def test_twenty_learning_runs_with_failures_and_stalls_leave_no_processes(monkey
 
 
 def test_lava_refuses_learning_it_cannot_lower():
-    program = plastic_program()
-    with pytest.raises(NeurocompileError, match="floating_pt learning needs a float program"):
+    program = plastic_program(rule=LearningRule((Product("u0", (Factor("x1"),), 1, 8),), rng_seed=1, x1_tau=2))
+    with pytest.raises(NeurocompileError, match=r"float scale 1 \* 2\^14 leaves Lava's exponent range"):
         create_backend("lava", program, tag="floating_pt").run(stream(program, 5))
+    program = plastic_program()
     with pytest.raises(NeurocompileError, match="checkpoint_every must be >= 1"):
         create_backend("lava", program).run(stream(program, 5), checkpoint_every=0)

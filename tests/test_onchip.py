@@ -144,3 +144,77 @@ def test_feedback_matrices_are_the_offline_trainers():
     offline = STLLR(model, feedback="dfa", seed=5).feedback_matrices
     for ours, theirs in zip(onchip.feedback_matrices([128, 128], 10, 5), offline, strict=True):
         np.testing.assert_array_equal(ours, theirs.T.double().numpy())
+
+
+# --- float equivalence with the offline rules -----------------------------------------------
+
+
+def _one_layer_program(seed: int = 0):
+    from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+
+    rng = np.random.default_rng(seed)
+    weights = (rng.integers(-30, 31, size=(3, 8)) * 2).astype(np.int32)
+    pop = Population("out", (3,), du=4095, dv=819, vth=40, bias_mant=np.zeros(3, np.int32))
+    metadata = {"quantization": {"layers": [{"population": "out", "scale": 40.0}]}}  # vth 40 = 1.0 float
+    syn = Synapse("w", "x", "out", "dense", weights, weight_exp=1)
+    return FixedPointProgram([InputPort("x", (8,))], [pop], [syn], ["out"], metadata).validate()
+
+
+@pytest.mark.parametrize("rule", ["ottt", "stllr"])
+def test_floating_pt_weight_changes_equal_the_offline_rule(rule):
+    """Lava floating_pt runs the compiled layer; the offline rule (``training.ottt.OTTT`` /
+    ``training.stllr.STLLR`` methods) with the chip's lambda, surrogate table and learning rate as
+    represented, fed the same input one step later (the synapse's delay), gives the same per-step
+    weight change within 1e-6 relative over 50 steps."""
+    import torch
+
+    from neurocompile.training.ottt import OTTT
+    from neurocompile.training.stllr import STLLR
+
+    program = _one_layer_program()
+    learn, report = onchip.compile_learning(program, rule, "readout", lr=0.05)
+    (plan,) = report.plans
+    steps, rng = 50, np.random.default_rng(3)
+    x = (rng.random((1, steps, 8)) < 0.5).astype(np.uint8)
+    labels = np.repeat(rng.integers(0, 3, size=steps // 10), 10)
+    target = onchip.target_stream(labels, 1, 3, report.target_value)[:, 0][None]
+    rec = create_backend("lava", learn, tag="floating_pt").run(
+        {"x": x, "target": target}, record=["w"], checkpoint_every=1
+    )
+    chip = np.concatenate([fxp.effective_weights(program.synapse("w").weights)[None] * 2.0**7, rec["w.weights"][0]])
+
+    signal, k = learn.population("out").learning, 40.0
+    table, bin_width = np.asarray(signal.surrogate.table, float), 2.0**signal.surrogate.shift
+    y_decay = math.exp(-1 / 65535)  # Lava's float model decays y once per epoch: part of the represented rate
+    lr = 0.05 * plan.mantissa * 2.0**plan.exponent / plan.scale_wanted * y_decay
+    offline = (OTTT if rule == "ottt" else STLLR).__new__(OTTT if rule == "ottt" else STLLR)
+    offline.decays = [torch.tensor(plan.lambda_chip, dtype=torch.float64)]
+    offline.lambda_pre = plan.lambda_chip
+    tr = {"a_hat": torch.zeros(1, 9, dtype=torch.float64), "trx": torch.zeros(1, 9, dtype=torch.float64)}
+    if rule == "stllr":
+        offline.lambda_post, offline.alpha_pre = plan.post["lambda_post"], 1.0
+        m3, e3 = plan.post["scale"]
+        offline.alpha_post = (
+            -0.2 * m3 * 2.0**e3 / plan.post["scale_wanted"] / (plan.mantissa * 2.0**plan.exponent / plan.scale_wanted)
+        )
+        tr["trpsi"] = torch.zeros(1, 3, dtype=torch.float64)
+    w, u, v = chip[0].copy(), np.zeros(3), np.zeros(3)
+    used = w.copy()  # the weights the synapse sent with (those of the step before)
+    for t in range(steps):
+        a_in = used @ x[0, t - 1] if t else np.zeros(3)
+        used = w.copy()
+        u = u * (1 - 4096 / 4096) + a_in
+        v = v * (1 - 819 / 4096) + u
+        v_pre, spikes = v.copy(), v > 40 * 64
+        v[spikes] = 0
+        psi = table[np.minimum(np.floor(np.abs(v_pre - 40 * 64) / bin_width), len(table) - 1).astype(int)] / 64
+        error = spikes.astype(float) - target[0, t]
+        x_prev = torch.tensor(np.append(x[0, t - 1] if t else np.zeros(8), 0.0))[None]
+        x_now = torch.tensor(np.append(x[0, t], 0.0))[None]
+        offline.update_pre(0, tr, x_prev)
+        grad = offline.weight_grad(0, tr, x_now, torch.tensor(error)[None], torch.tensor(psi)[None], torch.tensor(1.0))
+        offline.update_post(0, tr, torch.tensor(psi)[None])
+        change = -lr * grad[:, :-1].numpy() * 64 * k  # v units -> the float register units Lava runs in
+        np.testing.assert_allclose(chip[t + 1] - chip[t], change, rtol=1e-6, atol=1e-9 * 64 * k)
+        w = w + change
+    assert np.abs(chip[-1] - chip[0]).max() > 1  # it learned
