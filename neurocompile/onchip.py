@@ -118,7 +118,7 @@ def trace_impulse(lambda_chip: float) -> int:
 def surrogate_table(v_unit: float) -> Surrogate:
     """The offline surrogate ``1 / (alpha |x| + 1)**2`` (x = v - v_threshold in float units) as a
     table over ``|v - vth|`` in register units (``v_unit`` register units per float unit)."""
-    support = (math.sqrt(PSI_SCALE) - 1.0) / SURROGATE_ALPHA * v_unit  # psi < 1/64 beyond
+    support = (math.sqrt(2 * PSI_SCALE) - 1.0) / SURROGATE_ALPHA * v_unit  # psi rounds to 0 beyond (< 1/128)
     shift = max(0, math.ceil(math.log2(max(support / (PSI_BINS - 1), 1.0))))
     width = 2.0**shift
     centers = (np.arange(PSI_BINS) + 0.5) * width / v_unit
