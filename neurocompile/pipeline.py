@@ -16,8 +16,12 @@ message. torch, nir and Lava are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -328,3 +332,267 @@ def train(config=None, *, output=None, progress: bool = False, **options):
         except OSError as exc:
             raise NeurocompileError(f"{output}: cannot write ({exc.strerror or type(exc).__name__})") from None
     return model, metrics
+
+
+# --- learn (on chip) ---------------------------------------------------------------------------
+
+LEARN_BACKENDS = ("cpu", "lava")
+REINIT_CHOICES = ("zero", "random")
+
+
+def learn(
+    model,
+    rule: str = "ottt",
+    *,
+    backend: str = "cpu",
+    data: str = "digits",
+    layers: str = "readout",
+    lr: float = 0.003,
+    epochs: int = 1,
+    seed: int = 0,
+    steps: int | None = None,
+    limit: int | None = None,
+    reinit_readout: str | None = None,
+    checkpoints: int = 10,
+    window: int = 100,
+    output=None,
+    plot=None,
+    progress: bool = False,
+    lenient: bool = False,
+):
+    """Learn on chip: ``rule`` (``ottt``, ``stllr``) compiled into the program's learning engine
+    (:func:`neurocompile.onchip.compile_learning`), run on ``backend`` over the training split of
+    ``data``; returns ``(learned, result)``.
+
+    ``model``: a path (``.pt``/``.nir``, compiled first and calibrated on ``data``'s training split;
+    ``.ncp`` used as is), a graph, a torch module or a fixed-point program. ``data``: ``digits``,
+    ``digits-rows`` or an ``.npz`` dataset with labels; the training split (``limit``: its first N
+    samples, encoded with ``seed``) streams back to back, ``steps`` steps a sample (neuron state
+    resets between samples), in an order shuffled with ``seed``, ``epochs`` times, with learning on.
+    ``reinit_readout`` (``zero``/``random``) replaces the readout's weights first (random: small even
+    integers, seeded). The held-out split (encoded as ``simulate`` does) is classified on the CPU by
+    the deployed program (:func:`neurocompile.onchip.without_learning`) before learning, at about
+    ``checkpoints`` weight checkpoints along the stream and after learning (accuracy as
+    :func:`neurocompile.metrics.accuracy` computes it); the running training accuracy comes from the
+    output recorded during learning (correct or not per sample, mean over the last ``window``).
+
+    ``learned`` is the learned program in its deployed form; ``result`` a JSON-able dict (figures,
+    the learning report, curves, timing). ``output`` (``.ncp``) and ``plot`` (``.png``) are written
+    only when everything succeeded."""
+    from . import metrics, onchip
+    from .data import load_dataset
+    from .recording import Recording
+
+    start = time.perf_counter()
+    _check_learn_options(rule, backend, layers, lr, epochs, steps, limit, reinit_readout, checkpoints, window)
+    for path in (output, plot):
+        if path is not None and not Path(path).parent.is_dir():
+            raise NeurocompileError(f"{path}: no such directory '{Path(path).parent}'")
+    source = str(model) if isinstance(model, (str, Path)) else type(model).__name__
+    program = _as_model(model, lenient=lenient)
+    x_train, y_train = load_dataset(data, steps=steps, split="train", seed=seed)
+    x_test, y_test = load_dataset(data, steps=steps, split="test")  # as `simulate --data` encodes it
+    steps = int(x_train.shape[1])
+    calibration = data if str(data) in CALIBRATION_DATASETS else x_train[:256]
+    if limit is not None:
+        x_train, y_train = x_train[:limit], y_train[:limit]
+    if not is_program(program):
+        program, _quantization = compile(program, calibration, steps=steps)
+    compile_s = time.perf_counter() - start
+
+    learning, report = onchip.compile_learning(program, rule, layers, lr=lr, seed=seed, sample_steps=steps)
+    readout = learning.synapse(report.plans[-1].synapse)
+    if reinit_readout == "zero":
+        readout.weights = np.zeros_like(readout.weights)
+    elif reinit_readout == "random":  # even: Lava's mixed-sign 8-bit truncation keeps them
+        rng = np.random.default_rng([int(seed), 17])
+        readout.weights = (2 * rng.integers(-8, 9, size=np.shape(readout.weights))).astype(readout.weights.dtype)
+    plastic = [plan.synapse for plan in report.plans]
+    initial = {name: np.array(learning.synapse(name).weights) for name in plastic}
+    deployed = onchip.without_learning(learning)
+    ports = [p.name for p in learning.spike_ports()]
+    if len(ports) != 1:
+        raise NeurocompileError(
+            f"learn: the program has {len(ports)} input ports ({', '.join(ports)}); learn streams one"
+        )
+    port = ports[0]
+    out_pop = learning.population(learning.outputs[0])
+    out_var = "spikes" if out_pop.spiking else "v"
+    n_out = out_pop.size
+    evaluate_s = [0.0]
+
+    def held_out(weights: dict | None = None) -> float:
+        t = time.perf_counter()
+        prog = deployed
+        if weights is not None:
+            prog = copy.deepcopy(deployed)
+            for name, w in weights.items():
+                prog.synapse(name).weights = np.asarray(w, dtype=prog.synapse(name).weights.dtype)
+        acc = metrics.accuracy(simulate(prog, x_test, "cpu", record=None), y_test)
+        evaluate_s[0] += time.perf_counter() - t
+        return acc
+
+    accuracy_before = held_out()
+    n = len(y_train)
+    per_epoch = max(1, round(checkpoints / epochs))
+    every = steps * -(-n // per_epoch)
+    record = [f"{name}.weights" for name in plastic] + [f"{out_pop.name}.{out_var}"]
+    order_rng = np.random.default_rng(int(seed))
+    heldout = {"samples": [0], "accuracy": [accuracy_before]}
+    correct, epoch_accuracy, learn_s, kernel = [], [], 0.0, None
+    for epoch in range(epochs):
+        order = order_rng.permutation(n)
+        targets = onchip.target_stream(y_train[order], steps, n_out, report.target_value)
+        stream = {port: onchip.back_to_back(x_train[order]), onchip.TARGET_PORT: onchip.back_to_back(targets)}
+        t = time.perf_counter()
+        rec = create_backend(backend, learning).run(stream, record=record, checkpoint_every=every, progress=progress)
+        learn_s += time.perf_counter() - t
+        kernel = rec.metadata.get("learning_kernel", kernel)
+        learning = rec.metadata["programs"][0]
+        outputs = np.asarray(rec[f"{out_pop.name}.{out_var}"]).reshape(n, steps, *out_pop.shape)
+        per_sample = Recording({f"{out_pop.name}.{out_var}": outputs}, [out_pop.name], rec.backend)
+        hits = metrics.predictions(per_sample) == y_train[order]
+        correct.append(hits)
+        epoch_accuracy.append(float(hits.mean()))
+        for k, step in enumerate(rec.metadata.get("checkpoint_steps", [])):
+            if step < n * steps:
+                weights = {name: rec[f"{name}.weights"][0, k] for name in plastic}
+                heldout["samples"].append(epoch * n + step // steps)
+                heldout["accuracy"].append(held_out(weights))
+        deployed = onchip.without_learning(learning)
+        heldout["samples"].append((epoch + 1) * n)
+        heldout["accuracy"].append(held_out())
+    correct = np.concatenate(correct)
+    running = _running_mean(correct, min(window, len(correct)))
+    shown = np.unique(np.linspace(1, len(correct), min(len(correct), 200)).round().astype(int))
+    changed = sum(int(np.count_nonzero(deployed.synapse(name).weights != initial[name])) for name in plastic)
+    total = sum(int(np.size(initial[name])) for name in plastic)
+    result = {
+        "model": source,
+        "rule": rule,
+        "layers": layers,
+        "backend": backend,
+        "data": str(data),
+        "lr": float(lr),
+        "epochs": int(epochs),
+        "seed": int(seed),
+        "steps": steps,
+        "reinit_readout": reinit_readout,
+        "readout": readout.name,
+        "plastic_synapses": plastic,
+        "train_samples": n,
+        "test_samples": int(len(y_test)),
+        "accuracy_before": accuracy_before,
+        "accuracy_after": heldout["accuracy"][-1],
+        "training_accuracy": epoch_accuracy,
+        "running_training_accuracy": float(running[-1]),
+        "weights_changed": changed,
+        "weights_plastic": total,
+        "learning_kernel": kernel,
+        "report": report.to_dict(),
+        "curves": {
+            "heldout": heldout,
+            "training": {
+                "window": int(min(window, len(correct))),
+                "samples": shown.tolist(),
+                "accuracy": running[shown - 1].tolist(),
+            },
+        },
+        "timing": {
+            "compile_s": compile_s,
+            "learn_s": learn_s,
+            "learning_steps": int(epochs * n * steps),
+            "steps_per_s": epochs * n * steps / learn_s if learn_s > 0 else None,
+            "evaluate_s": evaluate_s[0],
+        },
+    }
+    result["timing"]["total_s"] = time.perf_counter() - start
+    _write_learned(deployed, result, output, plot)
+    return deployed, result
+
+
+def _check_learn_options(rule, backend, layers, lr, epochs, steps, limit, reinit_readout, checkpoints, window) -> None:
+    from .onchip import LAYER_CHOICES, RULES
+
+    if rule not in RULES:
+        raise NeurocompileError(f"learn: rule must be one of {', '.join(RULES)}, got '{rule}'")
+    if backend not in LEARN_BACKENDS:
+        raise NeurocompileError(f"learn: backend must be one of {', '.join(LEARN_BACKENDS)}, got '{backend}'")
+    if layers not in LAYER_CHOICES:
+        raise NeurocompileError(f"learn: layers must be one of {', '.join(LAYER_CHOICES)}, got '{layers}'")
+    if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
+        raise NeurocompileError(f"learn: lr must be a positive number, got {lr}")
+    if reinit_readout not in (None, *REINIT_CHOICES):
+        raise NeurocompileError(f"learn: reinit_readout must be zero, random or None, got '{reinit_readout}'")
+    for name, value in (("epochs", epochs), ("checkpoints", checkpoints), ("window", window)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise NeurocompileError(f"learn: {name} must be a positive integer, got {value!r}")
+    for name, value in (("steps", steps), ("limit", limit)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+            raise NeurocompileError(f"learn: {name} must be a positive integer, got {value!r}")
+
+
+def _running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at every index (fewer at the start)."""
+    sums = np.cumsum(np.asarray(values, dtype=np.float64))
+    lagged = np.concatenate([np.zeros(window), sums[:-window]]) if len(sums) > window else np.zeros(len(sums))
+    counts = np.minimum(np.arange(1, len(sums) + 1), window)
+    return (sums - lagged[: len(sums)]) / counts
+
+
+def plot_learning(result: dict, path) -> None:
+    """Running training accuracy and held-out accuracy against samples seen, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = result["curves"]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    train = curves["training"]
+    ax.plot(train["samples"], train["accuracy"], label=f"training, running (last {train['window']} samples)")
+    ax.plot(curves["heldout"]["samples"], curves["heldout"]["accuracy"], marker="o", label="held-out (learning off)")
+    for epoch in range(1, result["epochs"]):
+        ax.axvline(epoch * result["train_samples"], color="grey", lw=0.5, ls=":")
+    ax.set_xlabel("training samples seen")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(
+        f"on-chip {result['rule'].upper()} ({result['layers']}) on {result['backend']}, lr {result['lr']:g}: "
+        f"held-out {100 * result['accuracy_before']:.1f}% -> {100 * result['accuracy_after']:.1f}%",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=100, format="png")
+    except OSError as exc:
+        raise NeurocompileError(f"{path}: cannot write plot ({exc.strerror or type(exc).__name__})") from None
+    finally:
+        plt.close(fig)
+
+
+def _write_learned(program, result: dict, output, plot) -> None:
+    """Write the program and the plot to temporary files next to them, then move both into place:
+    either both appear or neither does."""
+    pending = []
+    try:
+        for path, write in ((plot, lambda p: plot_learning(result, p)), (output, lambda p: save_program(program, p))):
+            if path is None:
+                continue
+            fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".tmp")
+            os.close(fd)
+            pending.append((tmp, path))
+            write(tmp)
+        for tmp, path in pending:
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise NeurocompileError(f"cannot write learning outputs ({exc.strerror or type(exc).__name__})") from None
+    finally:
+        for tmp, _path in pending:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    if output is not None:
+        result["output"] = str(output)
+    if plot is not None:
+        result["plot"] = str(plot)

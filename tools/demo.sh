@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: the shipped digits checkpoint goes through export,
-# compile and simulation on every backend. Run by `make demo`.
+# compile and simulation on every backend, then learns its readout on chip (cpu, and Lava on a
+# prefix of the stream). Run by `make demo`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NC=.venv/bin/neurocompile
@@ -29,5 +30,16 @@ $NC simulate "$OUT/digits_mlp.ncp" --backend lava --data digits --steps $STEPS -
 echo
 echo "== online learning: S-TLLR trains a fresh 64-128-128-10 MLP (LI readout) for 5 epochs, no graph across time"
 $NC train --rule stllr --data digits --steps $STEPS --epochs 5 --output-neuron LI --seed 0 -o "$OUT/stllr_mlp.pt"
+echo
+echo "== on-chip learning: the compiled program's readout zeroed, then learned on chip in one pass over the 1437 training digits (cpu backend)"
+for RULE in ottt stllr; do
+  $NC learn "$OUT/digits_mlp.ncp" --rule $RULE --backend cpu --reinit-readout zero --plot "$OUT/learn_$RULE.png" --json -o "$OUT/learned_$RULE.ncp" > "$OUT/learn_$RULE.json"
+  .venv/bin/python tools/demo_summary.py --learn "$OUT/learn_$RULE.json"
+done
+echo
+echo "== Lava agrees: the same OTTT readout learning on Lava fixed_pt and on the cpu backend, first 200 training digits"
+$NC learn "$OUT/digits_mlp.ncp" --rule ottt --backend lava --limit 200 --reinit-readout zero --json -o "$OUT/learned_lava200.ncp" > "$OUT/learn_lava200.json"
+$NC learn "$OUT/digits_mlp.ncp" --rule ottt --backend cpu --limit 200 --reinit-readout zero --json -o "$OUT/learned_cpu200.ncp" > "$OUT/learn_cpu200.json"
+.venv/bin/python tools/demo_summary.py --compare "$OUT/learned_lava200.ncp" "$OUT/learned_cpu200.ncp"
 echo
 .venv/bin/python tools/demo_summary.py "$OUT"

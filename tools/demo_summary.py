@@ -1,7 +1,12 @@
-"""Summarize what tools/demo.sh wrote (float, cpu and lava runs, online learning) in a few lines."""
+"""Summarize what tools/demo.sh wrote (float, cpu and lava runs, online and on-chip learning) in a few lines.
 
+demo_summary.py FOLDER            # the summary of a whole demo run
+demo_summary.py --learn RUN.json  # one line for one `neurocompile learn --json` run
+demo_summary.py --compare A.ncp B.ncp  # are two learned programs' weights identical?
+"""
+
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +48,52 @@ def main(folder: str) -> None:
     print(
         f"online learning (S-TLLR, {len(learning['history'])} epochs, fresh MLP): test accuracy {100 * learning['test_acc']:.2f}%"
     )
+    print("on-chip learning (zeroed readout, one pass over the training digits, learning off on the held-out split):")
+    for rule in ("ottt", "stllr"):
+        print("  " + learn_line(Path(folder) / f"learn_{rule}.json"))
+    lava, cpu = (json.loads((Path(folder) / f"learn_{b}200.json").read_text()) for b in ("lava", "cpu"))
+    print("  " + learn_line(Path(folder) / "learn_lava200.json"))
+    print("  " + compare_line(Path(folder) / "learned_lava200.ncp", Path(folder) / "learned_cpu200.ncp"))
+    same_curves = lava["curves"] == cpu["curves"]
+    print(
+        "  lava vs cpu held-out accuracy at every checkpoint and running training accuracy: "
+        + ("identical" if same_curves else "DIFFER")
+        + f"; learning {lava['timing']['steps_per_s']:,.0f} vs {cpu['timing']['steps_per_s']:,.0f} steps/s"
+    )
+
+
+def learn_line(path) -> str:
+    """One line for one `neurocompile learn --json` run."""
+    r = json.loads(Path(path).read_text())
+    t = r["timing"]
+    return (
+        f"{r['rule'].upper():6s} {r['layers']} on {r['backend']}, {r['train_samples']} samples: held-out "
+        f"{100 * r['accuracy_before']:.2f}% -> {100 * r['accuracy_after']:.2f}% "
+        f"(learning {t['learn_s']:.2f} s, {t['steps_per_s']:,.0f} steps/s; {r['weights_changed']:,} weights changed)"
+    )
+
+
+def compare_line(a, b) -> str:
+    """Whether two learned programs hold identical weights in every synapse."""
+    pa, pb = FixedPointProgram.load(a), FixedPointProgram.load(b)
+    names = [s.name for s in pa.synapses]
+    same = names == [s.name for s in pb.synapses] and all(
+        np.array_equal(pa.synapse(n).weights, pb.synapse(n).weights) for n in names
+    )
+    return f"learned weights, {Path(a).name} vs {Path(b).name}: " + ("identical in every synapse" if same else "DIFFER")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", nargs="?", help="the demo's output folder")
+    parser.add_argument("--learn", metavar="RUN.json", help="one line for one learning run")
+    parser.add_argument("--compare", nargs=2, metavar=("A.ncp", "B.ncp"), help="compare learned weights")
+    args = parser.parse_args()
+    if args.learn:
+        print(learn_line(args.learn))
+    elif args.compare:
+        print(compare_line(*args.compare))
+    elif args.folder:
+        main(args.folder)
+    else:
+        parser.error("give FOLDER, --learn RUN.json or --compare A.ncp B.ncp")

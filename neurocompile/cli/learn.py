@@ -1,0 +1,139 @@
+"""`neurocompile learn MODEL`: on-chip learning (OTTT or S-TLLR) on the cpu or lava backend.
+
+MODEL is a ``.pt`` checkpoint or ``.nir`` graph (compiled first, calibrated on the data's training
+split) or a ``.ncp`` fixed-point program. The rule is compiled into the program's learning engine
+(``neurocompile.onchip``), the training split streams through it with learning on, and the
+held-out split is classified with learning off before, along and after the stream. Writes the
+learned program in its deployed form (``-o``, no learning rules: ``simulate`` and ``inspect`` take
+it) and, with ``--plot``, the learning curves; nothing when a step fails.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+from ..errors import NeurocompileError
+from . import cli
+
+
+def _report_table(report: dict) -> str:
+    from ..onchip import LayerPlan, LearningReport
+
+    plans = [LayerPlan(**plan) for plan in report["plans"]]
+    return LearningReport(report["rule"], report["layers"], report["lr"], plans).table()
+
+
+def format_learning(result: dict) -> str:
+    """The one-screen text summary of a learning run."""
+    t = result["timing"]
+    epochs = result["epochs"]
+    heldout = result["curves"]["heldout"]
+    before, after = result["accuracy_before"], result["accuracy_after"]
+    reinit = f", readout re-initialized ({result['reinit_readout']})" if result["reinit_readout"] else ""
+    lines = [
+        _report_table(result["report"]),
+        "",
+        f"stream: {result['train_samples']} training samples x {epochs} epoch{'s' * (epochs > 1)}, T={result['steps']} "
+        f"back to back, shuffled with seed {result['seed']}{reinit}",
+        f"learned on {result['backend']} in {t['learn_s']:.2f} s: {t['learning_steps']:,} steps, "
+        f"{t['steps_per_s']:,.0f} steps/s",
+        f"held-out accuracy ({result['test_samples']} samples, cpu, learning off): "
+        f"{100 * before:.2f}% before -> {100 * after:.2f}% after ({100 * (after - before):+.2f} points)",
+        "  along the stream: "
+        + ", ".join(f"{s}: {100 * a:.1f}%" for s, a in zip(heldout["samples"], heldout["accuracy"])),
+        f"running training accuracy (last {result['curves']['training']['window']} samples): "
+        f"{100 * result['running_training_accuracy']:.2f}%",
+        f"weights changed: {result['weights_changed']:,} of {result['weights_plastic']:,} "
+        f"({', '.join(result['plastic_synapses'])})",
+        f"total {t['total_s']:.1f} s (load and compile {t['compile_s']:.1f} s, held-out evaluations "
+        f"{t['evaluate_s']:.1f} s)",
+    ]
+    written = [result[key] for key in ("output", "plot") if key in result]
+    if written:
+        lines.append(f"wrote {', '.join(written)}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--rule", required=True, type=click.Choice(["ottt", "stllr"]), help="Learning rule compiled on chip.")
+@click.option(
+    "--backend",
+    type=click.Choice(["cpu", "lava"]),
+    default="cpu",
+    show_default=True,
+    help="Where the learning stream runs (held-out evaluations always run on cpu).",
+)
+@click.option("--data", default="digits", show_default=True, help="digits, digits-rows or PATH.npz (with labels y).")
+@click.option(
+    "--layers",
+    type=click.Choice(["readout", "all"]),
+    default="readout",
+    show_default=True,
+    help="Learn the readout only, or every layer (hidden layers by direct feedback alignment).",
+)
+@click.option("--lr", type=float, default=0.003, show_default=True, help="Learning rate (float units, as offline).")
+@click.option("--epochs", type=click.IntRange(1), default=1, show_default=True, help="Passes over the training split.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Shuffling, training spikes, rule randomness.")
+@click.option("--steps", type=click.IntRange(1), help="Time steps T per sample (default 16; an .npz file's own T).")
+@click.option("--limit", type=click.IntRange(1), help="Learn from the first N training samples only.")
+@click.option(
+    "--reinit-readout",
+    type=click.Choice(["zero", "random"]),
+    help="Replace the readout weights before learning: zeros, or small random integers (seeded).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print every figure, the report and the curves as JSON.")
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False), help="Write the learning curves (PNG) to this file."
+)
+@click.option("--lenient", is_flag=True, help="Read older NIR files without nir's type check.")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Learned program to write (.ncp, deployed form: no learning rules).",
+)
+def learn(
+    model,
+    rule,
+    backend,
+    data,
+    layers,
+    lr,
+    epochs,
+    seed,
+    steps,
+    limit,
+    reinit_readout,
+    as_json,
+    plot_path,
+    lenient,
+    output,
+):
+    """Learn MODEL on chip with OTTT or S-TLLR and report held-out accuracy before and after."""
+    from .. import pipeline
+
+    if not (math.isfinite(lr) and lr > 0):
+        raise NeurocompileError(f"--lr must be a positive number, got {lr}")
+    _learned, result = pipeline.learn(
+        model,
+        rule,
+        backend=backend,
+        data=data,
+        layers=layers,
+        lr=lr,
+        epochs=epochs,
+        seed=seed,
+        steps=steps,
+        limit=limit,
+        reinit_readout=reinit_readout,
+        output=output,
+        plot=plot_path,
+        progress=backend == "lava",
+        lenient=lenient,
+    )
+    click.echo(json.dumps(result, indent=2) if as_json else format_learning(result))
