@@ -634,6 +634,17 @@ def float_learn(state: PlasticState, rule, step: int, sign_mode: str = "mixed") 
     _end_epoch(state, x_hist)
 
 
+def round_shift(x, shift: int):
+    """``x / 2**shift`` rounded to nearest, ties away from zero: symmetric, so a learning signal has no
+    bias toward negative values (a plain ``>>`` floors: small negative values would become -1, small
+    positive ones 0, and weights would drift)."""
+    x = _int64(x)
+    if shift == 0:
+        return x
+    half = 1 << (shift - 1)
+    return np.where(x < 0, -((-x + half) >> shift), (x + half) >> shift)
+
+
 def learning_signal(signal, v, spikes, third, psi_trace, vth: int):
     """What a learning population sends at one step: ``(y [3, n], error, psi_trace)``.
 
@@ -658,7 +669,7 @@ def learning_signal(signal, v, spikes, third, psi_trace, vth: int):
     y = np.zeros((3, v.shape[-1]), dtype=np.int64)
     for k, term in enumerate(signal.terms().values()):
         if term is not None:
-            y[k] = np.clip((error * gains[term.factor]) >> term.shift, *SIGNAL_LIMITS)
+            y[k] = np.clip(round_shift(error * gains[term.factor], term.shift), *SIGNAL_LIMITS)
     return y, error, new_trace
 
 

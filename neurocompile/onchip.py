@@ -273,7 +273,7 @@ def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback
         y_unit = error_unit * psi_scale / 2.0**shift
         return -lr / weight_unit * 8.0 / (lam_chip * impulse * y_unit)
 
-    while abs(scale_for(shift)) < 4 * 2.0**-7 and peak / 2.0 ** (shift + 1) >= 4:
+    while abs(scale_for(shift)) < 1.5 * 2.0**-7 and peak / 2.0 ** (shift + 1) >= 4:
         shift += 1  # a small learning rate: fewer bits of y2 instead of a scale below 2**-7
     if peak / 2.0**shift < 16:
         notes.append(f"learning signal peaks at {peak / 2.0**shift:.0f} of 127 (y2 has few bits)")

@@ -14,7 +14,7 @@ the population computes, in integers, from its own state and its third-factor in
     error = output - target          (target: an input port streaming the target)
     error = third-factor input       (no target: the sum of feedback synapses, one step late)
     psi   = surrogate.table[min(|v - (vth << 6)| >> surrogate.shift, len(table) - 1)]
-    y_k   = clip((error * g) >> shift, -128, 127),  g = 1, psi or the psi trace of step t-1
+    y_k   = clip(round(error * g / 2**shift), -128, 127),  g = 1, psi or the psi trace of step t-1
 
 and sends ``y1``-``y3`` (and, with ``bap``, its spikes as the back-propagating action potential)
 to every plastic synapse into it, and ``error`` to every feedback synapse out of it
@@ -145,7 +145,8 @@ class Surrogate:
 
 @dataclass(frozen=True)
 class SignalTerm:
-    """One y value: ``clip((error * g) >> shift, -128, 127)``, g = 1, psi or the psi trace of t-1."""
+    """One y value: ``clip(round(error * g / 2**shift), -128, 127)`` (to nearest, ties away from zero),
+    g = 1, psi or the psi trace of t-1."""
 
     factor: SignalFactor
     shift: int = 0

@@ -168,7 +168,7 @@ def test_random_streams_equal_lavas_generators():
 
 
 def test_learning_signal_by_hand():
-    """error = (s << 6) - target; psi from the table at |v - vth << 6| >> 6; y2 = (error * psi) >> 3."""
+    """error = (s << 6) - target; psi from the table at |v - vth << 6| >> 6; y2 = round(error * psi / 8)."""
     signal = output_signal()  # target, spikes << 6, surrogate (64, 48, 32, ...) >> 6, y2 = surrogate >> 3
     v = np.array([2560 + 100, 2560 - 70, 0, 2560 + 5000])  # vth 40 -> 40 << 6 = 2560
     spikes = v > 2560
@@ -177,7 +177,11 @@ def test_learning_signal_by_hand():
     np.testing.assert_array_equal(error, [0, -0, -64, 64])
     psi = np.array([48, 48, 0, 0])  # 100 >> 6 = 1, 70 >> 6 = 1, 2560 >> 6 = 40 -> last (0), 5000 >> 6 -> last
     np.testing.assert_array_equal(trace, psi)
-    np.testing.assert_array_equal(y[1], np.clip((error * psi) >> 3, -128, 127))
+    np.testing.assert_array_equal(y[1], np.clip((error * psi) >> 3, -128, 127))  # all products are 0 here
+    small = fxp.learning_signal(signal, v, spikes, np.array([61, 1, 0, 0]), trace, vth=40)[0][1]
+    # neuron 0 spikes: (64 - 61) * 48 / 8 = 18; neuron 1 does not: (0 - 1) * 48 / 8 = -6. Rounding, ties away from 0:
+    assert small[:2].tolist() == [18, -6]
+    assert fxp.round_shift(np.array([-3, -4, -5, 3, 4, 5, -1, 1]), 3).tolist() == [0, -1, -1, 0, 1, 1, 0, 0]
     np.testing.assert_array_equal(y[0], 0)
     big = fxp.learning_signal(signal, v, spikes, np.array([-(10**6)] * 4), trace, vth=40)[0]
     np.testing.assert_array_equal(big[1], [127, 127, 0, 0])  # clipped to 8 bits

@@ -192,6 +192,13 @@ static void lif(int64_t n, int32_t *restrict u, int32_t *restrict v, int32_t *re
     }
 }
 
+/* fixedpoint.round_shift: x / 2**sh rounded to nearest, ties away from zero */
+static inline int64_t round_shift(int64_t x, int64_t sh) {
+    if (sh == 0) return x;
+    const int64_t half = (int64_t)1 << (sh - 1);
+    return x < 0 ? -((-x + half) >> sh) : (x + half) >> sh;
+}
+
 /* fixedpoint.learning_signal: error, surrogate (psi) and its trace, y1-y3 */
 static void signal(const Net *net, const Pop *pp, const int32_t *restrict vpre, const int32_t *restrict s,
                    const int32_t *restrict tg, const uint32_t *restrict third, int32_t *restrict err,
@@ -225,9 +232,10 @@ static void signal(const Net *net, const Pop *pp, const int32_t *restrict vpre, 
         const int64_t sh = pp->term_shift[k];
         const int32_t *restrict g = pp->term[k] == 1 ? psi : old;
         if (pp->term[k] == 0)
-            for (int64_t j = 0; j < n; j++) yk[j] = (int32_t)clip64((int64_t)err[j] >> sh, lo, hi);
+            for (int64_t j = 0; j < n; j++) yk[j] = (int32_t)clip64(round_shift((int64_t)err[j], sh), lo, hi);
         else if (pp->term[k] > 0)
-            for (int64_t j = 0; j < n; j++) yk[j] = (int32_t)clip64(((int64_t)err[j] * g[j]) >> sh, lo, hi);
+            for (int64_t j = 0; j < n; j++)
+                yk[j] = (int32_t)clip64(round_shift((int64_t)err[j] * g[j], sh), lo, hi);
     }
 }
 
