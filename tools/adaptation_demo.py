@@ -3,9 +3,9 @@
 1. An MLP (64-128-128-5, LIF, hardware-aware) is trained offline with BPTT on digits 0-4
    (``models/digits04_mlp.pt``; trained here when missing, ``--retrain`` to redo it).
 2. It is compiled to a fixed-point program (calibrated on 0-4) and its readout grows to 10
-   outputs: rows 0-4 keep their trained weights, rows 5-9 are fresh (zero weights, the trained rows'
-   mean bias: a neuron that never comes near its threshold has no surrogate gradient and would never
-   learn).
+   outputs: rows 0-4 keep their trained weights, rows 5-9 are fresh (zero weights, and a bias that
+   holds them at 90% of the threshold: a neuron that never comes near its threshold has no surrogate
+   gradient and would never learn).
 3. The readout learns on chip (CPU mirror, fixed point) from one pass over the training digits
    5-9, with OTTT or S-TLLR; the hidden layers stay frozen.
 4. Held-out accuracy on 0-4 and on 5-9 (10-way), before and after, shows what was learned and
@@ -46,15 +46,17 @@ def train_old_classes(x, y, xt, yt) -> None:
         pipeline.train(data=str(data), steps=STEPS, epochs=30, hardware_aware=True, seed=0, output=str(MODEL))
 
 
-def grow_readout(program, n_out: int = 10):
+def grow_readout(program, n_out: int = 10, rest: float = 0.9):
     """The readout population and synapse grown to ``n_out`` outputs. The new rows are fresh: zero
-    weights and the trained rows' mean bias."""
+    weights and a bias that holds ``v`` at ``rest`` of the threshold without input, where the
+    surrogate gradient is alive (a neuron far below threshold would never learn)."""
     out = program.population(program.outputs[0])
     syn = program.synapses_into(out.name)[0]
     extra = n_out - out.size
     bias = np.broadcast_to(np.asarray(out.bias_mant), (out.size,))
+    fresh = round(rest * (int(out.vth) << 6) * int(out.dv) / 4096 / 2 ** int(out.bias_exp))  # v* = bias / (dv/4096)
     out.shape = (n_out,)
-    out.bias_mant = np.concatenate([bias, np.full(extra, round(bias.mean()), np.int32)])
+    out.bias_mant = np.concatenate([bias, np.full(extra, fresh, np.int32)])
     syn.weights = np.concatenate([syn.weights, np.zeros((extra, syn.weights.shape[1]), np.int32)])
     return program.validate()
 
