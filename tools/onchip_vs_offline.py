@@ -1,8 +1,9 @@
-"""Readout learning on chip (fixed point, CPU mirror) against the same readout learned offline.
+"""Learning on chip (fixed point, CPU mirror) against the same learning offline in float.
 
-For each rule (OTTT, S-TLLR), starting from the shipped digits model with its readout zeroed and
-its hidden layers frozen, one pass over the digits training split (one sample at a time, the same
-order):
+For each rule (OTTT, S-TLLR), starting from the shipped digits model with its readout zeroed
+(``--layers readout``: hidden layers frozen; ``all``: every layer learns, hidden ones by direct
+feedback alignment with the same matrices), one pass over the digits training split (one sample
+at a time, the same order):
 
 * on chip: ``onchip.compile_learning`` on the compiled program, the CPU mirror learns, the
   held-out split is classified by the learned program (fixed point);
@@ -36,12 +37,12 @@ from neurocompile.training.stllr import STLLR
 MODEL = "models/digits_mlp.pt"
 
 
-def on_chip(rule: str, lr: float, steps: int, x, y, xt, yt) -> tuple[float, float]:
+def on_chip(rule: str, layers: str, lr: float, steps: int, x, y, xt, yt) -> tuple[float, float]:
     program, _ = pipeline.compile(MODEL, "digits", steps=steps)
     program = onchip.without_learning(program)
     readout = program.synapses_into(program.outputs[0])[0]
     readout.weights[:] = 0
-    learn, report = onchip.compile_learning(program, rule, "readout", lr=lr, sample_steps=steps)
+    learn, report = onchip.compile_learning(program, rule, layers, lr=lr, sample_steps=steps)
     target = onchip.target_stream(y, steps, 10, report.target_value)
     started = time.perf_counter()
     rec = create_backend("cpu", learn).run({"input": onchip.back_to_back(x), "target": onchip.back_to_back(target)})
@@ -51,19 +52,28 @@ def on_chip(rule: str, lr: float, steps: int, x, y, xt, yt) -> tuple[float, floa
     return float((counts.argmax(-1) == yt).mean()), seconds
 
 
-def offline(rule: str, lr: float, steps: int, x, y, xt, yt) -> tuple[float, float]:
+def offline(rule: str, layers: str, lr: float, steps: int, x, y, xt, yt) -> tuple[float, float]:
     model = load_checkpoint(MODEL)
-    readout = layer_views(model)[-1]
-    weight = weight_parameter(readout.linear)
+    views = layer_views(model)
     with torch.no_grad():
-        weight.zero_()
-    gain = float(readout.gain().flatten()[0])
-    opt = torch.optim.SGD([weight], lr=lr * steps / (2 * gain**2))
-    learner = OTTT(model, mode="O", loss="mse") if rule == "ottt" else STLLR(model, loss="mse")
+        weight_parameter(views[-1].linear).zero_()
+    learning = views if layers == "all" else views[-1:]
+    weights = [weight_parameter(view.linear) for view in learning]
+    groups = [
+        {"params": [w], "lr": lr * steps / (2 * float(view.gain().flatten()[0]) ** 2)}
+        for w, view in zip(weights, learning, strict=True)
+    ]
+    opt = torch.optim.SGD(groups, lr=lr)
+    feedback = "dfa" if layers == "all" else "bp"
+    rules = {
+        "ottt": lambda: OTTT(model, mode="O", loss="mse", feedback=feedback),
+        "stllr": lambda: STLLR(model, loss="mse", feedback=feedback),
+    }
+    learner = rules[rule]()
 
     def step(_t):
         for p in model.parameters():
-            if p is not weight:
+            if not any(p is w for w in weights):
                 p.grad = None
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -80,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lr", type=float, default=0.003)
     parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--layers", choices=onchip.LAYER_CHOICES, default="readout")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     x, y = load_digits_spikes(steps=args.steps, split="train", seed=0)
@@ -87,10 +98,16 @@ def main() -> None:
     x, xt = np.asarray(x, np.uint8), np.asarray(xt, np.uint8)
     order = np.random.default_rng(0).permutation(len(x))
     x, y = x[order], np.asarray(y)[order]
-    figures = {"lr": args.lr, "steps": args.steps, "train_samples": len(x), "test_samples": len(xt)}
+    figures = {
+        "lr": args.lr,
+        "layers": args.layers,
+        "steps": args.steps,
+        "train_samples": len(x),
+        "test_samples": len(xt),
+    }
     for rule in ("ottt", "stllr"):
-        chip_acc, chip_s = on_chip(rule, args.lr, args.steps, x, y, xt, yt)
-        float_acc, float_s = offline(rule, args.lr, args.steps, x, y, xt, yt)
+        chip_acc, chip_s = on_chip(rule, args.layers, args.lr, args.steps, x, y, xt, yt)
+        float_acc, float_s = offline(rule, args.layers, args.lr, args.steps, x, y, xt, yt)
         figures[rule] = {"on_chip": chip_acc, "offline_float": float_acc, "on_chip_s": chip_s, "offline_s": float_s}
         print(
             f"{rule}: on chip (fixed point, CPU mirror) {100 * chip_acc:.2f}% in {chip_s:.2f} s; "
