@@ -42,4 +42,7 @@ $NC learn "$OUT/digits_mlp.ncp" --rule ottt --backend lava --limit 200 --reinit-
 $NC learn "$OUT/digits_mlp.ncp" --rule ottt --backend cpu --limit 200 --reinit-readout zero --json -o "$OUT/learned_cpu200.ncp" > "$OUT/learn_cpu200.json"
 .venv/bin/python tools/demo_summary.py --compare "$OUT/learned_lava200.ncp" "$OUT/learned_cpu200.ncp"
 echo
+echo "== adaptation on chip: a network trained on digits 0-4 learns 5-9 with a fresh readout (cpu backend)"
+.venv/bin/python tools/adaptation_demo.py --plot "$OUT/adaptation.png" --json "$OUT/adaptation.json"
+echo
 .venv/bin/python tools/demo_summary.py "$OUT"
