@@ -50,6 +50,7 @@ STLLR_FACTORS = (0.5, 0.8, -0.2, 1.0)  # lambda_post, lambda_pre, alpha_post, al
 TARGET_PORT = "target"
 FEEDBACK_SCALE = 64  # largest |B| entry in weight units
 SIGNAL_MAX = 127
+V_ERROR_RANGE = 8.0  # a non-spiking readout's error v - y, in float units, that y2 still resolves
 
 
 @dataclass
@@ -264,7 +265,9 @@ def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback
     else:  # third factor = B_int (s - y): B in _feedback_units per float unit
         output_shift = 0
         error_unit = _feedback_units(feedback)
-    peak = error_unit * psi_scale * (1.0 if readout else math.sqrt(program.population(program.outputs[0]).size))
+    # the largest |L * psi| expected: spikes 1; v errors up to V_ERROR_RANGE float units; feedback sums over outputs
+    n_out = program.population(program.outputs[0]).size
+    peak = error_unit * psi_scale * ((1.0 if pop.spiking else V_ERROR_RANGE) if readout else math.sqrt(n_out))
     shift = max(0, math.ceil(math.log2(max(peak / SIGNAL_MAX, 1.0))))
 
     def scale_for(shift: int) -> float:
