@@ -1,13 +1,14 @@
 """Adaptation on chip: a network trained offline on digits 0-4 learns 5-9 on chip.
 
-1. An MLP (64-128-128-5, LIF, hardware-aware) is trained offline with BPTT on digits 0-4
+1. An MLP (64-256-256-5, LIF, hardware-aware, 5 epochs: wide and briefly trained, so that its
+   hidden features also separate digits it never saw) is trained offline with BPTT on digits 0-4
    (``models/digits04_mlp.pt``; trained here when missing, ``--retrain`` to redo it).
 2. It is compiled to a fixed-point program (calibrated on 0-4) and its readout grows to 10
    outputs: rows 0-4 keep their trained weights, rows 5-9 are fresh (zero weights, and a bias that
    holds them at 90% of the threshold: a neuron that never comes near its threshold has no surrogate
    gradient and would never learn).
-3. The readout learns on chip (CPU mirror, fixed point) from one pass over the training digits
-   5-9, with OTTT or S-TLLR; the hidden layers stay frozen.
+3. The readout learns on chip (CPU mirror, fixed point) from ``--epochs`` passes over the training
+   digits 5-9, with OTTT or S-TLLR; the hidden layers stay frozen.
 4. Held-out accuracy on 0-4 and on 5-9 (10-way), before and after, shows what was learned and
    what was forgotten. ``--plot`` draws it.
 
@@ -27,10 +28,12 @@ import numpy as np
 from neurocompile import onchip, pipeline
 from neurocompile.backends import create_backend
 from neurocompile.data import load_digits_spikes
+from neurocompile.program import BIAS_MANT_BITS
 
 MODEL = Path("models/digits04_mlp.pt")
 OLD, NEW = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 STEPS = 16
+HIDDEN, EPOCHS = (256, 256), 5  # wide and briefly trained: hidden features that also separate unseen digits
 
 
 def split(x, y, classes):
@@ -43,7 +46,9 @@ def train_old_classes(x, y, xt, yt) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "digits04.npz"
         np.savez(data, x_train=x.astype(np.uint8), y_train=y, x_test=xt.astype(np.uint8), y_test=yt)
-        pipeline.train(data=str(data), steps=STEPS, epochs=30, hardware_aware=True, seed=0, output=str(MODEL))
+        pipeline.train(
+            data=str(data), steps=STEPS, epochs=EPOCHS, hidden=HIDDEN, hardware_aware=True, seed=0, output=str(MODEL)
+        )
 
 
 def grow_readout(program, n_out: int = 10, rest: float = 0.9):
@@ -55,6 +60,7 @@ def grow_readout(program, n_out: int = 10, rest: float = 0.9):
     extra = n_out - out.size
     bias = np.broadcast_to(np.asarray(out.bias_mant), (out.size,))
     fresh = round(rest * (int(out.vth) << 6) * int(out.dv) / 4096 / 2 ** int(out.bias_exp))  # v* = bias / (dv/4096)
+    fresh = min(fresh, 2 ** (BIAS_MANT_BITS - 1) - 1)  # the 13-bit bias register
     out.shape = (n_out,)
     out.bias_mant = np.concatenate([bias, np.full(extra, fresh, np.int32)])
     syn.weights = np.concatenate([syn.weights, np.zeros((extra, syn.weights.shape[1]), np.int32)])
@@ -70,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rule", choices=onchip.RULES, default="ottt")
     parser.add_argument("--lr", type=float, default=0.003)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=3, help="passes over the training digits 5-9")
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--plot")
     parser.add_argument("--json")
