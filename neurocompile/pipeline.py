@@ -379,9 +379,8 @@ def learn(
     ``learned`` is the learned program in its deployed form; ``result`` a JSON-able dict (figures,
     the learning report, curves, timing). ``output`` (``.ncp``) and ``plot`` (``.png``) are written
     only when everything succeeded."""
-    from . import metrics, onchip
+    from . import onchip
     from .data import load_dataset
-    from .recording import Recording
 
     start = time.perf_counter()
     _check_learn_options(rule, backend, layers, lr, epochs, steps, limit, reinit_readout, checkpoints, window)
@@ -402,66 +401,34 @@ def learn(
 
     learning, report = onchip.compile_learning(program, rule, layers, lr=lr, seed=seed, sample_steps=steps)
     readout = learning.synapse(report.plans[-1].synapse)
-    if reinit_readout == "zero":
-        readout.weights = np.zeros_like(readout.weights)
-    elif reinit_readout == "random":  # even: Lava's mixed-sign 8-bit truncation keeps them
-        rng = np.random.default_rng([int(seed), 17])
-        readout.weights = (2 * rng.integers(-8, 9, size=np.shape(readout.weights))).astype(readout.weights.dtype)
+    _reinit_readout(readout, reinit_readout, seed)
     plastic = [plan.synapse for plan in report.plans]
     initial = {name: np.array(learning.synapse(name).weights) for name in plastic}
+    held_out = _HeldOut(x_test, y_test)
     deployed = onchip.without_learning(learning)
-    ports = [p.name for p in learning.spike_ports()]
-    if len(ports) != 1:
-        raise NeurocompileError(
-            f"learn: the program has {len(ports)} input ports ({', '.join(ports)}); learn streams one"
-        )
-    port = ports[0]
-    out_pop = learning.population(learning.outputs[0])
-    out_var = "spikes" if out_pop.spiking else "v"
-    n_out = out_pop.size
-    evaluate_s = [0.0]
-
-    def held_out(weights: dict | None = None) -> float:
-        t = time.perf_counter()
-        prog = deployed
-        if weights is not None:
-            prog = copy.deepcopy(deployed)
-            for name, w in weights.items():
-                prog.synapse(name).weights = np.asarray(w, dtype=prog.synapse(name).weights.dtype)
-        acc = metrics.accuracy(simulate(prog, x_test, "cpu", record=None), y_test)
-        evaluate_s[0] += time.perf_counter() - t
-        return acc
-
-    accuracy_before = held_out()
+    accuracy_before = held_out(deployed)
     n = len(y_train)
-    per_epoch = max(1, round(checkpoints / epochs))
-    every = steps * -(-n // per_epoch)
-    record = [f"{name}.weights" for name in plastic] + [f"{out_pop.name}.{out_var}"]
+    every = steps * -(-n // max(1, round(checkpoints / epochs)))
     order_rng = np.random.default_rng(int(seed))
     heldout = {"samples": [0], "accuracy": [accuracy_before]}
     correct, epoch_accuracy, learn_s, kernel = [], [], 0.0, None
     for epoch in range(epochs):
         order = order_rng.permutation(n)
-        targets = onchip.target_stream(y_train[order], steps, n_out, report.target_value)
-        stream = {port: onchip.back_to_back(x_train[order]), onchip.TARGET_PORT: onchip.back_to_back(targets)}
-        t = time.perf_counter()
-        rec = create_backend(backend, learning).run(stream, record=record, checkpoint_every=every, progress=progress)
-        learn_s += time.perf_counter() - t
+        rec, seconds = _learn_pass(learning, report, backend, x_train[order], y_train[order], every, progress)
+        learn_s += seconds
         kernel = rec.metadata.get("learning_kernel", kernel)
-        learning = rec.metadata["programs"][0]
-        outputs = np.asarray(rec[f"{out_pop.name}.{out_var}"]).reshape(n, steps, *out_pop.shape)
-        per_sample = Recording({f"{out_pop.name}.{out_var}": outputs}, [out_pop.name], rec.backend)
-        hits = metrics.predictions(per_sample) == y_train[order]
+        hits = _stream_predictions(rec, learning, n, steps) == y_train[order]
         correct.append(hits)
         epoch_accuracy.append(float(hits.mean()))
         for k, step in enumerate(rec.metadata.get("checkpoint_steps", [])):
             if step < n * steps:
                 weights = {name: rec[f"{name}.weights"][0, k] for name in plastic}
                 heldout["samples"].append(epoch * n + step // steps)
-                heldout["accuracy"].append(held_out(weights))
+                heldout["accuracy"].append(held_out(deployed, weights))
+        learning = rec.metadata["programs"][0]
         deployed = onchip.without_learning(learning)
         heldout["samples"].append((epoch + 1) * n)
-        heldout["accuracy"].append(held_out())
+        heldout["accuracy"].append(held_out(deployed))
     correct = np.concatenate(correct)
     running = _running_mean(correct, min(window, len(correct)))
     shown = np.unique(np.linspace(1, len(correct), min(len(correct), 200)).round().astype(int))
@@ -503,12 +470,76 @@ def learn(
             "learn_s": learn_s,
             "learning_steps": int(epochs * n * steps),
             "steps_per_s": epochs * n * steps / learn_s if learn_s > 0 else None,
-            "evaluate_s": evaluate_s[0],
+            "evaluate_s": held_out.seconds,
         },
     }
     result["timing"]["total_s"] = time.perf_counter() - start
     _write_learned(deployed, result, output, plot)
     return deployed, result
+
+
+def _reinit_readout(readout, how: str | None, seed: int) -> None:
+    """Replace the readout's weights: ``zero``, or ``random`` small even integers (Lava's mixed-sign
+    8-bit truncation keeps them), seeded."""
+    if how == "zero":
+        readout.weights = np.zeros_like(readout.weights)
+    elif how == "random":
+        rng = np.random.default_rng([int(seed), 17])
+        readout.weights = (2 * rng.integers(-8, 9, size=np.shape(readout.weights))).astype(readout.weights.dtype)
+
+
+class _HeldOut:
+    """Held-out accuracy of a deployed program (optionally with some synapses' weights replaced) on
+    the CPU backend; ``seconds`` accumulates the time spent."""
+
+    def __init__(self, x, y):
+        self.x, self.y, self.seconds = x, y, 0.0
+
+    def __call__(self, program, weights: dict | None = None) -> float:
+        from . import metrics
+
+        started = time.perf_counter()
+        if weights:
+            program = copy.deepcopy(program)
+            for name, w in weights.items():
+                program.synapse(name).weights = np.asarray(w, dtype=program.synapse(name).weights.dtype)
+        accuracy = metrics.accuracy(simulate(program, self.x, "cpu", record=None), self.y)
+        self.seconds += time.perf_counter() - started
+        return accuracy
+
+
+def _learn_pass(learning, report, backend: str, x, y, every: int, progress: bool):
+    """One pass of the samples ``x`` (labels ``y``) back to back through the learning program:
+    ``(recording, seconds)``; records the plastic weights every ``every`` steps and the output."""
+    from . import onchip
+
+    ports = [p.name for p in learning.spike_ports()]
+    if len(ports) != 1:
+        raise NeurocompileError(
+            f"learn: the program has {len(ports)} input ports ({', '.join(ports)}); learn streams one"
+        )
+    out = learning.population(learning.outputs[0])
+    targets = onchip.target_stream(y, x.shape[1], out.size, report.target_value)
+    stream = {ports[0]: onchip.back_to_back(x), onchip.TARGET_PORT: onchip.back_to_back(targets)}
+    record = [f"{plan.synapse}.weights" for plan in report.plans] + [f"{out.name}.{_output_variable(out)}"]
+    started = time.perf_counter()
+    rec = create_backend(backend, learning).run(stream, record=record, checkpoint_every=every, progress=progress)
+    return rec, time.perf_counter() - started
+
+
+def _output_variable(population) -> str:
+    return "spikes" if population.spiking else "v"
+
+
+def _stream_predictions(rec, learning, n: int, steps: int) -> np.ndarray:
+    """The class predicted for each of the ``n`` samples of a learning stream, from its recorded output."""
+    from . import metrics
+    from .recording import Recording
+
+    out = learning.population(learning.outputs[0])
+    key = f"{out.name}.{_output_variable(out)}"
+    per_sample = np.asarray(rec[key]).reshape(n, steps, *out.shape)
+    return metrics.predictions(Recording({key: per_sample}, [out.name], rec.backend))
 
 
 def _check_learn_options(rule, backend, layers, lr, epochs, steps, limit, reinit_readout, checkpoints, window) -> None:
