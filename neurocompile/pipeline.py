@@ -357,6 +357,7 @@ def learn(
     window: int = 100,
     output=None,
     plot=None,
+    nir_output=None,
     progress: bool = False,
     lenient: bool = False,
 ):
@@ -378,17 +379,20 @@ def learn(
 
     ``learned`` is the learned program in its deployed form; ``result`` a JSON-able dict (figures,
     the learning report, curves, timing). ``output`` (``.ncp``) and ``plot`` (``.png``) are written
-    only when everything succeeded."""
+    only when everything succeeded, and so is ``nir_output``: the learned network as NIR, its weights
+    dequantized into the source graph (:func:`neurocompile.onchip.learned_graph`; needs a graph source)."""
     from . import onchip
     from .data import load_dataset
 
     start = time.perf_counter()
     _check_learn_options(rule, backend, layers, lr, epochs, steps, limit, reinit_readout, checkpoints, window)
-    for path in (output, plot):
+    for path in (output, plot, nir_output):
         if path is not None and not Path(path).parent.is_dir():
             raise NeurocompileError(f"{path}: no such directory '{Path(path).parent}'")
     source = str(model) if isinstance(model, (str, Path)) else type(model).__name__
-    program = _as_model(model, lenient=lenient)
+    program = graph = _as_model(model, lenient=lenient)
+    if nir_output is not None and is_program(graph):
+        raise NeurocompileError("learn: --nir needs the model's NIR graph (a .pt or .nir), not a compiled program")
     x_train, y_train = load_dataset(data, steps=steps, split="train", seed=seed)
     x_test, y_test = load_dataset(data, steps=steps, split="test")  # as `simulate --data` encodes it
     steps = int(x_train.shape[1])
@@ -398,6 +402,7 @@ def learn(
     if not is_program(program):
         program, _quantization = compile(program, calibration, steps=steps)
     compile_s = time.perf_counter() - start
+    compiled = onchip.without_learning(program)
 
     learning, report = onchip.compile_learning(program, rule, layers, lr=lr, seed=seed, sample_steps=steps)
     readout = learning.synapse(report.plans[-1].synapse)
@@ -474,7 +479,8 @@ def learn(
         },
     }
     result["timing"]["total_s"] = time.perf_counter() - start
-    _write_learned(deployed, result, output, plot)
+    learned_nir = onchip.learned_graph(graph, compiled, deployed) if nir_output is not None else None
+    _write_learned(deployed, result, output, plot, learned_nir, nir_output)
     return deployed, result
 
 
@@ -603,16 +609,30 @@ def plot_learning(result: dict, path) -> None:
         plt.close(fig)
 
 
-def _write_learned(program, result: dict, output, plot) -> None:
-    """Write the program and the plot to temporary files next to them, then move both into place:
-    either both appear or neither does."""
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_learned(program, result: dict, output, plot, graph=None, nir_output=None) -> None:
+    """Write the program, the plot and the NIR graph to temporary files next to them, then move them
+    into place: either all appear or none does."""
+    from .nir_export import write_nir
+
     pending = []
+    writers = (
+        (plot, lambda p: plot_learning(result, p)),
+        (output, lambda p: save_program(program, p)),
+        (nir_output, lambda p: write_nir(graph, p)),
+    )
     try:
-        for path, write in ((plot, lambda p: plot_learning(result, p)), (output, lambda p: save_program(program, p))):
+        for path, write in writers:
             if path is None:
                 continue
             fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".tmp")
             os.close(fd)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the output gets the usual mode
             pending.append((tmp, path))
             write(tmp)
         for tmp, path in pending:
@@ -627,3 +647,5 @@ def _write_learned(program, result: dict, output, plot) -> None:
         result["output"] = str(output)
     if plot is not None:
         result["plot"] = str(plot)
+    if nir_output is not None:
+        result["nir"] = str(nir_output)

@@ -153,3 +153,43 @@ def test_lava_learns_the_weights_the_cpu_learns(capsys, tmp_path, deployed):
         np.testing.assert_array_equal(a.weights, b.weights)
     assert results["lava"]["weights_changed"] == results["cpu"]["weights_changed"] > 0
     assert results["lava"]["curves"] == results["cpu"]["curves"]  # checkpoints and output spikes too
+
+
+def test_learned_network_exports_to_nir_with_dequantized_weights(capsys, tmp_path, test_split):
+    """The learned readout goes back into the source graph: its float weights are proportional, row by
+    row, to the learned integers, and the float reference of that graph classifies about as well as the
+    learned fixed-point program."""
+    out, graph_path = tmp_path / "learned.ncp", tmp_path / "learned.nir"
+    code, stdout, err = run_cli(
+        capsys,
+        "learn",
+        SHIPPED,
+        "--rule",
+        "stllr",
+        "--limit",
+        600,
+        "--reinit-readout",
+        "zero",
+        "--json",
+        "--nir",
+        graph_path,
+        "-o",
+        out,
+    )
+    assert code == 0, err
+    result = json.loads(stdout)
+    assert oct(graph_path.stat().st_mode & 0o777) == oct(out.stat().st_mode & 0o777)  # the usual file mode
+    graph = pipeline.load_model(graph_path)
+    learned = FixedPointProgram.load(out).synapse("lif2->lif3").weights.astype(float)
+    floats = np.asarray(graph.nodes["fc3"].weight)
+    for row_f, row_i in zip(floats, learned, strict=True):
+        if np.any(row_i):
+            assert np.corrcoef(row_f, row_i)[0, 1] > 0.9999
+    x, y = test_split
+    counts = create_backend("float", graph).run(x.astype(np.float32)).output_spikes().sum(1)
+    assert abs(float((counts.argmax(-1) == y).mean()) - result["accuracy_after"]) < 0.03
+    code, _, err = run_cli(
+        capsys, "learn", out, "--rule", "ottt", "--limit", 10, "--nir", tmp_path / "x.nir", "-o", tmp_path / "y.ncp"
+    )
+    assert_one_line_error(code, err, "--nir needs the model's NIR graph")
+    assert not (tmp_path / "x.nir").exists() and not (tmp_path / "y.ncp").exists()

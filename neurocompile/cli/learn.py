@@ -89,6 +89,12 @@ def format_learning(result: dict) -> str:
 @click.option(
     "--plot", "plot_path", type=click.Path(dir_okay=False), help="Write the learning curves (PNG) to this file."
 )
+@click.option(
+    "--nir",
+    "nir_path",
+    type=click.Path(dir_okay=False),
+    help="Also write the learned network as NIR, weights dequantized (MODEL must be a .pt or .nir).",
+)
 @click.option("--lenient", is_flag=True, help="Read older NIR files without nir's type check.")
 @click.option(
     "-o",
@@ -111,6 +117,7 @@ def learn(
     reinit_readout,
     as_json,
     plot_path,
+    nir_path,
     lenient,
     output,
 ):
@@ -133,6 +140,7 @@ def learn(
         reinit_readout=reinit_readout,
         output=output,
         plot=plot_path,
+        nir_output=nir_path,
         progress=backend == "lava",
         lenient=lenient,
     )
