@@ -247,7 +247,7 @@ def _feedback_units(b: np.ndarray) -> float:
 def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback, factors):
     """The rule, signal and plan of one layer; ``feedback``: its B matrix (None: the readout)."""
     readout = feedback is None
-    lambda_post, lambda_pre, alpha_post, alpha_pre = factors
+    _lambda_post, lambda_pre, alpha_post, _alpha_pre = factors
     k = _units(program, pop.name)
     v_unit = 64.0 * k  # register units per float unit of v
     weight_unit = 2.0 ** int(syn.weight_exp) / k  # float v increment per weight mantissa unit
@@ -258,16 +258,8 @@ def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback
     notes = []
     surrogate = surrogate_table(v_unit) if pop.spiking else None
     psi_scale = PSI_SCALE if pop.spiking else 1
-    if readout:
-        # error = s - y (spiking: 0/1 units) or (v >> shift) - y with y in 2**4 steps of one float unit
-        output_shift = 0 if pop.spiking else max(0, round(math.log2(v_unit)) - 4)
-        error_unit = 1.0 if pop.spiking else v_unit / 2.0**output_shift
-    else:  # third factor = B_int (s - y): B in _feedback_units per float unit
-        output_shift = 0
-        error_unit = _feedback_units(feedback)
-    # the largest |L * psi| expected: spikes 1; v errors up to V_ERROR_RANGE float units; feedback sums over outputs
-    n_out = program.population(program.outputs[0]).size
-    peak = error_unit * psi_scale * ((1.0 if pop.spiking else V_ERROR_RANGE) if readout else math.sqrt(n_out))
+    output_shift, error_unit, peak = _error_units(program, pop, feedback, v_unit)
+    peak *= psi_scale
     shift = max(0, math.ceil(math.log2(max(peak / SIGNAL_MAX, 1.0))))
 
     def scale_for(shift: int) -> float:
@@ -289,28 +281,15 @@ def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback
     correction = _correction(m, e, impulse, syn.name)
     products = [Product("u0", (Factor("x1"), Factor("y2")), m, e), correction]
     signal_terms = dict(y2=SignalTerm("surrogate" if pop.spiking else "one", shift))
-    post = {}
+    post, trace_decay = {}, 0
     if rule == "stllr" and pop.spiking and alpha_post != 0:
-        # alpha_post * trpsi[t-1] * x[t]: x0 * y3 (no shift), y3 = L * trpsi >> s3
-        trace_decay = int(round(2**DECAY_BITS * (1.0 - lambda_post)))
-        trace_peak = peak / max(1e-9, 1.0 - (1.0 - trace_decay / 2**DECAY_BITS))
-        s3 = max(0, math.ceil(math.log2(max(trace_peak / SIGNAL_MAX, 1.0))))
-        y3_unit = error_unit * psi_scale / 2.0**s3
-        m3, e3, err3 = representable_scale(-lr * alpha_post / weight_unit / y3_unit / alpha_pre, syn.name)
-        products.append(Product("x0", (Factor("y3"),), m3, e3))
-        signal_terms["y3"] = SignalTerm("surrogate_trace", s3)
-        post = {
-            "lambda_post": 1.0 - trace_decay / 2**DECAY_BITS,
-            "trace_decay": trace_decay,
-            "y3_shift": s3,
-            "scale": [m3, e3],
-            "scale_wanted": -lr * alpha_post / weight_unit / y3_unit / alpha_pre,
-        }
+        product, term, post = _stllr_post_term(syn.name, lr, factors, weight_unit, error_unit * psi_scale, peak)
+        products.append(product)
+        signal_terms["y3"] = term
+        trace_decay = post["trace_decay"]
         notes.append("S-TLLR post term pairs trpsi[t-1] with the pre spike of step t (offline: t-1)")
-        if err3 > 0.1:
-            notes.append(f"post-term scale rounds by {100 * err3:.0f}%")
-    else:
-        trace_decay = 0
+        if post["scale_error"] > 0.1:
+            notes.append(f"post-term scale rounds by {100 * post['scale_error']:.0f}%")
     signal = LearningSignal(
         target=TARGET_PORT if readout else None,
         output="spikes" if pop.spiking else "v",
@@ -327,6 +306,43 @@ def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback
         syn.name, pop.name, lam, tau, lam_chip, impulse, m, e, wanted, err, shift, target_value, post, notes
     )
     return plan, learning, signal
+
+
+def _error_units(program, pop, feedback, v_unit: float) -> tuple[int, float, float]:
+    """``(output_shift, error_unit, peak)``: the readout's output shift, the integer error per float
+    unit of the learning signal L, and the largest |L| expected in integers.
+
+    Readout: error = s - y (spikes: 0/1 units) or (v >> shift) - y, y in 2**4 steps of one float unit,
+    v errors up to V_ERROR_RANGE units. Hidden layer: the feedback sum B_int (s - y), B in
+    ``_feedback_units`` per float unit, summed over the outputs."""
+    if feedback is None:
+        if pop.spiking:
+            return 0, 1.0, 1.0
+        shift = max(0, round(math.log2(v_unit)) - 4)
+        unit = v_unit / 2.0**shift
+        return shift, unit, unit * V_ERROR_RANGE
+    unit = _feedback_units(feedback)
+    return 0, unit, unit * math.sqrt(program.population(program.outputs[0]).size)
+
+
+def _stllr_post_term(node: str, lr: float, factors, weight_unit: float, error_unit: float, peak: float):
+    """S-TLLR's ``alpha_post * trpsi[t-1] * x[t]``: the product ``x0 * y3`` (Lava shifts it by 0),
+    the signal term ``y3 = L * trpsi >> s3`` and its plan entries."""
+    lambda_post, _lambda_pre, alpha_post, alpha_pre = factors
+    trace_decay = int(round(2**DECAY_BITS * (1.0 - lambda_post)))
+    trace_peak = peak / max(1e-9, trace_decay / 2**DECAY_BITS)  # the trace sums psi over 1/(1-lambda) steps
+    s3 = max(0, math.ceil(math.log2(max(trace_peak / SIGNAL_MAX, 1.0))))
+    wanted = -lr * alpha_post / weight_unit / (error_unit / 2.0**s3) / alpha_pre
+    m3, e3, err3 = representable_scale(wanted, node)
+    post = {
+        "lambda_post": 1.0 - trace_decay / 2**DECAY_BITS,
+        "trace_decay": trace_decay,
+        "y3_shift": s3,
+        "scale": [m3, e3],
+        "scale_wanted": wanted,
+        "scale_error": err3,
+    }
+    return Product("x0", (Factor("y3"),), m3, e3), SignalTerm("surrogate_trace", s3), post
 
 
 def _correction(m: int, e: int, impulse: int, node: str) -> Product:
