@@ -179,3 +179,73 @@ class PyLearningNeuronFloat(_LearningNeuronPorts, AbstractPyLifModelFloat):
     def signal_values(self, v_pre, spikes, third):
         signal = self.proc_params["signal"]
         return fxp.float_learning_signal(signal, v_pre, spikes, third, self.psi_trace, self.vth[0])
+
+
+class LIFSubtractReset(AbstractProcess):
+    """Lava's ``LIFReset`` with reset by subtraction: a spiking neuron's ``v`` loses the threshold.
+
+    Identical to Lava's LIF except for the reset (``fixedpoint.lif_fixed_step(reset="subtract")``):
+    the models subclass Lava's ``AbstractPyLifModelFixed``/``Float`` and run ``LIFReset``'s step
+    (zero u and v when ``time_step % reset_interval == reset_offset``, ``scale_bias``,
+    ``subthr_dynamics``, ``v > vth``), then ``v[s] -= vth << 6`` (fixed_pt) or ``v[s] -= vth``
+    (floating_pt) instead of ``v[s] = 0``. On Loihi 2 this needs a custom neuron microcode, not
+    the stock LIF.
+    """
+
+    def __init__(
+        self, *, shape, du, dv, vth, bias_mant, bias_exp, reset_interval: int = 1, reset_offset: int = 0, **kwargs
+    ) -> None:
+        super().__init__(shape=shape, reset_interval=reset_interval, reset_offset=reset_offset, **kwargs)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.u = Var(shape=shape, init=0)
+        self.v = Var(shape=shape, init=0)
+        self.du = Var(shape=(1,), init=du)
+        self.dv = Var(shape=(1,), init=dv)
+        self.vth = Var(shape=(1,), init=vth)
+        self.bias_mant = Var(shape=shape, init=bias_mant)
+        self.bias_exp = Var(shape=shape, init=bias_exp)
+
+
+class _SubtractResetStep:
+    """``PyLifResetModelBitAcc.run_spk``/``PyLifResetModelFloat.run_spk`` with the subtractive reset."""
+
+    def run_spk(self) -> None:
+        a_in = self.a_in.recv()
+        interval = self.proc_params["reset_interval"]
+        if interval > 0 and self.time_step % interval == self.proc_params["reset_offset"] % interval:
+            self.u *= 0
+            self.v *= 0
+        self.integrate(a_in)
+        spikes = self.v > self.threshold()
+        self.v[spikes] -= self.threshold()
+        self.s_out.send(spikes)
+
+
+@implements(proc=LIFSubtractReset, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyLifSubtractResetModelFixed(_SubtractResetStep, AbstractPyLifModelFixed):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
+
+    def threshold(self):
+        return np.int32(np.int64(self.vth[0]) << self.vth_shift)
+
+    def integrate(self, a_in) -> None:
+        self.scale_bias()
+        self.subthr_dynamics(activation_in=a_in)
+
+
+@implements(proc=LIFSubtractReset, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyLifSubtractResetModelFloat(_SubtractResetStep, AbstractPyLifModelFloat):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    vth: np.ndarray = LavaPyType(np.ndarray, float)
+
+    def threshold(self):
+        return self.vth[0]
+
+    def integrate(self, a_in) -> None:
+        self.subthr_dynamics(activation_in=a_in)

@@ -80,7 +80,8 @@ def _build_kernel():
     fns = {}
     for dtype, name in ((torch.float32, "lif_run_f32"), (torch.int64, "lif_run_i64")):
         fn = getattr(dll, name)
-        fn.argtypes = [i64, i64, ptr, i64, i64, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64]
+        # T, n, a_in, shift, wexp, fu, fv, vth, bias, spiking, reset_interval, subtract, 6 buffers, b0, b1
+        fn.argtypes = [i64, i64, ptr, i64, i64, i64, i64, i64, ptr, i64, i64, i64] + [ptr] * 6 + [i64, i64]
         fn.restype = None
         fns[dtype] = fn
     return fns
@@ -312,9 +313,9 @@ class CpuBackend:
     def _step(self, pop: Population, bias, a_in, u, v):
         """One neuron step on [B, n] tensors: ``(spikes, u, v)``."""
         if self.fixed:
-            return fxp.lif_fixed_step(a_in, u, v, pop.du, pop.dv, pop.vth, bias, spiking=pop.spiking)
+            return fxp.lif_fixed_step(a_in, u, v, pop.du, pop.dv, pop.vth, bias, spiking=pop.spiking, reset=pop.reset)
         vth = float(pop.vth) if pop.spiking else float("inf")
-        return fxp.lif_float_step(a_in, u, v, float(pop.du), float(pop.dv), vth, bias)
+        return fxp.lif_float_step(a_in, u, v, float(pop.du), float(pop.dv), vth, bias, reset=pop.reset)
 
     def _advance(self, pop: Population, bias, t: int, a_in, state, out: dict):
         """Step ``t`` of ``pop`` from ``state = (u, v)``; writes ``out[var][:, t]``; returns (spikes, state)."""
@@ -350,7 +351,8 @@ class CpuBackend:
         u, v, scratch = (torch.empty(batch, n, dtype=torch.int32) for _ in range(3))
         fu, fv = fxp.decay_multiplier(pop.du, fxp.U_DECAY_OFFSET), fxp.decay_multiplier(pop.dv, fxp.V_DECAY_OFFSET)
         args = (steps, n, a_in.data_ptr(), shift, wexp, fu, fv, fxp.effective_vth(pop.vth), bias.data_ptr())
-        args += (int(pop.spiking), int(pop.reset_interval), out["spikes"].data_ptr(), _ptr(out.get("u")))
+        args += (int(pop.spiking), int(pop.reset_interval), int(pop.reset == "subtract"), out["spikes"].data_ptr())
+        args += (_ptr(out.get("u")),)
         args += (_ptr(out.get("v")), u.data_ptr(), v.data_ptr(), scratch.data_ptr())
         run_sliced(kernel[a_in.dtype], args, batch, steps * n)
 

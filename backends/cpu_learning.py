@@ -178,6 +178,9 @@ class PlasticRunner:
         """Why the C kernel cannot run this program (None: it can)."""
         if self.program.number_format == "float":
             return "a float program"
+        for pop in self.program.populations:
+            if pop.reset == "subtract":
+                return f"population '{pop.name}' resets by subtraction"
         for syn in self.program.synapses:
             if syn.kind == "conv":
                 return f"conv synapse '{syn.name}'"
@@ -338,7 +341,7 @@ def _reference_learner(prog: FixedPointProgram, data, steps, every, out, finals,
                 _, u[name], v_pre = fxp.lif_float_step(a_in, u[name], v[name], pop.du, pop.dv, np.inf, bias[name])
                 threshold = float(pop.vth)
             s = (v_pre > threshold) & bool(pop.spiking)
-            v[name] = np.where(s, 0, v_pre)
+            v[name] = np.where(s, v_pre - threshold if pop.reset == "subtract" else 0, v_pre)
             spikes[name] = s.astype(values)
             if pop.learning is not None:
                 sig = pop.learning

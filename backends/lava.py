@@ -4,6 +4,7 @@ Lowering (one Lava process per program element):
 
 * input port      -> ``lava.proc.io.source.RingBuffer`` holding a block of samples;
 * population      -> ``LIFReset`` (see "Samples") with du, dv, vth, bias_mant, bias_exp;
+                     ``reset="subtract"`` -> ``_lava_procs.LIFSubtractReset`` (see "Subtractive reset");
 * synapse "dense" -> ``Dense`` (``DelayDense`` with delays), "sparse" -> ``Sparse``
                      (``DelaySparse``) from a scipy CSR matrix, "conv" -> ``lava.proc.conv.Conv``
                      (or ``Sparse``, see below);
@@ -37,6 +38,13 @@ Non-spiking populations (``spiking=False``): Lava's LIF has no such mode, so fix
 ``v`` (clipped to ``2**23 - 1``), so they never spike or reset, as in
 ``fixedpoint.lif_fixed_step(spiking=False)``; floating_pt passes ``vth = inf``. Recording one
 always includes its ``v``.
+
+Subtractive reset. Lava's LIF resets ``v`` to 0. A population with ``reset="subtract"`` lowers to
+``_lava_procs.LIFSubtractReset``, a ``LIFReset`` look-alike whose ``fixed_pt`` and ``floating_pt``
+models subclass Lava's ``AbstractPyLifModelFixed``/``AbstractPyLifModelFloat``: the integer update
+is Lava's, except that a spiking neuron's ``v`` loses ``vth << 6`` (``fixedpoint.lif_fixed_step``).
+On hardware this needs a Loihi 2 custom neuron model (microcode) with that reset, not the stock
+LIF; ``hardware=True`` has no such model here. Learning populations reset to zero.
 
 Samples. One process graph runs a whole block of samples (all of a batch up to
 ``MAX_BLOCK_VALUES`` input values): the samples lie back to back in the source RingBuffers,
@@ -272,15 +280,18 @@ class LavaBackend:
     # --- lowering: one function per program element ------------------------------------
 
     def _lower_population(self, pop: Population, run_steps: int):
-        """Population -> ``LIFReset``."""
-        from lava.proc.lif.process import LIFReset
+        """Population -> ``LIFReset`` (``_lava_procs.LIFSubtractReset`` for ``reset="subtract"``)."""
+        if pop.reset == "subtract":
+            from ._lava_procs import LIFSubtractReset as process
+        else:
+            from lava.proc.lif.process import LIFReset as process
 
         params = self._pop_params(pop)
         if pop.reset_interval > 0:
-            return LIFReset(reset_interval=int(pop.reset_interval), reset_offset=0, name=pop.name, **params)
+            return process(reset_interval=int(pop.reset_interval), reset_offset=0, name=pop.name, **params)
         # Zeroes u and v before the first step of every sample (Lava's time_step is 1-based
         # and keeps counting across samples): no Var.set needed between samples.
-        return LIFReset(reset_interval=run_steps, reset_offset=1, name=pop.name, **params)
+        return process(reset_interval=run_steps, reset_offset=1, name=pop.name, **params)
 
     def _lower_synapse(self, syn: Synapse, src, dst) -> tuple:
         """Synapse -> a Lava connection process from OutPort ``src`` to InPort ``dst``.

@@ -22,6 +22,10 @@ Quirks reproduced on purpose (all checked against Lava in ``tests/test_fixedpoin
 * Conv ignores ``weight_exp``, ``num_weight_bits`` and ``sign_mode``; its per-step sum wraps
   modulo 2**24.
 * Timing: a spike sent at step t reaches the target neuron at step t+1 (+ delay).
+
+One extension beyond Lava's stock models: ``reset="subtract"`` in :func:`lif_fixed_step` /
+:func:`lif_float_step` (``Population.reset``), identical to Lava's LIF except for the reset
+(``v <- v - (vth << 6)`` instead of ``v <- 0``; Lava: ``backends._lava_procs.LIFSubtractReset``).
 """
 
 from __future__ import annotations
@@ -287,7 +291,7 @@ def lif_fixed_subthreshold(a_in, u, v, du: int, dv: int, bias):
     return u, v
 
 
-def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool = True):
+def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool = True, reset: str = "zero"):
     """One step of Lava's bit-accurate LIF: returns ``(spikes, u, v)`` (new arrays).
 
     ``a_in``: summed synaptic input of this step (any int; wrapped to int32 like the port sum);
@@ -298,17 +302,21 @@ def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool =
         v = clip_v(int32(decay(v, dv, 0) + u + bias))
         s = v > (vth << 6);  v[s] = 0
 
+    ``reset="subtract"`` (``Population.reset``; ``backends._lava_procs.LIFSubtractReset``) is
+    identical to Lava's LIF except for the reset: ``v[s] -= vth << 6``. No clip is needed: a
+    spiking ``v`` lies in ``(vth << 6, 2**23 - 1]``, so the result lies in ``[0, 2**23 - 1)``.
     ``spiking=False`` (a readout population) never spikes and never resets.
     """
     u, v = lif_fixed_subthreshold(a_in, u, v, du, dv, bias)
     if not spiking:
         return v > V_LIMIT, u, v  # all False (v is clipped), same library and shape
-    s = v > effective_vth(vth)
-    v = _where(s, 0 * v, v)
+    th = effective_vth(vth)
+    s = v > th
+    v = _where(s, v - th if reset == "subtract" else 0 * v, v)
     return s, u, v
 
 
-def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias):
+def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias, reset: str = "zero"):
     """One step of Lava's ``floating_pt`` LIF (a float program): returns ``(spikes, u, v)``.
 
     Mirrors ``AbstractPyLifModelFloat.subthr_dynamics`` and ``PyLifModelFloat.spiking_activation``
@@ -318,12 +326,13 @@ def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias):
         v = v * (1 - dv) + u + bias
         s = v > vth;  v[s] = 0
 
+    ``reset="subtract"``: identical except for the reset, ``v[s] -= vth``.
     ``du``/``dv`` are decay fractions; ``vth = inf`` never spikes (a readout).
     """
     u = u * (1 - du) + a_in
     v = v * (1 - dv) + u + bias
     s = v > vth
-    return s, u, _where(s, 0 * v, v)
+    return s, u, _where(s, v - vth if reset == "subtract" else 0 * v, v)
 
 
 def reset_due(step: int, reset_interval: int) -> bool:

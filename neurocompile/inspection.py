@@ -116,6 +116,7 @@ def describe_program(program) -> dict:
                 "bias_mant": {"min": number(bias.min()), "max": number(bias.max())} if bias.size else None,
                 "bias_exp": int(pop.bias_exp),
                 "reset_interval": int(pop.reset_interval),
+                "reset": pop.reset,
                 "learning": _jsonable(plasticity.signal_to_json(pop.learning)) if pop.learning else None,
             }
         )
@@ -252,10 +253,12 @@ def format_program(info: dict) -> str:
             f"{p['bias_mant']['min']}..{p['bias_mant']['max']}" if p["bias_mant"] else "-",
             p["bias_exp"],
             "yes" if p["spiking"] else "no",
+            p.get("reset", "zero"),
         ]
         for p in info["populations"]
     ]
-    lines += _table(["population", "from", "shape", "du", "dv", "vth", "bias_mant", "bias_exp", "spiking"], rows)
+    header = ["population", "from", "shape", "du", "dv", "vth", "bias_mant", "bias_exp", "spiking", "reset"]
+    lines += _table(header, rows)
     rows = [
         [
             s["name"],

@@ -58,6 +58,8 @@ SynapseKind = Literal["dense", "sparse", "conv"]
 NumberFormat = Literal["fixed", "float"]
 NUMBER_FORMATS = ("fixed", "float")
 PortKind = Literal["spikes", "target"]
+ResetMode = Literal["zero", "subtract"]
+RESET_MODES = ("zero", "subtract")
 SynapseSignal = Literal["spikes", "error"]
 PLASTIC_VARIABLES = ("weights", "x1", "x2", "y1", "y2", "y3")
 
@@ -81,7 +83,9 @@ class Population:
 
     Per step: ``u <- decay(u, du) + (a_in << 6)`` wrapped to 24 bits;
     ``v <- decay(v, dv) + u + (bias_mant << bias_exp)`` clipped to 24 bits;
-    spike where ``v > (vth << 6)``, then ``v <- 0`` (``reset="zero"``).
+    spike where ``v > (vth << 6)``, then ``v <- 0`` (``reset="zero"``, Lava's LIF) or
+    ``v <- v - (vth << 6)`` (``reset="subtract"``: identical to Lava's LIF except for the reset; on
+    Loihi 2 a custom neuron model, see ``backends.lava``). A learning population resets to zero.
     ``spiking=False`` marks a readout whose ``v`` is the output (LI/CubaLI/I in NIR).
     ``reset_interval`` > 0 zeroes u and v every that many steps (Lava ``LIFReset``).
     ``source_type`` records the NIR primitive it came from.
@@ -99,6 +103,7 @@ class Population:
     reset_interval: int = 0
     source_type: str = "LIF"
     learning: LearningSignal | None = None
+    reset: ResetMode = "zero"
 
     @property
     def size(self) -> int:
@@ -108,6 +113,14 @@ class Population:
         if np.shape(self.bias_mant) not in ((), tuple(self.shape)):
             raise NeurocompileError(
                 f"population '{self.name}': bias_mant shape {np.shape(self.bias_mant)} != {self.shape}"
+            )
+        if self.reset not in RESET_MODES:
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'reset': must be one of {', '.join(RESET_MODES)}, got {self.reset!r}"
+            )
+        if self.reset == "subtract" and self.learning is not None:
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'reset': a learning population resets to zero, not by subtraction"
             )
         if number_format == "float":
             check_real(self.name, "du", self.du, 0.0, 1.0)

@@ -29,7 +29,10 @@ integer threshold ``vth = T`` (readouts: ``K_i = T``)::
              the output)
     threshold  vth = T; v > v_th  <=>  v_int > 64 T.  With ``threshold_inclusive`` on a
              population whose v only moves in multiples of 64 (dv = 0, du = 4095, bias a
-             multiple of 64) vth = T - 1 is exact; otherwise vth = T (error 1/(64 T) of v_th).
+             multiple of 64) and resets to zero vth = T - 1 is exact; otherwise vth = T (error
+             1/(64 T) of v_th).
+    reset    the convention's reset for spiking neurons: "subtract" -> Population.reset =
+             "subtract" (v <- v - 64 T, exactly v_threshold), "zero" -> Lava's reset to 0.
 
 ``b`` is the bias the normalizer folded into the population (Affine/Conv biases); ``v_leak``
 also becomes bias. ``bias_int = bias_mant << bias_exp`` with a 13-bit signed mantissa and a
@@ -54,7 +57,7 @@ Lava's Dense drops their lowest bit (3 becomes 2); single-sign dense weights use
 Lava, so conv synapses use ``weight_exp = 0`` and their scale bounds ``T``.
 
 What the hardware cannot represent raises :class:`~neurocompile.errors.HardwareLimitError`
-naming the node and parameter: reset by subtraction, non-zero ``v_reset``, per-neuron time
+naming the node and parameter: non-zero ``v_reset`` (with reset to zero), per-neuron time
 constants, a decay beyond one step, delays beyond 62 steps, a bias beyond 13+3 bits.
 """
 
@@ -470,9 +473,10 @@ def _quantize_population(layer: _Layer, T: int, conv: Convention) -> tuple[Popul
     bias_mant, bias_exp, bias_err = _quantize_bias(bias_f, pop.name)
     vth = T if pop.spiking else VTH_MAX
     notes = list(dyn.notes)
+    reset = _reset_mode(pop, conv)
     if pop.spiking and conv.threshold_inclusive:
         on_grid = dyn.dv == 0 and dyn.du == 4095 and np.all((bias_mant.astype(np.int64) << bias_exp) % 64 == 0)
-        if on_grid and T > 1:
+        if on_grid and T > 1 and reset == "zero":  # a subtractive reset must remove 64*T: vth stays T
             vth = T - 1
             notes.append("inclusive threshold: v moves in steps of 64, so v >= 64*T is v > 64*(T-1)")
         else:
@@ -487,6 +491,7 @@ def _quantize_population(layer: _Layer, T: int, conv: Convention) -> tuple[Popul
         bias_exp=int(bias_exp),
         spiking=pop.spiking,
         source_type=pop.type,
+        reset=reset,
     )
     return population, notes, bias_err
 
@@ -591,16 +596,10 @@ def _decay_error(d: int, alpha: float) -> float:
 
 
 def _lava_threshold(pop: NormalizedPopulation, conv: Convention) -> np.ndarray:
-    """Per-neuron threshold of a spiking population, after checking Lava LIF can reset it."""
+    """Per-neuron threshold of a spiking population, after checking Lava LIF can reset it
+    (to zero; reset by subtraction ignores ``v_reset``)."""
     model = PRIMITIVES[pop.type].neuron
-    if model.reset is not None and conv.reset == "subtract":
-        raise HardwareLimitError(
-            "reset by subtraction is not representable on Lava LIF (it resets v to 0); "
-            "use a convention with reset='zero'",
-            pop.name,
-            "reset",
-        )
-    if model.reset is not None and np.any(pop.params[model.reset] != 0):
+    if model.reset is not None and conv.reset != "subtract" and np.any(pop.params[model.reset] != 0):
         raise HardwareLimitError(
             "Lava LIF resets v to 0; a non-zero v_reset is not representable", pop.name, model.reset
         )
@@ -608,6 +607,12 @@ def _lava_threshold(pop: NormalizedPopulation, conv: Convention) -> np.ndarray:
     if np.any(v_th <= 0):
         raise HardwareLimitError("threshold must be positive", pop.name, model.threshold)
     return v_th
+
+
+def _reset_mode(pop: NormalizedPopulation, conv: Convention) -> str:
+    """``Population.reset`` of ``pop``: the convention's reset for a spiking neuron that resets."""
+    has_reset = pop.spiking and PRIMITIVES[pop.type].neuron.reset is not None
+    return "subtract" if has_reset and conv.reset == "subtract" else "zero"
 
 
 def float_program(normalized: NormalizedGraph) -> FixedPointProgram:
@@ -662,6 +667,7 @@ def _float_population(pop: NormalizedPopulation, dyn: _Dynamics, conv: Conventio
         bias_mant=dyn.bias_v.reshape(pop.shape),
         spiking=pop.spiking,
         source_type=pop.type,
+        reset=_reset_mode(pop, conv),
     )
 
 

@@ -2,8 +2,8 @@
 
 ``random_programs()`` covers every feature a program can hold: dense, sparse and conv synapses
 (groups, stride, padding, dilation), per-synapse delays, recurrent synapses (self and backward),
-several synapses into one population, two input ports, LIF and LIFReset populations,
-non-spiking readouts, and extreme integers (du/dv 0 and 4095, vth 0 and 2**17-1, bias and
+several synapses into one population, two input ports, LIF and LIFReset populations, reset to
+zero and by subtraction, non-spiking readouts, and extreme integers (du/dv 0 and 4095, vth 0 and 2**17-1, bias and
 weight limits, weight_exp -8..7, odd mixed-sign weights that Lava truncates). Sizes stay tiny so
 that one Lava run takes well under a second.
 
@@ -66,6 +66,7 @@ def _population(draw, name, shape, allow_nonspiking):
         bias_exp=draw(st.one_of(st.just(0), st.integers(0, 7))),
         spiking=not (allow_nonspiking and draw(st.integers(0, 4)) == 0),
         reset_interval=draw(st.sampled_from([0, 0, 0, 1, 2, 5])),
+        reset=draw(st.sampled_from(["zero", "zero", "subtract"])),
     )
 
 

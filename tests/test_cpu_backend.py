@@ -233,7 +233,8 @@ def reference_run(program: FixedPointProgram, inputs: dict) -> dict:
             if fxp.reset_due(t, p.reset_interval):
                 u, v = 0 * u, 0 * v
             bias = np.broadcast_to(fxp.effective_bias(np.asarray(p.bias_mant), p.bias_exp), p.shape).reshape(-1)
-            s, u, v = fxp.lif_fixed_step(pending[p.name].pop(t, 0), u, v, p.du, p.dv, p.vth, bias, spiking=p.spiking)
+            a_in = pending[p.name].pop(t, 0)
+            s, u, v = fxp.lif_fixed_step(a_in, u, v, p.du, p.dv, p.vth, bias, spiking=p.spiking, reset=p.reset)
             state[p.name] = [u, v]
             now[p.name] = s.astype(np.int64)
             for k, val in (("spikes", s), ("u", u), ("v", v)):

@@ -155,10 +155,9 @@ def test_inclusive_threshold_on_integer_grid_is_exact():
 # --- hardware limits -----------------------------------------------------------------------
 
 
-def test_reset_by_subtraction_names_node_and_parameter():
-    with pytest.raises(HardwareLimitError, match="node 'n', parameter 'reset'") as info:
-        compile_graph(single(lif(1), [[1.0]]), Convention(reset="subtract"))
-    assert (info.value.node, info.value.parameter) == ("n", "reset")
+def test_reset_by_subtraction_compiles_to_a_subtracting_population():
+    program, _ = compile_graph(single(lif(1, v_reset=np.array([0.2])), [[1.0]]), Convention(reset="subtract"))
+    assert program.population("n").reset == "subtract"  # v_reset plays no part in a subtractive reset
 
 
 def test_nonzero_v_reset_is_rejected():
@@ -331,13 +330,12 @@ def test_cli_compile_writes_program_and_json_report(tmp_path, nir_paper_dir, cap
 def test_cli_compile_hardware_error_is_one_line_exit_2(tmp_path, nir_paper_dir, capsys):
     from neurocompile.cli import main
 
+    nir.write(tmp_path / "g.nir", single(lif(1, v_reset=np.array([0.2])), [[1.0]]))  # Lava resets to 0
     with pytest.raises(SystemExit) as info:
-        main(
-            ["compile", str(nir_paper_dir / "cnn_sinabs.nir"), "-o", str(tmp_path / "c.ncp"), "--convention", "sinabs"]
-        )
+        main(["compile", str(tmp_path / "g.nir"), "-o", str(tmp_path / "c.ncp")])
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "parameter 'reset'" in err
+    assert err.count("\n") == 0 and "parameter 'v_reset'" in err
 
 
 def test_cli_compile_with_calibration_file(tmp_path, nir_paper_dir, capsys):

@@ -6,7 +6,8 @@
  * a_in[b, t', j] is the raw input read at step t = t' + shift (shift 1: the sum of spikes sent at
  * t - 1), scaled by weight_exp (<< or arithmetic >>) and wrapped to int32 as on Lava's channels.
  * fu, fv: decay multipliers (fixedpoint.decay_multiplier); vth: fixedpoint.effective_vth;
- * bias: fixedpoint.effective_bias; reset_interval as in fixedpoint.reset_due. */
+ * bias: fixedpoint.effective_bias; reset_interval as in fixedpoint.reset_due; subtract: 1 for
+ * Population.reset == "subtract" (a spiking v becomes v - vth, not 0; it stays in [0, 2**23 - 1)). */
 #include <stdint.h>
 #include <string.h>
 
@@ -19,14 +20,35 @@ static inline int32_t decay32(int32_t x, uint32_t f) {
     return (int32_t)(fl + (uint32_t)((x < 0) & ((lf & 4095u) != 0)));
 }
 
+/* One step of n neurons (u, v updated in place; spikes to so). Inlined twice, with sub a constant
+ * (0: v <- 0 after a spike, 1: v <- v - th), so each copy has the loop of a single reset mode. */
+static inline __attribute__((always_inline)) void neuron_step(
+    int64_t n, int32_t *restrict ub, int32_t *restrict vb, const uint32_t *restrict a64,
+    const int32_t *restrict bias, uint32_t su, uint32_t sv, int32_t th, int32_t sp, float *restrict so,
+    const int sub) {
+    const int32_t M = 1 << 23, L = (1 << 23) - 1;
+    for (int64_t j = 0; j < n; j++) {
+        int32_t up = (int32_t)((uint32_t)decay32(ub[j], su) + a64[j]);
+        up = up > M ? up - 2 * M : up;
+        up = up <= -M ? (int32_t)((uint32_t)up + (uint32_t)(2 * M)) : up;
+        int32_t vp = (int32_t)((uint32_t)decay32(vb[j], sv) + (uint32_t)up + (uint32_t)bias[j]);
+        vp = vp > L ? L : vp;
+        vp = vp < -L ? -L : vp;
+        int32_t s = (vp > th) & sp;
+        ub[j] = up; vb[j] = s ? (sub ? vp - th : 0) : vp;
+        so[j] = (float)s;
+    }
+}
+
 #define LIF_RUN(NAME, A_T)                                                                         \
 void NAME(int64_t T, int64_t n, const A_T *restrict a_in, int64_t shift, int64_t wexp,             \
           int64_t fu, int64_t fv, int64_t vth, const int32_t *restrict bias, int64_t spiking,      \
-          int64_t reset_interval, float *restrict s_out, int32_t *restrict u_out,                  \
+          int64_t reset_interval, int64_t subtract, float *restrict s_out,                         \
+          int32_t *restrict u_out,                                                                 \
           int32_t *restrict v_out, int32_t *restrict u, int32_t *restrict v,                       \
           uint32_t *restrict scratch, int64_t b0, int64_t b1) {                                    \
-    const int32_t M = 1 << 23, L = (1 << 23) - 1, th = (int32_t)(vth > L ? L : vth);               \
-    const int32_t sp = spiking != 0;                                                               \
+    const int32_t L = (1 << 23) - 1, th = (int32_t)(vth > L ? L : vth);                            \
+    const int32_t sp = spiking != 0, sub = subtract != 0;                                          \
     const uint32_t su = (uint32_t)fu, sv = (uint32_t)fv;                                           \
     for (int64_t b = b0; b < b1; b++) {                                                            \
         int32_t *restrict ub = u + b * n, *restrict vb = v + b * n;                                \
@@ -49,18 +71,8 @@ void NAME(int64_t T, int64_t n, const A_T *restrict a_in, int64_t shift, int64_t
                         a64[j] = (uint32_t)((int64_t)a[j] >> (-wexp)) << 6;                        \
             }                                                                                      \
             float *restrict so = s_out + off;                                                      \
-            for (int64_t j = 0; j < n; j++) {                                                      \
-                int32_t up = (int32_t)((uint32_t)decay32(ub[j], su) + a64[j]);                     \
-                up = up > M ? up - 2 * M : up;                                                     \
-                up = up <= -M ? (int32_t)((uint32_t)up + (uint32_t)(2 * M)) : up;                  \
-                int32_t vp = (int32_t)((uint32_t)decay32(vb[j], sv) + (uint32_t)up                 \
-                                       + (uint32_t)bias[j]);                                       \
-                vp = vp > L ? L : vp;                                                              \
-                vp = vp < -L ? -L : vp;                                                            \
-                int32_t s = (vp > th) & sp;                                                        \
-                ub[j] = up; vb[j] = s ? 0 : vp;                                                    \
-                so[j] = (float)s;                                                                  \
-            }                                                                                      \
+            if (sub) neuron_step(n, ub, vb, a64, bias, su, sv, th, sp, so, 1);                     \
+            else neuron_step(n, ub, vb, a64, bias, su, sv, th, sp, so, 0);                         \
             if (u_out) memcpy(u_out + off, ub, n * sizeof(int32_t));                               \
             if (v_out) memcpy(v_out + off, vb, n * sizeof(int32_t));                               \
         }                                                                                          \
