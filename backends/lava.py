@@ -44,7 +44,8 @@ Subtractive reset. Lava's LIF resets ``v`` to 0. A population with ``reset="subt
 models subclass Lava's ``AbstractPyLifModelFixed``/``AbstractPyLifModelFloat``: the integer update
 is Lava's, except that a spiking neuron's ``v`` loses ``vth << 6`` (``fixedpoint.lif_fixed_step``).
 On hardware this needs a Loihi 2 custom neuron model (microcode) with that reset, not the stock
-LIF; ``hardware=True`` has no such model here. Learning populations reset to zero.
+LIF; ``hardware=True`` has no such model here and refuses these populations. Learning populations
+reset to zero.
 
 Samples. One process graph runs a whole block of samples (all of a batch up to
 ``MAX_BLOCK_VALUES`` input values): the samples lie back to back in the source RingBuffers,
@@ -282,6 +283,11 @@ class LavaBackend:
     def _lower_population(self, pop: Population, run_steps: int):
         """Population -> ``LIFReset`` (``_lava_procs.LIFSubtractReset`` for ``reset="subtract"``)."""
         if pop.reset == "subtract":
+            if self.hardware:
+                raise NeurocompileError(
+                    f"lava backend: population '{pop.name}' resets by subtraction, which needs a Loihi 2 custom "
+                    "neuron model (not provided); run it in simulation"
+                )
             from ._lava_procs import LIFSubtractReset as process
         else:
             from lava.proc.lif.process import LIFReset as process

@@ -169,6 +169,16 @@ def test_lava_hand_computed_one_neuron_fixed_and_floating_pt():
             assert np.asarray(rec["p.u"][b, :, 0]).tolist() == U, tag
 
 
+@pytest.mark.lava
+def test_lava_hardware_refuses_subtraction_in_one_line():
+    from neurocompile.backends.lava import LavaBackend
+
+    program = one_neuron("subtract")
+    with pytest.raises(NeurocompileError, match="needs a Loihi 2 custom neuron model") as info:
+        LavaBackend(program, hardware=True)._lower_population(program.population("p"), 9)
+    assert "\n" not in str(info.value)
+
+
 def _has_subtract(case) -> bool:
     return any(p.reset == "subtract" and p.spiking for p in case[0].populations)
 
@@ -255,3 +265,59 @@ def test_snntorch_braille_graph_compiles_and_agrees(nir_paper_dir, tmp_path):
     for layer, stats in agreement.items():
         assert 0.8 < stats["count_ratio"] < 1.25, (layer, stats)
         assert stats["step_agreement"] > 0.93 and stats["rate_correlation"] > 0.97, (layer, stats)
+
+
+def test_snntorch_leaky_network_runs_in_fixed_point_and_follows_snntorch():
+    """A snnTorch ``Leaky`` network (default ``reset_mechanism="subtract"``) exported to NIR compiles
+    with the ``snntorch`` preset; spike agreement with snnTorch itself is reported. snnTorch subtracts
+    the threshold after the decay (``v <- beta v + x - th s[t-1]``), the convention before it
+    (``v <- beta (v - th s) + x``), so the float reference is close to snnTorch, not equal; the
+    fixed-point run follows the float reference more closely than either follows snnTorch."""
+    import snntorch as snn
+    from snntorch import utils
+    from snntorch.export_nir import export_to_nir
+
+    from neurocompile.backends.float_ref import FloatReference
+    from neurocompile.discretization import get_convention
+    from neurocompile.metrics import layer_agreement
+    from neurocompile.quantize import compile_graph
+    from neurocompile.recording import Recording
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(  # per-neuron beta and threshold: snnTorch 1.0 exports scalars without a shape
+        torch.nn.Linear(20, 32),
+        snn.Leaky(beta=torch.full((32,), 0.9), threshold=torch.ones(32), init_hidden=True),
+        torch.nn.Linear(32, 8),
+        snn.Leaky(beta=torch.full((8,), 0.8), threshold=torch.ones(8), init_hidden=True, output=True),
+    )
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(3)  # the default initialization barely spikes
+    assert net[1].reset_mechanism == "subtract"
+    graph = export_to_nir(net, torch.zeros(20))
+    x = (np.random.default_rng(0).random((64, 50, 20)) < 0.3).astype(np.float32)
+    hidden = []
+    hook = net[1].register_forward_hook(lambda module, args, out: hidden.append(out.detach().clone()))
+    utils.reset(net)
+    outputs = []
+    with torch.no_grad():
+        for t in range(x.shape[1]):
+            outputs.append(net(torch.from_numpy(x[:, t]))[0].clone())
+    hook.remove()
+    spikes = {"1.spikes": torch.stack(hidden, 1).numpy(), "3.spikes": torch.stack(outputs, 1).numpy()}
+    snntorch_rec = Recording(spikes, ["3"], "snntorch", {})
+
+    convention = get_convention("snntorch")
+    calibration = (np.random.default_rng(1).random((16, 50, 20)) < 0.3).astype(np.float32)
+    program, _ = compile_graph(graph, convention, calibration=calibration)
+    assert [p.reset for p in program.populations] == ["subtract", "subtract"]
+    reference = FloatReference(graph, convention).run(x, record="all")
+    fixed = CpuBackend(program).run(x, record="all")
+    vs_snntorch = layer_agreement(snntorch_rec, fixed, program.latency())
+    float_vs_snntorch = layer_agreement(snntorch_rec, reference, {"1": 0, "3": 0})
+    vs_float = layer_agreement(reference, fixed, program.latency())
+    print("fixed vs snnTorch:", vs_snntorch, "\nfloat vs snnTorch:", float_vs_snntorch, "\nfixed vs float:", vs_float)
+    for layer in ("1", "3"):
+        assert vs_snntorch[layer]["rate_correlation"] > 0.99, (layer, vs_snntorch[layer])
+        assert 0.8 < vs_snntorch[layer]["count_ratio"] < 1.3, (layer, vs_snntorch[layer])
+        assert vs_float[layer]["rate_correlation"] > 0.995 and 0.95 < vs_float[layer]["count_ratio"] < 1.05
