@@ -59,12 +59,12 @@ with ``Var.set``. Recorded values stream out after every step (``_lava_procs.Spi
 ``StateTap`` for ``u``/``v``, both built like Lava's ``Extractor``): Lava's ``Var.get``/``Var.set`` move one element per
 message (~20 us each), so the backend avoids them for anything of size ``T``.
 
-floating_pt. ``tag="floating_pt"`` runs the same graph with Lava's float process models. An
-integer program is converted to the float values its integers stand for (decays
-``(du + 1)/4096`` and ``dv/4096``, weights ``m * 2**weight_exp * 64``, threshold ``vth * 64``, bias
-``bias_mant * 2**bias_exp``). A *float program* (``number_format="float"``: du/dv are decay
-fractions, weights, vth and bias_mant are used as they are, exponents are 0) is lowered
-unchanged; this is the entry point for a float normalized graph.
+floating_pt. ``tag="floating_pt"`` runs a *float program* (``number_format="float"``: du/dv are
+decay fractions, weights, vth and bias_mant are used as they are, exponents are 0) with Lava's
+float process models. An integer program first becomes the float program its integers stand for
+(``fixedpoint.float_program_of``: decays ``(du + 1)/4096`` and ``dv/4096``, weights
+``m * 2**weight_exp * 64``, threshold ``vth * 64``, bias ``bias_mant * 2**bias_exp``, learning rules
+``fixedpoint.float_rule``), which the CPU backend can run too. A float normalized graph enters here.
 
 ``hardware=True`` selects ``Loihi2HwCfg`` (needs Intel's lava-loihi extension and a Loihi 2
 system; not testable here). The recorders (``_lava_procs``) are CPU processes; on a chip, reading
@@ -209,12 +209,12 @@ class LavaBackend:
             raise NeurocompileError(f"lava backend: tag must be one of {TAGS}, got '{tag}'")
         if conv not in ("conv", "sparse"):
             raise NeurocompileError(f"lava backend: conv must be 'conv' or 'sparse', got '{conv}'")
-        self.float_program = program.number_format == "float"
-        if self.float_program and tag == "fixed_pt":
+        if program.number_format == "float" and tag == "fixed_pt":
             raise NeurocompileError("lava backend: a float program runs only with tag='floating_pt'")
-        self.program = program.validate()
         self.tag = tag
         self.fixed = tag == "fixed_pt"
+        # floating_pt runs the float program an integer program stands for
+        self.program = program.validate() if self.fixed else fxp.float_program_of(program.validate())
         self.hardware = hardware
         self.conv_mode = conv
         self.stall_timeout_s = float(stall_timeout_s)
@@ -235,14 +235,8 @@ class LavaBackend:
             return params | dict(
                 du=int(pop.du), dv=int(pop.dv), vth=vth, bias_mant=bias.astype(np.int32), bias_exp=int(pop.bias_exp)
             )
-        if self.float_program:
-            du, dv, vth, bias = float(pop.du), float(pop.dv), float(pop.vth), bias.astype(float)
-        else:  # the float values an integer program's numbers stand for
-            du = (int(pop.du) + fxp.U_DECAY_OFFSET) / fxp.DECAY_UNITY
-            dv = (int(pop.dv) + fxp.V_DECAY_OFFSET) / fxp.DECAY_UNITY
-            vth = float(fxp.effective_vth(pop.vth))
-            bias = bias.astype(float) * 2.0 ** int(pop.bias_exp)
-        return params | dict(du=du, dv=dv, vth=vth if pop.spiking else np.inf, bias_mant=bias)
+        vth = float(pop.vth) if pop.spiking else np.inf
+        return params | dict(du=float(pop.du), dv=float(pop.dv), vth=vth, bias_mant=bias.astype(float))
 
     def _weights_in_lava_order(self, syn: Synapse, matrix):
         """Permute a [n_target, n_source] matrix (dense array or CSR) to Lava flattening."""
@@ -250,16 +244,10 @@ class LavaBackend:
         cols = lava_order(self.program.source_shape(syn.source))
         return matrix[rows][:, cols]
 
-    def _float_scale(self, syn: Synapse) -> float:
-        """Float value of one unit of an integer program's weight (``2**weight_exp`` and the ``<< 6``)."""
-        if self.float_program:
-            return 1.0
-        return float(2.0 ** int(syn.weight_exp)) * 2**fxp.ACT_SHIFT
-
     def _matrix_weights(self, syn: Synapse, matrix) -> tuple[object, dict]:
         """Weights (in Lava order) and keyword arguments of a Dense/Sparse process for ``syn``."""
         from lava.utils.weightutils import SignMode
-        from scipy.sparse import csr_matrix, issparse
+        from scipy.sparse import csr_matrix
 
         if self.fixed and syn.kind == "conv":
             # Conv semantics (no weight truncation) on Sparse: pass m << t with weight_exp - t,
@@ -271,12 +259,7 @@ class LavaBackend:
             sign = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY, "inhibitory": SignMode.INHIBITORY}
             kw = dict(weight_exp=int(syn.weight_exp), num_weight_bits=int(syn.num_weight_bits))
             return matrix.astype(np.int32), kw | dict(sign_mode=sign[syn.sign_mode])
-        if self.float_program or syn.kind == "conv":
-            return matrix.astype(float) * self._float_scale(syn), {}
-        dense = matrix.toarray() if issparse(matrix) else np.asarray(matrix)
-        eff = fxp.effective_weights(dense, 0, int(syn.num_weight_bits), syn.sign_mode).astype(float)
-        eff = eff * self._float_scale(syn)
-        return (csr_matrix(eff) if issparse(matrix) else eff), {}
+        return matrix.astype(float), {}  # a float program (fixedpoint.float_program_of)
 
     # --- lowering: one function per program element ------------------------------------
 
@@ -339,7 +322,7 @@ class LavaBackend:
             kernel = fxp.lava_conv_weights(fxp.effective_weights(syn.weights, syn.weight_exp, kind="conv"))
             kernel = kernel.astype(np.int32)
         else:
-            kernel = fxp.lava_conv_weights(np.asarray(syn.weights, dtype=float)) * self._float_scale(syn)
+            kernel = fxp.lava_conv_weights(np.asarray(syn.weights, dtype=float))
         return Conv(
             weight=kernel,
             input_shape=lava_shape(g.input_shape),
@@ -624,8 +607,6 @@ class _LearningGraph:
         from neurocompile.plasticity import lava_rule_string
 
         rule = syn.learning
-        if not self.backend.fixed and not self.backend.float_program:  # the floats the integers stand for
-            rule = fxp.float_rule(rule, int(syn.weight_exp) + fxp.ACT_SHIFT)
         lava_rule = Loihi3FLearningRule(
             dw=lava_rule_string(rule),
             x1_impulse=float(rule.x1_impulse),
@@ -662,8 +643,6 @@ class _LearningGraph:
         from lava.proc.dense.process import Dense
 
         weights, kw = self.backend._matrix_weights(syn, np.asarray(syn.weights))
-        if not self.backend.fixed and not self.backend.float_program:  # errors, not v increments: no << 6
-            weights = weights / self.backend._float_scale(syn)
         conn = Dense(weights=weights, num_message_bits=24, name=syn.name, **kw)
         src.error_out.connect(conn.s_in)
         conn.a_out.connect(dst.a_third_factor_in)

@@ -162,7 +162,7 @@ def _one_layer_program(seed: int = 0):
 
 @pytest.mark.parametrize("rule", ["ottt", "stllr"])
 def test_floating_pt_weight_changes_equal_the_offline_rule(rule):
-    """Lava floating_pt runs the compiled layer; the offline rule (``training.ottt.OTTT`` /
+    """Lava floating_pt (and the CPU backend's float path) runs the compiled layer; the offline rule (``training.ottt.OTTT`` /
     ``training.stllr.STLLR`` methods) with the chip's lambda, surrogate table and learning rate as
     represented, fed the same input one step later (the synapse's delay), gives the same per-step
     weight change within 1e-6 relative over 50 steps."""
@@ -182,6 +182,12 @@ def test_floating_pt_weight_changes_equal_the_offline_rule(rule):
         {"x": x, "target": target}, record=["w"], checkpoint_every=1
     )
     chip = np.concatenate([fxp.effective_weights(program.synapse("w").weights)[None] * 2.0**7, rec["w.weights"][0]])
+    # the CPU backend's float path runs the same float program (fixedpoint.float_program_of)
+    cpu = create_backend("cpu", fxp.float_program_of(learn)).run(
+        {"x": x, "target": target}, record=["w"], checkpoint_every=1
+    )
+    assert cpu.metadata["learning_kernel"] == "reference"
+    np.testing.assert_allclose(cpu["w.weights"], rec["w.weights"], rtol=1e-12, atol=1e-9)
 
     signal, k = learn.population("out").learning, 40.0
     table, bin_width = np.asarray(signal.surrogate.table, float), 2.0**signal.surrogate.shift
