@@ -101,7 +101,7 @@ def build_library(source_path: Path, extra_flags: tuple[str, ...] = (), libs: tu
     if os.environ.get("NEUROCOMPILE_NO_KERNEL") or cc is None:
         return None
     try:
-        source = source_path.read_text()
+        source = _with_headers(source_path)
     except OSError:
         return None
     try:  # the flags -march=native compiles for are part of the cache key
@@ -120,6 +120,17 @@ def build_library(source_path: Path, extra_flags: tuple[str, ...] = (), libs: tu
         return ctypes.CDLL(str(lib))
     except OSError:
         return None
+
+
+def _with_headers(source_path: Path) -> str:
+    """The C source with each ``#include "name.h"`` replaced by that header from the same folder
+    (the build compiles a copy elsewhere, and the cache key must cover the headers)."""
+    import re
+
+    def header(match: re.Match) -> str:
+        return (source_path.parent / match.group(1)).read_text()
+
+    return re.sub(r'^#include "([A-Za-z0-9_]+\.h)"$', header, source_path.read_text(), flags=re.M)
 
 
 def _compile(cc: str, attempts: list[list[str]], libs: list[str], source: str, cache: Path, lib: Path) -> bool:

@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from neurocompile import fixedpoint as fxp
-from neurocompile.backends import cpu as cpu_mod
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.errors import NeurocompileError
 from neurocompile.metrics import program_synops
@@ -38,16 +37,6 @@ def spikes_at(steps, times, n=1):
     for t in times:
         x[0, t] = 1
     return x
-
-
-@pytest.fixture(params=["kernel", "torch"])
-def neuron_path(request, monkeypatch):
-    """Run every hand case with the C neuron kernel and with the pure-torch path."""
-    if request.param == "torch":
-        monkeypatch.setattr(cpu_mod, "_load_kernel", lambda: None)
-    elif cpu_mod._load_kernel() is None:
-        pytest.fail("C neuron kernel could not be built (gcc/cc missing?)")
-    return request.param
 
 
 # --- hand-computed ----------------------------------------------------------------------

@@ -11,14 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
-/* trunc(x * f / 4096) for int32 x, 0 <= f <= 4096, in int32 lanes: x = h * 4096 + l with
- * 0 <= l < 4096 gives floor = h * f + (l * f >> 12) (mod 2**32 arithmetic: the result fits in
- * int32), then +1 for negative x with a nonzero remainder (round toward zero). */
-static inline int32_t decay32(int32_t x, uint32_t f) {
-    uint32_t h = (uint32_t)(x >> 12), l = (uint32_t)x & 4095u, lf = l * f;
-    uint32_t fl = h * f + (lf >> 12);
-    return (int32_t)(fl + (uint32_t)((x < 0) & ((lf & 4095u) != 0)));
-}
+#include "lif_step.h"
 
 /* One step of n neurons (u, v updated in place; spikes to so). Inlined twice, with sub a constant
  * (0: v <- 0 after a spike, 1: v <- v - th), so each copy has the loop of a single reset mode. */
@@ -26,16 +19,10 @@ static inline __attribute__((always_inline)) void neuron_step(
     int64_t n, int32_t *restrict ub, int32_t *restrict vb, const uint32_t *restrict a64,
     const int32_t *restrict bias, uint32_t su, uint32_t sv, int32_t th, int32_t sp, float *restrict so,
     const int sub) {
-    const int32_t M = 1 << 23, L = (1 << 23) - 1;
     for (int64_t j = 0; j < n; j++) {
-        int32_t up = (int32_t)((uint32_t)decay32(ub[j], su) + a64[j]);
-        up = up > M ? up - 2 * M : up;
-        up = up <= -M ? (int32_t)((uint32_t)up + (uint32_t)(2 * M)) : up;
-        int32_t vp = (int32_t)((uint32_t)decay32(vb[j], sv) + (uint32_t)up + (uint32_t)bias[j]);
-        vp = vp > L ? L : vp;
-        vp = vp < -L ? -L : vp;
-        int32_t s = (vp > th) & sp;
-        ub[j] = up; vb[j] = s ? (sub ? vp - th : 0) : vp;
+        const int32_t vp = lif_subthreshold(&ub[j], vb[j], a64[j], bias[j], su, sv);
+        const int32_t s = (vp > th) & sp;
+        vb[j] = s ? (sub ? vp - th : 0) : vp;
         so[j] = (float)s;
     }
 }

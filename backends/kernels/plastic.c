@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lif_step.h"
+
 typedef struct {
     int64_t n;
     int64_t fu, fv, vth, spiking, reset_interval; /* decay multipliers; vth: (vth << 6) clipped to 2**23 - 1 */
@@ -119,12 +121,6 @@ static void *take(Arena *A, size_t bytes) {
     return A->base ? A->base + off : NULL;
 }
 
-/* trunc(x * f / 4096) for int32 x, 0 <= f <= 4096 (as kernels/lif.c) */
-static inline int32_t decay32(int32_t x, uint32_t f) {
-    uint32_t h = (uint32_t)(x >> 12), l = (uint32_t)x & 4095u, lf = l * f;
-    uint32_t fl = h * f + (lf >> 12);
-    return (int32_t)(fl + (uint32_t)((x < 0) & ((lf & 4095u) != 0)));
-}
 
 static inline int64_t clip64(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : x > hi ? hi : x; }
 static inline int32_t clip32(int32_t x, int32_t lo, int32_t hi) { return x < lo ? lo : x > hi ? hi : x; }
@@ -176,16 +172,9 @@ static void layout(const Net *net, Arena *A, PopState *ps, SynState *ss, int32_t
 static void lif(int64_t n, int32_t *restrict u, int32_t *restrict v, int32_t *restrict vpre, int32_t *restrict s,
                 const uint32_t *restrict a, const int32_t *restrict bias, uint32_t fu, uint32_t fv, int32_t th,
                 int32_t sp) {
-    const int32_t M = 1 << 23, L = (1 << 23) - 1;
     for (int64_t j = 0; j < n; j++) {
-        int32_t up = (int32_t)((uint32_t)decay32(u[j], fu) + (a[j] << 6));
-        up = up > M ? up - 2 * M : up;
-        up = up <= -M ? (int32_t)((uint32_t)up + (uint32_t)(2 * M)) : up;
-        int32_t vp = (int32_t)((uint32_t)decay32(v[j], fv) + (uint32_t)up + (uint32_t)bias[j]);
-        vp = vp > L ? L : vp;
-        vp = vp < -L ? -L : vp;
-        int32_t sj = (vp > th) & sp;
-        u[j] = up;
+        const int32_t vp = lif_subthreshold(&u[j], v[j], a[j] << 6, bias[j], fu, fv);
+        const int32_t sj = (vp > th) & sp;
         vpre[j] = vp;
         v[j] = sj ? 0 : vp;
         s[j] = sj;
