@@ -293,12 +293,9 @@ def export_checkpoint(path, allow_unsafe: bool = False) -> nir.NIRGraph:
 
 def write_nir(graph: nir.NIRGraph, path) -> Path:
     """Write ``graph`` to an HDF5 NIR file; returns the path."""
-    path = Path(path)
-    try:
-        nir.write(str(path), graph)
-    except OSError as exc:
-        raise NeurocompileError(f"cannot write {path}: {exc}".splitlines()[0]) from None
-    return path
+    from .outputs import write_atomically
+
+    return write_atomically(path, lambda tmp: nir.write(str(tmp), graph), "NIR graph")
 
 
 __all__ = ["export", "export_checkpoint", "write_nir", "convention_from_metadata"]

@@ -210,12 +210,10 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
 
 
 def save_program(program, path) -> Path:
-    """Write ``program`` to ``path`` (``.ncp``); a one-line error if it cannot."""
-    try:
-        program.save(path)
-    except OSError as exc:
-        raise NeurocompileError(f"{path}: cannot write program ({exc.strerror or type(exc).__name__})") from None
-    return Path(path)
+    """Write ``program`` to ``path`` (``.ncp``, atomically); a one-line error if it cannot."""
+    from .outputs import write_atomically
+
+    return write_atomically(path, program.save, "program")
 
 
 # --- simulate --------------------------------------------------------------------------------
@@ -609,16 +607,11 @@ def plot_learning(result: dict, path) -> None:
         plt.close(fig)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _write_learned(program, result: dict, output, plot, graph=None, nir_output=None) -> None:
     """Write the program, the plot and the NIR graph to temporary files next to them, then move them
     into place: either all appear or none does."""
     from .nir_export import write_nir
+    from .outputs import usual_mode
 
     pending = []
     writers = (
@@ -632,7 +625,7 @@ def _write_learned(program, result: dict, output, plot, graph=None, nir_output=N
                 continue
             fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".tmp")
             os.close(fd)
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; the output gets the usual mode
+            os.chmod(tmp, usual_mode())  # mkstemp makes it private; the output gets the usual mode
             pending.append((tmp, path))
             write(tmp)
         for tmp, path in pending:

@@ -36,4 +36,6 @@ class Recording:
         return {key[: -len(".spikes")]: int(arr.sum()) for key, arr in self.arrays.items() if key.endswith(".spikes")}
 
     def save(self, path: str | Path) -> None:
-        np.savez_compressed(path, **self.arrays)
+        """Write every array to ``path`` as an ``.npz`` archive (the name is used as it is)."""
+        with open(path, "wb") as fh:
+            np.savez_compressed(fh, **self.arrays)

@@ -7,6 +7,8 @@ print(neurocompile.format_summary(summary))              # the table `neurocompi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from .errors import NeurocompileError
@@ -77,12 +79,12 @@ def format_summary(report: dict) -> str:
     return "\n".join(lines)
 
 
-def save_recording(recording, path) -> None:
-    """Write every recorded array to ``path`` (``.npz``); a one-line error if it cannot."""
-    try:
-        recording.save(path)
-    except OSError as exc:
-        raise NeurocompileError(f"{path}: cannot write recording ({exc.strerror or type(exc).__name__})") from None
+def save_recording(recording, path) -> Path:
+    """Write every recorded array to ``path`` (``.npz`` added when the name has no suffix),
+    atomically; a one-line error if it cannot. Returns the path written."""
+    from .outputs import npz_name, write_atomically
+
+    return write_atomically(npz_name(path), recording.save, "recording")
 
 
 def _raster_keys(recording) -> list[str]:

@@ -16,6 +16,7 @@ import click
 import numpy as np
 
 from ..errors import NeurocompileError
+from ..outputs import check_outputs
 from . import cli
 
 
@@ -70,6 +71,7 @@ def compile_command(
     if not (np.isfinite(conv.dt) and conv.dt > 0):
         raise NeurocompileError(f"--dt must be a positive number, got {conv.dt}")
     output = output or model.with_suffix(".ncp")
+    check_outputs([output], [model, calibrate])
     program, report = pipeline.compile(
         model,
         calibrate or None,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..outputs import check_outputs
 from . import cli
 
 
@@ -23,5 +24,6 @@ def export_command(model, output, allow_pickle):
     from ..pipeline import export
 
     output = output or model.with_suffix(".nir")
+    check_outputs([output], [model])
     graph = export(model, allow_pickle=allow_pickle, output=output)
     click.echo(f"wrote {output} ({len(graph.nodes)} nodes, {len(graph.edges)} edges, dt={graph.metadata['dt']:g})")

@@ -16,6 +16,7 @@ import math
 import click
 
 from ..errors import NeurocompileError
+from ..outputs import check_outputs
 from . import cli
 
 
@@ -126,6 +127,7 @@ def learn(
 
     if not (math.isfinite(lr) and lr > 0):
         raise NeurocompileError(f"--lr must be a positive number, got {lr}")
+    check_outputs([output, plot_path, nir_path], [model, data])
     _learned, result = pipeline.learn(
         model,
         rule,

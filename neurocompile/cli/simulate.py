@@ -96,9 +96,11 @@ def simulate(
 ):
     """Run MODEL (.nir, .ncp or .pt) on a backend and report accuracy, spikes, synops and sparsity."""
     from .. import pipeline
+    from ..outputs import check_outputs, npz_name
     from ..summary import format_summary, plot_raster, save_recording, summarize
 
     _check_options(input_path, data, steps, limit, dt)
+    check_outputs([record_path and npz_name(record_path), plot_path], [model, input_path])
     if backend != "lava":
         try:
             pipeline.check_device(device)
@@ -116,8 +118,7 @@ def simulate(
     report = summarize(recording, inputs, labels)
     report.update(model=str(Path(model)), convention=conv.name, dt=conv.dt)
     if record_path:
-        save_recording(recording, record_path)
-        report["record"] = str(record_path)
+        report["record"] = str(save_recording(recording, record_path))
     if plot_path:
         plot_raster(recording, plot_path)
         report["plot"] = str(plot_path)
