@@ -709,6 +709,7 @@ class _Session:
         import signal
         import threading
 
+        _children_die_with_parent()
         with warnings.catch_warnings():
             # Lava's model search executes every module beside _lava_procs.py as a top-level
             # script and warns about those that cannot run that way (they hold no models).
@@ -811,6 +812,34 @@ class _Session:
             graceful = not stopper.is_alive()
         if not graceful:
             _force_stop(runtime, actors)
+
+
+_AT_FORK = []
+
+
+def _children_die_with_parent() -> None:
+    """From now on, every process forked here (Lava's workers) gets SIGKILL when this process dies,
+    however it dies (``prctl(PR_SET_PDEATHSIG)``, Linux), and SIGTERM's default action: no worker
+    outlives the main process, even one killed with SIGKILL. Registered once."""
+    import ctypes
+    import os
+    import signal
+
+    if _AT_FORK:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return
+
+    def in_child() -> None:
+        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+    os.register_at_fork(after_in_child=in_child)
+    _AT_FORK.append(in_child)
 
 
 def _quiet_stop(runtime) -> None:

@@ -389,3 +389,65 @@ def test_hardware_flag_selects_the_loihi2_hardware_config():
     assert isinstance(lava_backend(tiny_program(), hardware=True)._run_cfg(), Loihi2HwCfg)
     sim = lava_backend(tiny_program())._run_cfg()
     assert isinstance(sim, Loihi2SimCfg) and sim.select_tag == "fixed_pt"
+
+
+# --- (g) SIGTERM and SIGKILL -----------------------------------------------------------------
+
+SHIPPED = "models/digits_mlp.pt"
+LONG_RUN = textwrap.dedent(
+    """
+    import numpy as np
+    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+    program = FixedPointProgram([InputPort("in", (3,))], [Population("p", (2,), du=100, dv=100, vth=10, bias_mant=np.int32(0))],
+                                [Synapse("s", "in", "p", "dense", np.full((2, 3), 50, np.int32))], ["p"]).validate()
+    LavaBackend(program).run(np.ones((1, 200000, 3), dtype=np.uint8))
+    """
+)
+
+
+def _started(argv) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        argv, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 90
+    while len(group_members(proc.pid)) < 4 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert len(group_members(proc.pid)) >= 4, "Lava did not start its processes"
+    time.sleep(1.0)
+    return proc
+
+
+def _gone(pgid: int, wait_s: float = 10.0) -> bool:
+    deadline = time.time() + wait_s
+    while group_members(pgid) and time.time() < deadline:
+        time.sleep(0.1)
+    return group_members(pgid) == []
+
+
+def test_lava_workers_die_with_a_killed_main_process():
+    """SIGKILL to the main process alone (no handler can run): its Lava workers still die."""
+    proc = _started([sys.executable, "-c", LONG_RUN])
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert _gone(proc.pid)
+    finally:
+        if group_members(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_sigterm_stops_a_cli_lava_run_like_ctrl_c():
+    """SIGTERM to the main process alone (kill, timeout, schedulers): exit 130, one line, no workers left."""
+    cli = [sys.executable, "-c", "from neurocompile.cli import main; main()", "simulate", SHIPPED, "--backend", "lava"]
+    proc = _started(cli + ["--data", "digits", "--limit", "200"])
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err[-2000:]
+    assert err.strip().splitlines()[-1] in ("error: aborted", "error: interrupted")  # click says aborted
+    assert _gone(proc.pid)

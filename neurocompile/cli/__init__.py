@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -31,9 +33,16 @@ def fail(message: str, code: int = 2):
     sys.exit(code)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}")
+    # SIGTERM and SIGHUP (kill, timeout, schedulers, a closed terminal) stop a run as Ctrl-C does
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)} if in_main else {}
     try:
         cli.main(args=argv, prog_name="neurocompile", standalone_mode=False)
     except NeurocompileError as exc:
@@ -48,3 +57,6 @@ def main(argv=None):
         if os.environ.get("NEUROCOMPILE_DEBUG"):
             raise
         fail(f"internal error: {type(exc).__name__}: {exc} (set NEUROCOMPILE_DEBUG=1 for the traceback)", 1)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
