@@ -51,6 +51,7 @@ def load_graph(path, lenient: bool = False):
         with h5py.File(path, "r") as fh:
             if "node" not in fh:
                 raise GraphError(f"{path}: not a NIR file (HDF5 without a 'node' group)")
+            _refuse_outside_references(fh, path)
             raw = nir.serialization.hdf2dict(fh["node"])
     except GraphError:
         raise
@@ -67,6 +68,37 @@ def load_graph(path, lenient: bool = False):
         _nir_type_check(graph)
         validate_graph(graph, lenient=False)
     return graph
+
+
+def _refuse_outside_references(fh, path) -> None:
+    """One-line error for anything that makes HDF5 read outside the file or loop: external and soft
+    links, virtual datasets, external raw storage (a crafted file could read any file's bytes), and
+    a group linked into itself."""
+    import h5py
+
+    seen: set[int] = set()
+
+    def check(group, where: str) -> None:
+        if hash(group.id) in seen:
+            raise GraphError(f"{path}: '{where or '/'}' links back into itself; refused")
+        seen.add(hash(group.id))
+        for name in group:
+            link = group.get(name, getlink=True)
+            at = f"{where}/{name}"
+            if isinstance(link, h5py.ExternalLink):
+                raise GraphError(f"{path}: '{at}' is an external link to '{link.filename}'; refused")
+            if isinstance(link, h5py.SoftLink):
+                raise GraphError(f"{path}: '{at}' is a soft link to '{link.path}'; refused")
+            item = group[name]
+            if isinstance(item, h5py.Dataset):
+                if item.is_virtual:
+                    raise GraphError(f"{path}: '{at}' is a virtual dataset; refused")
+                if item.external:
+                    raise GraphError(f"{path}: '{at}' keeps its data in another file; refused")
+            elif isinstance(item, h5py.Group):
+                check(item, at)
+
+    check(fh, "")
 
 
 def _build(raw: dict, name: str):
