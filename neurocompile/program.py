@@ -114,6 +114,14 @@ class Population:
             raise NeurocompileError(
                 f"population '{self.name}': bias_mant shape {np.shape(self.bias_mant)} != {self.shape}"
             )
+        if (
+            isinstance(self.reset_interval, bool)
+            or not isinstance(self.reset_interval, (int, np.integer))
+            or self.reset_interval < 0
+        ):
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'reset_interval': {self.reset_interval!r} is not an integer >= 0"
+            )
         if self.reset not in RESET_MODES:
             raise NeurocompileError(
                 f"node '{self.name}', parameter 'reset': must be one of {', '.join(RESET_MODES)}, got {self.reset!r}"
@@ -316,9 +324,23 @@ class FixedPointProgram:
             raise NeurocompileError(
                 f"program: number_format must be one of {NUMBER_FORMATS}, got '{self.number_format}'"
             )
+        for node in [*self.inputs, *self.populations, *self.synapses]:
+            if not isinstance(node.name, str) or not node.name:
+                raise NeurocompileError(f"program: node name {node.name!r} is not a non-empty string")
+        for node in [*self.inputs, *self.populations]:
+            if (
+                not isinstance(node.shape, tuple)
+                or not node.shape
+                or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in node.shape)
+            ):
+                raise NeurocompileError(
+                    f"node '{node.name}', parameter 'shape': {node.shape!r} is not a tuple of positive integers"
+                )
         names = [p.name for p in self.inputs] + [p.name for p in self.populations]
         if len(set(names)) != len(names):
             raise NeurocompileError("program has duplicate node names")
+        if not self.outputs or not isinstance(self.outputs, list):
+            raise NeurocompileError("program: outputs must name at least one population")
         for pop in self.populations:
             pop.validate(self.number_format)
         for syn in self.synapses:
