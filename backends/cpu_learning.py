@@ -140,16 +140,6 @@ def static_weights(syn: Synapse, number_format: str = "fixed") -> np.ndarray:
     return fxp.effective_weights(syn.weights, syn.weight_exp, syn.num_weight_bits, syn.sign_mode, kind=kind)
 
 
-def learned_program(program: FixedPointProgram, weights: dict[str, np.ndarray]) -> FixedPointProgram:
-    """A copy of ``program`` whose synapses named in ``weights`` hold those (learned) weights."""
-    dtype = np.int32 if program.number_format == "fixed" else np.float64
-    synapses = [
-        dataclasses.replace(s, weights=np.asarray(weights[s.name], dtype=dtype)) if s.name in weights else s
-        for s in program.synapses
-    ]
-    return dataclasses.replace(program, synapses=synapses, metadata=dict(program.metadata))
-
-
 # --- the runner ------------------------------------------------------------------------------
 
 
@@ -245,7 +235,7 @@ class PlasticRunner:
             "spike_rate": {p.name: float(arrays[f"{p.name}.spikes"].mean()) for p in prog.populations},
             "input_rate": {p.name: float(data[p.name].mean()) for p in prog.spike_ports()},
             "programs": [
-                learned_program(learners[b], {name: w[b] for name, w in finals.items()}) for b in range(batch)
+                learners[b].with_weights({name: w[b] for name, w in finals.items()}) for b in range(batch)
             ],
         }
         if kernel is None:

@@ -494,7 +494,7 @@ class LavaBackend:
                     if key not in out:
                         out[key] = np.zeros((batch, *stacked.shape), dtype=np.uint8 if var == "spikes" else dtype)
                     out[key][b] = stacked
-                programs.append(_with_weights(prog, final))
+                programs.append(prog.with_weights(final))
         finally:
             if bar is not None:
                 bar.close()
@@ -543,19 +543,6 @@ class LavaBackend:
                 lif.v.set(np.zeros(lif.v.shape))
         for conn, var, zeros in conns.values():
             getattr(conn, var).set(zeros)
-
-
-def _with_weights(program: FixedPointProgram, weights: dict[str, np.ndarray]) -> FixedPointProgram:
-    """A copy of ``program`` whose synapses named in ``weights`` hold those weights."""
-    import copy
-
-    learned = copy.deepcopy(program)
-    dtype = np.float64 if program.number_format == "float" else np.int32
-    for syn in learned.synapses:
-        if syn.name in weights:
-            w = weights[syn.name]
-            syn.weights = np.asarray(w.toarray() if hasattr(w, "toarray") else w).astype(dtype)
-    return learned
 
 
 class _LearningGraph:

@@ -33,23 +33,33 @@ def usual_mode() -> int:
 
 def write_atomically(path, write: Callable[[str], object], what: str = "file") -> Path:
     """Call ``write(temporary path)`` in ``path``'s folder, then rename the result to ``path``."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise NeurocompileError(f"{path}: no such directory '{path.parent}'")
-    tmp = None
+    write_together([(path, write)], what)
+    return Path(path)
+
+
+def write_together(outputs, what: str = "outputs") -> None:
+    """``(path, write)`` pairs: every ``write(temporary path)`` runs first, then all are renamed into
+    place, so either every output appears or none does (a failure leaves the old files)."""
+    pending = []
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        os.chmod(tmp, usual_mode())
-        write(tmp)
-        os.replace(tmp, path)
-        tmp = None
+        for path, write in outputs:
+            path = Path(path)
+            if not path.parent.is_dir():
+                raise NeurocompileError(f"{path}: no such directory '{path.parent}'")
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            os.close(fd)
+            pending.append((tmp, path))
+            os.chmod(tmp, usual_mode())
+            write(tmp)
+        for tmp, path in pending:
+            os.replace(tmp, path)
     except OSError as exc:
-        raise NeurocompileError(f"{path}: cannot write {what} ({exc.strerror or type(exc).__name__})") from None
+        where = f"{pending[-1][1]}: " if len(pending) == 1 else ""
+        raise NeurocompileError(f"{where}cannot write {what} ({exc.strerror or type(exc).__name__})") from None
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+        for tmp, _path in pending:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 def npz_name(path) -> Path:

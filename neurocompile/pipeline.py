@@ -16,11 +16,8 @@ message. torch, nir and Lava are imported inside the functions that need them.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -504,9 +501,7 @@ class _HeldOut:
 
         started = time.perf_counter()
         if weights:
-            program = copy.deepcopy(program)
-            for name, w in weights.items():
-                program.synapse(name).weights = np.asarray(w, dtype=program.synapse(name).weights.dtype)
+            program = program.with_weights(weights)
         accuracy = metrics.accuracy(simulate(program, self.x, "cpu", record=None), self.y)
         self.seconds += time.perf_counter() - started
         return accuracy
@@ -608,34 +603,17 @@ def plot_learning(result: dict, path) -> None:
 
 
 def _write_learned(program, result: dict, output, plot, graph=None, nir_output=None) -> None:
-    """Write the program, the plot and the NIR graph to temporary files next to them, then move them
-    into place: either all appear or none does."""
-    from .nir_export import write_nir
-    from .outputs import usual_mode
+    """Write the program, the plot and the NIR graph: either all appear or none does."""
+    import nir
 
-    pending = []
+    from .outputs import write_together
+
     writers = (
         (plot, lambda p: plot_learning(result, p)),
-        (output, lambda p: save_program(program, p)),
-        (nir_output, lambda p: write_nir(graph, p)),
+        (output, program.save),
+        (nir_output, lambda p: nir.write(str(p), graph)),
     )
-    try:
-        for path, write in writers:
-            if path is None:
-                continue
-            fd, tmp = tempfile.mkstemp(dir=Path(path).parent, prefix=f".{Path(path).name}.", suffix=".tmp")
-            os.close(fd)
-            os.chmod(tmp, usual_mode())  # mkstemp makes it private; the output gets the usual mode
-            pending.append((tmp, path))
-            write(tmp)
-        for tmp, path in pending:
-            os.replace(tmp, path)
-    except OSError as exc:
-        raise NeurocompileError(f"cannot write learning outputs ({exc.strerror or type(exc).__name__})") from None
-    finally:
-        for tmp, _path in pending:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    write_together([(path, write) for path, write in writers if path is not None], "learning outputs")
     if output is not None:
         result["output"] = str(output)
     if plot is not None:

@@ -261,6 +261,17 @@ class FixedPointProgram:
     def synapses_into(self, target: str) -> list[Synapse]:
         return [syn for syn in self.synapses if syn.target == target]
 
+    def with_weights(self, weights: dict) -> FixedPointProgram:
+        """A copy whose synapses named in ``weights`` hold those weights (a sparse matrix becomes a
+        dense array), in the program's number format: how a backend returns what a program learned."""
+        import copy
+
+        changed = copy.deepcopy(self)
+        dtype = np.int32 if self.number_format == "fixed" else np.float64
+        for name, w in weights.items():
+            changed.synapse(name).weights = np.asarray(w.toarray() if hasattr(w, "toarray") else w).astype(dtype)
+        return changed
+
     def synapse(self, name: str) -> Synapse:
         for syn in self.synapses:
             if syn.name == name:
