@@ -385,17 +385,15 @@ def learn(
         if path is not None and not Path(path).parent.is_dir():
             raise NeurocompileError(f"{path}: no such directory '{Path(path).parent}'")
     source = str(model) if isinstance(model, (str, Path)) else type(model).__name__
-    program = graph = _as_model(model, lenient=lenient)
+    graph = _as_model(model, lenient=lenient)
     if nir_output is not None and is_program(graph):
         raise NeurocompileError("learn: --nir needs the model's NIR graph (a .pt or .nir), not a compiled program")
     x_train, y_train = load_dataset(data, steps=steps, split="train", seed=seed)
     x_test, y_test = load_dataset(data, steps=steps, split="test")  # as `simulate --data` encodes it
     steps = int(x_train.shape[1])
     calibration = data if str(data) in CALIBRATION_DATASETS else x_train[:256]
-    if limit is not None:
-        x_train, y_train = x_train[:limit], y_train[:limit]
-    if not is_program(program):
-        program, _quantization = compile(program, calibration, steps=steps)
+    x_train, y_train = x_train[:limit], y_train[:limit]  # limit None: all
+    program = graph if is_program(graph) else compile(graph, calibration, steps=steps)[0]
     compile_s = time.perf_counter() - start
     compiled = onchip.without_learning(program)
 
@@ -429,9 +427,7 @@ def learn(
         deployed = onchip.without_learning(learning)
         heldout["samples"].append((epoch + 1) * n)
         heldout["accuracy"].append(held_out(deployed))
-    correct = np.concatenate(correct)
-    running = _running_mean(correct, min(window, len(correct)))
-    shown = np.unique(np.linspace(1, len(correct), min(len(correct), 200)).round().astype(int))
+    training = _training_curve(np.concatenate(correct), window)
     changed = sum(int(np.count_nonzero(deployed.synapse(name).weights != initial[name])) for name in plastic)
     total = sum(int(np.size(initial[name])) for name in plastic)
     result = {
@@ -452,19 +448,12 @@ def learn(
         "accuracy_before": accuracy_before,
         "accuracy_after": heldout["accuracy"][-1],
         "training_accuracy": epoch_accuracy,
-        "running_training_accuracy": float(running[-1]),
+        "running_training_accuracy": training["accuracy"][-1],
         "weights_changed": changed,
         "weights_plastic": total,
         "learning_kernel": kernel,
         "report": report.to_dict(),
-        "curves": {
-            "heldout": heldout,
-            "training": {
-                "window": int(min(window, len(correct))),
-                "samples": shown.tolist(),
-                "accuracy": running[shown - 1].tolist(),
-            },
-        },
+        "curves": {"heldout": heldout, "training": training},
         "timing": {
             "compile_s": compile_s,
             "learn_s": learn_s,
@@ -477,6 +466,14 @@ def learn(
     learned_nir = onchip.learned_graph(graph, compiled, deployed) if nir_output is not None else None
     _write_learned(deployed, result, output, plot, learned_nir, nir_output)
     return deployed, result
+
+
+def _training_curve(correct: np.ndarray, window: int) -> dict:
+    """Running training accuracy (mean of the last ``window`` samples) at up to 200 points."""
+    window = min(window, len(correct))
+    running = _running_mean(correct, window)
+    shown = np.unique(np.linspace(1, len(correct), min(len(correct), 200)).round().astype(int))
+    return {"window": int(window), "samples": shown.tolist(), "accuracy": running[shown - 1].tolist()}
 
 
 def _reinit_readout(readout, how: str | None, seed: int) -> None:
