@@ -326,12 +326,11 @@ def _reference_learner(prog: FixedPointProgram, data, steps, every, out, finals,
                 u[name], v[name] = np.zeros_like(u[name]), np.zeros_like(v[name])
             if fixed:
                 u[name], v_pre = fxp.lif_fixed_subthreshold(a_in, u[name], v[name], pop.du, pop.dv, bias[name])
-                threshold = fxp.effective_vth(pop.vth)
+                threshold = fxp.effective_vth(pop.vth) if pop.spiking else fxp.V_LIMIT
             else:  # v before reset: the float step with a threshold nothing reaches
                 _, u[name], v_pre = fxp.lif_float_step(a_in, u[name], v[name], pop.du, pop.dv, np.inf, bias[name])
-                threshold = float(pop.vth)
-            s = (v_pre > threshold) & bool(pop.spiking)
-            v[name] = np.where(s, v_pre - threshold if pop.reset == "subtract" else 0, v_pre)
+                threshold = float(pop.vth) if pop.spiking else np.inf
+            s, v[name] = fxp.fire(v_pre, threshold, pop.reset)
             spikes[name] = s.astype(values)
             if pop.learning is not None:
                 sig = pop.learning

@@ -310,10 +310,15 @@ def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool =
     u, v = lif_fixed_subthreshold(a_in, u, v, du, dv, bias)
     if not spiking:
         return v > V_LIMIT, u, v  # all False (v is clipped), same library and shape
-    th = effective_vth(vth)
-    s = v > th
-    v = _where(s, v - th if reset == "subtract" else 0 * v, v)
+    s, v = fire(v, effective_vth(vth), reset)
     return s, u, v
+
+
+def fire(v, threshold, reset: str = "zero"):
+    """Spikes where ``v > threshold``, and ``v`` after the reset: 0 (Lava's LIF) or
+    ``v - threshold`` (``reset="subtract"``). Returns ``(spikes, v)``."""
+    s = v > threshold
+    return s, _where(s, v - threshold if reset == "subtract" else 0 * v, v)
 
 
 def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias, reset: str = "zero"):
@@ -331,8 +336,8 @@ def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias, reset: st
     """
     u = u * (1 - du) + a_in
     v = v * (1 - dv) + u + bias
-    s = v > vth
-    return s, u, _where(s, v - vth if reset == "subtract" else 0 * v, v)
+    s, v = fire(v, vth, reset)
+    return s, u, v
 
 
 def reset_due(step: int, reset_interval: int) -> bool:
