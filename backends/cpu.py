@@ -230,11 +230,10 @@ class CpuBackend:
 
     def _weights(self, syn: Synapse) -> tuple[np.ndarray, torch.dtype]:
         """The weights multiplied with spikes, and the matmul dtype in which that is exact."""
+        w = fxp.synapse_weights(syn, self.program.number_format)
         if not self.fixed:
-            return np.asarray(syn.weights, dtype=np.float64), torch.float64
-        kind = "conv" if syn.kind == "conv" else "dense"
-        w = fxp.effective_weights(syn.weights, syn.weight_exp, syn.num_weight_bits, syn.sign_mode, kind=kind)
-        if kind == "conv":
+            return w, torch.float64
+        if syn.kind == "conv":
             return w, matmul_dtype(row_abs_bound(w))
         delays = np.zeros_like(w) if syn.delays is None else np.asarray(syn.delays)
         return w, matmul_dtype(max(row_abs_bound(np.where(delays == d, w, 0)) for d in np.unique(delays)))

@@ -118,26 +118,11 @@ def _same(x, y) -> bool:
     return x == y
 
 
-def plastic_weights(syn: Synapse, number_format: str = "fixed") -> np.ndarray:
-    """The weights a plastic synapse starts from: Lava's LearningDense truncates them once (fixed point)."""
-    if number_format == "float":
-        return np.asarray(syn.weights, dtype=np.float64)
-    return fxp.effective_weights(syn.weights, 0, syn.num_weight_bits, syn.sign_mode)
-
-
 def learning_entries(syn: Synapse, number_format: str = "fixed") -> np.ndarray:
     """Where a plastic synapse learns: everywhere (dense), or at a sparse synapse's stored entries,
     the weights that are nonzero after the first-step truncation (Lava's LearningSparse)."""
-    w0 = plastic_weights(syn, number_format)
+    w0 = fxp.synapse_weights(syn, number_format)
     return w0 != 0 if syn.kind == "sparse" else np.ones(w0.shape, dtype=bool)
-
-
-def static_weights(syn: Synapse, number_format: str = "fixed") -> np.ndarray:
-    """The weights of a static or feedback synapse (``fixedpoint.effective_weights``; float: as given)."""
-    if number_format == "float":
-        return np.asarray(syn.weights, dtype=np.float64)
-    kind = "conv" if syn.kind == "conv" else "dense"
-    return fxp.effective_weights(syn.weights, syn.weight_exp, syn.num_weight_bits, syn.sign_mode, kind=kind)
 
 
 # --- the runner ------------------------------------------------------------------------------
@@ -234,9 +219,7 @@ class PlasticRunner:
             "learners": batch,
             "spike_rate": {p.name: float(arrays[f"{p.name}.spikes"].mean()) for p in prog.populations},
             "input_rate": {p.name: float(data[p.name].mean()) for p in prog.spike_ports()},
-            "programs": [
-                learners[b].with_weights({name: w[b] for name, w in finals.items()}) for b in range(batch)
-            ],
+            "programs": [learners[b].with_weights({name: w[b] for name, w in finals.items()}) for b in range(batch)],
         }
         if kernel is None:
             meta["learning_kernel_reason"] = self.kernel_reason or "the C kernel could not be built"
@@ -301,11 +284,11 @@ def _reference_learner(prog: FixedPointProgram, data, steps, every, out, finals,
     bias = {p.name: np.broadcast_to(_bias(p, fixed), p.shape).reshape(-1) for p in pops}
     horizon = 1 + max([int(np.max(s.delays)) for s in prog.synapses if s.delays is not None] + [0])
     pending = {p.name: np.zeros((horizon, p.size), values) for p in pops}
-    static = {s.name: static_weights(s, prog.number_format) for s in prog.synapses if s.learning is None}
+    static = {s.name: fxp.synapse_weights(s, prog.number_format) for s in prog.synapses if s.learning is None}
     state, draws, entries = {}, {}, {}
     for s in prog.synapses:
         if s.learning is not None:
-            w0 = plastic_weights(s, prog.number_format)
+            w0 = fxp.synapse_weights(s, prog.number_format)
             state[s.name] = fxp.PlasticState(w0, *w0.shape, number_format=prog.number_format)
             draws[s.name] = fxp.learning_randoms(s.learning.rng_seed, steps)
             entries[s.name] = learning_entries(s, prog.number_format)
@@ -605,11 +588,11 @@ def _kernel_run(kernel, learners, data, batch, steps, rec, every) -> tuple[dict,
         mine = [learner.synapses[i] for learner in learners]
         if syn.learning is None:
             c.kind = 2 if syn.signal == "error" else 0
-            w, c.w_stride = _per_learner([static_weights(s).T for s in mine], np.int32)  # [n_src, n_tgt]
+            w, c.w_stride = _per_learner([fxp.synapse_weights(s).T for s in mine], np.int32)  # [n_src, n_tgt]
             c.w = _addr(hold(w))
             continue
         c.kind = 1
-        w = np.ascontiguousarray(np.stack([plastic_weights(s) for s in mine]), dtype=np.int32)
+        w = np.ascontiguousarray(np.stack([fxp.synapse_weights(s) for s in mine]), dtype=np.int32)
         finals[syn.name] = w  # updated in place by the kernel
         c.w, c.w_stride = _addr(w), ns * nt
         entries, c.keep_stride = _per_learner([-learning_entries(s).astype(np.int32) for s in mine], np.int32)

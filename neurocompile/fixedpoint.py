@@ -164,6 +164,16 @@ def effective_weights(
     return -w if sign_mode == "inhibitory" else w
 
 
+def synapse_weights(syn, number_format: str = "fixed"):
+    """The weights a program synapse multiplies its inputs with: :func:`effective_weights` with the
+    synapse's settings (a plastic synapse starts from these: Lava truncates them once); a float
+    program's weights as they are."""
+    if number_format == "float":
+        return np.asarray(syn.weights, dtype=np.float64)
+    kind = "conv" if syn.kind == "conv" else "dense"
+    return effective_weights(syn.weights, syn.weight_exp, syn.num_weight_bits, syn.sign_mode, kind=kind)
+
+
 def truncated_bits(num_weight_bits: int, sign_mode: str) -> int:
     """Low bits of an 8-bit weight that Lava zeroes (``truncate_weights``): ``8 - num_weight_bits``,
     one more for mixed sign."""

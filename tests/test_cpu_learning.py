@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from neurocompile import fixedpoint as fxp
 from neurocompile.backends import cpu_learning
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.errors import NeurocompileError
@@ -112,7 +113,7 @@ def test_kernel_equals_reference_every_factor(t_epoch, sign_mode):
     kernel = run(program, data, checkpoint_every=5)
     assert_same(kernel, run(program, data, "reference", checkpoint_every=5))
     learned = final_weights(kernel)  # (inhibitory: the hidden layer is silent, only w_in learns)
-    assert not np.array_equal(learned[(0, "w_in")], cpu_learning.plastic_weights(program.synapse("w_in")))
+    assert not np.array_equal(learned[(0, "w_in")], fxp.synapse_weights(program.synapse("w_in")))
 
 
 def test_kernel_equals_reference_large_errors():
@@ -206,10 +207,10 @@ def test_sparse_synapses_learn_only_at_their_entries():
     for b in range(2):
         for syn in program.synapses[:2]:
             learned = kernel.metadata["programs"][b].synapse(syn.name).weights
-            absent = cpu_learning.plastic_weights(syn) == 0
+            absent = fxp.synapse_weights(syn) == 0
             assert (learned[absent] == 0).all() and (kernel[f"{syn.name}.weights"][b][:, absent] == 0).all()
         learned = kernel.metadata["programs"][b].synapse("w_in").weights
-        assert (learned != cpu_learning.plastic_weights(program.synapse("w_in"))).sum() > 10
+        assert (learned != fxp.synapse_weights(program.synapse("w_in"))).sum() > 10
 
 
 def test_float_program_learns_by_the_float_formula():
