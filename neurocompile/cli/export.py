@@ -1,11 +1,18 @@
-"""`neurocompile export MODEL.pt`: a checkpoint to a NIR file."""
+"""`neurocompile export MODEL`: a checkpoint to a NIR file, or a model to one ONNX time step.
+
+``--to nir`` (default): a ``.pt`` checkpoint to a NIR graph. ``--to onnx``: a ``.nir`` graph or a
+``.pt`` checkpoint to one time step of the network as an ONNX graph with explicit state inputs
+and outputs (``neurocompile.onnx_step``, ``docs/onnx-step.md``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+import numpy as np
 
+from ..errors import NeurocompileError
 from ..outputs import check_outputs
 from . import cli
 
@@ -16,14 +23,53 @@ from . import cli
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="NIR file to write (default: MODEL with .nir).",
+    help="File to write (default: MODEL with .nir or .onnx).",
 )
+@click.option(
+    "--to",
+    "target",
+    type=click.Choice(["nir", "onnx"]),
+    default="nir",
+    show_default=True,
+    help="nir: a .pt checkpoint's NIR graph; onnx: one time step of MODEL (.nir or .pt) with explicit state.",
+)
+@click.option(
+    "--convention",
+    help="onnx: discretization preset (neurocompile, norse, snntorch, sinabs, rockpool, spikingjelly; "
+    "default: the one MODEL records, else neurocompile).",
+)
+@click.option("--dt", type=float, help="onnx: time step in seconds (overrides the convention).")
+@click.option("--reset", type=click.Choice(["zero", "subtract"]), help="onnx: reset after a spike (overrides).")
+@click.option("--lenient", is_flag=True, help="onnx: read older NIR files without nir's type check.")
 @click.option("--allow-pickle", is_flag=True, help="Trust a pickled module or TorchScript file (it can run code).")
-def export_command(model, output, allow_pickle):
-    """Export a PyTorch checkpoint to a NIR graph file."""
+def export_command(model, output, target, convention, dt, reset, lenient, allow_pickle):
+    """Export a PyTorch checkpoint to NIR, or a model to one ONNX time step (--to onnx)."""
+    if target == "nir" and (convention or dt is not None or reset or lenient):
+        raise NeurocompileError("--convention, --dt, --reset and --lenient apply to --to onnx only")
+    output = output or model.with_suffix(f".{target}")
+    check_outputs([output], [model])
+    if target == "onnx":
+        _export_onnx(model, output, convention, dt, reset, lenient, allow_pickle)
+        return
     from ..pipeline import export
 
-    output = output or model.with_suffix(".nir")
-    check_outputs([output], [model])
     graph = export(model, allow_pickle=allow_pickle, output=output)
     click.echo(f"wrote {output} ({len(graph.nodes)} nodes, {len(graph.edges)} edges, dt={graph.metadata['dt']:g})")
+
+
+def _export_onnx(model, output, convention, dt, reset, lenient, allow_pickle) -> None:
+    from .. import pipeline
+    from ..nir_export import convention_from_metadata
+    from ..onnx_step import state_names, write_step_onnx
+
+    if dt is not None and not (np.isfinite(dt) and dt > 0):
+        raise NeurocompileError(f"--dt must be a positive number, got {dt}")
+    graph = pipeline.load_model(model, lenient=lenient, allow_pickle=allow_pickle)
+    if pipeline.is_program(graph):
+        raise NeurocompileError(f"{model}: a fixed-point program has no float step to export; use its .nir or .pt")
+    conv = pipeline.resolve_convention(convention or convention_from_metadata(graph), dt=dt, reset=reset)
+    step = write_step_onnx(output, graph, conv)
+    click.echo(
+        f"wrote {output} (one time step: {len(step.graph.node)} ONNX nodes, "
+        f"{len(state_names(step))} states, convention {conv.name}, dt={conv.dt:g})"
+    )
