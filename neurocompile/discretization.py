@@ -108,7 +108,10 @@ class _SurrogateSpike(torch.autograd.Function):
         return grad / (ctx.alpha * x.abs() + 1.0) ** 2, None, None
 
 
-def spike(x: Tensor, inclusive: bool = False, alpha: float = 10.0) -> Tensor:
+SURROGATE_ALPHA = 10.0  # slope of the fast-sigmoid surrogate: psi = 1 / (alpha |x| + 1)**2
+
+
+def spike(x: Tensor, inclusive: bool = False, alpha: float = SURROGATE_ALPHA) -> Tensor:
     """Heaviside spike of ``x`` = v - v_threshold, differentiable through a surrogate."""
     if not x.requires_grad:
         return (x >= 0).to(x.dtype) if inclusive else (x > 0).to(x.dtype)

@@ -37,13 +37,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .discretization import SURROGATE_ALPHA
 from .errors import NeurocompileError
 from .plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
 from .program import DECAY_BITS, FixedPointProgram, InputPort, Synapse
 
 RULES = ("ottt", "stllr")
 LAYER_CHOICES = ("readout", "all")
-SURROGATE_ALPHA = 10.0  # discretization.spike's fast-sigmoid slope
 PSI_SCALE = 64  # table value of psi = 1
 PSI_BINS = 32
 STLLR_FACTORS = (0.5, 0.8, -0.2, 1.0)  # lambda_post, lambda_pre, alpha_post, alpha_pre (training.stllr)
@@ -78,6 +78,7 @@ class LearningReport:
     rule: str
     layers: str
     lr: float
+    surrogate_alpha: float
     plans: list[LayerPlan]
 
     def to_dict(self) -> dict:
@@ -89,7 +90,9 @@ class LearningReport:
         return self.plans[-1].target_value
 
     def table(self) -> str:
-        lines = [f"on-chip {self.rule.upper()} ({self.layers}), lr {self.lr:g}"]
+        lines = [
+            f"on-chip {self.rule.upper()} ({self.layers}), lr {self.lr:g}, surrogate slope {self.surrogate_alpha:g}"
+        ]
         for p in self.plans:
             lines.append(
                 f"  {p.synapse}: lambda {p.lambda_pre:.4f} -> tau {p.tau} (chip {p.lambda_chip:.4f}), impulse {p.impulse}, "
@@ -116,14 +119,14 @@ def trace_impulse(lambda_chip: float) -> int:
     return min(impulse, 64)
 
 
-def surrogate_table(v_unit: float) -> Surrogate:
+def surrogate_table(v_unit: float, alpha: float = SURROGATE_ALPHA) -> Surrogate:
     """The offline surrogate ``1 / (alpha |x| + 1)**2`` (x = v - v_threshold in float units) as a
     table over ``|v - vth|`` in register units (``v_unit`` register units per float unit)."""
-    support = (math.sqrt(2 * PSI_SCALE) - 1.0) / SURROGATE_ALPHA * v_unit  # psi rounds to 0 beyond (< 1/128)
+    support = (math.sqrt(2 * PSI_SCALE) - 1.0) / alpha * v_unit  # psi rounds to 0 beyond (< 1/128)
     shift = max(0, math.ceil(math.log2(max(support / (PSI_BINS - 1), 1.0))))
     width = 2.0**shift
     centers = (np.arange(PSI_BINS) + 0.5) * width / v_unit
-    table = np.round(PSI_SCALE / (SURROGATE_ALPHA * centers + 1.0) ** 2).astype(int)
+    table = np.round(PSI_SCALE / (alpha * centers + 1.0) ** 2).astype(int)
     table[-1] = 0
     return Surrogate(tuple(int(v) for v in table), shift)
 
@@ -205,6 +208,7 @@ def compile_learning(
     seed: int = 0,
     factors: tuple[float, float, float, float] = STLLR_FACTORS,
     sample_steps: int | None = None,
+    surrogate_alpha: float = SURROGATE_ALPHA,
 ) -> tuple[FixedPointProgram, LearningReport]:
     """A copy of ``program`` whose chosen layers learn with ``rule`` on chip (see the module doc).
 
@@ -213,8 +217,9 @@ def compile_learning(
     """
     if rule not in RULES:
         raise NeurocompileError(f"on-chip learning: rule must be one of {RULES}, got '{rule}'")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise NeurocompileError(f"on-chip learning: lr must be a positive number, got {lr}")
+    for name, value in (("lr", lr), ("surrogate slope", surrogate_alpha)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise NeurocompileError(f"on-chip learning: {name} must be a positive number, got {value}")
     chain = _chain(program, layers)
     learned = copy.deepcopy(program)
     out = learned.population(learned.outputs[0])
@@ -229,14 +234,16 @@ def compile_learning(
         syn = learned.synapse(syn.name)
         pop = learned.population(syn.target)
         b = feedback[depth] if depth < len(hidden) else None
-        plan, syn.learning, pop.learning = _layer(learned, syn, pop, rule, lr, seed + depth, b, factors)
+        plan, syn.learning, pop.learning = _layer(
+            learned, syn, pop, rule, lr, seed + depth, b, factors, surrogate_alpha
+        )
         plans.append(plan)
         if b is not None:
             weights = 2 * np.round(b * _feedback_units(b) / 2).astype(np.int32)  # even: Lava keeps them
             learned.synapses.append(
                 Synapse(f"{syn.name}.feedback", out.name, pop.name, "dense", weights, signal="error")
             )
-    return learned.validate(), LearningReport(rule, layers, float(lr), plans)
+    return learned.validate(), LearningReport(rule, layers, float(lr), float(surrogate_alpha), plans)
 
 
 def _feedback_units(b: np.ndarray) -> float:
@@ -244,7 +251,7 @@ def _feedback_units(b: np.ndarray) -> float:
     return FEEDBACK_SCALE / float(np.abs(b).max())
 
 
-def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback, factors):
+def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback, factors, surrogate_alpha: float):
     """The rule, signal and plan of one layer; ``feedback``: its B matrix (None: the readout)."""
     readout = feedback is None
     _lambda_post, lambda_pre, alpha_post, _alpha_pre = factors
@@ -256,7 +263,7 @@ def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback
     tau, lam_chip = trace_tau(lam)
     impulse = trace_impulse(lam_chip)
     notes = []
-    surrogate = surrogate_table(v_unit) if pop.spiking else None
+    surrogate = surrogate_table(v_unit, surrogate_alpha) if pop.spiking else None
     psi_scale = PSI_SCALE if pop.spiking else 1
     output_shift, error_unit, peak = _error_units(program, pop, feedback, v_unit)
     peak *= psi_scale

@@ -343,6 +343,7 @@ def learn(
     data: str = "digits",
     layers: str = "readout",
     lr: float = 0.003,
+    surrogate_alpha: float | None = None,
     epochs: int = 1,
     seed: int = 0,
     steps: int | None = None,
@@ -365,6 +366,7 @@ def learn(
     ``digits-rows`` or an ``.npz`` dataset with labels; the training split (``limit``: its first N
     samples, encoded with ``seed``) streams back to back, ``steps`` steps a sample (neuron state
     resets between samples), in an order shuffled with ``seed``, ``epochs`` times, with learning on.
+    ``surrogate_alpha``: the slope of the surrogate (default: the offline trainers' slope).
     ``reinit_readout`` (``zero``/``random``) replaces the readout's weights first (random: small even
     integers, seeded). The held-out split (encoded as ``simulate`` does) is classified on the CPU by
     the deployed program (:func:`neurocompile.onchip.without_learning`) before learning, at about
@@ -397,7 +399,8 @@ def learn(
     compile_s = time.perf_counter() - start
     compiled = onchip.without_learning(program)
 
-    learning, report = onchip.compile_learning(program, rule, layers, lr=lr, seed=seed, sample_steps=steps)
+    slope = {} if surrogate_alpha is None else {"surrogate_alpha": surrogate_alpha}
+    learning, report = onchip.compile_learning(program, rule, layers, lr=lr, seed=seed, sample_steps=steps, **slope)
     readout = learning.synapse(report.plans[-1].synapse)
     _reinit_readout(readout, reinit_readout, seed)
     plastic = [plan.synapse for plan in report.plans]

@@ -121,6 +121,7 @@ def test_learn_writes_nothing_on_bad_input(capsys, tmp_path, deployed):
         (["--rule", "ottt", "--backend", "float"], ["--backend", "float"]),
         (["--rule", "ottt", "--lr", "1e6"], ["outside Lava's range", "--lr"]),
         (["--rule", "ottt", "--lr", "-1"], ["--lr must be a positive number"]),
+        (["--rule", "ottt", "--surrogate-slope", "0"], ["surrogate slope must be a positive number"]),
         (["--rule", "stllr", "--data", no_labels], ["needs keys x and y"]),
         (["--rule", "ottt", "--data", bad_labels], ["labels must lie in [0, 9]"]),
         (["--rule", "ottt", "--data", "mnist"], ["unknown dataset 'mnist'"]),

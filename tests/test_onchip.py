@@ -116,6 +116,8 @@ def test_bad_requests_are_one_line_errors(deployed):
         onchip.compile_learning(deployed, "ottt", lr=1e6)
     with pytest.raises(NeurocompileError, match="lr must be a positive number"):
         onchip.compile_learning(deployed, "ottt", lr=float("nan"))
+    with pytest.raises(NeurocompileError, match="surrogate slope must be a positive number"):
+        onchip.compile_learning(deployed, "ottt", surrogate_alpha=0.0)
     conv_only = onchip.without_learning(deployed)
     conv_only.synapse("lif2->lif3").recurrent = True
     with pytest.raises(NeurocompileError, match="has no learnable layer"):
@@ -131,6 +133,26 @@ def test_trace_mapping_helpers():
     m, e, err = onchip.representable_scale(-0.05, "s")
     assert m * 2.0**e == pytest.approx(-0.05, rel=0.1) and -7 <= m <= 7 and err < 0.1
     assert fxp.lava_scale(m, e) == (m, e)  # Lava keeps it as written
+
+
+@pytest.mark.parametrize("alpha", [10.0, 2.0, 1.0])
+def test_surrogate_table_is_the_offline_surrogate(deployed, alpha):
+    """Each table entry is the offline trainers' surrogate (autograd through ``discretization.spike``
+    with slope ``alpha``) at the centre of its bin of ``|v - vth|``, in units of 1/64."""
+    import torch
+
+    from neurocompile.discretization import Convention
+    from neurocompile.training.common import surrogate_derivative
+
+    learn, report = onchip.compile_learning(deployed, "ottt", "readout", surrogate_alpha=alpha)
+    signal = learn.population(learn.outputs[0]).learning
+    layers = learn.metadata["quantization"]["layers"]
+    scale = next(layer["scale"] for layer in layers if layer["population"] == learn.outputs[0])  # per float unit
+    width = 2.0**signal.surrogate.shift / (64 * scale)  # bin width in float units of v
+    centers = torch.tensor((np.arange(len(signal.surrogate.table)) + 0.5) * width, dtype=torch.float64)
+    psi = surrogate_derivative(centers, Convention(), alpha).numpy()
+    np.testing.assert_array_equal(signal.surrogate.table[:-1], np.round(64 * psi[:-1]))
+    assert signal.surrogate.table[-1] == 0 and report.surrogate_alpha == alpha
 
 
 def test_feedback_matrices_are_the_offline_trainers():

@@ -24,7 +24,7 @@ def _report_table(report: dict) -> str:
     from ..onchip import LayerPlan, LearningReport
 
     plans = [LayerPlan(**plan) for plan in report["plans"]]
-    return LearningReport(report["rule"], report["layers"], report["lr"], plans).table()
+    return LearningReport(**{**report, "plans": plans}).table()
 
 
 def format_learning(result: dict) -> str:
@@ -77,6 +77,12 @@ def format_learning(result: dict) -> str:
     help="Learn the readout only, or every layer (hidden layers by direct feedback alignment).",
 )
 @click.option("--lr", type=float, default=0.003, show_default=True, help="Learning rate (float units, as offline).")
+@click.option(
+    "--surrogate-slope",
+    "surrogate_alpha",
+    type=float,
+    help="Slope alpha of the surrogate 1/(alpha|v-vth|+1)^2 (default: the offline trainers' 10; smaller is wider).",
+)
 @click.option("--epochs", type=click.IntRange(1), default=1, show_default=True, help="Passes over the training split.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Shuffling, training spikes, rule randomness.")
 @click.option("--steps", type=click.IntRange(1), help="Time steps T per sample (default 16; an .npz file's own T).")
@@ -111,6 +117,7 @@ def learn(
     data,
     layers,
     lr,
+    surrogate_alpha,
     epochs,
     seed,
     steps,
@@ -135,6 +142,7 @@ def learn(
         data=data,
         layers=layers,
         lr=lr,
+        surrogate_alpha=surrogate_alpha,
         epochs=epochs,
         seed=seed,
         steps=steps,

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from neurocompile.discretization import SURROGATE_ALPHA
 from neurocompile.errors import NeurocompileError
 
 from .common import LayerView, layer_views, loss_window, step_loss, surrogate_derivative
@@ -47,6 +48,7 @@ class OnlineRule:
         loss_steps: int | None = None,
         feedback: str = "bp",
         seed: int = 0,
+        surrogate_alpha: float = SURROGATE_ALPHA,
     ):
         self.model = model
         self.layers: list[LayerView] = layer_views(model)
@@ -54,6 +56,7 @@ class OnlineRule:
         if feedback not in ("bp", "dfa"):
             raise NeurocompileError(f"feedback must be bp or dfa, got '{feedback}'")
         self.feedback = feedback
+        self.surrogate_alpha = float(surrogate_alpha)
         self.feedback_matrices = None
         if feedback == "dfa":
             gen = torch.Generator().manual_seed(seed + 7919)
@@ -142,7 +145,7 @@ class OnlineRule:
                 v_pre = lay.membrane(vs[l], current)
                 if lay.spiking:
                     s, vs[l] = lay.fire(v_pre, detach_reset=True)
-                    psi = surrogate_derivative(v_pre - lay.params().v_threshold, lay.conv)
+                    psi = surrogate_derivative(v_pre - lay.params().v_threshold, lay.conv, self.surrogate_alpha)
                     out = s
                 else:
                     vs[l], psi, out = v_pre, None, v_pre
