@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import NeurocompileError
 
 # Modules in this package that define commands; each one decorates its command with @cli.command.
-COMMAND_MODULES = ["doctor", "inspect", "simulate", "export", "train", "compile", "learn"]
+COMMAND_MODULES = ["doctor", "inspect", "simulate", "export", "train", "compile", "learn", "convert"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
