@@ -277,7 +277,14 @@ def convention_from_metadata(graph: nir.NIRGraph, default: Convention | None = N
     if isinstance(options, bytes):
         options = options.decode()
     fields = {f.name for f in dataclasses.fields(Convention)}
-    return Convention(**{k: v for k, v in json.loads(str(options)).items() if k in fields})
+    try:
+        recorded = json.loads(str(options))
+        conv = Convention(**{k: v for k, v in recorded.items() if k in fields})
+    except (ValueError, TypeError, AttributeError):
+        raise NeurocompileError("the graph's metadata 'convention_options' is not a convention (JSON object)") from None
+    if not (isinstance(conv.dt, (int, float)) and conv.dt > 0 and conv.reset in ("zero", "subtract")):
+        raise NeurocompileError(f"the graph's recorded convention is invalid (dt={conv.dt!r}, reset={conv.reset!r})")
+    return conv
 
 
 def export_checkpoint(path, allow_unsafe: bool = False) -> nir.NIRGraph:

@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+import nir
 import numpy as np
 
 from .backends import BACKENDS, create_backend
@@ -30,11 +31,15 @@ MODEL_SUFFIXES = (".nir", ".pt", ".ncp")
 CALIBRATION_DATASETS = ("digits", "digits-rows")
 
 
-def resolve_convention(convention=None, *, dt: float | None = None, reset: str | None = None):
-    """A :class:`~neurocompile.discretization.Convention` from a preset name, a Convention or None
-    (the ``neurocompile`` preset); ``dt`` and ``reset`` override it when given."""
+def resolve_convention(convention=None, *, dt: float | None = None, reset: str | None = None, graph=None):
+    """A :class:`~neurocompile.discretization.Convention` from a preset name, a Convention or None:
+    the one ``graph`` records in its metadata (written by ``export`` and ``convert``), else the
+    ``neurocompile`` preset. ``dt`` and ``reset`` override it when given."""
     from .discretization import Convention, get_convention
+    from .nir_export import convention_from_metadata
 
+    if convention is None and isinstance(graph, nir.NIRGraph):
+        convention = convention_from_metadata(graph)
     if convention is None or isinstance(convention, str):
         return get_convention(convention or "neurocompile", dt=dt, reset=reset)
     if not isinstance(convention, Convention):
@@ -197,7 +202,7 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
         raise NeurocompileError("compile: the model is already a fixed-point program")
     if isinstance(calibration, (str, Path)):
         calibration = load_calibration(calibration, steps, samples)
-    conv = resolve_convention(convention)
+    conv = resolve_convention(convention, graph=graph)
     program, report = compile_graph(
         graph, conv, calibration=calibration, method=method, percentile=percentile, source=source
     )
@@ -228,7 +233,7 @@ def model_for_backend(model, backend: str, convention=None, *, float_program: bo
         return model
     if is_program(model):
         return model
-    conv = resolve_convention(convention)
+    conv = resolve_convention(convention, graph=model)
     if float_program:
         from .normalize import normalize
         from .quantize import float_program as lower_to_float
@@ -278,11 +283,12 @@ def simulate(
     graph for the cpu or lava backend is compiled first (see :func:`model_for_backend`).
     ``inputs``: ``[batch, time, *input_shape]`` (array or tensor) or a spike file. The recording's
     ``metadata["synops"]`` holds the synaptic operations when they can be counted."""
-    conv = resolve_convention(convention)
+    model = _as_model(model, lenient)
+    conv = resolve_convention(convention, graph=model)
     if backend != "lava":
         check_device(device)
     float_lava = backend == "lava" and lava_tag == "floating_pt"
-    runnable = model_for_backend(_as_model(model, lenient), backend, conv, float_program=float_lava)
+    runnable = model_for_backend(model, backend, conv, float_program=float_lava)
     if isinstance(inputs, (str, Path)):
         inputs, _labels = load_inputs(inputs)
     x = np.asarray(inputs.detach().cpu() if _is_tensor(inputs) else inputs, dtype=np.float32)

@@ -311,3 +311,42 @@ def test_snntorch_leaky_network_runs_in_fixed_point_and_follows_snntorch():
         assert vs_snntorch[layer]["rate_correlation"] > 0.99, (layer, vs_snntorch[layer])
         assert 0.8 < vs_snntorch[layer]["count_ratio"] < 1.3, (layer, vs_snntorch[layer])
         assert vs_float[layer]["rate_correlation"] > 0.995 and 0.95 < vs_float[layer]["count_ratio"] < 1.05
+
+
+def test_recorded_convention_is_honoured_without_flags(tmp_path, capsys):
+    """A NIR file whose metadata records reset by subtraction (as ``convert`` and ``export`` write
+    it) simulates and compiles with that reset when no --convention/--reset is given: the same
+    spikes as the float reference run with ``Convention(reset="subtract")`` explicitly."""
+    import nir
+
+    from neurocompile.backends.float_ref import FloatReference
+    from neurocompile.cli import main
+    from neurocompile.discretization import Convention
+    from neurocompile.nir_io import load_graph
+
+    rng = np.random.default_rng(0)
+    weight = rng.uniform(0.2, 0.9, size=(4, 6)).astype(np.float32)
+    nodes = {
+        "input": nir.Input(np.array([6])),
+        "fc": nir.Affine(weight, np.zeros(4, np.float32)),
+        "if": nir.IF(r=np.full(4, 1e4, np.float32), v_threshold=np.ones(4, np.float32)),
+        "output": nir.Output(np.array([4])),
+    }
+    edges = [("input", "fc"), ("fc", "if"), ("if", "output")]
+    recorded = {"dt": 1e-4, "convention": "neurocompile", "convention_options": json.dumps({"reset": "subtract"})}
+    path = tmp_path / "subtract.nir"
+    nir.write(path, nir.NIRGraph(nodes, edges, metadata=recorded))
+    x = (rng.random((5, 30, 6)) < 0.5).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    want = FloatReference(load_graph(path), Convention(reset="subtract")).run(x).output_spikes()
+    zero = FloatReference(load_graph(path), Convention()).run(x).output_spikes()
+    assert not np.array_equal(want, zero)  # the reset matters here
+    for backend in ("float", "cpu"):
+        record = tmp_path / f"{backend}.npz"
+        main(["simulate", str(path), "--backend", backend, "--input", str(tmp_path / "x.npy"), "--record", str(record)])
+        with np.load(record) as rec:
+            spikes = rec[next(k for k in rec.files if k.endswith(".spikes") and k.startswith("if"))]
+        if backend == "float":
+            np.testing.assert_array_equal(spikes, want)
+        else:  # one synapse: the fixed-point program delivers one step later
+            np.testing.assert_array_equal(spikes[:, 1:], want[:, :-1])

@@ -49,9 +49,7 @@ from . import cli
 @click.option("--percentile", default=99.99, show_default=True, type=float, help="Percentile for --method percentile.")
 @click.option(
     "--convention",
-    default="neurocompile",
-    show_default=True,
-    help="Float semantics preset (neurocompile, norse, snntorch, sinabs, rockpool, spikingjelly).",
+    help="Float semantics preset: neurocompile, norse, snntorch, sinabs, rockpool or spikingjelly (default: the one MODEL records, else neurocompile).",
 )
 @click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None, help="Override the convention's reset.")
 @click.option("--dt", type=float, default=None, help="Time step in seconds (default: the convention's, 1e-4).")
@@ -67,7 +65,8 @@ def compile_command(
         raise NeurocompileError(f"{model}: expected a .nir graph")
     if not model.is_file():
         raise NeurocompileError(f"{model}: no such file")
-    conv = pipeline.resolve_convention(convention, dt=dt, reset=reset)
+    graph = pipeline.load_model(model, lenient=lenient)
+    conv = pipeline.resolve_convention(convention, dt=dt, reset=reset, graph=graph)
     if not (np.isfinite(conv.dt) and conv.dt > 0):
         raise NeurocompileError(f"--dt must be a positive number, got {conv.dt}")
     output = output or model.with_suffix(".ncp")

@@ -59,7 +59,6 @@ def export_command(model, output, target, convention, dt, reset, lenient, allow_
 
 def _export_onnx(model, output, convention, dt, reset, lenient, allow_pickle) -> None:
     from .. import pipeline
-    from ..nir_export import convention_from_metadata
     from ..onnx_step import state_names, write_step_onnx
 
     if dt is not None and not (np.isfinite(dt) and dt > 0):
@@ -67,7 +66,7 @@ def _export_onnx(model, output, convention, dt, reset, lenient, allow_pickle) ->
     graph = pipeline.load_model(model, lenient=lenient, allow_pickle=allow_pickle)
     if pipeline.is_program(graph):
         raise NeurocompileError(f"{model}: a fixed-point program has no float step to export; use its .nir or .pt")
-    conv = pipeline.resolve_convention(convention or convention_from_metadata(graph), dt=dt, reset=reset)
+    conv = pipeline.resolve_convention(convention, dt=dt, reset=reset, graph=graph)
     step = write_step_onnx(output, graph, conv)
     click.echo(
         f"wrote {output} (one time step: {len(step.graph.node)} ONNX nodes, "

@@ -56,9 +56,7 @@ def _check_options(input_path, data, steps, limit, dt) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @click.option(
     "--convention",
-    default="neurocompile",
-    show_default=True,
-    help="Discretization preset (neurocompile, norse, snntorch, sinabs, rockpool, spikingjelly).",
+    help="Discretization preset: neurocompile, norse, snntorch, sinabs, rockpool or spikingjelly (default: the one MODEL records, else neurocompile).",
 )
 @click.option("--dt", type=float, help="Time step in seconds (overrides the preset).")
 @click.option("--reset", type=click.Choice(["zero", "subtract"]), help="Reset after a spike (overrides the preset).")
@@ -106,11 +104,10 @@ def simulate(
             pipeline.check_device(device)
         except NeurocompileError as exc:
             raise NeurocompileError(f"--device: {exc}") from None
-    conv = pipeline.resolve_convention(convention, dt=dt, reset=reset)
+    loaded = pipeline.load_model(model, lenient=lenient)
+    conv = pipeline.resolve_convention(convention, dt=dt, reset=reset, graph=loaded)
     float_lava = backend == "lava" and lava_tag == "floating_pt"
-    model_obj = pipeline.model_for_backend(
-        pipeline.load_model(model, lenient=lenient), backend, conv, float_program=float_lava
-    )
+    model_obj = pipeline.model_for_backend(loaded, backend, conv, float_program=float_lava)
     inputs, labels = pipeline.load_inputs(input_path, data=data, steps=steps, limit=limit)
     recording = pipeline.simulate(
         model_obj, inputs, backend, convention=conv, device=device, lava_tag=lava_tag, hardware=loihi, progress=True
