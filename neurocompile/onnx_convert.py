@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from .discretization import Convention
 from .errors import NeurocompileError
+from .outputs import save_figure
 
 MIN_OPSET = 9
 INPUT = "input"
@@ -999,9 +1000,4 @@ def plot_accuracy(reports: dict, path) -> None:
     axes[0][0].set_ylabel("accuracy (%)")
     axes[0][0].legend(loc="best", fontsize=8)
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100, format="png")
-    except OSError as exc:
-        raise NeurocompileError(f"{path}: cannot write plot ({exc.strerror or type(exc).__name__})") from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

@@ -66,3 +66,16 @@ def npz_name(path) -> Path:
     """``path`` with ``.npz`` added when it has no suffix at all (a name with another suffix is kept)."""
     path = Path(path)
     return path if path.suffix else path.with_suffix(".npz")
+
+
+def save_figure(fig, path, what: str = "plot") -> Path:
+    """Write a matplotlib figure as PNG and close it; a one-line error if it cannot be written."""
+    import matplotlib.pyplot as plt
+
+    try:
+        fig.savefig(path, dpi=100, format="png")
+    except OSError as exc:
+        raise NeurocompileError(f"{path}: cannot write {what} ({exc.strerror or type(exc).__name__})") from None
+    finally:
+        plt.close(fig)
+    return Path(path)

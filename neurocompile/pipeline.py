@@ -26,6 +26,7 @@ import numpy as np
 
 from .backends import BACKENDS, create_backend
 from .errors import NeurocompileError
+from .outputs import save_figure
 
 MODEL_SUFFIXES = (".nir", ".pt", ".ncp")
 CALIBRATION_DATASETS = ("digits", "digits-rows")
@@ -600,12 +601,7 @@ def plot_learning(result: dict, path) -> None:
         fontsize=9,
     )
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100, format="png")
-    except OSError as exc:
-        raise NeurocompileError(f"{path}: cannot write plot ({exc.strerror or type(exc).__name__})") from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
 
 
 def _write_learned(program, result: dict, output, plot, graph=None, nir_output=None) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import NeurocompileError
+from .outputs import save_figure
 
 
 def summarize(recording, inputs, labels=None) -> dict:
@@ -117,9 +118,4 @@ def plot_raster(recording, path) -> None:
     axes[-1, 0].set_xlabel("time step")
     fig.suptitle(f"spike raster, sample 0 ({recording.backend})", fontsize=9)
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=100)
-    except OSError as exc:
-        raise NeurocompileError(f"{path}: cannot write plot ({exc.strerror or type(exc).__name__})") from None
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

@@ -15,11 +15,11 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from test_cli_float import assert_one_line_error, run_cli
 from torch import nn
 
 from neurocompile import metrics
 from neurocompile.backends import create_backend
-from neurocompile.cli import main
 from neurocompile.errors import NeurocompileError
 from neurocompile.nir_export import convention_from_metadata
 from neurocompile.nir_io import load_graph
@@ -36,24 +36,6 @@ from neurocompile.onnx_convert import (
     read_onnx,
     run_onnx,
 )
-
-
-def run_cli(capsys, *argv):
-    """The real entry point in-process: (exit code, stdout, stderr)."""
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *words):
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    for word in words:
-        assert word in lines[0], lines[0]
 
 
 def export(model: nn.Module, path, shape=(1, 8, 8), **options):

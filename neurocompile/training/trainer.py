@@ -22,6 +22,7 @@ from neurocompile import primitives
 from neurocompile.data import load_dataset
 from neurocompile.discretization import Convention
 from neurocompile.errors import NeurocompileError
+from neurocompile.outputs import save_figure
 
 from .bptt import BPTT
 from .common import add_fake_quant, evaluate, fold_fake_quant, hardware_aware_neuron_params, predict
@@ -252,10 +253,7 @@ def plot_learning_curve(metrics: dict, path) -> Path:
         f"{cfg['rule']} on {cfg['data']}, T={metrics['steps']}, seed {cfg['seed']}: test {metrics['test_acc']:.3f}"
     )
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, "learning curve")
 
 
 def save_outputs(model, metrics: dict, out_path) -> dict:
