@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import NeurocompileError
 from ..outputs import check_outputs
 from . import cli
+from .options import convention_options
 
 
 @cli.command(name="compile")
@@ -47,13 +48,7 @@ from . import cli
     help="Scale from the maximum or a percentile.",
 )
 @click.option("--percentile", default=99.99, show_default=True, type=float, help="Percentile for --method percentile.")
-@click.option(
-    "--convention",
-    help="Float semantics preset: neurocompile, norse, snntorch, sinabs, rockpool or spikingjelly (default: the one MODEL records, else neurocompile).",
-)
-@click.option("--reset", type=click.Choice(["zero", "subtract"]), default=None, help="Override the convention's reset.")
-@click.option("--dt", type=float, default=None, help="Time step in seconds (default: the convention's, 1e-4).")
-@click.option("--lenient", is_flag=True, help="Read graphs that nir's type check rejects.")
+@convention_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def compile_command(
     model, output, calibrate, calibrate_samples, steps, method, percentile, convention, reset, dt, lenient, as_json

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import NeurocompileError
 from ..outputs import check_outputs
 from . import cli
+from .options import convention_options
 
 
 @cli.command("export")
@@ -33,14 +34,7 @@ from . import cli
     show_default=True,
     help="nir: a .pt checkpoint's NIR graph; onnx: one time step of MODEL (.nir or .pt) with explicit state.",
 )
-@click.option(
-    "--convention",
-    help="onnx: discretization preset (neurocompile, norse, snntorch, sinabs, rockpool, spikingjelly; "
-    "default: the one MODEL records, else neurocompile).",
-)
-@click.option("--dt", type=float, help="onnx: time step in seconds (overrides the convention).")
-@click.option("--reset", type=click.Choice(["zero", "subtract"]), help="onnx: reset after a spike (overrides).")
-@click.option("--lenient", is_flag=True, help="onnx: read older NIR files without nir's type check.")
+@convention_options("onnx: ")
 @click.option("--allow-pickle", is_flag=True, help="Trust a pickled module or TorchScript file (it can run code).")
 def export_command(model, output, target, convention, dt, reset, lenient, allow_pickle):
     """Export a PyTorch checkpoint to NIR, or a model to one ONNX time step (--to onnx)."""

@@ -17,6 +17,7 @@ import numpy as np
 from ..backends import BACKENDS
 from ..errors import NeurocompileError
 from . import cli
+from .options import convention_options
 
 
 def _check_options(input_path, data, steps, limit, dt) -> None:
@@ -54,13 +55,7 @@ def _check_options(input_path, data, steps, limit, dt) -> None:
     "--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a spike raster PNG of the first sample."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
-@click.option(
-    "--convention",
-    help="Discretization preset: neurocompile, norse, snntorch, sinabs, rockpool or spikingjelly (default: the one MODEL records, else neurocompile).",
-)
-@click.option("--dt", type=float, help="Time step in seconds (overrides the preset).")
-@click.option("--reset", type=click.Choice(["zero", "subtract"]), help="Reset after a spike (overrides the preset).")
-@click.option("--lenient", is_flag=True, help="Read older NIR files without nir's type check.")
+@convention_options()
 @click.option(
     "--device", default="cpu", show_default=True, help="Torch device for the float and cpu backends (cpu, cuda)."
 )
