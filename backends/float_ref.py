@@ -127,7 +127,7 @@ class _Linear(_Node):
         self.in_shape = _declared_input(self.node)
         self.weighted = hasattr(self.node, "weight")
         self.op: Op | None = None
-        self.synops = 0
+        self.active: torch.Tensor | None = None
 
     def _resolve(self, x: torch.Tensor) -> torch.Tensor | None:
         """``x`` in the op's input layout, building the op on first use (None: no input, shape unknown)."""
@@ -148,13 +148,24 @@ class _Linear(_Node):
             )
         return x.reshape(x.shape[0], *self.op.in_shape)
 
+    def reset(self, batch):
+        super().reset(batch)
+        self.active = None
+
     def _count(self, x: torch.Tensor) -> None:
+        """Add up how often each input element is nonzero (over batch and time; no sync per step)."""
         if self.fanout is None:
             probe = torch.ones((1, *x.shape[1:]), dtype=self.dtype, device=self.device, requires_grad=True)
             with torch.enable_grad():
                 self.op.apply(probe, (self.weight != 0).to(self.dtype)).sum().backward()
             self.fanout = probe.grad[0].detach().to(torch.float64)  # exact integer counts
-        self.synops = self.synops + ((x != 0).to(torch.float64) * self.fanout).sum()  # a tensor: no sync per step
+        nonzero = torch.count_nonzero(x, dim=0)
+        self.active = nonzero if self.active is None else self.active + nonzero
+
+    @property
+    def synops(self) -> int:
+        """Nonzero inputs times their nonzero outgoing weights, so far."""
+        return 0 if self.active is None else int(round(float((self.active.to(torch.float64) * self.fanout).sum())))
 
     def step(self, x):
         x = self._resolve(x)
@@ -315,8 +326,6 @@ class FloatReference:
         traces: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
         for op in self.ops.values():
             op.reset(batch)
-            if isinstance(op, _Linear):
-                op.synops = 0
         prev: dict[str, torch.Tensor] = {}
         iterator = range(steps)
         if progress:
@@ -352,11 +361,7 @@ class FloatReference:
         arrays = {}
         for key, values in traces.items():
             arrays[key] = torch.stack(values, dim=1).cpu().numpy() if values else np.zeros((batch, 0))
-        synops = {
-            name: int(round(float(op.synops)))
-            for name, op in self.ops.items()
-            if isinstance(op, _Linear) and op.weighted
-        }
+        synops = {name: op.synops for name, op in self.ops.items() if isinstance(op, _Linear) and op.weighted}
         metadata = {
             "dt": self.convention.dt,
             "convention": self.convention.name,
