@@ -141,6 +141,15 @@ def test_conv1d_conv2d():
     assert rec.metadata["synops"]["c"] == 16
 
 
+def test_affine_synops_sum_over_batch_and_time():
+    """Every nonzero input element, in every sample and step, times its number of nonzero weights."""
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(5, 7)) * (rng.random((5, 7)) < 0.6)
+    x = (rng.random((3, 11, 7)) < 0.4) * rng.integers(1, 3, size=(3, 11, 7))  # graded: 0, 1 or 2
+    rec = run_all(chain(("a", nir.Affine(weight, np.zeros(5))), shape=[7], out_shape=[5]), x)
+    assert rec.metadata["synops"]["a"] == int(((x != 0) * (weight != 0).sum(0)).sum())
+
+
 def test_pooling_and_flatten_keep_batch():
     x = np.arange(32.0).reshape(2, 1, 1, 4, 4)  # batch 2, one step, C=1, 4x4
     sum_pool = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))
