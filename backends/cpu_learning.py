@@ -538,78 +538,10 @@ def _kernel_run(kernel, learners, data, batch, steps, rec, every) -> tuple[dict,
         keep.append(arr)
         return arr
 
-    spike_ports = prog.spike_ports()
-    node = {p.name: i for i, p in enumerate(spike_ports)}
-    node.update({p.name: len(spike_ports) + i for i, p in enumerate(prog.populations)})
-    pop_index = {p.name: i for i, p in enumerate(prog.populations)}
     out = {}
-    pops = (_Pop * max(1, len(prog.populations)))()
-    for i, pop in enumerate(prog.populations):
-        c = pops[i]
-        c.n = pop.size
-        c.fu = fxp.decay_multiplier(pop.du, fxp.U_DECAY_OFFSET)
-        c.fv = fxp.decay_multiplier(pop.dv, fxp.V_DECAY_OFFSET)
-        c.vth = min(fxp.effective_vth(pop.vth), fxp.V_LIMIT)  # v <= V_LIMIT: the same comparisons
-        c.spiking = int(bool(pop.spiking))
-        c.reset_interval = int(pop.reset_interval)
-        bias = fxp.effective_bias(pop.bias_mant, pop.bias_exp)
-        c.bias = _addr(hold(np.ascontiguousarray(np.broadcast_to(bias, pop.shape).reshape(-1), dtype=np.int32)))
-        sig = pop.learning
-        if sig is not None:
-            c.learning = 1
-            c.target = _addr(data[sig.target]) if sig.target is not None else 0
-            c.output_v = int(sig.output == "v")
-            c.output_shift = int(sig.output_shift)
-            c.vth_eff = fxp.effective_vth(pop.vth)
-            if sig.surrogate is not None:
-                c.surrogate = 1
-                c.table = _addr(hold(np.asarray(sig.surrogate.table, dtype=np.int64)))
-                c.table_len = len(sig.surrogate.table)
-                c.sur_shift = int(sig.surrogate.shift)
-                c.trace_mult = fxp.decay_multiplier(sig.trace_decay)
-            for k, term in enumerate(sig.terms().values()):
-                c.term[k] = -1 if term is None else SIGNAL_TERMS[term.factor]
-                c.term_shift[k] = 0 if term is None else int(term.shift)
-        wanted = rec.get(pop.name, set())
-        key = f"{pop.name}.spikes"
-        out[key] = np.empty((batch, steps, pop.size), np.uint8)
-        c.s_out = _addr(out[key])
-        for var in ("u", "v"):
-            if var in wanted:
-                out[f"{pop.name}.{var}"] = np.empty((batch, steps, pop.size), np.int32)
-                setattr(c, f"{var}_out", _addr(out[f"{pop.name}.{var}"]))
-    syns = (_Syn * max(1, len(prog.synapses)))()
-    finals = {}
-    n_ckpt = _checkpoint_count(steps, every)
-    for i, syn in enumerate(prog.synapses):
-        c = syns[i]
-        ns, nt = int(np.prod(prog.source_shape(syn.source))), prog.population(syn.target).size
-        c.src, c.tgt, c.n_src, c.n_tgt, c.wexp = node[syn.source], pop_index[syn.target], ns, nt, int(syn.weight_exp)
-        mine = [learner.synapses[i] for learner in learners]
-        if syn.learning is None:
-            c.kind = 2 if syn.signal == "error" else 0
-            w, c.w_stride = _per_learner([fxp.synapse_weights(s).T for s in mine], np.int32)  # [n_src, n_tgt]
-            c.w = _addr(hold(w))
-            continue
-        c.kind = 1
-        w = np.ascontiguousarray(np.stack([fxp.synapse_weights(s) for s in mine]), dtype=np.int32)
-        finals[syn.name] = w  # updated in place by the kernel
-        c.w, c.w_stride = _addr(w), ns * nt
-        entries, c.keep_stride = _per_learner([-learning_entries(s).astype(np.int32) for s in mine], np.int32)
-        c.keep = _addr(hold(entries))
-        _plastic_fields(c, syn, [s.learning for s in mine], steps, hold)
-        c.bap = int(bool(prog.population(syn.target).learning.bap))
-        wanted = rec.get(syn.name, set())
-        for k, var in enumerate(TRACE_VARIABLES):
-            if var in wanted:
-                arr = out[f"{syn.name}.{var}"] = np.empty((batch, steps, ns if var[0] == "x" else nt), np.int32)
-                if var[0] == "x":
-                    c.x_out[k] = _addr(arr)
-                else:
-                    c.y_out[k - 2] = _addr(arr)
-        if every and "weights" in wanted:
-            arr = out[f"{syn.name}.weights"] = np.zeros((batch, n_ckpt, nt, ns), np.int32)
-            c.ckpt, c.ckpt_every, c.n_ckpt = _addr(arr), every, n_ckpt
+    spike_ports = prog.spike_ports()
+    pops = _population_structs(prog, data, rec, batch, steps, out, hold)
+    syns, finals = _synapse_structs(learners, rec, batch, steps, every, out, hold)
     port_data = (_ptr * max(1, len(spike_ports)))(*[_addr(data[p.name]) for p in spike_ports])
     port_n = hold(np.array([int(np.prod(p.shape)) for p in spike_ports] or [0], dtype=np.int64))
     net = _Net(
@@ -641,6 +573,98 @@ def _kernel_run(kernel, learners, data, batch, steps, rec, every) -> tuple[dict,
     if failed:
         raise NeurocompileError("cpu backend: the learning kernel could not allocate its state")
     return out, finals
+
+
+def _population_structs(prog, data, rec, batch: int, steps: int, out: dict, hold):
+    """The kernel's view of every population; adds the recorded spikes, u and v arrays to ``out``."""
+    pops = (_Pop * max(1, len(prog.populations)))()
+    for i, pop in enumerate(prog.populations):
+        c = pops[i]
+        c.n = pop.size
+        c.fu = fxp.decay_multiplier(pop.du, fxp.U_DECAY_OFFSET)
+        c.fv = fxp.decay_multiplier(pop.dv, fxp.V_DECAY_OFFSET)
+        c.vth = min(fxp.effective_vth(pop.vth), fxp.V_LIMIT)  # v <= V_LIMIT: the same comparisons
+        c.spiking = int(bool(pop.spiking))
+        c.reset_interval = int(pop.reset_interval)
+        bias = fxp.effective_bias(pop.bias_mant, pop.bias_exp)
+        c.bias = _addr(hold(np.ascontiguousarray(np.broadcast_to(bias, pop.shape).reshape(-1), dtype=np.int32)))
+        if pop.learning is not None:
+            _signal_fields(c, pop, data, hold)
+        wanted = rec.get(pop.name, set())
+        key = f"{pop.name}.spikes"
+        out[key] = np.empty((batch, steps, pop.size), np.uint8)
+        c.s_out = _addr(out[key])
+        for var in ("u", "v"):
+            if var in wanted:
+                out[f"{pop.name}.{var}"] = np.empty((batch, steps, pop.size), np.int32)
+                setattr(c, f"{var}_out", _addr(out[f"{pop.name}.{var}"]))
+    return pops
+
+
+def _signal_fields(c: _Pop, pop, data, hold) -> None:
+    """The learning signal of population ``pop`` into ``c``."""
+    sig = pop.learning
+    c.learning = 1
+    c.target = _addr(data[sig.target]) if sig.target is not None else 0
+    c.output_v = int(sig.output == "v")
+    c.output_shift = int(sig.output_shift)
+    c.vth_eff = fxp.effective_vth(pop.vth)
+    if sig.surrogate is not None:
+        c.surrogate = 1
+        c.table = _addr(hold(np.asarray(sig.surrogate.table, dtype=np.int64)))
+        c.table_len = len(sig.surrogate.table)
+        c.sur_shift = int(sig.surrogate.shift)
+        c.trace_mult = fxp.decay_multiplier(sig.trace_decay)
+    for k, term in enumerate(sig.terms().values()):
+        c.term[k] = -1 if term is None else SIGNAL_TERMS[term.factor]
+        c.term_shift[k] = 0 if term is None else int(term.shift)
+
+
+def _synapse_structs(learners, rec, batch: int, steps: int, every, out: dict, hold):
+    """The kernel's view of every synapse (weights per learner) and the plastic weights it updates
+    in place; adds the recorded traces and weight checkpoints to ``out``."""
+    prog = learners[0]
+    node = {p.name: i for i, p in enumerate(prog.spike_ports())}
+    node.update({p.name: len(node) + i for i, p in enumerate(prog.populations)})
+    pop_index = {p.name: i for i, p in enumerate(prog.populations)}
+    syns = (_Syn * max(1, len(prog.synapses)))()
+    finals = {}
+    for i, syn in enumerate(prog.synapses):
+        c = syns[i]
+        ns, nt = int(np.prod(prog.source_shape(syn.source))), prog.population(syn.target).size
+        c.src, c.tgt, c.n_src, c.n_tgt, c.wexp = node[syn.source], pop_index[syn.target], ns, nt, int(syn.weight_exp)
+        mine = [learner.synapses[i] for learner in learners]
+        if syn.learning is None:
+            c.kind = 2 if syn.signal == "error" else 0
+            w, c.w_stride = _per_learner([fxp.synapse_weights(s).T for s in mine], np.int32)  # [n_src, n_tgt]
+            c.w = _addr(hold(w))
+            continue
+        c.kind = 1
+        w = np.ascontiguousarray(np.stack([fxp.synapse_weights(s) for s in mine]), dtype=np.int32)
+        finals[syn.name] = w  # updated in place by the kernel
+        c.w, c.w_stride = _addr(w), ns * nt
+        entries, c.keep_stride = _per_learner([-learning_entries(s).astype(np.int32) for s in mine], np.int32)
+        c.keep = _addr(hold(entries))
+        _plastic_fields(c, syn, [s.learning for s in mine], steps, hold)
+        c.bap = int(bool(prog.population(syn.target).learning.bap))
+        _plastic_outputs(c, syn, rec.get(syn.name, set()), (batch, steps, ns, nt), every, out)
+    return syns, finals
+
+
+def _plastic_outputs(c: _Syn, syn: Synapse, wanted: set, dims, every, out: dict) -> None:
+    """The recorded traces (x per source, y per target) and weight checkpoints of ``syn``."""
+    batch, steps, ns, nt = dims
+    for k, var in enumerate(TRACE_VARIABLES):
+        if var in wanted:
+            arr = out[f"{syn.name}.{var}"] = np.empty((batch, steps, ns if var[0] == "x" else nt), np.int32)
+            if var[0] == "x":
+                c.x_out[k] = _addr(arr)
+            else:
+                c.y_out[k - 2] = _addr(arr)
+    if every and "weights" in wanted:
+        n_ckpt = _checkpoint_count(steps, every)
+        arr = out[f"{syn.name}.weights"] = np.zeros((batch, n_ckpt, nt, ns), np.int32)
+        c.ckpt, c.ckpt_every, c.n_ckpt = _addr(arr), every, n_ckpt
 
 
 def _plastic_fields(c: _Syn, syn: Synapse, rules, steps: int, hold) -> None:
