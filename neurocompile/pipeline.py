@@ -413,31 +413,9 @@ def learn(
     plastic = [plan.synapse for plan in report.plans]
     initial = {name: np.array(learning.synapse(name).weights) for name in plastic}
     held_out = _HeldOut(x_test, y_test)
-    deployed = onchip.without_learning(learning)
-    accuracy_before = held_out(deployed)
-    n = len(y_train)
-    every = steps * -(-n // max(1, round(checkpoints / epochs)))
-    order_rng = np.random.default_rng(int(seed))
-    heldout = {"samples": [0], "accuracy": [accuracy_before]}
-    correct, epoch_accuracy, learn_s, kernel = [], [], 0.0, None
-    for epoch in range(epochs):
-        order = order_rng.permutation(n)
-        rec, seconds = _learn_pass(learning, report, backend, x_train[order], y_train[order], every, progress)
-        learn_s += seconds
-        kernel = rec.metadata.get("learning_kernel", kernel)
-        hits = _stream_predictions(rec, learning, n, steps) == y_train[order]
-        correct.append(hits)
-        epoch_accuracy.append(float(hits.mean()))
-        for k, step in enumerate(rec.metadata.get("checkpoint_steps", [])):
-            if step < n * steps:
-                weights = {name: rec[f"{name}.weights"][0, k] for name in plastic}
-                heldout["samples"].append(epoch * n + step // steps)
-                heldout["accuracy"].append(held_out(deployed, weights))
-        learning = rec.metadata["programs"][0]
-        deployed = onchip.without_learning(learning)
-        heldout["samples"].append((epoch + 1) * n)
-        heldout["accuracy"].append(held_out(deployed))
-    training = _training_curve(np.concatenate(correct), window)
+    stream = _learn_stream(learning, report, backend, x_train, y_train, epochs, seed, checkpoints, held_out, progress)
+    deployed, heldout, n = stream.deployed, stream.heldout, len(y_train)
+    training = _training_curve(stream.correct, window)
     changed = sum(int(np.count_nonzero(deployed.synapse(name).weights != initial[name])) for name in plastic)
     total = sum(int(np.size(initial[name])) for name in plastic)
     result = {
@@ -455,20 +433,20 @@ def learn(
         "plastic_synapses": plastic,
         "train_samples": n,
         "test_samples": int(len(y_test)),
-        "accuracy_before": accuracy_before,
+        "accuracy_before": heldout["accuracy"][0],
         "accuracy_after": heldout["accuracy"][-1],
-        "training_accuracy": epoch_accuracy,
+        "training_accuracy": stream.epoch_accuracy,
         "running_training_accuracy": training["accuracy"][-1],
         "weights_changed": changed,
         "weights_plastic": total,
-        "learning_kernel": kernel,
+        "learning_kernel": stream.kernel,
         "report": report.to_dict(),
         "curves": {"heldout": heldout, "training": training},
         "timing": {
             "compile_s": compile_s,
-            "learn_s": learn_s,
+            "learn_s": stream.learn_s,
             "learning_steps": int(epochs * n * steps),
-            "steps_per_s": epochs * n * steps / learn_s if learn_s > 0 else None,
+            "steps_per_s": epochs * n * steps / stream.learn_s if stream.learn_s > 0 else None,
             "evaluate_s": held_out.seconds,
         },
     }
@@ -476,6 +454,50 @@ def learn(
     learned_nir = onchip.learned_graph(graph, compiled, deployed) if nir_output is not None else None
     _write_learned(deployed, result, output, plot, learned_nir, nir_output)
     return deployed, result
+
+
+@dataclasses.dataclass
+class _Stream:
+    """What streaming the training split through a learning program gave."""
+
+    deployed: object  # the learned program without learning rules
+    heldout: dict  # held-out accuracy at samples seen: {"samples": [...], "accuracy": [...]}
+    correct: np.ndarray  # per streamed sample: classified correctly while learning
+    epoch_accuracy: list
+    learn_s: float
+    kernel: str | None
+
+
+def _learn_stream(learning, report, backend, x, y, epochs, seed, checkpoints, held_out, progress) -> _Stream:
+    """``epochs`` shuffled passes of ``(x, y)`` through ``learning``, with held-out accuracy at
+    about ``checkpoints`` weight checkpoints along the stream and after every pass."""
+    from . import onchip
+
+    n, steps = len(y), int(x.shape[1])
+    plastic = [plan.synapse for plan in report.plans]
+    every = steps * -(-n // max(1, round(checkpoints / epochs)))
+    order_rng = np.random.default_rng(int(seed))
+    deployed = onchip.without_learning(learning)
+    heldout = {"samples": [0], "accuracy": [held_out(deployed)]}
+    correct, epoch_accuracy, learn_s, kernel = [], [], 0.0, None
+    for epoch in range(epochs):
+        order = order_rng.permutation(n)
+        rec, seconds = _learn_pass(learning, report, backend, x[order], y[order], every, progress)
+        learn_s += seconds
+        kernel = rec.metadata.get("learning_kernel", kernel)
+        hits = _stream_predictions(rec, learning, n, steps) == y[order]
+        correct.append(hits)
+        epoch_accuracy.append(float(hits.mean()))
+        for k, step in enumerate(rec.metadata.get("checkpoint_steps", [])):
+            if step < n * steps:
+                weights = {name: rec[f"{name}.weights"][0, k] for name in plastic}
+                heldout["samples"].append(epoch * n + step // steps)
+                heldout["accuracy"].append(held_out(deployed, weights))
+        learning = rec.metadata["programs"][0]
+        deployed = onchip.without_learning(learning)
+        heldout["samples"].append((epoch + 1) * n)
+        heldout["accuracy"].append(held_out(deployed))
+    return _Stream(deployed, heldout, np.concatenate(correct), epoch_accuracy, learn_s, kernel)
 
 
 def _training_curve(correct: np.ndarray, window: int) -> dict:
