@@ -262,27 +262,13 @@ def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback
     lam = membrane if rule == "ottt" else lambda_pre
     tau, lam_chip = trace_tau(lam)
     impulse = trace_impulse(lam_chip)
-    notes = []
     surrogate = surrogate_table(v_unit, surrogate_alpha) if pop.spiking else None
     psi_scale = PSI_SCALE if pop.spiking else 1
     output_shift, error_unit, peak = _error_units(program, pop, feedback, v_unit)
     peak *= psi_scale
-    shift = max(0, math.ceil(math.log2(max(peak / SIGNAL_MAX, 1.0))))
-
-    def scale_for(shift: int) -> float:
-        # product (x1 * y2 >> 3) * m * 2**e per step equals -lr * L * psi * a / weight_unit, with
-        # x1 - impulse * x0 = lambda * impulse * a[t-1] and y2 = L * psi * y_unit
-        y_unit = error_unit * psi_scale / 2.0**shift
-        return -lr / weight_unit * 8.0 / (lam_chip * impulse * y_unit)
-
-    while abs(scale_for(shift)) < 1.5 * 2.0**-7 and peak / 2.0 ** (shift + 1) >= 4:
-        shift += 1  # a small learning rate: fewer bits of y2 instead of a scale below 2**-7
-    if peak / 2.0**shift < 16:
-        notes.append(f"learning signal peaks at {peak / 2.0**shift:.0f} of 127 (y2 has few bits)")
-    wanted = scale_for(shift)
-    m, e, err = representable_scale(wanted, syn.name)
-    if err > 0.1:
-        notes.append(f"scale rounds by {100 * err:.0f}% (3-bit mantissa)")
+    shift, wanted, (m, e, err), notes = _scale_and_shift(
+        lr / weight_unit, lam_chip * impulse, error_unit * psi_scale, peak, syn.name
+    )
     if impulse / (1 - lam_chip) > 127:
         notes.append("pre trace saturates at 127")
     correction = _correction(m, e, impulse, syn.name)
@@ -313,6 +299,29 @@ def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback
         syn.name, pop.name, lam, tau, lam_chip, impulse, m, e, wanted, err, shift, target_value, post, notes
     )
     return plan, learning, signal
+
+
+def _scale_and_shift(rate: float, trace_gain: float, y_unit: float, peak: float, node: str):
+    """``(shift, wanted, (m, e, error), notes)``: the learning signal's right shift and the rule's
+    scale ``m * 2**e`` for a weight change of ``-rate * L * psi * a`` per step (``rate``: lr per
+    weight mantissa unit; ``trace_gain``: lambda * impulse, what ``x1 - impulse * x0`` holds per
+    unit of ``a[t-1]``; ``y_unit``: y2 per unit of ``L * psi`` before the shift; ``peak``: the
+    largest y2 before the shift)."""
+    shift = max(0, math.ceil(math.log2(max(peak / SIGNAL_MAX, 1.0))))
+
+    def scale_for(shift: int) -> float:  # (x1 * y2 >> 3) * m * 2**e per step
+        return -rate * 8.0 / (trace_gain * y_unit / 2.0**shift)
+
+    while abs(scale_for(shift)) < 1.5 * 2.0**-7 and peak / 2.0 ** (shift + 1) >= 4:
+        shift += 1  # a small learning rate: fewer bits of y2 instead of a scale below 2**-7
+    notes = []
+    if peak / 2.0**shift < 16:
+        notes.append(f"learning signal peaks at {peak / 2.0**shift:.0f} of 127 (y2 has few bits)")
+    wanted = scale_for(shift)
+    scale = representable_scale(wanted, node)
+    if scale[2] > 0.1:
+        notes.append(f"scale rounds by {100 * scale[2]:.0f}% (3-bit mantissa)")
+    return shift, wanted, scale, notes
 
 
 def _error_units(program, pop, feedback, v_unit: float) -> tuple[int, float, float]:
