@@ -12,6 +12,7 @@ node names of the exported NIR graph.
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 
 import torch
@@ -34,6 +35,12 @@ class SNN(nn.Sequential):
         self.input_shape = tuple(int(n) for n in input_shape)
         self.convention = convention
         self.config = dict(config or {})
+
+    def _arguments(self, values: dict) -> dict:
+        """The constructor's arguments, as the constructor left them in ``values`` (its locals): the
+        ``config`` that rebuilds the model (``convention`` is kept apart)."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: values[name] for name in names if name not in ("self", "convention")}
 
     def forward(self, x: Tensor, record: bool = False):
         if not record:
@@ -81,15 +88,7 @@ class MLP(SNN):
             params = (output_params if last else neuron_params) or {}
             layers[f"fc{k}"] = Linear(n_in, n_out, bias=bias)
             layers[_name(model, k)] = make_neuron(model, n_out, convention, **params)
-        config = dict(
-            sizes=sizes,
-            neuron=neuron,
-            output_neuron=output_neuron,
-            neuron_params=neuron_params,
-            output_params=output_params,
-            bias=bias,
-        )
-        super().__init__(layers, (sizes[0],), convention, config)
+        super().__init__(layers, (sizes[0],), convention, self._arguments(locals()))
 
 
 class ConvNet(SNN):
@@ -125,20 +124,7 @@ class ConvNet(SNN):
             "fc2": Linear(channels * (h // pool) * (w // pool), n_out, bias=bias),
             _name(output_neuron, 2): make_neuron(output_neuron, n_out, convention, **(output_params or {})),
         }
-        config = dict(
-            input_shape=input_shape,
-            channels=channels,
-            kernel_size=kernel_size,
-            padding=padding,
-            pool=pool,
-            n_out=n_out,
-            neuron=neuron,
-            output_neuron=output_neuron,
-            neuron_params=neuron_params,
-            output_params=output_params,
-            bias=bias,
-        )
-        super().__init__(layers, input_shape, convention, config)
+        super().__init__(layers, input_shape, convention, self._arguments(locals()))
 
 
 class RecurrentNet(SNN):
@@ -162,17 +148,7 @@ class RecurrentNet(SNN):
             "fc2": Linear(n_hidden, n_out, bias=bias),
             _name(output_neuron, 2): make_neuron(output_neuron, n_out, convention, **(output_params or {})),
         }
-        config = dict(
-            n_in=n_in,
-            n_hidden=n_hidden,
-            n_out=n_out,
-            neuron=neuron,
-            output_neuron=output_neuron,
-            neuron_params=neuron_params,
-            output_params=output_params,
-            bias=bias,
-        )
-        super().__init__(layers, (n_in,), convention, config)
+        super().__init__(layers, (n_in,), convention, self._arguments(locals()))
 
 
 ARCHITECTURES: dict[str, type[SNN]] = {"MLP": MLP, "ConvNet": ConvNet, "RecurrentNet": RecurrentNet}
