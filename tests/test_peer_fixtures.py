@@ -22,10 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import peer_table  # noqa: E402  (tools/peer_table.py)
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "peers"
-LIBRARIES = ["snntorch", "norse", "spikingjelly"]
+LIBRARIES = ["snntorch", "norse", "spikingjelly", "sinabs", "rockpool"]
 EXACT = {
     ("snntorch", "leaky_mlp_zero"),
     ("norse", "iaf_mlp"),
+    ("sinabs", "iaf_mlp"),
     ("spikingjelly", "if_mlp"),
     ("spikingjelly", "lif_mlp"),
     ("spikingjelly", "cuba_lif_mlp"),
@@ -45,12 +46,12 @@ def test_every_library_has_fixtures():
 def test_fixture_is_complete(library, case):
     graph, _, x, native, meta = peer_table.load_case(FIXTURES / library / case)
     assert meta["library"] == library and meta["library_version"] and meta["nir_version"] and meta["torch_version"]
-    assert meta["built"] and meta["dt"] > 0
+    assert meta["built"] and (meta["dt"] > 0 if library != "sinabs" else meta["dt"] is None)  # Sinabs has no dt
     nodes, _ = flatten_graph(graph)
     assert "output" in native
     for node, spikes in native.items():
         assert node == "output" or node in nodes
-        assert spikes.shape[:2] == x.shape[:2] and set(np.unique(spikes)) <= {0, 1}
+        assert spikes.shape[:2] == x.shape[:2] and spikes.min() >= 0  # counts: Sinabs/Rockpool multi-spikes
     assert 0 < native["output"].sum() < native["output"].size, "the output should spike, but not always"
 
 

@@ -56,8 +56,8 @@ WHY = {
     ("norse", "lif_box_mlp"): (
         "exporter writes `tau = dt/tau_mem_inv` (= dt*tau, 1e-5 s for tau = 10 ms) instead of `1/tau_mem_inv`. "
         "LIFBoxCell: `v = v + dt*tau_mem_inv*(v_leak - v + x)`, `s = [v > th]`, `v = v_reset` (ours with r=1). "
-        "Reproduces exactly with the norse preset at dt = 1e-6 (= dt_native * dt_export), i.e. the importer "
-        "must read Norse's tau as `tau*dt`... or Norse must write 1/tau_inv."
+        "Reproduces exactly with the norse preset at dt = 1e-6 (= dt_native * dt_export): a repaired importer "
+        "reads Norse's tau as tau_written/dt_export, or Norse writes 1/tau_mem_inv."
     ),
     ("norse", "lif_mlp"): (
         "LIFCell (lif_feed_forward_step): `i1 = i + x`; `v = v + dt*tau_mem_inv*(v_leak - v + i1)`; "
@@ -65,6 +65,35 @@ WHY = {
         "and v integrates the NEW current (`current_first=True`, `cuba_input_scaled=False`); the norse preset "
         "has `current_first=False`. Plus the tau = dt/tau_inv export. Exact with norse preset, "
         "current_first=True, dt=1e-6."
+    ),
+    ("sinabs", "iaf_mlp_multispike"): (
+        "Sinabs' default `spike_fn=MultiSpike` emits `s = trunc(v/th)` spikes when v > 0 (several per step) and "
+        "subtracts `th*s`; NIR's IF and our presets emit at most one spike per step (`SingleSpike`: `s = [v >= th]`, "
+        "the iaf_mlp case, reproduces). Native output spike counts are stored as counts."
+    ),
+    ("sinabs", "lif_mlp"): (
+        "Sinabs LIF has no dt: `a = exp(-1/tau_mem)` with tau_mem in steps, `v = a*v + (1-a)*x` (norm_input=True), "
+        "`s = [v >= th]`, `v -= th*s`. The exporter writes `LIF(tau=tau_mem, r=1, v_leak=0)`: tau in steps where "
+        "NIR means seconds, and our Euler `v += dt/tau*(-v + x)` (dt=1e-4) is `1 - dt/tau` instead of `exp(-1/tau)`. "
+        "A reader would need dt=1 step and an exponential decay (`1-a` = `1-exp(-dt/tau)` instead of `dt/tau`)."
+    ),
+    ("sinabs", "conv_net"): (
+        "sinabs.nir.to_nir leaves Conv2d.input_shape, SumPool2d and Flatten input_type as None; nir 1.0.4's "
+        "nir.write cannot store None (h5py)."
+    ),
+    ("rockpool", "lif_mlp"): (
+        "LIFTorch (lif_torch.py evolve): `i += x`; `v *= exp(-dt/tau_mem)`; `i *= exp(-dt/tau_syn)`; `v += i`; "
+        "`s = floor(v/th)` (StepPWL, up to 2**16 spikes per step); `v -= th*s` (dt = 1e-3). The export is "
+        "CubaLIF(tau_syn, tau_mem, r = tau_mem*exp(-dt/tau_mem)/dt, no w_in, no v_reset): under NIR's ODE the "
+        "current integrates only `dt/tau_syn * x` (w_in should be tau_syn/dt for a unit jump), the decays are "
+        "`1 - dt/tau` instead of `exp(-dt/tau)`, r adds an `exp(-dt/tau_mem)` factor Rockpool applies to the "
+        "current via its own decay order, and our spikes are single. Rockpool's reading is: current jump, then "
+        "both decay, then v += decayed i (current_first with the decayed current)."
+    ),
+    ("rockpool", "lif_neuron_mlp"): (
+        "LIFNeuronTorch: `v = exp(-dt/tau)*v + x`, `s = floor(v/th)` (multi-spike), `v -= th*s`. Exported "
+        "LIF(tau, r = tau*exp(-dt/tau)/dt): our Euler gives `v = (1 - dt/tau)*v + exp(-dt/tau)*x`: the input is "
+        "scaled by exp(-dt/tau) (0.951) and the decay is linear; Rockpool's dt (1e-3) is not recorded."
     ),
     ("norse", "conv_net"): (
         "Norse's `_extract_norse_module` maps only Conv2d, Linear, LIFCell, LIFBoxCell, LIBoxCell, IAFCell; "
