@@ -28,6 +28,31 @@ def spike_input(seed: int, steps: int, shape, rate: float) -> np.ndarray:
     return (rng.random((BATCH, steps, *shape)) < rate).astype(np.float32)
 
 
+def spike_array(output) -> np.ndarray:
+    """A module's spikes as NumPy (modules that return ``(spikes, state)`` give the first)."""
+    spikes = output[0] if isinstance(output, tuple) else output
+    return spikes.detach().numpy().copy()
+
+
+def record_per_step(net, neurons: dict[str, str], steps: int, step) -> dict:
+    """Spikes of the submodules ``neurons`` ({module name: key}) at every step of ``step(t)`` (which
+    runs the network one step and returns its output) and the output, stacked to [batch, time, ...]."""
+    recorded = {key: [] for key in neurons.values()}
+    modules = dict(net.named_modules())
+    hooks = [
+        modules[name].register_forward_hook(lambda m, i, o, key=key: recorded[key].append(spike_array(o)))
+        for name, key in neurons.items()
+    ]
+    try:
+        out = [spike_array(step(t)) for t in range(steps)]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    result = {key: np.stack(values, axis=1) for key, values in recorded.items()}
+    result["output"] = np.stack(out, axis=1)
+    return result
+
+
 def versions(library: str) -> dict:
     return {
         "library": library,

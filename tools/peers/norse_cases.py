@@ -12,7 +12,7 @@ from pathlib import Path
 import norse.torch as norse
 import numpy as np
 import torch
-from fixture_io import run_cases, save_case, spike_input
+from fixture_io import record_per_step, run_cases, save_case, spike_input
 from norse.torch.utils.export_nir import to_nir
 
 STEPS = 40
@@ -26,27 +26,14 @@ def full(value: float, n: int) -> torch.Tensor:
 
 def run_native(net: norse.SequentialState, x: np.ndarray, neurons: dict[str, str]) -> dict:
     """Spikes of the cells ``neurons`` ({module name: NIR node}) and the output, per step."""
-    recorded = {node: [] for node in neurons.values()}
-    modules = dict(net.named_modules())
-    hooks = [
-        modules[name].register_forward_hook(lambda m, i, o, node=node: recorded[node].append(_spikes(o)))
-        for name, node in neurons.items()
-    ]
-    state, out = None, []
+    state = [None]  # the network's state, carried from step to step
+
+    def step(t: int):
+        out, state[0] = net(torch.from_numpy(x[:, t]), state[0])
+        return out
+
     with torch.no_grad():
-        for t in range(x.shape[1]):
-            z, state = net(torch.from_numpy(x[:, t]), state)
-            out.append(_spikes(z))
-    for hook in hooks:
-        hook.remove()
-    result = {node: np.stack(steps, axis=1) for node, steps in recorded.items()}
-    result["output"] = np.stack(out, axis=1)
-    return result
-
-
-def _spikes(output) -> np.ndarray:
-    spk = output[0] if isinstance(output, tuple) else output
-    return spk.detach().numpy().copy()
+        return record_per_step(net, neurons, x.shape[1], step)
 
 
 def export_and_run(out: Path, case: str, net, x: np.ndarray, neurons: dict, built: str, notes: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import snntorch as snn
 import torch
-from fixture_io import run_cases, save_case, spike_input
+from fixture_io import record_per_step, run_cases, save_case, spike_input
 from snntorch.export_nir import export_to_nir
 from snntorch.utils import reset
 
@@ -32,25 +32,9 @@ def leaky(n: int, **options) -> snn.Leaky:
 
 def run_native(net: torch.nn.Sequential, x: np.ndarray, neurons: dict[str, str]) -> dict:
     """Spikes of the neuron modules ``neurons`` ({module name: NIR node}) and the output, per step."""
-    recorded = {node: [] for node in neurons.values()}
-    modules = dict(net.named_modules())
-    hooks = [
-        modules[name].register_forward_hook(lambda m, i, o, node=node: recorded[node].append(_spikes(o)))
-        for name, node in neurons.items()
-    ]
     reset(net)
     with torch.no_grad():
-        out = [_spikes(net(torch.from_numpy(x[:, t]))) for t in range(x.shape[1])]
-    for hook in hooks:
-        hook.remove()
-    result = {node: np.stack(steps, axis=1) for node, steps in recorded.items()}
-    result["output"] = np.stack(out, axis=1)
-    return result
-
-
-def _spikes(output) -> np.ndarray:
-    spk = output[0] if isinstance(output, tuple) else output
-    return spk.detach().numpy().copy()
+        return record_per_step(net, neurons, x.shape[1], lambda t: net(torch.from_numpy(x[:, t])))
 
 
 def export_and_run(out: Path, case: str, net, x: np.ndarray, neurons: dict, built: str, notes: str) -> None:

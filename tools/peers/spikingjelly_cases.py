@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fixture_io import run_cases, save_case, spike_input
+from fixture_io import record_per_step, run_cases, save_case, spike_input
 from spikingjelly.activation_based import functional, neuron
 from spikingjelly.activation_based.nir_exchange import export_to_nir
 
@@ -21,20 +21,11 @@ DT = 1e-4
 
 def run_native(net: torch.nn.Sequential, x: np.ndarray, neurons: list[str]) -> dict:
     """Spikes of the neuron modules ``neurons`` and the output, per step (state reset first)."""
-    recorded = {name: [] for name in neurons}
-    modules = dict(net.named_modules())
-    hooks = [
-        modules[name].register_forward_hook(lambda m, i, o, name=name: recorded[name].append(o.numpy().copy()))
-        for name in neurons
-    ]
     functional.reset_net(net)
     with torch.no_grad():
-        out = [net(torch.from_numpy(x[:, t])).numpy().copy() for t in range(x.shape[1])]
-    for hook in hooks:
-        hook.remove()
-    result = {name: np.stack(steps, axis=1) for name, steps in recorded.items()}
-    result["output"] = np.stack(out, axis=1)
-    return result
+        return record_per_step(
+            net, {name: name for name in neurons}, x.shape[1], lambda t: net(torch.from_numpy(x[:, t]))
+        )
 
 
 def fx_node_name(module: str, graph) -> str:
