@@ -490,7 +490,7 @@ def plot(result: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     backends = sorted({r["backend"] for n in nets for r in n["rows"]} - {"lava fixed_pt"})
     for batch, style in zip(result["batches"], ("--", "-")):
-        for backend in backends:
+        for color, backend in enumerate(backends):
             points = [
                 (n["synapses"], r["speedup_vs_lava_fixed_pt"])
                 for n in nets
@@ -498,7 +498,7 @@ def plot(result: dict, path: str) -> None:
                 if r["backend"] == backend and r["batch"] == batch and r["speedup_vs_lava_fixed_pt"]
             ]
             if points:
-                ax.plot(*zip(*points), style, marker="o", label=f"{backend}, batch {batch}")
+                ax.plot(*zip(*points), style, color=f"C{color}", marker="o", label=f"{backend}, batch {batch}")
     ax.set(xscale="log", yscale="log", xlabel="synapses", ylabel="speed-up over Lava fixed_pt (sample-steps/s)")
     ax.set_title(
         f"T={result['steps']}, load {result['load_before']:.1f} -> {result['load_after']:.1f} on {result['cores']} cores"
@@ -559,7 +559,7 @@ def main(argv=None) -> int:
         "repeats": opts.repeats,
         "lava_samples": opts.lava_samples if opts.lava else 0,
         "recording": RECORDING,
-        "norse": "norse 1.1.0 side venv" if NORSE_PYTHON.exists() else "not installed",
+        "norse": f"side venv {NORSE_PYTHON.parents[1]}" if NORSE_PYTHON.exists() else "not installed",
         "load_before": load_before,
         "networks": [bench_network(name, opts) for name in opts.networks],
     }
@@ -569,6 +569,8 @@ def main(argv=None) -> int:
     print(
         f"load average {result['load_before']:.2f} before, {result['load_after']:.2f} after; Norse: {result['norse']}"
     )
+    for path in filter(None, (args.json, args.plot)):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     if args.plot:
