@@ -33,7 +33,7 @@ test: lint
 	$(PY) -m pytest -q -n $(JOBS) tests
 
 bench: setup
-	$(PY) tools/bench_cpu_vs_lava.py
+	$(PY) tools/bench.py --json out/bench.json --plot out/bench.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info out
