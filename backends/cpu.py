@@ -195,7 +195,7 @@ def _ptr(t: torch.Tensor | None) -> int:
 class _Syn:
     spec: Synapse
     delays: list[int]  # sorted unique delays
-    weight: torch.Tensor  # dense: [n_src, len(delays) * n_tgt] (delay-major); conv: [G, Co/G, K]
+    weight: torch.Tensor  # dense: [n_src, len(delays) * n_tgt] (delay-major); conv: [Co, Ci/G, kH, kW]
     dtype: torch.dtype  # of the matmul
 
 
@@ -246,8 +246,7 @@ class CpuBackend:
                 raise NeurocompileError(f"synapse '{syn.name}': conv geometry does not match source/target shapes")
             if syn.delays is not None and np.any(syn.delays):
                 raise NeurocompileError(f"synapse '{syn.name}': conv synapses cannot have delays")
-            weight = torch.as_tensor(w.reshape(g.groups, w.shape[0] // g.groups, -1), dtype=dtype, device=self.device)
-            return _Syn(syn, [0], weight, dtype)
+            return _Syn(syn, [0], torch.as_tensor(w, dtype=dtype, device=self.device), dtype)
         n_src, n_tgt = int(np.prod(self.shapes[syn.source])), int(np.prod(self.shapes[syn.target]))
         if w.shape != (n_tgt, n_src):
             raise NeurocompileError(f"synapse '{syn.name}': weights shape {w.shape} != ({n_tgt}, {n_src})")
@@ -279,12 +278,15 @@ class CpuBackend:
         if spec.kind == "conv":
             g = spec.conv
             x = spikes.to(sy.dtype).reshape(n, *g.input_shape)
-            kernel_size = tuple(spec.weights.shape[2:4])
-            cols = F.unfold(
-                x, kernel_size, dilation=tuple(g.dilation), padding=tuple(g.padding), stride=tuple(g.stride)
-            )
-            cols = cols.reshape(n, g.groups, -1, cols.shape[-1])  # [N, G, Cin/G*kh*kw, L]
-            acc = torch.matmul(sy.weight, cols).reshape(n, 1, -1)  # [N, G, Co/G, L] flattened
+            # exact: every partial sum is an integer below the dtype's exact range (matmul_dtype)
+            acc = F.conv2d(
+                x,
+                sy.weight,
+                stride=tuple(g.stride),
+                padding=tuple(g.padding),
+                dilation=tuple(g.dilation),
+                groups=g.groups,
+            ).reshape(n, 1, -1)
             return fxp.wrap_bits(acc.to(torch.int64), fxp.CONV_ACC_BITS) if self.fixed else acc
         acc = (spikes.reshape(n, -1).to(sy.dtype) @ sy.weight).reshape(n, len(sy.delays), -1)
         return fxp.scale_activation(acc.to(torch.int64), spec.weight_exp) if self.fixed else acc

@@ -286,3 +286,29 @@ def test_layerwise_equals_stepwise_on_feedforward():
     assert layer.metadata["schedule"] == "layerwise" and step.metadata["schedule"] == "stepwise"
     for key in layer.arrays:
         np.testing.assert_array_equal(layer[key], step[key], err_msg=key)
+
+
+@pytest.mark.parametrize("total", [2**24 - 1, 2**24 + 1])
+def test_conv_sums_exact_at_the_float32_bound(total):
+    """A conv synapse runs through F.conv2d in float32 when no sum can reach 2**24 and in float64
+    otherwise: with all-positive weights summing to 2**24 - 1 or 2**24 + 1 per output channel and
+    every input spiking, the activations equal ``fixedpoint.conv_activation`` (exact, float64)."""
+    import torch
+
+    w = np.full((2, 8, 3, 3), 233016, dtype=np.int64)
+    w[:, 0, 0, 0] = total - (w[0].size - 1) * 233016  # the row sum of |w| is exactly `total`
+    geom = ConvGeometry((8, 5, 5), (2, 3, 3))
+    prog = FixedPointProgram(
+        [InputPort("x", (8, 5, 5))],
+        [Population("p", (2, 3, 3), du=4095, dv=4095, vth=2**17 - 1, bias_mant=np.zeros((2, 3, 3), np.int32))],
+        [Synapse("c", "x", "p", "conv", w.astype(np.int32), conv=geom)],
+        ["p"],
+    )
+    backend = CpuBackend(prog)
+    syn = backend.syns["c"]
+    assert syn.dtype == (torch.float32 if total < 2**24 else torch.float64)
+    spikes = np.ones((1, 8, 5, 5), dtype=np.float32)
+    got = backend._activation(syn, torch.from_numpy(spikes)).reshape(2, 3, 3).numpy()
+    want = fxp.conv_activation(spikes[0], fxp.synapse_weights(prog.synapses[0]))
+    np.testing.assert_array_equal(got, want)
+    assert np.abs(want).max() > 0

@@ -325,7 +325,10 @@ def run_lava(net: Network, tag: str, samples: int):
 
     lava = LavaBackend(net.program, tag=tag)
     rec = lava.run(net.inputs[:samples], record="all")
-    return lava.last_timing["steps_per_s"], rec
+    rate = lava.last_timing["steps_per_s"]
+    if rate is None:  # Lava runs samples in blocks and does not time the first of each (start-up)
+        raise SystemExit(f"{net.name}: Lava {tag} timed no sample after its start-up; raise --lava-samples")
+    return rate, rec
 
 
 def compare_exact(a, b) -> list[str]:
@@ -415,7 +418,7 @@ def bench_lava(net: Network, opts: Options) -> tuple[dict[str, float], dict]:
 
 
 def bench_network(name: str, opts: Options) -> dict:
-    net = build_network(name, max(opts.batches), opts.steps)
+    net = build_network(name, max(*opts.batches, opts.lava_samples), opts.steps)
     print(f"[{name}] {net.neurons} neurons, {net.synapses} synapses; load {os.getloadavg()[0]:.2f}", flush=True)
     rows, checks = [], {}
     for batch in opts.batches:
