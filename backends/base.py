@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -31,7 +32,9 @@ def check_inputs(
     """Check a backend's inputs; returns ``({port: array [batch, time, *shape]}, batch, steps)``.
 
     ``ports``: ``(name, shape)`` per input port. ``inputs``: one array (one port) or
-    ``{name: array}``, NumPy or torch; a shape of None accepts any per-step shape. ``binary``: values must be 0 or 1 (spikes),
+    ``{name: array}``, NumPy or torch; a shape of None accepts any per-step shape, and an array with the
+    port's number of values per step in another layout takes the port's shape (as NIR files written with
+    ``[1, 1, n]`` for ``[n]`` need). ``binary``: values must be 0 or 1 (spikes),
     except on the ports named in ``graded`` (target streams), which take integers. Arrays come
     back as NumPy (a bool array as uint8), unchanged otherwise. Every failure raises a one-line
     :class:`NeurocompileError` starting ``"<backend> backend: "``, one message per kind of failure.
@@ -51,7 +54,7 @@ def check_inputs(
     for name, shape in ports:
         if name not in inputs:
             fail(f"input '{name}': missing")
-        arr = _as_numpy(inputs[name])
+        arr = _declared_layout(_as_numpy(inputs[name]), shape)
         expected = f"[batch, time{''.join(f', {s}' for s in shape or ('...',))}]"
         if arr.ndim < 2 or shape is not None and (arr.ndim != 2 + len(shape) or tuple(arr.shape[2:]) != tuple(shape)):
             fail(f"input '{name}': shape {list(arr.shape)} is not {expected}")
@@ -67,6 +70,15 @@ def check_inputs(
             fail(f"input '{name}': targets must fit 32 bits")
         arrays[name] = arr.astype(np.uint8) if arr.dtype == np.bool_ else arr
     return arrays, int(batch_time[0]), int(batch_time[1])
+
+
+def _declared_layout(arr: np.ndarray, shape) -> np.ndarray:
+    """``arr`` [batch, time, ...] reshaped to [batch, time, *shape] when it holds that many values per step."""
+    if shape is None or arr.ndim < 2 or tuple(arr.shape[2:]) == tuple(shape):
+        return arr
+    if math.prod(arr.shape[2:]) == math.prod(shape):
+        return arr.reshape(*arr.shape[:2], *shape)
+    return arr
 
 
 def _as_numpy(x) -> np.ndarray:

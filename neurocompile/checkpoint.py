@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pickle
+import typing
 import warnings
 import zipfile
 from pathlib import Path
@@ -88,7 +90,7 @@ def _is_torchscript(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             return any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
+    except Exception:  # not a readable zip archive (BadZipFile, OSError, an undecodable member name...)
         return False
 
 
@@ -149,8 +151,6 @@ def load_checkpoint(path, allow_unsafe: bool = False) -> nn.Module:
 
 def _model_from_payload(path: Path, payload) -> nn.Module:
     """Rebuild the model a neurocompile checkpoint records (architecture, config, convention, weights)."""
-    from neurocompile.models.architectures import build
-
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         kind = "a bare state_dict" if isinstance(payload, dict) else f"a {type(payload).__name__}"
         raise CheckpointError(f"{path}: not a neurocompile checkpoint ({kind}; no architecture recorded)")
@@ -161,16 +161,100 @@ def _model_from_payload(path: Path, payload) -> nn.Module:
     for key in ("architecture", "config", "convention", "state_dict"):
         if key not in payload:
             raise CheckpointError(f"{path}: checkpoint field '{key}' is missing")
+    if not isinstance(payload["config"], dict):
+        raise CheckpointError(f"{path}: checkpoint field 'config' must be a dict")
+    state = _state_dict(path, payload["state_dict"])
+    convention = _convention(path, payload["convention"])
+    architecture = payload["architecture"]
+    _check_shapes(path, _build(path, architecture, payload["config"], convention, "meta").state_dict(), state)
+    model = _build(path, architecture, payload["config"], convention, "cpu")  # sizes now match the file's tensors
     try:
-        convention = Convention(**payload["convention"])
-    except TypeError as exc:
-        raise CheckpointError(f"{path}: checkpoint field 'convention' is invalid ({exc})") from None
-    try:
-        model = build(payload["architecture"], payload["config"], convention)
-    except NeurocompileError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: state_dict does not match the architecture ({_reason(exc)})") from None
+    _check_time_constants(path, model)
     return model
+
+
+def _build(path: Path, architecture, config: dict, convention: Convention, device: str) -> nn.Module:
+    """The architecture built from untrusted ``config`` (on the meta device: shapes without memory)."""
+    from neurocompile.models.architectures import build
+
+    try:
+        with warnings.catch_warnings(), torch.device(device):
+            warnings.simplefilter("ignore")  # e.g. torch's notes on zero-element layers
+            return build(architecture, config, convention)
+    except NeurocompileError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except Exception as exc:  # the constructors were not written for hostile configs
+        raise CheckpointError(
+            f"{path}: checkpoint field 'config' does not build a {architecture} ({type(exc).__name__}: {_reason(exc)})"
+        ) from None
+
+
+def _state_dict(path: Path, state) -> dict:
+    """The recorded weights: named real tensors with finite values."""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: checkpoint field 'state_dict' must be a dict of tensors")
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: state_dict '{key}' is a {type(value).__name__}, not a tensor")
+        if value.is_complex() or not (value.is_floating_point() or value.dtype in REAL_DTYPES):
+            raise CheckpointError(f"{path}: state_dict '{key}' has dtype {value.dtype}; expected real numbers")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: state_dict '{key}' holds NaN or infinite values")
+    return state
+
+
+REAL_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _convention(path: Path, record) -> Convention:
+    """The recorded Convention, every field of its annotated type: one of its choices, a bool, a printable
+    name, a positive finite dt."""
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path}: checkpoint field 'convention' must be a dict")
+    try:
+        convention = Convention(**record)
+    except (TypeError, NeurocompileError) as exc:
+        raise CheckpointError(f"{path}: checkpoint field 'convention' is invalid ({exc})") from None
+    hints = typing.get_type_hints(Convention)
+    for name in (f.name for f in dataclasses.fields(Convention)):
+        if not _of_type(getattr(convention, name), hints[name]):
+            raise CheckpointError(
+                f"{path}: checkpoint field 'convention.{name}' is invalid: {getattr(convention, name)!r}"
+            )
+    return convention
+
+
+def _of_type(value, hint) -> bool:
+    if typing.get_origin(hint) is typing.Literal:
+        return isinstance(value, str) and value in typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is float:  # dt
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return isinstance(value, str) and value.isprintable()
+
+
+def _check_shapes(path: Path, expected: dict, state: dict) -> None:
+    """The file's tensors are the ones the architecture needs, by name and shape (checked before allocating)."""
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        which = f"missing '{missing[0]}'" if missing else f"unexpected '{unexpected[0]}'"
+        raise CheckpointError(f"{path}: state_dict does not match the architecture ({which})")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{path}: state_dict '{key}' has shape {list(state[key].shape)}, the architecture needs {list(tensor.shape)}"
+            )
+
+
+def _check_time_constants(path: Path, model: nn.Module) -> None:
+    from neurocompile.models.neurons import Neuron
+
+    for prefix, module in model.named_modules():
+        if isinstance(module, Neuron):
+            for name in module.contract.time_constants:
+                if bool((getattr(module, name) <= 0).any()):
+                    raise CheckpointError(f"{path}: state_dict '{prefix}.{name}': time constants must be positive")

@@ -21,6 +21,8 @@ Encoders (pixel intensity ``p = pixel / 16`` in ``[0, 1]``):
 
 from __future__ import annotations
 
+import math
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,6 +33,9 @@ from .errors import NeurocompileError
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 DATASETS = ("digits", "digits-rows")
+MAX_ARRAY_BYTES = 1 << 31  # an input array that needs more (as stored, or as float32) is refused unread
+MAX_LABEL = 2**31 - 1
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 @lru_cache(maxsize=1)
@@ -64,6 +69,15 @@ def _check_steps(steps, where: str) -> int:
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise NeurocompileError(f"{where}: steps must be a positive integer, got {steps!r}")
     return int(steps)
+
+
+def _check_encoded_size(where: str, samples: int, steps: int, width: int) -> None:
+    need = samples * steps * width * 4
+    if need > MAX_ARRAY_BYTES:
+        raise NeurocompileError(
+            f"{where}: {samples} samples x {steps} steps x {width} inputs need {need / 2**30:.3g} GiB as float32; "
+            f"at most {MAX_ARRAY_BYTES / 2**30:g} GiB"
+        )
 
 
 def rate_encode(prob: np.ndarray, steps: int, rng: np.random.Generator) -> np.ndarray:
@@ -106,6 +120,7 @@ def load_digits_spikes(steps: int = 16, encoding: str = "rate", split: str = "te
     steps = _check_steps(steps, "dataset 'digits'")
     images, labels = load_digits_images(split)
     prob = images.reshape(len(images), -1)
+    _check_encoded_size("dataset 'digits'", len(prob), steps, prob.shape[1])
     if encoding == "rate":
         spikes = rate_encode(prob, steps, _encoder_rng(seed, split))
     elif encoding == "latency":
@@ -119,7 +134,93 @@ def load_digits_rows(steps: int = 16, encoding: str = "rate", split: str = "test
     """Digits one row per step: ``(spikes float32 [N, T, 8], labels int64 [N])``."""
     steps = _check_steps(steps, "dataset 'digits-rows'")
     images, labels = load_digits_images(split)
+    _check_encoded_size("dataset 'digits-rows'", len(images), steps, images.shape[2])
     return rows_encode(images, steps, encoding, _encoder_rng(seed, split)), labels.copy()
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
+
+
+def load_arrays(path, what: str = "input") -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive by name, or of an ``.npy`` file as ``{"": array}`` (told apart by
+    content, as ``np.load`` does). Each array's header is checked before its data is read: no pickled
+    objects, at most ``MAX_ARRAY_BYTES``. Every problem is a one-line error naming ``what``, the file and
+    the array."""
+    path = Path(path)
+    if not path.is_file():
+        raise NeurocompileError(f"{what} '{path}': no such file")
+    try:
+        with open(path, "rb") as fh:
+            archive = fh.read(4) in ZIP_MAGIC
+            fh.seek(0)
+            return _archive_arrays(fh, path, what) if archive else {"": _read_npy(fh, path, what, "")}
+    except NeurocompileError:
+        raise
+    except Exception as exc:  # zipfile, zlib, numpy's header parser and OSError all have their own types
+        raise NeurocompileError(f"{what} '{path}': not a readable NumPy file ({_reason(exc)})") from None
+
+
+def _archive_arrays(fh, path: Path, what: str) -> dict[str, np.ndarray]:
+    arrays = {}
+    with zipfile.ZipFile(fh) as archive:
+        for info in archive.infolist():
+            key = info.filename.removesuffix(".npy")
+            if not info.filename.endswith(".npy"):
+                raise NeurocompileError(f"{what} '{path}': member '{info.filename}' is not a .npy array")
+            if key in arrays:
+                raise NeurocompileError(f"{what} '{path}': array '{key}' appears twice")
+            with archive.open(info) as member:
+                arrays[key] = _read_npy(member, path, what, key)
+    return arrays
+
+
+def _read_npy(fp, path: Path, what: str, key: str) -> np.ndarray:
+    """One ``.npy`` stream: header checked (dtype, size) before the data is read."""
+    version = np.lib.format.read_magic(fp)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(fp)
+    name = f"array '{key}'" if key else "the array"
+    if dtype.hasobject:
+        raise NeurocompileError(f"{what} '{path}': {name} holds Python objects (pickled data is not read)")
+    count = math.prod(shape)
+    need = count * max(dtype.itemsize, 4)
+    if need > MAX_ARRAY_BYTES:
+        raise NeurocompileError(
+            f"{what} '{path}': {name} of shape {list(shape)} needs {need / 2**30:.3g} GiB; "
+            f"at most {MAX_ARRAY_BYTES / 2**30:g} GiB is read"
+        )
+    data = bytearray(count * dtype.itemsize)
+    if fp.readinto(data) != len(data):
+        raise NeurocompileError(f"{what} '{path}': {name} is truncated")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape[::-1]).transpose() if fortran_order else array.reshape(shape)
+
+
+def _spikes(x: np.ndarray, where: str, min_ndim: int = 2) -> np.ndarray:
+    """``x`` checked as ``[batch, time, ...]`` real, finite values (float32-representable), as float32."""
+    if x.ndim < min_ndim or x.shape[0] == 0 or x.shape[1] == 0:
+        layout = "[batch, time, ...]" if min_ndim == 2 else "[N, T, ...]"
+        raise NeurocompileError(
+            f"{where}: expected {layout} with at least one sample and step, got shape {list(x.shape)}"
+        )
+    if x.dtype.kind not in "biuf":
+        raise NeurocompileError(f"{where}: expected real numbers, got dtype {x.dtype}")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        raise NeurocompileError(f"{where}: contains NaN or infinite values")
+    if x.dtype.kind == "f" and x.size and np.abs(x).max() > np.finfo(np.float32).max:
+        raise NeurocompileError(f"{where}: values beyond the float32 range")
+    return x.astype(np.float32)
+
+
+def _labels(y: np.ndarray, samples: int, where: str) -> np.ndarray:
+    """``y`` checked as ``[samples]`` integer labels in [0, MAX_LABEL], as int64."""
+    if y.ndim != 1 or len(y) != samples:
+        raise NeurocompileError(f"{where}: expected [N] labels for {samples} samples, got shape {list(y.shape)}")
+    if y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() > MAX_LABEL)):
+        raise NeurocompileError(f"{where}: labels must be integers in [0, {MAX_LABEL}], got dtype {y.dtype}")
+    return y.astype(np.int64)
 
 
 def read_spike_file(path, what: str = "input", x_keys: tuple[str, ...] = ("x",)):
@@ -128,83 +229,59 @@ def read_spike_file(path, what: str = "input", x_keys: tuple[str, ...] = ("x",))
     In an ``.npz`` the first of ``x_keys`` present holds the spikes, and ``y`` (if present)
     the labels. Every problem is a one-line error naming ``what`` and the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise NeurocompileError(f"{what} '{path}': no such file")
-    labels = None
-    try:
-        if path.suffix.lower() == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                key = next((k for k in x_keys if k in archive.files), None)
-                if key is None:
-                    raise NeurocompileError(
-                        f"{what} '{path}': needs key {' or '.join(x_keys)}, has {sorted(archive.files)}"
-                    )
-                x = archive[key]
-                labels = archive["y"] if "y" in archive.files else None
-        else:
-            x = np.load(path, allow_pickle=False)
-    except NeurocompileError:
-        raise
-    except Exception as exc:
-        raise NeurocompileError(f"{what} '{path}': not a readable NumPy file ({type(exc).__name__})") from None
-    x = np.asarray(x)
-    if x.ndim < 2 or x.shape[0] == 0:
-        raise NeurocompileError(
-            f"{what} '{path}': expected [batch, time, ...] with batch >= 1, got shape {list(x.shape)}"
-        )
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise NeurocompileError(f"{what} '{path}': expected numbers, got dtype {x.dtype}")
-    x = x.astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        raise NeurocompileError(f"{what} '{path}': contains NaN or infinite values")
-    return x, labels
+    arrays = load_arrays(path, what)
+    where = f"{what} '{path}'"
+    if "" in arrays:
+        return _spikes(arrays[""], where), None
+    key = next((k for k in x_keys if k in arrays), None)
+    if key is None:
+        raise NeurocompileError(f"{where}: needs key {' or '.join(x_keys)}, has {sorted(arrays)}")
+    x = _spikes(arrays[key], f"{where}, field '{key}'")
+    return x, None if "y" not in arrays else _labels(arrays["y"], len(x), f"{where}, field 'y'")
 
 
 def load_npz(path, steps: int | None = None, split: str = "test"):
     """A user dataset: ``x [N, T, ...]`` spikes and ``y [N]`` labels (see module docstring for keys)."""
-    path = Path(path)
-    if not path.is_file():
-        raise NeurocompileError(f"dataset '{path}': no such file")
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise NeurocompileError(f"dataset '{path}': not a readable .npz file ({type(exc).__name__})") from None
-    with archive:
-        keys = set(archive.files)
-        if split in ("train", "test") and {f"x_{split}", f"y_{split}"} <= keys:
-            x, y, whole = archive[f"x_{split}"], archive[f"y_{split}"], False
-        elif {"x", "y"} <= keys:
-            x, y, whole = archive["x"], archive["y"], True
-        else:
-            raise NeurocompileError(
-                f"dataset '{path}': needs keys x and y (or x_train/y_train, x_test/y_test), has {sorted(keys)}"
-            )
-    if x.ndim < 3:
-        raise NeurocompileError(f"dataset '{path}', field 'x': expected [N, T, ...], got shape {x.shape}")
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise NeurocompileError(f"dataset '{path}', field 'x': expected numbers, got dtype {x.dtype}")
-    if y.ndim != 1 or len(y) != len(x):
+    where = f"dataset '{path}'"
+    arrays = load_arrays(path, "dataset")
+    if split in ("train", "test") and {f"x_{split}", f"y_{split}"} <= set(arrays):
+        keys, whole = (f"x_{split}", f"y_{split}"), False
+    elif {"x", "y"} <= set(arrays):
+        keys, whole = ("x", "y"), True
+    else:
         raise NeurocompileError(
-            f"dataset '{path}', field 'y': expected [N] labels for {len(x)} samples, got shape {y.shape}"
+            f"{where}: needs keys x and y (or x_train/y_train, x_test/y_test), has {sorted(arrays)}"
         )
-    if len(y) == 0:
-        raise NeurocompileError(f"dataset '{path}': no samples")
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-        raise NeurocompileError(f"dataset '{path}', field 'y': labels must be non-negative integers")
+    x = _spikes(arrays[keys[0]], f"{where}, field '{keys[0]}'", min_ndim=3)
+    y = _labels(arrays[keys[1]], len(x), f"{where}, field '{keys[1]}'")
     if whole and split in ("train", "test"):
-        from sklearn.model_selection import train_test_split
-
-        idx = np.arange(len(y))
-        strat = y if np.min(np.bincount(np.asarray(y, dtype=np.int64))) >= 2 else None
-        tr, te = train_test_split(idx, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=strat)
-        keep = np.sort(tr if split == "train" else te)
+        train, test = _split(y, where)
+        keep = train if split == "train" else test
         x, y = x[keep], y[keep]
     elif whole and split != "all":
-        raise NeurocompileError(f"dataset '{path}': unknown split '{split}'; choose train, test or all")
+        raise NeurocompileError(f"{where}: unknown split '{split}'; choose train, test or all")
     if steps is not None and int(steps) != x.shape[1]:
-        raise NeurocompileError(f"dataset '{path}', field 'x': has {x.shape[1]} time steps, asked for {steps}")
-    return x.astype(np.float32), y.astype(np.int64)
+        raise NeurocompileError(f"{where}, field '{keys[0]}': has {x.shape[1]} time steps, asked for {steps}")
+    return x, y
+
+
+def _split(y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train and test indices: 80/20, stratified when every class can appear on both sides."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(y)
+    if n < 2:
+        raise NeurocompileError(
+            f"{where}: {n} sample cannot be split into train and test; give x_train/y_train, x_test/y_test"
+        )
+    classes, counts = np.unique(y, return_counts=True)
+    every_label_twice = len(classes) == classes[-1] + 1 and counts.min() >= 2  # labels 0..max, each twice
+    n_test = math.ceil(TEST_FRACTION * n)
+    stratified = every_label_twice and min(n_test, n - n_test) >= len(classes)
+    train, test = train_test_split(
+        np.arange(n), test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y if stratified else None
+    )
+    return np.sort(train), np.sort(test)
 
 
 def load_dataset(name: str, steps: int | None = 16, split: str = "test", seed: int = 0, encoding: str = "rate"):

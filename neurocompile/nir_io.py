@@ -222,6 +222,10 @@ def validate_graph(graph, lenient: bool = False, _prefix: str = "") -> None:
         if tuple(edge) in seen:
             raise GraphError(f"duplicate edge ('{edge[0]}', '{edge[1]}')", node=where, field="edges")
         seen.add(tuple(edge))
+        if isinstance(graph.nodes.get(edge[0]), nir.Output) or isinstance(graph.nodes.get(edge[1]), nir.Input):
+            raise GraphError(
+                f"edge ('{edge[0]}', '{edge[1]}') leaves an Output or enters an Input node", node=where, field="edges"
+            )
     for name, node in graph.nodes.items():
         full = _join(_prefix, name)
         kind = type(node).__name__
@@ -230,6 +234,8 @@ def validate_graph(graph, lenient: bool = False, _prefix: str = "") -> None:
         if isinstance(node, nir.NIRGraph):
             validate_graph(node, lenient=lenient, _prefix=full)
             continue
+        if isinstance(node, (nir.Input, nir.Output)):
+            _validate_io_shape(node, full)
         _validate_parameters(node, full)
     for src, dst in graph.edges:
         out_shape = _port_shape(graph, src, "output")
@@ -258,7 +264,7 @@ def single_shape(types):
         arr = np.asarray(value).reshape(-1)
     except (TypeError, ValueError):
         return None
-    if arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
+    if arr.size == 0 or arr.dtype.kind not in "biuf" or not np.all(np.isfinite(arr)):
         return None
     return tuple(int(v) for v in arr)
 
@@ -269,6 +275,20 @@ def _port_shape(graph, name: str, port: str):
     if node is None:
         return None
     return single_shape(getattr(node, f"{port}_type", None))
+
+
+def _validate_io_shape(node, name: str) -> None:
+    """An Input's or Output's shape: one or more positive integers."""
+    import nir
+
+    types = node.input_type if isinstance(node, nir.Input) else node.output_type
+    value = next(iter(types.values()), None) if isinstance(types, dict) and len(types) == 1 else None
+    arr = np.asarray(value).reshape(-1) if value is not None else np.zeros(0)
+    arr = arr.astype(np.float64) if arr.dtype.kind in "biuf" else np.array([np.nan])
+    if value is None or arr.size == 0 or not np.all(np.isfinite(arr) & (arr >= 1) & (arr == np.round(arr))):
+        raise GraphError(
+            f"must be positive integers, got {np.asarray(value, dtype=object).tolist()!r:.60}", node=name, field="shape"
+        )
 
 
 def _validate_parameters(node, name: str) -> None:

@@ -98,9 +98,16 @@ def load_model(path, *, lenient: bool = False, allow_pickle: bool = False):
 
         return load_graph(path, lenient=lenient)
     if suffix == ".pt":
+        from .errors import GraphError
         from .nir_export import export_checkpoint
+        from .nir_io import validate_graph
 
-        return export_checkpoint(path, allow_unsafe=allow_pickle)
+        graph = export_checkpoint(path, allow_unsafe=allow_pickle)
+        try:  # what the checkpoint's weights make of the graph is checked as a .nir file's would be
+            validate_graph(graph)
+        except GraphError as exc:
+            raise NeurocompileError(f"{path}: {exc}") from None
+        return graph
     if suffix == ".ncp":
         from .program import FixedPointProgram
 
@@ -147,6 +154,7 @@ def load_inputs(path=None, *, data: str | None = None, steps: int | None = None,
 
         x, labels = read_spike_file(path, "input")
         if steps is not None:
+            _check_padded_size(x, steps, path)
             x = fit_steps(x, steps)
     elif data is not None:
         from .data import load_dataset
@@ -158,6 +166,18 @@ def load_inputs(path=None, *, data: str | None = None, steps: int | None = None,
     if limit is not None:
         x, labels = x[:limit], (None if labels is None else labels[:limit])
     return x, labels
+
+
+def _check_padded_size(x: np.ndarray, steps: int, path) -> None:
+    """Refuse zero-padding ``x`` to ``steps`` when the result would not fit what an input file may hold."""
+    from .data import MAX_ARRAY_BYTES
+
+    need = x.shape[0] * max(steps, 0) * int(np.prod(x.shape[2:])) * 4
+    if need > MAX_ARRAY_BYTES:
+        raise NeurocompileError(
+            f"input '{path}': {steps} steps would need {need / 2**30:.3g} GiB as float32; "
+            f"at most {MAX_ARRAY_BYTES / 2**30:g} GiB"
+        )
 
 
 def load_calibration(spec, steps: int = 16, limit: int = 256) -> np.ndarray:

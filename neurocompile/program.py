@@ -28,9 +28,10 @@ load as fixed-point programs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import zipfile
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -55,6 +56,8 @@ SignMode = Literal["mixed", "excitatory", "inhibitory"]
 # Dense/sparse weight registers by sign mode (lava.utils.weightutils.clip_weights, 8 bits).
 WEIGHT_RANGE = {"mixed": (-256, 255), "excitatory": (0, 255), "inhibitory": (-255, 0)}
 SynapseKind = Literal["dense", "sparse", "conv"]
+SYNAPSE_KINDS = ("dense", "sparse", "conv")
+MAX_NODE_SIZE = 2**24  # neurons of a population, values per step of an input port
 NumberFormat = Literal["fixed", "float"]
 NUMBER_FORMATS = ("fixed", "float")
 PortKind = Literal["spikes", "target"]
@@ -110,6 +113,10 @@ class Population:
         return int(np.prod(self.shape))
 
     def validate(self, number_format: NumberFormat = "fixed") -> None:
+        if not isinstance(self.spiking, (bool, np.bool_)):
+            raise NeurocompileError(f"node '{self.name}', parameter 'spiking': {self.spiking!r} is not true or false")
+        if not isinstance(self.source_type, str):
+            raise NeurocompileError(f"node '{self.name}', parameter 'source_type': {self.source_type!r} is not a name")
         if np.shape(self.bias_mant) not in ((), tuple(self.shape)):
             raise NeurocompileError(
                 f"population '{self.name}': bias_mant shape {np.shape(self.bias_mant)} != {self.shape}"
@@ -130,6 +137,11 @@ class Population:
             raise NeurocompileError(
                 f"node '{self.name}', parameter 'reset': a learning population resets to zero, not by subtraction"
             )
+        for name in ("du", "dv", "vth", "bias_exp"):
+            if np.ndim(getattr(self, name)) != 0:
+                raise NeurocompileError(
+                    f"node '{self.name}', parameter '{name}': one value per population, got an array"
+                )
         if number_format == "float":
             check_real(self.name, "du", self.du, 0.0, 1.0)
             check_real(self.name, "dv", self.dv, 0.0, 1.0)
@@ -192,8 +204,16 @@ class Synapse:
     signal: SynapseSignal = "spikes"
 
     def validate(self, number_format: NumberFormat = "fixed") -> None:
-        if self.sign_mode not in WEIGHT_RANGE:
+        if self.kind not in SYNAPSE_KINDS:
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'kind': must be one of {', '.join(SYNAPSE_KINDS)}, got {self.kind!r}"
+            )
+        if not isinstance(self.sign_mode, str) or self.sign_mode not in WEIGHT_RANGE:
             raise NeurocompileError(f"node '{self.name}', parameter 'sign_mode': unknown '{self.sign_mode}'")
+        if not isinstance(self.recurrent, (bool, np.bool_)):
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'recurrent': {self.recurrent!r} is not true or false"
+            )
         if number_format == "float":
             check_range(self.name, "weight_exp", self.weight_exp, 0, 0)
             check_real(self.name, "weights", self.weights)
@@ -347,18 +367,32 @@ class FixedPointProgram:
                 raise NeurocompileError(
                     f"node '{node.name}', parameter 'shape': {node.shape!r} is not a tuple of positive integers"
                 )
+        for node in [*self.inputs, *self.populations]:
+            size = math.prod(node.shape)
+            if size > MAX_NODE_SIZE:
+                raise NeurocompileError(
+                    f"node '{node.name}', parameter 'shape': {size} neurons need {size * 4 / 2**30:.3g} GiB per "
+                    f"sample and step for one 32-bit variable; a node holds at most {MAX_NODE_SIZE}"
+                )
         names = [p.name for p in self.inputs] + [p.name for p in self.populations]
         if len(set(names)) != len(names):
             raise NeurocompileError("program has duplicate node names")
+        synapse_names = [syn.name for syn in self.synapses]
+        if len(set(synapse_names)) != len(synapse_names):
+            raise NeurocompileError("program has duplicate synapse names")
         if not self.outputs or not isinstance(self.outputs, list):
             raise NeurocompileError("program: outputs must name at least one population")
         for pop in self.populations:
             pop.validate(self.number_format)
+        shapes = {node.name: tuple(node.shape) for node in [*self.inputs, *self.populations]}
         for syn in self.synapses:
             for end in (syn.source, syn.target):
                 if end not in names:
                     raise NeurocompileError(f"synapse '{syn.name}': unknown endpoint '{end}'")
+            if syn.target not in {pop.name for pop in self.populations}:
+                raise NeurocompileError(f"node '{syn.name}', parameter 'target': '{syn.target}' is not a population")
             syn.validate(self.number_format)
+            _check_weight_shape(syn, shapes[syn.source], shapes[syn.target])
         for out in self.outputs:
             self.population(out)
         self._validate_learning()
@@ -437,40 +471,175 @@ class FixedPointProgram:
 
     @classmethod
     def load(cls, path: str | Path) -> FixedPointProgram:
+        """Read and validate a ``.ncp`` file; every problem is a one-line error naming the file, and the
+        node and field when there is one."""
+        from .data import load_arrays
+
+        arrays = load_arrays(path, "program")
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {key: archive[key] for key in archive.files}
-            header = json.loads(arrays.pop("program.json").tobytes().decode())
-        except FileNotFoundError:
-            raise NeurocompileError(f"{path}: no such file") from None
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError, UnicodeDecodeError) as exc:
-            raise NeurocompileError(f"{path}: not a neurocompile program (.ncp): {type(exc).__name__}") from None
-        if header.get("format") != "neurocompile-program":
-            raise NeurocompileError(f"{path}: not a neurocompile program (.ncp)")
-        if header.get("version") != FORMAT_VERSION:
-            raise NeurocompileError(f"{path}: program format version {header.get('version')} is not supported")
-        inputs = [InputPort(p["name"], tuple(p["shape"]), p.get("kind", "spikes")) for p in header["inputs"]]
-        populations = []
-        for i, record in enumerate(header["populations"]):
-            record["shape"] = tuple(record["shape"])
-            if record.get("learning") is not None:
-                record["learning"] = plasticity.signal_from_json(
-                    record["name"], record["learning"], record.get("spiking", True)
-                )
-            populations.append(Population(bias_mant=arrays[f"pop{i}.bias_mant"], **record))
-        synapses = []
-        for i, record in enumerate(header["synapses"]):
-            if record.get("conv") is not None:
-                record["conv"] = ConvGeometry(
-                    **{k: tuple(v) if isinstance(v, list) else v for k, v in record["conv"].items()}
-                )
-            if record.get("learning") is not None:
-                record["learning"] = plasticity.rule_from_json(record["name"], record["learning"])
-            synapses.append(Synapse(weights=arrays[f"syn{i}.weights"], delays=arrays.get(f"syn{i}.delays"), **record))
-        number_format = header.get("number_format", "fixed")
-        return cls(
-            inputs, populations, synapses, list(header["outputs"]), header.get("metadata", {}), number_format
-        ).validate()
+            return _program_from_arrays(arrays).validate()
+        except NeurocompileError as exc:
+            raise NeurocompileError(f"{path}: {exc}") from None
+
+
+# --- reading a program file ---------------------------------------------------------------------
+
+HEADER_FIELDS = {"format", "version", "metadata", "number_format", "inputs", "populations", "synapses", "outputs"}
+
+
+def _header(raw) -> dict:
+    """The decoded ``program.json`` array: a JSON object of this format and version."""
+    if raw is None:
+        raise NeurocompileError("not a neurocompile program (.ncp): no program.json")
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise NeurocompileError(f"program.json: expected a 1-D uint8 array, got {raw.dtype} of shape {list(raw.shape)}")
+    try:
+        header = json.loads(raw.tobytes().decode())
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise NeurocompileError(f"program.json: not JSON ({type(exc).__name__})") from None
+    if not isinstance(header, dict) or header.get("format") != "neurocompile-program":
+        raise NeurocompileError("not a neurocompile program (.ncp)")
+    if header.get("version") != FORMAT_VERSION:
+        raise NeurocompileError(f"program format version {header.get('version')!r} is not supported")
+    unknown = sorted(set(header) - HEADER_FIELDS)
+    if unknown:
+        raise NeurocompileError(f"program.json: unknown field '{unknown[0]}'")
+    return header
+
+
+def _records(header: dict, field: str) -> list[dict]:
+    records = header.get(field)
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise NeurocompileError(f"program.json: field '{field}' must be a list of objects")
+    return [dict(r) for r in records]
+
+
+def _fields(cls, record: dict, where: str, supplied: tuple[str, ...] = ()) -> dict:
+    """``record`` checked against dataclass ``cls``: no unknown fields, every required one present
+    (``supplied`` ones come from elsewhere)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(map(str, set(record) - known))
+    if unknown:
+        raise NeurocompileError(f"{where}: unknown field '{unknown[0]}'")
+    required = {f.name for f in dataclasses.fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    missing = sorted(required - set(record) - set(supplied))
+    if missing:
+        raise NeurocompileError(f"{where}: field '{missing[0]}' is missing")
+    return {k: tuple(v) if isinstance(v, list) and k in TUPLE_FIELDS else v for k, v in record.items()}
+
+
+TUPLE_FIELDS = ("shape", "input_shape", "output_shape", "stride", "padding", "dilation")
+
+
+def _learning(parse, node, *args):
+    """A learning rule or signal parsed from JSON; any failure names the node's ``learning`` field."""
+    try:
+        return parse(node, *args)
+    except NeurocompileError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        raise NeurocompileError(f"node '{node}', parameter 'learning': invalid ({type(exc).__name__})") from None
+
+
+def _array(arrays: dict, key: str, required: bool = True):
+    if key not in arrays and required:
+        raise NeurocompileError(f"array '{key}' is missing")
+    return arrays.pop(key, None)
+
+
+def _program_from_arrays(arrays: dict) -> FixedPointProgram:
+    """A program (not yet validated) from the arrays of an ``.ncp`` file; the file's structure is checked here."""
+    arrays = dict(arrays)
+    header = _header(arrays.pop("program.json", None))
+    inputs = [InputPort(**_fields(InputPort, r, f"inputs[{i}]")) for i, r in enumerate(_records(header, "inputs"))]
+    populations = []
+    for i, record in enumerate(_records(header, "populations")):
+        record = _fields(Population, record, f"populations[{i}]", ("bias_mant",))
+        if record.get("learning") is not None:
+            spiking = record.get("spiking", True)
+            record["learning"] = _learning(plasticity.signal_from_json, record["name"], record["learning"], spiking)
+        populations.append(Population(bias_mant=_array(arrays, f"pop{i}.bias_mant"), **record))
+    synapses = []
+    for i, record in enumerate(_records(header, "synapses")):
+        record = _fields(Synapse, record, f"synapses[{i}]", ("weights",))
+        if record.get("conv") is not None:
+            if not isinstance(record["conv"], dict):
+                raise NeurocompileError(f"node '{record['name']}', parameter 'conv': must be an object")
+            record["conv"] = ConvGeometry(**_fields(ConvGeometry, record["conv"], f"synapses[{i}].conv"))
+        if record.get("learning") is not None:
+            record["learning"] = _learning(plasticity.rule_from_json, record["name"], record["learning"])
+        weights, delays = _array(arrays, f"syn{i}.weights"), _array(arrays, f"syn{i}.delays", required=False)
+        synapses.append(Synapse(weights=weights, delays=delays, **record))
+    if arrays:
+        raise NeurocompileError(f"array '{sorted(arrays)[0]}' belongs to no population or synapse")
+    outputs = header.get("outputs")
+    if not isinstance(outputs, list):
+        raise NeurocompileError("program.json: field 'outputs' must be a list of population names")
+    metadata = header.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise NeurocompileError("program.json: field 'metadata' must be an object")
+    _check_report(metadata.get("quantization"))
+    return FixedPointProgram(inputs, populations, synapses, outputs, metadata, header.get("number_format", "fixed"))
+
+
+def _check_report(report) -> None:
+    """A stored quantization report that ``inspect`` can render and on-chip learning can read its scales from."""
+    if report is None:
+        return
+    from .quantize import QuantizationReport
+
+    try:
+        parsed = QuantizationReport.from_dict(report)
+        parsed.table()
+        scales = [float(layer.scale) for layer in parsed.layers]
+    except Exception as exc:  # any malformed part of the report: missing, extra or mistyped fields
+        raise NeurocompileError(
+            f"metadata 'quantization': not a valid quantization report ({type(exc).__name__})"
+        ) from None
+    if not all(np.isfinite(scale) and scale > 0 for scale in scales):
+        raise NeurocompileError("metadata 'quantization': layer scales must be positive numbers")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_weight_shape(syn: Synapse, source: tuple, target: tuple) -> None:
+    """Dense/sparse weights are [target size, source size]; a conv synapse's geometry maps source to target."""
+    shape = tuple(np.shape(syn.weights))
+    if syn.kind == "conv":
+        _check_conv(syn.name, syn.conv, shape, source, target)
+    elif shape != (math.prod(target), math.prod(source)):
+        raise NeurocompileError(
+            f"node '{syn.name}', parameter 'weights': shape {list(shape)} is not "
+            f"[{math.prod(target)}, {math.prod(source)}] (target x source)"
+        )
+
+
+def _check_conv(name: str, g: ConvGeometry, weights: tuple, source: tuple, target: tuple) -> None:
+    """PyTorch conv2d geometry: ``weights`` [C_out, C_in/groups, kH, kW] take ``source`` (C, H, W) to ``target``."""
+
+    def fail(message: str):
+        raise NeurocompileError(f"node '{name}', parameter 'conv': {message}")
+
+    if not isinstance(g, ConvGeometry):
+        fail("missing or not a geometry")
+    for field_name, low in (("stride", 1), ("padding", 0), ("dilation", 1)):
+        value = getattr(g, field_name)
+        if not (isinstance(value, tuple) and len(value) == 2 and all(_is_int(v) and v >= low for v in value)):
+            fail(f"{field_name} {value!r} is not two integers >= {low}")
+    if not _is_int(g.groups) or g.groups < 1:
+        fail(f"groups {g.groups!r} is not an integer >= 1")
+    given = tuple(tuple(s) if isinstance(s, (list, tuple)) else s for s in (g.input_shape, g.output_shape))
+    if given != (source, target) or len(source) != 3:
+        fail(f"input/output shapes {g.input_shape}/{g.output_shape} are not the source/target shapes {source}/{target}")
+    if len(weights) != 4 or weights[0] != target[0] or weights[1] * g.groups != source[0] or target[0] % g.groups:
+        fail(f"weights {list(weights)} do not take {source[0]} to {target[0]} channels in {g.groups} groups")
+    for size, out, kernel, stride, pad, dil in zip(
+        source[1:], target[1:], weights[2:], g.stride, g.padding, g.dilation
+    ):
+        if (size + 2 * pad - dil * (kernel - 1) - 1) // stride + 1 != out:
+            fail(f"a {kernel}-wide kernel (stride {stride}, padding {pad}, dilation {dil}) maps {size} to no {out}")
 
 
 def check_range(node: str, name: str, value, low: int, high: int) -> None:

@@ -1,0 +1,450 @@
+"""Fuzz the ``neurocompile`` command line with hostile files of every input format; count the outcomes.
+
+    .venv/bin/python tools/fuzz.py --cases 10000 --keep out/fuzz
+    .venv/bin/python tools/fuzz.py --replay ncp:123 --keep out/fuzz    # one case again, with its output
+
+For each format (``.nir``, ``.ncp``, ``.pt``, spike inputs, datasets) ``tests/fuzz_inputs.py`` mutates
+small valid files (fields, shapes, types, values, links; zip members; bytes) and picks a command that
+reads the result: inspect, simulate on the cpu and float backends, compile, export or learn. Each case
+runs in a forked child of this process (torch and neurocompile are imported once), ``--jobs`` at a
+time, under an address-space cap (``--memory``) and a timeout. Each run ends in one outcome:
+
+    ok         exit 0
+    rejected   exit 2 and stderr is one line ``error: ...``: the input was refused properly
+    noisy      exit 2 with anything else on stderr (more lines, warnings, an overlong line)
+    internal   exit 1 (``error: internal error: ...``) or any other exit code
+    traceback  a Python traceback anywhere in the output
+    crash      killed by a signal (segfault, file-size limit), or out of memory under the cap
+    hang       still running at the timeout, then killed
+    unreadable exit 0, but the file the command wrote (``-o``) is refused by its own reader
+
+The last six are bugs; the exit code is 1 if any occurred. The ``warned`` column counts the ok runs
+that printed a Python warning (numerics worth a look, not failures); a few are kept as examples too. Case ``FORMAT:N`` is generated from
+``random.Random(f"{seed}:{FORMAT}:{N}")``, so ``--seed`` and ``--replay`` reproduce it. The first
+``--examples`` cases of every bug class are kept under ``--keep``: a folder holding the file, the
+command (``command.txt``, run it inside the folder), the mutation and the output.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch: children run one thread each
+
+import argparse
+import gc
+import io
+import json
+import random
+import resource
+import select
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fuzz_inputs import FORMATS, make_case, make_seeds  # noqa: E402
+
+OUTCOMES = ("ok", "rejected", "noisy", "internal", "traceback", "crash", "hang", "unreadable")
+BAD = OUTCOMES[2:]
+UNREADABLE_EXIT = 3  # a child's exit code: the command succeeded, its output does not load
+MAX_ERROR_LINE = 1000  # characters: a longer one-line error is noisy
+FILE_LIMIT = 1 << 30  # bytes a case may write to one file
+OUT_OF_MEMORY = ("MemoryError", "can't allocate memory", "std::bad_alloc")
+
+
+@dataclass(frozen=True)
+class Result:
+    """How one run ended: its outcome class, exit code (or -signal), output and duration."""
+
+    outcome: str
+    code: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def classify(status: int | None, stdout: str, stderr: str) -> str:
+    """The outcome class of a run that ended with wait ``status`` (None: killed at the timeout)."""
+    if status is None:
+        return "hang"
+    if "Traceback (most recent call last)" in stdout + stderr:
+        return "traceback"
+    if os.WIFSIGNALED(status):
+        return "crash"
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0:
+        return "ok"
+    if code == UNREADABLE_EXIT:
+        return "unreadable"
+    if code == 2:
+        return "rejected" if is_one_line_error(stderr) else "noisy"
+    if any(marker in stderr for marker in OUT_OF_MEMORY):
+        return "crash"
+    return "internal"
+
+
+def is_one_line_error(stderr: str) -> bool:
+    text = stderr.rstrip("\n")
+    return text.startswith("error: ") and "\n" not in text and len(text) <= MAX_ERROR_LINE
+
+
+# --- running cases in forked children ----------------------------------------------------------------
+
+
+def preload() -> None:
+    """Import what the commands import and build the CPU kernel, once, before any fork."""
+    import h5py  # noqa: F401
+    import nir  # noqa: F401
+    import sklearn.model_selection  # noqa: F401
+    import torch
+
+    import neurocompile.backends.cpu as cpu
+    import neurocompile.backends.float_ref  # noqa: F401
+    import neurocompile.inspection  # noqa: F401
+    import neurocompile.nir_export  # noqa: F401
+    import neurocompile.onchip  # noqa: F401
+    import neurocompile.pipeline  # noqa: F401
+    import neurocompile.quantize  # noqa: F401
+    import neurocompile.summary  # noqa: F401
+    from neurocompile.cli import COMMAND_MODULES
+
+    for name in COMMAND_MODULES:
+        __import__(f"neurocompile.cli.{name}")
+    torch.set_num_threads(1)
+    cpu._load_kernel()
+    gc.freeze()  # children never scan (and so never copy) the pages of what is loaded by now
+
+
+def _child(argv: list, folder: Path, memory: int, debug: bool) -> None:
+    """Run ``neurocompile ARGV`` in ``folder`` with output to ``.stdout``/``.stderr`` there, then load the
+    file it wrote (``-o``) if it succeeded; never returns."""
+    code = 70
+    try:
+        os.setpgid(0, 0)
+        os.chdir(folder)
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
+        _redirect(debug)
+        code = _cli_exit_code(argv)
+        if code == 0 and "-o" in argv and not _loads(argv[argv.index("-o") + 1]):
+            code = UNREADABLE_EXIT
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
+def _redirect(debug: bool) -> None:
+    """stdin from /dev/null, stdout and stderr to files in the working folder, as fresh text streams;
+    ``NEUROCOMPILE_DEBUG`` set (tracebacks of internal errors) only when ``debug``."""
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    for fd, name in ((1, ".stdout"), (2, ".stderr")):
+        os.dup2(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+    sys.stdout, sys.stderr = (
+        io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors="backslashreplace")
+        for fd in (1, 2)
+    )
+    if debug:
+        os.environ["NEUROCOMPILE_DEBUG"] = "1"
+    else:
+        os.environ.pop("NEUROCOMPILE_DEBUG", None)
+
+
+def _cli_exit_code(argv: list) -> int:
+    from neurocompile.cli import main
+
+    try:
+        main([str(arg) for arg in argv])
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def _loads(output: str) -> bool:
+    """Whether the model file a command wrote loads (its reader's error goes to stderr if not)."""
+    from neurocompile.errors import NeurocompileError
+    from neurocompile.pipeline import load_model
+
+    try:
+        load_model(output)
+    except NeurocompileError as exc:
+        print(f"fuzz: the command's output {output} does not load: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def _start(argv: list, folder: Path, memory: int, debug: bool) -> int:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        _child(argv, folder, memory, debug)
+    return pid
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="backslashreplace")
+    except OSError:
+        return ""
+
+
+def _finish(pid: int, status: int | None, folder: Path, started: float) -> Result:
+    stdout, stderr = _read(folder / ".stdout"), _read(folder / ".stderr")
+    code = None if status is None else os.waitstatus_to_exitcode(status)
+    return Result(classify(status, stdout, stderr), code, stdout, stderr, time.monotonic() - started)
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL the child's process group (it made one of its own), or the child if it had not yet."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
+def run_cases(cases, jobs: int = 2, timeout: float = 20.0, memory: int = 4 << 30, debug: bool = False):
+    """Run ``(key, folder, argv)`` items in forked children, ``jobs`` at once; yields ``(key, folder, Result)``
+    as they end. A child still running after ``timeout`` seconds is killed (outcome ``hang``)."""
+    cases = iter(cases)
+    running = {}  # pidfd -> (pid, key, folder, started)
+    exhausted = False
+    while True:
+        while not exhausted and len(running) < jobs:
+            item = next(cases, None)
+            if item is None:
+                exhausted = True
+                break
+            key, folder, argv = item
+            pid = _start(argv, folder, memory, debug)
+            running[os.pidfd_open(pid)] = (pid, key, folder, time.monotonic())
+        if not running:
+            return
+        now = time.monotonic()
+        wait = max(0.0, min(started + timeout for _, _, _, started in running.values()) - now)
+        ready, _, _ = select.select(list(running), [], [], wait)
+        now = time.monotonic()
+        for fd in list(running):
+            pid, key, folder, started = running[fd]
+            if fd in ready:
+                status = os.waitpid(pid, 0)[1]
+            elif now - started >= timeout:
+                _kill(pid)
+                status = None
+            else:
+                continue
+            os.close(fd)
+            del running[fd]
+            yield key, folder, _finish(pid, status, folder, started)
+
+
+# --- campaigns ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Campaign:
+    """Outcome counts per format, the bug examples kept, and the campaign's settings."""
+
+    counts: dict
+    examples: dict
+    seconds: float
+    settings: dict
+    busy: dict  # format -> seconds its cases ran
+
+    @property
+    def bugs(self) -> int:
+        return sum(counts[kind] for counts in self.counts.values() for kind in BAD)
+
+
+def case_rng(seed: int, fmt: str, index: int) -> random.Random:
+    return random.Random(f"{seed}:{fmt}:{index}")
+
+
+def campaign(
+    formats=FORMATS,
+    cases: int = 100,
+    seed: int = 0,
+    jobs: int = 2,
+    timeout: float = 20.0,
+    memory: int = 4 << 30,
+    keep=None,
+    examples: int = 3,
+    minutes: float | None = None,
+    progress: bool = True,
+    work=None,
+) -> Campaign:
+    """``cases`` cases of each format (interleaved, so a run cut short by ``minutes`` covers them all)."""
+    from tqdm import tqdm
+
+    preload()
+    root = Path(tempfile.mkdtemp(prefix="neurocompile-fuzz-", dir=work))
+    started = time.monotonic()
+    counts = {fmt: Counter() for fmt in formats}
+    busy = Counter()
+    kept = defaultdict(list)
+    try:
+        models = make_seeds(root / "seeds")
+        deadline = started + minutes * 60 if minutes else None
+        generated = _generate(formats, cases, seed, models, root, deadline)
+        bar = tqdm(total=cases * len(formats), file=sys.stderr, disable=not progress, unit="case", smoothing=0.05)
+        for (fmt, index, case), folder, result in run_cases(generated, jobs, timeout, memory):
+            kind = "warned" if result.outcome == "ok" and "Warning" in result.stderr else result.outcome
+            counts[fmt][result.outcome] += 1
+            counts[fmt]["warned"] += kind == "warned"
+            busy[fmt] += result.seconds
+            if kind in (*BAD, "warned") and len(kept[fmt, kind]) < examples:
+                kept[fmt, kind].append(_example(fmt, index, case, folder, result, keep))
+            shutil.rmtree(folder, ignore_errors=True)
+            bar.update()
+        bar.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    settings = dict(seed=seed, jobs=jobs, timeout=timeout, memory=memory, cases=cases)
+    return Campaign(counts, dict(kept), time.monotonic() - started, settings, dict(busy))
+
+
+def _generate(formats, cases: int, seed: int, models, root: Path, deadline):
+    for index in range(cases):
+        if deadline is not None and time.monotonic() > deadline:
+            return
+        for fmt in formats:
+            folder = root / f"{fmt}-{index}"
+            case = make_case(fmt, models, case_rng(seed, fmt, index), folder)
+            yield (fmt, index, case), folder, case.argv
+
+
+def _example(fmt: str, index: int, case, folder: Path, result: Result, keep) -> dict:
+    """A bug's summary; its folder is copied under ``keep`` (with command.txt and case.json) when given."""
+    example = {
+        "case": f"{fmt}:{index}",
+        "outcome": result.outcome,
+        "code": result.code,
+        "command": "neurocompile " + shlex.join(case.argv),
+        "mutation": case.mutation,
+        "stderr": result.stderr[-2000:],
+    }
+    if keep is not None:
+        target = Path(keep) / f"{fmt}-{index}-{result.outcome}"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(folder, target)
+        (target / "command.txt").write_text(example["command"] + "\n")
+        (target / "case.json").write_text(json.dumps(example, indent=2) + "\n")
+        example["kept"] = str(target)
+    return example
+
+
+def format_report(result: Campaign) -> str:
+    """The format x outcome table, then the examples of every bug class."""
+    columns = (*OUTCOMES, "warned")
+    lines = [f"{'format':<9}{'cases':>7}" + "".join(f"{kind:>11}" for kind in columns) + f"{'s/case':>8}"]
+    total = Counter()
+    for fmt, counts in result.counts.items():
+        total.update(counts)
+        n = sum(counts[k] for k in OUTCOMES)
+        mean = result.busy.get(fmt, 0.0) / max(n, 1)
+        lines.append(f"{fmt:<9}{n:>7}" + "".join(f"{counts[k]:>11}" for k in columns) + f"{mean:>8.2f}")
+    n, s = sum(total[k] for k in OUTCOMES), result.settings
+    lines.append(f"{'total':<9}{n:>7}" + "".join(f"{total[k]:>11}" for k in columns))
+    lines.append(
+        f"{n} cases in {result.seconds:.0f} s ({n / max(result.seconds, 1e-9):.1f}/s); seed {s['seed']}, "
+        f"jobs {s['jobs']}, timeout {s['timeout']:g} s, memory cap {s['memory'] / 2**30:g} GiB"
+    )
+    for (fmt, kind), examples in sorted(result.examples.items()):
+        lines.append(f"\n{kind} ({fmt}):")
+        for example in examples:
+            lines.append(f"  {example['case']}: {example['mutation']}")
+            lines.append(f"    {example['command']}")
+            lines.append(f"    -> exit {example['code']}: {_telling_line(example['stderr'])[:300]}")
+            if "kept" in example:
+                lines.append(f"    kept in {example['kept']}")
+    return "\n".join(lines)
+
+
+def _telling_line(stderr: str) -> str:
+    """The line of a run's stderr that says most: a warning, else the last line."""
+    lines = stderr.strip().splitlines() or ["(no stderr)"]
+    return next((line.strip() for line in lines if "Warning:" in line), lines[-1])
+
+
+def replay(spec: str, seed: int, timeout: float, memory: int, keep) -> Result:
+    """Generate case ``FORMAT:N`` again and run it (an internal error shows its traceback); the folder stays
+    under ``keep`` (or a temporary one)."""
+    fmt, _, index = spec.partition(":")
+    if fmt not in FORMATS or not index.isdigit():
+        raise SystemExit(f"--replay: expected FORMAT:N with FORMAT one of {', '.join(FORMATS)}, got '{spec}'")
+    preload()
+    base = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="neurocompile-fuzz-"))
+    folder = base / f"{fmt}-{index}-replay"
+    shutil.rmtree(folder, ignore_errors=True)
+    case = make_case(fmt, make_seeds(base / "seeds"), case_rng(seed, fmt, int(index)), folder)
+    (_, _, result), *_ = run_cases([(None, folder, case.argv)], 1, timeout, memory, debug=True)
+    print(f"{fmt}:{index}: {case.mutation}\n  neurocompile {shlex.join(case.argv)}\n  (in {folder})")
+    print(
+        f"-> {result.outcome}, exit {result.code}, {result.seconds:.2f} s\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
+    )
+    return result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", type=int, default=200, help="cases per format (default 200)")
+    parser.add_argument("--formats", default=",".join(FORMATS), help=f"comma-separated (default {','.join(FORMATS)})")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2, help="cases run at once (default 2)")
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds per case (default 20)")
+    parser.add_argument("--memory", type=float, default=4.0, help="address-space cap per case, GiB (default 4)")
+    parser.add_argument("--keep", help="keep the bug examples' folders here")
+    parser.add_argument("--examples", type=int, default=3, help="examples kept per format and bug class")
+    parser.add_argument("--minutes", type=float, help="stop starting new cases after this long")
+    parser.add_argument("--work", help="folder for the cases' temporary files (default: the system's)")
+    parser.add_argument("--replay", metavar="FORMAT:N", help="run one case again and show its output")
+    parser.add_argument("--json", help="also write the counts and examples to this JSON file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    memory = int(args.memory * 2**30)
+    if args.replay:
+        return int(replay(args.replay, args.seed, args.timeout, memory, args.keep).outcome in BAD)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        parser.error(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    result = campaign(
+        formats,
+        args.cases,
+        args.seed,
+        args.jobs,
+        args.timeout,
+        memory,
+        args.keep,
+        args.examples,
+        args.minutes,
+        not args.quiet,
+        args.work,
+    )
+    print(format_report(result))
+    if args.json:
+        examples = {f"{fmt}/{kind}": found for (fmt, kind), found in result.examples.items()}
+        report = {"counts": result.counts, "examples": examples, "seconds": result.seconds, **result.settings}
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return int(result.bugs > 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
