@@ -25,8 +25,51 @@ Equations per step, for input ``x[t]`` (NIR parameters broadcast over the neuron
                       reset="subtract": v <- v - v_threshold * s
     Threshold         s = (x > threshold)           (no state; v is the input)
 
-Presets describe how peer libraries read the same NIR graph (see ``PRESETS``). Which NIR primitive
-uses which step function is recorded once, in :mod:`neurocompile.primitives`.
+Options beyond the default (each off by default; see :class:`Convention`), written with
+``a = exp(-dt/tau)`` and ``th = v_threshold``:
+
+* ``decay="exponential"``: every leak is the exact solution over one step of NIR's ODE with the
+  input held constant (zero-order hold) instead of forward Euler::
+
+      LIF, LI            v <- v_leak + a*(v - v_leak) + (1 - a)*r*x
+      CubaLIF, CubaLI    i <- a_syn*i + (1 - a_syn)*w_in*x   (``cuba_input_scaled=False``: a_syn*i + w_in*x)
+                         v <- v_leak + a_mem*(v - v_leak) + (1 - a_mem)*r*i   (the new ``i`` when current_first)
+
+  IF and I have no leak and are unchanged. Sinabs 3.1 (LIF, ``norm_input=True``:
+  ``v = a*v + (1-a)*x``, tau in steps) is this with its exported ``LIF(tau, r=1)`` and ``dt=1``.
+  Rockpool 3.1 (``v = a*v + x``; LIFTorch ``i = a_syn*(i + x)``, ``v = a_mem*v + i``) is this with
+  the parameters a repaired importer writes (its exporter's ``r = tau*a/dt`` is not it):
+  ``r = 1/(1 - a_mem)`` and ``w_in = a_syn/(1 - a_syn)``, ``dt = 1e-3``.
+
+* ``spikes_per_step="multi"``: ``s = max(floor(v/th), 0)`` spikes in one step (the number of whole
+  thresholds in ``v``; ``v = th`` is one spike whatever ``threshold_inclusive`` says), then
+  ``reset="subtract"``: ``v <- v - th*s``; ``reset="zero"``: ``v <- v_reset`` where ``s > 0``.
+  Sinabs' ``MultiSpike`` (``(v > 0)*trunc(v/th)``) and Rockpool's ``StepPWL``
+  (``(v >= th)*floor(v/th)``) are this for ``th > 0`` (Rockpool's cap of 2**16 spikes per step is
+  not modelled). Sinabs' lower bound ``min_v_mem`` (its NIR importer sets ``-th`` for IF) is not
+  modelled: native Sinabs layers default to ``min_v_mem=None``.
+
+* ``reset_timing`` (snnTorch 1.0's ``Leaky``/``Synaptic``/``RLeaky``), with ``u(m)`` the neuron's
+  update above before thresholding and ``r = [m_prev > th]`` (the stored membrane of the previous
+  step, no gradient)::
+
+      "snntorch-immediate" (reset_delay=False)
+          subtract:  u = u(m) - th*r;  s = [u > th];  m = u - th*(s - r)
+          zero:      u = u(m*(1-r) + r*v_reset) (LIF, IF: Leaky)  or  u(m)*(1-r) + r*v_reset (CubaLIF: Synaptic)
+                     s = [u > th];  m = u - (s - r)*(u - v_reset)
+      "snntorch-delayed" (reset_delay=True, snnTorch's default)
+          u as above;  s = [u > th];  m = u   (the reset of a spike happens in the next step)
+
+  With ``reset="subtract"`` the membrane after ``snntorch-immediate`` equals the same-step one, but
+  the spike test subtracts ``th`` again when the previous membrane stayed above ``th`` after its
+  reset (snnTorch then skips a spike we would fire). With ``reset="zero"`` and
+  ``v_reset <= th``, ``r`` is always 0 under ``snntorch-immediate``, which is then the same-step
+  reset. (snnTorch's RLeaky with ``reset_delay=True`` and reset to zero zeroes like Synaptic; a LIF
+  here zeroes like Leaky.) The snnTorch timings are single-spike.
+
+Presets describe how peer libraries read the same NIR graph or run their own networks (see
+``PRESETS``). Which NIR primitive uses which step function is recorded once, in
+:mod:`neurocompile.primitives`.
 """
 
 from __future__ import annotations
@@ -36,21 +79,39 @@ from typing import Literal, NamedTuple
 
 import torch
 
+from .errors import NeurocompileError
+
 Tensor = torch.Tensor
+
+
+RESET_TIMINGS = ("same-step", "snntorch-immediate", "snntorch-delayed")
+DECAYS = ("euler", "exponential")
+SPIKES_PER_STEP = ("single", "multi")
 
 
 @dataclass(frozen=True)
 class Convention:
     """Named options that NIR graphs do not record but every simulator must choose.
 
-    dt: forward-Euler time step in seconds (NIR paper convention: 1e-4).
+    dt: time step in seconds (NIR paper convention: 1e-4); in steps (``dt=1``) for Sinabs, whose
+        time constants count steps.
     reset: "zero" sets v to v_reset after a spike; "subtract" removes v_threshold.
     threshold_inclusive: spike on ``v >= v_th`` instead of the strict ``v > v_th``.
     if_uses_dt: IF and I integrate ``dt*r*x`` (True) or ``r*x`` (Sinabs/Norse style).
     current_first: CubaLIF/CubaLI update the current before the voltage (True), or update the
-        voltage from the previous current first (Norse style).
+        voltage from the previous current first.
     cuba_input_scaled: the CubaLIF current integrates ``dt/tau_syn * w_in * x`` (True, NIR's
         ODE) or jumps by ``w_in * x`` (Norse style).
+    reset_timing: "same-step" (threshold, then reset in the same step), or snnTorch 1.0's
+        "snntorch-immediate" (``reset_delay=False``) or "snntorch-delayed" (``reset_delay=True``);
+        equations in the module docstring.
+    decay: "euler" (``v += dt/tau*(v_leak - v + r*x)``) or "exponential" (``a = exp(-dt/tau)``,
+        ``v = v_leak + a*(v - v_leak) + (1 - a)*r*x``; the current likewise).
+    spikes_per_step: "single" (0 or 1 spike per step) or "multi" (``max(floor(v/th), 0)`` spikes,
+        Sinabs' MultiSpike and Rockpool's StepPWL).
+
+    The last three describe native peer dynamics; Lava's LIF runs none of them, so the
+    fixed-point compiler refuses them.
     """
 
     name: str = "neurocompile"
@@ -60,22 +121,78 @@ class Convention:
     if_uses_dt: bool = True
     current_first: bool = True
     cuba_input_scaled: bool = True
+    reset_timing: Literal["same-step", "snntorch-immediate", "snntorch-delayed"] = "same-step"
+    decay: Literal["euler", "exponential"] = "euler"
+    spikes_per_step: Literal["single", "multi"] = "single"
+
+    def __post_init__(self):
+        for option, choices in (
+            ("reset_timing", RESET_TIMINGS),
+            ("decay", DECAYS),
+            ("spikes_per_step", SPIKES_PER_STEP),
+        ):
+            if getattr(self, option) not in choices:
+                raise NeurocompileError(
+                    f"convention option {option}={getattr(self, option)!r}; choose one of {', '.join(choices)}"
+                )
+        if self.reset_timing != "same-step" and self.spikes_per_step != "single":
+            raise NeurocompileError(f"reset_timing={self.reset_timing!r} is single-spike (snnTorch)")
 
     def with_options(self, **changes) -> Convention:
         return replace(self, **changes)
 
+    def native_options(self) -> dict:
+        """The options of this convention that differ from forward Euler, same-step reset, single spikes."""
+        return {
+            option: getattr(self, option)
+            for option, default in (("reset_timing", "same-step"), ("decay", "euler"), ("spikes_per_step", "single"))
+            if getattr(self, option) != default
+        }
+
+
+_NORSE_1_1 = Convention(name="norse-1.1", if_uses_dt=False, current_first=True, cuba_input_scaled=False)
 
 PRESETS: dict[str, Convention] = {
     "neurocompile": Convention(),
-    # Norse's native LIFCell: IF without dt, voltage integrates the previous current, input jumps
-    # the current. (Norse's from_nir instead reads CubaLIF like our default, with dt=1e-3.)
-    "norse": Convention(name="norse", if_uses_dt=False, current_first=False, cuba_input_scaled=False),
-    # snnTorch: IF as v <- v + x; reset by subtraction is snnTorch's native default (NIR cannot
-    # record it) and what the NIR paper's braille run used; its NIR importer resets to zero.
+    # Norse 1.1's native LIFCell: i1 = i + x; v += dt/tau_mem*(v_leak - v + i1); i = (1 - dt/tau_syn)*i1:
+    # the input jumps the current and v integrates the jumped current (current first, input not
+    # scaled; the stored current is i1 after its decay, ours before it: the same spikes). IAFCell:
+    # v += x. (Norse's from_nir instead reads CubaLIF like our default, with dt=1e-3.)
+    "norse-1.1": _NORSE_1_1,
+    "norse": replace(_NORSE_1_1, name="norse"),  # alias of norse-1.1
+    # snnTorch 1.0's native Leaky/Synaptic defaults: reset by subtraction with reset_delay=True.
+    "snntorch-1.0": Convention(
+        name="snntorch-1.0", reset="subtract", if_uses_dt=False, reset_timing="snntorch-delayed"
+    ),
+    # snnTorch as NIR graphs are compiled: IF as v <- v + x; reset by subtraction (snnTorch's native
+    # default; the NIR paper's braille run), in the same step (Lava can run it). Its NIR importer
+    # resets to zero; snntorch-1.0 has the native reset timing.
     "snntorch": Convention(name="snntorch", reset="subtract", if_uses_dt=False),
-    # Sinabs: IAF integrates r*x with no dt, spikes at v >= threshold, resets by subtraction.
+    # Sinabs 3.1 native: tau in steps (dt=1), LIF v = a*v + (1-a)*x, IAF v += x, MultiSpike (its
+    # default spike_fn), spike at v >= th, reset by subtraction.
+    "sinabs-3.1": Convention(
+        name="sinabs-3.1",
+        dt=1.0,
+        if_uses_dt=False,
+        threshold_inclusive=True,
+        reset="subtract",
+        decay="exponential",
+        spikes_per_step="multi",
+    ),
+    # Sinabs as NIR graphs are compiled: IAF integrates r*x with no dt, spikes at v >= threshold
+    # (SingleSpike), resets by subtraction.
     "sinabs": Convention(name="sinabs", if_uses_dt=False, threshold_inclusive=True, reset="subtract"),
-    # Rockpool: forward Euler, strict threshold, reset by subtraction.
+    # Rockpool 3.1 native (LIFTorch, LIFNeuronTorch): dt=1e-3, exponential decays, StepPWL multi-spikes
+    # (v >= th), reset by subtraction. Its exported r and (missing) w_in need an importer repair.
+    "rockpool-3.1": Convention(
+        name="rockpool-3.1",
+        dt=1e-3,
+        threshold_inclusive=True,
+        reset="subtract",
+        decay="exponential",
+        spikes_per_step="multi",
+    ),
+    # Rockpool as NIR graphs are compiled: forward Euler, strict threshold, reset by subtraction.
     "rockpool": Convention(name="rockpool", reset="subtract"),
     # SpikingJelly: hard reset, spike at v >= threshold.
     "spikingjelly": Convention(name="spikingjelly", threshold_inclusive=True),
@@ -83,8 +200,6 @@ PRESETS: dict[str, Convention] = {
 
 
 def get_convention(name: str, **overrides) -> Convention:
-    from .errors import NeurocompileError
-
     if name not in PRESETS:
         raise NeurocompileError(f"unknown convention '{name}'; choose one of {', '.join(PRESETS)}")
     return PRESETS[name].with_options(**{k: v for k, v in overrides.items() if v is not None})
@@ -118,15 +233,75 @@ def spike(x: Tensor, inclusive: bool = False, alpha: float = SURROGATE_ALPHA) ->
     return _SurrogateSpike.apply(x, alpha, inclusive)
 
 
-def fire_and_reset(v: Tensor, v_threshold, v_reset, conv: Convention, detach_reset: bool = False):
-    """Threshold ``v`` and apply the convention's reset. Returns (spikes, v_after_reset)."""
-    s = spike(v - v_threshold, conv.threshold_inclusive)
+def spike_count(v: Tensor, v_threshold, conv: Convention) -> Tensor:
+    """Spikes this step: ``spike(v - v_threshold)`` (single), or ``max(floor(v/v_threshold), 0)`` (multi).
+
+    The multi-spike count has no gradient of its own; with autograd it passes the single spike's
+    surrogate gradient (forward: the count, backward: ``d spike(v - v_th)``), as Sinabs does."""
+    if conv.spikes_per_step == "single":
+        return spike(v - v_threshold, conv.threshold_inclusive)
+    count = torch.relu(torch.floor(v / v_threshold))
+    if getattr(v, "requires_grad", False) or getattr(v_threshold, "requires_grad", False):
+        surrogate = spike(v - v_threshold, True)
+        return count.detach() + (surrogate - surrogate.detach())
+    return count
+
+
+def _apply_reset(v: Tensor, s: Tensor, v_threshold, v_reset, conv: Convention, detach_reset: bool) -> Tensor:
     gate = s.detach() if detach_reset else s
     if conv.reset == "subtract":
-        v = v - gate * v_threshold
+        return v - gate * v_threshold
+    if conv.spikes_per_step == "multi":  # reset to v_reset where s > 0 (the indicator keeps a gradient)
+        gate = spike(v - v_threshold, True)
+        gate = gate.detach() if detach_reset else gate
+    return v * (1.0 - gate) + gate * v_reset
+
+
+def fire_and_reset(v: Tensor, v_threshold, v_reset, conv: Convention, detach_reset: bool = False):
+    """Threshold ``v`` (already updated by forward Euler: ``leaky_update``/``integrate_update``) and
+    apply the convention's reset in the same step. Returns (spikes, v_after_reset).
+
+    This is the split of a step that the online training rules use; conventions whose step it
+    cannot express (``reset_timing`` needs the previous membrane, ``decay="exponential"`` another
+    update than the caller's) raise a NeurocompileError: use the step functions."""
+    if conv.reset_timing != "same-step" or conv.decay != "euler":
+        option = "reset_timing" if conv.reset_timing != "same-step" else "decay"
+        raise NeurocompileError(
+            f"convention option {option}={getattr(conv, option)!r} needs the whole neuron step "
+            "(discretization.lif_step and co.), not fire_and_reset after an Euler update"
+        )
+    s = spike_count(v, v_threshold, conv)
+    return s, _apply_reset(v, s, v_threshold, v_reset, conv, detach_reset)
+
+
+def _detached(x):
+    return x.detach() if getattr(x, "requires_grad", False) else x
+
+
+def _fire(v_prev: Tensor, update, v_threshold, v_reset, conv: Convention, detach_reset: bool, synaptic: bool = False):
+    """Update, threshold and reset a spiking membrane under the convention's reset timing.
+
+    ``update(v)`` is the membrane update before thresholding; ``v_prev`` the stored membrane.
+    ``synaptic``: snnTorch's Synaptic zeroes the updated membrane (``u(m)*(1-r)``), Leaky the
+    previous one (``u(m*(1-r))``). Returns (spikes, stored membrane)."""
+    if conv.reset_timing == "same-step":
+        v = update(v_prev)
+        s = spike_count(v, v_threshold, conv)
+        return s, _apply_reset(v, s, v_threshold, v_reset, conv, detach_reset)
+    r = _detached(spike(v_prev - v_threshold, conv.threshold_inclusive))  # snnTorch's mem_reset: no gradient
+    if conv.reset == "subtract":
+        u = update(v_prev) - v_threshold * r
+    elif synaptic:
+        u = update(v_prev) * (1.0 - r) + r * v_reset
     else:
-        v = v * (1.0 - gate) + gate * v_reset
-    return s, v
+        u = update(v_prev * (1.0 - r) + r * v_reset)
+    s = spike(u - v_threshold, conv.threshold_inclusive)
+    if conv.reset_timing == "snntorch-delayed":
+        return s, u
+    gate = s.detach() if detach_reset else s
+    if conv.reset == "subtract":
+        return s, u - v_threshold * (gate - r)
+    return s, u - (gate - r) * (u - v_reset)
 
 
 # --- parameters and states (broadcastable tensors) ----------------------------------------
@@ -191,46 +366,70 @@ def leaky_update(v: Tensor, drive: Tensor, tau, v_leak, r, dt: float) -> Tensor:
     return v + (dt / tau) * (v_leak - v + r * drive)
 
 
+def decay_factor(tau, dt: float) -> Tensor:
+    """``exp(-dt/tau)``: the exact decay of one step (``decay="exponential"``)."""
+    return torch.exp(-dt / torch.as_tensor(tau))
+
+
+def membrane_update(v: Tensor, drive: Tensor, tau, v_leak, r, conv: Convention) -> Tensor:
+    """One step of ``tau dv/dt = (v_leak - v) + r*drive`` under ``conv.decay``: forward Euler
+    (``leaky_update``) or ``v_leak + a*(v - v_leak) + (1 - a)*r*drive`` with ``a = exp(-dt/tau)``."""
+    if conv.decay == "exponential":
+        a = decay_factor(tau, conv.dt)
+        return v_leak + a * (v - v_leak) + (1.0 - a) * r * drive
+    return leaky_update(v, drive, tau, v_leak, r, conv.dt)
+
+
 def integrate_update(v: Tensor, x: Tensor, r, conv: Convention) -> Tensor:
     """Forward-Euler step of ``dv/dt = r*x`` (or ``v + r*x`` without dt)."""
     return v + (conv.dt * r if conv.if_uses_dt else r) * x
 
 
 def cuba_current_update(i: Tensor, x: Tensor, tau_syn, w_in, conv: Convention) -> Tensor:
+    if conv.decay == "exponential":
+        a = decay_factor(tau_syn, conv.dt)
+        return a * i + ((1.0 - a) * (w_in * x) if conv.cuba_input_scaled else w_in * x)
     if conv.cuba_input_scaled:
         return i + (conv.dt / tau_syn) * (w_in * x - i)
     return i - (conv.dt / tau_syn) * i + w_in * x
 
 
 def lif_step(x: Tensor, state: VState, p: LIFParams, conv: Convention, detach_reset: bool = False):
-    v = leaky_update(state.v, x, p.tau, p.v_leak, p.r, conv.dt)
-    s, v = fire_and_reset(v, p.v_threshold, p.v_reset, conv, detach_reset)
+    def update(v):
+        return membrane_update(v, x, p.tau, p.v_leak, p.r, conv)
+
+    s, v = _fire(state.v, update, p.v_threshold, p.v_reset, conv, detach_reset)
     return s, VState(v)
 
 
 def cuba_lif_step(x: Tensor, state: CubaState, p: CubaLIFParams, conv: Convention, detach_reset: bool = False):
     i_new = cuba_current_update(state.i, x, p.tau_syn, p.w_in, conv)
     drive = i_new if conv.current_first else state.i
-    v = leaky_update(state.v, drive, p.tau_mem, p.v_leak, p.r, conv.dt)
-    s, v = fire_and_reset(v, p.v_threshold, p.v_reset, conv, detach_reset)
+
+    def update(v):
+        return membrane_update(v, drive, p.tau_mem, p.v_leak, p.r, conv)
+
+    s, v = _fire(state.v, update, p.v_threshold, p.v_reset, conv, detach_reset, synaptic=True)
     return s, CubaState(i_new, v)
 
 
 def if_step(x: Tensor, state: VState, p: IFParams, conv: Convention, detach_reset: bool = False):
-    v = integrate_update(state.v, x, p.r, conv)
-    s, v = fire_and_reset(v, p.v_threshold, p.v_reset, conv, detach_reset)
+    def update(v):
+        return integrate_update(v, x, p.r, conv)
+
+    s, v = _fire(state.v, update, p.v_threshold, p.v_reset, conv, detach_reset)
     return s, VState(v)
 
 
 def li_step(x: Tensor, state: VState, p: LIParams, conv: Convention):
-    v = leaky_update(state.v, x, p.tau, p.v_leak, p.r, conv.dt)
+    v = membrane_update(state.v, x, p.tau, p.v_leak, p.r, conv)
     return v, VState(v)
 
 
 def cuba_li_step(x: Tensor, state: CubaState, p: CubaLIParams, conv: Convention):
     i_new = cuba_current_update(state.i, x, p.tau_syn, p.w_in, conv)
     drive = i_new if conv.current_first else state.i
-    v = leaky_update(state.v, drive, p.tau_mem, p.v_leak, p.r, conv.dt)
+    v = membrane_update(state.v, drive, p.tau_mem, p.v_leak, p.r, conv)
     return v, CubaState(i_new, v)
 
 

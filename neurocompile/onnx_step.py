@@ -100,7 +100,8 @@ class _Traced:
 
     requires_grad = False
     dtype = torch.float32
-    _TORCH_OPS = {"add": "Add", "sub": "Sub", "mul": "Mul"}
+    _TORCH_OPS = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "truediv": "Div"}
+    _TORCH_UNARY = {"floor": "Floor", "relu": "Relu"}  # multi-spike counts: relu(floor(v / v_th))
 
     def __init__(self, builder: _Builder, name: str):
         self.builder, self.name = builder, name
@@ -126,6 +127,12 @@ class _Traced:
     def __rmul__(self, other):
         return self._binary("Mul", other, self)
 
+    def __truediv__(self, other):
+        return self._binary("Div", self, other)
+
+    def __rtruediv__(self, other):
+        return self._binary("Div", other, self)
+
     def __gt__(self, other):
         return self._binary("Greater", self, other)
 
@@ -139,6 +146,10 @@ class _Traced:
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
+        unary = cls._TORCH_UNARY.get(func.__name__)
+        if unary is not None and not kwargs and len(args) == 1:
+            traced = args[0]
+            return _Traced(traced.builder, traced.builder.node(unary, [traced.name]))
         op_type = cls._TORCH_OPS.get(func.__name__.strip("_"))
         if op_type is None or kwargs or len(args) != 2:
             raise NeurocompileError(f"the ONNX step cannot trace torch operation '{func.__name__}'")

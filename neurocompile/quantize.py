@@ -545,6 +545,19 @@ def _layer_report(
     )
 
 
+# --- conventions Lava's LIF can run --------------------------------------------------------------
+
+
+def check_lava_convention(conv: Convention) -> None:
+    """Refuse the convention options that describe native peer dynamics (``Convention.native_options``):
+    Lava's LIF has forward-Euler decays, resets in the spiking step and emits one spike per step."""
+    for option, value in conv.native_options().items():
+        raise NeurocompileError(
+            f"convention '{conv.name}': {option}={value!r} has no Lava LIF form (the fixed-point compiler needs "
+            f"{option}={Convention.__dataclass_fields__[option].default!r})"
+        )
+
+
 def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxabs", percentile: float = 99.99):
     """Fixed-point program and :class:`QuantizationReport` for a normalized graph.
 
@@ -555,6 +568,7 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
     ``<input>.out`` arrays for the inputs). ``method``: "maxabs" or "percentile" (of |weights|
     and calibrated activations).
     """
+    check_lava_convention(normalized.convention)
     if method not in ("maxabs", "percentile"):
         raise NeurocompileError(f"unknown quantization method '{method}'; choose maxabs or percentile")
     if method == "percentile" and not (0 < percentile <= 100):
@@ -625,6 +639,7 @@ def float_program(normalized: NormalizedGraph) -> FixedPointProgram:
     synapse one step later (``backends/lava.py``).
     """
     conv = normalized.convention
+    check_lava_convention(conv)
     populations, synapses = [], []
     for pop in normalized.populations:
         dyn = _dynamics(pop, conv)

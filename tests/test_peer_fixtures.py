@@ -1,8 +1,9 @@
 """Peer-library oracles as fixtures (tests/fixtures/peers, made by tools/peer_fixtures.py).
 
 Each fixture is a network built, exported and run natively by its own library. The cases listed in
-EXACT reproduce today: our float reference, under the library's preset, spikes exactly like the
-library in every layer. For every other case the table tool (tools/peer_table.py) must find a
+EXACT reproduce today: our float reference, under the library's versioned preset with the case's build
+options (peer_table.convention_of), spikes exactly like the library in every layer, with the exported
+parameters as they are (the cases that also need an importer repair: tests/test_peer_presets.py). For every other case the table tool (tools/peer_table.py) must find a
 divergence, so EXACT stays the true list; the reasons are in docs/peer-compatibility.md.
 """
 
@@ -25,8 +26,14 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "peers"
 LIBRARIES = ["snntorch", "norse", "spikingjelly", "sinabs", "rockpool"]
 EXACT = {
     ("snntorch", "leaky_mlp_zero"),
+    ("snntorch", "leaky_mlp"),  # reset_timing="snntorch-immediate"
+    ("snntorch", "leaky_mlp_defaults"),  # reset_timing="snntorch-delayed" (snntorch-1.0)
+    ("snntorch", "synaptic_mlp"),  # snntorch-immediate
+    ("snntorch", "conv_net"),  # snntorch-immediate
     ("norse", "iaf_mlp"),
     ("sinabs", "iaf_mlp"),
+    ("sinabs", "iaf_mlp_multispike"),  # spikes_per_step="multi" (sinabs-3.1)
+    ("sinabs", "lif_mlp"),  # decay="exponential", dt=1 (sinabs-3.1)
     ("spikingjelly", "if_mlp"),
     ("spikingjelly", "lif_mlp"),
     ("spikingjelly", "cuba_lif_mlp"),

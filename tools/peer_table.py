@@ -3,10 +3,13 @@ fixed-point CPU backend, compared with the library's own spikes; writes docs/pee
 
     python tools/peer_table.py [--fixtures DIR] [--out FILE]
 
-Float: the fixture's graph under the library's preset (the reset the native run used, from meta.json),
-spikes compared exactly per layer; "first diverging step" is the earliest step where any layer differs.
-Fixed point: ``compile_graph(graph, preset, calibration=input)`` on ``CpuBackend``, compared with the
-native spikes per layer after the synapse latency (``metrics.layer_agreement``: step agreement).
+Float: the fixture's graph under the library's versioned preset (``PRESET``: its native dynamics), with the
+reset the native run used (meta.json) and the options the case was built with (``CASE_OPTIONS``), spikes
+compared exactly per layer; "first diverging step" is the earliest step where any layer differs. No
+parameter is repaired here (exporter bugs stay visible; tests/test_peer_presets.py applies the repairs).
+Fixed point: ``compile_graph(graph, preset, calibration=input)`` on ``CpuBackend`` with the preset's
+options that Lava cannot run set back to the default (``lava_convention``), compared with the native
+spikes per layer after the synapse latency (``metrics.layer_agreement``: step agreement).
 """
 
 from __future__ import annotations
@@ -22,78 +25,95 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "peers"
 OUT = ROOT / "docs" / "peer-compatibility.md"
-PRESET = {lib: lib for lib in ("snntorch", "norse", "spikingjelly", "sinabs", "rockpool")}
+# The preset of each library's native dynamics (neurocompile.discretization.PRESETS).
+PRESET = {
+    "snntorch": "snntorch-1.0",
+    "norse": "norse-1.1",
+    "spikingjelly": "spikingjelly",
+    "sinabs": "sinabs-3.1",
+    "rockpool": "rockpool-3.1",
+}
+# Options a case was built with where they differ from the library's defaults (meta.json "built").
+_IMMEDIATE = {"reset_timing": "snntorch-immediate"}  # reset_delay=False
+CASE_OPTIONS = {
+    ("snntorch", "leaky_mlp"): _IMMEDIATE,
+    ("snntorch", "leaky_mlp_zero"): _IMMEDIATE,
+    ("snntorch", "synaptic_mlp"): _IMMEDIATE,
+    ("snntorch", "rleaky_mlp"): _IMMEDIATE,
+    ("snntorch", "conv_net"): _IMMEDIATE,
+    ("sinabs", "iaf_mlp"): {"spikes_per_step": "single"},  # spike_fn=SingleSpike
+    ("sinabs", "lif_mlp"): {"spikes_per_step": "single"},
+}
 
-# Why a case diverges, from reading the library's code (update equations per step; ours in docs/conventions.md).
+# Per case: why it diverges, or which native equation the preset reproduces (ours: docs/conventions.md).
 WHY = {
     ("snntorch", "leaky_mlp"): (
-        "snnTorch's same-step reset (`reset_delay=False`) also applies the delayed reset: per step "
-        "`r = [m > th]` (the membrane left by the previous step), `u = beta*m + x - th*r`, `s = [u > th]`, "
-        "`m = u - th*(s - r)` (leaky.py `_base_sub` + `do_reset`). The membrane is ours (`m = beta*m + x - th*s`) "
-        "but the spike test subtracts th once more when the previous membrane stayed above th after its reset "
-        "(a step with more than 2*th of drive): snnTorch skips that spike, we fire it."
+        "reproduced by `reset_timing=snntorch-immediate` (snnTorch's `reset_delay=False`, leaky.py `_base_sub` + "
+        "`do_reset`): `r = [m > th]` (the stored membrane), `u = beta*m + x - th*r`, `s = [u > th]`, "
+        "`m = u - th*(s - r)`. The membrane is the same-step one, but the spike test subtracts th again when the "
+        "previous membrane stayed above th after its reset: snnTorch skips that spike."
     ),
     ("snntorch", "leaky_mlp_defaults"): (
-        "`reset_delay=True` (snnTorch's default): `m = beta*m + x - th*[m_prev > th]`, `s = [m > th]`: the "
-        "threshold is subtracted in the step after the spike and not decayed by beta (ours: subtract in the "
-        "spiking step, then decay). The exporter records neither the reset mechanism nor the delay."
+        "reproduced by `reset_timing=snntorch-delayed` (snnTorch's default `reset_delay=True`): "
+        "`m = beta*m + x - th*[m_prev > th]`, `s = [m > th]`: the threshold is subtracted in the step after the "
+        "spike and not decayed. The exporter records neither the reset mechanism nor the delay."
+    ),
+    ("snntorch", "leaky_mlp_zero"): (
+        "reset to zero: under `snntorch-immediate` the stored membrane never exceeds th, so it is the same-step reset."
     ),
     ("snntorch", "leaky_mlp_scalar_beta"): (
         "the exporter writes scalar beta/threshold as shape-() parameters; nir's type inference "
         "(`export_to_nir` calls `infer_types`) fails on them."
     ),
     ("snntorch", "synaptic_mlp"): (
-        "same spike test as leaky_mlp (synaptic.py `_base_sub` + `do_reset`): `r = [m > th]`, "
-        "`syn = alpha*syn + x`, `u = beta*m + syn - th*r`, `s = [u > th]`, `m = u - th*(s - r)`; the CubaLIF "
-        "export itself (w_in = tau_syn/dt, r = tau_mem/dt) is exact under NIR's ODE."
+        "reproduced by `reset_timing=snntorch-immediate` (synaptic.py: the spike test of leaky_mlp on "
+        "`syn = alpha*syn + x`, `u = beta*m + syn - th*r`); the CubaLIF export itself (w_in = tau_syn/dt, "
+        "r = tau_mem/dt) is exact under NIR's ODE."
     ),
     ("snntorch", "rleaky_mlp"): (
-        "RLeaky computes `m = beta*m + x + recurrent(spk_prev)` with `recurrent = Linear(bias=True)`: in step 0 "
-        "(spk = 0) the recurrent bias already enters; our back-edge `w_rec -> lif` delivers 0 in step 0 and "
-        "`W spk + b` from step 1. Plus the double-reset spike test of leaky_mlp."
+        "graph level, not the neuron: RLeaky computes `m = beta*m + x + recurrent(spk_prev)` with "
+        "`recurrent = Linear(bias=True)`: in step 0 (spk = 0) the recurrent bias already enters; our back-edge "
+        "`w_rec -> lif` delivers 0 in step 0 and `W spk + b` from step 1 (the neuron timing is snntorch-immediate)."
     ),
-    ("snntorch", "conv_net"): "the double-reset spike test of leaky_mlp (conv drive often exceeds 2*th per step).",
+    ("snntorch", "conv_net"): "reproduced by `reset_timing=snntorch-immediate` (see leaky_mlp).",
     ("norse", "lif_box_mlp"): (
         "exporter writes `tau = dt/tau_mem_inv` (= dt*tau, 1e-5 s for tau = 10 ms) instead of `1/tau_mem_inv`. "
         "LIFBoxCell: `v = v + dt*tau_mem_inv*(v_leak - v + x)`, `s = [v > th]`, `v = v_reset` (ours with r=1). "
-        "Reproduces exactly with the norse preset at dt = 1e-6 (= dt_native * dt_export): a repaired importer "
-        "reads Norse's tau as tau_written/dt_export, or Norse writes 1/tau_mem_inv."
+        "Exact under norse-1.1 (dt = 1e-3) once an importer repair reads tau as tau_written/dt "
+        "(tests/test_peer_presets.py)."
     ),
     ("norse", "lif_mlp"): (
         "LIFCell (lif_feed_forward_step): `i1 = i + x`; `v = v + dt*tau_mem_inv*(v_leak - v + i1)`; "
-        "`i = i1 - dt*tau_syn_inv*i1`; `s = [v > th]`; `v = v_reset`. So the input jumps the current first "
-        "and v integrates the NEW current (`current_first=True`, `cuba_input_scaled=False`); the norse preset "
-        "has `current_first=False`. Plus the tau = dt/tau_inv export. Exact with norse preset, "
-        "current_first=True, dt=1e-6."
+        "`i = i1 - dt*tau_syn_inv*i1`; `s = [v > th]`; `v = v_reset`: norse-1.1 (`current_first=True`, "
+        "`cuba_input_scaled=False`). The export writes tau = dt/tau_inv: exact under norse-1.1 (dt = 1e-3) once an "
+        "importer repair reads tau_syn, tau_mem as tau_written/dt (tests/test_peer_presets.py)."
     ),
+    ("sinabs", "iaf_mlp"): "SingleSpike: `v += x`, `s = [v >= th]`, `v -= th*s`.",
     ("sinabs", "iaf_mlp_multispike"): (
-        "Sinabs' default `spike_fn=MultiSpike` emits `s = trunc(v/th)` spikes when v > 0 (several per step) and "
-        "subtracts `th*s`; NIR's IF and our presets emit at most one spike per step (`SingleSpike`: `s = [v >= th]`, "
-        "the iaf_mlp case, reproduces). Native output spike counts are stored as counts."
+        "reproduced by `spikes_per_step=multi`: Sinabs' default `spike_fn=MultiSpike` emits "
+        "`s = (v > 0)*trunc(v/th)` spikes per step and subtracts `th*s`; native spike counts are stored as counts."
     ),
     ("sinabs", "lif_mlp"): (
-        "Sinabs LIF has no dt: `a = exp(-1/tau_mem)` with tau_mem in steps, `v = a*v + (1-a)*x` (norm_input=True), "
-        "`s = [v >= th]`, `v -= th*s`. The exporter writes `LIF(tau=tau_mem, r=1, v_leak=0)`: tau in steps where "
-        "NIR means seconds, and our Euler `v += dt/tau*(-v + x)` (dt=1e-4) is `1 - dt/tau` instead of `exp(-1/tau)`. "
-        "A reader would need dt=1 step and an exponential decay (`1-a` = `1-exp(-dt/tau)` instead of `dt/tau`)."
+        "reproduced by `decay=exponential` with dt = 1 (Sinabs' tau counts steps): `a = exp(-1/tau_mem)`, "
+        "`v = a*v + (1-a)*x` (norm_input=True), `s = [v >= th]`, `v -= th*s`; the export `LIF(tau=tau_mem, r=1)` "
+        "is read as is."
     ),
     ("sinabs", "conv_net"): (
         "sinabs.nir.to_nir leaves Conv2d.input_shape, SumPool2d and Flatten input_type as None; nir 1.0.4's "
         "nir.write cannot store None (h5py)."
     ),
     ("rockpool", "lif_mlp"): (
-        "LIFTorch (lif_torch.py evolve): `i += x`; `v *= exp(-dt/tau_mem)`; `i *= exp(-dt/tau_syn)`; `v += i`; "
-        "`s = floor(v/th)` (StepPWL, up to 2**16 spikes per step); `v -= th*s` (dt = 1e-3). The export is "
-        "CubaLIF(tau_syn, tau_mem, r = tau_mem*exp(-dt/tau_mem)/dt, no w_in, no v_reset): under NIR's ODE the "
-        "current integrates only `dt/tau_syn * x` (w_in should be tau_syn/dt for a unit jump), the decays are "
-        "`1 - dt/tau` instead of `exp(-dt/tau)`, r adds an `exp(-dt/tau_mem)` factor Rockpool applies to the "
-        "current via its own decay order, and our spikes are single. Rockpool's reading is: current jump, then "
-        "both decay, then v += decayed i (current_first with the decayed current)."
+        "LIFTorch: `i = exp(-dt/tau_syn)*(i + x)`; `v = exp(-dt/tau_mem)*v + i`; `s = floor(v/th)` (v >= th); "
+        "`v -= th*s` (dt = 1e-3): rockpool-3.1 (exponential decay, multi-spike) with the parameters a repaired "
+        "importer writes: `r = 1/(1 - exp(-dt/tau_mem))`, `w_in = exp(-dt/tau_syn)/(1 - exp(-dt/tau_syn))` (the "
+        "exporter writes `r = tau_mem*exp(-dt/tau_mem)/dt` and no w_in). Also the fixture's native run starts from "
+        "the state `to_nir`'s trace left (one step of sample 0), not from 0. Exact with both accounted for "
+        "(tests/test_peer_presets.py)."
     ),
     ("rockpool", "lif_neuron_mlp"): (
-        "LIFNeuronTorch: `v = exp(-dt/tau)*v + x`, `s = floor(v/th)` (multi-spike), `v -= th*s`. Exported "
-        "LIF(tau, r = tau*exp(-dt/tau)/dt): our Euler gives `v = (1 - dt/tau)*v + exp(-dt/tau)*x`: the input is "
-        "scaled by exp(-dt/tau) (0.951) and the decay is linear; Rockpool's dt (1e-3) is not recorded."
+        "LIFNeuronTorch: `v = exp(-dt/tau)*v + x`, `s = floor(v/th)` (v >= th), `v -= th*s`: rockpool-3.1 with the "
+        "repaired `r = 1/(1 - exp(-dt/tau))` (exported: `tau*exp(-dt/tau)/dt`); the native run starts from the "
+        "state of `to_nir`'s trace. Exact with both accounted for (tests/test_peer_presets.py)."
     ),
     ("norse", "conv_net"): (
         "Norse's `_extract_norse_module` maps only Conv2d, Linear, LIFCell, LIFBoxCell, LIBoxCell, IAFCell; "
@@ -108,6 +128,7 @@ class Row:
     version: str
     case: str
     built: str = ""
+    preset: str = ""
     load: str = ""
     float_exact: bool | None = None
     first_step: int | None = None
@@ -136,9 +157,25 @@ def load_case(folder: Path):
 
 
 def convention_of(library: str, meta: dict):
+    """The library's preset with the native run's reset and the case's build options."""
     from neurocompile.discretization import get_convention
 
-    return get_convention(PRESET[library], reset=meta.get("reset"))
+    options = CASE_OPTIONS.get((library, meta.get("case")), {})
+    return get_convention(PRESET[library], reset=meta.get("reset"), **options)
+
+
+def lava_convention(conv):
+    """``conv`` without the options Lava's LIF cannot run (the fixed-point compiler refuses them)."""
+    return conv.with_options(reset_timing="same-step", decay="euler", spikes_per_step="single")
+
+
+def options_of(conv) -> str:
+    """The preset's name and the options that differ from it, e.g. ``snntorch-1.0 (reset_timing=...)``."""
+    from neurocompile.discretization import PRESETS
+
+    base = PRESETS[conv.name]
+    changed = [f"{k}={v}" for k, v in vars(conv).items() if k != "name" and getattr(base, k) != v]
+    return f"{conv.name} ({', '.join(changed)})" if changed else conv.name
 
 
 def first_divergence(native: np.ndarray, ours: np.ndarray) -> int | None:
@@ -174,7 +211,7 @@ def fixed_check(row: Row, graph, conv, x, native) -> None:
     from neurocompile.metrics import layer_agreement
     from neurocompile.quantize import compile_graph
 
-    program, _ = compile_graph(graph, conv, calibration=x)
+    program, _ = compile_graph(graph, lava_convention(conv), calibration=x)
     fixed = CpuBackend(program).run(x, record="all")
     reference = native_recording({k: _shaped(v, fixed, k) for k, v in native.items()}, fixed.outputs)
     agreement = layer_agreement(reference, fixed, program.latency())
@@ -194,6 +231,7 @@ def check_case(library: str, folder: Path) -> Row:
     try:
         graph, row.load, x, native, meta = load_case(folder)
         conv = convention_of(library, meta)
+        row.preset = options_of(conv)
         float_check(row, graph, conv, x, native)
     except Exception as exc:
         row.error = f"float: {_line(exc)}"
@@ -251,18 +289,23 @@ def render(rows: list[Row]) -> str:
         f"Generated by `tools/peer_table.py` on {today} from `tests/fixtures/peers` (made by "
         "`tools/peer_fixtures.py`: each library builds, exports with its own NIR exporter and runs natively).",
         "",
-        "*Float*: our float reference under the library's preset (with the reset the native run used) against the "
-        "library's own spikes, every layer; `node@t` is the first step where that layer differs. *Fixed point*: "
-        "compiled with the same preset and calibrated on the input, run on the CPU backend; per layer the fraction of "
-        "(sample, step, neuron) entries equal to the native spikes after the synapse latency.",
+        "*Preset*: the library's versioned preset of its native dynamics (`neurocompile.discretization.PRESETS`, "
+        "docs/conventions.md) with the reset the native run used and the options the case was built with. "
+        "*Float*: our float reference under that preset against the library's own spikes (counts for multi-spike "
+        "neurons), every layer; `node@t` is the first step where that layer differs. No exported parameter is "
+        "repaired here. *Fixed point*: compiled with the same preset less the options Lava's LIF cannot run "
+        "(`reset_timing`, `decay`, `spikes_per_step` back to their defaults) and calibrated on the input, run on the "
+        "CPU backend; per layer the fraction of (sample, step, neuron) entries equal to the native spikes after the "
+        "synapse latency.",
         "",
-        "| library | version | case | float exact? | fixed-point agreement | why not |",
-        "|---|---|---|---|---|---|",
+        "| library | version | case | preset | float exact? | fixed-point agreement | notes |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         why = "; ".join(part for part in (row.error, row.why) if part)
         lines.append(
-            f"| {row.library} | {row.version} | {row.case} | {_float_cell(row)} | {_fixed_cell(row)} | {why} |"
+            f"| {row.library} | {row.version} | {row.case} | {row.preset or '—'} | {_float_cell(row)} "
+            f"| {_fixed_cell(row)} | {why} |"
         )
     lines += ["", "## What was built", ""]
     lines += [f"* {row.library}/{row.case}: {row.built}" for row in rows if row.built]
