@@ -243,9 +243,9 @@ def test_cuba_hand_computed(spiking):
     np.testing.assert_allclose(rec["n.i"][0, :, 0], [0.5, 0.25, 0.125])
     np.testing.assert_allclose(rec["n.v"][0, :, 0], [0.05, 0.07, 0.0755])
     assert ("n.spikes" in rec.arrays) == spiking
-    # Norse: input jumps the current, v integrates the previous current:
+    # voltage first (current_first=False), input jumps the current:
     # i: 1, 0.5, 0.25;  v: 0, 0.1*1 = 0.1, 0.1 + 0.1*(0.5 - 0.1) = 0.14
-    rec = run_all(g, x, get_convention("norse"))
+    rec = run_all(g, x, Convention(if_uses_dt=False, current_first=False, cuba_input_scaled=False))
     np.testing.assert_allclose(rec["n.i"][0, :, 0], [1.0, 0.5, 0.25])
     np.testing.assert_allclose(rec["n.v"][0, :, 0], [0.0, 0.1, 0.14])
 

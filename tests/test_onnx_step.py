@@ -331,8 +331,8 @@ def test_cli_convention_recorded_or_chosen_and_default_names(capsys, tmp_path):
     assert code == 0 and "convention sinabs" in out and onnx_convention(tmp_path / "sinabs.onnx")["reset"] == "subtract"
     code, _, _ = run_cli(capsys, "export", sinabs, "--to", "onnx", "--convention", "norse", "--dt", "1e-3")
     assert code == 0 and onnx_convention(tmp_path / "sinabs.onnx") == dict(
-        name="norse", dt=1e-3, reset="zero", threshold_inclusive=False, if_uses_dt=False, current_first=False,
-        cuba_input_scaled=False,
+        name="norse", dt=1e-3, reset="zero", threshold_inclusive=False, if_uses_dt=False, current_first=True,
+        cuba_input_scaled=False, reset_timing="same-step", decay="euler", spikes_per_step="single",
     )  # fmt: skip
     checkpoint = save_checkpoint(MLP([6, 5, 3], convention=get_convention("snntorch")), tmp_path / "m.pt")
     code, out, _ = run_cli(capsys, "export", checkpoint, "--to", "onnx")

@@ -407,8 +407,8 @@ def test_delays_reach_the_cpu_backend_like_the_float_reference():
     assert (fixed[:, 1:] != ref[:, :-1]).sum() <= 0.02 * ref.sum()
 
 
-def test_norse_cuba_lif_gets_one_extra_step_of_delay():
-    conv = get_convention("norse")
+def test_voltage_first_cuba_lif_gets_one_extra_step_of_delay():
+    conv = get_convention("norse", current_first=False)  # v integrates the previous current
     g = two_layer(lambda n: cuba(n), g1=60.0, g2=40.0)
     x = (np.random.default_rng(7).random((6, 150, 20)) < 0.2).astype(np.float32)
     program, report = compile_graph(g, conv)
