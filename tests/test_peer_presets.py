@@ -33,13 +33,12 @@ import peer_table  # noqa: E402  (tools/peer_table.py)
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "peers"
 
 
-def native_spikes_equal(graph, conv, x, native, skip_steps: int = 0):
-    """Our float reference's spikes (counts) equal the native ones in every layer; ``skip_steps`` drops
-    leading steps of ours (a prefix of input that the native run had already seen)."""
+def native_spikes_equal(graph, conv, x, native):
+    """Our float reference's spikes (counts) equal the native ones in every layer."""
     recording = FloatReference(graph, conv).run(x, record="all")
     for node, spikes in native.items():
         key = f"{recording.outputs[0] if node == 'output' else node}.spikes"
-        ours = recording.arrays[key][:, skip_steps:].reshape(spikes.shape)
+        ours = recording.arrays[key].reshape(spikes.shape)
         np.testing.assert_array_equal(ours, spikes, err_msg=node)
 
 
@@ -102,20 +101,14 @@ def rockpool_repair(graph, dt: float):
 
 @pytest.mark.parametrize("case", ["lif_mlp", "lif_neuron_mlp"])
 def test_rockpool_lif_after_the_parameter_repair(case):
-    """The fixture's native run started from the state that ``to_nir``'s trace (one step of sample 0's first
-    input) left in the modules, broadcast over the batch (tools/peers/rockpool_cases.py calls to_nir first):
-    we feed that step first to every sample and drop it."""
     graph, _, x, native, meta = peer_table.load_case(FIXTURES / "rockpool" / case)
     rockpool_repair(graph, meta["dt"])
-    traced = np.broadcast_to(x[:1, :1], (x.shape[0], 1, *x.shape[2:]))
     conv = get_convention("rockpool-3.1")
     assert conv.dt == meta["dt"]
-    native_spikes_equal(graph, conv, np.concatenate([traced, x], axis=1), native, skip_steps=1)
+    native_spikes_equal(graph, conv, x, native)
     assert max(spikes.max() for spikes in native.values()) >= 2  # several spikes in one step do occur
     with pytest.raises(AssertionError):
-        native_spikes_equal(
-            graph, conv.with_options(spikes_per_step="single"), np.concatenate([traced, x], axis=1), native, 1
-        )
+        native_spikes_equal(graph, conv.with_options(spikes_per_step="single"), x, native)
 
 
 # --- (2) hand-computed: one neuron, a few steps ------------------------------------------------------

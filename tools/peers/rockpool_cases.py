@@ -30,6 +30,7 @@ def run_native(net, x: np.ndarray, neurons: dict[str, str]) -> dict:
 
 def export_and_run(out: Path, case: str, net, x: np.ndarray, neurons: dict, built: str, notes: str) -> None:
     graph = to_nir(net, torch.from_numpy(x[:1, :1]))
+    net.reset_state()  # to_nir's trace ran one step: the native run starts from rest, as ours does
     spikes = run_native(net, x, neurons)
     save_case(out, case, "rockpool", graph, x, spikes, {"built": built, "dt": DT, "reset": "subtract", "notes": notes})
 
