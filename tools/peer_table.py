@@ -106,14 +106,13 @@ WHY = {
         "LIFTorch: `i = exp(-dt/tau_syn)*(i + x)`; `v = exp(-dt/tau_mem)*v + i`; `s = floor(v/th)` (v >= th); "
         "`v -= th*s` (dt = 1e-3): rockpool-3.1 (exponential decay, multi-spike) with the parameters a repaired "
         "importer writes: `r = 1/(1 - exp(-dt/tau_mem))`, `w_in = exp(-dt/tau_syn)/(1 - exp(-dt/tau_syn))` (the "
-        "exporter writes `r = tau_mem*exp(-dt/tau_mem)/dt` and no w_in). Also the fixture's native run starts from "
-        "the state `to_nir`'s trace left (one step of sample 0), not from 0. Exact with both accounted for "
+        "exporter writes `r = tau_mem*exp(-dt/tau_mem)/dt` and no w_in). Exact with that repair "
         "(tests/test_peer_presets.py)."
     ),
     ("rockpool", "lif_neuron_mlp"): (
         "LIFNeuronTorch: `v = exp(-dt/tau)*v + x`, `s = floor(v/th)` (v >= th), `v -= th*s`: rockpool-3.1 with the "
-        "repaired `r = 1/(1 - exp(-dt/tau))` (exported: `tau*exp(-dt/tau)/dt`); the native run starts from the "
-        "state of `to_nir`'s trace. Exact with both accounted for (tests/test_peer_presets.py)."
+        "repaired `r = 1/(1 - exp(-dt/tau))` (exported: `tau*exp(-dt/tau)/dt`). Exact with that repair "
+        "(tests/test_peer_presets.py)."
     ),
     ("norse", "conv_net"): (
         "Norse's `_extract_norse_module` maps only Conv2d, Linear, LIFCell, LIFBoxCell, LIBoxCell, IAFCell; "
