@@ -12,6 +12,9 @@ edge is accepted when both sides hold the same number of elements (the simulator
 but never when the sizes differ. Structural errors (edges naming missing nodes) and bad
 parameter values are errors in both modes.
 
+The file's HDF5 is read in a forked child on Linux (:func:`_read_isolated`): a corrupt file that
+sends the HDF5 library into an endless loop or a crash is a one-line error too.
+
 Nested graphs are named by path: node ``lif`` inside subgraph ``lif1`` is ``lif1.lif`` in
 messages.
 """
@@ -20,7 +23,13 @@ from __future__ import annotations
 
 import copy
 import difflib
+import os
+import pickle
 import re
+import select
+import signal
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +47,7 @@ def _where(prefix: str) -> str:
 
 
 def load_graph(path, lenient: bool = False):
-    """Read and validate a ``.nir`` file. Raises GraphError (one line) on any problem."""
-    import h5py
+    """Read and validate a ``.nir`` file. Raises GraphError (one line, naming the file) on any problem."""
     import nir
 
     path = Path(path)
@@ -47,27 +55,100 @@ def load_graph(path, lenient: bool = False):
         raise GraphError(f"{path}: no such file")
     if path.is_dir():
         raise GraphError(f"{path}: is a directory, not a NIR file")
+    raw = _read_isolated(path)
+    try:
+        if "type_check" in raw:
+            raise GraphError("unsupported key 'type_check' in the file", node="<graph>", field="type_check")
+        graph = _build(raw, "")
+        if not isinstance(graph, nir.NIRGraph):
+            raise GraphError(f"the top-level node is a {type(graph).__name__}, not a NIRGraph")
+        validate_graph(graph, lenient=lenient)
+        if not lenient:
+            _nir_type_check(graph)
+            validate_graph(graph, lenient=False)
+    except GraphError as exc:
+        named = GraphError(f"{path}: {exc}")
+        named.node, named.field = exc.node, exc.field
+        raise named from None
+    return graph
+
+
+def _read_file(path: Path) -> dict:
+    """The file's ``node`` group as nested dicts of arrays and bytes (nir's raw form)."""
+    import h5py
+    import nir
+
     try:
         with h5py.File(path, "r") as fh:
             if "node" not in fh:
                 raise GraphError(f"{path}: not a NIR file (HDF5 without a 'node' group)")
             _refuse_outside_references(fh, path)
-            raw = nir.serialization.hdf2dict(fh["node"])
+            return nir.serialization.hdf2dict(fh["node"])
     except GraphError:
         raise
     except Exception as exc:  # h5py raises OSError for truncated/random files, others for odd content
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise GraphError(f"{path}: not a readable NIR (HDF5) file ({reason})") from None
-    if "type_check" in raw:
-        raise GraphError("unsupported key 'type_check' in the file", node="<graph>", field="type_check")
-    graph = _build(raw, "")
-    if not isinstance(graph, nir.NIRGraph):
-        raise GraphError(f"{path}: the top-level node is a {type(graph).__name__}, not a NIRGraph")
-    validate_graph(graph, lenient=lenient)
-    if not lenient:
-        _nir_type_check(graph)
-        validate_graph(graph, lenient=False)
-    return graph
+
+
+def read_timeout(path: Path) -> float:
+    """Seconds a file's HDF5 may take to read: 10, and 1 more per 50 MB."""
+    return 10.0 + path.stat().st_size / 50e6
+
+
+def _read_isolated(path: Path) -> dict:
+    """:func:`_read_file` in a forked child on Linux: a corrupt file can send the HDF5 library into an
+    endless loop or a crash that no Python handler interrupts, so the child is killed after
+    :func:`read_timeout` and its death is a one-line error, not ours."""
+    if sys.platform != "linux":
+        return _read_file(path)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: read, send the result or the error, exit without cleanup
+        os.close(read_end)
+        try:
+            reply = ("ok", _read_file(path))
+        except GraphError as exc:
+            reply = ("error", str(exc))
+        except BaseException as exc:  # anything else: the parent words it
+            reply = ("error", f"{path}: not a readable NIR (HDF5) file ({type(exc).__name__})")
+        with os.fdopen(write_end, "wb") as pipe:
+            pickle.dump(reply, pipe)
+        os._exit(0)
+    os.close(write_end)
+    try:
+        data, status = _collect(read_end, pid, read_timeout(path))
+    finally:
+        os.close(read_end)
+    if data is None:
+        raise GraphError(f"{path}: reading its HDF5 took over {read_timeout(path):.0f} s; the file is corrupt")
+    if os.WIFSIGNALED(status) or not data:
+        raise GraphError(f"{path}: the HDF5 library crashed reading it; the file is corrupt")
+    kind, value = pickle.loads(data)  # our child's reply: plain dicts, arrays, bytes
+    if kind == "error":
+        raise GraphError(value)
+    return value
+
+
+def _collect(fd: int, pid: int, timeout: float) -> tuple[bytes | None, int]:
+    """Everything the child ``pid`` writes to ``fd`` and its wait status; ``(None, status)`` if it takes
+    longer than ``timeout`` (it is killed). The child never outlives this call."""
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                os.kill(pid, signal.SIGKILL)
+                return None, os.waitpid(pid, 0)[1]
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b"".join(chunks), os.waitpid(pid, 0)[1]
+            chunks.append(chunk)
+    except BaseException:  # interrupted (Ctrl-C): take the child down too
+        if os.waitpid(pid, os.WNOHANG) == (0, 0):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        raise
 
 
 def _refuse_outside_references(fh, path) -> None:
@@ -137,7 +218,8 @@ def _build(raw: dict, name: str):
     if kind == "Flatten" and "input_type" not in data:
         data["input_type"] = None
     try:
-        return nir.dict2NIRNode(data)
+        with np.errstate(all="ignore"):  # nir derives shapes from fields not yet checked; the checks below speak
+            return nir.dict2NIRNode(data)
     except Exception as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         field = None
@@ -170,7 +252,8 @@ def _parse_edges(raw_edges, where: str) -> list[tuple[str, str]]:
 def _nir_type_check(graph) -> None:
     """nir's own type inference/checking, with its messages turned into GraphErrors."""
     try:
-        graph.infer_types()
+        with np.errstate(all="ignore"):
+            graph.infer_types()
         graph.check_types()
     except GraphError:
         raise
@@ -302,9 +385,12 @@ def _validate_parameters(node, name: str) -> None:
                 continue
             raise GraphError("missing", node=name, field=field)
         try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise GraphError(f"not numeric ({np.asarray(value).dtype})", node=name, field=field) from None
+            arr = np.asarray(value)
+        except (TypeError, ValueError):  # ragged
+            arr = np.asarray(value, dtype=object)
+        if arr.dtype.kind not in "biuf":
+            raise GraphError(f"not real numbers ({arr.dtype})", node=name, field=field)
+        arr = arr.astype(np.float64)
         if not np.all(np.isfinite(arr)):
             bad = "NaN" if np.isnan(arr).any() else "infinite"
             raise GraphError(f"contains {bad} values", node=name, field=field)

@@ -276,7 +276,7 @@ def _learn_command(rng, model: str, data: str, steps: int | None = STEPS) -> lis
 
 def _spikes_case(models, rng, folder) -> Case:
     """Mutated input spikes (``.npy``, or ``.npz`` with labels) run through a valid model, or used to calibrate."""
-    model = rng.choice([m for m in models if "ncp" in m.files])
+    model = rng.choice([m for m in models if m.classifier and "ncp" in m.files])  # models that load and run
     if rng.random() < 0.6:
         name, source = "x.npy", model.spikes
     else:
@@ -293,7 +293,7 @@ def _spikes_case(models, rng, folder) -> Case:
 
 def _dataset_case(models, rng, folder) -> Case:
     """A mutated ``.npz`` dataset run through a valid model, used to calibrate, or learned from."""
-    model = rng.choice([m for m in models if "ncp" in m.files])
+    model = rng.choice([m for m in models if m.classifier and "ncp" in m.files])  # models that load and run
     source = model.labelled if rng.random() < 0.6 else model.split
     mutation = _mutate_file(rng, source, folder / "data.npz", mutate_arrays_file)
     steps = rng.choice((STEPS, STEPS, STEPS, 1, 16, None))
@@ -301,7 +301,7 @@ def _dataset_case(models, rng, folder) -> Case:
     choice = rng.random()
     if "nir" in model.files and choice < 0.15:
         argv = ["compile", _copy(model.files["nir"], folder, "model.nir"), "--calibrate", "data.npz", "-o", "out.ncp"]
-    elif model.classifier and choice < 0.3:
+    elif choice < 0.3:
         form = rng.choice(sorted(model.files))
         argv = _learn_command(rng, _copy(model.files[form], folder, f"model.{form}"), "data.npz", steps)
     else:

@@ -36,6 +36,7 @@ import gc
 import io
 import json
 import random
+import re
 import resource
 import select
 import shlex
@@ -267,6 +268,7 @@ class Campaign:
     seconds: float
     settings: dict
     busy: dict  # format -> seconds its cases ran
+    messages: dict  # format -> Counter of rejection messages with names and numbers blanked
 
     @property
     def bugs(self) -> int:
@@ -298,6 +300,7 @@ def campaign(
     started = time.monotonic()
     counts = {fmt: Counter() for fmt in formats}
     busy = Counter()
+    messages = defaultdict(Counter)
     kept = defaultdict(list)
     try:
         models = make_seeds(root / "seeds")
@@ -309,6 +312,8 @@ def campaign(
             counts[fmt][result.outcome] += 1
             counts[fmt]["warned"] += kind == "warned"
             busy[fmt] += result.seconds
+            if result.outcome == "rejected":
+                messages[fmt][_message_kind(result.stderr)] += 1
             if kind in (*BAD, "warned") and len(kept[fmt, kind]) < examples:
                 kept[fmt, kind].append(_example(fmt, index, case, folder, result, keep))
             shutil.rmtree(folder, ignore_errors=True)
@@ -317,7 +322,12 @@ def campaign(
     finally:
         shutil.rmtree(root, ignore_errors=True)
     settings = dict(seed=seed, jobs=jobs, timeout=timeout, memory=memory, cases=cases)
-    return Campaign(counts, dict(kept), time.monotonic() - started, settings, dict(busy))
+    return Campaign(counts, dict(kept), time.monotonic() - started, settings, dict(busy), dict(messages))
+
+
+def _message_kind(stderr: str) -> str:
+    """A rejection message with quoted names and numbers blanked, so that messages of one kind count together."""
+    return re.sub(r"'[^']*'|-?\d[\d.e+-]*", "_", stderr.strip())[:100]
 
 
 def _generate(formats, cases: int, seed: int, models, root: Path, deadline):
@@ -350,8 +360,9 @@ def _example(fmt: str, index: int, case, folder: Path, result: Result, keep) -> 
     return example
 
 
-def format_report(result: Campaign) -> str:
-    """The format x outcome table, then the examples of every bug class."""
+def format_report(result: Campaign, top: int = 0) -> str:
+    """The format x outcome table, the ``top`` most frequent rejection messages per format, then the
+    examples of every bug class."""
     columns = (*OUTCOMES, "warned")
     lines = [f"{'format':<9}{'cases':>7}" + "".join(f"{kind:>11}" for kind in columns) + f"{'s/case':>8}"]
     total = Counter()
@@ -366,6 +377,9 @@ def format_report(result: Campaign) -> str:
         f"{n} cases in {result.seconds:.0f} s ({n / max(result.seconds, 1e-9):.1f}/s); seed {s['seed']}, "
         f"jobs {s['jobs']}, timeout {s['timeout']:g} s, memory cap {s['memory'] / 2**30:g} GiB"
     )
+    for fmt, counted in result.messages.items() if top else ():
+        lines.append(f"\nmost frequent rejections ({fmt}):")
+        lines += [f"  {n:>6}  {message}" for message, n in counted.most_common(top)]
     for (fmt, kind), examples in sorted(result.examples.items()):
         lines.append(f"\n{kind} ({fmt}):")
         for example in examples:
@@ -416,6 +430,7 @@ def main(argv=None) -> int:
     parser.add_argument("--work", help="folder for the cases' temporary files (default: the system's)")
     parser.add_argument("--replay", metavar="FORMAT:N", help="run one case again and show its output")
     parser.add_argument("--json", help="also write the counts and examples to this JSON file")
+    parser.add_argument("--top", type=int, default=0, help="show the N most frequent rejection messages per format")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     memory = int(args.memory * 2**30)
@@ -438,7 +453,7 @@ def main(argv=None) -> int:
         not args.quiet,
         args.work,
     )
-    print(format_report(result))
+    print(format_report(result, args.top))
     if args.json:
         examples = {f"{fmt}/{kind}": found for (fmt, kind), found in result.examples.items()}
         report = {"counts": result.counts, "examples": examples, "seconds": result.seconds, **result.settings}
