@@ -172,6 +172,7 @@ def _model_from_payload(path: Path, payload) -> nn.Module:
         model.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: state_dict does not match the architecture ({_reason(exc)})") from None
+    _check_finite(path, model)
     _check_time_constants(path, model)
     return model
 
@@ -193,7 +194,7 @@ def _build(path: Path, architecture, config: dict, convention: Convention, devic
 
 
 def _state_dict(path: Path, state) -> dict:
-    """The recorded weights: named real tensors with finite values."""
+    """The recorded weights: named tensors of real numbers."""
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: checkpoint field 'state_dict' must be a dict of tensors")
     for key, value in state.items():
@@ -201,9 +202,14 @@ def _state_dict(path: Path, state) -> dict:
             raise CheckpointError(f"{path}: state_dict '{key}' is a {type(value).__name__}, not a tensor")
         if value.is_complex() or not (value.is_floating_point() or value.dtype in REAL_DTYPES):
             raise CheckpointError(f"{path}: state_dict '{key}' has dtype {value.dtype}; expected real numbers")
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise CheckpointError(f"{path}: state_dict '{key}' holds NaN or infinite values")
     return state
+
+
+def _check_finite(path: Path, model: nn.Module) -> None:
+    """Every weight finite as the model holds it (a float64 1e300 in the file is inf as float32)."""
+    for key, value in model.state_dict().items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: state_dict '{key}' holds NaN or infinite values (as {value.dtype})")
 
 
 REAL_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 import pickle
 import re
@@ -319,6 +320,8 @@ def validate_graph(graph, lenient: bool = False, _prefix: str = "") -> None:
             continue
         if isinstance(node, (nir.Input, nir.Output)):
             _validate_io_shape(node, full)
+        _validate_geometry(node, full)
+        _validate_sizes(node, full)
         _validate_parameters(node, full)
     for src, dst in graph.edges:
         out_shape = _port_shape(graph, src, "output")
@@ -372,6 +375,38 @@ def _validate_io_shape(node, name: str) -> None:
         raise GraphError(
             f"must be positive integers, got {np.asarray(value, dtype=object).tolist()!r:.60}", node=name, field="shape"
         )
+
+
+GEOMETRY = {"kernel_size": 1, "stride": 1, "dilation": 1, "groups": 1, "padding": 0}  # least value of each
+MAX_GEOMETRY = 2**16
+
+
+def _validate_geometry(node, name: str) -> None:
+    """Conv and pool geometry: integers from their least value up to ``MAX_GEOMETRY`` (padding may be a
+    mode such as ``"same"``)."""
+    for field, low in GEOMETRY.items():
+        value = getattr(node, field, None)
+        if value is None or isinstance(value, (str, bytes)):
+            continue
+        arr = np.asarray(value)
+        arr = arr.astype(np.float64) if arr.dtype.kind in "biuf" else np.array([np.nan])
+        if not np.all(np.isfinite(arr) & (arr == np.round(arr)) & (arr >= low) & (arr <= MAX_GEOMETRY)):
+            raise GraphError(f"must be integers in [{low}, {MAX_GEOMETRY}], got {value!r:.60}", node=name, field=field)
+
+
+def _validate_sizes(node, name: str) -> None:
+    """A node's known input and output shapes hold at most ``MAX_NODE_SIZE`` values (before anything allocates them)."""
+    from .program import MAX_NODE_SIZE
+
+    for port in ("input_type", "output_type"):
+        shape = single_shape(getattr(node, port, None))
+        if shape is not None and math.prod(shape) > MAX_NODE_SIZE:
+            raise GraphError(
+                f"shape {list(shape)} holds {math.prod(shape)} values ({math.prod(shape) * 4 / 2**30:.3g} GiB per "
+                f"sample and step as float32); at most {MAX_NODE_SIZE} per node",
+                node=name,
+                field=port,
+            )
 
 
 def _validate_parameters(node, name: str) -> None:

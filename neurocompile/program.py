@@ -214,6 +214,9 @@ class Synapse:
             raise NeurocompileError(
                 f"node '{self.name}', parameter 'recurrent': {self.recurrent!r} is not true or false"
             )
+        for name in ("weight_exp", "num_weight_bits"):
+            if np.ndim(getattr(self, name)) != 0:
+                raise NeurocompileError(f"node '{self.name}', parameter '{name}': one value per synapse, got an array")
         if number_format == "float":
             check_range(self.name, "weight_exp", self.weight_exp, 0, 0)
             check_real(self.name, "weights", self.weights)

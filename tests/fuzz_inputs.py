@@ -7,7 +7,8 @@ drives the same generators through ``st.randoms()``.
 * :func:`make_seeds` writes valid files: reference-architecture checkpoints (``.pt``), their NIR export
   (``.nir``) and compiled programs (``.ncp``), a hand-made graph of the less common primitives, a float
   program, a learning program, the NIR paper's graphs when ``shared/`` holds them, and for each model
-  matching spikes (``.npy``; ``.npz`` with labels) and datasets (``.npz``, whole or split).
+  matching spikes (``.npy``; ``.npz`` with labels) and datasets (``.npz``, whole or split); and two ONNX
+  ReLU networks (dense, conv) with analog calibration data for ``neurocompile convert``.
 * :func:`make_case` copies what a command needs into a case folder, mutates the file of the format under
   test (semantically: fields, shapes, types, values, links; or at the zip or byte level) and returns the
   command. Paths in the command are relative to the folder, so a kept folder reproduces on its own:
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-FORMATS = ("nir", "ncp", "pt", "spikes", "dataset")
+FORMATS = ("nir", "ncp", "pt", "spikes", "dataset", "onnx")
 STEPS = 6  # time steps of every seed input
 SHARED_NIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nir-paper"
 PAPER_GRAPHS = ("braille_noDelay_bias_zero.nir", "lif_norse.nir", "braille_noDelay_bias_zero_subgraph.nir")
@@ -82,6 +83,7 @@ def make_seeds(directory) -> list[Model]:
     for name in PAPER_GRAPHS:
         if (SHARED_NIR / name).is_file():
             models.append(_paper_seed(directory, SHARED_NIR / name, rng))
+    models += [_onnx_seed(directory, name, make, rng) for name, make in ONNX_MODELS.items()]
     return models
 
 
@@ -1254,12 +1256,12 @@ def _nir_edges(rng, tree):
 
 
 def _nir_nest(rng, tree):
-    """A node wrapped into a subgraph, ``depth`` times (past any recursion limit at 10**3)."""
+    """A node wrapped into a subgraph, ``depth`` times (600: past the recursion limit of a reader that recurses)."""
     nodes = _nir_nodes(tree)
     if not nodes:
         return None
     path, node = rng.choice(nodes)
-    depth = rng.choice((1, 1, 3, 64, 1200))
+    depth = rng.choice((1, 1, 3, 3, 64, 600))
     inner = _copy_tree(node)
     shape = np.array([4])
     for _ in range(depth):
@@ -1533,10 +1535,284 @@ def _pickled_content(rng, source: Path, target: Path) -> str:
     return f"pickled {how}"
 
 
+# --- .onnx models (for `neurocompile convert`) ----------------------------------------------------------
+
+
+def _onnx_model(name: str, nodes, input_shape: tuple, outputs: int, weights: dict):
+    """A float32 ONNX model (opset 17): input ``x`` ``[batch, *input_shape]``, output ``y`` ``[batch, outputs]``."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    initializers = [numpy_helper.from_array(w.astype(np.float32), key) for key, w in weights.items()]
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", *input_shape])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", outputs])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _dense_onnx(rng):
+    """x [4] -> Gemm -> Relu -> Gemm [3]."""
+    from onnx import helper
+
+    weights = {"w1": rng.normal(0, 0.5, (6, 4)), "b1": rng.normal(0, 0.1, 6)}
+    weights |= {"w2": rng.normal(0, 0.5, (3, 6)), "b2": rng.normal(0, 0.1, 3)}
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
+        helper.make_node("Relu", ["h"], ["r"], name="relu1"),
+        helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], name="fc2", transB=1),
+    ]
+    return _onnx_model("dense", nodes, (4,), 3, weights)
+
+
+def _conv_onnx(rng):
+    """x [1, 6, 6] -> Conv -> BatchNormalization -> Relu -> AveragePool -> Flatten -> Gemm [3]."""
+    from onnx import helper
+
+    weights = {"w": rng.normal(0, 0.5, (2, 1, 3, 3)), "b": rng.normal(0, 0.1, 2)}
+    weights |= {"gamma": np.ones(2), "beta": np.zeros(2), "mean": np.zeros(2), "var": np.ones(2)}
+    weights |= {"w2": rng.normal(0, 0.5, (3, 18)), "b2": rng.normal(0, 0.1, 3)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["n"], name="bn1"),
+        helper.make_node("Relu", ["n"], ["r"], name="relu1"),
+        helper.make_node("AveragePool", ["r"], ["p"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat", axis=1),
+        helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], name="fc2", transB=1),
+    ]
+    return _onnx_model("conv", nodes, (1, 6, 6), 3, weights)
+
+
+ONNX_MODELS = {"dense-onnx": (_dense_onnx, (4,)), "conv-onnx": (_conv_onnx, (1, 6, 6))}
+
+
+def _onnx_seed(directory: Path, name: str, make, rng) -> Model:
+    """An ONNX network and analog calibration data (``x``/``y``, and a split) for ``convert``."""
+    import onnx
+
+    build, shape = make
+    path = directory / f"{name}.onnx"
+    onnx.save(build(rng), str(path))
+    x, y = rng.random((30, *shape)).astype(np.float32), np.arange(30) % 3
+    labelled, split = directory / f"{name}-xy.npz", directory / f"{name}-split.npz"
+    np.savez(labelled, x=x, y=y)
+    np.savez(split, x_train=x[:20], x_test=x[20:], y_test=y[20:])
+    return Model(name, {"onnx": path}, labelled, labelled, split, classifier=False)
+
+
+def _onnx_case(models, rng, folder) -> Case:
+    """A mutated ONNX model (and now and then mutated calibration data) through ``convert``."""
+    model = rng.choice([m for m in models if "onnx" in m.files])
+    mutation = _mutate_file(rng, model.files["onnx"], folder / "model.onnx", mutate_onnx)
+    data = rng.choice((model.labelled, model.split))
+    if rng.random() < 0.15:
+        mutation += "; data: " + _mutate_file(rng, data, folder / "data.npz", mutate_arrays_file)
+    else:
+        _copy(data, folder, "data.npz")
+    argv = ["convert", "model.onnx", "-o", "out.nir", "--calibrate", "data.npz", "--limit", "4"]
+    argv += ["--steps", rng.choice(("4", "2,4"))] + _maybe(rng, "--readout", "voltage")
+    argv += _maybe(rng, "--percentile", rng.choice(("0", "50", "100", "101", "-1", "nan", "inf")), p=0.1)
+    return Case("onnx", argv, mutation)
+
+
+ONNX_OPS = (
+    "Bogus",
+    "Sigmoid",
+    "MaxPool",
+    "Softmax",
+    "LSTM",
+    "Relu",
+    "Gemm",
+    "Conv",
+    "Add",
+    "MatMul",
+    "Flatten",
+    "Identity",
+)
+ONNX_ATTRIBUTES = {
+    "transB": (0, 2, -1),
+    "transA": (1,),
+    "alpha": (math.nan, math.inf, 0.0, -1.0),
+    "beta": (math.nan, 0.0, 1e30),
+    "kernel_shape": ([0, 0], [10**9, 10**9], [3], [-1, -1]),
+    "strides": ([0, 0], [10**9, 10**9], [-1, 1]),
+    "pads": ([-1, -1, -1, -1], [10**9, 0, 0, 0], [1, 1]),
+    "dilations": ([0, 0], [10**6, 10**6]),
+    "group": (0, -1, 2, 10**9),
+    "axis": (10**9, -(10**9), 0, 3),
+    "epsilon": (-1.0, math.nan, 0.0),
+    "auto_pad": ("SAME_UPPER", "VALID", "bogus"),
+    "count_include_pad": (1, 7),
+    "ceil_mode": (1,),
+}
+
+
+def _onnx_initializer(rng, model):
+    """A weight's values, dtype, dims or data: special values, a wrong type, a huge shape without data, gone."""
+    from onnx import numpy_helper
+
+    inits = model.graph.initializer
+    if not inits:
+        return None
+    tensor = inits[rng.randrange(len(inits))]
+    how = rng.choice(("values", "values", "data type", "dims", "truncated", "drop", "duplicate"))
+    if how == "values":
+        try:
+            array, change = mutate_array(rng, numpy_helper.to_array(tensor))
+            tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
+        except Exception:  # an earlier mutation left no array, or numpy dtypes ONNX has no type for
+            return None
+        return f"initializer {tensor.name}: {change}"
+    if how == "data type":
+        tensor.data_type = rng.choice((0, 7, 8, 9, 11, 14, 16, 17, 22, 99))
+    elif how == "dims":
+        tensor.ClearField("dims")
+        tensor.dims.extend(rng.choice(([10**9, 4], [0], [], [2**40], [-3, 2], [1, 1, 1, 1, 1, 1, 1, 1])))
+    elif how == "truncated":
+        tensor.raw_data = tensor.raw_data[: len(tensor.raw_data) // 2]
+    elif how == "drop":
+        inits.remove(tensor)
+    else:
+        inits.add().CopyFrom(tensor)
+    return f"initializer {tensor.name}: {how}"
+
+
+def _onnx_node(rng, model):
+    """A node's operator changed, an input or output relinked (dangling, cyclic), the node dropped, doubled or moved."""
+    nodes = model.graph.node
+    if not nodes:
+        return None
+    index = rng.randrange(len(nodes))
+    node = nodes[index]
+    names = [value for n in nodes for value in (*n.input, *n.output)] + ["ghost", ""]
+    how = rng.choice(("op", "op", "input", "output", "drop", "duplicate", "move", "domain"))
+    if how == "op":
+        node.op_type = rng.choice(ONNX_OPS)
+        return f"node {node.name}: op -> {node.op_type}"
+    if how == "input" and node.input:
+        node.input[rng.randrange(len(node.input))] = rng.choice(names)
+    elif how == "output" and node.output:
+        node.output[0] = rng.choice(names)
+    elif how == "drop":
+        del nodes[index]
+    elif how == "duplicate":
+        nodes.add().CopyFrom(node)
+    elif how == "move" and len(nodes) > 1:
+        moved = type(node)()
+        moved.CopyFrom(node)
+        del nodes[index]
+        nodes.insert(rng.randrange(len(nodes) + 1), moved)
+    elif how == "domain":
+        node.domain = rng.choice(("com.microsoft", "bogus"))
+    else:
+        return None
+    return f"node {node.name}: {how}"
+
+
+def _onnx_attribute(rng, model):
+    """An attribute of a node set to a value its operator must refuse or cope with."""
+    from onnx import helper
+
+    nodes = model.graph.node
+    if not nodes:
+        return None
+    node = nodes[rng.randrange(len(nodes))]
+    key = rng.choice(sorted(ONNX_ATTRIBUTES))
+    value = rng.choice(ONNX_ATTRIBUTES[key])
+    for i, attribute in enumerate(node.attribute):
+        if attribute.name == key:
+            del node.attribute[i]
+            break
+    node.attribute.append(helper.make_attribute(key, value))
+    return f"node {node.name}: {key} -> {_short(value)}"
+
+
+def _onnx_signature(rng, model):
+    """The input's or output's shape or type changed, a second one added, or one removed."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    how = rng.choice(("input dims", "input dims", "input type", "output dims", "second input", "no output"))
+    if how == "second input":
+        graph.input.append(helper.make_tensor_value_info("x2", TensorProto.FLOAT, ["batch", 4]))
+    elif how == "no output":
+        del graph.output[:]
+    elif how == "input type" and graph.input:
+        graph.input[0].type.tensor_type.elem_type = rng.choice((TensorProto.DOUBLE, TensorProto.INT64, 0))
+    else:
+        values = graph.input if how == "input dims" else graph.output
+        if not values:
+            return None
+        dims = values[0].type.tensor_type.shape.dim
+        axis = rng.randrange(len(dims)) if dims else 0
+        change = rng.choice((10**9, 0, -1, "n", None, "rank"))
+        if change == "rank":
+            dims.add().dim_value = 2
+        elif axis < len(dims):
+            if change is None:
+                dims[axis].Clear()
+            elif isinstance(change, str):
+                dims[axis].dim_param = change
+            else:
+                dims[axis].dim_value = change
+    return f"signature: {how}"
+
+
+def _onnx_version(rng, model):
+    """The opset or IR version out of range, the default opset gone, or a weight kept in an external file."""
+    how = rng.choice(("opset", "opset", "no opset", "ir", "external"))
+    if how == "opset":
+        if not model.opset_import:
+            return None
+        model.opset_import[0].version = rng.choice((1, 8, 9, 11, 99, 10**9))
+        return f"opset -> {model.opset_import[0].version}"
+    if how == "no opset":
+        del model.opset_import[:]
+    elif how == "ir":
+        model.ir_version = rng.choice((0, 3, 99))
+    elif model.graph.initializer:
+        from onnx import TensorProto
+
+        tensor = model.graph.initializer[0]
+        tensor.data_location = TensorProto.EXTERNAL
+        entry = tensor.external_data.add()
+        entry.key, entry.value = "location", "../../../etc/hostname"
+    return how
+
+
+ONNX_MUTATIONS = (
+    _onnx_initializer,
+    _onnx_initializer,
+    _onnx_node,
+    _onnx_node,
+    _onnx_attribute,
+    _onnx_attribute,
+    _onnx_signature,
+    _onnx_version,
+)
+
+
+def mutate_onnx(rng, source: Path, target: Path) -> str:
+    """Semantic mutations of an ONNX model: weights, operators, links, attributes, signature, versions."""
+    import onnx
+
+    model = onnx.load(str(source))
+    how = _several(rng, ONNX_MUTATIONS, model)
+    target.write_bytes(model.SerializeToString())
+    return how
+
+
 CASE_MAKERS = {
     "nir": _model_case("nir", mutate_graph),
     "ncp": _model_case("ncp", mutate_program),
     "pt": _model_case("pt", mutate_checkpoint),
     "spikes": _spikes_case,
     "dataset": _dataset_case,
+    "onnx": _onnx_case,
 }

@@ -46,7 +46,9 @@ FUZZ_SETTINGS = settings(
 @pytest.fixture(scope="module")
 def seeds(tmp_path_factory):
     fuzz.preload()
-    return make_seeds(tmp_path_factory.mktemp("fuzz-seeds"))
+    models = make_seeds(tmp_path_factory.mktemp("fuzz-seeds"))
+    fuzz.warm_up(models, tmp_path_factory.mktemp("warm-up"))
+    return models
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@
     .venv/bin/python tools/fuzz.py --cases 10000 --keep out/fuzz
     .venv/bin/python tools/fuzz.py --replay ncp:123 --keep out/fuzz    # one case again, with its output
 
-For each format (``.nir``, ``.ncp``, ``.pt``, spike inputs, datasets) ``tests/fuzz_inputs.py`` mutates
-small valid files (fields, shapes, types, values, links; zip members; bytes) and picks a command that
-reads the result: inspect, simulate on the cpu and float backends, compile, export or learn. Each case
+For each format (``.nir``, ``.ncp``, ``.pt``, spike inputs, datasets, ``.onnx``) ``tests/fuzz_inputs.py``
+mutates small valid files (fields, shapes, types, values, links; zip members; bytes) and picks a command
+that reads the result: inspect, simulate on the cpu and float backends, compile, export, learn or convert. Each case
 runs in a forked child of this process (torch and neurocompile are imported once), ``--jobs`` at a
 time, under an address-space cap (``--memory``) and a timeout. Each run ends in one outcome:
 
@@ -53,7 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fuzz_inputs import FORMATS, make_case, make_seeds  # noqa: E402
+from fuzz_inputs import FORMATS, STEPS, make_case, make_seeds  # noqa: E402
 
 OUTCOMES = ("ok", "rejected", "noisy", "internal", "traceback", "crash", "hang", "unreadable")
 BAD = OUTCOMES[2:]
@@ -106,6 +106,8 @@ def preload() -> None:
     """Import what the commands import and build the CPU kernel, once, before any fork."""
     import h5py  # noqa: F401
     import nir  # noqa: F401
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
     import sklearn.model_selection  # noqa: F401
     import torch
 
@@ -114,6 +116,7 @@ def preload() -> None:
     import neurocompile.inspection  # noqa: F401
     import neurocompile.nir_export  # noqa: F401
     import neurocompile.onchip  # noqa: F401
+    import neurocompile.onnx_convert  # noqa: F401
     import neurocompile.pipeline  # noqa: F401
     import neurocompile.quantize  # noqa: F401
     import neurocompile.summary  # noqa: F401
@@ -124,6 +127,40 @@ def preload() -> None:
     torch.set_num_threads(1)
     cpu._load_kernel()
     gc.freeze()  # children never scan (and so never copy) the pages of what is loaded by now
+
+
+def warm_up(models, folder: Path) -> None:
+    """Run every command once here, on valid seeds: what torch, nir and onnxruntime set up on first use
+    (hundreds of milliseconds) is then inherited by every child instead of redone."""
+    import contextlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for model in models:
+        for argv in _valid_commands(model, folder):
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                _cli_exit_code(argv)
+            for output in folder.iterdir():
+                output.unlink()
+
+
+def _valid_commands(model, folder: Path) -> list:
+    """Every command that applies to a seed model, on its own valid inputs, writing into ``folder``."""
+    files = {form: str(path) for form, path in model.files.items()}
+    spikes, data = str(model.spikes), ["--data", str(model.labelled), "--steps", str(STEPS)]
+    out = str(folder / "out")
+    commands = [["inspect", files[form]] for form in ("nir", "ncp") if form in files]
+    commands += [["simulate", files[f], "--backend", "float", "--input", spikes] for f in ("nir", "pt") if f in files]
+    commands += [["simulate", files[f], "--backend", "cpu", *data] for f in ("nir", "ncp", "pt") if f in files]
+    if "nir" in files:
+        commands.append(["compile", files["nir"], "-o", out + ".ncp", "--calibrate", spikes])
+    if "pt" in files:
+        commands.append(["export", files["pt"], "-o", out + ".nir"])
+    if model.classifier and "ncp" in files:
+        commands.append(["learn", files["ncp"], "--rule", "ottt", *data, "--limit", "8", "-o", out + ".ncp"])
+    if "onnx" in files:
+        calibrate = ["--calibrate", str(model.labelled), "--steps", "4", "--limit", "4"]
+        commands.append(["convert", files["onnx"], "-o", out + ".nir", *calibrate])
+    return commands
 
 
 def _child(argv: list, folder: Path, memory: int, debug: bool) -> None:
@@ -304,6 +341,7 @@ def campaign(
     kept = defaultdict(list)
     try:
         models = make_seeds(root / "seeds")
+        warm_up(models, root / "warm-up")
         deadline = started + minutes * 60 if minutes else None
         generated = _generate(formats, cases, seed, models, root, deadline)
         bar = tqdm(total=cases * len(formats), file=sys.stderr, disable=not progress, unit="case", smoothing=0.05)
