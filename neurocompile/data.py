@@ -255,7 +255,7 @@ def load_npz(path, steps: int | None = None, split: str = "test"):
     x = _spikes(arrays[keys[0]], f"{where}, field '{keys[0]}'", min_ndim=3)
     y = _labels(arrays[keys[1]], len(x), f"{where}, field '{keys[1]}'")
     if whole and split in ("train", "test"):
-        train, test = _split(y, where)
+        train, test = split_indices(y, where)
         keep = train if split == "train" else test
         x, y = x[keep], y[keep]
     elif whole and split != "all":
@@ -265,7 +265,7 @@ def load_npz(path, steps: int | None = None, split: str = "test"):
     return x, y
 
 
-def _split(y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     """Sorted train and test indices: 80/20, stratified when every class can appear on both sides."""
     from sklearn.model_selection import train_test_split
 

@@ -837,26 +837,19 @@ def _samples(x: np.ndarray, input_shape, where: str) -> np.ndarray:
 
 
 def _load_npz(path: Path):
-    from sklearn.model_selection import train_test_split
+    """``(x_train, x_test, y_test)`` of an ``.npz`` (read by ``data.load_arrays``: headers checked
+    first, no pickles); ``x``/``y`` alone are split as ``neurocompile.data`` splits datasets."""
+    from .data import load_arrays, split_indices
 
-    from .data import SPLIT_SEED, TEST_FRACTION
-
-    if not path.is_file():
-        raise NeurocompileError(f"data '{path}': no such file")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except Exception as exc:
-        raise NeurocompileError(f"data '{path}': not a readable .npz file ({type(exc).__name__})") from None
+    arrays = load_arrays(path, "data")
     if {"x_train", "x_test", "y_test"} <= set(arrays):
         return arrays["x_train"], arrays["x_test"], arrays["y_test"]
-    if {"x", "y"} <= set(arrays) and len(arrays["x"]) == len(arrays["y"]) > 1:
+    if {"x", "y"} <= set(arrays) and len(arrays["x"]) == len(arrays["y"]):
         x, y = arrays["x"], arrays["y"]
-        stratify = y if np.issubdtype(y.dtype, np.integer) and np.unique(y, return_counts=True)[1].min() >= 2 else None
-        train, test = train_test_split(
-            np.arange(len(y)), test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=stratify
-        )
-        return x[np.sort(train)], x[np.sort(test)], y[np.sort(test)]
+        if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1 or (y.size and y.min() < 0):
+            raise NeurocompileError(f"data '{path}', field 'y': expected non-negative integer labels")
+        train, test = split_indices(y, f"data '{path}'")
+        return x[train], x[test], y[test]
     raise NeurocompileError(f"data '{path}': needs x_train, x_test and y_test, or x and y; has {sorted(arrays)}")
 
 

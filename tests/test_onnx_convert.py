@@ -373,3 +373,22 @@ def test_cli_refuses_to_overwrite_its_input_and_bad_steps(capsys, digits_models)
     model = digits_models["mlp"]
     assert_one_line_error(*run_cli(capsys, "convert", model, "-o", model)[::2], "overwrite")
     assert_one_line_error(*run_cli(capsys, "convert", model, "-o", "x.nir", "--steps", "16,zero")[::2], "--steps")
+
+
+def test_data_file_forms_and_refusals(tmp_path):
+    """An .npz with x and y is split as datasets are (80/20, stratified); pickled or malformed
+    archives are one-line errors."""
+    from neurocompile.data import TEST_FRACTION
+    from neurocompile.onnx_convert import load_data
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((40, 2)).astype(np.float32), np.arange(40) % 4
+    np.savez(tmp_path / "xy.npz", x=x, y=y)
+    data = load_data(str(tmp_path / "xy.npz"), (2,))
+    assert len(data.x_test) == int(np.ceil(TEST_FRACTION * 40)) and len(data.x_train) == 40 - len(data.x_test)
+    assert sorted(np.bincount(data.y_test)) == [2, 2, 2, 2]  # stratified
+    np.savez(tmp_path / "objects.npz", x=np.array([object()] * 4, dtype=object), y=np.arange(4))
+    (tmp_path / "garbage.npz").write_bytes(b"PK\x03\x04 not a zip")
+    for name, words in (("objects.npz", "pickled"), ("garbage.npz", "not a readable"), ("none.npz", "no such file")):
+        with pytest.raises(NeurocompileError, match=words):
+            load_data(str(tmp_path / name), (2,))
