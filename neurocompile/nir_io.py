@@ -429,6 +429,8 @@ def _validate_parameters(node, name: str) -> None:
         if not np.all(np.isfinite(arr)):
             bad = "NaN" if np.isnan(arr).any() else "infinite"
             raise GraphError(f"contains {bad} values", node=name, field=field)
+        if np.any((arr != 0) & (np.abs(arr) < np.finfo(np.float64).tiny)):  # dt / 5e-324 overflows
+            raise GraphError("contains subnormal values (nonzero, below 2.2e-308 in magnitude)", node=name, field=field)
         arrays[field] = arr
     if entry.check is not None:
         entry.check(arrays, node, name)

@@ -236,7 +236,7 @@ def _model_command(rng, form: str, name: str, model: Model, folder: Path) -> lis
     commands += ["learn"] if model.classifier and rng.random() < 0.15 else []
     command = rng.choice(commands)
     if command == "inspect":
-        return ["inspect", name, *_maybe(rng, "--json"), *_maybe(rng, "--lenient" if form == "nir" else "--json")]
+        return ["inspect", name, *_maybe(rng, "--json"), *(_maybe(rng, "--lenient") if form == "nir" else [])]
     if command == "compile":
         calibrate = _maybe(rng, "--calibrate", _copy(model.spikes, folder, "x.npy"))
         return ["compile", name, "-o", "out.ncp", *calibrate, *_maybe(rng, "--lenient")]
@@ -257,23 +257,9 @@ def _simulate_command(rng, model: str, backend: str, data: list) -> list:
 
 
 def _learn_command(rng, model: str, data: str, steps: int | None = STEPS) -> list:
-    rule, layers = rng.choice(("ottt", "stllr")), rng.choice(("readout", "all"))
+    rule = ["--rule", rng.choice(("ottt", "stllr")), "--layers", rng.choice(("readout", "all"))]
     steps_option = ["--steps", str(steps)] if steps is not None else []
-    return [
-        "learn",
-        model,
-        "--rule",
-        rule,
-        "--layers",
-        layers,
-        "--data",
-        data,
-        *steps_option,
-        "--limit",
-        "8",
-        "-o",
-        "learned.ncp",
-    ]
+    return ["learn", model, *rule, "--data", data, *steps_option, "--limit", "8", "-o", "learned.ncp"]
 
 
 def _spikes_case(models, rng, folder) -> Case:
@@ -353,12 +339,18 @@ def _mutate_file(rng, source: Path, target: Path, mutate_semantic) -> str:
     return "; ".join(steps)
 
 
-def _several(rng, mutations, state, count=None) -> str:
-    """Apply 1-3 mutations from ``mutations`` (each returns a description, or None when it does not apply)."""
+def _pick(rng, weighted: dict):
+    """One key of ``{choice: weight}``, drawn by weight."""
+    return rng.choices(list(weighted), weights=list(weighted.values()))[0]
+
+
+def _several(rng, mutations: dict, state, count=None) -> str:
+    """Apply 1-3 mutations drawn from ``{mutation: weight}`` (each returns a description, or None when it
+    does not apply)."""
     done = []
     for _ in range(count or rng.choice((1, 1, 1, 2, 3))):
         for _attempt in range(8):
-            how = rng.choice(mutations)(rng, state)
+            how = _pick(rng, mutations)(rng, state)
             if how is not None:
                 done.append(how)
                 break
@@ -370,47 +362,10 @@ def _several(rng, mutations, state, count=None) -> str:
 SPECIAL_VALUES = (math.nan, math.inf, -math.inf, 0.0, -1.0, 0.5, 2.0, 1e9, 1e30, -1e30, 1e300, 5e-324, 2.0**63)
 HUGE_INTS = (10**9, 2**31, 2**62, 10**12, -1, 0, -(2**31))
 ODD_DTYPES = (
-    "bool",
-    "int8",
-    "uint8",
-    "int64",
-    "uint64",
-    "float16",
-    "float64",
-    "complex128",
-    ">f4",
-    "<U4",
-    "S4",
-    "object",
-    "V8",
-    "datetime64[s]",
-    "structured",
+    "bool int8 uint8 int64 uint64 float16 float64 complex128 >f4 <U4 S4 object V8 datetime64[s] structured".split()
 )
-HOSTILE_JSON = (
-    None,
-    True,
-    False,
-    0,
-    -1,
-    1,
-    2**31,
-    2**63,
-    10**30,
-    0.5,
-    -0.5,
-    1e308,
-    math.nan,
-    math.inf,
-    -math.inf,
-    "",
-    "bogus",
-    [],
-    {},
-    [0],
-    [10**9],
-    [[1, 2]],
-    {"bogus": 1},
-)
+HOSTILE_NUMBERS = (None, True, False, 0, -1, 1, 2**31, 2**63, 10**30, 0.5, -0.5, 1e308, math.nan, math.inf, -math.inf)
+HOSTILE_JSON = (*HOSTILE_NUMBERS, "", "bogus", [], {}, [0], [10**9], [[1, 2]], {"bogus": 1})
 
 
 def _as_float(arr: np.ndarray) -> np.ndarray:
@@ -479,12 +434,12 @@ def _huge(rng, arr):
     return out.reshape(np.shape(arr)) if out.size == np.size(arr) else out, f"an element -> {value}"
 
 
-ARRAY_MUTATIONS = (_values, _values, _scaled, _retyped, _reshaped, _huge)
+ARRAY_MUTATIONS = {_values: 2, _scaled: 1, _retyped: 1, _reshaped: 1, _huge: 1}
 
 
 def mutate_array(rng, value) -> tuple[np.ndarray, str]:
     """A hostile variant of an array: special values, scaled, retyped, reshaped, or an element made huge."""
-    return rng.choice(ARRAY_MUTATIONS)(rng, np.array(value))
+    return _pick(rng, ARRAY_MUTATIONS)(rng, np.array(value))
 
 
 def hostile_json(rng):
@@ -808,7 +763,14 @@ def _crafted_member(rng, state):
     return f"{key or 'array'}: {how}"
 
 
-ARRAY_FILE_MUTATIONS = (_array_values, _spike_values, _spike_values, _label_values, _sizes, _keys, _crafted_member)
+ARRAY_FILE_MUTATIONS = {
+    _array_values: 1,
+    _spike_values: 2,
+    _label_values: 1,
+    _sizes: 1,
+    _keys: 1,
+    _crafted_member: 1,
+}
 
 
 def mutate_arrays_file(rng, source: Path, target: Path) -> str:
@@ -957,18 +919,14 @@ def _ncp_array(rng, state):
     return f"{key}: {how}"
 
 
-NCP_MUTATIONS = (
-    _ncp_field,
-    _ncp_field,
-    _ncp_field,
-    _ncp_top,
-    _ncp_json,
-    _ncp_json,
-    _ncp_header_text,
-    _ncp_header_array,
-    _ncp_array,
-    _ncp_array,
-)
+NCP_MUTATIONS = {
+    _ncp_field: 3,
+    _ncp_top: 1,
+    _ncp_json: 2,
+    _ncp_header_text: 1,
+    _ncp_header_array: 1,
+    _ncp_array: 2,
+}
 
 
 def mutate_program(rng, source: Path, target: Path) -> str:
@@ -1317,22 +1275,18 @@ def _nir_metadata(rng, tree):
     return f"metadata/{key} -> {_short(metadata[key])}"
 
 
-NIR_MUTATIONS = (
-    _nir_field,
-    _nir_field,
-    _nir_targeted,
-    _nir_targeted,
-    _nir_targeted,
-    _nir_drop_field,
-    _nir_add_field,
-    _nir_type,
-    _nir_nodes_change,
-    _nir_edges,
-    _nir_edges,
-    _nir_nest,
-    _nir_graph_shape,
-    _nir_metadata,
-)
+NIR_MUTATIONS = {
+    _nir_field: 2,
+    _nir_targeted: 3,
+    _nir_drop_field: 1,
+    _nir_add_field: 1,
+    _nir_type: 1,
+    _nir_nodes_change: 1,
+    _nir_edges: 2,
+    _nir_nest: 1,
+    _nir_graph_shape: 1,
+    _nir_metadata: 1,
+}
 
 
 def mutate_graph(rng, source: Path, target: Path) -> str:
@@ -1489,7 +1443,7 @@ def _pt_payload(rng, state):
     return f"payload: {how}"
 
 
-PT_MUTATIONS = (_pt_top, _pt_config, _pt_config, _pt_config, _pt_convention, _pt_state, _pt_state, _pt_payload)
+PT_MUTATIONS = {_pt_top: 1, _pt_config: 3, _pt_convention: 1, _pt_state: 2, _pt_payload: 1}
 
 
 def mutate_checkpoint(rng, source: Path, target: Path) -> str:
@@ -1621,20 +1575,7 @@ def _onnx_case(models, rng, folder) -> Case:
     return Case("onnx", argv, mutation)
 
 
-ONNX_OPS = (
-    "Bogus",
-    "Sigmoid",
-    "MaxPool",
-    "Softmax",
-    "LSTM",
-    "Relu",
-    "Gemm",
-    "Conv",
-    "Add",
-    "MatMul",
-    "Flatten",
-    "Identity",
-)
+ONNX_OPS = "Bogus Sigmoid MaxPool Softmax LSTM Relu Gemm Conv Add MatMul Flatten Identity".split()
 ONNX_ATTRIBUTES = {
     "transB": (0, 2, -1),
     "transA": (1,),
@@ -1786,16 +1727,13 @@ def _onnx_version(rng, model):
     return how
 
 
-ONNX_MUTATIONS = (
-    _onnx_initializer,
-    _onnx_initializer,
-    _onnx_node,
-    _onnx_node,
-    _onnx_attribute,
-    _onnx_attribute,
-    _onnx_signature,
-    _onnx_version,
-)
+ONNX_MUTATIONS = {
+    _onnx_initializer: 2,
+    _onnx_node: 2,
+    _onnx_attribute: 2,
+    _onnx_signature: 1,
+    _onnx_version: 1,
+}
 
 
 def mutate_onnx(rng, source: Path, target: Path) -> str:

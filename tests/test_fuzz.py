@@ -359,6 +359,10 @@ GRAPHS = {
         lambda g: g["nodes"]["input"].update(type=b"Output"),
         "edge ('input', 'fc1') leaves an Output or enters an Input node",
     ),
+    "a subnormal time constant": (
+        lambda g: g["nodes"]["lif1"].update(tau=np.full(6, 5e-324)),
+        "node 'lif1', field 'tau': contains subnormal values",
+    ),
 }
 
 
@@ -368,6 +372,39 @@ def test_hostile_graphs_are_one_line_errors(name, mlp, tmp_path):
     edit_graph(mlp.files["nir"], tmp_path / "model.nir", edit)
     for command in ("inspect", "compile"):
         assert_one_line(run(tmp_path, command, "model.nir", "--lenient"), message)
+
+
+def test_absurd_conv_geometry_is_refused_before_use(seeds, tmp_path):
+    conv = next(m for m in seeds if m.name == "conv")
+    edit_graph(
+        conv.files["nir"], tmp_path / "model.nir", lambda g: g["nodes"]["conv1"].update(dilation=np.array([1e30, 1]))
+    )
+    result = run(tmp_path, "simulate", "model.nir", "--backend", "float", "--input", conv.spikes, "--lenient")
+    assert_one_line(result, "node 'conv1', field 'dilation': must be integers in [1, 65536]")
+
+
+def corrupt_global_heap(source: Path, target: Path) -> Path:
+    """``source`` with the header of the second object of its HDF5 global heap zeroed (the edge names live
+    there): HDF5 2.0 then loops forever reading the edges."""
+    import struct
+
+    data = bytearray(source.read_bytes())
+    first = data.find(b"GCOL") + 16
+    size = struct.unpack_from("<Q", data, first + 8)[0]
+    second = first + 16 + (size + 7) // 8 * 8
+    data[second : second + 16] = bytes(16)
+    target.write_bytes(bytes(data))
+    return target
+
+
+def test_an_hdf5_file_that_loops_forever_is_a_one_line_error(mlp, tmp_path, monkeypatch):
+    from neurocompile import nir_io
+
+    monkeypatch.setattr(nir_io, "read_timeout", lambda path: 1.0)  # the forked child inherits it
+    corrupt_global_heap(mlp.files["nir"], tmp_path / "model.nir")
+    assert_one_line(
+        run(tmp_path, "inspect", "model.nir"), "model.nir: reading its HDF5 took over 1 s; the file is corrupt"
+    )
 
 
 # --- round trip, backend consistency, inspect/simulate consistency -----------------------------------
