@@ -488,6 +488,7 @@ class FixedPointProgram:
 # --- reading a program file ---------------------------------------------------------------------
 
 HEADER_FIELDS = {"format", "version", "metadata", "number_format", "inputs", "populations", "synapses", "outputs"}
+TUPLE_FIELDS = ("shape", "input_shape", "output_shape", "stride", "padding", "dilation")  # JSON lists, tuples in Python
 
 
 def _header(raw) -> dict:
@@ -529,9 +530,6 @@ def _fields(cls, record: dict, where: str, supplied: tuple[str, ...] = ()) -> di
     if missing:
         raise NeurocompileError(f"{where}: field '{missing[0]}' is missing")
     return {k: tuple(v) if isinstance(v, list) and k in TUPLE_FIELDS else v for k, v in record.items()}
-
-
-TUPLE_FIELDS = ("shape", "input_shape", "output_shape", "stride", "padding", "dilation")
 
 
 def _learning(parse, node, *args):

@@ -5,9 +5,10 @@
 
 For each format (``.nir``, ``.ncp``, ``.pt``, spike inputs, datasets, ``.onnx``) ``tests/fuzz_inputs.py``
 mutates small valid files (fields, shapes, types, values, links; zip members; bytes) and picks a command
-that reads the result: inspect, simulate on the cpu and float backends, compile, export, learn or convert. Each case
-runs in a forked child of this process (torch and neurocompile are imported once), ``--jobs`` at a
-time, under an address-space cap (``--memory``) and a timeout. Each run ends in one outcome:
+that reads the result: inspect, simulate on the cpu and float backends, compile, export, learn or
+convert. Each case runs in a forked child of this process (torch and neurocompile are imported, and
+every command warmed up, once), ``--jobs`` at a time, under an address-space cap (``--memory``) and a
+timeout. Each run ends in one outcome:
 
     ok         exit 0
     rejected   exit 2 and stderr is one line ``error: ...``: the input was refused properly
@@ -19,10 +20,10 @@ time, under an address-space cap (``--memory``) and a timeout. Each run ends in 
     unreadable exit 0, but the file the command wrote (``-o``) is refused by its own reader
 
 The last six are bugs; the exit code is 1 if any occurred. The ``warned`` column counts the ok runs
-that printed a Python warning (numerics worth a look, not failures); a few are kept as examples too. Case ``FORMAT:N`` is generated from
-``random.Random(f"{seed}:{FORMAT}:{N}")``, so ``--seed`` and ``--replay`` reproduce it. The first
-``--examples`` cases of every bug class are kept under ``--keep``: a folder holding the file, the
-command (``command.txt``, run it inside the folder), the mutation and the output.
+that printed a Python warning (numerics worth a look, not failures). Case ``FORMAT:N`` is generated
+from ``random.Random(f"{seed}:{FORMAT}:{N}")``, so ``--seed`` and ``--replay`` reproduce it. The first
+``--examples`` cases of every bug class (and of ``warned``) are kept under ``--keep``: a folder holding
+the file, the command (``command.txt``, run it inside the folder), the mutation and the output.
 """
 
 from __future__ import annotations
