@@ -275,7 +275,7 @@ def split_indices(y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
             f"{where}: {n} sample cannot be split into train and test; give x_train/y_train, x_test/y_test"
         )
     classes, counts = np.unique(y, return_counts=True)
-    every_label_twice = len(classes) == classes[-1] + 1 and counts.min() >= 2  # labels 0..max, each twice
+    every_label_twice = classes[-1] == len(classes) - 1 and counts.min() >= 2  # labels 0..max, each twice
     n_test = math.ceil(TEST_FRACTION * n)
     stratified = every_label_twice and min(n_test, n - n_test) >= len(classes)
     train, test = train_test_split(

@@ -84,12 +84,27 @@ def _read_file(path: Path) -> dict:
             if "node" not in fh:
                 raise GraphError(f"{path}: not a NIR file (HDF5 without a 'node' group)")
             _refuse_outside_references(fh, path)
-            return nir.serialization.hdf2dict(fh["node"])
+            raw = nir.serialization.hdf2dict(fh["node"])
     except GraphError:
         raise
     except Exception as exc:  # h5py raises OSError for truncated/random files, others for odd content
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise GraphError(f"{path}: not a readable NIR (HDF5) file ({reason})") from None
+    _check_depth(raw, path)
+    return raw
+
+
+MAX_DEPTH = 64  # groups nested in a file: 31 levels of subgraphs (each is a graph and its nodes group)
+
+
+def _check_depth(raw: dict, path: Path) -> None:
+    """Refuse groups nested deeper than ``MAX_DEPTH`` (building and checking a graph recurse per level)."""
+    pending = [(raw, 1)]
+    while pending:
+        group, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise GraphError(f"{path}: groups nested more than {MAX_DEPTH} deep (subgraphs within subgraphs)")
+        pending += [(value, depth + 1) for value in group.values() if isinstance(value, dict)]
 
 
 def read_timeout(path: Path) -> float:
@@ -105,17 +120,9 @@ def _read_isolated(path: Path) -> dict:
         return _read_file(path)
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: read, send the result or the error, exit without cleanup
+    if pid == 0:
         os.close(read_end)
-        try:
-            reply = ("ok", _read_file(path))
-        except GraphError as exc:
-            reply = ("error", str(exc))
-        except BaseException as exc:  # anything else: the parent words it
-            reply = ("error", f"{path}: not a readable NIR (HDF5) file ({type(exc).__name__})")
-        with os.fdopen(write_end, "wb") as pipe:
-            pickle.dump(reply, pipe)
-        os._exit(0)
+        _reply(path, write_end)
     os.close(write_end)
     try:
         data, status = _collect(read_end, pid, read_timeout(path))
@@ -129,6 +136,22 @@ def _read_isolated(path: Path) -> dict:
     if kind == "error":
         raise GraphError(value)
     return value
+
+
+def _reply(path: Path, fd: int) -> None:
+    """The child's side of :func:`_read_isolated`: read, send the result or the error, exit without
+    cleanup. Never returns, whatever happens (the child must not go on running the parent's code)."""
+    try:
+        try:
+            data = pickle.dumps(("ok", _read_file(path)))
+        except GraphError as exc:
+            data = pickle.dumps(("error", str(exc)))
+        except BaseException as exc:  # anything else: the parent words it
+            data = pickle.dumps(("error", f"{path}: not a readable NIR (HDF5) file ({type(exc).__name__})"))
+        with os.fdopen(fd, "wb") as pipe:
+            pipe.write(data)
+    finally:
+        os._exit(0)
 
 
 def _collect(fd: int, pid: int, timeout: float) -> tuple[bytes | None, int]:

@@ -186,6 +186,17 @@ def test_a_dataset_too_small_to_stratify_still_splits(tmp_path):
     assert len(y_train) + len(y_test) == 5 and len(x_test) == len(y_test) == 1
 
 
+def test_splitting_labels_up_to_the_int64_maximum_does_not_overflow():
+    import warnings
+
+    from neurocompile.data import split_indices
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow warning would print before convert's report
+        train, test = split_indices(np.array([0, 1, 2, 2**63 - 1]), "data 'd.npz'")
+    assert sorted([*train, *test]) == [0, 1, 2, 3]
+
+
 SPIKE_FILES = {
     "1e300 as float64 (no overflow warning)": (spikes(3).astype(np.float64) * 1e300, "values beyond the float32 range"),
     "complex": (spikes(3) + 1j, "expected real numbers"),
@@ -350,6 +361,16 @@ def edit_graph(source: Path, target: Path, edit) -> Path:
     return target
 
 
+def nested(node: dict, depth: int) -> dict:
+    """``node`` inside ``depth`` subgraphs, each Input -> inner -> Output."""
+    shape = np.array([6])
+    for _ in range(depth):
+        edges = np.array([[b"input", b"inner"], [b"inner", b"output"]], dtype=object)
+        io = {"input": {"type": b"Input", "shape": shape}, "output": {"type": b"Output", "shape": shape}}
+        node = {"type": b"NIRGraph", "nodes": {**io, "inner": node}, "edges": edges}
+    return node
+
+
 GRAPHS = {
     "an Input shape of NaN": (
         lambda g: g["nodes"]["input"].update(shape=np.array([np.nan])),
@@ -358,6 +379,10 @@ GRAPHS = {
     "an Output named input": (
         lambda g: g["nodes"]["input"].update(type=b"Output"),
         "edge ('input', 'fc1') leaves an Output or enters an Input node",
+    ),
+    "subgraphs nested 100 deep": (
+        lambda g: g["nodes"].update(lif1=nested(g["nodes"]["lif1"], 100)),
+        "model.nir: groups nested more than 64 deep",
     ),
     "a subnormal time constant": (
         lambda g: g["nodes"]["lif1"].update(tau=np.full(6, 5e-324)),
