@@ -335,7 +335,8 @@ class FixedPointProgram:
             return chosen | {name: set(PLASTIC_VARIABLES) for name in plastic}
         chosen: dict[str, set[str]] = {}
         for item in [record] if isinstance(record, str) else record:
-            node, _, var = str(item).partition(".")
+            item = str(item)  # node names may hold dots (nested graphs): a whole name is a node
+            node, var = (item, "") if item in populations + ports + plastic else item.rpartition(".")[::2]
             if node in ports and var in ("", "spikes"):
                 chosen.setdefault(node, set()).add("spikes")
                 continue

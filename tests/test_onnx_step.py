@@ -16,12 +16,12 @@ import onnxruntime as ort
 import pytest
 import torch
 from test_cli_float import assert_one_line_error, run_cli
+from test_export import lively as export_lively
 
 from neurocompile.backends.float_ref import FloatReference
 from neurocompile.checkpoint import save_checkpoint
 from neurocompile.discretization import Convention, get_convention
 from neurocompile.errors import GraphError
-from neurocompile.models import neurons as N
 from neurocompile.models.architectures import MLP, ConvNet, RecurrentNet
 from neurocompile.nir_export import export, write_nir
 from neurocompile.nir_io import load_graph
@@ -92,15 +92,8 @@ def chain(*pairs, shape, out_shape=None) -> nir.NIRGraph:
 
 
 def lively(model, gain=8.0):
-    """Scale the weights up (the default init barely spikes) and spread the thresholds."""
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(gain)
-        for module in model.modules():
-            if isinstance(module, N.Neuron) and module.spiking:
-                module.v_threshold.mul_(0.5 + torch.rand_like(module.v_threshold))
-    return model.eval()
+    """test_export's lively network, in float32 (the step graph's dtype)."""
+    return export_lively(model, gain).float()
 
 
 # name -> (model for a convention, weight gain). The ConvNet's IF layer has no leak: a lower gain keeps its

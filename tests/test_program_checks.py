@@ -58,3 +58,16 @@ def test_a_saved_program_with_a_negative_reset_interval_does_not_load(tmp_path):
         np.savez(fh, **arrays)
     with pytest.raises(NeurocompileError, match="node 'p', parameter 'reset_interval'"):
         FixedPointProgram.load(path)
+
+
+def test_record_names_with_dots_name_nested_nodes():
+    """Nodes of nested NIR graphs are named ``graph.node``: a whole name is a node, a last ``.var`` its variable."""
+    import numpy as np
+
+    from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+
+    pop = Population("lif1.lif", (2,), du=4095, dv=0, vth=100, bias_mant=np.zeros(2, np.int32))
+    syn = Synapse("w", "in.x", "lif1.lif", "dense", np.ones((2, 2), np.int32))
+    program = FixedPointProgram([InputPort("in.x", (2,))], [pop], [syn], ["lif1.lif"]).validate()
+    assert program.recorded_variables(["lif1.lif.v", "in.x"]) == {"lif1.lif": {"v"}, "in.x": {"spikes"}}
+    assert program.recorded_variables(["lif1.lif"]) == {"lif1.lif": {"spikes", "u", "v"}}
