@@ -303,3 +303,16 @@ def test_simulate_checkpoint_exports_first(capsys, tmp_path):
     x, _ = load_digits_spikes(6, split="test")
     rec = FloatReference(export_checkpoint(path)).run(x[:3], record="all")
     assert report["samples"] == 3 and report["total_spikes"] == sum(rec.spike_counts().values())
+
+
+def test_internal_error_is_one_line_asking_for_a_report(capsys, tmp_path, monkeypatch):
+    from neurocompile import pipeline
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("first line\nsecond line")
+
+    monkeypatch.setattr(pipeline, "export", broken)
+    monkeypatch.delenv("NEUROCOMPILE_DEBUG", raising=False)
+    code, _, err = run_cli(capsys, "export", tmp_path / "m.pt", "-o", tmp_path / "m.nir")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "RuntimeError: first line" in lines[0] and "report" in lines[0], err

@@ -56,7 +56,11 @@ def main(argv=None):
     except Exception as exc:  # an internal error: still one line unless debugging
         if os.environ.get("NEUROCOMPILE_DEBUG"):
             raise
-        fail(f"internal error: {type(exc).__name__}: {exc} (set NEUROCOMPILE_DEBUG=1 for the traceback)", 1)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        fail(
+            f"internal error: {type(exc).__name__}: {first} (please report it; NEUROCOMPILE_DEBUG=1 shows the traceback)",
+            1,
+        )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
