@@ -923,7 +923,9 @@ def snn_accuracy(conversion: Conversion, kind: str, steps: int, x, y, program=No
     """Accuracy of one SNN run: ``float`` (analog current), ``float_spikes`` or ``cpu`` (``program``, spikes)."""
     from . import metrics
     from .backends import create_backend
+    from .resources import check_run_memory
 
+    check_run_memory(conversion.graph, len(x), steps)
     scale = conversion.scales[INPUT]
     inputs = analog_current(x, steps, scale) if kind == "float" else encode_spikes(x, steps, scale)
     if kind == "cpu":

@@ -27,6 +27,7 @@ import numpy as np
 from .backends import BACKENDS, create_backend
 from .errors import NeurocompileError
 from .outputs import save_figure
+from .resources import check_input_memory
 
 MODEL_SUFFIXES = (".nir", ".pt", ".ncp")
 CALIBRATION_DATASETS = ("digits", "digits-rows")
@@ -312,7 +313,8 @@ def simulate(
     runnable = model_for_backend(model, backend, conv, float_program=float_lava)
     if isinstance(inputs, (str, Path)):
         inputs, _labels = load_inputs(inputs)
-    x = np.asarray(inputs.detach().cpu() if _is_tensor(inputs) else inputs, dtype=np.float32)
+    x = inputs.detach().cpu().numpy() if _is_tensor(inputs) else inputs  # checked by the backend, not cast
+    check_input_memory(runnable, x)
     runner = create_backend(backend, runnable, **backend_options(backend, conv, device, lava_tag, hardware))
     recording = runner.run(x, record=record, progress=progress)
     if recording.metadata.get("synops") is None and is_program(runnable):

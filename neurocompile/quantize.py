@@ -279,7 +279,9 @@ def _calibration_arrays(normalized: NormalizedGraph, calibration) -> dict[str, n
     if normalized.source is None:
         raise NeurocompileError("calibration inputs need the source NIR graph (normalize() keeps it)")
     from .backends import create_backend
+    from .resources import check_input_memory
 
+    check_input_memory(normalized.source, inputs)
     rec = create_backend("float", normalized.source, convention=normalized.convention).run(inputs, record="all")
     arrays = dict(rec.arrays)
     if not isinstance(inputs, dict):

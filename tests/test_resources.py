@@ -1,0 +1,62 @@
+"""Runs are sized before they allocate: an estimate past the limit is a one-line error naming the fix."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import nir
+import numpy as np
+import pytest
+from test_cli_float import assert_one_line_error, run_cli
+
+from neurocompile.errors import NeurocompileError
+from neurocompile.resources import LIMIT_VARIABLE, check_run_memory, memory_limit, values_per_step
+
+
+def _graph(n_in: int = 10, n: int = 1000) -> nir.NIRGraph:
+    lif = nir.LIF(tau=np.full(n, 0.01), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n))
+    return nir.NIRGraph.from_list(nir.Affine(np.ones((n, n_in)), np.zeros(n)), lif)
+
+
+def test_a_graph_holds_every_node_of_one_step():
+    # input 10, affine 1000, lif 1000, output 1000 (hand-counted from the declared types)
+    assert values_per_step(_graph()) == 10 + 3 * 1000
+
+
+def test_the_limit_comes_from_the_variable_in_gib(monkeypatch):
+    monkeypatch.setenv(LIMIT_VARIABLE, "0.5")
+    assert memory_limit() == 2**29
+    for bad in ("0", "-1", "nan", "lots"):
+        monkeypatch.setenv(LIMIT_VARIABLE, bad)
+        with pytest.raises(NeurocompileError, match=LIMIT_VARIABLE):
+            memory_limit()
+
+
+def test_the_address_space_limit_caps_the_default():
+    code = (
+        "import resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, resource.RLIM_INFINITY)); "
+        "from neurocompile.resources import memory_limit; print(memory_limit())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert int(out) <= int(0.8 * (3 << 30))
+
+
+def test_a_run_past_the_limit_is_refused_with_the_estimate(monkeypatch):
+    monkeypatch.setenv(LIMIT_VARIABLE, "1")
+    # 8 samples x 10,000 steps x 3,010 values x 4 values of 4 bytes = 3.59 GiB
+    with pytest.raises(NeurocompileError, match=r"about 3\.59 GiB .* limit is 1 GiB") as caught:
+        check_run_memory(_graph(), 8, 10_000)
+    assert "--limit" in str(caught.value) and LIMIT_VARIABLE in str(caught.value)
+    check_run_memory(_graph(), 8, 1000)  # 0.36 GiB fits
+
+
+def test_simulate_refuses_before_allocating(monkeypatch, tmp_path, capsys):
+    nir.write(tmp_path / "g.nir", _graph())
+    np.save(tmp_path / "x.npy", np.zeros((8, 10_000, 10), np.float32))
+    monkeypatch.setenv(LIMIT_VARIABLE, "1")
+    for backend in ("float", "cpu"):
+        code, _, err = run_cli(
+            capsys, "simulate", tmp_path / "g.nir", "--backend", backend, "--input", tmp_path / "x.npy"
+        )
+        assert_one_line_error(code, err, f"raise the limit with {LIMIT_VARIABLE}")
