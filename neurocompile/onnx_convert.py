@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .data import MAX_ARRAY_BYTES
 from .discretization import Convention
 from .errors import NeurocompileError
 from .outputs import save_figure
@@ -242,6 +244,23 @@ def parse_onnx(model) -> Network:
     return _Parser(model).run()
 
 
+def tensor_values(tensor, what: str) -> np.ndarray:
+    """A tensor's values as a writable float64 array; data that does not match its dims, or values
+    that are not finite real numbers, are a one-line error naming ``what``."""
+    from onnx import numpy_helper
+
+    try:
+        values = numpy_helper.to_array(tensor)
+    except Exception as exc:
+        raise NeurocompileError(f"{what}: unreadable tensor data ({_first_line(exc)})") from None
+    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+        raise NeurocompileError(f"{what}: values of type {values.dtype} are not real numbers")
+    values = np.array(values, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise NeurocompileError(f"{what}: values must be finite (found NaN or inf)")
+    return values
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_")
 
@@ -250,11 +269,10 @@ class _Parser:
     """Walks the ONNX nodes in order; ``produced`` maps each ONNX tensor to the layer holding it."""
 
     def __init__(self, model):
-        from onnx import numpy_helper
 
         self.graph = model.graph
         name, self.input_shape, _batch = input_info(model)
-        self.constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        self.constants = {t.name: tensor_values(t, f"initializer '{t.name}'") for t in model.graph.initializer}
         self.produced = {name: INPUT}
         self.shapes = {INPUT: self.input_shape}
         self.layers: dict[str, Layer] = {}
@@ -313,11 +331,18 @@ class _Parser:
 
         return {a.name: helper.get_attribute_value(a) for a in self.node.attribute}
 
+    def number(self, attrs: dict, name: str, default: float) -> float:
+        """A finite float attribute."""
+        value = attrs.get(name, default)
+        if not isinstance(value, (int, float)) or not np.isfinite(value):
+            self.fail(f"attribute {name}={value!r} is not a finite number")
+        return float(value)
+
     def const(self, position: int, what: str) -> np.ndarray:
         name = self.node.input[position] if position < len(self.node.input) else ""
         if name not in self.constants:
             self.fail(f"{what} must be a constant (an initializer)")
-        return np.asarray(self.constants[name], dtype=np.float64)
+        return self.constants[name]
 
     def source(self, position: int = 0) -> str:
         name = self.node.input[position]
@@ -368,12 +393,13 @@ class _Parser:
         self.alias(src)
 
     def constant(self) -> None:
-        from onnx import numpy_helper
-
         attrs = {a.name: a for a in self.node.attribute}
         if "value" not in attrs:
             self.fail("only a tensor 'value' is supported")
-        self.constants[self.node.output[0]] = numpy_helper.to_array(attrs["value"].t)
+        try:
+            self.constants[self.node.output[0]] = tensor_values(attrs["value"].t, "its value")
+        except NeurocompileError as exc:
+            self.fail(str(exc))
 
     def gemm(self) -> None:
         a = self.attrs()
@@ -383,11 +409,11 @@ class _Parser:
         if len(self.shapes[src]) != 1:
             self.fail(f"expects flat inputs, got per-sample shape {list(self.shapes[src])} (add a Flatten)")
         b = self.const(1, "B")
-        weight = a.get("alpha", 1.0) * (b if a.get("transB", 0) else b.T)
+        weight = self.number(a, "alpha", 1.0) * (b if a.get("transB", 0) else b.T)
         n_out = weight.shape[0]
         bias = np.zeros(n_out)
         if len(self.node.input) > 2 and self.node.input[2]:
-            bias = self._broadcast(a.get("beta", 1.0) * self.const(2, "C"), (1, n_out), "C")[0]
+            bias = self._broadcast(self.number(a, "beta", 1.0) * self.const(2, "C"), (1, n_out), "C")[0]
         self.emit(Dense, [src], weight=weight, bias=bias)
 
     def matmul(self) -> None:
@@ -468,7 +494,13 @@ class _Parser:
         if a.get("training_mode", 0) or sum(bool(o) for o in self.node.output) > 1:
             self.fail("training-mode BatchNormalization cannot be folded; export the model in eval mode")
         gamma, beta, mean, var = (self.const(i, name) for i, name in enumerate(("scale", "B", "mean", "var"), 1))
-        fold_batch_norm(layer, gamma, beta, mean, var, float(a.get("epsilon", 1e-5)))
+        eps = self.number(a, "epsilon", 1e-5)
+        if np.any(var + eps <= 0):
+            self.fail("var + epsilon must be positive")
+        with np.errstate(all="ignore"):
+            fold_batch_norm(layer, gamma, beta, mean, var, eps)
+        if not (np.isfinite(layer.weight).all() and np.isfinite(layer.bias).all()):
+            self.fail("folding it into the layer before gives weights that are not finite")
         self.alias(layer.name)
 
     def relu(self) -> None:
@@ -566,11 +598,18 @@ def run_onnx(model, x: np.ndarray) -> np.ndarray:
         raise NeurocompileError(f"onnxruntime cannot load the model ({_first_line(exc)})") from None
     x = np.asarray(x, dtype=np.float32).reshape(-1, *shape)
     chunk = batch or 1024
+    if chunk * math.prod(shape) * 4 > MAX_ARRAY_BYTES:
+        raise NeurocompileError(
+            f"the model's fixed batch of {chunk} samples needs more than {MAX_ARRAY_BYTES >> 30} GiB"
+        )
     outputs = []
     for start in range(0, len(x), chunk):
         part = x[start : start + chunk]
         padded = np.concatenate([part, np.zeros((chunk - len(part), *shape), np.float32)]) if batch else part
-        outputs.append(session.run(None, {name: padded})[0][: len(part)])
+        try:
+            outputs.append(session.run(None, {name: padded})[0][: len(part)])
+        except Exception as exc:
+            raise NeurocompileError(f"onnxruntime cannot run the model ({_first_line(exc)})") from None
     return np.concatenate(outputs).reshape(len(x), -1)
 
 

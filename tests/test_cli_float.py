@@ -316,3 +316,36 @@ def test_internal_error_is_one_line_asking_for_a_report(capsys, tmp_path, monkey
     code, _, err = run_cli(capsys, "export", tmp_path / "m.pt", "-o", tmp_path / "m.nir")
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and "RuntimeError: first line" in lines[0] and "report" in lines[0], err
+
+
+@pytest.mark.parametrize(
+    "raised, code, words",
+    [
+        (None, 0, ""),
+        (ValueError("bad"), 1, "internal error: ValueError: bad"),
+        (MemoryError(), 2, "out of memory"),
+        (KeyboardInterrupt(), 130, "interrupted"),
+    ],
+)
+def test_warnings_show_after_success_only_and_exit_codes_follow_the_contract(
+    capsys, tmp_path, monkeypatch, recwarn, raised, code, words
+):
+    import warnings
+
+    from neurocompile import pipeline
+
+    def export(*args, **kwargs):
+        warnings.warn("on the way", UserWarning, stacklevel=2)
+        if raised is not None:
+            raise raised
+        return nir.NIRGraph(nodes={}, edges=[], metadata={"dt": 1e-3})
+
+    monkeypatch.setattr(pipeline, "export", export)
+    monkeypatch.delenv("NEUROCOMPILE_DEBUG", raising=False)
+    got, _, err = run_cli(capsys, "export", tmp_path / "m.pt", "-o", tmp_path / "m.nir")
+    assert got == code and words in err, err
+    shown = [w for w in recwarn if "on the way" in str(w.message)]
+    if raised is None:
+        assert len(shown) == 1
+    else:
+        assert not shown and len(err.strip().splitlines()) == 1 and err.strip().startswith("error: "), err

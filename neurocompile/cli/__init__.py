@@ -1,8 +1,10 @@
 """The `neurocompile` command line.
 
 Each command lives in its own module of this package and registers itself on :data:`cli`.
-Errors caused by input print one line (``error: ...``) and exit with code 2; no traceback.
-Set ``NEUROCOMPILE_DEBUG=1`` to see the traceback of an unexpected internal error.
+Exit codes: 0 success; 2 bad input or a hardware limit (one line, ``error: ...``, no traceback);
+130 interrupted (Ctrl-C, SIGTERM, SIGHUP); 1 an internal error (one line asking for a report).
+Warnings raised during a command are shown after it succeeds and dropped when it fails, so an
+error is exactly one line. Set ``NEUROCOMPILE_DEBUG=1`` to see the traceback of an internal error.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 
 import click
 
@@ -44,15 +47,20 @@ def main(argv=None):
     in_main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)} if in_main else {}
     try:
-        cli.main(args=argv, prog_name="neurocompile", standalone_mode=False)
+        with warnings.catch_warnings(record=True) as caught:
+            cli.main(args=argv, prog_name="neurocompile", standalone_mode=False)
+        for w in caught:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     except NeurocompileError as exc:
         fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     except click.exceptions.Abort:
-        fail("aborted", 130)
+        fail("interrupted", 130)
     except click.ClickException as exc:
         fail(exc.format_message().replace("\n", " "), exc.exit_code)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except MemoryError:
+        fail("out of memory: run fewer samples (--limit) or steps (--steps), or a smaller model")
     except Exception as exc:  # an internal error: still one line unless debugging
         if os.environ.get("NEUROCOMPILE_DEBUG"):
             raise
