@@ -62,15 +62,6 @@ def _fit(x: torch.Tensor, shape) -> torch.Tensor:
     return x
 
 
-def _declared_layout(x, shape):
-    """``x`` [batch, time, ...] reshaped to ``shape`` per step when it holds that many values."""
-    if shape is None or np.ndim(x) < 2 or tuple(np.shape(x)[2:]) == tuple(shape):
-        return x
-    if int(np.prod(np.shape(x)[2:])) == int(np.prod(shape)):
-        return x.reshape(*np.shape(x)[:2], *shape)
-    return x
-
-
 def _declared_input(node) -> tuple[int, ...] | None:
     """The per-sample input shape a node declares (input_type, or C_in x input_shape for a conv)."""
     shape = single_shape(getattr(node, "input_type", None))
@@ -91,7 +82,7 @@ def _declared_input(node) -> tuple[int, ...] | None:
 
 
 class _Node:
-    """A node's step: ``reset(batch)`` then ``step(x) -> out`` per time step."""
+    """A node's step: ``reset(batch, steps)`` then ``step(x) -> out`` per time step."""
 
     variables: tuple[str, ...] = ("out",)
 
@@ -103,8 +94,8 @@ class _Node:
     def tensor(self, value):
         return torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=self.dtype, device=self.device)
 
-    def reset(self, batch: int):
-        self.batch = batch
+    def reset(self, batch: int, steps: int):
+        self.batch, self.steps = batch, steps
 
     def step(self, x):
         raise NotImplementedError
@@ -148,8 +139,8 @@ class _Linear(_Node):
             )
         return x.reshape(x.shape[0], *self.op.in_shape)
 
-    def reset(self, batch):
-        super().reset(batch)
+    def reset(self, batch, steps):
+        super().reset(batch, steps)
         self.active = None
 
     def _count(self, x: torch.Tensor) -> None:
@@ -178,19 +169,25 @@ class _Linear(_Node):
 
 
 class _Delay(_Linear):
-    """NIR ``Delay``: a ring buffer of ``max(steps) + 1`` inputs, read per element."""
+    """NIR ``Delay``: a ring buffer of ``max(delay steps) + 1`` inputs, read per element. A delay of
+    at least the run's length outputs zeros, so it is cut to that length (no buffer past the run)."""
 
-    def reset(self, batch):
-        super().reset(batch)
+    def reset(self, batch, steps):
+        super().reset(batch, steps)
         self.buffer = None
         self.t = 0
+
+    def _delays(self) -> torch.Tensor:
+        """Per-element delays in steps, at most the run's length (seconds clipped first: no int64 overflow)."""
+        seconds = np.minimum(self.op.delay, self.steps * self.conv.dt)
+        return torch.as_tensor(np.minimum(delay_steps(seconds, self.conv.dt), self.steps), device=self.device)
 
     def step(self, x):
         x = self._resolve(x)
         if x is None:
             return torch.zeros((), dtype=self.dtype, device=self.device)
         if self.buffer is None:
-            steps = torch.as_tensor(delay_steps(self.op.delay, self.conv.dt), device=self.device)
+            steps = self._delays()
             self.index = steps.unsqueeze(0).unsqueeze(0).expand(1, *x.shape)
             self.depth = int(steps.max()) + 1 if steps.numel() else 1
             self.buffer = torch.zeros((self.depth, *x.shape), dtype=self.dtype, device=self.device)
@@ -211,15 +208,32 @@ class _Neuron(_Node):
         names = ["spikes"] if self.model.spiking else []
         self.variables = tuple(names + list(self.model.state._fields)[::-1])
 
-    def reset(self, batch):
-        super().reset(batch)
+    def reset(self, batch, steps):
+        super().reset(batch, steps)
         self.state = None
 
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the neuron's shape; no input (a 0-d zero) is zeros of that shape."""
+        if x.dim() == 0:
+            return torch.zeros((self.batch, *(self.in_shape or self.param_shape)), dtype=self.dtype, device=self.device)
+        return _fit(x, self.in_shape)
+
+    def _start(self, x: torch.Tensor) -> None:
+        """Zero state in the shape of the input broadcast with the parameters."""
+        try:
+            shape = torch.broadcast_shapes(x.shape, (self.batch, *self.param_shape))
+        except RuntimeError:
+            raise GraphError(
+                f"receives {list(x.shape[1:])}, which does not fit parameters of shape {list(self.param_shape)}",
+                node=self.name,
+                field="input_type",
+            ) from None
+        self.state = initial_state(self.model, shape, dtype=self.dtype, device=self.device)
+
     def step(self, x):
-        x = _fit(x, self.in_shape)
+        x = self._input(x)
         if self.state is None:
-            shape = torch.broadcast_shapes(x.shape if x.dim() else (self.batch,), (self.batch, *self.param_shape))
-            self.state = initial_state(self.model, shape, dtype=self.dtype, device=self.device)
+            self._start(x)
         out, self.state = self.model.step(x, self.state, self.params, self.conv)
         self.last = dict(self.state._asdict())
         if self.model.spiking:
@@ -310,10 +324,6 @@ class FloatReference:
         if not self.inputs:
             raise GraphError("graph has no Input node", node="<graph>", field="nodes")
         ports = [(name, self.ops[name].in_shape) for name in self.inputs]
-        if not isinstance(inputs, dict) and len(ports) == 1:
-            inputs = {ports[0][0]: inputs}
-        if isinstance(inputs, dict):
-            inputs = {name: _declared_layout(x, dict(ports).get(name)) for name, x in inputs.items()}
         arrays, _, _ = check_inputs(ports, inputs, binary=False, backend="float")
         return {name: torch.as_tensor(x).to(device=self.device, dtype=self.dtype) for name, x in arrays.items()}
 
@@ -325,7 +335,7 @@ class FloatReference:
         keys = self._record_keys(record)
         traces: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
         for op in self.ops.values():
-            op.reset(batch)
+            op.reset(batch, steps)
         prev: dict[str, torch.Tensor] = {}
         iterator = range(steps)
         if progress:
@@ -344,7 +354,7 @@ class FloatReference:
                         value = prev.get(src) if is_back else current[src]
                         if value is None:
                             continue
-                        x = value if x is None else _sum(x, value)
+                        x = value if x is None else _sum(name, x, value)
                     if x is None:
                         x = torch.zeros((), dtype=self.dtype, device=self.device)
                 out = op.step(x)
@@ -373,7 +383,17 @@ class FloatReference:
         return Recording(arrays=arrays, outputs=list(self.outputs), backend="float", metadata=metadata)
 
 
-def _sum(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def _sum(name: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a + b`` into node ``name``: ``b`` takes ``a``'s layout when it holds as many values; else they
+    must broadcast (a one-line GraphError names the node and both shapes)."""
     if a.dim() and b.dim() and a.shape != b.shape and a[0].numel() == b[0].numel():
         b = b.reshape(a.shape)
+    try:
+        torch.broadcast_shapes(a.shape, b.shape)
+    except RuntimeError:
+        raise GraphError(
+            f"inputs of different sizes cannot be summed: {list(a.shape[1:])} and {list(b.shape[1:])}",
+            node=name,
+            field="edges",
+        ) from None
     return a + b

@@ -48,6 +48,7 @@ OPSET = 17
 IR_VERSION = 8  # the IR of opset 17: onnxruntime >= 1.12 reads it
 NEXT = ".next"
 BATCH = "batch"
+MAX_DELAY_STEPS = 2**16  # a Delay's FIFO state holds this many inputs at most
 
 
 # --- building the ONNX graph ----------------------------------------------------------------------
@@ -320,7 +321,16 @@ class _Step:
 
     def delay(self, name: str, x: str, op) -> str:
         """``y[t] = x[t - steps]`` per element, from ``x`` and a FIFO of the last ``max(steps)`` inputs."""
-        steps = delay_steps(op.delay, self.ref.convention.dt)
+        dt = self.ref.convention.dt
+        longest = float(op.delay.max(initial=0.0))
+        if longest / dt > MAX_DELAY_STEPS:  # checked in seconds, before any conversion to int64
+            raise GraphError(
+                f"a delay of {longest:g} s is {longest / dt:.3g} steps; the ONNX step's FIFO state holds at most "
+                f"{MAX_DELAY_STEPS}",
+                node=name,
+                field="delay",
+            )
+        steps = delay_steps(op.delay, dt)
         depth = int(steps.max()) if steps.size else 0
         if depth == 0:
             return x

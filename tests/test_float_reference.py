@@ -13,7 +13,7 @@ import torch
 
 from neurocompile.backends.float_ref import FloatReference
 from neurocompile.discretization import Convention, get_convention
-from neurocompile.errors import BackendUnavailableError, NeurocompileError
+from neurocompile.errors import BackendUnavailableError, GraphError, NeurocompileError
 from neurocompile.nir_io import load_graph
 
 
@@ -374,3 +374,56 @@ def test_device_cuda_runs_or_reports_unavailable(nir_paper_dir):
     else:
         with pytest.raises(BackendUnavailableError):
             FloatReference(graph, device="cuda")
+
+
+# --- (d) bad graphs: a result or a one-line error (issue 12) ------------------------------------------
+
+
+def test_neuron_without_an_input_edge_runs_on_zero_input():
+    """An unfed neuron gets zeros of its shape: here v_leak = 5 drives it to spike on its own."""
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([3])}),
+        "fed": lif(n=3),
+        "alone": lif(v_leak=5.0, n=3),
+        "output": nir.Output(output_type={"output": np.array([3])}),
+    }
+    g = nir.NIRGraph(nodes=nodes, edges=[("input", "fed"), ("alone", "output")], type_check=False)
+    rec = run_all(g, np.zeros((2, 4, 3)))
+    # v <- v + 0.1*(5 - v): 0.5, 0.95, 1.355 > 1 (spike, reset to 0), 0.5
+    np.testing.assert_allclose(rec["alone.v"], np.broadcast_to(np.array([0.5, 0.95, 0.0, 0.5])[:, None], (2, 4, 3)))
+    np.testing.assert_array_equal(rec["alone.spikes"][0, :, 0], [0, 0, 1, 0])
+
+
+def one_line_graph_error(graph, x, *fragments):
+    with pytest.raises(GraphError) as info:
+        run_all(graph, x)
+    message = str(info.value)
+    assert "\n" not in message and all(fragment in message for fragment in fragments), message
+
+
+def test_inputs_of_different_sizes_are_a_one_line_error_naming_the_node():
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([3])}),
+        "a": nir.Linear(weight=np.ones((2, 3))),
+        "b": nir.Linear(weight=np.ones((4, 3))),
+        "n": lif(n=4),
+        "output": nir.Output(output_type={"output": np.array([4])}),
+    }
+    edges = [("input", "a"), ("input", "b"), ("a", "n"), ("b", "n"), ("n", "output")]
+    g = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
+    one_line_graph_error(g, np.ones((2, 3, 3)), "node 'n'", "[2]", "[4]")
+    # one input of a size that does not fit the neuron's parameters
+    g = chain(("a", nir.Linear(weight=np.ones((2, 3)))), ("n", lif(n=4)), shape=[3], out_shape=[4])
+    one_line_graph_error(g, np.ones((2, 3, 3)), "node 'n'", "[2]", "[4]")
+
+
+@pytest.mark.filterwarnings("error")  # no overflow in the conversion of seconds to steps
+def test_delay_longer_than_the_run_outputs_zeros_without_a_long_buffer():
+    g = chain(("d", nir.Delay(delay=np.array([0.0, 2e-4, 1e9, 1e300]))), shape=[4])
+    x = np.arange(1.0, 1.0 + 4 * 5).reshape(1, 5, 4)
+    ref = FloatReference(g, dtype=torch.float64)
+    out = ref.run(x, record="all")["d.out"][0]
+    np.testing.assert_allclose(out[:, 0], x[0, :, 0])
+    np.testing.assert_allclose(out[:, 1], [0, 0, *x[0, :3, 1]])
+    np.testing.assert_array_equal(out[:, 2:], 0.0)
+    assert ref.ops["d"].buffer.shape[0] <= 5 + 1  # the run's length, not 1e13 steps

@@ -210,6 +210,15 @@ def test_delay_of_zero_steps_is_an_identity():
     assert_matches_float(graph, Convention(), spikes_in([3]))
 
 
+@pytest.mark.filterwarnings("error")  # no overflow converting seconds to steps
+@pytest.mark.parametrize("seconds", [1e9, 1e300])
+def test_a_delay_too_long_for_a_fifo_state_is_a_one_line_error(seconds):
+    graph = chain(("d", nir.Delay(delay=np.array([0.0, seconds]))), shape=[2])
+    with pytest.raises(GraphError, match=r"^node 'd', field 'delay': a delay of .* at most 65536$") as info:
+        step_graph(graph)
+    assert "\n" not in str(info.value)
+
+
 def test_conv2d_same_padding_sum_and_average_pooling_flatten():
     rng = np.random.default_rng(0)
     conv = nir.Conv2d(  # "same" with an even kernel: one pad before, two after
