@@ -43,6 +43,7 @@ from .errors import NeurocompileError
 from .outputs import save_figure
 
 MIN_OPSET = 9
+MAX_LAYER_VALUES = 1 << 24  # per sample: a layer's output, and the input
 INPUT = "input"
 READOUT = "readout"
 OUTPUT = "output"
@@ -129,6 +130,11 @@ def _check_signature(model, path) -> None:
                 f"{path}: input '{inputs[0].name}' has a dynamic dimension '{name}' at axis {axis}; "
                 "only the batch dimension may be dynamic"
             )
+    size = math.prod(d.dim_value for d in dims[1:])
+    if size > MAX_LAYER_VALUES:
+        raise NeurocompileError(
+            f"{path}: input '{inputs[0].name}' has {size} values per sample; at most {MAX_LAYER_VALUES}"
+        )
 
 
 def input_info(model) -> tuple[str, tuple[int, ...], int | None]:
@@ -164,7 +170,8 @@ class Dense(Layer):
     bias: np.ndarray  # [out]
 
     def apply(self, x):
-        return F.linear(x, torch.as_tensor(self.weight, dtype=x.dtype), torch.as_tensor(self.bias, dtype=x.dtype))
+        w, b = (torch.as_tensor(a, dtype=x.dtype, device=x.device) for a in (self.weight, self.bias))
+        return F.linear(x, w, b)
 
 
 @dataclass(kw_only=True)
@@ -177,7 +184,7 @@ class Conv(Layer):
     groups: int
 
     def apply(self, x):
-        w, b = (torch.as_tensor(a, dtype=x.dtype) for a in (self.weight, self.bias))
+        w, b = (torch.as_tensor(a, dtype=x.dtype, device=x.device) for a in (self.weight, self.bias))
         return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
 
 
@@ -261,6 +268,11 @@ def tensor_values(tensor, what: str) -> np.ndarray:
     return values
 
 
+def _text(value) -> str:
+    """A protobuf string field (bytes when the file's text is not valid UTF-8)."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "_", text).strip("_")
 
@@ -323,7 +335,7 @@ class _Parser:
     # --- helpers ---
 
     def fail(self, message: str):
-        name = self.node.name or f"#{self.index}"
+        name = _text(self.node.name) or f"#{self.index}"
         raise NeurocompileError(f"ONNX node '{name}' ({self.node.op_type}): {message}")
 
     def attrs(self) -> dict:
@@ -352,16 +364,18 @@ class _Parser:
 
     def emit(self, cls, inputs: list[str], **params) -> None:
         """Add a layer for the current node, its per-sample shape from a forward pass on zeros."""
-        base = _safe_name(self.node.name) or f"{self.node.op_type}_{self.index}"
+        base = _safe_name(_text(self.node.name)) or f"{self.node.op_type}_{self.index}"
         name, k = base, 1
         while name in self.layers or name in (INPUT, READOUT, OUTPUT):
             name, k = f"{base}_{k}", k + 1
-        layer = cls(name=name, onnx=self.node.name or self.node.op_type, inputs=inputs, **params)
-        zeros = [torch.zeros(1, *self.shapes[i], dtype=torch.float64) for i in inputs]
+        layer = cls(name=name, onnx=_text(self.node.name) or self.node.op_type, inputs=inputs, **params)
+        shapes = [torch.empty(1, *self.shapes[i], dtype=torch.float64, device="meta") for i in inputs]
         try:
-            layer.shape = tuple(layer.apply(*zeros).shape[1:])
+            layer.shape = tuple(layer.apply(*shapes).shape[1:])
         except RuntimeError as exc:
             self.fail(f"cannot apply to input shape {list(self.shapes[inputs[0]])} ({_first_line(exc)})")
+        if math.prod(layer.shape) > MAX_LAYER_VALUES:
+            self.fail(f"its output of shape {list(layer.shape)} is over {MAX_LAYER_VALUES} values per sample")
         self.layers[name] = layer
         self.shapes[name] = layer.shape
         self.produced[self.node.output[0]] = name
@@ -409,6 +423,8 @@ class _Parser:
         if len(self.shapes[src]) != 1:
             self.fail(f"expects flat inputs, got per-sample shape {list(self.shapes[src])} (add a Flatten)")
         b = self.const(1, "B")
+        if b.ndim != 2:
+            self.fail(f"B must be a matrix, got shape {list(b.shape)}")
         weight = self.number(a, "alpha", 1.0) * (b if a.get("transB", 0) else b.T)
         n_out = weight.shape[0]
         bias = np.zeros(n_out)
