@@ -324,8 +324,11 @@ def _delay_op(name: str, node, in_shape) -> Op:
 
 
 def delay_steps(delay_s: np.ndarray, dt: float) -> np.ndarray:
-    """NIR delays (seconds) as steps of ``dt``: element k waits ``round(delay[k] / dt)`` steps."""
-    return np.rint(np.asarray(delay_s, dtype=np.float64) / dt).astype(np.int64)
+    """NIR delays (seconds) as steps of ``dt``: element k waits ``round(delay[k] / dt)`` steps
+    (at most ``2**62``: longer than any run, so such an element never delivers)."""
+    with np.errstate(over="ignore"):
+        steps = np.rint(np.asarray(delay_s, dtype=np.float64) / dt)
+    return np.minimum(steps, 2.0**62).astype(np.int64)
 
 
 # --- validation of parameter values -------------------------------------------------------------
