@@ -47,9 +47,15 @@ def _where(prefix: str) -> str:
     return prefix or "<graph>"
 
 
-def load_graph(path, lenient: bool = False):
-    """Read and validate a ``.nir`` file. Raises GraphError (one line, naming the file) on any problem."""
+def load_graph(path, lenient: bool = False, producer: str | None = None):
+    """Read and validate a ``.nir`` file. Raises GraphError (one line, naming the file) on any problem.
+
+    ``producer`` (``"norse==1.1"``; default: the ``--from`` in effect, else the file's metadata) names
+    the peer library that wrote the file: its known exporter defects are repaired and announced, and
+    its native preset becomes the graph's convention (:mod:`neurocompile.peer_repairs`)."""
     import nir
+
+    from . import peer_repairs
 
     path = Path(path)
     if not path.exists():
@@ -57,21 +63,30 @@ def load_graph(path, lenient: bool = False):
     if path.is_dir():
         raise GraphError(f"{path}: is a directory, not a NIR file")
     raw = _read_isolated(path)
+    graph = known = None
     try:
         if "type_check" in raw:
             raise GraphError("unsupported key 'type_check' in the file", node="<graph>", field="type_check")
         graph = _build(raw, "")
         if not isinstance(graph, nir.NIRGraph):
             raise GraphError(f"the top-level node is a {type(graph).__name__}, not a NIRGraph")
-        validate_graph(graph, lenient=lenient)
-        if not lenient:
-            _nir_type_check(graph)
-            validate_graph(graph, lenient=False)
+        known = peer_repairs.producer_for(graph, producer)
+        if known is not None:
+            peer_repairs.repair(graph, known)
+        _validate(graph, lenient)
     except GraphError as exc:
-        named = GraphError(f"{path}: {exc}")
+        hint = peer_repairs.hint(graph) if isinstance(graph, nir.NIRGraph) and known is None else ""
+        named = GraphError(f"{path}: {exc}{hint}")
         named.node, named.field = exc.node, exc.field
         raise named from None
     return graph
+
+
+def _validate(graph, lenient: bool) -> None:
+    validate_graph(graph, lenient=lenient)
+    if not lenient:
+        _nir_type_check(graph)
+        validate_graph(graph, lenient=False)
 
 
 def _read_file(path: Path) -> dict:

@@ -3,8 +3,8 @@
 (Sinabs, Rockpool), and the corrected Norse LIFCell reading.
 
 * the fixture cases whose divergence is neuron-level reproduce every native spike under the right
-  preset: with the exported parameters (tests/test_peer_fixtures.py lists those in EXACT), or after the
-  parameter repair an importer will make (here, inside the tests: Norse's tau, Rockpool's r and w_in);
+  preset, read as ``--from LIBRARY==VERSION`` reads them (the importer's repairs: Norse's tau, Rockpool's
+  r and w_in; tests/test_peer_repairs.py), and not without the option that makes them exact;
 * hand-computed steps of one neuron for each option;
 * autograd through the new options; the fixed-point compiler refuses them; the ONNX step traces them.
 """
@@ -61,50 +61,29 @@ PRESET_ONLY = {
 
 @pytest.mark.parametrize("library,case", sorted(PRESET_ONLY))
 def test_preset_reproduces_the_native_run_and_the_option_is_what_does_it(library, case):
-    graph, _, x, native, meta = peer_table.load_case(FIXTURES / library / case)
-    conv = peer_table.convention_of(library, meta)
+    graph, x, native, meta = peer_table.load_case(FIXTURES / library / case)
+    conv = peer_table.convention_of(graph, meta)
     native_spikes_equal(graph, conv, x, native)
     with pytest.raises(AssertionError):  # the same preset without the option diverges
         native_spikes_equal(graph, conv.with_options(**PRESET_ONLY[library, case]), x, native)
 
 
-def norse_repair(graph, dt: float):
-    """What the later importer repair does: Norse 1.1 writes tau = dt/tau_inv (= dt*tau); tau = written/dt."""
-    for node in neurons(graph, nir.LIF):
-        node.tau = node.tau / dt
-    for node in neurons(graph, nir.CubaLIF):
-        node.tau_syn, node.tau_mem = node.tau_syn / dt, node.tau_mem / dt
-
-
 @pytest.mark.parametrize("case", ["lif_mlp", "lif_box_mlp"])
-def test_norse_lif_cells_after_the_tau_repair(case):
-    graph, _, x, native, meta = peer_table.load_case(FIXTURES / "norse" / case)
-    norse_repair(graph, meta["dt"])
-    conv = get_convention("norse-1.1", dt=meta["dt"])
+def test_norse_lif_cells_read_as_norse(case):
+    graph, x, native, meta = peer_table.load_case(FIXTURES / "norse" / case)  # tau repaired: written/dt
+    conv = peer_table.convention_of(graph, meta)
+    assert (conv.name, conv.dt) == ("norse-1.1", meta["dt"])
     native_spikes_equal(graph, conv, x, native)
     if case == "lif_mlp":  # LIFCell: v integrates the jumped current (the old norse preset did not)
         with pytest.raises(AssertionError):
             native_spikes_equal(graph, conv.with_options(current_first=False), x, native)
 
 
-def rockpool_repair(graph, dt: float):
-    """What the later importer repair does: Rockpool 3.1 writes r = tau_mem*exp(-dt/tau_mem)/dt and no w_in;
-    its native input gain is 1 into v (LIFNeuronTorch) and exp(-dt/tau_syn) into i (LIFTorch): under
-    ``decay="exponential"`` that is r = 1/(1 - a_mem) and w_in = a_syn/(1 - a_syn), a = exp(-dt/tau)."""
-    for node in neurons(graph, nir.LIF):
-        node.r = 1.0 / (1.0 - np.exp(-dt / node.tau))
-    for node in neurons(graph, nir.CubaLIF):
-        a_syn = np.exp(-dt / node.tau_syn)
-        node.w_in = a_syn / (1.0 - a_syn)
-        node.r = 1.0 / (1.0 - np.exp(-dt / node.tau_mem))
-
-
 @pytest.mark.parametrize("case", ["lif_mlp", "lif_neuron_mlp"])
-def test_rockpool_lif_after_the_parameter_repair(case):
-    graph, _, x, native, meta = peer_table.load_case(FIXTURES / "rockpool" / case)
-    rockpool_repair(graph, meta["dt"])
-    conv = get_convention("rockpool-3.1")
-    assert conv.dt == meta["dt"]
+def test_rockpool_lif_read_as_rockpool(case):
+    graph, x, native, meta = peer_table.load_case(FIXTURES / "rockpool" / case)  # r and w_in repaired
+    conv = peer_table.convention_of(graph, meta)
+    assert (conv.name, conv.dt) == ("rockpool-3.1", meta["dt"])
     native_spikes_equal(graph, conv, x, native)
     assert max(spikes.max() for spikes in native.values()) >= 2  # several spikes in one step do occur
     with pytest.raises(AssertionError):
@@ -371,9 +350,7 @@ def test_onnx_step_traces_the_native_options(name, neuron):
      ("sinabs", "iaf_mlp_multispike", None), ("rockpool", "lif_mlp", "rockpool-3.1")],
 )  # fmt: skip
 def test_onnx_step_of_the_peer_fixtures_equals_the_float_backend(library, case, preset):
-    graph, _, x, _, meta = peer_table.load_case(FIXTURES / library / case)
-    if library == "rockpool":
-        rockpool_repair(graph, meta["dt"])
-    conv = get_convention(preset) if preset else peer_table.convention_of(library, meta)
+    graph, x, _, meta = peer_table.load_case(FIXTURES / library / case)
+    conv = get_convention(preset) if preset else peer_table.convention_of(graph, meta)
     (shape,) = [node.input_type["input"] for node in graph.nodes.values() if isinstance(node, nir.Input)]
     assert_matches_float(graph, conv, x.reshape(*x.shape[:2], *shape))

@@ -3,13 +3,13 @@ fixed-point CPU backend, compared with the library's own spikes; writes docs/pee
 
     python tools/peer_table.py [--fixtures DIR] [--out FILE]
 
-Float: the fixture's graph under the library's versioned preset (``PRESET``: its native dynamics), with the
-reset the native run used (meta.json) and the options the case was built with (``CASE_OPTIONS``), spikes
-compared exactly per layer; "first diverging step" is the earliest step where any layer differs. No
-parameter is repaired here (exporter bugs stay visible; tests/test_peer_presets.py applies the repairs).
-Fixed point: ``compile_graph(graph, preset, calibration=input)`` on ``CpuBackend`` with the preset's
-options that Lava cannot run set back to the default (``lava_convention``), compared with the native
-spikes per layer after the synapse latency (``metrics.layer_agreement``: step agreement).
+Each fixture is read as ``--from LIBRARY==VERSION`` reads it (``neurocompile.peer_repairs``: the exporter's
+known defects repaired, the library's versioned preset of its native dynamics as the convention), with the
+reset the native run used (meta.json) and the options the case was built with (``CASE_OPTIONS``).
+Float: spikes compared exactly per layer; "first diverging step" is the earliest step where any layer
+differs. Fixed point: ``compile_graph(graph, convention, calibration=input)`` on ``CpuBackend`` (what the
+compiler cannot reproduce it refuses, and the table shows the refusal), compared with the native spikes per
+layer after the synapse latency (``metrics.layer_agreement``: step agreement).
 """
 
 from __future__ import annotations
@@ -25,14 +25,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "peers"
 OUT = ROOT / "docs" / "peer-compatibility.md"
-# The preset of each library's native dynamics (neurocompile.discretization.PRESETS).
-PRESET = {
-    "snntorch": "snntorch-1.0",
-    "norse": "norse-1.1",
-    "spikingjelly": "spikingjelly",
-    "sinabs": "sinabs-3.1",
-    "rockpool": "rockpool-3.1",
-}
 # Options a case was built with where they differ from the library's defaults (meta.json "built").
 _IMMEDIATE = {"reset_timing": "snntorch-immediate"}  # reset_delay=False
 CASE_OPTIONS = {
@@ -128,7 +120,7 @@ class Row:
     case: str
     built: str = ""
     preset: str = ""
-    load: str = ""
+    repairs: int = 0
     float_exact: bool | None = None
     first_step: int | None = None
     layers: dict = field(default_factory=dict)  # node -> first diverging step or None
@@ -140,32 +132,30 @@ class Row:
         return WHY.get((self.library, self.case), "")
 
 
+def producer_of(meta: dict) -> str:
+    """The ``--from`` spec of the fixture's library and version (``norse==1.1.0``)."""
+    return f"{meta['library']}=={meta['library_version']}"
+
+
 def load_case(folder: Path):
-    """Graph (strict read, else lenient), input [batch, time, ...] float32, native spikes, meta."""
-    from neurocompile.errors import GraphError
+    """Graph (read strictly, as ``--from`` the fixture's library reads it: repaired, with its native preset),
+    input [batch, time, ...] float32, native spikes, meta."""
     from neurocompile.nir_io import load_graph
 
-    try:
-        graph, how = load_graph(folder / "model.nir"), "strict"
-    except GraphError:
-        graph, how = load_graph(folder / "model.nir", lenient=True), "lenient"
+    meta = json.loads((folder / "meta.json").read_text())
+    graph = load_graph(folder / "model.nir", producer=producer_of(meta))
     x = np.load(folder / "input.npy").astype(np.float32)
     native = dict(np.load(folder / "spikes.npz"))
-    meta = json.loads((folder / "meta.json").read_text())
-    return graph, how, x, native, meta
+    return graph, x, native, meta
 
 
-def convention_of(library: str, meta: dict):
-    """The library's preset with the native run's reset and the case's build options."""
-    from neurocompile.discretization import get_convention
+def convention_of(graph, meta: dict):
+    """The graph's convention (the library's preset, recorded by the reader) with the native run's reset and
+    the case's build options."""
+    from neurocompile.pipeline import resolve_convention
 
-    options = CASE_OPTIONS.get((library, meta.get("case")), {})
-    return get_convention(PRESET[library], reset=meta.get("reset"), **options)
-
-
-def lava_convention(conv):
-    """``conv`` without the options Lava's LIF cannot run (the fixed-point compiler refuses them)."""
-    return conv.with_options(reset_timing="same-step", decay="euler", spikes_per_step="single")
+    conv = resolve_convention(None, reset=meta.get("reset"), graph=graph)
+    return conv.with_options(**CASE_OPTIONS.get((meta["library"], meta["case"]), {}))
 
 
 def options_of(conv) -> str:
@@ -210,7 +200,7 @@ def fixed_check(row: Row, graph, conv, x, native) -> None:
     from neurocompile.metrics import layer_agreement
     from neurocompile.quantize import compile_graph
 
-    program, _ = compile_graph(graph, lava_convention(conv), calibration=x)
+    program, _ = compile_graph(graph, conv, calibration=x)
     fixed = CpuBackend(program).run(x, record="all")
     reference = native_recording({k: _shaped(v, fixed, k) for k, v in native.items()}, fixed.outputs)
     agreement = layer_agreement(reference, fixed, program.latency())
@@ -225,11 +215,14 @@ def _shaped(native: np.ndarray, fixed, node: str) -> np.ndarray:
 
 
 def check_case(library: str, folder: Path) -> Row:
+    from neurocompile.errors import NeurocompileError
+
     meta = json.loads((folder / "meta.json").read_text())
     row = Row(library, meta["library_version"], folder.name, built=meta.get("built", ""))
     try:
-        graph, row.load, x, native, meta = load_case(folder)
-        conv = convention_of(library, meta)
+        graph, x, native, meta = load_case(folder)
+        row.repairs = len(graph.metadata["repairs"].splitlines())
+        conv = convention_of(graph, meta)
         row.preset = options_of(conv)
         float_check(row, graph, conv, x, native)
     except Exception as exc:
@@ -237,8 +230,8 @@ def check_case(library: str, folder: Path) -> Row:
         return row
     try:
         fixed_check(row, graph, conv, x, native)
-    except Exception as exc:
-        row.error = f"fixed point: {_line(exc)}"
+    except NeurocompileError as exc:
+        row.error = f"fixed point refused: {exc}"
     return row
 
 

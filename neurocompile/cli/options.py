@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
 
 def convention_options(scope: str = ""):
-    """``--convention``, ``--dt``, ``--reset`` and ``--lenient``: how a NIR graph is read.
-    ``scope`` prefixes each help text (e.g. ``"onnx: "`` where only one mode reads a graph)."""
+    """``--convention``, ``--dt``, ``--reset``, ``--lenient`` and ``--from`` (:func:`producer_option`): how a
+    NIR graph is read. ``scope`` prefixes each help text (e.g. ``"onnx: "`` where only one mode reads a graph)."""
 
     def text(help_text: str) -> str:
         return f"{scope}{help_text[0].lower()}{help_text[1:]}" if scope else help_text
@@ -32,6 +34,32 @@ def convention_options(scope: str = ""):
     def decorate(command):
         for option in reversed(options):
             command = option(command)
-        return command
+        return producer_option(scope)(command)
+
+    return decorate
+
+
+def producer_option(scope: str = ""):
+    """``--from LIBRARY==VERSION``: the peer library that wrote the NIR file; its known exporter defects are
+    repaired (each announced) and its native preset is the default convention. The command runs with it in
+    effect for every graph it reads (:func:`neurocompile.peer_repairs.reading_from`), so it takes no argument."""
+    from ..peer_repairs import KNOWN
+
+    option = click.option(
+        "--from",
+        "producer",
+        metavar="LIBRARY==VERSION",
+        help=f"{scope}Repair the known exporter defects of the library that wrote the NIR file ({KNOWN}).",
+    )
+
+    def decorate(command):
+        @functools.wraps(command)
+        def reading(*args, producer=None, **kwargs):
+            from ..peer_repairs import reading_from
+
+            with reading_from(producer):
+                return command(*args, **kwargs)
+
+        return option(reading)
 
     return decorate
