@@ -317,8 +317,9 @@ def _outputs(nodes: dict, preds: dict[str, list[str]], graph) -> tuple[list[str]
 
 
 def normalize(graph: nir.NIRGraph, convention: Convention | None = None) -> NormalizedGraph:
-    """Flatten, infer shapes, make populations, collapse linear chains, order; see the module docstring."""
-    convention = convention or Convention()
+    """Flatten, infer shapes, make populations, collapse linear chains, order; see the module docstring.
+    The graph and convention are first put in their same-step Euler form (:func:`euler_form`)."""
+    graph, convention = euler_form(graph, convention or Convention())
     nodes, edges = flatten_graph(graph)
     preds: dict[str, list[str]] = {n: [] for n in nodes}
     for src, dst in edges:
@@ -344,6 +345,66 @@ def normalize(graph: nir.NIRGraph, convention: Convention | None = None) -> Norm
         output_names=output_names,
         source=graph,
     )
+
+
+# --- the same dynamics with fewer native options -------------------------------------------------
+
+TIME_CONSTANTS = {"LIF": ("tau",), "LI": ("tau",), "CubaLIF": ("tau_syn", "tau_mem"), "CubaLI": ("tau_syn", "tau_mem")}
+
+
+def euler_form(graph: nir.NIRGraph, convention: Convention) -> tuple[nir.NIRGraph, Convention]:
+    """``graph`` and ``convention`` with the native options (``Convention.native_options``) that have an
+    exact forward-Euler, same-step form replaced by it; the dynamics are the same:
+
+    * ``decay="exponential"``: every time constant ``tau`` becomes ``dt/(1 - exp(-dt/tau))`` under
+      ``decay="euler"`` (the Euler step's ``dt/tau`` is then the exact step's ``1 - a``, for the
+      voltage and the current, scaled or not);
+    * ``reset_timing="snntorch-immediate"`` with ``reset="zero"`` is the same-step reset when every
+      ``v_reset`` is below threshold (the stored membrane never exceeds it);
+    * an option that no neuron of the graph uses (no spiking neuron: timing and spike count).
+
+    Other options are kept (the fixed-point compiler refuses them). ``graph`` is not modified."""
+    neurons = [node for node in flatten_graph(graph)[0].values() if kind_of(node) == "neuron"]
+    spiking = [node for node in neurons if PRIMITIVES[type(node).__name__].spiking]
+    changes = {}
+    if not spiking:
+        changes.update(reset_timing="same-step", spikes_per_step="single")
+    elif (
+        convention.reset_timing == "snntorch-immediate"
+        and convention.reset == "zero"
+        and _reset_below(spiking, convention)
+    ):
+        changes["reset_timing"] = "same-step"
+    if convention.decay == "exponential":
+        changes["decay"] = "euler"
+        graph = _with_euler_time_constants(graph, convention.dt)
+    return graph, convention.with_options(**changes)
+
+
+def _reset_below(neurons: list, convention: Convention) -> bool:
+    """Every spiking neuron's ``v_reset`` below its threshold (at most, for a strict threshold)."""
+    for node in neurons:
+        v_reset = 0.0 if getattr(node, "v_reset", None) is None else node.v_reset
+        gap = np.asarray(node.v_threshold, dtype=np.float64) - v_reset
+        if not np.all(gap > 0 if convention.threshold_inclusive else gap >= 0):
+            return False
+    return True
+
+
+def _with_euler_time_constants(graph: nir.NIRGraph, dt: float) -> nir.NIRGraph:
+    """A copy of ``graph`` (nested graphs too) with every ``tau`` replaced by ``dt/(1 - exp(-dt/tau))``."""
+    import copy
+
+    graph = copy.deepcopy(graph)
+    pending = [graph]
+    while pending:
+        for node in pending.pop().nodes.values():
+            if isinstance(node, nir.NIRGraph):
+                pending.append(node)
+            for name in TIME_CONSTANTS.get(type(node).__name__, ()):
+                tau = np.asarray(getattr(node, name), dtype=np.float64)
+                setattr(node, name, dt / -np.expm1(-dt / tau))
+    return graph
 
 
 def _order_and_back_edges(inputs: list[str], pops: list[str], synapses: list[NormalizedSynapse]):

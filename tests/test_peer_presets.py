@@ -287,8 +287,7 @@ def lif(n=4, tau=2e-3):
 
 @pytest.mark.parametrize(
     "option,value",
-    [("reset_timing", "snntorch-immediate"), ("reset_timing", "snntorch-delayed"), ("decay", "exponential"),
-     ("spikes_per_step", "multi")],
+    [("reset_timing", "snntorch-immediate"), ("reset_timing", "snntorch-delayed"), ("spikes_per_step", "multi")],
 )  # fmt: skip
 def test_quantizer_refuses_native_options_in_one_line(option, value):
     conv = Convention(reset="subtract", **{option: value})
