@@ -5,8 +5,11 @@ This is the oracle the fixed-point backends are compared against. Timing contrac
 * A step evaluates every node once, in topological order of the graph's feed-forward edges, so
   a feed-forward edge has no delay: an input spike at step t reaches every layer at step t.
 * Edges that close a cycle (found by a depth-first search from the Input nodes, in the graph's
-  node and edge order) are recurrent back-edges: they deliver the source's value of step t-1
-  (zero at step 0).
+  node and edge order) are recurrent back-edges: they deliver the source's value of step t-1.
+  Before step 0 every input and state is zero, so at step 0 a back-edge delivers its source's
+  value on zero input and zero state: zero spikes from a neuron, its bias from an ``Affine``
+  (snnTorch's ``RLeaky`` adds ``recurrent(0)``, its bias, in step 0; the fixed-point program
+  folds every bias into a constant neuron input from step 0).
 * A node with several incoming edges receives their sum (NIR semantics).
 * Neuron nodes call the step functions of :mod:`neurocompile.discretization` (the single source
   of truth); this module re-implements no neuron equation.
@@ -327,6 +330,36 @@ class FloatReference:
         arrays, _, _ = check_inputs(ports, inputs, binary=False, backend="float")
         return {name: torch.as_tensor(x).to(device=self.device, dtype=self.dtype) for name, x in arrays.items()}
 
+    def _zero(self) -> torch.Tensor:
+        """No value: a 0-d zero (a node makes it zeros of its shape)."""
+        return torch.zeros((), dtype=self.dtype, device=self.device)
+
+    def _input_of(self, name: str, current: dict, prev: dict) -> torch.Tensor:
+        """The sum of ``name``'s incoming edges (back-edges read ``prev``, the others ``current``)."""
+        x = None
+        for src, is_back in self.preds[name]:
+            value = prev[src] if is_back else current[src]
+            x = value if x is None else _sum(name, x, value)
+        return self._zero() if x is None else x
+
+    def _before_start(self, batch: int, steps: int) -> dict[str, torch.Tensor]:
+        """Every node's output at t = -1, which back-edges deliver at step 0: inputs, states and earlier
+        values are zero, so a neuron outputs zero and a stateless node its value on zeros (an Affine
+        its bias). Leaves every node reset for a run of ``steps``."""
+        zeros = dict.fromkeys(self.nodes, self._zero())
+        values: dict[str, torch.Tensor] = {}
+        for name in self.order:
+            op = self.ops[name]
+            values[name] = zeros[name] if isinstance(op, _Neuron) else op.step(self._input_of(name, values, zeros))
+        for op in self.ops.values():
+            op.reset(batch, steps)
+        return values
+
+    def back_edge_start(self, batch: int = 1) -> dict[str, torch.Tensor]:
+        """What each back-edge source delivers at step 0: [batch, *shape], or a 0-d zero."""
+        values = self._before_start(batch, 1)
+        return {src: values[src] for src, _ in self.back_edges}
+
     @torch.no_grad()
     def run(self, inputs, record=None, progress: bool = False) -> Recording:
         """Simulate ``inputs`` [batch, time, *input_shape] (or a dict per Input node)."""
@@ -336,7 +369,7 @@ class FloatReference:
         traces: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
         for op in self.ops.values():
             op.reset(batch, steps)
-        prev: dict[str, torch.Tensor] = {}
+        prev = self._before_start(batch, steps) if self.back_edges else {}
         iterator = range(steps)
         if progress:
             from tqdm import tqdm
@@ -346,18 +379,7 @@ class FloatReference:
             current: dict[str, torch.Tensor] = {}
             for name in self.order:
                 op = self.ops[name]
-                if name in xs:
-                    x = xs[name][:, t]
-                else:
-                    x = None
-                    for src, is_back in self.preds[name]:
-                        value = prev.get(src) if is_back else current[src]
-                        if value is None:
-                            continue
-                        x = value if x is None else _sum(name, x, value)
-                    if x is None:
-                        x = torch.zeros((), dtype=self.dtype, device=self.device)
-                out = op.step(x)
+                out = op.step(xs[name][:, t] if name in xs else self._input_of(name, current, prev))
                 current[name] = out
                 if op.variables == ("out",):
                     op.last = {"out": out}

@@ -116,9 +116,9 @@ class RecurrentState(NamedTuple):
 class Recurrent(nn.Module):
     """A neuron population with a recurrent linear synapse on its own output.
 
-    The input of step t is ``x[t] + W_rec out[t-1] (+ b_rec)`` for t >= 1 and ``x[0]`` at step 0
-    (the back edge delays one step, as in the contract); the feed-forward weight ``W_in`` is
-    the layer before.
+    The input of step t is ``x[t] + W_rec out[t-1] (+ b_rec)``, with ``out[-1] = 0``: at step 0 the
+    back edge delivers ``b_rec`` (the contract: the state before step 0 is zero; snnTorch's RLeaky
+    likewise). The feed-forward weight ``W_in`` is the layer before.
     """
 
     def __init__(self, neuron: Neuron, bias: bool = False):
@@ -134,10 +134,8 @@ class Recurrent(nn.Module):
         return self.neuron.shape
 
     def step(self, x: Tensor, state: RecurrentState | None = None):
-        if state is None:  # step 0: the back edge carries nothing yet (not even a bias)
-            out, neuron_state = self.neuron.step(x, None)
-        else:
-            out, neuron_state = self.neuron.step(x + self.rec(state.out), state.neuron)
+        previous, neuron_state = (torch.zeros_like(x), None) if state is None else (state.out, state.neuron)
+        out, neuron_state = self.neuron.step(x + self.rec(previous), neuron_state)
         return out, RecurrentState(neuron_state, out)
 
     def run(self, x: Tensor, state: RecurrentState | None = None):

@@ -11,17 +11,20 @@ Names (every tensor is batch first; the batch dimension is the symbolic ``batch`
 
 * ``<Input node>`` [batch, *shape] in, ``<Output node>`` out: this step's input and output;
 * a state is the input ``<node>.<var>`` plus the output ``<node>.<var>.next``, its value after
-  this step; every state starts at zero (:func:`initial_states`):
+  this step; every state starts at zero but a back-edge's (:func:`initial_states`):
 
   - ``<neuron>.v`` and ``<neuron>.i``: voltage (after reset) and synaptic current (CubaLIF,
     CubaLI), the float backend's recorded ``.v`` and ``.i``;
-  - ``<source>.out``: the output of the source of a recurrent back-edge, one step late;
+  - ``<source>.out``: the output of the source of a recurrent back-edge, one step late; it starts
+    at the source's value before step 0, on zero input and state (a recurrent ``Affine``: its bias),
+    as in the float backend;
   - ``<delay>.fifo`` [batch, D, *shape]: a Delay node's last D inputs, newest first;
 
 * with ``all_spikes=True``, also ``<neuron>.spikes`` out for every spiking neuron.
 
-The graph's ``metadata_props`` hold the convention (``neurocompile.convention``, JSON) and the
-state names (``neurocompile.states``, JSON list).
+The graph's ``metadata_props`` hold the convention (``neurocompile.convention``, JSON), the
+state names (``neurocompile.states``, JSON list) and the nonzero start values of back-edge states
+(``neurocompile.initial_states``, JSON: name -> nested list, one sample).
 """
 
 from __future__ import annotations
@@ -403,6 +406,16 @@ def _probe_shapes(ref) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _back_edge_starts(ref, step: _Step) -> dict[str, list]:
+    """The nonzero start value of each back-edge state, one sample (float32 values, exact in JSON)."""
+    starts = {}
+    for src, value in ref.back_edge_start().items():
+        if value.dim() and bool(value.any()):
+            name = step.back[src]
+            starts[name] = value.to(torch.float32).reshape(step.states[name].shape).tolist()
+    return starts
+
+
 # --- public API ---------------------------------------------------------------------------------------
 
 
@@ -421,6 +434,7 @@ def step_graph(graph: nir.NIRGraph, convention: Convention = Convention(), *, al
         {
             "neurocompile.convention": json.dumps(dataclasses.asdict(convention)),
             "neurocompile.states": json.dumps(list(step.states)),
+            "neurocompile.initial_states": json.dumps(_back_edge_starts(ref, step)),
         },
     )
     onnx.checker.check_model(model, full_check=True)
@@ -441,10 +455,15 @@ def state_names(model: onnx.ModelProto) -> list[str]:
 
 
 def initial_states(model: onnx.ModelProto, batch: int) -> dict[str, np.ndarray]:
-    """Every state at the start of a run: zeros, float32 [batch, *shape]."""
+    """Every state at the start of a run, float32 [batch, *shape]: zeros, but a back-edge's value
+    before step 0 (``neurocompile.initial_states``: a recurrent ``Affine``'s bias)."""
     inputs = {i.name: i for i in model.graph.input}
+    props = {p.key: p.value for p in model.metadata_props}
+    starts = json.loads(props.get("neurocompile.initial_states", "{}"))
     states = {}
     for name in state_names(model):
         dims = inputs[name].type.tensor_type.shape.dim
         states[name] = np.zeros([batch if d.dim_param else d.dim_value for d in dims], np.float32)
+        if name in starts:
+            states[name][:] = np.asarray(starts[name], np.float32)
     return states
