@@ -38,8 +38,10 @@ Options beyond the default (each off by default; see :class:`Convention`), writt
   IF and I have no leak and are unchanged. Sinabs 3.1 (LIF, ``norm_input=True``:
   ``v = a*v + (1-a)*x``, tau in steps) is this with its exported ``LIF(tau, r=1)`` and ``dt=1``.
   Rockpool 3.1 (``v = a*v + x``; LIFTorch ``i = a_syn*(i + x)``, ``v = a_mem*v + i``) is this with
-  the parameters a repaired importer writes (its exporter's ``r = tau*a/dt`` is not it):
-  ``r = 1/(1 - a_mem)`` and ``w_in = a_syn/(1 - a_syn)``, ``dt = 1e-3``.
+  the parameters ``--from rockpool==3.1`` reads (:mod:`neurocompile.peer_repairs`; its exporter's
+  ``r = tau*a/dt`` is not it): ``r = 1/(1 - a_mem)`` and ``w_in = a_syn/(1 - a_syn)``, ``dt = 1e-3``.
+  Every exponential step is also a forward-Euler step with ``tau' = dt/(1 - a)``: the fixed-point
+  compiler runs that form (:func:`neurocompile.normalize.euler_form`).
 
 * ``spikes_per_step="multi"``: ``s = max(floor(v/th), 0)`` spikes in one step (the number of whole
   thresholds in ``v``; ``v = th`` is one spike whatever ``threshold_inclusive`` says), then
@@ -111,7 +113,8 @@ class Convention:
         Sinabs' MultiSpike and Rockpool's StepPWL).
 
     The last three describe native peer dynamics; Lava's LIF runs none of them, so the
-    fixed-point compiler refuses them.
+    fixed-point compiler refuses them unless they have an exact Euler same-step form
+    (:func:`neurocompile.normalize.euler_form`: exponential decay always does).
     """
 
     name: str = "neurocompile"
@@ -183,7 +186,7 @@ PRESETS: dict[str, Convention] = {
     # (SingleSpike), resets by subtraction.
     "sinabs": Convention(name="sinabs", if_uses_dt=False, threshold_inclusive=True, reset="subtract"),
     # Rockpool 3.1 native (LIFTorch, LIFNeuronTorch): dt=1e-3, exponential decays, StepPWL multi-spikes
-    # (v >= th), reset by subtraction. Its exported r and (missing) w_in need an importer repair.
+    # (v >= th), reset by subtraction. Its exported r and (missing) w_in are repaired by --from rockpool==3.1.
     "rockpool-3.1": Convention(
         name="rockpool-3.1",
         dt=1e-3,

@@ -51,7 +51,8 @@ WHY = {
         "spike and not decayed. The exporter records neither the reset mechanism nor the delay."
     ),
     ("snntorch", "leaky_mlp_zero"): (
-        "reset to zero: under `snntorch-immediate` the stored membrane never exceeds th, so it is the same-step reset."
+        "reset to zero: under `snntorch-immediate` the stored membrane never exceeds th, so it is the same-step reset "
+        "(which the fixed-point compiler then runs: `normalize.euler_form`)."
     ),
     ("snntorch", "leaky_mlp_scalar_beta"): (
         "the exporter writes scalar beta/threshold as shape-() parameters; nir's type inference "
@@ -63,22 +64,23 @@ WHY = {
         "r = tau_mem/dt) is exact under NIR's ODE."
     ),
     ("snntorch", "rleaky_mlp"): (
-        "graph level, not the neuron: RLeaky computes `m = beta*m + x + recurrent(spk_prev)` with "
-        "`recurrent = Linear(bias=True)`: in step 0 (spk = 0) the recurrent bias already enters; our back-edge "
-        "`w_rec -> lif` delivers 0 in step 0 and `W spk + b` from step 1 (the neuron timing is snntorch-immediate)."
+        "RLeaky computes `m = beta*m + x + recurrent(spk_prev)` with `recurrent = Linear(bias=True)`: in step 0 "
+        "(spk = 0) the recurrent bias already enters; the float backend delivers a recurrent Affine's bias from "
+        "step 0 too (the neuron timing is snntorch-immediate)."
     ),
     ("snntorch", "conv_net"): "reproduced by `reset_timing=snntorch-immediate` (see leaky_mlp).",
     ("norse", "lif_box_mlp"): (
-        "exporter writes `tau = dt/tau_mem_inv` (= dt*tau, 1e-5 s for tau = 10 ms) instead of `1/tau_mem_inv`. "
         "LIFBoxCell: `v = v + dt*tau_mem_inv*(v_leak - v + x)`, `s = [v > th]`, `v = v_reset` (ours with r=1). "
-        "Exact under norse-1.1 (dt = 1e-3) once an importer repair reads tau as tau_written/dt "
-        "(tests/test_peer_presets.py)."
+        "The exporter writes `tau = dt/tau_mem_inv` (= dt*tau, 1e-5 s for tau = 10 ms) instead of `1/tau_mem_inv` "
+        "and keeps the batch dimension in the Input/Output types: repaired by `--from norse==1.1` (tau read as "
+        "written/dt, dt = 1e-3)."
     ),
     ("norse", "lif_mlp"): (
         "LIFCell (lif_feed_forward_step): `i1 = i + x`; `v = v + dt*tau_mem_inv*(v_leak - v + i1)`; "
         "`i = i1 - dt*tau_syn_inv*i1`; `s = [v > th]`; `v = v_reset`: norse-1.1 (`current_first=True`, "
-        "`cuba_input_scaled=False`). The export writes tau = dt/tau_inv: exact under norse-1.1 (dt = 1e-3) once an "
-        "importer repair reads tau_syn, tau_mem as tau_written/dt (tests/test_peer_presets.py)."
+        "`cuba_input_scaled=False`). The export writes tau = dt/tau_inv: repaired by `--from norse==1.1` (tau_syn, "
+        "tau_mem read as written/dt). It writes no `v_reset` or `w_in`: read as 0 and 1, Norse's defaults (a "
+        "non-default `v_reset` is lost in the file)."
     ),
     ("sinabs", "iaf_mlp"): "SingleSpike: `v += x`, `s = [v >= th]`, `v -= th*s`.",
     ("sinabs", "iaf_mlp_multispike"): (
@@ -88,7 +90,7 @@ WHY = {
     ("sinabs", "lif_mlp"): (
         "reproduced by `decay=exponential` with dt = 1 (Sinabs' tau counts steps): `a = exp(-1/tau_mem)`, "
         "`v = a*v + (1-a)*x` (norm_input=True), `s = [v >= th]`, `v -= th*s`; the export `LIF(tau=tau_mem, r=1)` "
-        "is read as is."
+        "is read as is. The fixed point runs its exact Euler form `tau' = dt/(1 - a)` (`normalize.euler_form`)."
     ),
     ("sinabs", "conv_net"): (
         "sinabs.nir.to_nir leaves Conv2d.input_shape, SumPool2d and Flatten input_type as None; nir 1.0.4's "
@@ -96,15 +98,14 @@ WHY = {
     ),
     ("rockpool", "lif_mlp"): (
         "LIFTorch: `i = exp(-dt/tau_syn)*(i + x)`; `v = exp(-dt/tau_mem)*v + i`; `s = floor(v/th)` (v >= th); "
-        "`v -= th*s` (dt = 1e-3): rockpool-3.1 (exponential decay, multi-spike) with the parameters a repaired "
-        "importer writes: `r = 1/(1 - exp(-dt/tau_mem))`, `w_in = exp(-dt/tau_syn)/(1 - exp(-dt/tau_syn))` (the "
-        "exporter writes `r = tau_mem*exp(-dt/tau_mem)/dt` and no w_in). Exact with that repair "
-        "(tests/test_peer_presets.py)."
+        "`v -= th*s` (dt = 1e-3): rockpool-3.1 (exponential decay, multi-spike) with the parameters "
+        "`--from rockpool==3.1` reads: `r = 1/(1 - exp(-dt/tau_mem))`, `w_in = exp(-dt/tau_syn)/(1 - exp(-dt/tau_syn))` "
+        "(the exporter writes `r = tau_mem*exp(-dt/tau_mem)/dt`, no w_in, and batch and time dimensions in the "
+        "Input/Output types)."
     ),
     ("rockpool", "lif_neuron_mlp"): (
-        "LIFNeuronTorch: `v = exp(-dt/tau)*v + x`, `s = floor(v/th)` (v >= th), `v -= th*s`: rockpool-3.1 with the "
-        "repaired `r = 1/(1 - exp(-dt/tau))` (exported: `tau*exp(-dt/tau)/dt`). Exact with that repair "
-        "(tests/test_peer_presets.py)."
+        "LIFNeuronTorch: `v = exp(-dt/tau)*v + x`, `s = floor(v/th)` (v >= th), `v -= th*s`: rockpool-3.1 with "
+        "`r = 1/(1 - exp(-dt/tau))` as `--from rockpool==3.1` reads it (exported: `tau*exp(-dt/tau)/dt`)."
     ),
     ("norse", "conv_net"): (
         "Norse's `_extract_norse_module` maps only Conv2d, Linear, LIFCell, LIFBoxCell, LIBoxCell, IAFCell; "
@@ -147,11 +148,12 @@ class Row:
     case: str
     built: str = ""
     preset: str = ""
-    repairs: int = 0
+    repairs: list = field(default_factory=list)  # the reader's announced repairs
     float_exact: bool | None = None
     first_step: int | None = None
     layers: dict = field(default_factory=dict)  # node -> first diverging step or None
     fixed: dict = field(default_factory=dict)  # node -> step agreement
+    refused: str = ""  # the fixed-point compiler's one-line refusal
     error: str = ""
 
     @property
@@ -249,7 +251,7 @@ def check_case(library: str, folder: Path) -> Row:
     row = Row(library, meta["library_version"], folder.name, built=meta.get("built", ""))
     try:
         graph, x, native, meta = load_case(folder)
-        row.repairs = len(graph.metadata["repairs"].splitlines())
+        row.repairs = graph.metadata["repairs"].splitlines()
         conv = convention_of(graph, meta)
         row.preset = options_of(conv)
         float_check(row, graph, conv, x, native)
@@ -259,7 +261,7 @@ def check_case(library: str, folder: Path) -> Row:
     try:
         fixed_check(row, graph, conv, x, native)
     except NeurocompileError as exc:
-        row.error = f"fixed point refused: {exc}"
+        row.refused = str(exc)
     return row
 
 
@@ -298,7 +300,26 @@ def _float_cell(row: Row) -> str:
 
 
 def _fixed_cell(row: Row) -> str:
+    if row.refused:
+        return f"refused: {row.refused}"
     return ", ".join(f"{node} {value:.3f}" for node, value in row.fixed.items()) or "—"
+
+
+def summary(rows: list[Row]) -> list[str]:
+    """Per library: cases exact in float, compiled cases at or above 95% fixed-point agreement, refusals."""
+    lines = [
+        "| library | float exact | fixed point >= 95% | fixed point below 95% | refused |",
+        "|---|---|---|---|---|",
+    ]
+    for library in sorted({row.library for row in rows}):
+        mine = [row for row in rows if row.library == library]
+        compiled = [row for row in mine if row.fixed]
+        good = sum(min(row.fixed.values()) >= 0.95 for row in compiled)
+        lines.append(
+            f"| {library} | {sum(bool(row.float_exact) for row in mine)} of {len(mine)} | {good} "
+            f"| {len(compiled) - good} | {sum(bool(row.refused) for row in mine)} |"
+        )
+    return lines
 
 
 def render(rows: list[Row]) -> str:
@@ -309,14 +330,17 @@ def render(rows: list[Row]) -> str:
         f"Generated by `tools/peer_table.py` on {today} from `tests/fixtures/peers` (made by "
         "`tools/peer_fixtures.py`: each library builds, exports with its own NIR exporter and runs natively).",
         "",
-        "*Preset*: the library's versioned preset of its native dynamics (`neurocompile.discretization.PRESETS`, "
-        "docs/conventions.md) with the reset the native run used and the options the case was built with. "
-        "*Float*: our float reference under that preset against the library's own spikes (counts for multi-spike "
-        "neurons), every layer; `node@t` is the first step where that layer differs. No exported parameter is "
-        "repaired here. *Fixed point*: compiled with the same preset less the options Lava's LIF cannot run "
-        "(`reset_timing`, `decay`, `spikes_per_step` back to their defaults) and calibrated on the input, run on the "
-        "CPU backend; per layer the fraction of (sample, step, neuron) entries equal to the native spikes after the "
-        "synapse latency.",
+        "Each file is read as `--from LIBRARY==VERSION` reads it (`neurocompile.peer_repairs`): the exporter's "
+        "known defects repaired (listed below) and the library's versioned preset of its native dynamics as the "
+        "convention. *Preset*: that preset (`neurocompile.discretization.PRESETS`, docs/conventions.md) with the "
+        "reset the native run used and the options the case was built with. *Float*: our float reference under "
+        "that preset against the library's own spikes (counts for multi-spike neurons), every layer; `node@t` is "
+        "the first step where that layer differs. *Fixed point*: compiled under the same convention (what has an "
+        "exact forward-Euler same-step form runs in that form, `normalize.euler_form`; the rest is refused) and "
+        "calibrated on the input, run on the CPU backend; per layer the fraction of (sample, step, neuron) entries "
+        "equal to the native spikes after the synapse latency (`metrics.layer_agreement`).",
+        "",
+        *summary(rows),
         "",
         "| library | version | case | preset | float exact? | fixed-point agreement | notes |",
         "|---|---|---|---|---|---|---|",
@@ -327,6 +351,8 @@ def render(rows: list[Row]) -> str:
             f"| {row.library} | {row.version} | {row.case} | {row.preset or '—'} | {_float_cell(row)} "
             f"| {_fixed_cell(row)} | {why} |"
         )
+    lines += ["", "## Repairs applied on reading", ""]
+    lines += [f"* {row.library}/{row.case}: {'; '.join(row.repairs)}" for row in rows if row.repairs]
     lines += ["", "## What was built", ""]
     lines += [f"* {row.library}/{row.case}: {row.built}" for row in rows if row.built]
     return "\n".join(lines) + "\n"
