@@ -239,12 +239,13 @@ def reading_from(spec: str | None):
 
 
 def producer_for(graph, spec: str | None) -> Producer | None:
-    """The producer to repair ``graph`` as: ``spec`` (else the ``--from`` in effect), else its metadata's."""
+    """The producer to repair ``graph`` as: ``spec`` (else the ``--from`` in effect), else its metadata's;
+    None for a graph repaired before it was written (its metadata lists the ``repairs``)."""
     spec = spec if spec is not None else _FROM.get()
     named, written = (parse(spec) if spec is not None else None), recorded(graph)
     if named and written and named != written:
         raise NeurocompileError(f"--from {spec}, but the file's metadata says it was produced by {written}")
-    return named or written
+    return None if "repairs" in (graph.metadata or {}) else named or written
 
 
 # --- applying ---------------------------------------------------------------------------------------

@@ -87,9 +87,11 @@ def export(model, input_shape=None, *, convention=None, output=None, allow_pickl
     return graph
 
 
-def load_model(path, *, lenient: bool = False, allow_pickle: bool = False):
+def load_model(path, *, lenient: bool = False, allow_pickle: bool = False, producer: str | None = None):
     """Read a model file: a ``.nir`` graph, a ``.pt`` checkpoint (exported to a NIR graph) or a
-    ``.ncp`` fixed-point program. ``lenient`` reads graphs that nir's type check rejects."""
+    ``.ncp`` fixed-point program. ``lenient`` reads graphs that nir's type check rejects; ``producer``
+    (``"norse==1.1"``, as ``--from``) repairs a peer library's known exporter defects
+    (:mod:`neurocompile.peer_repairs`)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.exists():
@@ -97,7 +99,7 @@ def load_model(path, *, lenient: bool = False, allow_pickle: bool = False):
     if suffix == ".nir":
         from .nir_io import load_graph
 
-        return load_graph(path, lenient=lenient)
+        return load_graph(path, lenient=lenient, producer=producer)
     if suffix == ".pt":
         from .errors import GraphError
         from .nir_export import export_checkpoint

@@ -73,6 +73,17 @@ def test_the_producer_in_the_metadata_is_enough_and_must_agree(tmp_path, capsys)
         load_graph(tmp_path / "norse.nir", producer="rockpool==3.1")
 
 
+def test_a_repaired_graph_written_and_read_again_is_not_repaired_twice(tmp_path, capsys):
+    graph = pipeline.load_model(NORSE / "model.nir", producer="norse==1.1")
+    nir.write(tmp_path / "repaired.nir", graph)
+    capsys.readouterr()
+    for producer in (None, "norse==1.1"):
+        again = load_graph(tmp_path / "repaired.nir", producer=producer)
+        np.testing.assert_array_equal(again.nodes["1"].tau_mem, graph.nodes["1"].tau_mem)
+        assert pipeline.resolve_convention(None, graph=again) == pipeline.resolve_convention(None, graph=graph)
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize(
     "spec,message",
     [("norse", "expected LIBRARY==VERSION"), ("norse==1.2", "no repairs are known for norse 1.2"),
