@@ -4,8 +4,9 @@ A peer library's NIR exporter can write a file that does not say what the librar
 the producer is known, from the option ``--from LIB==VERSION`` (:func:`reading_from`, or the
 ``producer`` argument of :func:`neurocompile.nir_io.load_graph`) or from the graph's metadata
 ``producer`` (``"norse 1.1.0"``, ``"norse==1.1"``), the reader repairs the defects that producer's
-version is known to have, announces each repair in one line on stderr, and records the library's
-native preset (``PRODUCERS``) as the graph's convention. Without a known producer nothing is
+version is known to have, announces each repair in one line on stderr (and, in one more, what the
+file does not record and the preset assumes), and records the library's native preset (``PRODUCERS``)
+as the graph's convention. Without a known producer nothing is
 repaired; a strict read that fails on a repairable defect names ``--from`` (:func:`hint`).
 
 Repairs (docs/peer-compatibility.md):
@@ -46,6 +47,7 @@ class Producer:
     preset: str
     dt: float | None = None  # None: the preset's
     repairs: tuple = ()
+    assumes: str = ""  # what the file does not record and the preset assumes (announced)
 
     def __str__(self) -> str:
         return f"{self.library} {self.version}"
@@ -188,10 +190,25 @@ def _rockpool_parameters(graph, producer) -> list[str]:
 _SHAPES = (_batch_time_dims, _scalar_parameters)
 
 PRODUCERS = {
-    ("snntorch", "1.0"): Producer("snntorch", "1.0", "snntorch-1.0", repairs=_SHAPES),
-    ("norse", "1.1"): Producer("norse", "1.1", "norse-1.1", dt=1e-3, repairs=(*_SHAPES, _norse_tau)),
+    ("snntorch", "1.0"): Producer(
+        "snntorch",
+        "1.0",
+        "snntorch-1.0",
+        repairs=_SHAPES,
+        assumes="no reset mechanism or reset_delay recorded: snnTorch's defaults (subtract, reset_delay=True)",
+    ),
+    ("norse", "1.1"): Producer(
+        "norse",
+        "1.1",
+        "norse-1.1",
+        dt=1e-3,
+        repairs=(*_SHAPES, _norse_tau),
+        assumes="no v_reset or w_in recorded: Norse's defaults (0 and 1); dt = 1e-3, to_nir's default",
+    ),
     ("spikingjelly", "2.0"): Producer("spikingjelly", "2.0", "spikingjelly", repairs=_SHAPES),
-    ("sinabs", "3.1"): Producer("sinabs", "3.1", "sinabs-3.1", repairs=_SHAPES),
+    ("sinabs", "3.1"): Producer(
+        "sinabs", "3.1", "sinabs-3.1", repairs=_SHAPES, assumes="no spike_fn recorded: Sinabs' default MultiSpike"
+    ),
     ("rockpool", "3.1"): Producer("rockpool", "3.1", "rockpool-3.1", dt=1e-3, repairs=(*_SHAPES, _rockpool_parameters)),
 }
 KNOWN = ", ".join(f"{lib}=={version}" for lib, version in PRODUCERS)
@@ -261,9 +278,11 @@ def announce(line: str) -> None:
 
 
 def repair(graph, producer: Producer, say=announce) -> list[str]:
-    """Apply ``producer``'s repairs to ``graph`` in place, announce each (``say``), record the producer, the
-    repairs (one a line) and its native convention in ``graph.metadata``; returns the announced lines."""
+    """Apply ``producer``'s repairs to ``graph`` in place, announce each and what the file leaves to the
+    preset (``say``), record the producer, those lines and its native convention in ``graph.metadata``;
+    returns the announced lines."""
     lines = [f"repair ({producer}): {line}" for fix in producer.repairs for line in fix(graph, producer)]
+    lines += [f"assume ({producer}): {producer.assumes}"] if producer.assumes else []
     for line in lines:
         say(line)
     conv = producer.convention()

@@ -41,6 +41,7 @@ def test_norse_repairs_are_announced_and_its_preset_recorded(capsys):
         "written/dt",
         "repair (norse 1.1): CubaLIF '3' tau_syn, tau_mem written as dt/tau_inv (dt*tau, dt = 0.001), read as "
         "written/dt",
+        "assume (norse 1.1): no v_reset or w_in recorded: Norse's defaults (0 and 1); dt = 1e-3, to_nir's default",
     ]
     assert graph.metadata["repairs"].splitlines() == err
     np.testing.assert_allclose(graph.nodes["1"].tau_mem, 1 / 100.0, rtol=1e-6)  # 1/tau_mem_inv
@@ -109,9 +110,11 @@ def test_scalar_parameters_are_broadcast_for_a_known_producer(tmp_path, capsys):
     with pytest.raises(GraphError, match="--from LIBRARY==VERSION"):
         load_graph(path)
     graph = load_graph(path, producer="snntorch==1.0")
-    assert capsys.readouterr().err.strip() == (
-        "repair (snntorch 1.0): LIF '1' parameters tau, r, v_leak, v_threshold, v_reset (shape ()) broadcast to [24]"
-    )
+    assert capsys.readouterr().err.splitlines() == [
+        "repair (snntorch 1.0): LIF '1' parameters tau, r, v_leak, v_threshold, v_reset (shape ()) broadcast to [24]",
+        "assume (snntorch 1.0): no reset mechanism or reset_delay recorded: snnTorch's defaults (subtract, "
+        "reset_delay=True)",
+    ]
     assert np.shape(graph.nodes["1"].tau) == (24,)
     x = np.load(FIXTURES / "snntorch" / "leaky_mlp" / "input.npy")
     conv = get_convention("snntorch", reset="zero")

@@ -148,7 +148,7 @@ class Row:
     case: str
     built: str = ""
     preset: str = ""
-    repairs: list = field(default_factory=list)  # the reader's announced repairs
+    repairs: list = field(default_factory=list)  # the reader's announced repairs and assumptions
     float_exact: bool | None = None
     first_step: int | None = None
     layers: dict = field(default_factory=dict)  # node -> first diverging step or None
@@ -331,8 +331,8 @@ def render(rows: list[Row]) -> str:
         "`tools/peer_fixtures.py`: each library builds, exports with its own NIR exporter and runs natively).",
         "",
         "Each file is read as `--from LIBRARY==VERSION` reads it (`neurocompile.peer_repairs`): the exporter's "
-        "known defects repaired (listed below) and the library's versioned preset of its native dynamics as the "
-        "convention. *Preset*: that preset (`neurocompile.discretization.PRESETS`, docs/conventions.md) with the "
+        "known defects repaired (listed below, with what the file leaves to the preset) and the library's "
+        "versioned preset of its native dynamics as the convention. *Preset*: that preset (`neurocompile.discretization.PRESETS`, docs/conventions.md) with the "
         "reset the native run used and the options the case was built with. *Float*: our float reference under "
         "that preset against the library's own spikes (counts for multi-spike neurons), every layer; `node@t` is "
         "the first step where that layer differs. *Fixed point*: compiled under the same convention (what has an "
@@ -351,7 +351,7 @@ def render(rows: list[Row]) -> str:
             f"| {row.library} | {row.version} | {row.case} | {row.preset or '—'} | {_float_cell(row)} "
             f"| {_fixed_cell(row)} | {why} |"
         )
-    lines += ["", "## Repairs applied on reading", ""]
+    lines += ["", "## Repairs and assumptions on reading", ""]
     lines += [f"* {row.library}/{row.case}: {'; '.join(row.repairs)}" for row in rows if row.repairs]
     lines += ["", "## What was built", ""]
     lines += [f"* {row.library}/{row.case}: {row.built}" for row in rows if row.built]
