@@ -4,6 +4,9 @@ Writes ``-o model.pt`` (a neurocompile checkpoint), ``model.png`` (learning curv
 ``model.json`` (config, per-epoch loss/accuracy/time, final test accuracy). Every option's
 default is the field of the same name in :class:`neurocompile.training.trainer.TrainConfig`,
 the one place defaults live (``neurocompile.train`` uses the same).
+
+Under torchrun it trains data-parallel (:mod:`neurocompile.distributed`, docs/distributed.md):
+``--batch-size`` is the global batch, and only rank 0 writes the outputs and prints.
 """
 
 from __future__ import annotations
@@ -120,14 +123,20 @@ def train(threads, as_json, output, **options):
     """Train a spiking MLP on spike-encoded data and save a checkpoint, learning curve and metrics."""
     import torch
 
+    from .. import distributed
     from ..pipeline import train as run_training
-    from ..training.trainer import TrainConfig
+    from ..training.trainer import TrainConfig, resolve_device
 
     if threads >= 1:
         torch.set_num_threads(threads)
     _check_options(options)
     options.update(hidden=_hidden(options["hidden"]), factors=_factors(options["factors"]))
-    _model, metrics = run_training(TrainConfig(**options), output=output, progress=not as_json)
+    config = TrainConfig(**options)
+    with distributed.session(resolve_device(config.device)) as world:  # rank 0 writes and prints
+        main = world.main
+        _model, metrics = run_training(config, output=output if main else None, progress=main and not as_json)
+    if not main:
+        return
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return

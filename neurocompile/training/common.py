@@ -158,8 +158,8 @@ def predict(out: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
-    """Accuracy of ``model`` on spike trains ``x`` ``[N, T, ...]`` with the time-summed readout."""
+def count_correct(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> int:
+    """How many spike trains of ``x`` ``[N, T, ...]`` ``model`` classifies as ``y`` (time-summed readout)."""
     was_training = model.training
     model.eval()
     correct = 0
@@ -167,7 +167,12 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> f
         out = model(x[i : i + batch_size])
         correct += int((predict(out) == y[i : i + batch_size]).sum())
     model.train(was_training)
-    return correct / max(len(x), 1)
+    return correct
+
+
+def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
+    """Accuracy of ``model`` on spike trains ``x`` ``[N, T, ...]`` with the time-summed readout."""
+    return count_correct(model, x, y, batch_size) / max(len(x), 1)
 
 
 # --- hardware-aware options ----------------------------------------------------------------

@@ -5,6 +5,11 @@
 Rate-coded training spikes are drawn again every epoch (a fresh Bernoulli sample of the same
 images); the held-out split is encoded once with a fixed seed, so test accuracies of different
 runs are comparable. Accuracy uses the deployment readout: argmax of the output spike count.
+
+In a process group (``neurocompile train`` under torchrun, :mod:`neurocompile.distributed`) the
+loop is data-parallel: ``batch_size`` is the global batch, each rank trains on its share of every
+epoch's shuffled order, gradients are averaged over the ranks before each optimizer step, and
+losses and accuracies are summed over the ranks, so every rank reports the same figures.
 """
 
 from __future__ import annotations
@@ -18,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurocompile import primitives
+from neurocompile import distributed, primitives
 from neurocompile.data import load_dataset
 from neurocompile.discretization import Convention
 from neurocompile.errors import NeurocompileError
 from neurocompile.outputs import save_figure
 
 from .bptt import BPTT
-from .common import add_fake_quant, evaluate, fold_fake_quant, hardware_aware_neuron_params, predict
+from .common import add_fake_quant, count_correct, fold_fake_quant, hardware_aware_neuron_params, predict
 from .ottt import OTTT
 from .stllr import DEFAULT_FACTORS, STLLR
 
@@ -140,6 +145,8 @@ def train(config: TrainConfig, progress: bool = True, log=None):
     """Train a model; returns ``(model, metrics)`` (metrics is JSON-able)."""
     config = config.resolved()
     device = resolve_device(config.device)
+    world = distributed.current()
+    batch_size = distributed.local_batch(config.batch_size, world)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     x_test, y_test = _load(config, "test", 0, device)
@@ -153,14 +160,20 @@ def train(config: TrainConfig, progress: bool = True, log=None):
     model = build_model(config, n_in, n_out).to(device)
     if config.hardware_aware:
         add_fake_quant(model, config.quant_bits)
-    rule = make_rule(config, model)
+    replica, sync = distributed.replicate(model, autograd=config.rule == "bptt")
+    rule = make_rule(config, replica)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1))
+
+    def update():
+        sync()
+        opt.step()
+
     on_step = None
     if config.rule == "ottt" and config.ottt_mode == "O":
 
         def on_step(_t):
-            opt.step()
+            update()
             opt.zero_grad(set_to_none=True)
 
     from tqdm.auto import tqdm
@@ -178,13 +191,15 @@ def train(config: TrainConfig, progress: bool = True, log=None):
         t0 = time.perf_counter()
         if epoch > 1 and config.encoding == "rate" and not str(config.data).endswith(".npz"):
             x_train, y_train = _load(config, "train", config.seed * 1000 + epoch - 1, device)
-        order = torch.randperm(len(x_train), generator=gen).to(device)
-        loss, train_acc = _train_epoch(rule, opt, on_step, x_train[order], y_train[order], config.batch_size)
+        order = distributed.shard_indices(torch.randperm(len(x_train), generator=gen), world).to(device)
+        sums = _train_epoch(rule, update, on_step, x_train[order], y_train[order], batch_size)
+        loss_sum, correct, count = distributed.all_sum(sums, device)
         sched.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        row = {"epoch": epoch, "loss": loss, "train_acc": train_acc, "epoch_time_s": time.perf_counter() - t0}
-        row["test_acc"] = evaluate(model, x_test, y_test)
+        row = {"epoch": epoch, "loss": loss_sum / count, "train_acc": correct / count}
+        row["epoch_time_s"] = time.perf_counter() - t0
+        row["test_acc"] = _test_accuracy(model, x_test, y_test, world)
         if not math.isfinite(row["loss"]):
             raise NeurocompileError(f"training diverged at epoch {epoch} (loss {row['loss']}); lower --lr")
         history.append(row)
@@ -193,24 +208,34 @@ def train(config: TrainConfig, progress: bool = True, log=None):
             log(row)
     if config.hardware_aware:
         fold_fake_quant(model)
-    metrics = _metrics(config, device, model, (x_train, x_test), evaluate(model, x_test, y_test), history)
+    final_acc = _test_accuracy(model, x_test, y_test, world)
+    metrics = _metrics(config, device, model, (x_train, x_test), final_acc, history)
     metrics["train_time_s"] = time.perf_counter() - start
+    if world.size > 1:
+        metrics["world_size"] = world.size
     return model.cpu(), metrics
 
 
-def _train_epoch(rule, opt, on_step, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """One pass over the (shuffled) training set: (mean loss, training accuracy)."""
+def _train_epoch(rule, update, on_step, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, int, int]:
+    """One pass over this rank's part of the shuffled training set: (loss sum, correct, samples)."""
     rule.model.train()
     total_loss, correct = 0.0, 0
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-        opt.zero_grad(set_to_none=True)
+        rule.model.zero_grad(set_to_none=True)
         loss, out = rule.run_batch(xb, yb, on_step=on_step)
         if on_step is None:
-            opt.step()
+            update()
         total_loss += loss * len(yb)
         correct += int((predict(out) == yb).sum())
-    return total_loss / len(x), correct / len(x)
+    return total_loss, correct, len(x)
+
+
+def _test_accuracy(model, x: torch.Tensor, y: torch.Tensor, world) -> float:
+    """Held-out accuracy; each rank classifies its block of the test set."""
+    part = distributed.shard_slice(len(x), world)
+    (correct,) = distributed.all_sum([count_correct(model, x[part], y[part])], x.device)
+    return correct / max(len(x), 1)
 
 
 def _metrics(config, device, model, data, final_acc: float, history: list[dict]) -> dict:
