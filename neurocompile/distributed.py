@@ -16,7 +16,10 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import NeurocompileError
+from .recording import Recording
 
 
 @dataclass(frozen=True)
@@ -201,3 +204,25 @@ def average_gradients(parameters) -> None:
     flat /= dist.get_world_size()
     for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
         g.copy_(mean.view_as(g))
+
+
+def gather_recording(recording: Recording, world: World) -> Recording | None:
+    """On rank 0, the recordings of every rank's shard as one (see :func:`merge_recordings`); None elsewhere."""
+    if world.size == 1:
+        return recording
+    import torch.distributed as dist
+
+    parts = [None] * world.size if world.main else None
+    dist.gather_object(recording, parts, dst=0)
+    return merge_recordings(parts) if world.main else None
+
+
+def merge_recordings(parts: list[Recording]) -> Recording:
+    """Shard recordings, in rank order, as the recording of one run over all samples: arrays
+    joined along the batch, synaptic operations summed; ``metadata["shards"]`` keeps each part's."""
+    first = parts[0]
+    arrays = {key: np.concatenate([p.arrays[key] for p in parts]) for key in first.arrays}
+    counts = [p.metadata.get("synops") for p in parts]
+    synops = None if any(c is None for c in counts) else {k: sum(c[k] for c in counts) for k in counts[0]}
+    metadata = {"synops": synops, "shards": [p.metadata for p in parts]}
+    return Recording(arrays, list(first.outputs), first.backend, metadata)

@@ -1,4 +1,4 @@
-"""Data parallelism under torchrun: `train` with 2 processes against 1.
+"""Data parallelism under torchrun: `train` and `simulate` with 2 processes against 1.
 
 The torchrun tests start ``torchrun --nproc_per_node=2`` (gloo, CPU) as a subprocess; its own
 rendezvous picks a free port (``--rdzv-endpoint localhost:0``), so nothing needs the network.
@@ -7,6 +7,7 @@ rendezvous picks a free port (``--rdzv-endpoint localhost:0``), so nothing needs
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,11 @@ from test_cli_float import assert_one_line_error, run_cli
 from neurocompile import distributed
 from neurocompile.distributed import World
 from neurocompile.errors import NeurocompileError
+from neurocompile.recording import Recording
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+MODEL = REPO / "models" / "digits_mlp.pt"
 MASTER = {"MASTER_ADDR": "localhost", "MASTER_PORT": "29500"}
 # Weights after one epoch of 96 digits (3 global batches of 32), 1 process against 2: measured
 # 1.5e-8 (BPTT, S-TLLR) and 6.6e-7 (OTTT_O, 48 optimizer steps), summation order only; with the
@@ -116,6 +119,18 @@ def test_local_batch_is_a_share_of_the_global_batch():
         distributed.local_batch(33, World(0, 2))
 
 
+def test_merge_recordings_joins_the_batch_and_sums_synops():
+    parts = [
+        Recording({"out.spikes": np.full((n, 3, 2), r)}, ["out"], "cpu", {"synops": {"w": 10 * n}, "batch": n})
+        for r, n in enumerate((2, 1))
+    ]
+    merged = distributed.merge_recordings(parts)
+    assert merged.arrays["out.spikes"][:, 0, 0].tolist() == [0, 0, 1]
+    assert merged.metadata["synops"] == {"w": 30}
+    assert merged.metadata["shards"] == [{"synops": {"w": 20}, "batch": 2}, {"synops": {"w": 10}, "batch": 1}]
+    assert (merged.outputs, merged.backend) == (["out"], "cpu")
+
+
 def test_outside_a_process_group_nothing_is_replicated():
     model = torch.nn.Linear(2, 2)
     replica, sync = distributed.replicate(model, autograd=True)
@@ -126,8 +141,10 @@ def test_outside_a_process_group_nothing_is_replicated():
 # --- bad world setups through the command line --------------------------------------------------
 
 
-def test_bad_world_setup_is_a_one_line_error(capsys, monkeypatch, tmp_path):
-    argv = ["train", "--epochs", "1", "-o", tmp_path / "m.pt", "--data", "digits"]
+@pytest.mark.parametrize("command", ["train", "simulate"])
+def test_bad_world_setup_is_a_one_line_error(capsys, monkeypatch, tmp_path, command):
+    argv = {"train": ["train", "--epochs", "1", "-o", tmp_path / "m.pt"], "simulate": ["simulate", MODEL]}[command]
+    argv += ["--data", "digits"]
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "2")
     code, _, err = run_cli(capsys, *argv)
@@ -137,7 +154,41 @@ def test_bad_world_setup_is_a_one_line_error(capsys, monkeypatch, tmp_path):
     assert_one_line_error(code, err, "RANK=3")
 
 
+def test_unreachable_process_group_is_a_one_line_error(capsys, monkeypatch):
+    with socket.socket() as taken:  # rank 0 cannot host the group's store on a port in use
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        for name, value in {"RANK": 0, "WORLD_SIZE": 2, "MASTER_ADDR": "127.0.0.1"}.items():
+            monkeypatch.setenv(name, str(value))
+        monkeypatch.setenv("MASTER_PORT", str(taken.getsockname()[1]))
+        code, _, err = run_cli(capsys, "simulate", MODEL, "--data", "digits", "--limit", 4)
+    assert_one_line_error(code, err, "cannot join the gloo process group of 2 processes", "address already in use")
+
+
+def test_world_of_one_runs_as_one_process(capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    code, out, _ = run_cli(capsys, "simulate", MODEL, "--data", "digits", "--limit", 5, "--json")
+    assert code == 0 and json.loads(out)["samples"] == 5
+
+
 # --- torchrun with 2 processes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["float", "cpu"])
+def test_sharded_simulation_equals_one_process(capsys, tmp_path, backend):
+    """Every prediction, count and recorded spike/state of 2 ranks (50 + 51 samples) is the one process's."""
+    argv = ["simulate", MODEL, "--backend", backend, "--data", "digits", "--limit", "101", "--json"]
+    code, out, _ = run_cli(capsys, *argv, "--record", tmp_path / "one.npz")
+    assert code == 0
+    one = json.loads(out)
+    two = json.loads(torchrun(*argv, "--record", tmp_path / "two.npz").stdout)
+    assert two.pop("record").endswith("two.npz") and one.pop("record").endswith("one.npz")
+    assert two == one and len(one["predictions"]) == 101
+    with np.load(tmp_path / "one.npz") as a, np.load(tmp_path / "two.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:
+            assert np.array_equal(a[key], b[key]), key
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,9 @@ MODEL is a ``.nir`` graph (float runs it directly; cpu/lava compile it on the fl
 ``neurocompile.quantize.compile_graph``), a ``.ncp`` fixed-point program (cpu/lava only) or a
 neurocompile checkpoint ``.pt`` (exported to NIR first). Reports accuracy when labels exist,
 spikes per node, synaptic operations and activation sparsity.
+
+Under torchrun each rank runs a contiguous block of the inputs; rank 0 gathers the recordings
+and reports (:mod:`neurocompile.distributed`, docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def simulate(
     loihi,
 ):
     """Run MODEL (.nir, .ncp or .pt) on a backend and report accuracy, spikes, synops and sparsity."""
-    from .. import pipeline
+    from .. import distributed, pipeline
     from ..outputs import check_outputs, npz_name
     from ..summary import format_summary, plot_raster, save_recording, summarize
 
@@ -104,9 +107,12 @@ def simulate(
     float_lava = backend == "lava" and lava_tag == "floating_pt"
     model_obj = pipeline.model_for_backend(loaded, backend, conv, float_program=float_lava)
     inputs, labels = pipeline.load_inputs(input_path, data=data, steps=steps, limit=limit)
-    recording = pipeline.simulate(
-        model_obj, inputs, backend, convention=conv, device=device, lava_tag=lava_tag, hardware=loihi, progress=True
-    )
+    with distributed.session("cpu" if backend == "lava" else device) as world:
+        part = inputs[distributed.shard_slice(len(inputs), world)]
+        run = dict(convention=conv, device=device, lava_tag=lava_tag, hardware=loihi, progress=world.main)
+        recording = distributed.gather_recording(pipeline.simulate(model_obj, part, backend, **run), world)
+    if not world.main:
+        return
     report = summarize(recording, inputs, labels)
     report.update(model=str(Path(model)), convention=conv.name, dt=conv.dt)
     if record_path:
