@@ -76,8 +76,9 @@ Presets describe how peer libraries read the same NIR graph or run their own net
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args, get_origin, get_type_hints
 
 import torch
 
@@ -144,6 +145,13 @@ class Convention:
     def with_options(self, **changes) -> Convention:
         return replace(self, **changes)
 
+    def spec(self) -> str:
+        """This convention as ``--convention`` takes it: its preset's name and the options that differ from
+        that preset (``"sinabs-3.1,spikes_per_step=single"``; :func:`get_convention` reads it back)."""
+        base = PRESETS.get(self.name, Convention())
+        changed = [(k, v) for k, v in vars(self).items() if k != "name" and getattr(base, k) != v]
+        return ",".join([self.name, *(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in changed)])
+
     def native_options(self) -> dict:
         """The options of this convention that differ from forward Euler, same-step reset, single spikes."""
         return {
@@ -203,9 +211,36 @@ PRESETS: dict[str, Convention] = {
 
 
 def get_convention(name: str, **overrides) -> Convention:
+    """A preset by name, optionally followed by options (``"sinabs-3.1,spikes_per_step=single"``, as
+    ``--convention`` takes it), then ``overrides`` (None: not given)."""
+    name, *options = str(name).split(",")
     if name not in PRESETS:
         raise NeurocompileError(f"unknown convention '{name}'; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name].with_options(**{k: v for k, v in overrides.items() if v is not None})
+    named = dict(_option(text) for text in options)
+    return PRESETS[name].with_options(**named, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _option(text: str) -> tuple[str, object]:
+    """``"OPTION=VALUE"`` as a Convention field and its value: true/false, a positive number (dt) or a choice."""
+    key, _, value = (part.strip() for part in text.partition("="))
+    kinds = {k: v for k, v in get_type_hints(Convention).items() if k != "name"}
+    if key not in kinds or not value:
+        raise NeurocompileError(
+            f"convention option '{text}': expected OPTION=VALUE with OPTION one of {', '.join(kinds)}"
+        )
+    if kinds[key] is bool and value.lower() in ("true", "false"):
+        return key, value.lower() == "true"
+    if kinds[key] is float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if number > 0 and math.isfinite(number):
+            return key, number
+    if get_origin(kinds[key]) is Literal and value in get_args(kinds[key]):
+        return key, value
+    expected = {bool: "true or false", float: "a positive number"}.get(kinds[key]) or ", ".join(get_args(kinds[key]))
+    raise NeurocompileError(f"convention option {key}: expected {expected}, got '{value}'")
 
 
 # --- spike function with a surrogate gradient ---------------------------------------------

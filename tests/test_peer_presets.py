@@ -353,3 +353,24 @@ def test_onnx_step_of_the_peer_fixtures_equals_the_float_backend(library, case, 
     conv = get_convention(preset) if preset else peer_table.convention_of(graph, meta)
     (shape,) = [node.input_type["input"] for node in graph.nodes.values() if isinstance(node, nir.Input)]
     assert_matches_float(graph, conv, x.reshape(*x.shape[:2], *shape))
+
+
+def test_a_convention_with_options_reads_back_from_its_spec():
+    conv = get_convention("sinabs-3.1,spikes_per_step=single, dt=0.5")
+    assert (conv.name, conv.spikes_per_step, conv.dt) == ("sinabs-3.1", "single", 0.5)
+    for preset in PRESETS.values():
+        varied = preset.with_options(threshold_inclusive=not preset.threshold_inclusive, dt=2e-3)
+        assert get_convention(varied.spec()) == varied
+    assert get_convention("snntorch-1.0").spec() == "snntorch-1.0"
+    assert get_convention("sinabs-3.1", reset="zero").spec() == "sinabs-3.1,reset=zero"
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [("sinabs-3.1,spikes=2", "OPTION one of dt, reset"), ("sinabs-3.1,dt=0", "dt: expected a positive number"),
+     ("sinabs-3.1,current_first=yes", "true or false"), ("sinabs-3.1,decay=zoh", "decay: expected euler, exponential"),
+     ("sinabs-3.2,dt=1", "unknown convention 'sinabs-3.2'")],
+)  # fmt: skip
+def test_convention_options_in_the_spec_are_checked(text, message):
+    with pytest.raises(NeurocompileError, match=message):
+        get_convention(text)

@@ -146,3 +146,14 @@ def test_peer_repairs_known_list_matches_the_presets():
     from neurocompile.discretization import PRESETS
 
     assert all(producer.preset in PRESETS for producer in peer_repairs.PRODUCERS.values())
+
+
+def test_cli_convention_options_select_the_native_variant(capsys, tmp_path):
+    """Sinabs' SingleSpike LIF: --from picks sinabs-3.1 (MultiSpike, refused by the compiler); the build's
+    option on --convention runs it (its exponential decay in Euler form)."""
+    model = FIXTURES / "sinabs" / "lif_mlp" / "model.nir"
+    code, _, err = run_cli(capsys, "compile", model, "-o", tmp_path / "s.ncp", "--from", "sinabs==3.1")
+    assert code == 2 and "spikes_per_step='multi'" in err.splitlines()[-1]
+    argv = ("--from", "sinabs==3.1", "--convention", "sinabs-3.1,spikes_per_step=single")
+    code, _, _ = run_cli(capsys, "compile", model, "-o", tmp_path / "s.ncp", *argv)
+    assert code == 0 and (tmp_path / "s.ncp").exists()

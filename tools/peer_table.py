@@ -188,15 +188,6 @@ def convention_of(graph, meta: dict):
     return conv.with_options(**CASE_OPTIONS.get((meta["library"], meta["case"]), {}))
 
 
-def options_of(conv) -> str:
-    """The preset's name and the options that differ from it, e.g. ``snntorch-1.0 (reset_timing=...)``."""
-    from neurocompile.discretization import PRESETS
-
-    base = PRESETS[conv.name]
-    changed = [f"{k}={v}" for k, v in vars(conv).items() if k != "name" and getattr(base, k) != v]
-    return f"{conv.name} ({', '.join(changed)})" if changed else conv.name
-
-
 def first_divergence(native: np.ndarray, ours: np.ndarray) -> int | None:
     """First step where the spike trains differ (None: identical); -1 when the shapes disagree."""
     if native.size != ours.size:
@@ -253,7 +244,7 @@ def check_case(library: str, folder: Path) -> Row:
         graph, x, native, meta = load_case(folder)
         row.repairs = graph.metadata["repairs"].splitlines()
         conv = convention_of(graph, meta)
-        row.preset = options_of(conv)
+        row.preset = f"`{conv.spec()}`"
         float_check(row, graph, conv, x, native)
     except Exception as exc:
         row.error = f"float: {_line(exc)}"
@@ -333,7 +324,7 @@ def render(rows: list[Row]) -> str:
         "Each file is read as `--from LIBRARY==VERSION` reads it (`neurocompile.peer_repairs`): the exporter's "
         "known defects repaired (listed below, with what the file leaves to the preset) and the library's "
         "versioned preset of its native dynamics as the convention. *Preset*: that preset (`neurocompile.discretization.PRESETS`, docs/conventions.md) with the "
-        "reset the native run used and the options the case was built with. *Float*: our float reference under "
+        "reset the native run used and the options the case was built with, written as `--convention` takes it. *Float*: our float reference under "
         "that preset against the library's own spikes (counts for multi-spike neurons), every layer; `node@t` is "
         "the first step where that layer differs. *Fixed point*: compiled under the same convention (what has an "
         "exact forward-Euler same-step form runs in that form, `normalize.euler_form`; the rest is refused) and "

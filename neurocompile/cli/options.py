@@ -18,8 +18,9 @@ def convention_options(scope: str = ""):
         click.option(
             "--convention",
             help=text(
-                "Discretization preset: neurocompile, norse, snntorch, sinabs, rockpool or spikingjelly "
-                "(default: the one MODEL records, else neurocompile)."
+                "Discretization preset: neurocompile, norse, snntorch, sinabs, rockpool, spikingjelly or a "
+                "versioned one (norse-1.1, snntorch-1.0, sinabs-3.1, rockpool-3.1), optionally with options, e.g. "
+                "sinabs-3.1,spikes_per_step=single (default: the one MODEL records, else neurocompile)."
             ),
         ),
         click.option("--dt", type=float, help=text("Time step in seconds (overrides the convention's).")),
