@@ -72,6 +72,7 @@ def load_graph(path, lenient: bool = False, producer: str | None = None):
             raise GraphError(f"the top-level node is a {type(graph).__name__}, not a NIRGraph")
         known = peer_repairs.producer_for(graph, producer)
         if known is not None:
+            validate_graph(graph, lenient=True)  # the repairs read a graph whose structure and values are sound
             peer_repairs.repair(graph, known)
         _validate(graph, lenient)
     except GraphError as exc:

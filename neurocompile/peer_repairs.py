@@ -87,9 +87,11 @@ def _shape(types, port: str):
 def _neighbour_shape(graph, name: str, io: str):
     """The shape the node beside Input/Output ``name`` has on that side (its input or its output)."""
     if io == "Input":
-        ports = [_shape(graph.nodes[b].input_type, "input") for a, b in graph.edges if a == name]
+        ports = [_shape(getattr(graph.nodes.get(b), "input_type", None), "input") for a, b in graph.edges if a == name]
     else:
-        ports = [_shape(graph.nodes[a].output_type, "output") for a, b in graph.edges if b == name]
+        ports = [
+            _shape(getattr(graph.nodes.get(a), "output_type", None), "output") for a, b in graph.edges if b == name
+        ]
     known = {shape for shape in ports if shape is not None}
     return known.pop() if len(known) == 1 else None
 
@@ -129,7 +131,8 @@ def _scalar_parameters(graph, producer) -> list[str]:
         fields = [f for f in PRIMITIVES[type(node).__name__].fields if getattr(node, f, None) is not None]
         scalars = [f for f in fields if np.ndim(getattr(node, f)) == 0]
         sizes = {np.shape(getattr(node, f)) for f in fields} - {()}
-        inputs = {_shape(graph.nodes[p].output_type, "output") for p in preds.get(name, [])} - {None}
+        inputs = {_shape(getattr(graph.nodes.get(p), "output_type", None), "output") for p in preds.get(name, [])}
+        inputs -= {None}
         shape = sizes.pop() if len(sizes) == 1 else (inputs.pop() if not sizes and len(inputs) == 1 else None)
         if not scalars or shape is None:
             continue

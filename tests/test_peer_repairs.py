@@ -157,3 +157,13 @@ def test_cli_convention_options_select_the_native_variant(capsys, tmp_path):
     argv = ("--from", "sinabs==3.1", "--convention", "sinabs-3.1,spikes_per_step=single")
     code, _, _ = run_cli(capsys, "compile", model, "-o", tmp_path / "s.ncp", *argv)
     assert code == 0 and (tmp_path / "s.ncp").exists()
+
+
+def test_a_broken_file_that_names_a_producer_is_a_graph_error(tmp_path):
+    """The repairs read only graphs whose structure and values passed the lenient checks."""
+    graph = load_graph(ROCKPOOL / "model.nir", lenient=True)
+    graph.metadata = {"producer": "rockpool 3.1.0"}
+    graph.edges.append(("3_LIFTorch", "missing"))
+    nir.write(tmp_path / "broken.nir", graph)
+    with pytest.raises(GraphError, match="names node 'missing', which does not exist"):
+        load_graph(tmp_path / "broken.nir")
