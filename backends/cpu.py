@@ -5,17 +5,32 @@ A fixed-point program runs bit-accurately with the semantics of ``neurocompile.f
 A float program (``number_format="float"``) runs in float64 with the arithmetic of Lava's
 ``floating_pt`` models (``fixedpoint.lif_float_step``), the same timing. Two schedules:
 
-* feed-forward programs run layer by layer ("layerwise"): one matmul per synapse computes the
-  activations of all T steps at once, then the neuron recurrence runs over T on [batch, n];
-* programs with a cycle (recurrent synapses) run step by step ("stepwise").
+* feed-forward programs run layer by layer ("layerwise"): one synaptic kernel call per synapse
+  computes the sums of all T steps at once, then the neuron recurrence runs over T on [batch, n];
+* programs with a cycle (recurrent synapses) run step by step ("stepwise"): on the CPU the whole
+  schedule runs in one C call (``net_run``: each step every population integrates what was sent at
+  t - 1 and spikes, then every synapse gathers the weight rows of its active sources), batch rows
+  on threads; with a conv synapse, or without a compiler, in torch with ``fixedpoint.lif_fixed_step``.
 
-Integer matmuls run in float32 when they are exact: with binary spikes every partial sum is an
-integer bounded by the largest row sum of ``|weights|``; below 2**24 every float32 addition is
-exact. Otherwise float64 (exact below 2**53). The neuron recurrence of a fixed-point program runs
-in a C kernel (``kernels/lif.c``, compiled on first use with the system compiler) on the CPU in
-the layerwise schedule, and otherwise in torch with ``fixedpoint.lif_fixed_step`` itself. The
-recording's metadata says which ran: ``schedule``, ``number_format`` and, per population,
-``neuron_kernel`` ("c" or "torch").
+Dense weights are kept as their mantissas (Lava's truncation leaves multiples of ``2**k``; ``k`` joins
+``weight_exp``). Synaptic sums of a fixed-point program (``metadata["synapse_kernel"]``, chosen per
+synapse and run from the measured density of that run's input; docs/benchmarks.md):
+
+* "gather": below ``GATHER_CROSSOVER`` input density (and at least ``GATHER_MIN_WEIGHTS`` weights), the
+  C kernel sums the int16 weight rows of the active inputs in uint32; exact modulo 2**32, which is
+  all a left-shifted sum keeps, and exactly when every sum stays below 2**31 (else not chosen);
+* "int8-gemm": ``torch._int_mm`` on uint8 spikes viewed as int8 and int8 mantissas, minus an offset for
+  unsigned weights up to 255 (added back once per active input); int32 sums exact (|sum| <= 128 * n_in
+  <= 2**31 for n_in <= ``program.MAX_NODE_SIZE``);
+* "fp32-gemm"/"fp64-gemm", "conv2d-fp32"/"conv2d-fp64": float GEMM or conv2d where every partial sum
+  is an integer below 2**24 (float32) or 2**53 (float64): the conv synapses, float programs
+  (float64), and dense synapses off the CPU.
+
+The neuron recurrence of a fixed-point program runs in C (``kernels/lif.c``, compiled on first use
+with the system compiler) on the CPU, and otherwise in torch with ``fixedpoint.lif_fixed_step``
+itself. Spikes travel as uint8. The recording's metadata says what ran: ``schedule``,
+``number_format``, ``neuron_kernel`` per population ("c" or "torch"), ``synapse_kernel`` per synapse,
+and the measured ``input_rate`` and ``spike_rate``.
 
 Plastic programs (``program.plastic``: on-chip learning, ``cpu_learning``) run bit-exactly with
 ``fixedpoint``'s learning engine (Lava's ``LearningDense``/``LearningSparse`` fixed_pt; a sparse
@@ -41,7 +56,7 @@ program with its learned weights.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,13 +72,26 @@ from .base import check_inputs
 
 FLOAT32_EXACT = 2**24
 FLOAT64_EXACT = 2**53
+INT32_EXACT = 2**31
+# Below this input density (fraction of active inputs per step) a dense synapse with at least
+# GATHER_MIN_WEIGHTS weights gathers the weight rows of its active inputs in C instead of
+# multiplying (int8 GEMM); measured in docs/benchmarks.md.
+GATHER_CROSSOVER = 0.05
+GATHER_MIN_WEIGHTS = 2**16
 KERNEL_SOURCE = Path(__file__).parent / "kernels" / "lif.c"
-_kernel = None  # None: not tried yet; False: unavailable; else {a_in dtype: ctypes function}
+OPERAND_DTYPE = {  # the weights' dtype of each kernel but int8-gemm
+    "gather": torch.int16,
+    "fp32-gemm": torch.float32,
+    "fp64-gemm": torch.float64,
+    "conv2d-fp32": torch.float32,
+    "conv2d-fp64": torch.float64,
+}
+_kernel = None  # None: not tried yet; False: unavailable; else {name: ctypes function}
 _pool = None
 
 
 def _load_kernel():
-    """The C neuron kernel (compiled once, cached by source hash), or None if it cannot be built."""
+    """The C kernels (compiled once, cached by source hash), or None if they cannot be built."""
     global _kernel
     if _kernel is None:
         _kernel = _build_kernel() or False
@@ -77,13 +105,22 @@ def _build_kernel():
     if dll is None:
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    # T, n, a_in, shift, wexp, fu, fv, vth, bias, spiking, reset_interval, subtract, 6 buffers, b0, b1
+    lif_args = [i64, i64, ptr, i64, i64, i64, i64, i64, ptr, i64, i64, i64] + [ptr] * 6 + [i64, i64]
+    signatures = {
+        "lif_run_f32": lif_args,
+        "lif_run_i32": lif_args,
+        "lif_run_i64": lif_args,
+        "gather_sum": [i64, i64, ptr, ptr, ptr, i64, i64],  # K, N, spikes, weights, out, r0, r1
+        "net_run": [ptr, ptr, i64, i64],  # net, scratch, b0, b1
+        "net_scratch": [ptr],
+    }
     fns = {}
-    for dtype, name in ((torch.float32, "lif_run_f32"), (torch.int64, "lif_run_i64")):
+    for name, argtypes in signatures.items():
         fn = getattr(dll, name)
-        # T, n, a_in, shift, wexp, fu, fv, vth, bias, spiking, reset_interval, subtract, 6 buffers, b0, b1
-        fn.argtypes = [i64, i64, ptr, i64, i64, i64, i64, i64, ptr, i64, i64, i64] + [ptr] * 6 + [i64, i64]
-        fn.restype = None
-        fns[dtype] = fn
+        fn.argtypes, fn.restype = argtypes, (i64 if name == "net_scratch" else None)
+        fns[name] = fn
+    fns["lif"] = {torch.float32: fns["lif_run_f32"], torch.int32: fns["lif_run_i32"], torch.int64: fns["lif_run_i64"]}
     return fns
 
 
@@ -191,12 +228,34 @@ def _ptr(t: torch.Tensor | None) -> int:
     return 0 if t is None else t.data_ptr()
 
 
+def int8_operand(mantissas: np.ndarray) -> tuple[np.ndarray, int]:
+    """Dense weight mantissas as int8 ``q`` and an offset ``c`` with ``mantissas == q + c``: ``c = 0`` when
+    they fit int8, else ``min + 128`` (they span at most 256 values: ``program.WEIGHT_RANGE`` after Lava's
+    truncation, unsigned 0..255 or -255..0 included)."""
+    lo, hi = (int(mantissas.min()), int(mantissas.max())) if mantissas.size else (0, 0)
+    offset = 0 if -128 <= lo and hi <= 127 else lo + 128
+    return (mantissas - offset).astype(np.int8), offset
+
+
 @dataclass
 class _Syn:
     spec: Synapse
-    delays: list[int]  # sorted unique delays
-    weight: torch.Tensor  # dense: [n_src, len(delays) * n_tgt] (delay-major); conv: [Co, Ci/G, kH, kW]
-    dtype: torch.dtype  # of the matmul
+    delays: list[int]  # sorted unique delays (conv: [0])
+    # dense: mantissas [n_src, len(delays) * n_tgt] (delay-major), int64 (float64 in a float program);
+    # conv: the effective weights [Co, Ci/G, kH, kW]
+    weights: np.ndarray
+    wexp: int  # the sums of ``weights`` scale by 2**wexp: weight_exp plus the mantissas' shift (conv: 0)
+    bound: int  # largest |sum| of ``weights`` over binary inputs, per delay
+    operands: dict = field(default_factory=dict)  # kernel name -> its weights on the device, made on first use
+
+    @property
+    def dense(self) -> bool:
+        return self.spec.kind != "conv"
+
+
+def gather_exact(sy: _Syn) -> bool:
+    """Whether the C gather's uint32 sums of ``sy`` are exact: modulo 2**32 is all that a left shift keeps."""
+    return sy.wexp >= 0 or sy.bound < INT32_EXACT
 
 
 class CpuBackend:
@@ -219,42 +278,38 @@ class CpuBackend:
         self.program = program.validate()
         self.fixed = program.number_format == "fixed"
         self.state_dtype = torch.int64 if self.fixed else torch.float64  # u, v and a_in in the torch path
-        self.spike_dtype = torch.float32 if self.fixed else torch.float64
+        self.spike_dtype = torch.uint8 if self.fixed else torch.float64
         self.device = torch.device(device)
         self.shapes = {p.name: tuple(p.shape) for p in program.inputs}
         self.shapes.update({p.name: tuple(p.shape) for p in program.populations})
         self.syns = {s.name: self._prepare(s) for s in program.synapses}
+        self.bias = {p.name: self._bias(p) for p in program.populations}
         self.order = self._topological_order()  # None when the program has a cycle
+        self._net_syns = None  # the C step-by-step kernel's synapses, made on first use
 
     # --- preparation ------------------------------------------------------------------
 
-    def _weights(self, syn: Synapse) -> tuple[np.ndarray, torch.dtype]:
-        """The weights multiplied with spikes, and the matmul dtype in which that is exact."""
-        w = fxp.synapse_weights(syn, self.program.number_format)
-        if not self.fixed:
-            return w, torch.float64
-        if syn.kind == "conv":
-            return w, matmul_dtype(row_abs_bound(w))
-        delays = np.zeros_like(w) if syn.delays is None else np.asarray(syn.delays)
-        return w, matmul_dtype(max(row_abs_bound(np.where(delays == d, w, 0)) for d in np.unique(delays)))
-
     def _prepare(self, syn: Synapse) -> _Syn:
-        w, dtype = self._weights(syn)
+        w = fxp.synapse_weights(syn, self.program.number_format)
         if syn.kind == "conv":
             g = syn.conv
             if tuple(g.input_shape) != self.shapes[syn.source] or tuple(g.output_shape) != self.shapes[syn.target]:
                 raise NeurocompileError(f"synapse '{syn.name}': conv geometry does not match source/target shapes")
             if syn.delays is not None and np.any(syn.delays):
                 raise NeurocompileError(f"synapse '{syn.name}': conv synapses cannot have delays")
-            return _Syn(syn, [0], torch.as_tensor(w, dtype=dtype, device=self.device), dtype)
+            return _Syn(syn, [0], w, 0, row_abs_bound(w) if self.fixed else 0)
         n_src, n_tgt = int(np.prod(self.shapes[syn.source])), int(np.prod(self.shapes[syn.target]))
         if w.shape != (n_tgt, n_src):
             raise NeurocompileError(f"synapse '{syn.name}': weights shape {w.shape} != ({n_tgt}, {n_src})")
         delays = np.zeros(w.shape, dtype=np.int64) if syn.delays is None else np.asarray(syn.delays, dtype=np.int64)
         uniq = sorted(int(d) for d in np.unique(delays))
-        stacked = np.concatenate([np.where(delays == d, w, 0).T for d in uniq], axis=1)  # [n_src, D * n_tgt]
-        weight = torch.as_tensor(np.ascontiguousarray(stacked), dtype=dtype, device=self.device)
-        return _Syn(syn, uniq, weight, dtype)
+        per_delay = [np.where(delays == d, w, 0) for d in uniq]
+        shift = fxp.truncated_bits(syn.num_weight_bits, syn.sign_mode) if self.fixed else 0
+        if shift:  # Lava's truncation leaves multiples of 2**shift: keep the mantissas, shift their sums
+            per_delay = [wd >> shift for wd in per_delay]
+        stacked = np.ascontiguousarray(np.concatenate([wd.T for wd in per_delay], axis=1))
+        bound = max(row_abs_bound(wd) for wd in per_delay) if self.fixed else 0
+        return _Syn(syn, uniq, stacked, syn.weight_exp + shift, bound)
 
     def _topological_order(self) -> list[str] | None:
         pops = [p.name for p in self.program.populations]
@@ -270,46 +325,98 @@ class CpuBackend:
 
     # --- synapses ----------------------------------------------------------------------
 
-    def _activation(self, sy: _Syn, spikes: torch.Tensor) -> torch.Tensor:
-        """Activations sent for spikes [N, *src_shape] (any N): [N, D, n_tgt] (one per delay),
+    def _c_kernel(self):
+        """The C kernels where they apply (a fixed-point program on the CPU), else None."""
+        return _load_kernel() if self.fixed and self.device.type == "cpu" else None
+
+    def _gemm_kernel(self, sy: _Syn) -> str:
+        """The float kernel in which ``sy``'s sums are exact: float32 below 2**24, float64 below 2**53."""
+        dtype = str(matmul_dtype(sy.bound) if self.fixed else torch.float64).replace("torch.float", "fp")
+        return f"{dtype}-gemm" if sy.dense else f"conv2d-{dtype}"
+
+    def _kernel_for(self, sy: _Syn, density: float) -> str:
+        """The kernel of ``sy`` for inputs of this density. A dense synapse of a fixed-point program on the
+        CPU: "gather" (C) below ``GATHER_CROSSOVER`` if large and exact there, else "int8-gemm"; otherwise
+        the exact float GEMM or conv2d."""
+        if not (self.fixed and sy.dense and self.device.type == "cpu"):
+            return self._gemm_kernel(sy)
+        large = sy.weights.size >= GATHER_MIN_WEIGHTS
+        if density < GATHER_CROSSOVER and large and gather_exact(sy) and self._c_kernel() is not None:
+            return "gather"
+        return "int8-gemm"
+
+    def _operand(self, sy: _Syn, kernel: str):
+        """``sy``'s weights as ``kernel`` takes them (cached)."""
+        if kernel not in sy.operands:
+            if kernel == "int8-gemm":
+                q, offset = int8_operand(sy.weights)
+                sy.operands[kernel] = (torch.as_tensor(q, device=self.device), offset)
+            else:
+                weights = torch.as_tensor(sy.weights, device=self.device)
+                sy.operands[kernel] = weights.to(OPERAND_DTYPE[kernel]).contiguous()
+        return sy.operands[kernel]
+
+    def _sums(self, sy: _Syn, kernel: str, spikes: torch.Tensor) -> torch.Tensor:
+        """Exact sums of ``sy``'s mantissas over the inputs of each row of ``spikes`` [M, n_src]:
+        [M, len(delays) * n_tgt], float holding integers, int64, or int32 (gather: modulo 2**32)."""
+        op = self._operand(sy, kernel)
+        if kernel == "gather":
+            spikes = spikes.to(torch.uint8).contiguous()
+            out = torch.empty(spikes.shape[0], op.shape[1], dtype=torch.int32)
+            args = (op.shape[0], op.shape[1], spikes.data_ptr(), op.data_ptr(), out.data_ptr())
+            run_sliced(self._c_kernel()["gather_sum"], args, spikes.shape[0], op.numel())
+            return out
+        if kernel == "int8-gemm":
+            q, offset = op
+            spikes = spikes.to(torch.uint8).contiguous()
+            sums = torch._int_mm(spikes.view(torch.int8), q)
+            if offset:  # unsigned weights: q + offset, the offset once per active input
+                return sums.to(torch.int64) + offset * spikes.sum(1, keepdim=True, dtype=torch.int64)
+            return sums
+        return spikes.to(op.dtype) @ op
+
+    def _activation(self, sy: _Syn, kernel: str, spikes: torch.Tensor) -> torch.Tensor:
+        """Activations sent for spikes [N, n_src] (any N): [N, D, n_tgt] (one per delay),
         int64 for a fixed-point program (``fixedpoint.scale_activation``, conv: 24-bit wrap), else float64."""
         n = spikes.shape[0]
-        spec = sy.spec
-        if spec.kind == "conv":
-            g = spec.conv
-            x = spikes.to(sy.dtype).reshape(n, *g.input_shape)
-            # exact: every partial sum is an integer below the dtype's exact range (matmul_dtype)
-            acc = F.conv2d(
-                x,
-                sy.weight,
-                stride=tuple(g.stride),
-                padding=tuple(g.padding),
-                dilation=tuple(g.dilation),
-                groups=g.groups,
-            ).reshape(n, 1, -1)
-            return fxp.wrap_bits(acc.to(torch.int64), fxp.CONV_ACC_BITS) if self.fixed else acc
-        acc = (spikes.reshape(n, -1).to(sy.dtype) @ sy.weight).reshape(n, len(sy.delays), -1)
-        return fxp.scale_activation(acc.to(torch.int64), spec.weight_exp) if self.fixed else acc
+        if sy.dense:
+            sums = self._sums(sy, kernel, spikes).reshape(n, len(sy.delays), -1)
+            return fxp.scale_activation(sums.to(torch.int64), sy.wexp) if self.fixed else sums
+        g = sy.spec.conv
+        weight = self._operand(sy, kernel)
+        x = spikes.to(weight.dtype).reshape(n, *g.input_shape)
+        # exact: every partial sum is an integer below the dtype's exact range (matmul_dtype)
+        acc = F.conv2d(
+            x,
+            weight,
+            stride=tuple(g.stride),
+            padding=tuple(g.padding),
+            dilation=tuple(g.dilation),
+            groups=g.groups,
+        ).reshape(n, 1, -1)
+        return fxp.wrap_bits(acc.to(torch.int64), fxp.CONV_ACC_BITS) if self.fixed else acc
 
-    def _input_sum(self, name: str, spikes: dict, batch: int, steps: int) -> tuple[torch.Tensor, int, int]:
-        """Synaptic input of population ``name`` for all steps: (a_in [B, T, n], shift, weight_exp).
+    def _input_sum(self, name: str, spikes: dict, density: dict, chosen: dict) -> tuple[torch.Tensor, int, int]:
+        """Synaptic input of population ``name`` for all steps: (a_in [B, T, n], shift, weight_exp);
+        each synapse's kernel goes to ``chosen``.
 
-        A single delay-free dense synapse of a fixed-point program hands over its raw float32
-        matmul (shift 1: the one-step delay and weight_exp are still to apply, see :func:`_aligned`);
-        otherwise the sum of arrivals at each step (shift 0).
+        A single delay-free dense synapse of a fixed-point program hands over its raw sums (shift 1:
+        the one-step delay and the exponent are still to apply, see :func:`_aligned`); otherwise the
+        sum of arrivals at each step (shift 0).
         """
-        into = self.program.synapses_into(name)
+        into = [self.syns[spec.name] for spec in self.program.synapses_into(name)]
+        for sy in into:
+            chosen[sy.spec.name] = self._kernel_for(sy, density[sy.spec.source])
+        batch, steps = next(iter(spikes.values())).shape[:2]
         n = self.program.population(name).size
-        if len(into) == 1:
-            sy = self.syns[into[0].name]
-            if sy.spec.kind != "conv" and sy.delays == [0] and sy.dtype == torch.float32:
-                raw = spikes[sy.spec.source].reshape(batch * steps, -1) @ sy.weight
-                return raw.reshape(batch, steps, n), 1, sy.spec.weight_exp
+        if len(into) == 1 and self.fixed and into[0].dense and into[0].delays == [0]:
+            sy = into[0]
+            raw = self._sums(sy, chosen[sy.spec.name], spikes[sy.spec.source].reshape(batch * steps, -1))
+            return raw.reshape(batch, steps, n), 1, sy.wexp
         a_in = torch.zeros(batch, steps, n, dtype=self.state_dtype, device=self.device)
-        for spec in into if steps > 1 else []:
-            sy = self.syns[spec.name]
-            src = spikes[spec.source][:, : steps - 1].reshape(batch * (steps - 1), -1)
-            act = self._activation(sy, src).reshape(batch, steps - 1, len(sy.delays), n)
+        for sy in into if steps > 1 else []:
+            src = spikes[sy.spec.source][:, : steps - 1].reshape(batch * (steps - 1), -1)
+            act = self._activation(sy, chosen[sy.spec.name], src).reshape(batch, steps - 1, len(sy.delays), n)
             for i, d in enumerate(sy.delays):
                 if 1 + d < steps:
                     a_in[:, 1 + d :] += act[:, : steps - 1 - d, i]
@@ -320,21 +427,29 @@ class CpuBackend:
     def _bias(self, pop: Population) -> torch.Tensor:
         bias = fxp.effective_bias(pop.bias_mant, pop.bias_exp) if self.fixed else np.asarray(pop.bias_mant, float)
         flat = np.broadcast_to(bias, pop.shape).reshape(-1).copy()
-        return torch.as_tensor(flat, dtype=self.state_dtype, device=self.device)
+        dtype = torch.int32 if self.fixed else torch.float64  # int32: the C kernels' type, exact
+        return torch.as_tensor(flat, device=self.device).to(dtype)
 
-    def _step(self, pop: Population, bias, a_in, u, v):
+    def _neuron_args(self, pop: Population) -> tuple[int, ...]:
+        """``pop``'s parameters as the C kernels take them: fu, fv, vth, bias, spiking, reset_interval, subtract."""
+        fu, fv = fxp.decay_multiplier(pop.du, fxp.U_DECAY_OFFSET), fxp.decay_multiplier(pop.dv, fxp.V_DECAY_OFFSET)
+        vth, bias = fxp.effective_vth(pop.vth), self.bias[pop.name].data_ptr()
+        return fu, fv, vth, bias, int(pop.spiking), int(pop.reset_interval), int(pop.reset == "subtract")
+
+    def _step(self, pop: Population, a_in, u, v):
         """One neuron step on [B, n] tensors: ``(spikes, u, v)``."""
+        bias = self.bias[pop.name]
         if self.fixed:
             return fxp.lif_fixed_step(a_in, u, v, pop.du, pop.dv, pop.vth, bias, spiking=pop.spiking, reset=pop.reset)
         vth = float(pop.vth) if pop.spiking else float("inf")
         return fxp.lif_float_step(a_in, u, v, float(pop.du), float(pop.dv), vth, bias, reset=pop.reset)
 
-    def _advance(self, pop: Population, bias, t: int, a_in, state, out: dict):
+    def _advance(self, pop: Population, t: int, a_in, state, out: dict):
         """Step ``t`` of ``pop`` from ``state = (u, v)``; writes ``out[var][:, t]``; returns (spikes, state)."""
         u, v = state
         if fxp.reset_due(t, pop.reset_interval):
             u, v = torch.zeros_like(u), torch.zeros_like(v)
-        s, u, v = self._step(pop, bias, a_in, u, v)
+        s, u, v = self._step(pop, a_in, u, v)
         for var, value in (("spikes", s), ("u", u), ("v", v)):
             if var in out:
                 out[var][:, t] = value
@@ -350,23 +465,19 @@ class CpuBackend:
     def _torch_run(self, pop: Population, a_in: torch.Tensor, out: dict) -> None:
         """The neuron recurrence of ``pop`` over all steps of ``a_in`` [B, T, n] in torch."""
         batch, steps, n = a_in.shape
-        bias = self._bias(pop)
         state = (torch.zeros(batch, n, dtype=self.state_dtype, device=self.device),) * 2
         for t in range(steps):
-            _, state = self._advance(pop, bias, t, a_in[:, t], state, out)
+            _, state = self._advance(pop, t, a_in[:, t], state, out)
 
     def _kernel_run(self, kernel, pop: Population, a_in, shift: int, wexp: int, out: dict) -> None:
-        """The neuron recurrence of ``pop`` in the C kernel (``kernels/lif.c``)."""
+        """The neuron recurrence of ``pop`` in the C kernel (``lif_run_*``)."""
         batch, steps, n = a_in.shape
-        a_in = a_in.contiguous()
-        bias = self._bias(pop).to(torch.int32).contiguous()
+        a_in = (a_in if a_in.dtype in kernel["lif"] else a_in.to(torch.int64)).contiguous()
         u, v, scratch = (torch.empty(batch, n, dtype=torch.int32) for _ in range(3))
-        fu, fv = fxp.decay_multiplier(pop.du, fxp.U_DECAY_OFFSET), fxp.decay_multiplier(pop.dv, fxp.V_DECAY_OFFSET)
-        args = (steps, n, a_in.data_ptr(), shift, wexp, fu, fv, fxp.effective_vth(pop.vth), bias.data_ptr())
-        args += (int(pop.spiking), int(pop.reset_interval), int(pop.reset == "subtract"), out["spikes"].data_ptr())
-        args += (_ptr(out.get("u")),)
-        args += (_ptr(out.get("v")), u.data_ptr(), v.data_ptr(), scratch.data_ptr())
-        run_sliced(kernel[a_in.dtype], args, batch, steps * n)
+        args = (steps, n, a_in.data_ptr(), shift, wexp, *self._neuron_args(pop))
+        args += (out["spikes"].data_ptr(), _ptr(out.get("u")), _ptr(out.get("v")))
+        args += (u.data_ptr(), v.data_ptr(), scratch.data_ptr())
+        run_sliced(kernel["lif"][a_in.dtype], args, batch, steps * n)
 
     # --- running -----------------------------------------------------------------------
 
@@ -391,54 +502,68 @@ class CpuBackend:
         start = time.perf_counter()
         x, batch, steps = self._inputs(inputs)
         rec = self.program.recorded_variables(record)
-        if self.order is not None:
-            outs, kernels = self._run_layerwise(x, batch, steps, rec)
-        else:
-            outs = self._run_stepwise(x, batch, steps, rec, progress)
-            kernels = {p.name: "torch" for p in self.program.populations}
+        outs = {name: {"spikes": t} for name, t in x.items()}
+        pops = self.program.populations
+        for pop in pops:
+            outs[pop.name] = self._buffers(pop, batch, steps, rec.get(pop.name, set()) | {"spikes"})
+        density = {name: _rate(t) for name, t in x.items()}
+        neurons, chosen = self._execute(x, outs, density, progress)
+        for pop in pops:
+            density.setdefault(pop.name, _rate(outs[pop.name]["spikes"]))
         arrays = {}
         for node, variables in rec.items():
             for var in sorted(variables):
                 arr = outs[node][var].reshape(batch, steps, *self.shapes[node]).cpu().numpy()
-                arrays[f"{node}.{var}"] = (arr != 0).astype(np.uint8) if var == "spikes" else arr
+                spikes = var == "spikes" and arr.dtype != np.uint8  # float programs' graded inputs
+                arrays[f"{node}.{var}"] = (arr != 0).astype(np.uint8) if spikes else arr
         meta = {
             "schedule": "layerwise" if self.order is not None else "stepwise",
             "number_format": self.program.number_format,
-            "neuron_kernel": kernels,
+            "neuron_kernel": {p.name: neurons for p in pops},
+            "synapse_kernel": chosen,
             "batch": batch,
             "steps": steps,
-            "spike_rate": {p.name: _rate(outs[p.name]["spikes"]) for p in self.program.populations},
-            "input_rate": {name: _rate(t) for name, t in x.items()},
-            "matmul_dtype": {n: str(sy.dtype).replace("torch.", "") for n, sy in self.syns.items()},
+            "spike_rate": {p.name: density[p.name] for p in pops},
+            "input_rate": {name: density[name] for name in x},
             "wall_s": time.perf_counter() - start,
         }
         return Recording(arrays, list(self.program.outputs), "cpu", meta)
 
-    def _run_layerwise(self, x: dict, batch: int, steps: int, rec: dict) -> tuple[dict, dict]:
-        """Population after population; returns ({node: {var: [B, T, n]}}, {population: kernel})."""
-        spikes = dict(x)  # node -> spikes [B, T, n]
-        outs = {name: {"spikes": t} for name, t in x.items()}
-        kernels = {}
+    def _execute(self, x: dict, outs: dict, density: dict, progress: bool) -> tuple[str, dict[str, str]]:
+        """Run the schedule that fits into ``outs``; returns (neuron kernel, {synapse: kernel})."""
+        kernel, chosen = self._c_kernel(), {}
+        if self.order is not None:
+            self._run_layerwise(x, outs, density, chosen)
+            return ("torch" if kernel is None else "c"), chosen
+        if kernel is not None and self._net_synapses() is not None:
+            self._net_run(kernel, outs, *next(iter(x.values())).shape[:2])
+            return "c", {name: "gather" for name in self.syns}
+        self._run_stepwise(x, outs, progress, chosen)
+        return "torch", chosen
+
+    def _run_layerwise(self, x: dict, outs: dict, density: dict, chosen: dict) -> None:
+        """Population after population into ``outs`` ({node: {var: [B, T, n]}}); each population's
+        spike rate goes to ``density`` before the synapses it feeds choose their kernels."""
+        spikes = dict(x)
+        kernel = self._c_kernel()
         for name in self.order:
             pop = self.program.population(name)
-            a_in, shift, wexp = self._input_sum(name, spikes, batch, steps)
-            out = self._buffers(pop, batch, steps, rec.get(name, set()) | {"spikes"})
-            kernel = _load_kernel() if self.fixed and self.device.type == "cpu" else None
+            a_in, shift, wexp = self._input_sum(name, spikes, density, chosen)
+            out = outs[name]
             if kernel is not None:
                 self._kernel_run(kernel, pop, a_in, shift, wexp, out)
             else:
                 self._torch_run(pop, _aligned(a_in, shift, wexp), out)
-            kernels[name] = "torch" if kernel is None else "c"
             spikes[name] = out["spikes"]
-            outs[name] = out
-        return outs, kernels
+            density[name] = _rate(out["spikes"])
 
-    def _run_stepwise(self, x: dict, batch: int, steps: int, rec: dict, progress: bool) -> dict:
-        """All populations step by step (programs with cycles); returns {node: {var: [B, T, n]}}."""
+    def _run_stepwise(self, x: dict, outs: dict, progress: bool, chosen: dict) -> None:
+        """All populations step by step in torch (programs with cycles) into ``outs``."""
         pops = self.program.populations
-        bias = {p.name: self._bias(p) for p in pops}
+        batch, steps = next(iter(x.values())).shape[:2]
+        for sy in self.syns.values():
+            chosen[sy.spec.name] = self._kernel_for(sy, 1.0)
         state = {p.name: (torch.zeros(batch, p.size, dtype=self.state_dtype, device=self.device),) * 2 for p in pops}
-        outs = {p.name: self._buffers(p, batch, steps, rec.get(p.name, set()) | {"spikes"}) for p in pops}
         # pending[name][k]: input arriving at population `name` k steps from now
         horizon = 2 + max([max(sy.delays) for sy in self.syns.values()] + [0])
         pending = {
@@ -450,15 +575,74 @@ class CpuBackend:
                 a_in = pending[pop.name][0].clone()
                 pending[pop.name] = torch.roll(pending[pop.name], -1, dims=0)
                 pending[pop.name][-1].zero_()
-                now[pop.name], state[pop.name] = self._advance(
-                    pop, bias[pop.name], t, a_in, state[pop.name], outs[pop.name]
-                )
+                now[pop.name], state[pop.name] = self._advance(pop, t, a_in, state[pop.name], outs[pop.name])
             for sy in self.syns.values():
-                act = self._activation(sy, now[sy.spec.source].reshape(batch, -1))  # [B, D, n]
+                act = self._activation(sy, chosen[sy.spec.name], now[sy.spec.source].reshape(batch, -1))  # [B, D, n]
                 for i, d in enumerate(sy.delays):
                     pending[sy.spec.target][d] += act[:, i]
-        outs.update({name: {"spikes": t} for name, t in x.items()})
-        return outs
+
+    # --- the C step-by-step kernel (programs with cycles) ---------------------------------
+
+    def _net_synapses(self):
+        """The synapses as ``net_run`` takes them (ctypes array, cached), or None when one does not fit it
+        (a conv synapse, or gathered sums that would not be exact)."""
+        if self._net_syns is None:
+            fits = all(sy.dense and gather_exact(sy) for sy in self.syns.values())
+            self._net_syns = _net_synapse_structs(self) if fits else False
+        return self._net_syns or None
+
+    def _net_run(self, kernel, outs: dict, batch: int, steps: int) -> None:
+        """The whole program step by step in the C kernel (``net_run``), batch rows on threads."""
+        import ctypes
+
+        syns, _ = self._net_syns
+        ports = [p.name for p in self.program.inputs]
+        pops = (_NetPop * len(self.program.populations))(
+            *(
+                _NetPop(pop.size, *self._neuron_args(pop), *(_ptr(outs[pop.name].get(v)) for v in ("spikes", "u", "v")))
+                for pop in self.program.populations
+            )
+        )
+        port_data = (ctypes.c_void_p * len(ports))(*(outs[name]["spikes"].data_ptr() for name in ports))
+        horizon = 2 + max(max(sy.delays) for sy in self.syns.values())
+        net = _NetStruct(steps, horizon, len(ports), ctypes.addressof(port_data), len(pops), ctypes.addressof(pops))
+        net.n_syns, net.syns = len(syns), ctypes.addressof(syns)
+        words = kernel["net_scratch"](ctypes.addressof(net))
+        scratch = torch.empty(batch * words, dtype=torch.int32)
+        run_sliced(kernel["net_run"], (ctypes.addressof(net), scratch.data_ptr()), batch, steps * words)
+
+
+def _ctypes_struct(name: str, fields: str):
+    """A ctypes structure of int64 and pointer fields ("n p ..." for int64 n, pointer p)."""
+    import ctypes
+
+    types = {"i": ctypes.c_int64, "p": ctypes.c_void_p}
+    spec = [(f.split(":")[0], types[f.split(":")[1]]) for f in fields.split()]
+    return type(name, (ctypes.Structure,), {"_fields_": spec})
+
+
+# the structs of kernels/lif.c's net_run
+_NetPop = _ctypes_struct(
+    "_NetPop", "n:i fu:i fv:i vth:i bias:p spiking:i reset_interval:i subtract:i s_out:p u_out:p v_out:p"
+)
+_NetSyn = _ctypes_struct("_NetSyn", "src:i tgt:i n_src:i n_tgt:i n_delays:i wexp:i w:p delays:p")
+_NetStruct = _ctypes_struct("_NetStruct", "T:i horizon:i n_ports:i ports:p n_pops:i pops:p n_syns:i syns:p")
+
+
+def _net_synapse_structs(backend: CpuBackend):
+    """(ctypes array of ``_NetSyn``, the tensors it points to) for ``backend``'s synapses."""
+    prog = backend.program
+    nodes = [p.name for p in prog.inputs] + [p.name for p in prog.populations]
+    structs = (_NetSyn * len(backend.syns))()
+    held = []
+    for c, sy in zip(structs, backend.syns.values()):
+        w = backend._operand(sy, "gather")
+        delays = torch.tensor(sy.delays, dtype=torch.int64)
+        held += [w, delays]
+        c.src, c.tgt = nodes.index(sy.spec.source), nodes.index(sy.spec.target) - len(prog.inputs)
+        c.n_src, c.n_tgt, c.n_delays, c.wexp = w.shape[0], w.shape[1] // len(sy.delays), len(sy.delays), sy.wexp
+        c.w, c.delays = w.data_ptr(), delays.data_ptr()
+    return structs, held
 
 
 def _aligned(a_in: torch.Tensor, shift: int, weight_exp: int) -> torch.Tensor:
@@ -472,13 +656,8 @@ def _aligned(a_in: torch.Tensor, shift: int, weight_exp: int) -> torch.Tensor:
 
 
 def _rate(t: torch.Tensor) -> float:
-    """Fraction of nonzero entries (spikes per neuron and step): one GEMV of the nonzero mask with
-    ones, exact while each column sums fewer than 2**24 (float32) or 2**53 (float64) ones."""
-    x = t.reshape(-1, t.shape[-1]) if t.dim() > 1 else t.reshape(-1, 1)
-    if not (t.dtype == torch.float32 and x.shape[0] < 2**24):
-        x = (x != 0).to(torch.float64)  # graded float-program inputs, or too many rows for float32
-    ones = torch.ones(1, x.shape[0], dtype=x.dtype, device=x.device)
-    return float((ones @ x).sum(dtype=torch.float64)) / max(t.numel(), 1)
+    """Fraction of nonzero entries (spikes per neuron and step)."""
+    return int(torch.count_nonzero(t)) / max(t.numel(), 1)
 
 
 def _progress(steps, progress: bool):

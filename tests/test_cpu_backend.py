@@ -129,29 +129,6 @@ def test_nonspiking_readout_saturates(neuron_path):
     assert v[0] == 4095 * 128 and v[-1] == 2**23 - 1 and not rec["p.spikes"].any()
 
 
-def test_float64_and_int32_wraps_beyond_float32_bound(neuron_path):
-    # 65795 sources at 255 (excitatory): the sum 16777725 needs float64; << 6 leaves 24 bits.
-    n = 65795
-    prog = FixedPointProgram(
-        [InputPort("x", (n,))],
-        [pop("p", du=4095, dv=4095, vth=2**17 - 1)],
-        [syn("a", "x", "p", np.full((1, n), 255), sign_mode="excitatory")],
-        ["p"],
-    )
-    x = np.zeros((1, 3, n), dtype=np.uint8)
-    x[0, 0] = 1
-    backend = CpuBackend(prog)
-    rec = backend.run(x, record="all")
-    assert rec.metadata["matmul_dtype"]["a"] == "float64"
-    assert rec.metadata["neuron_kernel"]["p"] == {"kernel": "c", "torch": "torch"}[neuron_path]
-    a = 255 * n
-    u = a * 64  # < 2**31: no int32 wrap
-    u = u - 2**24 if u > 2**23 else u  # Lava's single conditional wrap: stays out of range
-    assert rec["p.u"][0, 1, 0] == u
-    # v clips to 2**23 - 1, which is above even the largest threshold (2**17 - 1) << 6: spike, reset
-    assert rec["p.spikes"][0, 1, 0] == 1 and rec["p.v"][0, 1, 0] == 0
-
-
 def test_synops_and_rates(neuron_path):
     w = np.array([[2, 0, 2], [0, 0, 2]])  # fan-out per source: 1, 0, 2
     prog = FixedPointProgram([InputPort("x", (3,))], [pop("p", n=2, vth=2**17 - 1)], [syn("a", "x", "p", w)], ["p"])
@@ -306,9 +283,10 @@ def test_conv_sums_exact_at_the_float32_bound(total):
     )
     backend = CpuBackend(prog)
     syn = backend.syns["c"]
-    assert syn.dtype == (torch.float32 if total < 2**24 else torch.float64)
-    spikes = np.ones((1, 8, 5, 5), dtype=np.float32)
-    got = backend._activation(syn, torch.from_numpy(spikes)).reshape(2, 3, 3).numpy()
+    kernel = backend._kernel_for(syn, 1.0)
+    assert kernel == ("conv2d-fp32" if total < 2**24 else "conv2d-fp64")
+    spikes = np.ones((1, 8, 5, 5), dtype=np.uint8)
+    got = backend._activation(syn, kernel, torch.from_numpy(spikes).reshape(1, -1)).reshape(2, 3, 3).numpy()
     want = fxp.conv_activation(spikes[0], fxp.synapse_weights(prog.synapses[0]))
     np.testing.assert_array_equal(got, want)
     assert np.abs(want).max() > 0
