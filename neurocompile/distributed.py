@@ -6,8 +6,8 @@ the data, and the few collectives ``train`` and ``simulate`` need.
 
 A process is one rank of a world described by torchrun's environment (``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). Outside torchrun (neither ``RANK`` nor
-``WORLD_SIZE`` set), or in a world of one, it is rank 0 of 1: no process group starts and every
-function here hands its input back unchanged. See docs/distributed.md.
+``WORLD_SIZE`` set), or in a world of one, it is rank 0 of 1: no process group starts, and
+outside a process group every function here hands its input back unchanged. See docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -67,11 +67,18 @@ def _env_int(env, name: str) -> int:
         raise NeurocompileError(f"torchrun environment: {name}='{env[name]}' is not an integer") from None
 
 
+def in_group() -> bool:
+    """Whether this process has joined a process group."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
 def current() -> World:
     """The world of the process group this process has joined (rank 0 of 1 when none)."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
+    if not in_group():
         return World()
     return World(dist.get_rank(), dist.get_world_size(), world_from_env().local_rank)
 
@@ -155,7 +162,7 @@ def all_sum(values, device) -> list[float]:
     import torch
     import torch.distributed as dist
 
-    if current().size == 1:
+    if not in_group():
         return [float(v) for v in values]
     total = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
     dist.all_reduce(total)
@@ -170,7 +177,7 @@ def replicate(model, autograd: bool):
     averages gradients during ``backward``. Rules that write ``.grad`` themselves (the online
     rules) bypass DDP's hooks: they start from rank 0's weights and ``sync`` averages their
     gradients. Outside a process group: ``(model, a no-op)``."""
-    if current().size == 1:
+    if not in_group():
         return model, _no_sync
     if autograd:
         from torch.nn.parallel import DistributedDataParallel
@@ -181,7 +188,7 @@ def replicate(model, autograd: bool):
 
 
 def _no_sync() -> None:
-    """Nothing to average: DDP did it, or there is one process."""
+    """Nothing to average: DDP did it, or there is no process group."""
 
 
 def _broadcast_parameters(model) -> None:
@@ -208,7 +215,7 @@ def average_gradients(parameters) -> None:
 
 def gather_recording(recording: Recording, world: World) -> Recording | None:
     """On rank 0, the recordings of every rank's shard as one (see :func:`merge_recordings`); None elsewhere."""
-    if world.size == 1:
+    if not in_group():
         return recording
     import torch.distributed as dist
 
