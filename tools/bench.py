@@ -185,7 +185,7 @@ def run_snntorch(linears, leakies, x: torch.Tensor) -> dict[str, torch.Tensor]:
     rec = {}
     for i, lin in enumerate(linears):
         for var in ("u", "v", "spikes"):
-            rec[f"lif{i}.{var}"] = torch.empty(batch, steps, lin.out_features)
+            rec[f"lif{i}.{var}"] = torch.empty(batch, steps, lin.out_features, device=x.device)
     mems = [leaky.init_leaky() for leaky in leakies]
     for t in range(steps):
         s = x[:, t]
