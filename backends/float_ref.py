@@ -1,4 +1,4 @@
-"""Float reference simulator: runs any nir 1.0.8 graph step by step in PyTorch.
+"""Float reference simulator: runs any nir 1.0.8 graph in PyTorch.
 
 This is the oracle the fixed-point backends are compared against. Timing contract:
 
@@ -40,6 +40,18 @@ other node ``<node>.out``. ``record=None`` records the outputs only: the node fe
 Output node (its spikes, or ``v`` for non-spiking neurons, else ``out``). ``Recording.outputs``
 names those nodes. ``metadata["synops"]`` counts synaptic operations per weight node: every
 nonzero input element times its number of nonzero outgoing weights, summed over batch and time.
+
+Execution (the same contract either way): a graph without back-edges runs layer-major, each node
+over the whole run in topological order: a stateless node maps all ``steps*batch`` samples at
+once (an ``Affine`` is one GEMM ``[T*B, n_in] @ W.T``), a neuron or ``Delay`` steps through time a
+block of samples at a time (its step function from :mod:`neurocompile.discretization`). A graph
+with back-edges runs step-major, every node once per step. Results are those of the equations in
+the working dtype up to summation order: matrix products and convolutions sum in BLAS's order,
+which depends on the shapes, so a float32 value can differ from the exact (float64) one, and
+between the two schedules, by float32 rounding of its sum (about ``n_in * 2**-24`` times the sum
+of ``|w*x|``); a spike can differ only where ``v`` is that close to its threshold. Sums of short
+binary fractions (spikes times weights in eighths) are exact in any order. ``dtype=torch.float64``
+gives an oracle to about ``1e-12`` (relative).
 """
 
 from __future__ import annotations
@@ -84,10 +96,15 @@ def _declared_input(node) -> tuple[int, ...] | None:
 # --- one object per node ---------------------------------------------------------------------
 
 
+BLOCK_VALUES = 1 << 16  # values per state tensor when a stateful node steps a block of samples (fits in cache)
+
+
 class _Node:
-    """A node's step: ``reset(batch, steps)`` then ``step(x) -> out`` per time step."""
+    """A node's step: ``reset(batch, steps)`` then ``step(x) -> out`` per time step; or ``sequence``, the
+    node over a whole run at once (layer-major)."""
 
     variables: tuple[str, ...] = ("out",)
+    stateful = False  # neurons and Delay: step through time; the others map all steps at once
 
     def __init__(self, name, node, conv: Convention, device, dtype):
         self.name, self.node, self.conv, self.device, self.dtype = name, node, conv, device, dtype
@@ -102,6 +119,62 @@ class _Node:
 
     def step(self, x):
         raise NotImplementedError
+
+    def sequence(self, x: torch.Tensor, batch: int, steps: int, keep) -> tuple[torch.Tensor, dict]:
+        """The node over a whole run: ``x`` time-major [steps*batch, ...] (or a 0-d zero: no input) ->
+        (output, {variable in ``keep``: [steps*batch, ...]}). A stateless node takes all steps as one
+        batch (one GEMM for an Affine); a stateful one steps through time."""
+        if self.stateful:
+            return self._through_time(x, batch, steps, keep)
+        self.reset(batch * steps, steps)
+        out = self.step(x)
+        return out, {var: out for var in keep}
+
+    def _through_time(self, x, batch: int, steps: int, keep) -> tuple[torch.Tensor, dict]:
+        """Step a block of samples through all steps, then the next block: a block's state and the step's
+        temporaries stay in cache (``BLOCK_VALUES``)."""
+        per_sample = x[0].numel() if x.dim() else int(np.prod(self.in_shape or ()))
+        block = max(1, BLOCK_VALUES // max(per_sample, 1))
+        x = x.reshape(steps, batch, *x.shape[1:]) if x.dim() else x
+        results: dict[str, torch.Tensor] = {}
+        for start in range(0, batch, block):
+            rows = slice(start, min(start + block, batch))
+            self.reset(rows.stop - start, steps)
+            for t in range(steps):
+                out = self.step(x[t, rows] if x.dim() else x)
+                values = {**self.last, "out": out}
+                for var in {"out", *keep}:
+                    if var == "out" or values[var] is not out:  # a neuron's spikes are its output: stored once
+                        _write(results, var, values[var], t, rows, (steps, batch))
+        out = _time_major(results["out"])
+        return out, {var: _time_major(results[var]) if var in results else out for var in keep}
+
+
+def _nonzero_counts(x: torch.Tensor) -> torch.Tensor:
+    """How often each element of ``x`` [samples, ...] is nonzero: ones times the 0/1 pattern, a GEMV
+    (float counts of at most 2**24 samples at a time are exact), as float64 [...]."""
+    total = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
+    for rows in x.split(1 << 24):
+        pattern = torch.ne(rows, 0, out=torch.empty_like(rows)).reshape(rows.shape[0], -1)
+        ones = torch.ones((1, rows.shape[0]), dtype=rows.dtype, device=rows.device)
+        total += (ones @ pattern).reshape(x.shape[1:])
+    return total
+
+
+def _write(results: dict, var: str, value: torch.Tensor, t: int, rows: slice, lead: tuple[int, int]) -> None:
+    """Store one step of a block in ``results[var]`` [steps, batch, ...] (allocated on first use); a 0-d
+    value (no input, so none at any step) is kept as it is."""
+    if value.dim() == 0:
+        results[var] = value
+        return
+    if var not in results:
+        results[var] = torch.empty((*lead, *value.shape[1:]), dtype=value.dtype, device=value.device)
+    results[var][t, rows] = value
+
+
+def _time_major(value: torch.Tensor) -> torch.Tensor:
+    """[steps, batch, ...] -> [steps*batch, ...] (a 0-d value as it is)."""
+    return value.flatten(0, 1) if value.dim() else value
 
 
 class _Identity(_Node):
@@ -153,7 +226,7 @@ class _Linear(_Node):
             with torch.enable_grad():
                 self.op.apply(probe, (self.weight != 0).to(self.dtype)).sum().backward()
             self.fanout = probe.grad[0].detach().to(torch.float64)  # exact integer counts
-        nonzero = torch.count_nonzero(x, dim=0)
+        nonzero = _nonzero_counts(x)
         self.active = nonzero if self.active is None else self.active + nonzero
 
     @property
@@ -168,12 +241,14 @@ class _Linear(_Node):
         if self.weighted:
             self._count(x)
         y = self.op.apply(x, self.weight)
-        return y if self.bias is None else y + self.bias
+        return y if self.bias is None else y.add_(self.bias)  # only weighted ops have a bias: y is new
 
 
 class _Delay(_Linear):
     """NIR ``Delay``: a ring buffer of ``max(delay steps) + 1`` inputs, read per element. A delay of
     at least the run's length outputs zeros, so it is cut to that length (no buffer past the run)."""
+
+    stateful = True
 
     def reset(self, batch, steps):
         super().reset(batch, steps)
@@ -201,6 +276,8 @@ class _Delay(_Linear):
 
 
 class _Neuron(_Node):
+    stateful = True
+
     def __init__(self, *args):
         super().__init__(*args)
         self.model = PRIMITIVES[type(self.node).__name__].neuron
@@ -362,37 +439,13 @@ class FloatReference:
 
     @torch.no_grad()
     def run(self, inputs, record=None, progress: bool = False) -> Recording:
-        """Simulate ``inputs`` [batch, time, *input_shape] (or a dict per Input node)."""
+        """Simulate ``inputs`` [batch, time, *input_shape] (or a dict per Input node): layer by layer
+        when the graph has no back-edge, else step by step."""
         xs = self._prepare_inputs(inputs)
         batch, steps = next(iter(xs.values())).shape[:2]
         keys = self._record_keys(record)
-        traces: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
-        for op in self.ops.values():
-            op.reset(batch, steps)
-        prev = self._before_start(batch, steps) if self.back_edges else {}
-        iterator = range(steps)
-        if progress:
-            from tqdm import tqdm
-
-            iterator = tqdm(iterator, desc="float", unit="step", leave=False, disable=None)
-        for t in iterator:
-            current: dict[str, torch.Tensor] = {}
-            for name in self.order:
-                op = self.ops[name]
-                out = op.step(xs[name][:, t] if name in xs else self._input_of(name, current, prev))
-                current[name] = out
-                if op.variables == ("out",):
-                    op.last = {"out": out}
-            for key in keys:
-                name, _, var = key.rpartition(".")
-                value = self.ops[name].last[var]
-                if value.dim() == 0:
-                    value = value.expand(batch)
-                traces[key].append(value.detach())
-            prev = current
-        arrays = {}
-        for key, values in traces.items():
-            arrays[key] = torch.stack(values, dim=1).cpu().numpy() if values else np.zeros((batch, 0))
+        simulate = self._step_major if self.back_edges else self._layer_major
+        arrays = simulate(xs, batch, steps, keys, progress)
         synops = {name: op.synops for name, op in self.ops.items() if isinstance(op, _Linear) and op.weighted}
         metadata = {
             "dt": self.convention.dt,
@@ -403,6 +456,60 @@ class FloatReference:
             "recurrent_edges": [list(e) for e in self.recurrent_edges],
         }
         return Recording(arrays=arrays, outputs=list(self.outputs), backend="float", metadata=metadata)
+
+    def _step_major(self, xs, batch: int, steps: int, keys, progress: bool) -> dict[str, np.ndarray]:
+        """Every node once per step, in order; back-edges read the previous step's values."""
+        traces: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
+        for op in self.ops.values():
+            op.reset(batch, steps)
+        prev = self._before_start(batch, steps)
+        for t in _progress(range(steps), progress, "step"):
+            current: dict[str, torch.Tensor] = {}
+            for name in self.order:
+                op = self.ops[name]
+                out = op.step(xs[name][:, t] if name in xs else self._input_of(name, current, prev))
+                current[name] = out
+                if op.variables == ("out",):
+                    op.last = {"out": out}
+            for key in keys:
+                name, _, var = key.rpartition(".")
+                value = self.ops[name].last[var]
+                traces[key].append(value.expand(batch) if value.dim() == 0 else value)
+            prev = current
+        return {key: torch.stack(values, dim=1).cpu().numpy() for key, values in traces.items()}
+
+    def _layer_major(self, xs, batch: int, steps: int, keys, progress: bool) -> dict[str, np.ndarray]:
+        """Each node over the whole run, in topological order (without back-edges no node waits for a
+        later one). Values are time-major [steps*batch, ...]; one is dropped after its last reader."""
+        keep: dict[str, list[str]] = {}
+        for key in keys:
+            name, _, var = key.rpartition(".")
+            keep.setdefault(name, []).append(var)
+        last_read = {src: i for i, name in enumerate(self.order) for src, _ in self.preds[name]}
+        values: dict[str, torch.Tensor] = {}
+        traces: dict[str, torch.Tensor] = {}
+        for i, name in enumerate(_progress(self.order, progress, "node")):
+            x = _time_major(xs[name].transpose(0, 1)) if name in xs else self._input_of(name, values, {})
+            values[name], recorded = self.ops[name].sequence(x, batch, steps, keep.get(name, ()))
+            traces.update({f"{name}.{var}": value for var, value in recorded.items()})
+            for done in [src for src in values if last_read.get(src, i) <= i]:
+                del values[done]
+        return {key: _batch_first(traces[key], batch, steps) for key in keys}
+
+
+def _progress(items, progress: bool, unit: str):
+    if not progress:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc="float", unit=unit, leave=False, disable=None)
+
+
+def _batch_first(value: torch.Tensor, batch: int, steps: int) -> np.ndarray:
+    """A time-major [steps*batch, ...] value as NumPy [batch, steps, ...] (a 0-d value: zeros [batch, steps])."""
+    if value.dim() == 0:
+        return value.expand(batch, steps).cpu().numpy().copy()
+    return value.reshape(steps, batch, *value.shape[1:]).transpose(0, 1).cpu().numpy()
 
 
 def _sum(name: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
