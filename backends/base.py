@@ -72,6 +72,18 @@ def check_inputs(
     return arrays, int(batch_time[0]), int(batch_time[1])
 
 
+def require_spikes(inputs, backend: str) -> None:
+    """One-line error unless every input value is 0 or 1: what a command feeds every backend alike,
+    unless graded values are asked for (``simulate --graded-inputs``, float programs only)."""
+
+    def fail(message: str):
+        raise NeurocompileError(f"{backend} backend: {message} (graded values: --graded-inputs, float backend only)")
+
+    for name, arr in (inputs if isinstance(inputs, dict) else {"input": inputs}).items():
+        arr = _as_numpy(arr)
+        _check_values(str(name), arr, True, fail)
+
+
 def _declared_layout(arr: np.ndarray, shape) -> np.ndarray:
     """``arr`` [batch, time, ...] reshaped to [batch, time, *shape] when it holds that many values per step."""
     if shape is None or arr.ndim < 2 or tuple(arr.shape[2:]) == tuple(shape):

@@ -25,6 +25,7 @@ import nir
 import numpy as np
 
 from .backends import BACKENDS, create_backend
+from .backends.base import require_spikes
 from .errors import NeurocompileError
 from .outputs import save_figure
 from .resources import check_input_memory
@@ -184,7 +185,7 @@ def _check_padded_size(x: np.ndarray, steps: int, path) -> None:
 
 
 def load_calibration(spec, steps: int = 16, limit: int = 256) -> np.ndarray:
-    """At most ``limit`` calibration inputs from ``digits``/``digits-rows`` (the training split,
+    """At most ``limit`` calibration spikes from ``digits``/``digits-rows`` (the training split,
     ``steps`` long), an ``.npy`` file or an ``.npz`` file (key ``x_train`` or ``x``)."""
     if str(spec) in CALIBRATION_DATASETS:
         from .data import load_dataset
@@ -194,6 +195,7 @@ def load_calibration(spec, steps: int = 16, limit: int = 256) -> np.ndarray:
     from .data import read_spike_file
 
     x, _ = read_spike_file(spec, "calibration", x_keys=("x_train", "x"))
+    require_spikes(x[:limit], "calibration")
     return x[:limit]
 
 
@@ -300,13 +302,16 @@ def simulate(
     record="all",
     progress: bool = False,
     lenient: bool = False,
+    graded_inputs: bool = False,
 ):
     """Run ``model`` on ``backend`` (``float``, ``cpu`` or ``lava``); returns the Recording.
 
     ``model``: a NIR graph, a program, a torch module or a path (``.nir``, ``.pt``, ``.ncp``); a
     graph for the cpu or lava backend is compiled first (see :func:`model_for_backend`).
-    ``inputs``: ``[batch, time, *input_shape]`` (array or tensor) or a spike file. The recording's
-    ``metadata["synops"]`` holds the synaptic operations when they can be counted."""
+    ``inputs``: ``[batch, time, *input_shape]`` (array or tensor) or a spike file: spikes (0 or 1)
+    on every backend, or with ``graded_inputs`` any real values where the model is float (the float
+    backend, a float program). The recording's ``metadata["synops"]`` holds the synaptic
+    operations when they can be counted."""
     model = _as_model(model, lenient)
     conv = resolve_convention(convention, graph=model)
     if backend != "lava":
@@ -317,6 +322,8 @@ def simulate(
         inputs, _labels = load_inputs(inputs)
     x = inputs.detach().cpu().numpy() if _is_tensor(inputs) else inputs  # checked by the backend, not cast
     check_input_memory(runnable, x)
+    if not graded_inputs:
+        require_spikes(x, backend)
     runner = create_backend(backend, runnable, **backend_options(backend, conv, device, lava_tag, hardware))
     recording = runner.run(x, record=record, progress=progress)
     if recording.metadata.get("synops") is None and is_program(runnable):

@@ -349,3 +349,19 @@ def test_warnings_show_after_success_only_and_exit_codes_follow_the_contract(
         assert len(shown) == 1
     else:
         assert not shown and len(err.strip().splitlines()) == 1 and err.strip().startswith("error: "), err
+
+
+def test_graded_inputs_need_the_flag_and_a_float_model(capsys, nir_paper_dir, tmp_path):
+    x = np.load(nir_paper_dir / "lif_input_spikes.npy").astype(np.float32)[None, :, None] * 0.5
+    graded = tmp_path / "graded.npy"
+    np.save(graded, x)
+    model = nir_paper_dir / "lif_norse.nir"
+    for backend in ("float", "cpu"):
+        code, _, err = run_cli(capsys, "simulate", model, "--backend", backend, "--input", graded)
+        assert_one_line_error(code, err, f"{backend} backend", "spikes must be 0 or 1", "--graded-inputs")
+    code, out, err = run_cli(capsys, "simulate", model, "--input", graded, "--graded-inputs", "--json")
+    assert code == 0 and json.loads(out)["nodes"]["1"]["spikes"] < 4, err  # half the drive: fewer than 4 spikes
+    code, _, err = run_cli(capsys, "simulate", model, "--backend", "cpu", "--input", graded, "--graded-inputs")
+    assert_one_line_error(code, err, "cpu backend", "spikes must be 0 or 1")
+    code, _, err = run_cli(capsys, "compile", model, "--calibrate", graded, "-o", tmp_path / "m.ncp")
+    assert_one_line_error(code, err, "calibration", "spikes must be 0 or 1")

@@ -72,6 +72,11 @@ def _check_options(input_path, data, steps, limit, dt) -> None:
 @click.option(
     "--loihi", is_flag=True, help="Lava: run on a Loihi 2 system (Loihi2HwCfg; needs Intel's lava-loihi and the chip)."
 )
+@click.option(
+    "--graded-inputs",
+    is_flag=True,
+    help="Accept input values other than 0/1 (a float model only: the float backend or --lava-tag floating_pt).",
+)
 def simulate(
     model,
     backend,
@@ -89,6 +94,7 @@ def simulate(
     device,
     lava_tag,
     loihi,
+    graded_inputs,
 ):
     """Run MODEL (.nir, .ncp or .pt) on a backend and report accuracy, spikes, synops and sparsity."""
     from .. import distributed, pipeline
@@ -109,7 +115,14 @@ def simulate(
     inputs, labels = pipeline.load_inputs(input_path, data=data, steps=steps, limit=limit)
     with distributed.session("cpu" if backend == "lava" else device) as world:
         part = inputs[distributed.shard_slice(len(inputs), world)]
-        run = dict(convention=conv, device=device, lava_tag=lava_tag, hardware=loihi, progress=world.main)
+        run = dict(
+            convention=conv,
+            device=device,
+            lava_tag=lava_tag,
+            hardware=loihi,
+            progress=world.main,
+            graded_inputs=graded_inputs,
+        )
         recording = distributed.gather_recording(pipeline.simulate(model_obj, part, backend, **run), world)
     if not world.main:
         return
