@@ -90,17 +90,18 @@ def test_dense_sums_exact_at_weight_bounds(kernel, case):
     np.testing.assert_array_equal(sums << (sy.wexp - prog.synapses[0].weight_exp), want)
 
 
-def test_int8_sums_reach_the_int32_extreme():
-    """2**16 inputs all at the int8 minimum: the int32 result of torch._int_mm is -128 * 2**16 * 256
-    = -2**31 at 2**24 inputs; here the exact -2**23 (times 2 for the mixed-sign shift), by hand."""
-    n_in = 2**16
-    prog = one_layer(np.full((2, n_in), -256))
-    backend = CpuBackend(prog)
-    sy = backend.syns["a"]
-    x = torch.ones(1, n_in, dtype=torch.uint8)
-    sums = backend._sums(sy, "int8-gemm", x)
-    assert sums.dtype == torch.int32 and sums.tolist() == [[-128 * n_in] * 2]
-    assert sy.wexp == 1  # mixed sign: mantissas are half the weights
+def test_int8_sums_reach_the_int32_extremes():
+    """The int8 GEMM's int32 sums are exact up to the largest layer a program can have: 2**24 inputs
+    (``program.MAX_NODE_SIZE``) all active at the int8 minimum sum to exactly -2**31, at the maximum to
+    127 * 2**24; unsigned mantissas up to 255 go through the offset (-128 each, added back)."""
+    from neurocompile.program import MAX_NODE_SIZE
+
+    x = torch.ones(1, MAX_NODE_SIZE, dtype=torch.uint8)
+    for value, want in ((-128, -(2**31)), (127, 127 * MAX_NODE_SIZE)):
+        q, offset = cpu.int8_operand(np.full((MAX_NODE_SIZE, 1), value, dtype=np.int16))
+        assert offset == 0 and torch._int_mm(x.view(torch.int8), torch.from_numpy(q)).item() == want
+    q, offset = cpu.int8_operand(np.array([[0], [255]], dtype=np.int16))
+    assert offset == 128 and q.ravel().tolist() == [-128, 127]
 
 
 def test_gather_sums_wrap_modulo_2_32():
