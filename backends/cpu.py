@@ -565,9 +565,9 @@ class CpuBackend:
             chosen[sy.spec.name] = self._kernel_for(sy, 1.0)
         state = {p.name: (torch.zeros(batch, p.size, dtype=self.state_dtype, device=self.device),) * 2 for p in pops}
         # pending[name][k]: input arriving at population `name` k steps from now
-        horizon = 2 + max([max(sy.delays) for sy in self.syns.values()] + [0])
         pending = {
-            p.name: torch.zeros(horizon, batch, p.size, dtype=self.state_dtype, device=self.device) for p in pops
+            p.name: torch.zeros(self._horizon(), batch, p.size, dtype=self.state_dtype, device=self.device)
+            for p in pops
         }
         for t in _progress(range(steps), progress):
             now = {name: xs[:, t] for name, xs in x.items()}
@@ -580,6 +580,10 @@ class CpuBackend:
                 act = self._activation(sy, chosen[sy.spec.name], now[sy.spec.source].reshape(batch, -1))  # [B, D, n]
                 for i, d in enumerate(sy.delays):
                     pending[sy.spec.target][d] += act[:, i]
+
+    def _horizon(self) -> int:
+        """Steps ahead that an input can arrive (2 + the largest delay): the slots of the step-by-step schedules."""
+        return 2 + max([max(sy.delays) for sy in self.syns.values()] + [0])
 
     # --- the C step-by-step kernel (programs with cycles) ---------------------------------
 
@@ -604,12 +608,12 @@ class CpuBackend:
             )
         )
         port_data = (ctypes.c_void_p * len(ports))(*(outs[name]["spikes"].data_ptr() for name in ports))
-        horizon = 2 + max(max(sy.delays) for sy in self.syns.values())
-        net = _NetStruct(steps, horizon, len(ports), ctypes.addressof(port_data), len(pops), ctypes.addressof(pops))
-        net.n_syns, net.syns = len(syns), ctypes.addressof(syns)
-        words = kernel["net_scratch"](ctypes.addressof(net))
+        address = ctypes.addressof
+        net = _NetStruct(steps, self._horizon(), len(ports), address(port_data), len(pops), address(pops))
+        net.n_syns, net.syns = len(syns), address(syns)
+        words = kernel["net_scratch"](address(net))
         scratch = torch.empty(batch * words, dtype=torch.int32)
-        run_sliced(kernel["net_run"], (ctypes.addressof(net), scratch.data_ptr()), batch, steps * words)
+        run_sliced(kernel["net_run"], (address(net), scratch.data_ptr()), batch, steps * words)
 
 
 def _ctypes_struct(name: str, fields: str):
