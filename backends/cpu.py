@@ -73,6 +73,7 @@ from .base import check_inputs
 FLOAT32_EXACT = 2**24
 FLOAT64_EXACT = 2**53
 INT32_EXACT = 2**31
+CONV_UNWRAPPED = 2 ** (fxp.CONV_ACC_BITS - 1)  # conv sums below this in magnitude are their own 24-bit wrap
 # Below this input density (fraction of active inputs per step) a dense synapse with at least
 # GATHER_MIN_WEIGHTS weights gathers the weight rows of its active inputs in C instead of
 # multiplying (int8 GEMM); measured in docs/benchmarks.md.
@@ -357,9 +358,12 @@ class CpuBackend:
         return sy.operands[kernel]
 
     def _sums(self, sy: _Syn, kernel: str, spikes: torch.Tensor) -> torch.Tensor:
-        """Exact sums of ``sy``'s mantissas over the inputs of each row of ``spikes`` [M, n_src]:
-        [M, len(delays) * n_tgt], float holding integers, int64, or int32 (gather: modulo 2**32)."""
+        """Exact sums of ``sy``'s mantissas (conv: weights) over the inputs of each row of ``spikes``
+        [M, n_src]: [M, len(delays) * n_tgt], float holding integers, int64, or int32 (gather: modulo
+        2**32); conv sums before their 24-bit wrap."""
         op = self._operand(sy, kernel)
+        if not sy.dense:
+            return self._conv(sy, op, spikes)
         if kernel == "gather":
             spikes = spikes.to(torch.uint8).contiguous()
             out = torch.empty(spikes.shape[0], op.shape[1], dtype=torch.int32)
@@ -379,13 +383,19 @@ class CpuBackend:
         """Activations sent for spikes [N, n_src] (any N): [N, D, n_tgt] (one per delay),
         int64 for a fixed-point program (``fixedpoint.scale_activation``, conv: 24-bit wrap), else float64."""
         n = spikes.shape[0]
+        sums = self._sums(sy, kernel, spikes).reshape(n, len(sy.delays), -1)
+        if not self.fixed:
+            return sums
         if sy.dense:
-            sums = self._sums(sy, kernel, spikes).reshape(n, len(sy.delays), -1)
-            return fxp.scale_activation(sums.to(torch.int64), sy.wexp) if self.fixed else sums
+            return fxp.scale_activation(sums.to(torch.int64), sy.wexp)
+        return fxp.wrap_bits(sums.to(torch.int64), fxp.CONV_ACC_BITS)
+
+    @staticmethod
+    def _conv(sy: _Syn, weight: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+        """Conv sums for spikes [M, n_src]: [M, n_tgt] in ``weight``'s dtype, exact: every partial sum is an
+        integer below the dtype's exact range (``matmul_dtype``)."""
         g = sy.spec.conv
-        weight = self._operand(sy, kernel)
-        x = spikes.to(weight.dtype).reshape(n, *g.input_shape)
-        # exact: every partial sum is an integer below the dtype's exact range (matmul_dtype)
+        x = spikes.to(weight.dtype).reshape(spikes.shape[0], *g.input_shape)
         acc = F.conv2d(
             x,
             weight,
@@ -393,23 +403,29 @@ class CpuBackend:
             padding=tuple(g.padding),
             dilation=tuple(g.dilation),
             groups=g.groups,
-        ).reshape(n, 1, -1)
-        return fxp.wrap_bits(acc.to(torch.int64), fxp.CONV_ACC_BITS) if self.fixed else acc
+        )
+        return acc.reshape(spikes.shape[0], -1)
 
     def _input_sum(self, name: str, spikes: dict, density: dict, chosen: dict) -> tuple[torch.Tensor, int, int]:
         """Synaptic input of population ``name`` for all steps: (a_in [B, T, n], shift, weight_exp);
         each synapse's kernel goes to ``chosen``.
 
-        A single delay-free dense synapse of a fixed-point program hands over its raw sums (shift 1:
-        the one-step delay and the exponent are still to apply, see :func:`_aligned`); otherwise the
-        sum of arrivals at each step (shift 0).
+        A single delay-free synapse of a fixed-point program whose sums need no wrap before the neuron's
+        (dense, or conv below ``CONV_UNWRAPPED``, where the 24-bit wrap changes nothing) hands over its raw sums
+        (shift 1: the one-step delay and the exponent are still to apply, see :func:`_aligned`);
+        otherwise the sum of arrivals at each step (shift 0).
         """
         into = [self.syns[spec.name] for spec in self.program.synapses_into(name)]
         for sy in into:
             chosen[sy.spec.name] = self._kernel_for(sy, density[sy.spec.source])
         batch, steps = next(iter(spikes.values())).shape[:2]
         n = self.program.population(name).size
-        if len(into) == 1 and self.fixed and into[0].dense and into[0].delays == [0]:
+        if (
+            len(into) == 1
+            and self.fixed
+            and into[0].delays == [0]
+            and (into[0].dense or into[0].bound < CONV_UNWRAPPED)
+        ):
             sy = into[0]
             raw = self._sums(sy, chosen[sy.spec.name], spikes[sy.spec.source].reshape(batch * steps, -1))
             return raw.reshape(batch, steps, n), 1, sy.wexp

@@ -165,6 +165,32 @@ def test_random_programs_with_each_kernel(kernel, case, force_kernel):
         np.testing.assert_array_equal(rec[key].astype(np.int64), arr, err_msg=f"{key} ({rec.metadata['schedule']})")
 
 
+@pytest.mark.parametrize("total", [2**23 - 1, 2**23 + 1, 2**24 + 1])
+def test_conv_runs_exact_around_the_24_bit_wrap(total, neuron_path):
+    """A conv synapse whose sums stay below 2**23 hands its float sums straight to the neurons (the 24-bit
+    wrap changes nothing there); beyond, the wrap applies (float32, then float64 past 2**24): whole runs
+    with every input active equal the int64 per-step reference."""
+    from neurocompile.program import ConvGeometry
+
+    w = np.full((2, 8, 3, 3), total // 72, dtype=np.int64)
+    w[:, 0, 0, 0] += total - w[0].sum()  # the row sum of |w| is exactly `total`
+    prog = FixedPointProgram(
+        [InputPort("x", (8, 5, 5))],
+        [Population("p", (2, 3, 3), du=4095, dv=4095, vth=2**17 - 1, bias_mant=np.zeros((2, 3, 3), np.int32))],
+        [Synapse("c", "x", "p", "conv", w.astype(np.int32), conv=ConvGeometry((8, 5, 5), (2, 3, 3)))],
+        ["p"],
+    )
+    x = np.ones((2, 3, 8, 5, 5), dtype=np.uint8)
+    x[1, 1, ::2] = 0
+    rec = CpuBackend(prog).run(x, record="all")
+    assert rec.metadata["synapse_kernel"]["c"] == ("conv2d-fp32" if total < 2**24 else "conv2d-fp64")
+    expected = reference_run(prog, {"x": x})
+    for key, arr in expected.items():
+        np.testing.assert_array_equal(rec[key].astype(np.int64), arr, err_msg=key)
+    wrapped = fxp.conv_activation(x[0, 0], fxp.synapse_weights(prog.synapses[0]))
+    assert (wrapped == total).all() == (total < 2**23)  # beyond 2**23 the wrap mattered
+
+
 # --- choices recorded --------------------------------------------------------------------------
 
 
