@@ -80,8 +80,13 @@ def _neurons(graph, *kinds: str):
 
 
 def _shape(types, port: str):
-    value = (types or {}).get(port)
-    return None if value is None or np.size(value) == 0 else tuple(int(v) for v in np.ravel(value))
+    """A declared port shape, or None when there is none or it is not whole numbers (validation names it)."""
+    value = np.ravel((types or {}).get(port, []))
+    if value.size == 0 or not np.issubdtype(value.dtype, np.number) or not np.all(np.isfinite(value)):
+        return None
+    if np.any(value != np.round(value)):
+        return None
+    return tuple(int(v) for v in value)
 
 
 def _neighbour_shape(graph, name: str, io: str):
