@@ -56,8 +56,7 @@ def runners(net: bench.Network, batch: int, device: str) -> dict:
     keys = bench.float_record_keys(ref)
     fixed = create_backend("cpu", net.program, device=device)
     fixed_host = create_backend("cpu", net.program)
-    linears, leakies = bench.snntorch_net(net.layers)
-    linears = [lin.to(device) for lin in linears]
+    linears, leakies = (ms.to(device) for ms in map(torch.nn.ModuleList, bench.snntorch_net(net.layers)))
     xt = torch.from_numpy(xf).to(device)
     return {
         f"fixed point ({device})": lambda: fixed.run(x, record="all"),
@@ -71,8 +70,8 @@ def spikes_agree(net: bench.Network, batch: int, device: str) -> bool:
     """snnTorch's spikes equal the float backend's on ``device``, every layer and step."""
     x = net.inputs[:batch].astype(np.float32)
     ref = create_backend("float", net.graph, convention=net.convention, device=device).run(x, record="all")
-    linears, leakies = bench.snntorch_net(net.layers)
-    peer = bench.run_snntorch([lin.to(device) for lin in linears], leakies, torch.from_numpy(x).to(device))
+    linears, leakies = (ms.to(device) for ms in map(torch.nn.ModuleList, bench.snntorch_net(net.layers)))
+    peer = bench.run_snntorch(linears, leakies, torch.from_numpy(x).to(device))
     return all(np.array_equal(peer[key].cpu().numpy(), ref.arrays[key]) for key in peer if key.endswith(".spikes"))
 
 
