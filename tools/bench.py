@@ -439,10 +439,18 @@ def bench_network(name: str, opts: Options) -> dict:
         "synapses": net.synapses,
         "gemm_shapes": gemm_shapes(net.program),
         "convention": net.convention.name,
+        "input_rate": float(net.inputs.mean()),
         "spike_rate": cpu.metadata["spike_rate"],
+        "cpu_kernels": {f"batch {b}": cpu_kernels(net, b) for b in opts.batches},
         "rows": _with_ratios(rows),
         "checks": checks,
     }
+
+
+def cpu_kernels(net: Network, batch: int) -> dict:
+    """The kernels the CPU backend chose for this batch (per synapse and population), from its run metadata."""
+    meta = CpuBackend(net.program).run(net.inputs[:batch], record=None).metadata
+    return {"synapse": meta.get("synapse_kernel"), "neuron": meta.get("neuron_kernel")}
 
 
 def _with_ratios(rows: list[dict]) -> list[dict]:
@@ -476,6 +484,8 @@ def table(result: dict) -> str:
 def checks_text(result: dict) -> str:
     lines = []
     for net in result["networks"]:
+        for scope, kernels in net["cpu_kernels"].items():
+            lines.append(f"{net['name']:<8} {scope:<9} cpu kernels: {json.dumps(kernels)}")
         for scope, checks in net["checks"].items():
             for check, value in checks.items():
                 lines.append(f"{net['name']:<8} {scope:<9} {check}: {json.dumps(value)}")
