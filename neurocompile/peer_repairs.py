@@ -307,10 +307,17 @@ def repair(graph, producer: Producer, say=announce) -> list[str]:
 
 def hint(graph) -> str:
     """For a file that fails a strict read: ``--from`` and the producers whose repairs would change it
-    (batch/time dimensions, scalar parameters), or ``""``."""
+    (batch/time dimensions, scalar parameters), or ``""``. Only a graph that passes the lenient checks is
+    probed (as the repairs only ever see one: sound structure, values and sizes)."""
     import copy
 
+    from .nir_io import validate_graph
+
     probe = copy.deepcopy(graph)
+    try:
+        validate_graph(probe, lenient=True)
+    except GraphError:
+        return ""
     if not any(fix(probe, None) for fix in _SHAPES):
         return ""
     return f"; if a peer library wrote it, read it with --from LIBRARY==VERSION ({KNOWN})"

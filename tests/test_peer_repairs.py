@@ -167,3 +167,13 @@ def test_a_broken_file_that_names_a_producer_is_a_graph_error(tmp_path):
     nir.write(tmp_path / "broken.nir", graph)
     with pytest.raises(GraphError, match="names node 'missing', which does not exist"):
         load_graph(tmp_path / "broken.nir")
+
+
+@pytest.mark.parametrize("lenient", [False, True])
+def test_no_hint_for_a_file_that_even_a_lenient_read_refuses(tmp_path, lenient):
+    graph = load_graph(NORSE / "model.nir", lenient=True)
+    graph.nodes["input"].input_type = {"input": np.array([1.0, np.nan])}
+    nir.write(tmp_path / "nan.nir", graph)
+    with pytest.raises(GraphError, match="must be positive integers") as info:
+        load_graph(tmp_path / "nan.nir", lenient=lenient)
+    assert "--from" not in str(info.value)
