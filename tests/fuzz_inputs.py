@@ -850,9 +850,11 @@ def _ncp_field(rng, state):
     header = _ncp_header(state)
     section = rng.choice(sorted(NCP_FIELDS))
     items = header.get(section) if header else None
-    if not isinstance(items, list) or not items or not isinstance(items[0], dict):
+    if not isinstance(items, list) or not items:
         return None
     index = rng.randrange(len(items))
+    if not isinstance(items[index], dict):  # an earlier mutation replaced it
+        return None
     field = rng.choice(sorted(NCP_FIELDS[section]))
     value = copy.deepcopy(rng.choice(NCP_FIELDS[section][field]))
     if field in ("source", "target") and rng.random() < 0.5:  # relink to another existing node

@@ -20,7 +20,8 @@ timeout. Each run ends in one outcome:
     unreadable exit 0, but the file the command wrote (``-o``) is refused by its own reader
 
 The last six are bugs; the exit code is 1 if any occurred. The ``warned`` column counts the ok runs
-that printed a Python warning (numerics worth a look, not failures). Case ``FORMAT:N`` is generated
+that printed a Python warning (numerics worth a look, not failures); ``unmade`` counts the cases the
+generator itself failed to make (a fuzzer bug: skipped, reported, and counted in the exit code). Case ``FORMAT:N`` is generated
 from ``random.Random(f"{seed}:{FORMAT}:{N}")``, so ``--seed`` and ``--replay`` reproduce it. The first
 ``--examples`` cases of every bug class (and of ``warned``) are kept under ``--keep``: a folder holding
 the file, the command (``command.txt``, run it inside the folder), the mutation and the output.
@@ -310,7 +311,8 @@ class Campaign:
 
     @property
     def bugs(self) -> int:
-        return sum(counts[kind] for counts in self.counts.values() for kind in BAD)
+        """Bugs of neurocompile, and cases the fuzzer failed to make (bugs of the fuzzer)."""
+        return sum(counts[kind] for counts in self.counts.values() for kind in (*BAD, "unmade"))
 
 
 def case_rng(seed: int, fmt: str, index: int) -> random.Random:
@@ -344,7 +346,8 @@ def campaign(
         models = make_seeds(root / "seeds")
         warm_up(models, root / "warm-up")
         deadline = started + minutes * 60 if minutes else None
-        generated = _generate(formats, cases, seed, models, root, deadline)
+        unmade: dict = {}
+        generated = _generate(formats, cases, seed, models, root, deadline, unmade)
         bar = tqdm(total=cases * len(formats), file=sys.stderr, disable=not progress, unit="case", smoothing=0.05)
         for (fmt, index, case), folder, result in run_cases(generated, jobs, timeout, memory):
             kind = "warned" if result.outcome == "ok" and "Warning" in result.stderr else result.outcome
@@ -358,6 +361,11 @@ def campaign(
             shutil.rmtree(folder, ignore_errors=True)
             bar.update()
         bar.close()
+        for fmt, failures in unmade.items():
+            counts[fmt]["unmade"] = len(failures)
+            kept[fmt, "unmade"] = [
+                {"case": f"{fmt}:{i}", "outcome": "unmade", "error": e} for i, e in failures[:examples]
+            ]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     settings = dict(seed=seed, jobs=jobs, timeout=timeout, memory=memory, cases=cases)
@@ -369,13 +377,19 @@ def _message_kind(stderr: str) -> str:
     return re.sub(r"'[^']*'|-?\d[\d.e+-]*", "_", stderr.strip())[:100]
 
 
-def _generate(formats, cases: int, seed: int, models, root: Path, deadline):
+def _generate(formats, cases: int, seed: int, models, root: Path, deadline, unmade: dict):
+    """The cases, in order; a case the generator itself fails to make is noted in ``unmade`` (format ->
+    [(index, error)]) and skipped, so a fuzzer bug is reported without ending the campaign."""
     for index in range(cases):
         if deadline is not None and time.monotonic() > deadline:
             return
         for fmt in formats:
             folder = root / f"{fmt}-{index}"
-            case = make_case(fmt, models, case_rng(seed, fmt, index), folder)
+            try:
+                case = make_case(fmt, models, case_rng(seed, fmt, index), folder)
+            except Exception as exc:
+                unmade.setdefault(fmt, []).append((index, f"{type(exc).__name__}: {exc}"))
+                continue
             yield (fmt, index, case), folder, case.argv
 
 
@@ -402,7 +416,7 @@ def _example(fmt: str, index: int, case, folder: Path, result: Result, keep) -> 
 def format_report(result: Campaign, top: int = 0) -> str:
     """The format x outcome table, the ``top`` most frequent rejection messages per format, then the
     examples of every bug class."""
-    columns = (*OUTCOMES, "warned")
+    columns = (*OUTCOMES, "warned", "unmade")
     lines = [f"{'format':<9}{'cases':>7}" + "".join(f"{kind:>11}" for kind in columns) + f"{'s/case':>8}"]
     total = Counter()
     for fmt, counts in result.counts.items():
@@ -422,6 +436,9 @@ def format_report(result: Campaign, top: int = 0) -> str:
     for (fmt, kind), examples in sorted(result.examples.items()):
         lines.append(f"\n{kind} ({fmt}):")
         for example in examples:
+            if kind == "unmade":  # the generator failed: a fuzzer bug
+                lines.append(f"  {example['case']}: {example['error'][:300]}")
+                continue
             lines.append(f"  {example['case']}: {example['mutation']}")
             lines.append(f"    {example['command']}")
             lines.append(f"    -> exit {example['code']}: {_telling_line(example['stderr'])[:300]}")
