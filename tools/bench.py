@@ -448,9 +448,38 @@ def bench_network(name: str, opts: Options) -> dict:
 
 
 def cpu_kernels(net: Network, batch: int) -> dict:
-    """The kernels the CPU backend chose for this batch (per synapse and population), from its run metadata."""
+    """The kernels the CPU backend chose for this batch (per synapse and population), from its run
+    metadata, and the peak memory growth of that run (outputs recorded)."""
     meta = CpuBackend(net.program).run(net.inputs[:batch], record=None).metadata
-    return {"synapse": meta.get("synapse_kernel"), "neuron": meta.get("neuron_kernel")}
+    return {
+        "synapse": meta.get("synapse_kernel"),
+        "neuron": meta.get("neuron_kernel"),
+        "peak_growth_mb": peak_growth_mb(net, batch),
+    }
+
+
+PEAK_GROWTH = """
+import sys, numpy as np
+from neurocompile.backends.cpu import CpuBackend
+from neurocompile.program import FixedPointProgram
+def kb(field):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(field + ":"))
+backend, x = CpuBackend(FixedPointProgram.load(sys.argv[1])), np.load(sys.argv[2])
+base = kb("VmRSS")
+backend.run(x, record=None)
+print((kb("VmHWM") - base) / 1024)
+"""
+
+
+def peak_growth_mb(net: Network, batch: int) -> float:
+    """How far one CPU backend run (outputs recorded) raises the resident set above the loaded program
+    and inputs (MB), in a fresh process, so that no earlier run's memory is reused."""
+    with tempfile.TemporaryDirectory() as tmp:
+        program, inputs = Path(tmp) / "p.ncp", Path(tmp) / "x.npy"
+        net.program.save(program)
+        np.save(inputs, net.inputs[:batch])
+        out = subprocess.run([sys.executable, "-c", PEAK_GROWTH, program, inputs], capture_output=True, text=True)
+    return float(out.stdout) if out.returncode == 0 else float("nan")
 
 
 def _with_ratios(rows: list[dict]) -> list[dict]:
@@ -485,7 +514,7 @@ def checks_text(result: dict) -> str:
     lines = []
     for net in result["networks"]:
         for scope, kernels in net["cpu_kernels"].items():
-            lines.append(f"{net['name']:<8} {scope:<9} cpu kernels: {json.dumps(kernels)}")
+            lines.append(f"{net['name']:<8} {scope:<9} cpu run: {json.dumps(kernels)}")
         for scope, checks in net["checks"].items():
             for check, value in checks.items():
                 lines.append(f"{net['name']:<8} {scope:<9} {check}: {json.dumps(value)}")
