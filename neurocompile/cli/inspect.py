@@ -7,12 +7,14 @@ import json
 import click
 
 from . import cli
+from .options import producer_option
 
 
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @click.option("--lenient", is_flag=True, help="Read older NIR files without nir's type check.")
+@producer_option()
 def inspect(file, as_json, lenient):
     """Show nodes, shapes, parameter ranges, neuron/synapse counts and recurrent edges of FILE (.nir or .ncp)."""
     from ..inspection import describe_file, format_info

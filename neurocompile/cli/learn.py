@@ -18,6 +18,7 @@ import click
 from ..errors import NeurocompileError
 from ..outputs import check_outputs
 from . import cli
+from .options import producer_option
 
 
 def _report_table(report: dict) -> str:
@@ -103,6 +104,7 @@ def format_learning(result: dict) -> str:
     help="Also write the learned network as NIR, weights dequantized (MODEL must be a .pt or .nir).",
 )
 @click.option("--lenient", is_flag=True, help="Read older NIR files without nir's type check.")
+@producer_option()
 @click.option(
     "-o",
     "--output",
