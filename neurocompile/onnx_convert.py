@@ -481,6 +481,8 @@ class _Parser:
         if weight.ndim != 4 or len(self.shapes[src]) != 3:
             self.fail("only 2-D convolutions ([batch, C, H, W]) are supported")
         bias = self.const(2, "B") if len(self.node.input) > 2 and self.node.input[2] else np.zeros(weight.shape[0])
+        if bias.shape != weight.shape[:1]:
+            self.fail(f"B of shape {list(bias.shape)} is not one value per output channel ({weight.shape[0]})")
         self.emit(
             Conv,
             [src],
@@ -510,6 +512,10 @@ class _Parser:
         if a.get("training_mode", 0) or sum(bool(o) for o in self.node.output) > 1:
             self.fail("training-mode BatchNormalization cannot be folded; export the model in eval mode")
         gamma, beta, mean, var = (self.const(i, name) for i, name in enumerate(("scale", "B", "mean", "var"), 1))
+        channels = layer.weight.shape[0]
+        for name, value in zip(("scale", "B", "mean", "var"), (gamma, beta, mean, var)):
+            if value.shape != (channels,):
+                self.fail(f"{name} of shape {list(value.shape)} is not one value per channel ({channels})")
         eps = self.number(a, "epsilon", 1e-5)
         if np.any(var + eps <= 0):
             self.fail("var + epsilon must be positive")
@@ -886,8 +892,9 @@ def _samples(x: np.ndarray, input_shape, where: str) -> np.ndarray:
         raise NeurocompileError(
             f"{where}: samples of shape {list(x.shape[1:])} do not fit the model input {list(input_shape)}"
         )
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or not np.all(np.isfinite(x)):
-        raise NeurocompileError(f"{where}: expected finite numbers")
+    real = x.dtype == bool or np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+    if not real or not np.all(np.isfinite(x)):
+        raise NeurocompileError(f"{where}: expected finite real numbers")
     return x.astype(np.float32).reshape(len(x), *input_shape)
 
 
@@ -899,10 +906,12 @@ def _load_npz(path: Path):
     arrays = load_arrays(path, "data")
     if {"x_train", "x_test", "y_test"} <= set(arrays):
         return arrays["x_train"], arrays["x_test"], arrays["y_test"]
-    if {"x", "y"} <= set(arrays) and len(arrays["x"]) == len(arrays["y"]):
+    if {"x", "y"} <= set(arrays):
         x, y = arrays["x"], arrays["y"]
         if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1 or (y.size and y.min() < 0):
             raise NeurocompileError(f"data '{path}', field 'y': expected non-negative integer labels")
+        if x.ndim < 1 or len(x) != len(y):
+            raise NeurocompileError(f"data '{path}': {len(y)} labels for x of shape {list(x.shape)}")
         train, test = split_indices(y, f"data '{path}'")
         return x[train], x[test], y[test]
     raise NeurocompileError(f"data '{path}': needs x_train, x_test and y_test, or x and y; has {sorted(arrays)}")

@@ -180,6 +180,8 @@ class LearningSignal:
         return {"y1": self.y1, "y2": self.y2, "y3": self.y3}
 
     def validate(self, node: str, spiking: bool) -> None:
+        if self.target is not None and not isinstance(self.target, str):
+            _fail(node, "learning.target", f"must be the name of a target port, got {self.target!r}")
         if self.output not in ("spikes", "v"):
             _fail(node, "learning.output", f"must be 'spikes' or 'v', got {self.output!r}")
         if self.output == "spikes" and not spiking:

@@ -217,12 +217,12 @@ class Synapse:
         for name in ("weight_exp", "num_weight_bits"):
             if np.ndim(getattr(self, name)) != 0:
                 raise NeurocompileError(f"node '{self.name}', parameter '{name}': one value per synapse, got an array")
+        check_range(self.name, "num_weight_bits", self.num_weight_bits, 1, 8)  # unused by float programs, still valid
         if number_format == "float":
             check_range(self.name, "weight_exp", self.weight_exp, 0, 0)
             check_real(self.name, "weights", self.weights)
         else:
             check_range(self.name, "weight_exp", self.weight_exp, *WEIGHT_EXP_RANGE)
-            check_range(self.name, "num_weight_bits", self.num_weight_bits, 1, 8)
             if self.kind == "conv":
                 check_range(self.name, "weights", self.weights, -(2 ** (STATE_BITS - 1)), 2 ** (STATE_BITS - 1) - 1)
             else:
