@@ -392,3 +392,15 @@ def test_data_file_forms_and_refusals(tmp_path):
     for name, words in (("objects.npz", "pickled"), ("garbage.npz", "not a readable"), ("none.npz", "no such file")):
         with pytest.raises(NeurocompileError, match=words):
             load_data(str(tmp_path / name), (2,))
+
+
+@pytest.mark.parametrize("parameter", ["scale", "B", "mean", "var"])
+def test_batch_norm_parameters_of_another_size_are_a_one_line_error(tmp_path, parameter):
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    options = dict(shape=(2, 6, 6), do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE)
+    onnx_model = read_onnx(export(model, tmp_path / "bn.onnx", **options))
+    bn = next(n for n in onnx_model.graph.node if n.op_type == "BatchNormalization")
+    onnx_model.graph.initializer.append(numpy_helper.from_array(np.ones(2, np.float32), "two_values"))
+    bn.input[["X", "scale", "B", "mean", "var"].index(parameter)] = "two_values"
+    with pytest.raises(NeurocompileError, match=f"{parameter} of shape \\[2\\] is not one value per channel \\(4\\)"):
+        parse_onnx(onnx_model)

@@ -71,3 +71,22 @@ def test_record_names_with_dots_name_nested_nodes():
     program = FixedPointProgram([InputPort("in.x", (2,))], [pop], [syn], ["lif1.lif"]).validate()
     assert program.recorded_variables(["lif1.lif.v", "in.x"]) == {"lif1.lif": {"v"}, "in.x": {"spikes"}}
     assert program.recorded_variables(["lif1.lif"]) == {"lif1.lif": {"spikes", "u", "v"}}
+
+
+@pytest.mark.parametrize("target", [[1, 2], {"bogus": 1}, 3])
+def test_a_learning_target_that_is_not_a_port_name_is_a_one_line_error(target):
+    from plastic_programs import output_signal
+
+    program = _program(learning=output_signal(target=target))
+    with pytest.raises(
+        NeurocompileError, match=re.escape("parameter 'learning.target': must be the name of a target port")
+    ):
+        program.validate()
+
+
+def test_num_weight_bits_is_checked_in_a_float_program_too():
+    program = _program()
+    program.number_format = "float"
+    program.synapses[0].num_weight_bits = None
+    with pytest.raises(NeurocompileError, match="parameter 'num_weight_bits'"):
+        program.validate()
