@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import h5py
 import nir
@@ -365,3 +366,34 @@ def test_graded_inputs_need_the_flag_and_a_float_model(capsys, nir_paper_dir, tm
     assert_one_line_error(code, err, "cpu backend", "spikes must be 0 or 1")
     code, _, err = run_cli(capsys, "compile", model, "--calibrate", graded, "-o", tmp_path / "m.ncp")
     assert_one_line_error(code, err, "calibration", "spikes must be 0 or 1")
+
+
+SWALLOWS_THE_INTERRUPT = """
+import os, signal, sys, time
+import neurocompile.cli as cli
+import neurocompile.pipeline as pipeline
+
+def export(*args, **kwargs):  # library code that catches the KeyboardInterrupt a SIGTERM raises
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        pass
+    time.sleep(60)
+
+pipeline.export = export
+cli.INTERRUPT_GRACE_S = 1
+cli.main(["export", sys.argv[1], "-o", sys.argv[2]])
+"""
+
+
+def test_a_swallowed_interrupt_still_ends_the_run_after_the_grace_period(tmp_path):
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", SWALLOWS_THE_INTERRUPT, str(tmp_path / "m.pt"), str(tmp_path / "m.nir")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 130 and proc.stderr.strip().splitlines()[-1] == "error: interrupted", proc.stderr
+    assert time.monotonic() - started < 30

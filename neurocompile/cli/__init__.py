@@ -36,8 +36,21 @@ def fail(message: str, code: int = 2):
     sys.exit(code)
 
 
+INTERRUPT_GRACE_S = 10  # after SIGTERM/SIGHUP, the run has this long to clean up before the process exits anyway
+
+
 def _interrupt(signum, frame):
+    """Stop the run as Ctrl-C does; should library code swallow the KeyboardInterrupt, exit anyway
+    once the grace period is over (Lava's workers die with the process: parent-death signal)."""
+    signal.signal(signal.SIGALRM, _exit_interrupted)
+    signal.alarm(INTERRUPT_GRACE_S)
     raise KeyboardInterrupt
+
+
+def _exit_interrupted(signum, frame):
+    sys.stderr.write("\nerror: interrupted\n")
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def main(argv=None):
@@ -70,5 +83,7 @@ def main(argv=None):
             1,
         )
     finally:
+        if in_main:
+            signal.alarm(0)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
