@@ -126,13 +126,14 @@ def test_gather_sums_wrap_modulo_2_32():
     assert cpu.gather_exact(sy)
 
 
-@pytest.mark.parametrize("kernel", DENSE_KERNELS)
+KERNEL_AND_NEURON_PATHS = [(k, p) for k in DENSE_KERNELS for p in ("kernel", "torch") if (k, p) != ("gather", "torch")]
+
+
+@pytest.mark.parametrize("kernel, neuron_path", KERNEL_AND_NEURON_PATHS, indirect=["neuron_path"])  # gather: C only
 @pytest.mark.parametrize("weight_exp", [-8, 0, 7])
 def test_kernels_wrap_like_lava_beyond_float32(kernel, weight_exp, force_kernel, neuron_path):
     """65795 excitatory inputs at 255 (sum 16777725 > 2**24; the a_in << 6 wraps int32): whole runs with
     each kernel forced equal the int64 per-step reference, u and v of every step."""
-    if kernel == "gather" and neuron_path == "torch":
-        pytest.skip("gather is a C kernel")
     n_in = 65795
     prog = one_layer(np.full((1, n_in), 255), sign_mode="excitatory", weight_exp=weight_exp)
     x = np.zeros((2, 4, n_in), dtype=np.uint8)
