@@ -72,12 +72,12 @@ def check_inputs(
     return arrays, int(batch_time[0]), int(batch_time[1])
 
 
-def require_spikes(inputs, backend: str) -> None:
-    """One-line error unless every input value is 0 or 1: what a command feeds every backend alike,
-    unless graded values are asked for (``simulate --graded-inputs``, float programs only)."""
+def require_spikes(inputs, where: str, hint: str = "") -> None:
+    """One-line error (``"<where>: ..."``, then ``hint``) unless every input value is 0 or 1: what a
+    command feeds every backend alike, unless graded values are asked for (``simulate --graded-inputs``)."""
 
     def fail(message: str):
-        raise NeurocompileError(f"{backend} backend: {message} (graded values: --graded-inputs, float backend only)")
+        raise NeurocompileError(f"{where}: {message}" + (f" ({hint})" if hint else ""))
 
     for name, arr in (inputs if isinstance(inputs, dict) else {"input": inputs}).items():
         arr = _as_numpy(arr)

@@ -195,7 +195,7 @@ def load_calibration(spec, steps: int = 16, limit: int = 256) -> np.ndarray:
     from .data import read_spike_file
 
     x, _ = read_spike_file(spec, "calibration", x_keys=("x_train", "x"))
-    require_spikes(x[:limit], "calibration")
+    require_spikes(x[:limit], f"calibration '{spec}'")
     return x[:limit]
 
 
@@ -323,7 +323,7 @@ def simulate(
     x = inputs.detach().cpu().numpy() if _is_tensor(inputs) else inputs  # checked by the backend, not cast
     check_input_memory(runnable, x)
     if not graded_inputs:
-        require_spikes(x, backend)
+        require_spikes(x, f"{backend} backend", "graded values: --graded-inputs, float models only")
     runner = create_backend(backend, runnable, **backend_options(backend, conv, device, lava_tag, hardware))
     recording = runner.run(x, record=record, progress=progress)
     if recording.metadata.get("synops") is None and is_program(runnable):

@@ -366,6 +366,7 @@ def test_graded_inputs_need_the_flag_and_a_float_model(capsys, nir_paper_dir, tm
     assert_one_line_error(code, err, "cpu backend", "spikes must be 0 or 1")
     code, _, err = run_cli(capsys, "compile", model, "--calibrate", graded, "-o", tmp_path / "m.ncp")
     assert_one_line_error(code, err, "calibration", "spikes must be 0 or 1")
+    assert "--graded-inputs" not in err  # compile has no such flag
 
 
 SWALLOWS_THE_INTERRUPT = """
