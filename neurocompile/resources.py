@@ -24,7 +24,8 @@ FALLBACK_LIMIT = 8 << 30  # where the system does not report its available memor
 
 
 def memory_limit() -> int:
-    """Bytes a run may use: ``$NEUROCOMPILE_MAX_MEMORY_GB`` GiB, else 80% of the available memory."""
+    """Bytes a run may use: ``$NEUROCOMPILE_MAX_MEMORY_GB`` GiB, else 80% of the least of the available
+    memory, ``ulimit -v`` and the cgroup limit."""
     text = os.environ.get(LIMIT_VARIABLE)
     if text is not None:
         try:
