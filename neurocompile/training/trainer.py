@@ -149,32 +149,12 @@ def train(config: TrainConfig, progress: bool = True, log=None):
     batch_size = distributed.local_batch(config.batch_size, world)
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    x_test, y_test = _load(config, "test", 0, device)
-    x_train, y_train = _load(config, "train", config.seed * 1000, device)
-    n_in = int(x_train.shape[2])
-    if x_test.shape[1:] != x_train.shape[1:]:
-        raise NeurocompileError(
-            f"dataset '{config.data}': train and test shapes differ ({list(x_train.shape[1:])} vs {list(x_test.shape[1:])})"
-        )
-    n_out = int(max(y_train.max(), y_test.max()) + 1)
-    model = build_model(config, n_in, n_out).to(device)
-    if config.hardware_aware:
-        add_fake_quant(model, config.quant_bits)
+    (x_train, y_train), (x_test, y_test), model = _data_and_model(config, device)
     replica, sync = distributed.replicate(model, autograd=config.rule == "bptt")
     rule = make_rule(config, replica)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1))
-
-    def update():
-        sync()
-        opt.step()
-
-    on_step = None
-    if config.rule == "ottt" and config.ottt_mode == "O":
-
-        def on_step(_t):
-            update()
-            opt.zero_grad(set_to_none=True)
+    update, on_step = _steppers(config, opt, sync)
 
     from tqdm.auto import tqdm
 
@@ -214,6 +194,39 @@ def train(config: TrainConfig, progress: bool = True, log=None):
     if world.size > 1:
         metrics["world_size"] = world.size
     return model.cpu(), metrics
+
+
+def _data_and_model(config: TrainConfig, device):
+    """The training and test splits on ``device`` and the model built for their shapes."""
+    x_test, y_test = _load(config, "test", 0, device)
+    x_train, y_train = _load(config, "train", config.seed * 1000, device)
+    if x_test.shape[1:] != x_train.shape[1:]:
+        raise NeurocompileError(
+            f"dataset '{config.data}': train and test shapes differ ({list(x_train.shape[1:])} vs {list(x_test.shape[1:])})"
+        )
+    n_out = int(max(y_train.max(), y_test.max()) + 1)
+    model = build_model(config, int(x_train.shape[2]), n_out).to(device)
+    if config.hardware_aware:
+        add_fake_quant(model, config.quant_bits)
+    return (x_train, y_train), (x_test, y_test), model
+
+
+def _steppers(config: TrainConfig, opt, sync):
+    """``(update, on_step)``: the optimizer step after the gradients are averaged across ranks, and
+    the per-time-step hook (OTTT mode O updates every step; None otherwise)."""
+
+    def update():
+        sync()
+        opt.step()
+
+    if not (config.rule == "ottt" and config.ottt_mode == "O"):
+        return update, None
+
+    def on_step(_t):
+        update()
+        opt.zero_grad(set_to_none=True)
+
+    return update, on_step
 
 
 def _train_epoch(rule, update, on_step, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, int, int]:
