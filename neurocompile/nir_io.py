@@ -321,11 +321,18 @@ def validate_graph(graph, lenient: bool = False, _prefix: str = "") -> None:
     Raises GraphError naming the node and the field. ``lenient`` accepts edge shape mismatches
     between sides with the same number of elements.
     """
-    import nir
-
     where = _where(_prefix)
     if not isinstance(graph.nodes, dict):
         raise GraphError("is not a dictionary of nodes", node=where, field="nodes")
+    _validate_edges(graph, where)
+    _validate_nodes(graph, lenient, _prefix)
+    _validate_edge_shapes(graph, lenient, _prefix)
+
+
+def _validate_edges(graph, where: str) -> None:
+    """Every edge a pair of existing nodes (or a nested graph's port), once, never out of an Output or into an Input."""
+    import nir
+
     names = set(graph.nodes)
     seen = set()
     for edge in graph.edges:
@@ -349,8 +356,14 @@ def validate_graph(graph, lenient: bool = False, _prefix: str = "") -> None:
             raise GraphError(
                 f"edge ('{edge[0]}', '{edge[1]}') leaves an Output or enters an Input node", node=where, field="edges"
             )
+
+
+def _validate_nodes(graph, lenient: bool, prefix: str) -> None:
+    """Every node a known primitive with valid shapes, geometry, sizes and parameters (nested graphs recursively)."""
+    import nir
+
     for name, node in graph.nodes.items():
-        full = _join(_prefix, name)
+        full = _join(prefix, name)
         kind = type(node).__name__
         if not isinstance(node, nir.NIRNode) or kind not in PRIMITIVES:
             raise GraphError(f"unknown primitive '{kind}'", node=full, field="type")
@@ -362,18 +375,22 @@ def validate_graph(graph, lenient: bool = False, _prefix: str = "") -> None:
         _validate_geometry(node, full)
         _validate_sizes(node, full)
         _validate_parameters(node, full)
+
+
+def _validate_edge_shapes(graph, lenient: bool, prefix: str) -> None:
+    """Both ends of every edge declare the same shape (``lenient``: the same number of elements)."""
     for src, dst in graph.edges:
         out_shape = _port_shape(graph, src, "output")
         in_shape = _port_shape(graph, dst, "input")
         if out_shape is None or in_shape is None or tuple(out_shape) == tuple(in_shape):
             continue
-        if lenient and int(np.prod(out_shape)) == int(np.prod(in_shape)):
-            continue
         same_size = int(np.prod(out_shape)) == int(np.prod(in_shape))
+        if lenient and same_size:
+            continue
         raise GraphError(
             f"shape mismatch on edge ('{src}', '{dst}'): '{src}' gives {list(out_shape)}, '{dst}' expects {list(in_shape)}"
             + (" (same size: lenient mode accepts it)" if same_size else ""),
-            node=_join(_prefix, dst),
+            node=_join(prefix, dst),
             field="input_type",
         )
 
