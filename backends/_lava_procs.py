@@ -82,11 +82,14 @@ class LearningNeuron(AbstractProcess):
     y1-y3 on ``s_out_y1``-``s_out_y3`` and the error on ``error_out``. It sends on every port at
     every step: a LearningDense connected to a port that stays silent waits forever.
     ``a_third_factor_in`` takes the target (a RingBuffer) or the feedback synapses' sum.
-    ``reset_interval`` > 0 zeroes u and v when ``time_step % reset_interval == 0`` (as ``LIFReset``).
+    ``reset_interval`` > 0 zeroes u and v when ``time_step % reset_interval == 0`` (as ``LIFReset``);
+    the bias is added from step ``bias_onset`` of the stream on (``fixedpoint.bias_active``).
     """
 
-    def __init__(self, *, shape, du, dv, vth, bias_mant, bias_exp, signal, reset_interval=0, **kwargs) -> None:
-        super().__init__(shape=shape, signal=signal, reset_interval=reset_interval, **kwargs)
+    def __init__(
+        self, *, shape, du, dv, vth, bias_mant, bias_exp, signal, reset_interval=0, bias_onset=0, **kwargs
+    ) -> None:
+        super().__init__(shape=shape, signal=signal, reset_interval=reset_interval, bias_onset=bias_onset, **kwargs)
         n = (shape[0],)
         self.a_in = InPort(shape=shape)
         self.a_third_factor_in = InPort(shape=n)
@@ -116,7 +119,7 @@ class _LearningNeuronPorts:
         if interval > 0 and self.time_step % interval == 0:
             self.u[:] = 0
             self.v[:] = 0
-        self.integrate(a_in)
+        self.integrate(a_in, fxp.bias_active(self.time_step - 1, self.proc_params["bias_onset"]))
         v_pre = self.v.copy()
         spikes = self.v > self.threshold()
         self.v[spikes] = 0
@@ -131,10 +134,42 @@ class _LearningNeuronPorts:
         self.error_out.send(error)
 
 
+class _FixedIntegrate:
+    """Threshold and integration of the fixed_pt models: Lava's ``scale_bias`` and ``subthr_dynamics``, the
+    bias left out before its onset."""
+
+    def threshold(self):
+        return np.int32(np.int64(self.vth[0]) << self.vth_shift)
+
+    def integrate(self, a_in, bias_on: bool) -> None:
+        self.scale_bias()
+        if not bias_on:
+            self.effective_bias = np.zeros_like(self.effective_bias)
+        self.subthr_dynamics(activation_in=a_in)
+
+
+class _FloatIntegrate:
+    """Threshold and integration of the floating_pt models: Lava's ``subthr_dynamics`` (which reads
+    ``bias_mant``), the bias left out before its onset."""
+
+    def threshold(self):
+        return self.vth[0]
+
+    def integrate(self, a_in, bias_on: bool) -> None:
+        if bias_on:
+            self.subthr_dynamics(activation_in=a_in)
+            return
+        bias, self.bias_mant = self.bias_mant, np.zeros_like(self.bias_mant)
+        try:
+            self.subthr_dynamics(activation_in=a_in)
+        finally:
+            self.bias_mant = bias
+
+
 @implements(proc=LearningNeuron, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyLearningNeuronFixed(_LearningNeuronPorts, AbstractPyLifModelFixed):
+class PyLearningNeuronFixed(_LearningNeuronPorts, _FixedIntegrate, AbstractPyLifModelFixed):
     a_third_factor_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     s_out_bap: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, bool, precision=1)
@@ -145,13 +180,6 @@ class PyLearningNeuronFixed(_LearningNeuronPorts, AbstractPyLifModelFixed):
     psi_trace: np.ndarray = LavaPyType(np.ndarray, np.int64)
     vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
 
-    def threshold(self):
-        return np.int64(self.vth[0]) << self.vth_shift
-
-    def integrate(self, a_in) -> None:
-        self.scale_bias()
-        self.subthr_dynamics(activation_in=a_in)
-
     def signal_values(self, v_pre, spikes, third):
         return fxp.learning_signal(self.proc_params["signal"], v_pre, spikes, third, self.psi_trace, int(self.vth[0]))
 
@@ -159,7 +187,7 @@ class PyLearningNeuronFixed(_LearningNeuronPorts, AbstractPyLifModelFixed):
 @implements(proc=LearningNeuron, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyLearningNeuronFloat(_LearningNeuronPorts, AbstractPyLifModelFloat):
+class PyLearningNeuronFloat(_LearningNeuronPorts, _FloatIntegrate, AbstractPyLifModelFloat):
     a_third_factor_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     s_out_bap: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, bool)
@@ -170,32 +198,50 @@ class PyLearningNeuronFloat(_LearningNeuronPorts, AbstractPyLifModelFloat):
     psi_trace: np.ndarray = LavaPyType(np.ndarray, float)
     vth: np.ndarray = LavaPyType(np.ndarray, float)
 
-    def threshold(self):
-        return self.vth[0]
-
-    def integrate(self, a_in) -> None:
-        self.subthr_dynamics(activation_in=a_in)
-
     def signal_values(self, v_pre, spikes, third):
         signal = self.proc_params["signal"]
         return fxp.float_learning_signal(signal, v_pre, spikes, third, self.psi_trace, self.vth[0])
 
 
-class LIFSubtractReset(AbstractProcess):
-    """Lava's ``LIFReset`` with reset by subtraction: a spiking neuron's ``v`` loses the threshold.
+class LIFExtended(AbstractProcess):
+    """Lava's ``LIFReset`` with neurocompile's two extensions of the integer LIF (``Population``).
 
-    Identical to Lava's LIF except for the reset (``fixedpoint.lif_fixed_step(reset="subtract")``):
-    the models subclass Lava's ``AbstractPyLifModelFixed``/``Float`` and run ``LIFReset``'s step
+    * ``reset="subtract"``: a spiking neuron's ``v`` loses the threshold (``v[s] -= vth << 6``,
+      floating_pt ``v[s] -= vth``) instead of becoming 0 (``fixedpoint.lif_fixed_step``);
+    * ``bias_onset``: the bias is added only from that step of each sample on
+      (``fixedpoint.bias_active``; the step in the sample is ``(time_step - 1) % sample_steps``).
+
+    The models subclass Lava's ``AbstractPyLifModelFixed``/``Float`` and run ``LIFReset``'s step
     (zero u and v when ``time_step % reset_interval == reset_offset``, ``scale_bias``,
-    ``subthr_dynamics``, ``v > vth``), then ``v[s] -= vth << 6`` (fixed_pt) or ``v[s] -= vth``
-    (floating_pt) instead of ``v[s] = 0``. On Loihi 2 this needs a custom neuron microcode, not
-    the stock LIF.
+    ``subthr_dynamics``, ``v > vth``) with these two changes. On Loihi 2 this needs a custom neuron
+    microcode, not the stock LIF.
     """
 
     def __init__(
-        self, *, shape, du, dv, vth, bias_mant, bias_exp, reset_interval: int = 1, reset_offset: int = 0, **kwargs
+        self,
+        *,
+        shape,
+        du,
+        dv,
+        vth,
+        bias_mant,
+        bias_exp,
+        reset: str = "zero",
+        bias_onset: int = 0,
+        sample_steps: int = 1,
+        reset_interval: int = 1,
+        reset_offset: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__(shape=shape, reset_interval=reset_interval, reset_offset=reset_offset, **kwargs)
+        super().__init__(
+            shape=shape,
+            reset=reset,
+            bias_onset=bias_onset,
+            sample_steps=sample_steps,
+            reset_interval=reset_interval,
+            reset_offset=reset_offset,
+            **kwargs,
+        )
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
         self.u = Var(shape=shape, init=0)
@@ -207,45 +253,36 @@ class LIFSubtractReset(AbstractProcess):
         self.bias_exp = Var(shape=shape, init=bias_exp)
 
 
-class _SubtractResetStep:
-    """``PyLifResetModelBitAcc.run_spk``/``PyLifResetModelFloat.run_spk`` with the subtractive reset."""
+class _ExtendedStep:
+    """``PyLifResetModelBitAcc.run_spk``/``PyLifResetModelFloat.run_spk`` with the reset mode and the bias onset."""
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv()
-        interval = self.proc_params["reset_interval"]
-        if interval > 0 and self.time_step % interval == self.proc_params["reset_offset"] % interval:
+        params = self.proc_params
+        interval = params["reset_interval"]
+        if interval > 0 and self.time_step % interval == params["reset_offset"] % interval:
             self.u *= 0
             self.v *= 0
-        self.integrate(a_in)
+        self.integrate(a_in, fxp.bias_active((self.time_step - 1) % params["sample_steps"], params["bias_onset"]))
         spikes = self.v > self.threshold()
-        self.v[spikes] -= self.threshold()
+        if params["reset"] == "subtract":
+            self.v[spikes] -= self.threshold()
+        else:
+            self.v[spikes] = 0
         self.s_out.send(spikes)
 
 
-@implements(proc=LIFSubtractReset, protocol=LoihiProtocol)
+@implements(proc=LIFExtended, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
-class PyLifSubtractResetModelFixed(_SubtractResetStep, AbstractPyLifModelFixed):
+class PyLifExtendedModelFixed(_ExtendedStep, _FixedIntegrate, AbstractPyLifModelFixed):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
 
-    def threshold(self):
-        return np.int32(np.int64(self.vth[0]) << self.vth_shift)
 
-    def integrate(self, a_in) -> None:
-        self.scale_bias()
-        self.subthr_dynamics(activation_in=a_in)
-
-
-@implements(proc=LIFSubtractReset, protocol=LoihiProtocol)
+@implements(proc=LIFExtended, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("floating_pt")
-class PyLifSubtractResetModelFloat(_SubtractResetStep, AbstractPyLifModelFloat):
+class PyLifExtendedModelFloat(_ExtendedStep, _FloatIntegrate, AbstractPyLifModelFloat):
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
     vth: np.ndarray = LavaPyType(np.ndarray, float)
-
-    def threshold(self):
-        return self.vth[0]
-
-    def integrate(self, a_in) -> None:
-        self.subthr_dynamics(activation_in=a_in)

@@ -104,5 +104,13 @@ def _check_values(name: str, arr: np.ndarray, binary: bool, fail) -> None:
         fail(f"input '{name}': values must be real numbers, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         fail(f"input '{name}': values must be finite (found NaN or inf)")
-    if binary and arr.dtype != np.bool_ and not ((arr == 0) | (arr == 1)).all():
+    if binary and arr.dtype != np.bool_ and not _zeros_and_ones(arr):
         fail(f"input '{name}': spikes must be 0 or 1")
+
+
+def _zeros_and_ones(arr: np.ndarray) -> bool:
+    """Whether every value is 0 or 1; integers by their range (no temporaries; unsigned: the maximum alone)."""
+    if not np.issubdtype(arr.dtype, np.integer):
+        return bool(((arr == 0) | (arr == 1)).all())
+    unsigned = np.issubdtype(arr.dtype, np.unsignedinteger)
+    return arr.size == 0 or bool(arr.max() <= 1 and (unsigned or arr.min() >= 0))

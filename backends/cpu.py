@@ -6,7 +6,9 @@ A float program (``number_format="float"``) runs in float64 with the arithmetic 
 ``floating_pt`` models (``fixedpoint.lif_float_step``), the same timing. Two schedules:
 
 * feed-forward programs run layer by layer ("layerwise"): one synaptic kernel call per synapse
-  computes the sums of all T steps at once, then the neuron recurrence runs over T on [batch, n];
+  computes the sums of all T steps at once, then the neuron recurrence runs over T on [batch, n]; with
+  the C kernel in chunks of batch rows (conv: ``CHUNK_BYTES`` of float frames, dense: ``SUMS_BYTES`` of
+  int32 sums at most, written into a buffer kept between runs);
 * programs with a cycle (recurrent synapses) run step by step ("stepwise"): on the CPU the whole
   schedule runs in one C call (``net_run``: each step every population integrates what was sent at
   t - 1 and spikes, then every synapse gathers the weight rows of its active sources), batch rows
@@ -55,6 +57,7 @@ program with its learned weights.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +82,14 @@ CONV_UNWRAPPED = 2 ** (fxp.CONV_ACC_BITS - 1)  # conv sums below this in magnitu
 # multiplying (int8 GEMM); measured in docs/benchmarks.md.
 GATHER_CROSSOVER = 0.05
 GATHER_MIN_WEIGHTS = 2**16
+# A feed-forward population runs in chunks of batch rows: the float frames of its conv synapses (inputs and
+# sums) take about CHUNK_BYTES (bounded memory, and sums the neuron kernel reads from cache), the int32 sums
+# of a dense synapse at most SUMS_BYTES (kept between runs in a buffer per thread: fresh pages cost a page
+# fault each, and every chunk one more hand-over from the GEMM's threads to the neuron kernel's);
+# measured in docs/benchmarks.md.
+CHUNK_BYTES = 8 * 2**20
+SUMS_BYTES = 64 * 2**20
+INT32_SUMS = ("int8-gemm", "gather")  # the kernels whose sums are int32 (written into the buffer)
 KERNEL_SOURCE = Path(__file__).parent / "kernels" / "lif.c"
 OPERAND_DTYPE = {  # the weights' dtype of each kernel but int8-gemm
     "gather": torch.int16,
@@ -89,6 +100,7 @@ OPERAND_DTYPE = {  # the weights' dtype of each kernel but int8-gemm
 }
 _kernel = None  # None: not tried yet; False: unavailable; else {name: ctypes function}
 _pool = None
+_thread_sums = threading.local()  # .buffer: this thread's int32 sums buffer (see SUMS_BYTES)
 
 
 def _load_kernel():
@@ -106,8 +118,8 @@ def _build_kernel():
     if dll is None:
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    # T, n, a_in, shift, wexp, fu, fv, vth, bias, spiking, reset_interval, subtract, 6 buffers, b0, b1
-    lif_args = [i64, i64, ptr, i64, i64, i64, i64, i64, ptr, i64, i64, i64] + [ptr] * 6 + [i64, i64]
+    # T, n, a_in, shift, wexp, fu, fv, vth, bias, spiking, reset_interval, subtract, bias_onset, 6 buffers, b0, b1
+    lif_args = [i64, i64, ptr, i64, i64, i64, i64, i64, ptr, i64, i64, i64, i64] + [ptr] * 6 + [i64, i64]
     signatures = {
         "lif_run_f32": lif_args,
         "lif_run_i32": lif_args,
@@ -357,23 +369,24 @@ class CpuBackend:
                 sy.operands[kernel] = weights.to(OPERAND_DTYPE[kernel]).contiguous()
         return sy.operands[kernel]
 
-    def _sums(self, sy: _Syn, kernel: str, spikes: torch.Tensor) -> torch.Tensor:
+    def _sums(self, sy: _Syn, kernel: str, spikes: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Exact sums of ``sy``'s mantissas (conv: weights) over the inputs of each row of ``spikes``
         [M, n_src]: [M, len(delays) * n_tgt], float holding integers, int64, or int32 (gather: modulo
-        2**32); conv sums before their 24-bit wrap."""
+        2**32); conv sums before their 24-bit wrap. The kernels in ``INT32_SUMS`` write their int32 sums
+        into ``out`` if given (int32 [M, len(delays) * n_tgt]); the others allocate theirs."""
         op = self._operand(sy, kernel)
         if not sy.dense:
             return self._conv(sy, op, spikes)
         if kernel == "gather":
             spikes = spikes.to(torch.uint8).contiguous()
-            out = torch.empty(spikes.shape[0], op.shape[1], dtype=torch.int32)
+            out = torch.empty(spikes.shape[0], op.shape[1], dtype=torch.int32) if out is None else out
             args = (op.shape[0], op.shape[1], spikes.data_ptr(), op.data_ptr(), out.data_ptr())
             run_sliced(self._c_kernel()["gather_sum"], args, spikes.shape[0], op.numel())
             return out
         if kernel == "int8-gemm":
             q, offset = op
             spikes = spikes.to(torch.uint8).contiguous()
-            sums = torch._int_mm(spikes.view(torch.int8), q)
+            sums = torch._int_mm(spikes.view(torch.int8), q, out=out)
             if offset:  # unsigned weights: q + offset, the offset once per active input
                 return sums.to(torch.int64) + offset * spikes.sum(1, keepdim=True, dtype=torch.int64)
             return sums
@@ -406,9 +419,9 @@ class CpuBackend:
         )
         return acc.reshape(spikes.shape[0], -1)
 
-    def _input_sum(self, name: str, spikes: dict, density: dict, chosen: dict) -> tuple[torch.Tensor, int, int]:
-        """Synaptic input of population ``name`` for all steps: (a_in [B, T, n], shift, weight_exp);
-        each synapse's kernel goes to ``chosen``.
+    def _input_sum(self, name: str, spikes: dict, chosen: dict) -> tuple[torch.Tensor, int, int]:
+        """Synaptic input of population ``name`` for all steps of the batch rows in ``spikes`` ({node: [B, T, n]}):
+        (a_in [B, T, n], shift, weight_exp), each synapse with its kernel in ``chosen``.
 
         A single delay-free synapse of a fixed-point program whose sums need no wrap before the neuron's
         (dense, or conv below ``CONV_UNWRAPPED``, where the 24-bit wrap changes nothing) hands over its raw sums
@@ -416,8 +429,6 @@ class CpuBackend:
         otherwise the sum of arrivals at each step (shift 0).
         """
         into = [self.syns[spec.name] for spec in self.program.synapses_into(name)]
-        for sy in into:
-            chosen[sy.spec.name] = self._kernel_for(sy, density[sy.spec.source])
         batch, steps = next(iter(spikes.values())).shape[:2]
         n = self.program.population(name).size
         if (
@@ -426,8 +437,9 @@ class CpuBackend:
             and into[0].delays == [0]
             and (into[0].dense or into[0].bound < CONV_UNWRAPPED)
         ):
-            sy = into[0]
-            raw = self._sums(sy, chosen[sy.spec.name], spikes[sy.spec.source].reshape(batch * steps, -1))
+            sy, kernel = into[0], chosen[into[0].spec.name]
+            out = _sums_buffer(batch * steps, n) if kernel in INT32_SUMS else None
+            raw = self._sums(sy, kernel, spikes[sy.spec.source].reshape(batch * steps, -1), out)
             return raw.reshape(batch, steps, n), 1, sy.wexp
         a_in = torch.zeros(batch, steps, n, dtype=self.state_dtype, device=self.device)
         for sy in into if steps > 1 else []:
@@ -447,14 +459,18 @@ class CpuBackend:
         return torch.as_tensor(flat, device=self.device).to(dtype)
 
     def _neuron_args(self, pop: Population) -> tuple[int, ...]:
-        """``pop``'s parameters as the C kernels take them: fu, fv, vth, bias, spiking, reset_interval, subtract."""
+        """``pop``'s parameters as the C kernels take them: fu, fv, vth, bias, spiking, reset_interval, subtract,
+        bias_onset."""
         fu, fv = fxp.decay_multiplier(pop.du, fxp.U_DECAY_OFFSET), fxp.decay_multiplier(pop.dv, fxp.V_DECAY_OFFSET)
         vth, bias = fxp.effective_vth(pop.vth), self.bias[pop.name].data_ptr()
-        return fu, fv, vth, bias, int(pop.spiking), int(pop.reset_interval), int(pop.reset == "subtract")
+        subtract = int(pop.reset == "subtract")
+        return fu, fv, vth, bias, int(pop.spiking), int(pop.reset_interval), subtract, int(pop.bias_onset)
 
-    def _step(self, pop: Population, a_in, u, v):
-        """One neuron step on [B, n] tensors: ``(spikes, u, v)``."""
+    def _step(self, pop: Population, t: int, a_in, u, v):
+        """Step ``t`` of ``pop`` on [B, n] tensors: ``(spikes, u, v)``."""
         bias = self.bias[pop.name]
+        if not fxp.bias_active(t, pop.bias_onset):
+            bias = torch.zeros_like(bias)
         if self.fixed:
             return fxp.lif_fixed_step(a_in, u, v, pop.du, pop.dv, pop.vth, bias, spiking=pop.spiking, reset=pop.reset)
         vth = float(pop.vth) if pop.spiking else float("inf")
@@ -465,7 +481,7 @@ class CpuBackend:
         u, v = state
         if fxp.reset_due(t, pop.reset_interval):
             u, v = torch.zeros_like(u), torch.zeros_like(v)
-        s, u, v = self._step(pop, a_in, u, v)
+        s, u, v = self._step(pop, t, a_in, u, v)
         for var, value in (("spikes", s), ("u", u), ("v", v)):
             if var in out:
                 out[var][:, t] = value
@@ -524,8 +540,9 @@ class CpuBackend:
             outs[pop.name] = self._buffers(pop, batch, steps, rec.get(pop.name, set()) | {"spikes"})
         density = {name: _rate(t) for name, t in x.items()}
         neurons, chosen = self._execute(x, outs, density, progress)
-        for pop in pops:
-            density.setdefault(pop.name, _rate(outs[pop.name]["spikes"]))
+        for pop in pops:  # the stepwise schedules leave them to count here
+            if pop.name not in density:
+                density[pop.name] = _rate(outs[pop.name]["spikes"])
         arrays = {}
         for node, variables in rec.items():
             for var in sorted(variables):
@@ -559,19 +576,40 @@ class CpuBackend:
 
     def _run_layerwise(self, x: dict, outs: dict, density: dict, chosen: dict) -> None:
         """Population after population into ``outs`` ({node: {var: [B, T, n]}}); each population's
-        spike rate goes to ``density`` before the synapses it feeds choose their kernels."""
+        spike rate goes to ``density`` before the synapses it feeds choose their kernels. With the C
+        kernel a population runs in chunks of batch rows (:meth:`_chunk_rows`), sums then neurons, so that
+        the sums in flight stay bounded (conv: small and in cache); the torch recurrence, whose cost is per
+        step, takes the whole batch."""
         spikes = dict(x)
         kernel = self._c_kernel()
+        batch, steps = next(iter(x.values())).shape[:2]
         for name in self.order:
             pop = self.program.population(name)
-            a_in, shift, wexp = self._input_sum(name, spikes, density, chosen)
-            out = outs[name]
-            if kernel is not None:
-                self._kernel_run(kernel, pop, a_in, shift, wexp, out)
+            for spec in self.program.synapses_into(name):
+                chosen[spec.name] = self._kernel_for(self.syns[spec.name], density[spec.source])
+            rows = batch if kernel is None else self._chunk_rows(name, batch, steps, chosen)
+            for part in (slice(b0, b0 + rows) for b0 in range(0, batch, rows)):
+                a_in, shift, wexp = self._input_sum(name, {k: s[part] for k, s in spikes.items()}, chosen)
+                out = {var: t[part] for var, t in outs[name].items()}
+                if kernel is not None:
+                    self._kernel_run(kernel, pop, a_in, shift, wexp, out)
+                else:
+                    self._torch_run(pop, _aligned(a_in, shift, wexp), out)
+            spikes[name] = outs[name]["spikes"]
+            density[name] = _rate(spikes[name])
+
+    def _chunk_rows(self, name: str, batch: int, steps: int, chosen: dict) -> int:
+        """Batch rows per chunk of population ``name``: the float frames of its conv synapses (inputs and sums)
+        take about ``CHUNK_BYTES``, the int32 sums of each dense synapse at most ``SUMS_BYTES``."""
+        rows = batch
+        for spec in self.program.synapses_into(name):
+            sy = self.syns[spec.name]
+            if sy.dense:
+                rows = min(rows, SUMS_BYTES // (4 * steps * sy.weights.shape[1]))
             else:
-                self._torch_run(pop, _aligned(a_in, shift, wexp), out)
-            spikes[name] = out["spikes"]
-            density[name] = _rate(out["spikes"])
+                values = int(np.prod(self.shapes[spec.source])) + int(np.prod(self.shapes[name]))
+                rows = min(rows, CHUNK_BYTES // (OPERAND_DTYPE[chosen[spec.name]].itemsize * steps * values))
+        return max(1, rows)
 
     def _run_stepwise(self, x: dict, outs: dict, progress: bool, chosen: dict) -> None:
         """All populations step by step in torch (programs with cycles) into ``outs``."""
@@ -643,7 +681,8 @@ def _ctypes_struct(name: str, fields: str):
 
 # the structs of kernels/lif.c's net_run
 _NetPop = _ctypes_struct(
-    "_NetPop", "n:i fu:i fv:i vth:i bias:p spiking:i reset_interval:i subtract:i s_out:p u_out:p v_out:p"
+    "_NetPop",
+    "n:i fu:i fv:i vth:i bias:p spiking:i reset_interval:i subtract:i bias_onset:i s_out:p u_out:p v_out:p",
 )
 _NetSyn = _ctypes_struct("_NetSyn", "src:i tgt:i n_src:i n_tgt:i n_delays:i wexp:i w:p delays:p")
 _NetStruct = _ctypes_struct("_NetStruct", "T:i horizon:i n_ports:i ports:p n_pops:i pops:p n_syns:i syns:p")
@@ -675,9 +714,22 @@ def _aligned(a_in: torch.Tensor, shift: int, weight_exp: int) -> torch.Tensor:
     return out
 
 
+def _sums_buffer(rows: int, cols: int) -> torch.Tensor | None:
+    """An int32 [rows, cols] view of this thread's sums buffer (grown as needed up to ``SUMS_BYTES``, kept
+    between runs), valid until the next call; None if larger."""
+    if 4 * rows * cols > SUMS_BYTES:
+        return None
+    buffer = getattr(_thread_sums, "buffer", None)
+    if buffer is None or buffer.numel() < rows * cols:
+        buffer = _thread_sums.buffer = torch.empty(rows * cols, dtype=torch.int32)
+    return buffer[: rows * cols].view(rows, cols)
+
+
 def _rate(t: torch.Tensor) -> float:
-    """Fraction of nonzero entries (spikes per neuron and step)."""
-    return int(torch.count_nonzero(t)) / max(t.numel(), 1)
+    """Fraction of nonzero entries (spikes per neuron and step); NumPy counts on the CPU (several times
+    faster than ``torch.count_nonzero`` there)."""
+    count = np.count_nonzero(t.numpy()) if t.device.type == "cpu" else int(torch.count_nonzero(t))
+    return count / max(t.numel(), 1)
 
 
 def _progress(steps, progress: bool):

@@ -322,14 +322,13 @@ class _ReferenceRun:
             self.pending[name][-1] = 0
             if fxp.reset_due(t, pop.reset_interval):
                 self.u[name], self.v[name] = np.zeros_like(self.u[name]), np.zeros_like(self.v[name])
+            bias = self.bias[name] if fxp.bias_active(t, pop.bias_onset) else np.zeros_like(self.bias[name])
             if self.fixed:
-                self.u[name], v_pre = fxp.lif_fixed_subthreshold(
-                    a_in, self.u[name], self.v[name], pop.du, pop.dv, self.bias[name]
-                )
+                self.u[name], v_pre = fxp.lif_fixed_subthreshold(a_in, self.u[name], self.v[name], pop.du, pop.dv, bias)
                 threshold = fxp.effective_vth(pop.vth) if pop.spiking else fxp.V_LIMIT
             else:  # v before reset: the float step with a threshold nothing reaches
                 _, self.u[name], v_pre = fxp.lif_float_step(
-                    a_in, self.u[name], self.v[name], pop.du, pop.dv, np.inf, self.bias[name]
+                    a_in, self.u[name], self.v[name], pop.du, pop.dv, np.inf, bias
                 )
                 threshold = float(pop.vth) if pop.spiking else np.inf
             s, self.v[name] = fxp.fire(v_pre, threshold, pop.reset)
@@ -410,6 +409,7 @@ class _Pop(ctypes.Structure):
         ("spiking", _i64),
         ("reset_interval", _i64),
         ("bias", _ptr),
+        ("bias_onset", _i64),
         ("learning", _i64),
         ("target", _ptr),
         ("output_v", _i64),
@@ -614,6 +614,7 @@ def _population_structs(prog, data, rec, batch: int, steps: int, out: dict, hold
         c.reset_interval = int(pop.reset_interval)
         bias = fxp.effective_bias(pop.bias_mant, pop.bias_exp)
         c.bias = _addr(hold(np.ascontiguousarray(np.broadcast_to(bias, pop.shape).reshape(-1), dtype=np.int32)))
+        c.bias_onset = int(pop.bias_onset)
         if pop.learning is not None:
             _signal_fields(c, pop, data, hold)
         wanted = rec.get(pop.name, set())

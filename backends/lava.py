@@ -4,7 +4,8 @@ Lowering (one Lava process per program element):
 
 * input port      -> ``lava.proc.io.source.RingBuffer`` holding a block of samples;
 * population      -> ``LIFReset`` (see "Samples") with du, dv, vth, bias_mant, bias_exp;
-                     ``reset="subtract"`` -> ``_lava_procs.LIFSubtractReset`` (see "Subtractive reset");
+                     ``reset="subtract"`` or a held-back bias -> ``_lava_procs.LIFExtended`` (see
+                     "Extensions");
 * synapse "dense" -> ``Dense`` (``DelayDense`` with delays), "sparse" -> ``Sparse``
                      (``DelaySparse``) from a scipy CSR matrix, "conv" -> ``lava.proc.conv.Conv``
                      (or ``Sparse``, see below);
@@ -39,13 +40,16 @@ Non-spiking populations (``spiking=False``): Lava's LIF has no such mode, so fix
 ``fixedpoint.lif_fixed_step(spiking=False)``; floating_pt passes ``vth = inf``. Recording one
 always includes its ``v``.
 
-Subtractive reset. Lava's LIF resets ``v`` to 0. A population with ``reset="subtract"`` lowers to
-``_lava_procs.LIFSubtractReset``, a ``LIFReset`` look-alike whose ``fixed_pt`` and ``floating_pt``
-models subclass Lava's ``AbstractPyLifModelFixed``/``AbstractPyLifModelFloat``: the integer update
-is Lava's, except that a spiking neuron's ``v`` loses ``vth << 6`` (``fixedpoint.lif_fixed_step``).
-On hardware this needs a Loihi 2 custom neuron model (microcode) with that reset, not the stock
-LIF; ``hardware=True`` has no such model here and refuses these populations. Learning populations
-reset to zero.
+Extensions. Two features of ``Population`` are not in Lava's stock LIF: ``reset="subtract"`` (a
+spiking neuron's ``v`` loses ``vth << 6`` instead of becoming 0) and ``bias_onset`` (the bias is
+added from that step of each sample on; the compiler sets it to the population's latency). Such a
+population lowers to ``_lava_procs.LIFExtended``, a ``LIFReset`` look-alike whose ``fixed_pt`` and
+``floating_pt`` models subclass Lava's ``AbstractPyLifModelFixed``/``AbstractPyLifModelFloat``: the
+integer update is Lava's ``scale_bias`` and ``subthr_dynamics``, with those two changes
+(``fixedpoint.lif_fixed_step``, ``fixedpoint.bias_active``). On hardware they need a Loihi 2 custom
+neuron model (microcode), not the stock LIF; ``hardware=True`` has no such model here and refuses
+these populations. Learning populations (``_lava_procs.LearningNeuron``) reset to zero and hold
+their bias back the same way.
 
 Samples. One process graph runs a whole block of samples (all of a batch up to
 ``MAX_BLOCK_VALUES`` input values): the samples lie back to back in the source RingBuffers,
@@ -145,6 +149,14 @@ def _connect(src, conn, dst, src_shape, dst_shape) -> None:
     (src.flatten() if len(lava_shape(src_shape)) > 1 else src).connect(conn.s_in)
     out = conn.a_out.reshape(lava_shape(dst_shape)) if len(lava_shape(dst_shape)) > 1 else conn.a_out
     out.connect(dst)
+
+
+def _extensions(pop: Population) -> list[str]:
+    """What ``pop`` needs beyond Lava's stock ``LIFReset`` (``_lava_procs.LIFExtended``), in words."""
+    found = ["resets by subtraction"] if pop.reset == "subtract" else []
+    if pop.bias_onset > 0 and np.any(pop.bias_mant):
+        found.append(f"adds its bias from step {pop.bias_onset}")
+    return found
 
 
 def _lower_taps(pops: dict, record: dict[str, set[str]], run_steps: int) -> dict:
@@ -264,23 +276,28 @@ class LavaBackend:
     # --- lowering: one function per program element ------------------------------------
 
     def _lower_population(self, pop: Population, run_steps: int):
-        """Population -> ``LIFReset`` (``_lava_procs.LIFSubtractReset`` for ``reset="subtract"``)."""
-        if pop.reset == "subtract":
-            if self.hardware:
-                raise NeurocompileError(
-                    f"lava backend: population '{pop.name}' resets by subtraction, which needs a Loihi 2 custom "
-                    "neuron model (not provided); run it in simulation"
-                )
-            from ._lava_procs import LIFSubtractReset as process
-        else:
-            from lava.proc.lif.process import LIFReset as process
-
+        """Population -> ``LIFReset``, or ``_lava_procs.LIFExtended`` where it resets by subtraction or holds a
+        bias back (``bias_onset``)."""
         params = self._pop_params(pop)
         if pop.reset_interval > 0:
-            return process(reset_interval=int(pop.reset_interval), reset_offset=0, name=pop.name, **params)
-        # Zeroes u and v before the first step of every sample (Lava's time_step is 1-based
-        # and keeps counting across samples): no Var.set needed between samples.
-        return process(reset_interval=run_steps, reset_offset=1, name=pop.name, **params)
+            timing = dict(reset_interval=int(pop.reset_interval), reset_offset=0)
+        else:  # zeroes u and v before the first step of every sample (Lava's time_step is 1-based and keeps
+            # counting across samples): no Var.set needed between samples
+            timing = dict(reset_interval=run_steps, reset_offset=1)
+        extensions = _extensions(pop)
+        if not extensions:
+            from lava.proc.lif.process import LIFReset
+
+            return LIFReset(name=pop.name, **timing, **params)
+        if self.hardware:
+            raise NeurocompileError(
+                f"lava backend: population '{pop.name}' {' and '.join(extensions)}, which needs a Loihi 2 custom "
+                "neuron model (not provided); run it in simulation, or compile with --reset zero --bias-onset start"
+            )
+        from ._lava_procs import LIFExtended
+
+        onset = dict(reset=pop.reset, bias_onset=int(pop.bias_onset), sample_steps=run_steps)
+        return LIFExtended(name=pop.name, **onset, **timing, **params)
 
     def _lower_synapse(self, syn: Synapse, src, dst) -> tuple:
         """Synapse -> a Lava connection process from OutPort ``src`` to InPort ``dst``.
@@ -568,7 +585,11 @@ class _LearningGraph:
                 continue
             params = backend._pop_params(pop)
             neuron = LearningNeuron(
-                signal=pop.learning, reset_interval=int(pop.reset_interval), name=pop.name, **params
+                signal=pop.learning,
+                reset_interval=int(pop.reset_interval),
+                bias_onset=int(pop.bias_onset),
+                name=pop.name,
+                **params,
             )
             self.pops[pop.name] = neuron
             if pop.learning.target is not None:

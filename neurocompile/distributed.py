@@ -98,6 +98,7 @@ def session(device):
     _join(world, device)
     try:
         yield world
+        dist.barrier()  # leave together: a rank that exits while another still uses the group aborts in C++
     finally:
         dist.destroy_process_group()
 

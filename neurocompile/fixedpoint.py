@@ -23,9 +23,11 @@ Quirks reproduced on purpose (all checked against Lava in ``tests/test_fixedpoin
   modulo 2**24.
 * Timing: a spike sent at step t reaches the target neuron at step t+1 (+ delay).
 
-One extension beyond Lava's stock models: ``reset="subtract"`` in :func:`lif_fixed_step` /
-:func:`lif_float_step` (``Population.reset``), identical to Lava's LIF except for the reset
-(``v <- v - (vth << 6)`` instead of ``v <- 0``; Lava: ``backends._lava_procs.LIFSubtractReset``).
+Two extensions beyond Lava's stock models (Lava: ``backends._lava_procs.LIFExtended``):
+``reset="subtract"`` in :func:`lif_fixed_step` / :func:`lif_float_step` (``Population.reset``),
+identical to Lava's LIF except for the reset (``v <- v - (vth << 6)`` instead of ``v <- 0``), and
+the bias onset (``Population.bias_onset``, :func:`bias_active`): the bias is added from that step
+of a sample on.
 """
 
 from __future__ import annotations
@@ -312,7 +314,7 @@ def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool =
         v = clip_v(int32(decay(v, dv, 0) + u + bias))
         s = v > (vth << 6);  v[s] = 0
 
-    ``reset="subtract"`` (``Population.reset``; ``backends._lava_procs.LIFSubtractReset``) is
+    ``reset="subtract"`` (``Population.reset``; ``backends._lava_procs.LIFExtended``) is
     identical to Lava's LIF except for the reset: ``v[s] -= vth << 6``. No clip is needed: a
     spiking ``v`` lies in ``(vth << 6, 2**23 - 1]``, so the result lies in ``[0, 2**23 - 1)``.
     ``spiking=False`` (a readout population) never spikes and never resets.
@@ -358,6 +360,12 @@ def reset_due(step: int, reset_interval: int) -> bool:
     ``reset_interval = 0`` means a plain LIF (never).
     """
     return reset_interval > 0 and (step + 1) % reset_interval == 0
+
+
+def bias_active(step: int, bias_onset: int) -> bool:
+    """Whether a population adds its bias in step ``step`` (0-based, counted from the start of the run
+    or sample): from ``Population.bias_onset`` on. Before it, ``v`` integrates ``u`` alone."""
+    return step >= bias_onset
 
 
 # --- the learning engine ---------------------------------------------------------------------

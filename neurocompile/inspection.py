@@ -115,6 +115,7 @@ def describe_program(program) -> dict:
                 "vth": number(pop.vth),
                 "bias_mant": {"min": number(bias.min()), "max": number(bias.max())} if bias.size else None,
                 "bias_exp": int(pop.bias_exp),
+                "bias_onset": int(pop.bias_onset),
                 "reset_interval": int(pop.reset_interval),
                 "reset": pop.reset,
                 "learning": _jsonable(plasticity.signal_to_json(pop.learning)) if pop.learning else None,
@@ -252,12 +253,25 @@ def format_program(info: dict) -> str:
             p["vth"],
             f"{p['bias_mant']['min']}..{p['bias_mant']['max']}" if p["bias_mant"] else "-",
             p["bias_exp"],
+            p.get("bias_onset", 0),
             "yes" if p["spiking"] else "no",
             p.get("reset", "zero"),
         ]
         for p in info["populations"]
     ]
-    header = ["population", "from", "shape", "du", "dv", "vth", "bias_mant", "bias_exp", "spiking", "reset"]
+    header = [
+        "population",
+        "from",
+        "shape",
+        "du",
+        "dv",
+        "vth",
+        "bias_mant",
+        "bias_exp",
+        "bias from",
+        "spiking",
+        "reset",
+    ]
     lines += _table(header, rows)
     rows = [
         [

@@ -209,6 +209,7 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
     convention=None,
     method: str = "maxabs",
     percentile: float = 99.99,
+    bias_onset: str = "latency",
     steps: int = 16,
     samples: int = 256,
     output=None,
@@ -219,6 +220,7 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
     ``graph``: a NIR graph, a path (``.nir``, or ``.pt`` exported first) or a torch module.
     ``calibration``: None, inputs ``[batch, time, *input_shape]``, or a spec for
     :func:`load_calibration` (``"digits"``, a file; ``steps`` and ``samples`` apply to it).
+    ``method``, ``percentile``, ``bias_onset``: see :func:`neurocompile.quantize.quantize`.
     ``output``: also write the program there (``.ncp``)."""
     from .quantize import compile_graph
 
@@ -229,9 +231,8 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
     if isinstance(calibration, (str, Path)):
         calibration = load_calibration(calibration, steps, samples)
     conv = resolve_convention(convention, graph=graph)
-    program, report = compile_graph(
-        graph, conv, calibration=calibration, method=method, percentile=percentile, source=source
-    )
+    options = dict(method=method, percentile=percentile, bias_onset=bias_onset)
+    program, report = compile_graph(graph, conv, calibration=calibration, source=source, **options)
     if output is not None:
         save_program(program, output)
     return program, report

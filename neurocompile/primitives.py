@@ -48,7 +48,8 @@ class LinearForm:
     v <- (1 - a_v) v + gain * u + bias_v      (then threshold and reset)
 
     ``extra_delay``: steps the voltage lags its input (1 when it integrates the previous
-    current). ``u_to_v``: float v increment per unit of the model's own current ``i`` (None
+    current). ``bias_x``: a constant input that must enter as ``x`` (through ``u``) every step, not through
+    ``bias_v``: the bias of a model with a current (None: none, or the bias is in ``bias_v``). ``u_to_v``: float v increment per unit of the model's own current ``i`` (None
     without one). ``decay_param``: which NIR parameter sets each decay, for error messages.
     """
 
@@ -57,6 +58,7 @@ class LinearForm:
     gain: np.ndarray
     bias_v: np.ndarray
     extra_delay: int = 0
+    bias_x: np.ndarray | None = None
     u_to_v: np.ndarray | None = None
     decay_param: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
@@ -81,18 +83,17 @@ def _integrate_form(p: dict, b: np.ndarray, conv: D.Convention) -> LinearForm:
 def _cuba_form(p: dict, b: np.ndarray, conv: D.Convention) -> LinearForm:
     a_m, a_s = conv.dt / p["tau_mem"], conv.dt / p["tau_syn"]
     in_scale = a_s if conv.cuba_input_scaled else 1.0
-    i_steady = p["w_in"] * b * (1.0 if conv.cuba_input_scaled else 1.0 / a_s)
-    notes = []
-    if np.any(np.asarray(b) != 0):
-        notes.append("bias enters v directly (Lava has no bias on u): exact in steady state, no tau_syn rise")
+    biased = np.any(np.asarray(b) != 0)
+    notes = ["bias enters the current as a constant input (Lava has no bias on u: a tonic source)"] if biased else []
     if not conv.current_first:
         notes.append("voltage integrates the previous current: one extra step of delay on every input")
     return LinearForm(
         a_s,
         a_m,
         a_m * p["r"] * p["w_in"] * in_scale,
-        a_m * (p["v_leak"] + p["r"] * i_steady),
+        a_m * p["v_leak"],
         extra_delay=0 if conv.current_first else 1,
+        bias_x=np.asarray(b, dtype=np.float64) if biased else None,
         u_to_v=a_m * p["r"],
         decay_param={"u": "tau_syn", "v": "tau_mem"},
         notes=tuple(notes),

@@ -91,6 +91,9 @@ class Population:
     Loihi 2 a custom neuron model, see ``backends.lava``). A learning population resets to zero.
     ``spiking=False`` marks a readout whose ``v`` is the output (LI/CubaLI/I in NIR).
     ``reset_interval`` > 0 zeroes u and v every that many steps (Lava ``LIFReset``).
+    ``bias_onset``: the bias is added from that step of a run (sample) on, 0 before
+    (``fixedpoint.bias_active``); the compiler sets it to the population's latency, the step its first
+    synaptic input arrives, so that a deeper layer does not integrate bias before its input.
     ``source_type`` records the NIR primitive it came from.
     ``learning``: what the population sends to the plastic synapses into it (on-chip learning).
     """
@@ -107,6 +110,7 @@ class Population:
     source_type: str = "LIF"
     learning: LearningSignal | None = None
     reset: ResetMode = "zero"
+    bias_onset: int = 0
 
     @property
     def size(self) -> int:
@@ -121,14 +125,10 @@ class Population:
             raise NeurocompileError(
                 f"population '{self.name}': bias_mant shape {np.shape(self.bias_mant)} != {self.shape}"
             )
-        if (
-            isinstance(self.reset_interval, bool)
-            or not isinstance(self.reset_interval, (int, np.integer))
-            or self.reset_interval < 0
-        ):
-            raise NeurocompileError(
-                f"node '{self.name}', parameter 'reset_interval': {self.reset_interval!r} is not an integer >= 0"
-            )
+        for name in ("reset_interval", "bias_onset"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise NeurocompileError(f"node '{self.name}', parameter '{name}': {value!r} is not an integer >= 0")
         if self.reset not in RESET_MODES:
             raise NeurocompileError(
                 f"node '{self.name}', parameter 'reset': must be one of {', '.join(RESET_MODES)}, got {self.reset!r}"
@@ -310,7 +310,8 @@ class FixedPointProgram:
         return [port for port in self.inputs if port.kind == "spikes"]
 
     def latency(self) -> dict[str, int]:
-        """Steps from the inputs to each population along feed-forward synapses (1 + delay each)."""
+        """Steps from the inputs to each population along feed-forward synapses (1 + delay each); 0 for a
+        population no input reaches (a tonic source)."""
         steps: dict[str, int] = {port.name: 0 for port in self.inputs}
         for pop in self.populations:  # listed in feed-forward order
             arrivals = [
@@ -318,8 +319,9 @@ class FixedPointProgram:
                 for syn in self.synapses_into(pop.name)
                 if not syn.recurrent and syn.source in steps
             ]
-            steps[pop.name] = min(arrivals) if arrivals else 0
-        return {pop.name: steps[pop.name] for pop in self.populations}
+            if arrivals:
+                steps[pop.name] = min(arrivals)
+        return {pop.name: steps.get(pop.name, 0) for pop in self.populations}
 
     def recorded_variables(self, record) -> dict[str, set[str]]:
         """``{node: {variables}}`` a backend records for ``record``: None -> the outputs' spikes

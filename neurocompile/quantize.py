@@ -21,7 +21,7 @@ integer threshold ``vth = T`` (readouts: ``K_i = T``)::
     CubaLIF  du = round(4096 a_s) - 1                dv = round(4096 a_m)
              u_int = 64 K_i * a_m * r * i
              w_int * 2**weight_exp = K_i * w * a_m * r * w_in * (a_s if cuba_input_scaled else 1)
-             bias_int = 64 K_i * a_m * (v_leak + r * i_ss),  i_ss = w_in * b (/ a_s if not scaled)
+             bias_int = 64 K_i * a_m * v_leak; the bias b enters u through a tonic source
              current_first=False (Norse): one extra step of synaptic delay on every input
     IF       du = 4095, dv = 0; w_int * 2**weight_exp = K_i * w * g, g = dt*r (or r without dt)
              bias_int = 64 K_i * g * b
@@ -36,8 +36,11 @@ integer threshold ``vth = T`` (readouts: ``K_i = T``)::
 
 ``b`` is the bias the normalizer folded into the population (Affine/Conv biases); ``v_leak``
 also becomes bias. ``bias_int = bias_mant << bias_exp`` with a 13-bit signed mantissa and a
-3-bit exponent. For CubaLIF the bias enters ``v`` directly (Lava has no bias on ``u``): exact in
-steady state, without the ``tau_syn`` rise of the float model (noted in the report).
+3-bit exponent, added from step ``bias_onset`` = the population's latency on, when its first input
+arrives (so every layer is the float layer delayed by its latency). For CubaLIF the bias is part
+of the input current, which Lava's LIF cannot bias: a tonic source (``tonic_source``: one neuron
+that spikes every step) feeds it through a dense synapse whose weights are the bias column,
+delayed to arrive with the first input.
 
 Choosing ``T`` (per population, the largest value that satisfies every limit)::
 
@@ -221,6 +224,7 @@ class _Dynamics:
     gain: np.ndarray  # float v increment per unit of neuron input x (per neuron)
     bias_v: np.ndarray  # float v increment per step from bias and v_leak (per neuron)
     extra_delay: int
+    bias_x: np.ndarray | None  # a bias that enters as input x through a tonic source (LinearForm.bias_x)
     a_u: float  # float per-step decay of u (1 for no synaptic state)
     a_v: float  # float per-step decay of v
     u_to_v: np.ndarray | None  # float v increment per unit of the model's current i (None: no current)
@@ -259,7 +263,7 @@ def _dynamics(pop: NormalizedPopulation, conv: Convention) -> _Dynamics:
     notes = list(form.notes)
     if a_v >= 1:
         notes.append("v keeps 1/4096 of its previous value between steps (Lava's dv is 12 bits)")
-    return _Dynamics(du, dv, form.gain, form.bias_v, form.extra_delay, a_u, a_v, form.u_to_v, notes)
+    return _Dynamics(du, dv, form.gain, form.bias_v, form.extra_delay, form.bias_x, a_u, a_v, form.u_to_v, notes)
 
 
 # --- calibration ----------------------------------------------------------------------------
@@ -379,7 +383,34 @@ def _layer(normalized: NormalizedGraph, pop: NormalizedPopulation) -> _Layer:
     rho = 1.0 / _lava_threshold(pop, conv) if pop.spiking else np.ones(pop.size)
     dyn = _dynamics(pop, conv)
     incoming = normalized.synapses_into(pop.name)
+    if dyn.bias_x is not None:
+        incoming = [*incoming, _bias_synapse(pop.name, dyn.bias_x)]
     return _Layer(pop, dyn, rho, incoming, [_effective_weights(s, dyn.gain, pop.shape) for s in incoming])
+
+
+def tonic_source(population: str) -> str:
+    """The name of the tonic source that carries ``population``'s bias into its current."""
+    return f"{population}.bias_source"
+
+
+def _bias_synapse(population: str, bias_x: np.ndarray) -> NormalizedSynapse:
+    """A bias that enters a neuron's current (Lava has no bias on u): a dense synapse from a tonic source,
+    one neuron that spikes every step, with the bias as its weights."""
+    return NormalizedSynapse(f"{population}.bias", tonic_source(population), population, "dense", bias_x.reshape(-1, 1))
+
+
+def _tonic_population(population: str, number_format: str) -> Population:
+    """The tonic source of ``population``: no input, its bias alone crosses a zero threshold every step."""
+    one, fixed = np.ones(1), number_format == "fixed"
+    return Population(
+        tonic_source(population),
+        (1,),
+        du=4095 if fixed else 1.0,
+        dv=0,
+        vth=0,
+        bias_mant=one.astype(np.int32 if fixed else np.float64),
+        source_type="tonic",
+    )
 
 
 # --- pass 1: choose each population's scale -------------------------------------------------------
@@ -560,7 +591,16 @@ def check_lava_convention(conv: Convention) -> None:
         )
 
 
-def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxabs", percentile: float = 99.99):
+BIAS_ONSETS = ("latency", "start")
+
+
+def quantize(
+    normalized: NormalizedGraph,
+    calibration=None,
+    method: str = "maxabs",
+    percentile: float = 99.99,
+    bias_onset: str = "latency",
+):
     """Fixed-point program and :class:`QuantizationReport` for a normalized graph.
 
     Per population, in order: choose the scale, quantize the population, quantize its incoming
@@ -568,11 +608,15 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
     dict per input) run through the float reference; or a float
     :class:`~neurocompile.recording.Recording` recorded with ``record="all"`` (plus
     ``<input>.out`` arrays for the inputs). ``method``: "maxabs" or "percentile" (of |weights|
-    and calibrated activations).
+    and calibrated activations). ``bias_onset``: "latency" (a population adds its bias from the step its
+    first input arrives) or "start" (from step 0: Lava's stock LIF, what Loihi 2 runs without a custom
+    neuron model).
     """
     check_lava_convention(normalized.convention)
     if method not in ("maxabs", "percentile"):
         raise NeurocompileError(f"unknown quantization method '{method}'; choose maxabs or percentile")
+    if bias_onset not in BIAS_ONSETS:
+        raise NeurocompileError(f"unknown bias onset '{bias_onset}'; choose {' or '.join(BIAS_ONSETS)}")
     if method == "percentile" and not (0 < percentile <= 100):
         raise NeurocompileError(f"percentile {percentile} is not in (0, 100]")
     conv = normalized.convention
@@ -594,12 +638,16 @@ def quantize(normalized: NormalizedGraph, calibration=None, method: str = "maxab
             synapses.append(prog_syn)
             errors["synapses"].append(srep)
             errors["threshold_ratio"] = max(errors["threshold_ratio"], ratio_err)
+        if layer.dyn.bias_x is not None:
+            populations.append(_tonic_population(pop.name, "fixed"))
         populations.append(population)
         report.layers.append(_layer_report(layer, population, scale, errors, arrays, normalized))
         K = scale.T * layer.rho
         v_scale[pop.name] = float(64 * K[0]) if np.allclose(K, K[0]) else [float(k) for k in 64 * K]
     # v_int = v_scale * v_float for every population (per neuron when thresholds differ)
-    program = _program(normalized, populations, synapses, v_scale=v_scale, quantization=report.to_dict())
+    program = _program(
+        normalized, populations, synapses, bias_onset=bias_onset, v_scale=v_scale, quantization=report.to_dict()
+    )
     program.validate()
     return program, report
 
@@ -644,13 +692,15 @@ def float_program(normalized: NormalizedGraph) -> FixedPointProgram:
     check_lava_convention(conv)
     populations, synapses = [], []
     for pop in normalized.populations:
-        dyn = _dynamics(pop, conv)
+        layer = _layer(normalized, pop)
+        dyn = layer.dyn
+        if dyn.bias_x is not None:
+            populations.append(_tonic_population(pop.name, "float"))
         populations.append(_float_population(pop, dyn, conv))
-        for syn in normalized.synapses_into(pop.name):
+        for syn, weights in zip(layer.incoming, layer.w_effs):
             delays = syn.delays
             if dyn.extra_delay:
                 delays = (np.zeros(syn.weights.shape, dtype=np.int64) if delays is None else delays) + dyn.extra_delay
-            weights = _effective_weights(syn, dyn.gain, pop.shape)
             synapses.append(
                 Synapse(
                     syn.name,
@@ -688,10 +738,19 @@ def _float_population(pop: NormalizedPopulation, dyn: _Dynamics, conv: Conventio
     )
 
 
-def _program(normalized: NormalizedGraph, populations, synapses, number_format: str = "fixed", **metadata):
-    """The program of ``normalized``'s inputs and outputs, with its dt, convention and output names."""
+def _program(
+    normalized: NormalizedGraph,
+    populations,
+    synapses,
+    number_format: str = "fixed",
+    bias_onset: str = "latency",
+    **metadata,
+):
+    """The program of ``normalized``'s inputs and outputs, with its dt, convention and output names. With
+    ``bias_onset="latency"`` a population's bias waits for its synaptic input: ``Population.bias_onset`` is
+    its latency, and a tonic source's synapse is delayed to arrive with the first input."""
     conv = normalized.convention
-    return FixedPointProgram(
+    program = FixedPointProgram(
         inputs=[InputPort(i.name, tuple(i.shape)) for i in normalized.inputs],
         populations=populations,
         synapses=synapses,
@@ -704,6 +763,16 @@ def _program(normalized: NormalizedGraph, populations, synapses, number_format: 
         },
         number_format=number_format,
     )
+    if bias_onset == "start":
+        return program
+    latency = program.latency()
+    for pop in program.populations:
+        pop.bias_onset = latency[pop.name] if np.any(pop.bias_mant) else 0
+    for syn in program.synapses:
+        if syn.source == tonic_source(syn.target):
+            delays = np.zeros(np.shape(syn.weights), np.int32) if syn.delays is None else syn.delays
+            syn.delays = delays + (latency[syn.target] - 1 - int(delays.min()))
+    return program
 
 
 def _rho_weights(syn: NormalizedSynapse, w: np.ndarray, rho: np.ndarray, target_shape) -> np.ndarray:
@@ -809,12 +878,19 @@ def _summed_input(arrays, normalized, incoming, w_effs):
     """Float synaptic input of one population over the calibration recording, or None."""
     total = None
     for syn, w in zip(incoming, w_effs):
-        x = _source_activity(arrays, syn.source, normalized.source_shape(syn.source))
+        x = _tonic_activity(arrays, syn.target) if syn.source == tonic_source(syn.target) else None
+        x = x if x is not None else _source_activity(arrays, syn.source, normalized.source_shape(syn.source))
         if x is None:
             continue
         y = _apply(syn, w, x)
         total = y if total is None else total + y
     return total
+
+
+def _tonic_activity(arrays: dict, population: str) -> np.ndarray | None:
+    """A tonic source's spikes over the calibration recording: one every step."""
+    v = arrays.get(f"{population}.v")
+    return None if v is None else np.ones((*np.shape(v)[:2], 1))
 
 
 def _saturation(arrays, normalized, pop, incoming, w_effs, K, u_to_v) -> dict:
@@ -844,7 +920,7 @@ def _saturation(arrays, normalized, pop, incoming, w_effs, K, u_to_v) -> dict:
 def compile_graph(graph, convention: Convention | None = None, calibration=None, **options):
     """NIR graph (or path) -> (FixedPointProgram, QuantizationReport).
 
-    ``options``: ``method``, ``percentile`` (see :func:`quantize`), ``source`` (a label for
+    ``options``: ``method``, ``percentile``, ``bias_onset`` (see :func:`quantize`), ``source`` (a label for
     the program's metadata; defaults to the path when ``graph`` is a path).
     """
     convention = convention or Convention()
@@ -854,7 +930,7 @@ def compile_graph(graph, convention: Convention | None = None, calibration=None,
 
         source = source or str(graph)
         graph = load_graph(graph)
-    unknown = set(options) - {"method", "percentile"}
+    unknown = set(options) - {"method", "percentile", "bias_onset"}
     if unknown:
         raise NeurocompileError(f"unknown compile option(s): {', '.join(sorted(unknown))}")
     normalized = normalize(graph, convention)

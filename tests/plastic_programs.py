@@ -181,6 +181,11 @@ def plastic_cases(draw, max_steps: int = 120):
         dv=draw(st.integers(0, 4095)),
         sign_mode=draw(st.sampled_from(["mixed", "mixed", "excitatory", "inhibitory"])),
     )
+    if draw(st.booleans()):  # biased neurons that hold their bias back for a few steps
+        bias_seed, onset = draw(st.integers(0, 1000)), draw(st.sampled_from([0, 2, 7]))
+        for pop in program.populations:
+            pop.bias_mant = np.random.default_rng(bias_seed).integers(-300, 301, pop.size).astype(np.int32)
+            pop.bias_onset = onset
     steps = draw(st.integers(50, max_steps))
     data = stream(program, steps, seed=draw(st.integers(0, 1000)), rate=draw(st.sampled_from([0.1, 0.4, 0.9])))
     return program, data

@@ -67,6 +67,7 @@ def _population(draw, name, shape, allow_nonspiking):
         spiking=not (allow_nonspiking and draw(st.integers(0, 4)) == 0),
         reset_interval=draw(st.sampled_from([0, 0, 0, 1, 2, 5])),
         reset=draw(st.sampled_from(["zero", "zero", "subtract"])),
+        bias_onset=draw(st.sampled_from([0, 0, 1, 3])),
     )
 
 

@@ -199,6 +199,7 @@ def reference_run(program: FixedPointProgram, inputs: dict) -> dict:
             if fxp.reset_due(t, p.reset_interval):
                 u, v = 0 * u, 0 * v
             bias = np.broadcast_to(fxp.effective_bias(np.asarray(p.bias_mant), p.bias_exp), p.shape).reshape(-1)
+            bias = bias if fxp.bias_active(t, p.bias_onset) else 0 * bias
             a_in = pending[p.name].pop(t, 0)
             s, u, v = fxp.lif_fixed_step(a_in, u, v, p.du, p.dv, p.vth, bias, spiking=p.spiking, reset=p.reset)
             state[p.name] = [u, v]

@@ -1,7 +1,7 @@
 """Reset by subtraction (``Population.reset="subtract"``): a spiking neuron keeps ``v - (vth << 6)``.
 
 Oracles: hand arithmetic, the ``fixedpoint`` functions, Lava's fixed_pt/floating_pt models of
-``_lava_procs.LIFSubtractReset`` (every spike, u and v at every step), and the float reference of
+``_lava_procs.LIFExtended`` (every spike, u and v at every step), and the float reference of
 graphs compiled with a subtractive convention (snnTorch's). The random-program strategy
 (``tests/program_strategies.py``) also draws subtractive populations, so the CPU-vs-Lava tests of
 ``test_lava_backend.py`` cover them.

@@ -1,7 +1,8 @@
 """Peer compatibility table: every peer fixture (tests/fixtures/peers) through our float reference and
-fixed-point CPU backend, compared with the library's own spikes; writes docs/peer-compatibility.md.
+fixed-point CPU backend, compared with the library's own spikes; writes docs/peer-compatibility.md and
+the per-library summary in the README.
 
-    python tools/peer_table.py [--fixtures DIR] [--out FILE]
+    python tools/peer_table.py [--fixtures DIR] [--out FILE] [--readme FILE]
 
 Each fixture is read as ``--from LIBRARY==VERSION`` reads it (``neurocompile.peer_repairs``: the exporter's
 known defects repaired, the library's versioned preset of its native dynamics as the convention), with the
@@ -25,6 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "peers"
 OUT = ROOT / "docs" / "peer-compatibility.md"
+README = ROOT / "README.md"
+README_MARKS = ("<!-- peer-table: tools/peer_table.py writes this -->", "<!-- /peer-table -->")
 # Options a case was built with where they differ from the library's defaults (meta.json "built").
 _IMMEDIATE = {"reset_timing": "snntorch-immediate"}  # reset_delay=False
 CASE_OPTIONS = {
@@ -80,7 +83,8 @@ WHY = {
         "`i = i1 - dt*tau_syn_inv*i1`; `s = [v > th]`; `v = v_reset`: norse-1.1 (`current_first=True`, "
         "`cuba_input_scaled=False`). The export writes tau = dt/tau_inv: repaired by `--from norse==1.1` (tau_syn, "
         "tau_mem read as written/dt). It writes no `v_reset` or `w_in`: read as 0 and 1, Norse's defaults (a "
-        "non-default `v_reset` is lost in the file)."
+        "non-default `v_reset` is lost in the file). Fixed point: the Affine biases rise through the current as in "
+        "Norse, fed by a tonic source (Lava's LIF has no bias on u; `quantize.tonic_source`)."
     ),
     ("sinabs", "iaf_mlp"): "SingleSpike: `v += x`, `s = [v >= th]`, `v -= th*s`.",
     ("sinabs", "iaf_mlp_multispike"): (
@@ -107,6 +111,11 @@ WHY = {
         "LIFNeuronTorch: `v = exp(-dt/tau)*v + x`, `s = floor(v/th)` (v >= th), `v -= th*s`: rockpool-3.1 with "
         "`r = 1/(1 - exp(-dt/tau))` as `--from rockpool==3.1` reads it (exported: `tau*exp(-dt/tau)/dt`)."
     ),
+    ("rockpool", "recurrent_lif_mlp"): (
+        "Rockpool has no conv module with a NIR export, so its recurrent layer is the third kind; but `to_nir` "
+        "silently drops `LIFTorch(has_rec=True)`'s recurrent weights, and the file would run as a feed-forward "
+        "network: no fixture can be made (the case script refuses the export)."
+    ),
     ("norse", "conv_net"): (
         "Norse's `_extract_norse_module` maps only Conv2d, Linear, LIFCell, LIFBoxCell, LIBoxCell, IAFCell; "
         "Flatten becomes None and nirtorch fails."
@@ -114,31 +123,8 @@ WHY = {
 }
 
 # Compiled cases below 95% fixed-point agreement, and precisely why (tests/test_peer_fixed_point.py keeps
-# this list true). The numbers in parentheses were measured once with the CPU backend patched to hold each
-# population's bias back for its latency steps (a backend change, not in this tool).
-_BIAS_LEAD = (
-    "below 95% because of timing, not integer arithmetic: the fixed-point backends add a population's bias "
-    "(the Affine biases) from step 0, while its synaptic input arrives `L` steps late (Lava: one step per "
-    "synapse, `program.latency()`: 1 for the hidden layer, 2 for the output), so after alignment layer k has "
-    "integrated k extra steps of bias"
-)
-FIXED_BELOW = {
-    ("norse", "lif_box_mlp"): f"{_BIAS_LEAD} (with the bias held back: 0.999, 1.000).",
-    ("norse", "lif_mlp"): (
-        f"{_BIAS_LEAD} (held back: 0.941, 0.880); and CubaLIF: Lava's LIF has no bias on u, so the bias enters v "
-        "at its steady-state value from its first step instead of rising through the current with tau_syn = 5 "
-        "steps (the float run with zero biases agrees 0.999, 0.996)."
-    ),
-    ("sinabs", "iaf_mlp"): (
-        f"{_BIAS_LEAD}; IAF has no leak and resets by subtraction, so the extra charge never goes away "
-        "(held back: 0.984, 0.951)."
-    ),
-    ("snntorch", "leaky_mlp_zero"): f"{_BIAS_LEAD} (held back: 0.998, 0.999).",
-    ("spikingjelly", "cuba_lif_mlp"): (
-        f"{_BIAS_LEAD} (held back: 0.984, 0.951); CubaLIF: the bias enters v, not the current (no bias on u)."
-    ),
-    ("spikingjelly", "if_mlp"): f"{_BIAS_LEAD}; IF has no leak (held back: 0.998, 1.000).",
-}
+# this list true).
+FIXED_BELOW: dict[tuple[str, str], str] = {}
 
 
 @dataclass
@@ -353,9 +339,22 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fixtures", type=Path, default=FIXTURES)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--readme", type=Path, default=README, help="whose marked section gets the summary")
     args = parser.parse_args(argv)
-    args.out.write_text(render(collect(args.fixtures)))
+    rows = collect(args.fixtures)
+    args.out.write_text(render(rows))
     print(f"wrote {args.out}")
+    write_readme_summary(args.readme, rows)
+    print(f"updated {args.readme}")
+
+
+def write_readme_summary(readme: Path, rows: list[Row]) -> None:
+    """Put the per-library summary between ``README_MARKS`` in ``readme``, indented as the first mark is."""
+    text = readme.read_text()
+    start, end = (text.index(mark) for mark in README_MARKS)
+    indent = text[text.rindex("\n", 0, start) + 1 : start]
+    table = "\n".join(indent + line for line in summary(rows))
+    readme.write_text(f"{text[:start]}{README_MARKS[0]}\n\n{table}\n\n{indent}{text[end:]}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ typedef struct {
     int64_t n;
     int64_t fu, fv, vth, spiking, reset_interval; /* decay multipliers; vth: (vth << 6) clipped to 2**23 - 1 */
     const int32_t *bias;
+    int64_t bias_onset; /* the bias is added from this step on */
     /* learning signal (learning != 0) */
     int64_t learning;
     const int32_t *target; /* [B, T, n] target port, or NULL: the feedback sum */
@@ -170,10 +171,10 @@ static void layout(const Net *net, Arena *A, PopState *ps, SynState *ss, int32_t
 }
 
 static void lif(int64_t n, int32_t *restrict u, int32_t *restrict v, int32_t *restrict vpre, int32_t *restrict s,
-                const uint32_t *restrict a, const int32_t *restrict bias, uint32_t fu, uint32_t fv, int32_t th,
-                int32_t sp) {
+                const uint32_t *restrict a, const int32_t *restrict bias, int32_t bm, uint32_t fu, uint32_t fv,
+                int32_t th, int32_t sp) {
     for (int64_t j = 0; j < n; j++) {
-        const int32_t vp = lif_subthreshold(&u[j], v[j], a[j] << 6, bias[j], fu, fv);
+        const int32_t vp = lif_subthreshold(&u[j], v[j], a[j] << 6, bias[j] & bm, fu, fv);
         const int32_t sj = (vp > th) & sp;
         vpre[j] = vp;
         v[j] = sj ? 0 : vp;
@@ -234,8 +235,9 @@ static void pop_step(const Net *net, const Pop *pp, PopState *st, int64_t b, int
         memset(st->u, 0, n * 4);
         memset(st->v, 0, n * 4);
     }
-    lif(n, st->u, st->v, st->vpre, st->s, st->a, pp->bias, (uint32_t)pp->fu, (uint32_t)pp->fv, (int32_t)pp->vth,
-        pp->spiking != 0);
+    const int32_t bias_mask = t >= pp->bias_onset ? -1 : 0; /* fixedpoint.bias_active */
+    lif(n, st->u, st->v, st->vpre, st->s, st->a, pp->bias, bias_mask, (uint32_t)pp->fu, (uint32_t)pp->fv,
+        (int32_t)pp->vth, pp->spiking != 0);
     if (pp->learning)
         signal(net, pp, st->vpre, st->s, pp->target ? pp->target + off : NULL, st->third, st->err, st->psi, st->old,
                st->psi_now, st->y);

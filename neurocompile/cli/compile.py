@@ -48,10 +48,30 @@ from .options import convention_options
     help="Scale from the maximum or a percentile.",
 )
 @click.option("--percentile", default=99.99, show_default=True, type=float, help="Percentile for --method percentile.")
+@click.option(
+    "--bias-onset",
+    type=click.Choice(["latency", "start"]),
+    default="latency",
+    show_default=True,
+    help="A population adds its bias from the step its first input arrives, or from step 0 (Lava's stock LIF, "
+    "as Loihi 2 runs it without a custom neuron model).",
+)
 @convention_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def compile_command(
-    model, output, calibrate, calibrate_samples, steps, method, percentile, convention, reset, dt, lenient, as_json
+    model,
+    output,
+    calibrate,
+    calibrate_samples,
+    steps,
+    method,
+    percentile,
+    bias_onset,
+    convention,
+    reset,
+    dt,
+    lenient,
+    as_json,
 ):
     """Compile a NIR graph into a fixed-point program for the cpu and lava backends."""
     from .. import pipeline
@@ -72,6 +92,7 @@ def compile_command(
         convention=conv,
         method=method,
         percentile=percentile,
+        bias_onset=bias_onset,
         steps=steps,
         samples=calibrate_samples,
         output=output,

@@ -68,7 +68,23 @@ def lif_neuron_mlp(out: Path, case: str) -> None:
     export_and_run(out, case, net, x, neurons, built, notes)
 
 
-CASES = {"lif_mlp": lif_mlp, "lif_neuron_mlp": lif_neuron_mlp}
+def recurrent_lif_mlp(out: Path, case: str) -> None:
+    """LIFTorch(has_rec=True): Rockpool has no conv export, so its recurrent layer is the third kind."""
+    torch.manual_seed(4)
+    lif = LIFTorch(24, tau_mem=0.02, tau_syn=0.01, dt=DT, has_rec=True)
+    net = Sequential(LinearTorch((16, 24)), lif, LinearTorch((24, 5)), LIFTorch(5, tau_mem=0.02, tau_syn=0.01, dt=DT))
+    graph = to_nir(net, torch.zeros(1, 1, 16))
+    if {src for src, dst in graph.edges if dst == "1_LIFTorch"} == {"0_LinearTorch"}:  # no recurrent edge
+        raise ValueError(
+            f"to_nir exports LIFTorch(has_rec=True) without its recurrent weights (w_rec of shape "
+            f"{tuple(lif.w_rec.shape)} dropped; edges {sorted(graph.edges)}): the file is not the network"
+        )
+    x = spike_input(4, STEPS, (16,), 0.3)
+    built = "Sequential(LinearTorch((16,24)), LIFTorch(24, has_rec=True, ...), LinearTorch((24,5)), LIFTorch(5))"
+    export_and_run(out, case, net, x, {"1_LIFTorch": "1_LIFTorch", "3_LIFTorch": "3_LIFTorch"}, built, "")
+
+
+CASES = {"lif_mlp": lif_mlp, "lif_neuron_mlp": lif_neuron_mlp, "recurrent_lif_mlp": recurrent_lif_mlp}
 
 if __name__ == "__main__":
     run_cases(Path(sys.argv[1]), "rockpool", CASES)
