@@ -150,12 +150,14 @@ class _Node:
         return out, {var: _time_major(results[var]) if var in results else out for var in keep}
 
 
-def _nonzero_counts(x: torch.Tensor) -> torch.Tensor:
+def _nonzero_counts(x: torch.Tensor, binary: bool = False) -> torch.Tensor:
     """How often each element of ``x`` [samples, ...] is nonzero: ones times the 0/1 pattern, a GEMV
-    (float counts of at most 2**24 samples at a time are exact), as float64 [...]."""
+    (float counts of at most 2**24 samples at a time are exact), as float64 [...]. ``binary``: ``x`` holds
+    only 0 and 1 (single spikes), so it is its own pattern."""
     total = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
     for rows in x.split(1 << 24):
-        pattern = torch.ne(rows, 0, out=torch.empty_like(rows)).reshape(rows.shape[0], -1)
+        pattern = rows if binary else torch.ne(rows, 0, out=torch.empty_like(rows))
+        pattern = pattern.reshape(rows.shape[0], -1)
         ones = torch.ones((1, rows.shape[0]), dtype=rows.dtype, device=rows.device)
         total += (ones @ pattern).reshape(x.shape[1:])
     return total
@@ -193,6 +195,7 @@ class _Linear(_Node):
         super().__init__(*args)
         self.in_shape = _declared_input(self.node)
         self.weighted = hasattr(self.node, "weight")
+        self.binary_input = False  # set by FloatReference: the input is one neuron's single spikes (0 or 1)
         self.op: Op | None = None
         self.active: torch.Tensor | None = None
 
@@ -226,7 +229,7 @@ class _Linear(_Node):
             with torch.enable_grad():
                 self.op.apply(probe, (self.weight != 0).to(self.dtype)).sum().backward()
             self.fanout = probe.grad[0].detach().to(torch.float64)  # exact integer counts
-        nonzero = _nonzero_counts(x)
+        nonzero = _nonzero_counts(x, self.binary_input)
         self.active = nonzero if self.active is None else self.active + nonzero
 
     @property
@@ -356,11 +359,20 @@ class FloatReference:
         self.ops: dict[str, _Node] = {}
         for name, node in self.nodes.items():
             self.ops[name] = _node_class(node)(name, node, convention, self.device, dtype)
+        for name, op in self.ops.items():
+            if isinstance(op, _Linear):
+                op.binary_input = self._single_spikes_into(name)
         # What the outputs are: the node feeding each Output node (or the Output itself).
         self.outputs = []
         for out in output_nodes:
             feeders = [src for src, _ in self.preds[out]]
             self.outputs.append(feeders[0] if len(feeders) == 1 else out)
+
+    def _single_spikes_into(self, name: str) -> bool:
+        """Whether node ``name``'s only input is a spiking neuron's 0/1 spikes (one spike per step at most)."""
+        feeders = [self.ops[src] for src, _ in self.preds[name]]
+        spiking = len(feeders) == 1 and isinstance(feeders[0], _Neuron) and feeders[0].model.spiking
+        return spiking and self.convention.spikes_per_step == "single"
 
     @property
     def recurrent_edges(self) -> list[tuple[str, str]]:

@@ -150,6 +150,22 @@ def test_affine_synops_sum_over_batch_and_time():
     assert rec.metadata["synops"]["a"] == int(((x != 0) * (weight != 0).sum(0)).sum())
 
 
+@pytest.mark.parametrize("spikes_per_step", ["single", "multi"])
+def test_synops_behind_a_neuron_count_active_neurons_not_spikes(spikes_per_step):
+    """A weight node fed by a neuron counts each active neuron once per step, whether it emitted one spike
+    (0/1 output, counted by a GEMV on the spikes themselves) or several (multi-spike counts)."""
+    rng = np.random.default_rng(1)
+    n = 6
+    lif = nir.IF(r=np.ones(n), v_threshold=np.full(n, 0.5))
+    weight = rng.normal(size=(4, n)) * (rng.random((4, n)) < 0.7)
+    graph = chain(("w", nir.Linear(np.eye(n) * 1.7)), ("lif", lif), ("a", nir.Linear(weight)), shape=[n], out_shape=[4])
+    conv = Convention(dt=1.0, reset="subtract", spikes_per_step=spikes_per_step)
+    rec = run_all(graph, rng.random((3, 9, n)) < 0.6, conv)
+    spikes = rec["lif.spikes"]
+    assert (spikes.max() > 1) == (spikes_per_step == "multi")
+    assert rec.metadata["synops"]["a"] == int(((spikes != 0) * (weight != 0).sum(0)).sum())
+
+
 def test_pooling_and_flatten_keep_batch():
     x = np.arange(32.0).reshape(2, 1, 1, 4, 4)  # batch 2, one step, C=1, 4x4
     sum_pool = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))
