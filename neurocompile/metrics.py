@@ -131,7 +131,7 @@ def layer_agreement(reference: Recording, fixed: Recording, latency: dict[str, i
         steps = ref.shape[1] - shift
         if steps <= 0:
             continue
-        ref, fix = ref[:, :steps], fix[:, shift:]
+        ref, fix = ref[:, :steps], fix[:, shift : shift + steps]  # a drained run is longer
         ref_counts, fix_counts = ref.sum(axis=1).ravel(), fix.sum(axis=1).ravel()
         both_vary = ref_counts.std() > 0 and fix_counts.std() > 0
         report[name] = {

@@ -304,6 +304,7 @@ def simulate(
     progress: bool = False,
     lenient: bool = False,
     graded_inputs: bool = False,
+    drain: bool = False,
 ):
     """Run ``model`` on ``backend`` (``float``, ``cpu`` or ``lava``); returns the Recording.
 
@@ -311,8 +312,9 @@ def simulate(
     graph for the cpu or lava backend is compiled first (see :func:`model_for_backend`).
     ``inputs``: ``[batch, time, *input_shape]`` (array or tensor) or a spike file: spikes (0 or 1)
     on every backend, or with ``graded_inputs`` any real values where the model is float (the float
-    backend, a float program). The recording's ``metadata["synops"]`` holds the synaptic
-    operations when they can be counted."""
+    backend, a float program). ``drain``: a compiled program runs ``output_latency()`` silent steps after
+    the inputs, so that the last inputs reach its outputs (the recording is that much longer). The
+    recording's ``metadata["synops"]`` holds the synaptic operations when they can be counted."""
     model = _as_model(model, lenient)
     conv = resolve_convention(convention, graph=model)
     if backend != "lava":
@@ -322,6 +324,8 @@ def simulate(
     if isinstance(inputs, (str, Path)):
         inputs, _labels = load_inputs(inputs)
     x = inputs.detach().cpu().numpy() if _is_tensor(inputs) else inputs  # checked by the backend, not cast
+    if drain and is_program(runnable):
+        x = _drained(x, runnable.output_latency())
     check_input_memory(runnable, x)
     if not graded_inputs:
         require_spikes(x, f"{backend} backend", "graded values: --graded-inputs, float models only")
@@ -334,6 +338,15 @@ def simulate(
         if synops is not None:
             recording.metadata["synops"] = synops
     return recording
+
+
+def _drained(x, steps: int):
+    """``x`` ([batch, time, ...], or one per input port) with ``steps`` silent steps appended (what is not
+    such an array is left for the backend's input check)."""
+    if isinstance(x, dict):
+        return {port: _drained(value, steps) for port, value in x.items()}
+    x = np.asarray(x)
+    return fit_steps(x, x.shape[1] + steps) if x.ndim >= 2 else x
 
 
 def _is_tensor(obj) -> bool:

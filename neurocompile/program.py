@@ -323,6 +323,12 @@ class FixedPointProgram:
                 steps[pop.name] = min(arrivals)
         return {pop.name: steps.get(pop.name, 0) for pop in self.populations}
 
+    def output_latency(self) -> int:
+        """Steps the outputs lag the inputs (the largest output latency): what a run needs beyond the input
+        window for its last inputs to reach the outputs."""
+        latency = self.latency()
+        return max((latency[name] for name in self.outputs if name in latency), default=0)
+
     def recorded_variables(self, record) -> dict[str, set[str]]:
         """``{node: {variables}}`` a backend records for ``record``: None -> the outputs' spikes
         (a non-spiking readout's ``v``), "all", or names (``"pop"`` for all its variables, ``"pop.v"``,

@@ -128,3 +128,21 @@ def test_bias_onset_start_is_lavas_stock_lif_and_the_hardware_path_refuses_a_hel
         LavaBackend(held, hardware=True).run(np.zeros((1, 4, 2), np.uint8))
     with pytest.raises(NeurocompileError, match="unknown bias onset 'never'"):
         compile_graph(graph, conv, bias_onset="never")
+
+
+def test_simulate_drain_runs_as_many_silent_steps_more_as_the_outputs_lag(tmp_path, capsys):
+    from neurocompile import pipeline
+    from neurocompile.cli import main
+
+    program, _ = compile_graph(cuba_graph(np.array([0.5, -0.6])), Convention(dt=1e-3))
+    assert program.output_latency() == 2  # input -> lif -> out: one step per synapse
+    x = (np.random.default_rng(0).random((2, 12, 2)) < 0.5).astype(np.uint8)
+    drained = pipeline.simulate(program, x, "cpu", drain=True)
+    plain = pipeline.simulate(program, x, "cpu")
+    assert drained["out.v"].shape[1] == 14
+    np.testing.assert_array_equal(drained["out.v"][:, :12], plain["out.v"])  # the first 12 steps are the run
+    program.save(tmp_path / "p.ncp")
+    np.save(tmp_path / "x.npy", x)
+    args = ["simulate", str(tmp_path / "p.ncp"), "--backend", "cpu", "--input", str(tmp_path / "x.npy")]
+    assert main([*args, "--drain", "--record", str(tmp_path / "rec.npz")]) in (0, None)
+    assert np.load(tmp_path / "rec.npz")["out.v"].shape[1] == 14

@@ -73,6 +73,12 @@ def _check_options(input_path, data, steps, limit, dt) -> None:
     "--loihi", is_flag=True, help="Lava: run on a Loihi 2 system (Loihi2HwCfg; needs Intel's lava-loihi and the chip)."
 )
 @click.option(
+    "--drain",
+    is_flag=True,
+    help="A compiled program runs as many silent steps more as its outputs lag its inputs (its latency), "
+    "so that the last inputs reach the outputs.",
+)
+@click.option(
     "--graded-inputs",
     is_flag=True,
     help="Accept input values other than 0/1 (a float model only: the float backend or --lava-tag floating_pt).",
@@ -94,6 +100,7 @@ def simulate(
     device,
     lava_tag,
     loihi,
+    drain,
     graded_inputs,
 ):
     """Run MODEL (.nir, .ncp or .pt) on a backend and report accuracy, spikes, synops and sparsity."""
@@ -122,6 +129,7 @@ def simulate(
             hardware=loihi,
             progress=world.main,
             graded_inputs=graded_inputs,
+            drain=drain,
         )
         recording = distributed.gather_recording(pipeline.simulate(model_obj, part, backend, **run), world)
     if not world.main:
