@@ -771,7 +771,7 @@ def _program(
     for syn in program.synapses:
         if syn.source == tonic_source(syn.target):
             delays = np.zeros(np.shape(syn.weights), np.int32) if syn.delays is None else syn.delays
-            syn.delays = delays + (latency[syn.target] - 1 - int(delays.min()))
+            syn.delays = delays + max(latency[syn.target] - 1 - int(delays.min()), 0)  # 0: no input reaches it
     return program
 
 
