@@ -243,6 +243,33 @@ def format_program(info: dict) -> str:
         + "   outputs: "
         + ", ".join(info["outputs"])
     )
+    lines += _population_table(info["populations"])
+    lines.append("")
+    lines += _synapse_table(info["synapses"])
+    lines += _format_learning(info)
+    if info.get("quantization"):
+        lines.append("")
+        lines.append("quantization report:")
+        from .quantize import QuantizationReport
+
+        lines.append(QuantizationReport.from_dict(info["quantization"]).table())
+    return "\n".join(lines)
+
+
+def _population_table(populations: list[dict]) -> list[str]:
+    header = [
+        "population",
+        "from",
+        "shape",
+        "du",
+        "dv",
+        "vth",
+        "bias_mant",
+        "bias_exp",
+        "bias from",
+        "spiking",
+        "reset",
+    ]
     rows = [
         [
             p["name"],
@@ -257,22 +284,13 @@ def format_program(info: dict) -> str:
             "yes" if p["spiking"] else "no",
             p.get("reset", "zero"),
         ]
-        for p in info["populations"]
+        for p in populations
     ]
-    header = [
-        "population",
-        "from",
-        "shape",
-        "du",
-        "dv",
-        "vth",
-        "bias_mant",
-        "bias_exp",
-        "bias from",
-        "spiking",
-        "reset",
-    ]
-    lines += _table(header, rows)
+    return _table(header, rows)
+
+
+def _synapse_table(synapses: list[dict]) -> list[str]:
+    header = ["synapse", "source -> target", "kind", "shape", "weights", "exp", "bits", "sign", "delays", "recurrent"]
     rows = [
         [
             s["name"],
@@ -286,20 +304,9 @@ def format_program(info: dict) -> str:
             f"{s['delays']['min']}..{s['delays']['max']}" if s["delays"] else "-",
             "yes" if s["recurrent"] else "",
         ]
-        for s in info["synapses"]
+        for s in synapses
     ]
-    lines.append("")
-    lines += _table(
-        ["synapse", "source -> target", "kind", "shape", "weights", "exp", "bits", "sign", "delays", "recurrent"], rows
-    )
-    lines += _format_learning(info)
-    if info.get("quantization"):
-        lines.append("")
-        lines.append("quantization report:")
-        from .quantize import QuantizationReport
-
-        lines.append(QuantizationReport.from_dict(info["quantization"]).table())
-    return "\n".join(lines)
+    return _table(header, rows)
 
 
 def _format_learning(info: dict) -> list[str]:

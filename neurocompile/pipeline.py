@@ -431,7 +431,6 @@ def learn(
     only when everything succeeded, and so is ``nir_output``: the learned network as NIR, its weights
     dequantized into the source graph (:func:`neurocompile.onchip.learned_graph`; needs a graph source)."""
     from . import onchip
-    from .data import load_dataset
 
     start = time.perf_counter()
     _check_learn_options(rule, backend, layers, lr, epochs, steps, limit, reinit_readout, checkpoints, window)
@@ -442,11 +441,8 @@ def learn(
     graph = _as_model(model, lenient=lenient)
     if nir_output is not None and is_program(graph):
         raise NeurocompileError("learn: --nir needs the model's NIR graph (a .pt or .nir), not a compiled program")
-    x_train, y_train = load_dataset(data, steps=steps, split="train", seed=seed)
-    x_test, y_test = load_dataset(data, steps=steps, split="test")  # as `simulate --data` encodes it
+    (x_train, y_train), (x_test, y_test), calibration = _learning_data(data, steps, seed, limit)
     steps = int(x_train.shape[1])
-    calibration = data if str(data) in CALIBRATION_DATASETS else x_train[:256]
-    x_train, y_train = x_train[:limit], y_train[:limit]  # limit None: all
     program = graph if is_program(graph) else compile(graph, calibration, steps=steps)[0]
     compile_s = time.perf_counter() - start
     compiled = onchip.without_learning(program)
@@ -459,46 +455,54 @@ def learn(
     initial = {name: np.array(learning.synapse(name).weights) for name in plastic}
     held_out = _HeldOut(x_test, y_test)
     stream = _learn_stream(learning, report, backend, x_train, y_train, epochs, seed, checkpoints, held_out, progress)
-    deployed, heldout, n = stream.deployed, stream.heldout, len(y_train)
+    changed = sum(int(np.count_nonzero(stream.deployed.synapse(name).weights != initial[name])) for name in plastic)
+    options = dict(model=source, rule=rule, layers=layers, backend=backend, data=str(data), lr=float(lr))
+    options.update(epochs=int(epochs), seed=int(seed), steps=steps, reinit_readout=reinit_readout)
+    result = _learn_result(options, report, stream, held_out, len(y_test), window)
+    result.update(readout=readout.name, plastic_synapses=plastic, train_samples=len(y_train))
+    result.update(weights_changed=changed, weights_plastic=sum(int(np.size(w)) for w in initial.values()))
+    result["timing"]["compile_s"] = compile_s
+    result["timing"]["total_s"] = time.perf_counter() - start
+    learned_nir = onchip.learned_graph(graph, compiled, stream.deployed) if nir_output is not None else None
+    _write_learned(stream.deployed, result, output, plot, learned_nir, nir_output)
+    return stream.deployed, result
+
+
+def _learning_data(data, steps, seed: int, limit):
+    """``(train, test, calibration)`` of ``data``: the training split encoded with ``seed`` (its first
+    ``limit`` samples; None: all), the held-out split encoded as ``simulate --data`` encodes it, and what a
+    graph is calibrated on (a named dataset's calibration set, else the first 256 training samples)."""
+    from .data import load_dataset
+
+    x_train, y_train = load_dataset(data, steps=steps, split="train", seed=seed)
+    test = load_dataset(data, steps=steps, split="test")
+    calibration = data if str(data) in CALIBRATION_DATASETS else x_train[:256]
+    return (x_train[:limit], y_train[:limit]), test, calibration
+
+
+def _learn_result(options: dict, report, stream, held_out, test_samples: int, window: int) -> dict:
+    """The JSON-able figures of a learning run: ``options`` as given, accuracies, curves, the learning
+    report and timing (learning steps counted from the stream)."""
     training = _training_curve(stream.correct, window)
-    changed = sum(int(np.count_nonzero(deployed.synapse(name).weights != initial[name])) for name in plastic)
-    total = sum(int(np.size(initial[name])) for name in plastic)
-    result = {
-        "model": source,
-        "rule": rule,
-        "layers": layers,
-        "backend": backend,
-        "data": str(data),
-        "lr": float(lr),
-        "epochs": int(epochs),
-        "seed": int(seed),
-        "steps": steps,
-        "reinit_readout": reinit_readout,
-        "readout": readout.name,
-        "plastic_synapses": plastic,
-        "train_samples": n,
-        "test_samples": int(len(y_test)),
+    heldout = stream.heldout
+    steps = len(stream.correct) * options["steps"]  # every streamed sample, all epochs
+    return {
+        **options,
+        "test_samples": int(test_samples),
         "accuracy_before": heldout["accuracy"][0],
         "accuracy_after": heldout["accuracy"][-1],
         "training_accuracy": stream.epoch_accuracy,
         "running_training_accuracy": training["accuracy"][-1],
-        "weights_changed": changed,
-        "weights_plastic": total,
         "learning_kernel": stream.kernel,
         "report": report.to_dict(),
         "curves": {"heldout": heldout, "training": training},
         "timing": {
-            "compile_s": compile_s,
             "learn_s": stream.learn_s,
-            "learning_steps": int(epochs * n * steps),
-            "steps_per_s": epochs * n * steps / stream.learn_s if stream.learn_s > 0 else None,
+            "learning_steps": int(steps),
+            "steps_per_s": steps / stream.learn_s if stream.learn_s > 0 else None,
             "evaluate_s": held_out.seconds,
         },
     }
-    result["timing"]["total_s"] = time.perf_counter() - start
-    learned_nir = onchip.learned_graph(graph, compiled, deployed) if nir_output is not None else None
-    _write_learned(deployed, result, output, plot, learned_nir, nir_output)
-    return deployed, result
 
 
 @dataclasses.dataclass

@@ -51,10 +51,6 @@ static inline int reset_due(int64_t t, int64_t reset_interval) {
     return reset_interval > 0 && (t + 1) % reset_interval == 0;
 }
 
-/* fixedpoint.bias_active as a mask: all ones from step bias_onset on, else 0 */
-static inline int32_t bias_mask(int64_t t, int64_t bias_onset) {
-    return t >= bias_onset ? -1 : 0;
-}
 
 #define LIF_RUN(NAME, A_T)                                                                         \
 void NAME(int64_t T, int64_t n, const A_T *restrict a_in, int64_t shift, int64_t wexp,             \

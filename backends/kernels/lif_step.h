@@ -24,3 +24,8 @@ static inline int32_t lif_subthreshold(int32_t *u, int32_t v, uint32_t a64, int3
     vp = vp > L ? L : vp;
     return vp < -L ? -L : vp;
 }
+
+/* fixedpoint.bias_active as a mask on the bias: all ones from step bias_onset on, else 0 */
+static inline int32_t bias_mask(int64_t t, int64_t bias_onset) {
+    return t >= bias_onset ? -1 : 0;
+}

@@ -235,8 +235,7 @@ static void pop_step(const Net *net, const Pop *pp, PopState *st, int64_t b, int
         memset(st->u, 0, n * 4);
         memset(st->v, 0, n * 4);
     }
-    const int32_t bias_mask = t >= pp->bias_onset ? -1 : 0; /* fixedpoint.bias_active */
-    lif(n, st->u, st->v, st->vpre, st->s, st->a, pp->bias, bias_mask, (uint32_t)pp->fu, (uint32_t)pp->fv,
+    lif(n, st->u, st->v, st->vpre, st->s, st->a, pp->bias, bias_mask(t, pp->bias_onset), (uint32_t)pp->fu, (uint32_t)pp->fv,
         (int32_t)pp->vth, pp->spiking != 0);
     if (pp->learning)
         signal(net, pp, st->vpre, st->s, pp->target ? pp->target + off : NULL, st->third, st->err, st->psi, st->old,
