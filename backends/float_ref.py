@@ -42,9 +42,12 @@ names those nodes. ``metadata["synops"]`` counts synaptic operations per weight 
 nonzero input element times its number of nonzero outgoing weights, summed over batch and time.
 
 Execution (the same contract either way): a graph without back-edges runs layer-major, each node
-over the whole run in topological order: a stateless node maps all ``steps*batch`` samples at
-once (an ``Affine`` is one GEMM ``[T*B, n_in] @ W.T``), a neuron or ``Delay`` steps through time a
-block of samples at a time (its step function from :mod:`neurocompile.discretization`). A graph
+over the whole run in topological order: a stateless node maps all ``batch*steps`` samples at
+once (an ``Affine`` is one GEMM ``[B*T, n_in] @ W.T``); a neuron population runs through time in the
+C kernel of :mod:`.float_kernel` (the step function's operations of
+:mod:`neurocompile.discretization`, bit for bit) where that takes its model and convention, else it
+(and a ``Delay``) steps a block of samples at a time through its step function;
+``metadata["neuron_kernels"]`` says which ran ("c" or "torch"). A graph
 with back-edges runs step-major, every node once per step. Results are those of the equations in
 the working dtype up to summation order: matrix products and convolutions sum in BLAS's order,
 which depends on the shapes, so a float32 value can differ from the exact (float64) one, and
@@ -60,6 +63,7 @@ import numpy as np
 import torch
 
 from neurocompile.backends.base import check_inputs
+from neurocompile.backends.float_kernel import kernel_form, load_kernel, run_population
 from neurocompile.discretization import Convention
 from neurocompile.errors import GraphError, NeurocompileError
 from neurocompile.graph import flatten_graph, order_graph
@@ -121,9 +125,10 @@ class _Node:
         raise NotImplementedError
 
     def sequence(self, x: torch.Tensor, batch: int, steps: int, keep) -> tuple[torch.Tensor, dict]:
-        """The node over a whole run: ``x`` time-major [steps*batch, ...] (or a 0-d zero: no input) ->
-        (output, {variable in ``keep``: [steps*batch, ...]}). A stateless node takes all steps as one
-        batch (one GEMM for an Affine); a stateful one steps through time."""
+        """The node over a whole run: ``x`` [batch*steps, ...] (sample-major: a sample's steps are
+        consecutive rows; or a 0-d zero: no input) -> (output, {variable in ``keep``: [batch*steps, ...]}).
+        A stateless node takes all steps as one batch (one GEMM for an Affine); a stateful one steps
+        through time."""
         if self.stateful:
             return self._through_time(x, batch, steps, keep)
         self.reset(batch * steps, steps)
@@ -135,27 +140,31 @@ class _Node:
         temporaries stay in cache (``BLOCK_VALUES``)."""
         per_sample = x[0].numel() if x.dim() else int(np.prod(self.in_shape or ()))
         block = max(1, BLOCK_VALUES // max(per_sample, 1))
-        x = x.reshape(steps, batch, *x.shape[1:]) if x.dim() else x
+        x = x.reshape(batch, steps, *x.shape[1:]) if x.dim() else x
         results: dict[str, torch.Tensor] = {}
         for start in range(0, batch, block):
             rows = slice(start, min(start + block, batch))
             self.reset(rows.stop - start, steps)
             for t in range(steps):
-                out = self.step(x[t, rows] if x.dim() else x)
+                out = self.step(x[rows, t] if x.dim() else x)
                 values = {**self.last, "out": out}
                 for var in {"out", *keep}:
                     if var == "out" or values[var] is not out:  # a neuron's spikes are its output: stored once
-                        _write(results, var, values[var], t, rows, (steps, batch))
-        out = _time_major(results["out"])
-        return out, {var: _time_major(results[var]) if var in results else out for var in keep}
+                        _write(results, var, values[var], rows, t, (batch, steps))
+        out = _sample_major(results["out"])
+        return out, {var: _sample_major(results[var]) if var in results else out for var in keep}
+
+
+PATTERN_VALUES = 1 << 20  # values of the 0/1 pattern that synaptic-operation counting builds at a time
 
 
 def _nonzero_counts(x: torch.Tensor, binary: bool = False) -> torch.Tensor:
     """How often each element of ``x`` [samples, ...] is nonzero: ones times the 0/1 pattern, a GEMV
     (float counts of at most 2**24 samples at a time are exact), as float64 [...]. ``binary``: ``x`` holds
-    only 0 and 1 (single spikes), so it is its own pattern."""
+    only 0 and 1 (single spikes), so it is its own pattern; else the pattern is built a few rows at a time."""
     total = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
-    for rows in x.split(1 << 24):
+    per_sample = max(1, x[0].numel()) if x.shape[0] else 1
+    for rows in x.split(1 << 24 if binary else max(1, min(1 << 24, PATTERN_VALUES // per_sample))):
         pattern = rows if binary else torch.ne(rows, 0, out=torch.empty_like(rows))
         pattern = pattern.reshape(rows.shape[0], -1)
         ones = torch.ones((1, rows.shape[0]), dtype=rows.dtype, device=rows.device)
@@ -163,19 +172,19 @@ def _nonzero_counts(x: torch.Tensor, binary: bool = False) -> torch.Tensor:
     return total
 
 
-def _write(results: dict, var: str, value: torch.Tensor, t: int, rows: slice, lead: tuple[int, int]) -> None:
-    """Store one step of a block in ``results[var]`` [steps, batch, ...] (allocated on first use); a 0-d
+def _write(results: dict, var: str, value: torch.Tensor, rows: slice, t: int, lead: tuple[int, int]) -> None:
+    """Store one step of a block in ``results[var]`` [batch, steps, ...] (allocated on first use); a 0-d
     value (no input, so none at any step) is kept as it is."""
     if value.dim() == 0:
         results[var] = value
         return
     if var not in results:
         results[var] = torch.empty((*lead, *value.shape[1:]), dtype=value.dtype, device=value.device)
-    results[var][t, rows] = value
+    results[var][rows, t] = value
 
 
-def _time_major(value: torch.Tensor) -> torch.Tensor:
-    """[steps, batch, ...] -> [steps*batch, ...] (a 0-d value as it is)."""
+def _sample_major(value: torch.Tensor) -> torch.Tensor:
+    """[batch, steps, ...] -> [batch*steps, ...] (a 0-d value as it is)."""
     return value.flatten(0, 1) if value.dim() else value
 
 
@@ -290,10 +299,34 @@ class _Neuron(_Node):
             self.in_shape = tuple(self.param_shape)
         names = ["spikes"] if self.model.spiking else []
         self.variables = tuple(names + list(self.model.state._fields)[::-1])
+        self.engine = "torch"  # what ran the last run: "c" (the kernel) or "torch" (the step functions)
 
     def reset(self, batch, steps):
         super().reset(batch, steps)
         self.state = None
+
+    def sequence(self, x: torch.Tensor, batch: int, steps: int, keep) -> tuple[torch.Tensor, dict]:
+        """The population over a whole run: in the C kernel (:mod:`.float_kernel`) where it takes the
+        model, convention, dtype and input, else step by step in torch."""
+        x = _fit(x, self.in_shape) if x.dim() else x
+        form = self._kernel_form(x)
+        self.engine = "torch" if form is None else "c"
+        if form is None:
+            return super().sequence(x, batch, steps, keep)
+        results = run_population(form, x, batch, steps, "v" in keep, "i" in keep)
+        return results["out"], {var: results[var] if var in results else results["out"] for var in keep}
+
+    def _kernel_form(self, x: torch.Tensor):
+        """The kernel's form of this population for input ``x``, or None if the kernel cannot run it."""
+        if x.dim() == 0 or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+            return None
+        try:
+            fits = torch.broadcast_shapes(x.shape[1:], self.param_shape) == x.shape[1:]
+        except RuntimeError:
+            return None  # step() reports the mismatch
+        if not fits or load_kernel() is None:
+            return None
+        return kernel_form(self.model.step, self.params, self.conv)
 
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` in the neuron's shape; no input (a 0-d zero) is zeros of that shape."""
@@ -465,6 +498,7 @@ class FloatReference:
             "steps": int(steps),
             "batch": int(batch),
             "synops": synops,
+            "neuron_kernels": {name: op.engine for name, op in self.ops.items() if isinstance(op, _Neuron)},
             "recurrent_edges": [list(e) for e in self.recurrent_edges],
         }
         return Recording(arrays=arrays, outputs=list(self.outputs), backend="float", metadata=metadata)
@@ -474,6 +508,8 @@ class FloatReference:
         traces: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
         for op in self.ops.values():
             op.reset(batch, steps)
+            if isinstance(op, _Neuron):
+                op.engine = "torch"
         prev = self._before_start(batch, steps)
         for t in _progress(range(steps), progress, "step"):
             current: dict[str, torch.Tensor] = {}
@@ -492,7 +528,7 @@ class FloatReference:
 
     def _layer_major(self, xs, batch: int, steps: int, keys, progress: bool) -> dict[str, np.ndarray]:
         """Each node over the whole run, in topological order (without back-edges no node waits for a
-        later one). Values are time-major [steps*batch, ...]; one is dropped after its last reader."""
+        later one). Values are sample-major [batch*steps, ...]; one is dropped after its last reader."""
         keep: dict[str, list[str]] = {}
         for key in keys:
             name, _, var = key.rpartition(".")
@@ -501,7 +537,7 @@ class FloatReference:
         values: dict[str, torch.Tensor] = {}
         traces: dict[str, torch.Tensor] = {}
         for i, name in enumerate(_progress(self.order, progress, "node")):
-            x = _time_major(xs[name].transpose(0, 1)) if name in xs else self._input_of(name, values, {})
+            x = _sample_major(xs[name]) if name in xs else self._input_of(name, values, {})
             values[name], recorded = self.ops[name].sequence(x, batch, steps, keep.get(name, ()))
             traces.update({f"{name}.{var}": value for var, value in recorded.items()})
             for done in [src for src in values if last_read.get(src, i) <= i]:
@@ -518,10 +554,10 @@ def _progress(items, progress: bool, unit: str):
 
 
 def _batch_first(value: torch.Tensor, batch: int, steps: int) -> np.ndarray:
-    """A time-major [steps*batch, ...] value as NumPy [batch, steps, ...] (a 0-d value: zeros [batch, steps])."""
+    """A sample-major [batch*steps, ...] value as NumPy [batch, steps, ...] (a 0-d value: zeros [batch, steps])."""
     if value.dim() == 0:
         return value.expand(batch, steps).cpu().numpy().copy()
-    return value.reshape(steps, batch, *value.shape[1:]).transpose(0, 1).cpu().numpy()
+    return value.reshape(batch, steps, *value.shape[1:]).cpu().numpy()
 
 
 def _sum(name: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

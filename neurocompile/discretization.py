@@ -399,9 +399,14 @@ class CubaState(NamedTuple):
 # --- step functions -----------------------------------------------------------------------
 
 
+def euler_rate(tau, dt: float):
+    """``dt/tau``: the fraction of its distance to equilibrium that a forward-Euler step covers."""
+    return dt / tau
+
+
 def leaky_update(v: Tensor, drive: Tensor, tau, v_leak, r, dt: float) -> Tensor:
     """Forward-Euler step of ``tau dv/dt = (v_leak - v) + r*drive``."""
-    return v + (dt / tau) * (v_leak - v + r * drive)
+    return v + euler_rate(tau, dt) * (v_leak - v + r * drive)
 
 
 def decay_factor(tau, dt: float) -> Tensor:
@@ -418,9 +423,14 @@ def membrane_update(v: Tensor, drive: Tensor, tau, v_leak, r, conv: Convention) 
     return leaky_update(v, drive, tau, v_leak, r, conv.dt)
 
 
+def integrate_gain(r, conv: Convention):
+    """What one unit of input adds to an integrator's ``v``: ``dt*r``, or ``r`` without dt."""
+    return conv.dt * r if conv.if_uses_dt else r
+
+
 def integrate_update(v: Tensor, x: Tensor, r, conv: Convention) -> Tensor:
     """Forward-Euler step of ``dv/dt = r*x`` (or ``v + r*x`` without dt)."""
-    return v + (conv.dt * r if conv.if_uses_dt else r) * x
+    return v + integrate_gain(r, conv) * x
 
 
 def cuba_current_update(i: Tensor, x: Tensor, tau_syn, w_in, conv: Convention) -> Tensor:
@@ -428,8 +438,8 @@ def cuba_current_update(i: Tensor, x: Tensor, tau_syn, w_in, conv: Convention) -
         a = decay_factor(tau_syn, conv.dt)
         return a * i + ((1.0 - a) * (w_in * x) if conv.cuba_input_scaled else w_in * x)
     if conv.cuba_input_scaled:
-        return i + (conv.dt / tau_syn) * (w_in * x - i)
-    return i - (conv.dt / tau_syn) * i + w_in * x
+        return i + euler_rate(tau_syn, conv.dt) * (w_in * x - i)
+    return i - euler_rate(tau_syn, conv.dt) * i + w_in * x
 
 
 def lif_step(x: Tensor, state: VState, p: LIFParams, conv: Convention, detach_reset: bool = False):

@@ -1,5 +1,5 @@
 """The float backend's two schedules (issue 14): layer-major for graphs without back-edges (stateless
-nodes over all steps at once, neurons stepping through time a block of samples at a time), step-major
+nodes over all steps at once, neurons through time in the C kernel or a block of samples at a time), step-major
 with back-edges. Same contract: same spikes, values within float32 rounding of the summation order,
 the same synaptic operation counts, and float64 as the oracle. Nothing here is timed."""
 
@@ -72,7 +72,9 @@ def test_layer_major_equals_step_major(eighths):
 
 
 def test_blocks_of_samples_give_the_whole_batch(monkeypatch):
-    """A neuron steps through time a block at a time: blocks of 2 samples (the last one short) change nothing."""
+    """Without the C kernel a neuron steps through time a block at a time: blocks of 2 samples (the last
+    one short) change nothing."""
+    monkeypatch.setattr(float_ref, "load_kernel", lambda: None)
     graph, x = mlp([6, 10, 3]), spikes_in([6], batch=7)
     whole = FloatReference(graph).run(x, record="all")
     monkeypatch.setattr(float_ref, "BLOCK_VALUES", 20)  # 2 samples of 10 neurons
