@@ -81,6 +81,17 @@ def test_blocks_of_samples_give_the_whole_batch(monkeypatch):
     assert_same_run(whole, FloatReference(graph).run(x, record="all"), exact=True)
 
 
+def test_chunks_of_rows_give_the_whole_run(monkeypatch):
+    """Stateless nodes map their rows a chunk at a time: chunks of 4 rows, then of 1 (sized by the first
+    chunk's output), change nothing (weights in eighths: exact sums in any order)."""
+    graph, x = mlp([6, 10, 3], eighths=True), spikes_in([6], batch=7)
+    whole = FloatReference(graph).run(x, record="all")
+    monkeypatch.setattr(float_ref, "CHUNK_BYTES", 100)  # 6 float32 inputs per row: 4 rows, then 1
+    chunked = FloatReference(graph).run(x, record="all")
+    assert_same_run(whole, chunked, exact=True)
+    assert chunked.metadata["synops"] == whole.metadata["synops"]
+
+
 def test_float32_is_within_summation_rounding_of_float64():
     graph, x = mlp([64, 48, 10], seed=3), spikes_in([64], steps=30, batch=8)
     single = FloatReference(graph).run(x, record="all")
