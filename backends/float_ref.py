@@ -156,10 +156,11 @@ class _Node:
         return out
 
     def _through_time(self, x, batch: int, steps: int, keep) -> tuple[torch.Tensor, dict]:
-        """Step a block of samples through all steps, then the next block: a block's state and the step's
-        temporaries stay in cache (``BLOCK_VALUES``)."""
+        """Step a block of samples through all steps, then the next block: on the CPU a block's state and
+        the step's temporaries stay in cache (``BLOCK_VALUES``); on a GPU the block is the whole batch
+        (fewer, larger kernel launches)."""
         per_sample = x[0].numel() if x.dim() else int(np.prod(self.in_shape or ()))
-        block = max(1, BLOCK_VALUES // max(per_sample, 1))
+        block = batch if self.device.type == "cuda" else max(1, BLOCK_VALUES // max(per_sample, 1))
         x = x.reshape(batch, steps, *x.shape[1:]) if x.dim() else x
         results: dict[str, torch.Tensor] = {}
         for start in range(0, batch, block):

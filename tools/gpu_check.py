@@ -4,8 +4,8 @@
    for bit; the float backend's spikes on CUDA against the CPU.
 2. Throughput at batch 256, T=32, with the benchmark suite's networks and equal recording
    (``tools/bench.py``: spikes, u and v of every population): the fixed-point backend (torch path)
-   and the float backend on CUDA against snnTorch ``Leaky`` on the same GPU, and the CPU backend on
-   the host for scale. Best of ``--repeats`` after a warm-up, each timed with CUDA synchronized.
+   and the float backend on CUDA against snnTorch ``Leaky`` on the same GPU, and both backends on
+   the host CPU for scale. Best of ``--repeats`` after a warm-up, each timed with CUDA synchronized.
 
     python tools/gpu_check.py [--networks small,medium,large] [--repeats 5] [--json OUT.json]
 """
@@ -56,6 +56,7 @@ def runners(net: bench.Network, batch: int, device: str) -> dict:
     keys = bench.float_record_keys(ref)
     fixed = create_backend("cpu", net.program, device=device)
     fixed_host = create_backend("cpu", net.program)
+    float_host = create_backend("float", net.graph, convention=net.convention)
     linears, leakies = (ms.to(device) for ms in map(torch.nn.ModuleList, bench.snntorch_net(net.layers)))
     xt = torch.from_numpy(xf).to(device)
     return {
@@ -63,6 +64,7 @@ def runners(net: bench.Network, batch: int, device: str) -> dict:
         f"float ({device})": lambda: ref.run(xf, record=keys),
         f"snntorch ({device})": lambda: bench.run_snntorch(linears, leakies, xt),
         "fixed point (host cpu)": lambda: fixed_host.run(x, record="all"),
+        "float (host cpu)": lambda: float_host.run(xf, record=keys),
     }
 
 
