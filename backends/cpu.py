@@ -155,7 +155,8 @@ def build_library(source_path: Path, extra_flags: tuple[str, ...] = (), libs: tu
     except OSError:
         return None
     try:  # the flags -march=native compiles for are part of the cache key
-        cpu = next((line for line in open("/proc/cpuinfo") if line.startswith("flags")), "")
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line for line in info if line.startswith("flags")), "")
     except OSError:
         cpu = ""
     flags = ["-O3", "-march=native", "-fno-trapping-math", *extra_flags]

@@ -44,12 +44,11 @@ nonzero input element times its number of nonzero outgoing weights, summed over 
 Execution (the same contract either way): a graph without back-edges runs layer-major, each node
 over the whole run in topological order: a stateless node maps all ``batch*steps`` samples
 together (an ``Affine`` is a GEMM ``[B*T, n_in] @ W.T``; on the CPU a cache-sized chunk of rows at a
-time); a neuron population runs through time in the
-C kernel of :mod:`.float_kernel` (the step function's operations of
-:mod:`neurocompile.discretization`, bit for bit) where that takes its model and convention, else it
-(and a ``Delay``) steps a block of samples at a time through its step function;
-``metadata["neuron_kernels"]`` says which ran ("c" or "torch"). A graph
-with back-edges runs step-major, every node once per step. Results are those of the equations in
+time); a neuron population runs through time in the C kernel of :mod:`.float_kernel` (its step
+function's operations, bit for bit) where that takes its model and convention, else it (and a
+``Delay``) steps a block of samples at a time through its step function from
+:mod:`neurocompile.discretization`; ``metadata["neuron_kernels"]`` says which ran ("c" or "torch").
+A graph with back-edges runs step-major, every node once per step. Results are those of the equations in
 the working dtype up to summation order: matrix products and convolutions sum in BLAS's order,
 which depends on the shapes, so a float32 value can differ from the exact (float64) one, and
 between the two schedules, by float32 rounding of its sum (about ``n_in * 2**-24`` times the sum
