@@ -214,6 +214,7 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
     samples: int = 256,
     output=None,
     lenient: bool = False,
+    source: str | None = None,
 ):
     """Compile a NIR graph into a fixed-point program: returns ``(program, report)``.
 
@@ -221,10 +222,11 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
     ``calibration``: None, inputs ``[batch, time, *input_shape]``, or a spec for
     :func:`load_calibration` (``"digits"``, a file; ``steps`` and ``samples`` apply to it).
     ``method``, ``percentile``, ``bias_onset``: see :func:`neurocompile.quantize.quantize`.
-    ``output``: also write the program there (``.ncp``)."""
+    ``output``: also write the program there (``.ncp``). ``source``: where the graph came from, kept in
+    the program's metadata (default: the path, when ``graph`` is one)."""
     from .quantize import compile_graph
 
-    source = str(graph) if isinstance(graph, (str, Path)) else None
+    source = source or (str(graph) if isinstance(graph, (str, Path)) else None)
     graph = _as_model(graph, lenient=lenient)
     if is_program(graph):
         raise NeurocompileError("compile: the model is already a fixed-point program")

@@ -87,7 +87,7 @@ def compile_command(
     output = output or model.with_suffix(".ncp")
     check_outputs([output], [model, calibrate])
     program, report = pipeline.compile(
-        model,
+        graph,
         calibrate or None,
         convention=conv,
         method=method,
@@ -96,7 +96,7 @@ def compile_command(
         steps=steps,
         samples=calibrate_samples,
         output=output,
-        lenient=lenient,
+        source=str(model),
     )
     if as_json:
         click.echo(json.dumps({"output": str(output), "report": report.to_dict()}, indent=2))
