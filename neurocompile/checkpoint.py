@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from .discretization import Convention
-from .errors import CheckpointError, NeurocompileError
+from .errors import CheckpointError, NeurocompileError, first_line
 
 FORMAT = "neurocompile-checkpoint"
 VERSION = 1
@@ -82,8 +82,7 @@ def _plain_state_dict(model: nn.Module) -> dict:
 
 def _reason(exc: Exception) -> str:
     """The first sentence of an exception's message (torch's messages run to paragraphs)."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.split(". ")[0].rstrip(".")
+    return first_line(exc).split(". ")[0].rstrip(".")
 
 
 def _is_torchscript(path: Path) -> bool:

@@ -9,6 +9,13 @@ class NeurocompileError(Exception):
     """A failure caused by the user's input or environment, reported as one line."""
 
 
+def first_line(exc: Exception) -> str:
+    """The first line of an exception's message (its type's name if it has none): what a one-line
+    error quotes of a library's exception."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class GraphError(NeurocompileError):
     """A NIR graph that cannot be read or is inconsistent.
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GraphError
+from .errors import GraphError, first_line
 from .primitives import PRIMITIVES, primitive
 
 
@@ -104,7 +104,7 @@ def _read_file(path: Path) -> dict:
     except GraphError:
         raise
     except Exception as exc:  # h5py raises OSError for truncated/random files, others for odd content
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise GraphError(f"{path}: not a readable NIR (HDF5) file ({reason})") from None
     _check_depth(raw, path)
     return raw
@@ -261,7 +261,7 @@ def _build(raw: dict, name: str):
         with np.errstate(all="ignore"):  # nir derives shapes from fields not yet checked; the checks below speak
             return nir.dict2NIRNode(data)
     except Exception as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = first_line(exc)
         field = None
         match = re.search(r"argument[s]?:? '(\w+)'", message) or re.search(r"keyword argument '(\w+)'", message)
         if match:
@@ -298,7 +298,7 @@ def _nir_type_check(graph) -> None:
     except GraphError:
         raise
     except Exception as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        message = first_line(exc)
         node, field = "<graph>", "input_type"
         match = re.search(r"-> (\S+)\.input", message)
         if match:

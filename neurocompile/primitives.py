@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import discretization as D
-from .errors import GraphError
+from .errors import GraphError, first_line
 from .program import ConvGeometry
 
 Kind = Literal["io", "graph", "linear", "neuron"]
@@ -184,7 +184,7 @@ def _shape_of(fn, name: str, in_shape, weight) -> tuple[int, ...]:
     try:
         return tuple(int(s) for s in fn(x, w).shape[1:])
     except (RuntimeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         raise GraphError(f"does not apply to input shape {list(in_shape)}: {reason}", node=name) from None
 
 

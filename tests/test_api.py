@@ -15,7 +15,7 @@ import pytest
 
 import neurocompile
 from neurocompile.cli import main
-from neurocompile.errors import NeurocompileError
+from neurocompile.errors import NeurocompileError, first_line
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cli_float import run_cli as cli_run  # noqa: E402
@@ -215,3 +215,9 @@ def test_readout_must_be_a_leaky_neuron_model(capsys, tmp_path):
     assert code == 2
     assert not (tmp_path / "m.pt").exists()
     assert err.strip().splitlines() == ["error: output neuron 'IF' is not a leaky neuron model; choose one of LIF, LI"]
+
+
+def test_one_line_errors_quote_the_first_line_of_a_library_exception():
+    assert first_line(ValueError("bad shape\n  at line 3")) == "bad shape"
+    assert first_line(OSError("\n  truncated file\n")) == "truncated file"
+    assert first_line(KeyError()) == "KeyError"

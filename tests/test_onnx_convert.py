@@ -1,4 +1,4 @@
-"""ANN-to-SNN conversion (`neurocompile.onnx_convert`, `neurocompile convert`).
+"""ANN-to-SNN conversion (`neurocompile.onnx_read`, `neurocompile.onnx_convert`, `neurocompile convert`).
 
 The ONNX models are made here with ``torch.onnx.export`` (or ``onnx.helper``) into tmp paths; the
 digits ANNs train for a few epochs only, so the tests compare the SNN with its own ANN.
@@ -25,17 +25,14 @@ from neurocompile.nir_export import convention_from_metadata
 from neurocompile.nir_io import load_graph
 from neurocompile.onnx_convert import (
     CONVENTION,
-    READOUT,
-    Relu,
     analog_current,
     compile_fixed_point,
     convert,
     encode_spikes,
     forward,
-    parse_onnx,
-    read_onnx,
     run_onnx,
 )
+from neurocompile.onnx_read import READOUT, Relu, parse_onnx, read_onnx
 
 
 def export(model: nn.Module, path, shape=(1, 8, 8), **options):

@@ -19,7 +19,7 @@ import warnings
 import click
 
 from .. import __version__
-from ..errors import NeurocompileError
+from ..errors import NeurocompileError, first_line
 
 # Modules in this package that define commands; each one decorates its command with @cli.command.
 COMMAND_MODULES = ["doctor", "inspect", "simulate", "export", "train", "compile", "learn", "convert"]
@@ -65,7 +65,7 @@ def main(argv=None):
         for w in caught:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     except NeurocompileError as exc:
-        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        fail(first_line(exc))
     except click.exceptions.Abort:
         fail("interrupted", 130)
     except click.ClickException as exc:
