@@ -74,12 +74,11 @@ def kernel_form(step, params, conv: D.Convention) -> KernelForm | None:
         return None
     kind, spiking = KINDS[step]
     p = params._asdict()
-    coefficients = {"r": p["r"]}
     if kind == INTEGRATE:
-        coefficients["r"] = D.integrate_gain(p["r"], conv)
+        coefficients = {"r": D.integrate_gain(p["r"], conv)}
     else:
         tau = p["tau_mem"] if kind == CUBA else p["tau"]
-        coefficients.update(k=D.euler_rate(tau, conv.dt), v_leak=p["v_leak"])
+        coefficients = {"k": D.euler_rate(tau, conv.dt), "r": p["r"], "v_leak": p["v_leak"]}
     if kind == CUBA:
         coefficients.update(k_syn=D.euler_rate(p["tau_syn"], conv.dt), w_in=p["w_in"])
     if spiking:
@@ -98,14 +97,15 @@ def run_population(
     form: KernelForm, x: torch.Tensor, batch: int, steps: int, record_v: bool, record_i: bool
 ) -> dict[str, torch.Tensor]:
     """Run a population over ``x`` [batch*steps, *shape] (sample-major: its input for every step; float32
-    or float64 on the CPU) -> {"out": spikes or v, "v", "i" if recorded}, each [batch*steps, *shape]."""
+    or float64 on the CPU, the dtype of the coefficients) -> {"out": spikes or v, "v", "i" if recorded},
+    each [batch*steps, *shape]."""
     kernel = load_kernel()[x.dtype]
     x = x.contiguous()
     shape = x.shape[1:]
     n = int(np.prod(shape))
+    unused = torch.zeros((), dtype=x.dtype)
     values = {
-        name: torch.broadcast_to(form.coefficients.get(name, torch.zeros(())).to(x.dtype), shape).contiguous()
-        for name in COEFFICIENTS
+        name: torch.broadcast_to(form.coefficients.get(name, unused), shape).contiguous() for name in COEFFICIENTS
     }
     results = {"out": torch.empty_like(x)}
     if record_v and form.spiking:  # a readout's v is its output

@@ -340,7 +340,9 @@ class _Neuron(_Node):
 
     def _kernel_form(self, x: torch.Tensor):
         """The kernel's form of this population for input ``x``, or None if the kernel cannot run it."""
-        if x.dim() == 0 or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        if x.dim() == 0 or x.device.type != "cpu" or x.dtype != self.dtype:
+            return None
+        if x.dtype not in (torch.float32, torch.float64):
             return None
         try:
             fits = torch.broadcast_shapes(x.shape[1:], self.param_shape) == x.shape[1:]
