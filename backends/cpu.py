@@ -57,6 +57,7 @@ program with its learned weights.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -99,8 +100,17 @@ OPERAND_DTYPE = {  # the weights' dtype of each kernel but int8-gemm
     "conv2d-fp64": torch.float64,
 }
 _kernel = None  # None: not tried yet; False: unavailable; else {name: ctypes function}
-_pool = None
+_pool = None  # the threads of run_sliced (a forked child starts without them: see _forget_pool)
 _thread_sums = threading.local()  # .buffer: this thread's int32 sums buffer (see SUMS_BYTES)
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist there, so make a new pool on first use."""
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _load_kernel():

@@ -4,7 +4,10 @@ per-step ``fixedpoint`` loop of test_cpu_backend.reference_run), each choice rec
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -304,3 +307,35 @@ def test_recurrent_compiled_on_threads_equals_one_thread(monkeypatch):
     one = backend.run(x, record="all")
     for key in many.arrays:
         np.testing.assert_array_equal(many[key], one[key], err_msg=key)
+
+
+def test_a_forked_child_gets_its_own_thread_pool():
+    """run_sliced's pool threads do not survive a fork: a child that reused the parent's pool (its idle
+    count says 2 threads wait) would queue work no thread runs and hang."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cpu.run_sliced(lambda b0, b1: time.sleep(0.01), [], 4, 10**6)  # the parent's pool, 2 threads
+        time.sleep(0.3)  # both threads idle
+        pid = os.fork()
+        if pid == 0:
+            slices = []
+            cpu.run_sliced(lambda b0, b1: slices.append((b0, b1)), [], 4, 10**6)
+            os._exit(0 if sorted(slices) == [(0, 2), (2, 4)] else 1)
+        status = _wait(pid, seconds=10)
+    finally:
+        torch.set_num_threads(threads)
+    assert status is not None, "the forked child hung in run_sliced"
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def _wait(pid: int, seconds: float):
+    """The child's wait status, or None after killing it when it has not ended within ``seconds``."""
+    for _ in range(int(seconds / 0.05)):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
