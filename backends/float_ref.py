@@ -175,16 +175,12 @@ class _Node:
         return out, {var: _sample_major(results[var]) if var in results else out for var in keep}
 
 
-PATTERN_VALUES = 1 << 20  # values of the 0/1 pattern that synaptic-operation counting builds at a time
-
-
 def _nonzero_counts(x: torch.Tensor, binary: bool = False) -> torch.Tensor:
     """How often each element of ``x`` [samples, ...] is nonzero: ones times the 0/1 pattern, a GEMV
     (float counts of at most 2**24 samples at a time are exact), as float64 [...]. ``binary``: ``x`` holds
-    only 0 and 1 (single spikes), so it is its own pattern; else the pattern is built a few rows at a time."""
+    only 0 and 1 (single spikes), so it is its own pattern. (On the CPU ``x`` is one chunk of rows.)"""
     total = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
-    per_sample = max(1, x[0].numel()) if x.shape[0] else 1
-    for rows in x.split(1 << 24 if binary else max(1, min(1 << 24, PATTERN_VALUES // per_sample))):
+    for rows in x.split(1 << 24):
         pattern = rows if binary else torch.ne(rows, 0, out=torch.empty_like(rows))
         pattern = pattern.reshape(rows.shape[0], -1)
         ones = torch.ones((1, rows.shape[0]), dtype=rows.dtype, device=rows.device)

@@ -31,6 +31,13 @@ def usual_mode() -> int:
     return 0o666 & ~mask
 
 
+def require_folders(paths) -> None:
+    """One-line error if the folder a path would be written in does not exist (None: no path)."""
+    for path in (Path(p) for p in paths if p is not None):
+        if not path.parent.is_dir():
+            raise NeurocompileError(f"{path}: no such directory '{path.parent}'")
+
+
 def write_atomically(path, write: Callable[[str], object], what: str = "file") -> Path:
     """Call ``write(temporary path)`` in ``path``'s folder, then rename the result to ``path``."""
     write_together([(path, write)], what)
@@ -44,8 +51,7 @@ def write_together(outputs, what: str = "outputs") -> None:
     try:
         for path, write in outputs:
             path = Path(path)
-            if not path.parent.is_dir():
-                raise NeurocompileError(f"{path}: no such directory '{path.parent}'")
+            require_folders([path])
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
             os.close(fd)
             pending.append((tmp, path))

@@ -27,7 +27,7 @@ import numpy as np
 from .backends import BACKENDS, create_backend
 from .backends.base import require_spikes
 from .errors import NeurocompileError
-from .outputs import save_figure
+from .outputs import require_folders, save_figure
 from .resources import check_input_memory
 
 MODEL_SUFFIXES = (".nir", ".pt", ".ncp")
@@ -436,9 +436,7 @@ def learn(
 
     start = time.perf_counter()
     _check_learn_options(rule, backend, layers, lr, epochs, steps, limit, reinit_readout, checkpoints, window)
-    for path in (output, plot, nir_output):
-        if path is not None and not Path(path).parent.is_dir():
-            raise NeurocompileError(f"{path}: no such directory '{Path(path).parent}'")
+    require_folders([output, plot, nir_output])  # before minutes of learning, not after
     source = str(model) if isinstance(model, (str, Path)) else type(model).__name__
     graph = _as_model(model, lenient=lenient)
     if nir_output is not None and is_program(graph):
@@ -451,20 +449,14 @@ def learn(
 
     slope = {} if surrogate_alpha is None else {"surrogate_alpha": surrogate_alpha}
     learning, report = onchip.compile_learning(program, rule, layers, lr=lr, seed=seed, sample_steps=steps, **slope)
-    readout = learning.synapse(report.plans[-1].synapse)
-    _reinit_readout(readout, reinit_readout, seed)
-    plastic = [plan.synapse for plan in report.plans]
-    initial = {name: np.array(learning.synapse(name).weights) for name in plastic}
+    _reinit_readout(learning.synapse(report.plans[-1].synapse), reinit_readout, seed)
+    initial = {plan.synapse: np.array(learning.synapse(plan.synapse).weights) for plan in report.plans}
     held_out = _HeldOut(x_test, y_test)
     stream = _learn_stream(learning, report, backend, x_train, y_train, epochs, seed, checkpoints, held_out, progress)
-    changed = sum(int(np.count_nonzero(stream.deployed.synapse(name).weights != initial[name])) for name in plastic)
     options = dict(model=source, rule=rule, layers=layers, backend=backend, data=str(data), lr=float(lr))
     options.update(epochs=int(epochs), seed=int(seed), steps=steps, reinit_readout=reinit_readout)
-    result = _learn_result(options, report, stream, held_out, len(y_test), window)
-    result.update(readout=readout.name, plastic_synapses=plastic, train_samples=len(y_train))
-    result.update(weights_changed=changed, weights_plastic=sum(int(np.size(w)) for w in initial.values()))
-    result["timing"]["compile_s"] = compile_s
-    result["timing"]["total_s"] = time.perf_counter() - start
+    result = _learn_result(options, report, stream, held_out, initial, len(y_train), window)
+    result["timing"].update(compile_s=compile_s, total_s=time.perf_counter() - start)
     learned_nir = onchip.learned_graph(graph, compiled, stream.deployed) if nir_output is not None else None
     _write_learned(stream.deployed, result, output, plot, learned_nir, nir_output)
     return stream.deployed, result
@@ -482,15 +474,22 @@ def _learning_data(data, steps, seed: int, limit):
     return (x_train[:limit], y_train[:limit]), test, calibration
 
 
-def _learn_result(options: dict, report, stream, held_out, test_samples: int, window: int) -> dict:
-    """The JSON-able figures of a learning run: ``options`` as given, accuracies, curves, the learning
-    report and timing (learning steps counted from the stream)."""
+def _learn_result(options: dict, report, stream, held_out, initial: dict, train_samples: int, window: int) -> dict:
+    """The JSON-able figures of a learning run: ``options`` as given, the plastic synapses (``initial``:
+    their weights before learning) and how many weights changed, accuracies, curves, the learning report
+    and timing (learning steps counted from the stream)."""
     training = _training_curve(stream.correct, window)
     heldout = stream.heldout
     steps = len(stream.correct) * options["steps"]  # every streamed sample, all epochs
+    learned = {name: stream.deployed.synapse(name).weights for name in initial}
     return {
         **options,
-        "test_samples": int(test_samples),
+        "readout": report.plans[-1].synapse,
+        "plastic_synapses": list(initial),
+        "train_samples": int(train_samples),
+        "test_samples": len(held_out.y),
+        "weights_changed": sum(int(np.count_nonzero(learned[name] != w)) for name, w in initial.items()),
+        "weights_plastic": sum(int(np.size(w)) for w in initial.values()),
         "accuracy_before": heldout["accuracy"][0],
         "accuracy_after": heldout["accuracy"][-1],
         "training_accuracy": stream.epoch_accuracy,
