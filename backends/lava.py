@@ -811,6 +811,7 @@ class _Session:
         import threading
 
         actors = self._actors()
+        segments = _shared_segments(runtime)
         self.runtime = None
         graceful = not self.failed and all(a.is_alive() for a in actors)
         if graceful:
@@ -820,6 +821,7 @@ class _Session:
             graceful = not stopper.is_alive()
         if not graceful:
             _force_stop(runtime, actors)
+        _unlink_leftovers(segments)
 
 
 _AT_FORK = []
@@ -855,6 +857,26 @@ def _quiet_stop(runtime) -> None:
         runtime.stop()
     except Exception:  # noqa: BLE001 - reported by the forced path's absence of leftovers
         pass
+
+
+def _shared_segments(runtime) -> list[str]:
+    """The names of the shared-memory segments of Lava's channels (made in this process, tracked by
+    Lava's shared-memory manager, which unlinks them when it shuts down)."""
+    smm = getattr(getattr(runtime, "_messaging_infrastructure", None), "_smm", None)
+    return [handle.name for handle in getattr(smm, "_shared_memory_handles", [])]
+
+
+def _unlink_leftovers(names: list[str]) -> None:
+    """Unlink the segments the manager left (it is terminated when its shutdown takes over a second,
+    as under load after an interrupted run): else Python's resource tracker unlinks them at exit and
+    prints a warning after our one-line error."""
+    from multiprocessing import shared_memory
+
+    for name in names:
+        try:
+            shared_memory.SharedMemory(name).unlink()
+        except (FileNotFoundError, OSError, ValueError):
+            pass  # already unlinked: the manager's shutdown completed
 
 
 def _force_stop(runtime, actors) -> None:
