@@ -6,7 +6,7 @@
 
 Every backend follows :class:`~neurocompile.backends.base.Backend`: built from one model (a NIR
 graph or a program, as :data:`BACKENDS` says), it runs ``[batch, time, *input_shape]`` inputs and
-returns a :class:`~neurocompile.recording.Recording`. Callers pick a backend by name through
+returns a :class:`~neurocompile.ir.recording.Recording`. Callers pick a backend by name through
 :func:`create_backend`; no module outside this package names a backend class.
 """
 
@@ -31,7 +31,7 @@ class BackendEntry:
 BACKENDS: dict[str, BackendEntry] = {
     "float": BackendEntry("float_ref", "FloatReference", "graph", "float reference of the NIR graph"),
     "cpu": BackendEntry("cpu", "CpuBackend", "program", "bit-accurate fixed-point simulator (C kernel or torch)"),
-    "lava": BackendEntry("lava", "LavaBackend", "program", "Lava process graph (fixed_pt or floating_pt)"),
+    "lava": BackendEntry("lava.backend", "LavaBackend", "program", "Lava process graph (fixed_pt or floating_pt)"),
 }
 
 

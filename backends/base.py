@@ -8,7 +8,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from neurocompile.errors import NeurocompileError
-from neurocompile.recording import Recording
+from neurocompile.ir.recording import Recording
 
 
 @runtime_checkable

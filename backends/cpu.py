@@ -1,6 +1,6 @@
 """CPU (or CUDA) simulator of a program, vectorized over the batch.
 
-A fixed-point program runs bit-accurately with the semantics of ``neurocompile.fixedpoint``
+A fixed-point program runs bit-accurately with the semantics of ``neurocompile.semantics.fixedpoint``
 (Lava's ``fixed_pt`` process models): every spike, ``u`` and ``v`` equals Lava's at every step.
 A float program (``number_format="float"``) runs in float64 with the arithmetic of Lava's
 ``floating_pt`` models (``fixedpoint.lif_float_step``), the same timing. Two schedules:
@@ -67,12 +67,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from neurocompile import fixedpoint as fxp
+from neurocompile.backends.base import check_inputs
 from neurocompile.errors import NeurocompileError
-from neurocompile.program import FixedPointProgram, Population, Synapse
-from neurocompile.recording import Recording
-
-from .base import check_inputs
+from neurocompile.ir.program import FixedPointProgram, Population, Synapse
+from neurocompile.ir.recording import Recording
+from neurocompile.semantics import fixedpoint as fxp
 
 FLOAT32_EXACT = 2**24
 FLOAT64_EXACT = 2**53
@@ -290,7 +289,7 @@ class CpuBackend:
     def __init__(self, program: FixedPointProgram | list[FixedPointProgram], device: str = "cpu"):
         self.plastic = None  # the runner of a plastic program (cpu_learning.PlasticRunner)
         if isinstance(program, (list, tuple)) or program.plastic:
-            from .cpu_learning import PlasticRunner, learner_programs
+            from neurocompile.backends.cpu_learning import PlasticRunner, learner_programs
 
             shared = not isinstance(program, (list, tuple))
             programs = learner_programs([program] if shared else program)

@@ -24,14 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from neurocompile import fixedpoint as fxp
+from neurocompile.backends.base import check_inputs
+from neurocompile.backends.cpu import build_library, run_sliced
 from neurocompile.errors import NeurocompileError
-from neurocompile.plasticity import FACTOR_VARIABLES
-from neurocompile.program import WEIGHT_RANGE, FixedPointProgram, Synapse
-from neurocompile.recording import Recording
-
-from .base import check_inputs
-from .cpu import build_library, run_sliced
+from neurocompile.ir.plasticity import FACTOR_VARIABLES
+from neurocompile.ir.program import WEIGHT_RANGE, FixedPointProgram, Synapse
+from neurocompile.ir.recording import Recording
+from neurocompile.semantics import fixedpoint as fxp
 
 KERNEL_SOURCE = Path(__file__).parent / "kernels" / "plastic.c"
 KERNEL_FLAGS = ["-ffp-contract=off"]  # f * h rounds to double before floor, as in NumPy

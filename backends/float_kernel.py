@@ -4,12 +4,12 @@ The float backend's layer-major schedule (graphs without back-edges) steps each 
 through time on its own. In torch that is a dozen small elementwise operations per step; this
 kernel (``kernels/float_neuron.c``) runs the same operations in one loop over samples, steps and
 neurons, in the same order and rounding, with the per-neuron coefficients computed by
-:mod:`neurocompile.discretization`. Its spikes, ``v`` and ``i`` are bit-identical to the step
+:mod:`neurocompile.semantics.discretization`. Its spikes, ``v`` and ``i`` are bit-identical to the step
 functions' (``tests/test_float_kernel.py`` checks every model and option it takes).
 
 It takes the forward-Euler, same-step-reset, single-spike conventions (every LIF, IF, CubaLIF, LI,
 CubaLI and I population of those), in float32 or float64 on the CPU. Everything else, and every run
-without a C compiler, steps through :mod:`neurocompile.discretization` in torch.
+without a C compiler, steps through :mod:`neurocompile.semantics.discretization` in torch.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurocompile import discretization as D
-
-from .cpu import build_library, run_sliced
+from neurocompile.backends.cpu import build_library, run_sliced
+from neurocompile.semantics import discretization as D
 
 KERNEL_SOURCE = Path(__file__).parent / "kernels" / "float_neuron.c"
 KERNEL_FLAGS = ("-ffp-contract=off",)  # every product and sum rounds on its own, as torch's elementwise ops

@@ -11,7 +11,7 @@ This is the oracle the fixed-point backends are compared against. Timing contrac
   (snnTorch's ``RLeaky`` adds ``recurrent(0)``, its bias, in step 0; the fixed-point program
   folds every bias into a constant neuron input from step 0).
 * A node with several incoming edges receives their sum (NIR semantics).
-* Neuron nodes call the step functions of :mod:`neurocompile.discretization` (the single source
+* Neuron nodes call the step functions of :mod:`neurocompile.semantics.discretization` (the single source
   of truth); this module re-implements no neuron equation.
 * ``Delay``: NIR's ``y(t) = x(t - delay)`` with ``delay`` in seconds, like every NIR time
   constant: element ``k`` is delayed by ``round(delay[k] / dt)`` steps (0 steps = identity).
@@ -25,7 +25,7 @@ paper's single-LIF experiment (``lif_norse.nir``, dt=1e-4) spikes at indices 460
 760. Lava delivers each synapse one step later (461, 511, 711, 761).
 
 How peer libraries read the same graphs (conventions NIR does not record; see
-``neurocompile.discretization.PRESETS`` and ``docs/conventions.md``): snnTorch's importer
+``neurocompile.semantics.discretization.PRESETS`` and ``docs/conventions.md``): snnTorch's importer
 (dt=1e-4) maps LIF to forward Euler ``beta = 1 - dt/tau`` with the threshold rescaled by
 ``r*dt/tau``, CubaLIF to ``syn <- alpha*syn + x; mem <- beta*mem + syn``, IF to ``v <- v + x``, and
 sets reset to zero (snnTorch's own default is subtraction); Norse's importer defaults to
@@ -47,7 +47,7 @@ together (an ``Affine`` is a GEMM ``[B*T, n_in] @ W.T``; on the CPU a cache-size
 time); a neuron population runs through time in the C kernel of :mod:`.float_kernel` (its step
 function's operations, bit for bit) where that takes its model and convention, else it (and a
 ``Delay``) steps a block of samples at a time through its step function from
-:mod:`neurocompile.discretization`; ``metadata["neuron_kernels"]`` says which ran ("c" or "torch").
+:mod:`neurocompile.semantics.discretization`; ``metadata["neuron_kernels"]`` says which ran ("c" or "torch").
 A graph with back-edges runs step-major, every node once per step. Results are those of the equations in
 the working dtype up to summation order: matrix products and convolutions sum in BLAS's order,
 which depends on the shapes, so a float32 value can differ from the exact (float64) one, and
@@ -65,12 +65,20 @@ import torch
 from neurocompile.backends.base import check_inputs
 from neurocompile.backends.cpu import CHUNK_BYTES
 from neurocompile.backends.float_kernel import kernel_form, load_kernel, run_population
-from neurocompile.discretization import Convention
 from neurocompile.errors import GraphError, NeurocompileError
-from neurocompile.graph import flatten_graph, order_graph
-from neurocompile.nir_io import single_shape
-from neurocompile.primitives import PRIMITIVES, Op, delay_steps, initial_state, kind_of, make_op, neuron_params
-from neurocompile.recording import Recording
+from neurocompile.frontend.graph import flatten_graph, order_graph
+from neurocompile.frontend.nir_io import single_shape
+from neurocompile.ir.recording import Recording
+from neurocompile.semantics.discretization import Convention
+from neurocompile.semantics.primitives import (
+    PRIMITIVES,
+    Op,
+    delay_steps,
+    initial_state,
+    kind_of,
+    make_op,
+    neuron_params,
+)
 
 
 def _fit(x: torch.Tensor, shape) -> torch.Tensor:

@@ -1,1 +1,1 @@
-"""SNN building blocks (nn.Modules over the pure step functions in neurocompile.discretization)."""
+"""SNN building blocks (nn.Modules over the pure step functions in neurocompile.semantics.discretization)."""

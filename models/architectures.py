@@ -7,7 +7,7 @@ Every architecture is an :class:`SNN`: named layers applied in order to a whole 
 node names of the exported NIR graph.
 
 ``config`` holds the JSON-able constructor arguments; with ``convention`` and the
-``state_dict`` it rebuilds the model (see :mod:`neurocompile.checkpoint`).
+``state_dict`` it rebuilds the model (see :mod:`neurocompile.frontend.checkpoint`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from neurocompile.discretization import Convention
 from neurocompile.errors import NeurocompileError
-
-from .layers import Conv2d, Flatten, Linear, Recurrent, SumPool2d
-from .neurons import make_neuron
+from neurocompile.models.layers import Conv2d, Flatten, Linear, Recurrent, SumPool2d
+from neurocompile.models.neurons import make_neuron
+from neurocompile.semantics.discretization import Convention
 
 Tensor = torch.Tensor
 

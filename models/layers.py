@@ -1,6 +1,6 @@
 """Synapse and shape layers that act on whole sequences ``[batch, time, *shape]``.
 
-Each layer maps to one NIR node in :mod:`neurocompile.nir_export` (``Recurrent`` to two: its
+Each layer maps to one NIR node in :mod:`neurocompile.frontend.torch_export` (``Recurrent`` to two: its
 neuron and the recurrent weight, joined by a back edge). Convolutions and pools apply per time
 step by folding time into the batch. A module whose trained weight differs from the weight it
 computes with (weight standardization, a constant scale) defines ``export_weight()`` (and
@@ -15,9 +15,8 @@ import torch
 from torch import nn
 
 from neurocompile.errors import NeurocompileError
-from neurocompile.primitives import pool2d
-
-from .neurons import Neuron
+from neurocompile.models.neurons import Neuron
+from neurocompile.semantics.primitives import pool2d
 
 Tensor = torch.Tensor
 

@@ -1,6 +1,6 @@
 """Neuron populations as thin ``nn.Module`` wrappers over the step functions of the contract.
 
-Each class wraps exactly one pure step function of :mod:`neurocompile.discretization`
+Each class wraps exactly one pure step function of :mod:`neurocompile.semantics.discretization`
 (``LIF`` -> ``lif_step`` and so on) and holds the NIR parameters of that model as per-neuron
 tensors. The equations, the reset rule and the surrogate gradient all live in the contract;
 these modules only loop over time and keep the state.
@@ -20,9 +20,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from neurocompile import primitives
-from neurocompile.discretization import Convention
 from neurocompile.errors import NeurocompileError
+from neurocompile.semantics import primitives
+from neurocompile.semantics.discretization import Convention
 
 Tensor = torch.Tensor
 

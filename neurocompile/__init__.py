@@ -5,7 +5,7 @@ The pipeline is a chain of small stages with plain data between them::
     torch module --export--> NIR graph --normalize--> NormalizedGraph
         --quantize--> FixedPointProgram --lower--> backend executable --run--> Recording
 
-and the package offers it as functions (see :mod:`neurocompile.pipeline`)::
+and the package offers it as functions (see :mod:`neurocompile.api`)::
 
     import neurocompile
 
@@ -16,7 +16,7 @@ and the package offers it as functions (see :mod:`neurocompile.pipeline`)::
     print(neurocompile.summarize(recording, x, labels)["accuracy"])
 
 Importing the package is light: the functions import torch and nir when called, and never
-Lava unless the ``lava`` backend runs (``neurocompile.lava_compat`` imports it on demand).
+Lava unless the ``lava`` backend runs (``neurocompile.backends.lava.compat`` imports it on demand).
 """
 
 import importlib
@@ -25,15 +25,15 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it, imported on first use.
 _LAZY = {
-    "export": "neurocompile.pipeline",
-    "compile": "neurocompile.pipeline",
-    "simulate": "neurocompile.pipeline",
-    "train": "neurocompile.pipeline",
-    "load_model": "neurocompile.pipeline",
-    "load_inputs": "neurocompile.pipeline",
-    "load_calibration": "neurocompile.pipeline",
-    "summarize": "neurocompile.summary",
-    "format_summary": "neurocompile.summary",
+    "export": "neurocompile.api",
+    "compile": "neurocompile.api",
+    "simulate": "neurocompile.api",
+    "train": "neurocompile.api",
+    "load_model": "neurocompile.api",
+    "load_inputs": "neurocompile.api",
+    "load_calibration": "neurocompile.api",
+    "summarize": "neurocompile.analysis.summary",
+    "format_summary": "neurocompile.analysis.summary",
     "TrainConfig": "neurocompile.training.trainer",
     "NeurocompileError": "neurocompile.errors",
 }

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import NeurocompileError
+from neurocompile.errors import NeurocompileError
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2

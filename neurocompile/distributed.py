@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import NeurocompileError
-from .recording import Recording
+from neurocompile.errors import NeurocompileError
+from neurocompile.ir.recording import Recording
 
 
 @dataclass(frozen=True)

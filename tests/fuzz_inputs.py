@@ -103,27 +103,27 @@ def _inputs(directory: Path, name: str, input_shape, classes: int, rng) -> dict:
 
 
 def _architecture_seed(directory: Path, name: str, architecture: str, config: dict, rng) -> Model:
-    from neurocompile import pipeline
-    from neurocompile.checkpoint import save_checkpoint
+    from neurocompile import api
+    from neurocompile.frontend.checkpoint import save_checkpoint
     from neurocompile.models.architectures import build
 
     model = build(architecture, config)
     files = {"pt": save_checkpoint(model, directory / f"{name}.pt"), "nir": directory / f"{name}.nir"}
-    pipeline.export(files["pt"], output=files["nir"])
+    api.export(files["pt"], output=files["nir"])
     return _compiled(directory, name, files, tuple(model.input_shape), rng)
 
 
 def _compiled(directory: Path, name: str, files: dict, input_shape, rng) -> Model:
     """The model with its ``.ncp``, compiled from its ``.nir`` with its own spikes as calibration."""
-    from neurocompile import pipeline
-    from neurocompile.nir_io import load_graph, single_shape
+    from neurocompile import api
+    from neurocompile.frontend.nir_io import load_graph, single_shape
 
     graph = load_graph(files["nir"], lenient=True)
     outputs = [n for n in graph.nodes.values() if type(n).__name__ == "Output"]
     classes = single_shape(outputs[0].input_type)[-1]
     inputs = _inputs(directory, name, input_shape, classes, rng)
     files["ncp"] = directory / f"{name}.ncp"
-    pipeline.compile(files["nir"], np.load(inputs["spikes"]), output=files["ncp"])
+    api.compile(files["nir"], np.load(inputs["spikes"]), output=files["ncp"])
     return Model(name, files, **inputs)
 
 
@@ -163,7 +163,7 @@ def _graph_seed(directory: Path, name: str, graph, rng) -> Model:
 def _paper_seed(directory: Path, source: Path, rng) -> Model:
     """A graph from the NIR paper; compiled when it loads (the subgraph one never does: it stays a .nir)."""
     from neurocompile.errors import NeurocompileError
-    from neurocompile.nir_io import single_shape
+    from neurocompile.frontend.nir_io import single_shape
 
     name = source.stem
     files = {"nir": directory / source.name}
@@ -184,9 +184,9 @@ def _paper_input_type(path: Path) -> dict:
 
 def _float_program_seed(directory: Path, source: Model, rng) -> Model:
     """The MLP lowered unquantized (``number_format="float"``)."""
-    from neurocompile.nir_io import load_graph
-    from neurocompile.normalize import normalize
-    from neurocompile.quantize import float_program
+    from neurocompile.compiler.normalize import normalize
+    from neurocompile.compiler.quantize import float_program
+    from neurocompile.frontend.nir_io import load_graph
 
     path = directory / "float.ncp"
     float_program(normalize(load_graph(source.files["nir"]))).save(path)
@@ -1479,7 +1479,7 @@ def _pickled_content(rng, source: Path, target: Path) -> str:
 
     import torch
 
-    from neurocompile.checkpoint import load_checkpoint
+    from neurocompile.frontend.checkpoint import load_checkpoint
 
     how = rng.choice(("module", "object", "torchscript"))
     if how == "module":

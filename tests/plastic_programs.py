@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from neurocompile.plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
-from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 
 OTTT_RULE = LearningRule(
     products=(Product("u0", (Factor("x1"), Factor("y2")), mantissa=-1, exponent=0),),

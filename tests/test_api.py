@@ -66,10 +66,10 @@ def test_simulate_api_summary_equals_cli_json(capsys, backend):
 
 def test_simulate_api_equals_the_backend_run_directly():
     """Oracle: the stages called one by one (export, compile_graph, create_backend, metrics)."""
-    from neurocompile import metrics
+    from neurocompile.analysis import metrics
     from neurocompile.backends import create_backend
-    from neurocompile.nir_export import export_checkpoint
-    from neurocompile.quantize import compile_graph
+    from neurocompile.compiler.quantize import compile_graph
+    from neurocompile.frontend.torch_export import export_checkpoint
 
     x, labels = neurocompile.load_inputs(data="digits", steps=8, limit=30)
     program, _ = compile_graph(export_checkpoint(SHIPPED))
@@ -83,7 +83,7 @@ def test_simulate_api_equals_the_backend_run_directly():
 
 
 def test_export_and_compile_api_equal_cli(capsys, tmp_path):
-    from neurocompile.program import FixedPointProgram
+    from neurocompile.ir.program import FixedPointProgram
 
     nir_path, ncp_path = tmp_path / "m.nir", tmp_path / "m.ncp"
     run_cli(capsys, "export", SHIPPED, "-o", nir_path)
@@ -143,7 +143,7 @@ def test_train_on_an_npz_uses_its_own_steps(tmp_path):
 
 def test_shipped_model_command_in_models_readme_still_gives_its_config(monkeypatch, capsys):
     """models/README.md's `neurocompile train ...` line parses to the config in digits_mlp.json."""
-    import neurocompile.pipeline as pipeline
+    from neurocompile import api
 
     line = next(ln for ln in (REPO / "models" / "README.md").read_text().splitlines() if "neurocompile train" in ln)
     argv = line.split("neurocompile", 1)[1].split()
@@ -153,7 +153,7 @@ def test_shipped_model_command_in_models_readme_still_gives_its_config(monkeypat
         seen["config"] = config.resolved()
         raise NeurocompileError("stop")
 
-    monkeypatch.setattr(pipeline, "train", fake_train)
+    monkeypatch.setattr(api, "train", fake_train)
     with pytest.raises(SystemExit):
         main(argv)
     capsys.readouterr()

@@ -20,7 +20,7 @@ from neurocompile.backends import create_backend
 from neurocompile.backends.base import Backend, check_inputs
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.errors import NeurocompileError
-from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 
 PORTS = [("x", (2,))]
 TWO_PORTS = [("a", (2,)), ("b", (1, 2))]
@@ -100,7 +100,7 @@ def rejection(backend, inputs) -> str:
 
 @pytest.mark.lava
 def test_cpu_and_lava_reject_the_same_inputs_with_the_same_message():
-    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.backends.lava.backend import LavaBackend
 
     program = two_port_program()
     cpu, lava = CpuBackend(program), LavaBackend(program)
@@ -231,11 +231,11 @@ def test_one_cpu_backend_runs_from_two_threads_at_once():
 @pytest.mark.lava
 @pytest.mark.parametrize("name", ["MLP", "RecurrentNet", "ConvNet"])
 def test_cpu_float_program_equals_lava_floating_pt(name):
-    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.backends.lava.backend import LavaBackend
+    from neurocompile.compiler.normalize import normalize
+    from neurocompile.compiler.quantize import float_program
+    from neurocompile.frontend.torch_export import export
     from neurocompile.models.architectures import MLP, ConvNet, RecurrentNet
-    from neurocompile.nir_export import export
-    from neurocompile.normalize import normalize
-    from neurocompile.quantize import float_program
 
     with torch.random.fork_rng():  # leaves the global RNG as other tests expect it
         torch.manual_seed(0)
@@ -262,10 +262,10 @@ def test_cpu_float_program_equals_lava_floating_pt(name):
 def test_inspect_shows_a_float_program_in_floats():
     """The shipped MLP was trained hardware-aware with decay 0.8 on Lava's 12-bit grid: its float
     program's dv is dt/tau = round(0.2 * 4096) / 4096 = 819/4096, not an integer."""
-    from neurocompile.inspection import describe_program
-    from neurocompile.nir_export import export_checkpoint
-    from neurocompile.normalize import normalize
-    from neurocompile.quantize import float_program
+    from neurocompile.analysis.inspection import describe_program
+    from neurocompile.compiler.normalize import normalize
+    from neurocompile.compiler.quantize import float_program
+    from neurocompile.frontend.torch_export import export_checkpoint
 
     shipped = Path(__file__).resolve().parents[1] / "models" / "digits_mlp.pt"
     info = describe_program(float_program(normalize(export_checkpoint(shipped))))

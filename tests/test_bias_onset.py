@@ -10,12 +10,12 @@ import pytest
 
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.discretization import Convention
+from neurocompile.compiler.normalize import normalize
+from neurocompile.compiler.quantize import compile_graph, float_program, tonic_source
 from neurocompile.errors import NeurocompileError
-from neurocompile.fixedpoint import float_program_of
-from neurocompile.normalize import normalize
-from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
-from neurocompile.quantize import compile_graph, float_program, tonic_source
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.semantics.discretization import Convention
+from neurocompile.semantics.fixedpoint import float_program_of
 
 STEPS = 10
 
@@ -50,7 +50,7 @@ def test_cpu_backend_holds_the_bias_until_its_onset(recurrent, neurons, monkeypa
 
 @pytest.mark.parametrize("tag", ["fixed_pt", "floating_pt"])
 def test_lava_holds_the_bias_until_its_onset_in_every_sample(tag):
-    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.backends.lava.backend import LavaBackend
 
     program = onset_program(False)
     if tag == "floating_pt":
@@ -117,7 +117,7 @@ def test_compiled_fixed_point_program_holds_biases_back_and_feeds_the_current():
 
 
 def test_bias_onset_start_is_lavas_stock_lif_and_the_hardware_path_refuses_a_held_bias():
-    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.backends.lava.backend import LavaBackend
 
     graph, conv = cuba_graph(np.array([0.5, -0.6])), Convention(dt=1e-3)
     program, _ = compile_graph(graph, conv, bias_onset="start")
@@ -131,14 +131,14 @@ def test_bias_onset_start_is_lavas_stock_lif_and_the_hardware_path_refuses_a_hel
 
 
 def test_simulate_drain_runs_as_many_silent_steps_more_as_the_outputs_lag(tmp_path, capsys):
-    from neurocompile import pipeline
+    from neurocompile import api
     from neurocompile.cli import main
 
     program, _ = compile_graph(cuba_graph(np.array([0.5, -0.6])), Convention(dt=1e-3))
     assert program.output_latency() == 2  # input -> lif -> out: one step per synapse
     x = (np.random.default_rng(0).random((2, 12, 2)) < 0.5).astype(np.uint8)
-    drained = pipeline.simulate(program, x, "cpu", drain=True)
-    plain = pipeline.simulate(program, x, "cpu")
+    drained = api.simulate(program, x, "cpu", drain=True)
+    plain = api.simulate(program, x, "cpu")
     assert drained["out.v"].shape[1] == 14
     np.testing.assert_array_equal(drained["out.v"][:, :12], plain["out.v"])  # the first 12 steps are the run
     program.save(tmp_path / "p.ncp")

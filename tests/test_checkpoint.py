@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from neurocompile.checkpoint import load_checkpoint, save_checkpoint
 from neurocompile.cli import main
-from neurocompile.discretization import get_convention
 from neurocompile.errors import CheckpointError
+from neurocompile.frontend.checkpoint import load_checkpoint, save_checkpoint
+from neurocompile.frontend.torch_export import convention_from_metadata
 from neurocompile.models.architectures import MLP, ConvNet, RecurrentNet
-from neurocompile.nir_export import convention_from_metadata
+from neurocompile.semantics.discretization import get_convention
 
 
 class Payload:
@@ -164,6 +164,6 @@ def test_parametrized_weights_are_saved_as_computed(tmp_path):
     loaded = load_checkpoint(path)
     assert torch.equal(loaded.fc1.weight, model.fc1.weight)
     assert parametrize.is_parametrized(model.fc1)  # the caller's model is untouched
-    from neurocompile.nir_export import export
+    from neurocompile.frontend.torch_export import export
 
     np.testing.assert_array_equal(export(model).nodes["fc1"].weight, model.fc1.weight.detach().numpy())

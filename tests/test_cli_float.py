@@ -12,9 +12,10 @@ import nir
 import numpy as np
 import pytest
 
+from neurocompile import api
 from neurocompile.cli import main
-from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
-from neurocompile.quantize import QuantizationReport
+from neurocompile.compiler.quantize import QuantizationReport
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 
 PAPER_GRAPHS = [
     ("lif_norse.nir", []),
@@ -289,9 +290,9 @@ def test_simulate_errors(capsys, nir_paper_dir, lif_input, tmp_path):
 
 
 def test_simulate_checkpoint_exports_first(capsys, tmp_path):
-    from neurocompile.checkpoint import save_checkpoint
+    from neurocompile.frontend.checkpoint import save_checkpoint
+    from neurocompile.frontend.torch_export import export_checkpoint
     from neurocompile.models.architectures import MLP
-    from neurocompile.nir_export import export_checkpoint
 
     path = save_checkpoint(MLP(sizes=(64, 16, 10)), tmp_path / "mlp.pt")
     code, out, err = run_cli(capsys, "simulate", path, "--data", "digits", "--steps", 6, "--limit", 3, "--json")
@@ -307,12 +308,11 @@ def test_simulate_checkpoint_exports_first(capsys, tmp_path):
 
 
 def test_internal_error_is_one_line_asking_for_a_report(capsys, tmp_path, monkeypatch):
-    from neurocompile import pipeline
 
     def broken(*args, **kwargs):
         raise RuntimeError("first line\nsecond line")
 
-    monkeypatch.setattr(pipeline, "export", broken)
+    monkeypatch.setattr(api, "export", broken)
     monkeypatch.delenv("NEUROCOMPILE_DEBUG", raising=False)
     code, _, err = run_cli(capsys, "export", tmp_path / "m.pt", "-o", tmp_path / "m.nir")
     lines = err.strip().splitlines()
@@ -333,15 +333,13 @@ def test_warnings_show_after_success_only_and_exit_codes_follow_the_contract(
 ):
     import warnings
 
-    from neurocompile import pipeline
-
     def export(*args, **kwargs):
         warnings.warn("on the way", UserWarning, stacklevel=2)
         if raised is not None:
             raise raised
         return nir.NIRGraph(nodes={}, edges=[], metadata={"dt": 1e-3})
 
-    monkeypatch.setattr(pipeline, "export", export)
+    monkeypatch.setattr(api, "export", export)
     monkeypatch.delenv("NEUROCOMPILE_DEBUG", raising=False)
     got, _, err = run_cli(capsys, "export", tmp_path / "m.pt", "-o", tmp_path / "m.nir")
     assert got == code and words in err, err
@@ -372,7 +370,7 @@ def test_graded_inputs_need_the_flag_and_a_float_model(capsys, nir_paper_dir, tm
 SWALLOWS_THE_INTERRUPT = """
 import os, signal, sys, time
 import neurocompile.cli as cli
-import neurocompile.pipeline as pipeline
+from neurocompile import api
 
 def export(*args, **kwargs):  # library code that catches the KeyboardInterrupt a SIGTERM raises
     try:
@@ -382,7 +380,7 @@ def export(*args, **kwargs):  # library code that catches the KeyboardInterrupt 
         pass
     time.sleep(60)
 
-pipeline.export = export
+api.export = export
 cli.INTERRUPT_GRACE_S = 1
 cli.main(["export", sys.argv[1], "-o", sys.argv[2]])
 """

@@ -2,7 +2,7 @@
 
 Bit-exactness against Lava itself is tested program by program in tests/test_lava_backend.py
 (same strategies, tests/program_strategies.py); here the oracles are hand arithmetic and a plain
-per-step loop over ``neurocompile.fixedpoint`` (itself tested against Lava in test_fixedpoint.py).
+per-step loop over ``neurocompile.semantics.fixedpoint`` (itself tested against Lava in test_fixedpoint.py).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from neurocompile import fixedpoint as fxp
+from neurocompile.analysis.metrics import program_synops
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.errors import NeurocompileError
-from neurocompile.metrics import program_synops
-from neurocompile.program import ConvGeometry, FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.program import ConvGeometry, FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.semantics import fixedpoint as fxp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from program_strategies import programs_with_inputs  # noqa: E402
@@ -152,7 +152,7 @@ def test_synops_and_rates(neuron_path):
 
 
 def test_conv_hand_case(neuron_path):
-    from neurocompile.program import ConvGeometry
+    from neurocompile.ir.program import ConvGeometry
 
     w = np.zeros((1, 1, 2, 2), dtype=np.int32)
     w[0, 0, 0, 1] = 3  # correlation: output (i, j) reads input (i, j + 1)

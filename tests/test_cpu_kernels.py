@@ -15,10 +15,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from neurocompile import fixedpoint as fxp
 from neurocompile.backends import cpu
 from neurocompile.backends.cpu import CpuBackend
-from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.semantics import fixedpoint as fxp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from program_strategies import programs_with_inputs  # noqa: E402
@@ -97,7 +97,7 @@ def test_int8_sums_reach_the_int32_extremes():
     """The int8 GEMM's int32 sums are exact up to the largest layer a program can have: 2**24 inputs
     (``program.MAX_NODE_SIZE``) all active at the int8 minimum sum to exactly -2**31, at the maximum to
     127 * 2**24; unsigned mantissas up to 255 go through the offset (-128 each, added back)."""
-    from neurocompile.program import MAX_NODE_SIZE
+    from neurocompile.ir.program import MAX_NODE_SIZE
 
     x = torch.ones(1, MAX_NODE_SIZE, dtype=torch.uint8)
     for value, want in ((-128, -(2**31)), (127, 127 * MAX_NODE_SIZE)):
@@ -174,7 +174,7 @@ def test_conv_runs_exact_around_the_24_bit_wrap(total, neuron_path):
     """A conv synapse whose sums stay below 2**23 hands its float sums straight to the neurons (the 24-bit
     wrap changes nothing there); beyond, the wrap applies (float32, then float64 past 2**24): whole runs
     with every input active equal the int64 per-step reference."""
-    from neurocompile.program import ConvGeometry
+    from neurocompile.ir.program import ConvGeometry
 
     w = np.full((2, 8, 3, 3), total // 72, dtype=np.int64)
     w[:, 0, 0, 0] += total - w[0].sum()  # the row sum of |w| is exactly `total`
@@ -268,7 +268,7 @@ def recurrent(conv=False):
         ),
     ]
     if conv:
-        from neurocompile.program import ConvGeometry
+        from neurocompile.ir.program import ConvGeometry
 
         geom = ConvGeometry((1, 2, 3), (1, 2, 3), padding=(1, 1))
         syns.append(Synapse("out", "r", "o", "conv", rng.integers(-9, 9, (1, 1, 3, 3)).astype(np.int32), conv=geom))

@@ -1,6 +1,6 @@
 """CpuBackend on plastic programs: the C learning kernel against the reference loop, by hand, per learner.
 
-The reference loop (``cpu_learning.reference_run``) calls ``neurocompile.fixedpoint``'s learning
+The reference loop (``cpu_learning.reference_run``) calls ``neurocompile.semantics.fixedpoint``'s learning
 engine step by step (itself checked against Lava's fixed_pt LearningDense elsewhere); the C kernel
 (``kernels/plastic.c``) must give the same numbers for every recorded variable. The hand-computed
 case derives its weights from the Lava formulas and NumPy's raw random streams, not from this code.
@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neurocompile import fixedpoint as fxp
 from neurocompile.backends import cpu_learning
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.errors import NeurocompileError
-from neurocompile.plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
-from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.semantics import fixedpoint as fxp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from plastic_programs import OTTT_RULE, hidden_signal, output_signal, plastic_cases, plastic_program, stream  # noqa: E402

@@ -20,7 +20,7 @@ from test_cli_float import assert_one_line_error, run_cli
 from neurocompile import distributed
 from neurocompile.distributed import World
 from neurocompile.errors import NeurocompileError
-from neurocompile.recording import Recording
+from neurocompile.ir.recording import Recording
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

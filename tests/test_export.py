@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.discretization import Convention, get_convention
 from neurocompile.errors import NeurocompileError
+from neurocompile.frontend.torch_export import convention_from_metadata, export, write_nir
 from neurocompile.models import layers as L
 from neurocompile.models import neurons as N
 from neurocompile.models.architectures import MLP, SNN, ConvNet, RecurrentNet
-from neurocompile.nir_export import convention_from_metadata, export, write_nir
+from neurocompile.semantics.discretization import Convention, get_convention
 
 
 def lively(model, gain=8.0, seed=0):

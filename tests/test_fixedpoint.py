@@ -1,4 +1,4 @@
-"""neurocompile.fixedpoint against Lava's own fixed_pt process models (the oracle).
+"""neurocompile.semantics.fixedpoint against Lava's own fixed_pt process models (the oracle).
 
 Each test builds a small Lava graph, RingBuffer -> synapse (Dense, Sparse, DelayDense,
 DelaySparse, Conv) -> LIF/LIFReset, runs it with ``Loihi2SimCfg(select_tag="fixed_pt")`` and
@@ -12,8 +12,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from neurocompile import fixedpoint as fxp
-from neurocompile.lava_compat import import_lava
+from neurocompile.backends.lava.compat import import_lava
+from neurocompile.semantics import fixedpoint as fxp
 
 import_lava()
 
@@ -32,7 +32,7 @@ def run_lava(conns, pop_kwargs, steps: int, reset_interval: int = 0):
 
     ``conns``: list of (spikes [*src_shape, T], factory(lava) -> connection process).
     """
-    from neurocompile.lava_compat import import_lava
+    from neurocompile.backends.lava.compat import import_lava
 
     import_lava()
     from lava.magma.core.run_conditions import RunSteps
@@ -134,7 +134,7 @@ def spike_train(draw, n, steps):
 
 
 def sign_mode_enum(name):
-    from neurocompile.lava_compat import import_lava
+    from neurocompile.backends.lava.compat import import_lava
 
     import_lava()
     from lava.utils.weightutils import SignMode

@@ -1,5 +1,5 @@
 """The float backend's C neuron kernel against its oracle, the step functions of
-neurocompile.discretization stepped in torch: every model and convention option the kernel takes, in
+neurocompile.semantics.discretization stepped in torch: every model and convention option the kernel takes, in
 float32 and float64, bit for bit (spikes, v and i), including inputs that put v exactly on its
 threshold. And the float backend's choice between the kernel and the step functions."""
 
@@ -12,8 +12,8 @@ import torch
 
 from neurocompile.backends import float_kernel, float_ref
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.discretization import Convention, get_convention
-from neurocompile.primitives import PRIMITIVES, initial_state, neuron_params
+from neurocompile.semantics.discretization import Convention, get_convention
+from neurocompile.semantics.primitives import PRIMITIVES, initial_state, neuron_params
 
 OPTIONS = [
     {},

@@ -12,7 +12,7 @@ import torch
 
 from neurocompile.backends import float_ref
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.discretization import get_convention
+from neurocompile.semantics.discretization import get_convention
 
 
 def lif(n, rng, threshold=(0.5, 1.5)):

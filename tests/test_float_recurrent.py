@@ -18,11 +18,11 @@ from test_onnx_step import assert_matches_float
 
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.discretization import Convention, get_convention
+from neurocompile.compiler.quantize import compile_graph
+from neurocompile.frontend.nir_io import load_graph
 from neurocompile.models.architectures import RecurrentNet
-from neurocompile.nir_io import load_graph
-from neurocompile.onnx_step import initial_states, step_graph
-from neurocompile.quantize import compile_graph
+from neurocompile.onnx.step import initial_states, step_graph
+from neurocompile.semantics.discretization import Convention, get_convention
 
 RLEAKY = Path(__file__).resolve().parent / "fixtures" / "peers" / "snntorch" / "rleaky_mlp"
 

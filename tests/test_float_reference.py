@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.discretization import Convention, get_convention
 from neurocompile.errors import BackendUnavailableError, GraphError, NeurocompileError
-from neurocompile.nir_io import load_graph
+from neurocompile.frontend.nir_io import load_graph
+from neurocompile.semantics.discretization import Convention, get_convention
 
 
 def chain(*pairs, shape, out_shape=None, type_check=False):

@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 import fuzz  # noqa: E402  (tools/fuzz.py)
 from fuzz_inputs import FORMATS, STEPS, make_case, make_seeds, mutate_program  # noqa: E402
 
-from neurocompile.checkpoint import save_checkpoint  # noqa: E402
 from neurocompile.errors import NeurocompileError  # noqa: E402
+from neurocompile.frontend.checkpoint import save_checkpoint  # noqa: E402
+from neurocompile.frontend.nir_io import load_graph  # noqa: E402
+from neurocompile.ir.program import FixedPointProgram  # noqa: E402
 from neurocompile.models.architectures import build  # noqa: E402
-from neurocompile.nir_io import load_graph  # noqa: E402
-from neurocompile.program import FixedPointProgram  # noqa: E402
 
 CASES_PER_FORMAT = 40
 FUZZ_SETTINGS = settings(
@@ -425,7 +425,7 @@ def corrupt_global_heap(source: Path, target: Path) -> Path:
 
 
 def test_an_hdf5_file_that_loops_forever_is_a_one_line_error(mlp, tmp_path, monkeypatch):
-    from neurocompile import nir_io
+    from neurocompile.frontend import nir_io
 
     monkeypatch.setattr(nir_io, "read_timeout", lambda path: 1.0)  # the forked child inherits it
     corrupt_global_heap(mlp.files["nir"], tmp_path / "model.nir")
@@ -460,7 +460,7 @@ def architectures(draw):
 @settings(max_examples=12, deadline=None, derandomize=True)
 @given(arch=architectures(), calibrate=st.booleans(), convention=st.sampled_from(["neurocompile", "snntorch"]))
 def test_what_export_and_compile_write_their_readers_accept(arch, calibrate, convention):
-    from neurocompile.discretization import get_convention
+    from neurocompile.semantics.discretization import get_convention
 
     name, config, input_shape = arch
     with tempfile.TemporaryDirectory() as folder:
@@ -498,7 +498,7 @@ GRADED = ("non-binary", "fractional", "negative")  # a float simulator takes the
 
 def verdict(model, x, backend: str) -> str:
     from neurocompile.backends import create_backend
-    from neurocompile.discretization import Convention
+    from neurocompile.semantics.discretization import Convention
 
     options = {"convention": Convention()} if backend == "float" else {}
     try:
@@ -510,8 +510,8 @@ def verdict(model, x, backend: str) -> str:
 
 
 def test_float_and_cpu_backends_refuse_the_same_inputs(mlp):
-    from neurocompile.normalize import normalize
-    from neurocompile.quantize import float_program
+    from neurocompile.compiler.normalize import normalize
+    from neurocompile.compiler.quantize import float_program
 
     graph = load_graph(mlp.files["nir"])
     fixed, lowered = FixedPointProgram.load(mlp.files["ncp"]), float_program(normalize(graph))

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from neurocompile.backends import create_backend
-from neurocompile.discretization import Convention
-from neurocompile.quantize import compile_graph
+from neurocompile.compiler.quantize import compile_graph
+from neurocompile.semantics.discretization import Convention
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device here: tools/gpu_check.py runs these on a GPU machine"

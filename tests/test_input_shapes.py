@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_onnx_step import chain
 
-from neurocompile import pipeline
+from neurocompile import api
 from neurocompile.errors import NeurocompileError
 
 BACKENDS = ["float", "cpu", "lava"]
@@ -34,8 +34,8 @@ def spikes(*shape):
 def test_every_backend_takes_any_layout_of_the_declared_size(declared, layout):
     x = spikes(2, 10, *layout)
     for backend in BACKENDS:  # each as it runs the plain layout of a plain [12] input
-        ours = pipeline.simulate(graph(declared), x, backend, convention="sinabs")
-        plain = pipeline.simulate(graph([12]), x.reshape(2, 10, 12), backend, convention="sinabs")
+        ours = api.simulate(graph(declared), x, backend, convention="sinabs")
+        plain = api.simulate(graph([12]), x.reshape(2, 10, 12), backend, convention="sinabs")
         np.testing.assert_array_equal(ours.arrays["n.spikes"], plain.arrays["n.spikes"], err_msg=backend)
         assert plain.arrays["n.spikes"].sum() > 0
 
@@ -44,5 +44,5 @@ def test_every_backend_takes_any_layout_of_the_declared_size(declared, layout):
 @pytest.mark.parametrize("shape", [(2, 10, 13), (2, 10, 2, 12), (10, 12)])
 def test_every_backend_refuses_another_size_in_one_line(backend, shape):
     with pytest.raises(NeurocompileError, match=rf"^{backend} backend: input 'input': shape") as info:
-        pipeline.simulate(graph([1, 12]), spikes(*shape), backend, convention="sinabs")
+        api.simulate(graph([1, 12]), spikes(*shape), backend, convention="sinabs")
     assert "\n" not in str(info.value)

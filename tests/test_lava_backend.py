@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from neurocompile.errors import NeurocompileError
-from neurocompile.program import ConvGeometry, FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.program import ConvGeometry, FixedPointProgram, InputPort, Population, Synapse
 
 sys.path.insert(0, str(Path(__file__).parent))
 from program_strategies import programs_with_inputs  # noqa: E402
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.lava
 
 
 def lava_backend(*args, **kwargs):
-    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.backends.lava.backend import LavaBackend
 
     return LavaBackend(*args, **kwargs)
 
@@ -204,7 +204,7 @@ def test_samples_are_independent_of_batch_order():
 
 
 def test_single_lif_spikes_where_the_paper_says(nir_paper_dir):
-    from neurocompile.quantize import compile_graph
+    from neurocompile.compiler.quantize import compile_graph
 
     program, _ = compile_graph(nir_paper_dir / "lif_norse.nir")
     spikes = np.load(nir_paper_dir / "lif_input_spikes.npy").astype(np.uint8)
@@ -228,7 +228,7 @@ PAPER_GRAPHS = {
 
 @pytest.mark.parametrize("name", sorted(PAPER_GRAPHS))
 def test_nir_paper_graphs_match_cpu(name, nir_paper_dir):
-    from neurocompile.quantize import compile_graph
+    from neurocompile.compiler.quantize import compile_graph
 
     program, _ = compile_graph(nir_paper_dir / name)
     rng = np.random.default_rng(0)
@@ -249,7 +249,7 @@ def test_floating_pt_matches_float_reference_one_step_later(nir_paper_dir):
     input; dv = dt/tau; weights r*dt/tau*W) runs on Lava's float models and reproduces the
     float reference's voltage one step later (Lava's synaptic delay)."""
     from neurocompile.backends.float_ref import FloatReference
-    from neurocompile.nir_io import load_graph
+    from neurocompile.frontend.nir_io import load_graph
 
     graph = load_graph(nir_paper_dir / "lif_norse.nir")
     lif = graph.nodes["1"]
@@ -281,7 +281,7 @@ def test_floating_pt_matches_float_reference_one_step_later(nir_paper_dir):
 def test_floating_pt_of_an_integer_program_tracks_the_cpu_backend(nir_paper_dir):
     """The float view of a quantized program (same numbers without integer rounding) spikes
     within a step or two of the fixed-point run."""
-    from neurocompile.quantize import compile_graph
+    from neurocompile.compiler.quantize import compile_graph
 
     program, _ = compile_graph(nir_paper_dir / "lif_norse.nir")
     x = np.load(nir_paper_dir / "lif_input_spikes.npy").astype(np.uint8).reshape(1, -1, 1)
@@ -296,7 +296,7 @@ def test_floating_pt_of_an_integer_program_tracks_the_cpu_backend(nir_paper_dir)
 
 
 def test_twenty_runs_with_failures_leave_no_processes():
-    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.backends.lava.backend import LavaBackend
 
     class FailsBetweenSamples(LavaBackend):
         def _reset_state(self, pops, conns):
@@ -340,8 +340,8 @@ def test_ctrl_c_leaves_no_orphans():
     script = textwrap.dedent(
         """
         import numpy as np
-        from neurocompile.backends.lava import LavaBackend
-        from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+        from neurocompile.backends.lava.backend import LavaBackend
+        from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
         program = FixedPointProgram([InputPort("in", (3,))], [Population("p", (2,), du=100, dv=100, vth=10, bias_mant=np.int32(0))],
                                     [Synapse("s", "in", "p", "dense", np.full((2, 3), 50, np.int32))], ["p"]).validate()
         try:
@@ -381,7 +381,7 @@ def test_ctrl_c_leaves_no_orphans():
 
 def test_hardware_flag_selects_the_loihi2_hardware_config():
     """``hardware=True`` is a configuration switch only (no Loihi system here)."""
-    from neurocompile.lava_compat import import_lava
+    from neurocompile.backends.lava.compat import import_lava
 
     import_lava()
     from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
@@ -397,8 +397,8 @@ SHIPPED = "models/digits_mlp.pt"
 LONG_RUN = textwrap.dedent(
     """
     import numpy as np
-    from neurocompile.backends.lava import LavaBackend
-    from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+    from neurocompile.backends.lava.backend import LavaBackend
+    from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
     program = FixedPointProgram([InputPort("in", (3,))], [Population("p", (2,), du=100, dv=100, vth=10, bias_mant=np.int32(0))],
                                 [Synapse("s", "in", "p", "dense", np.full((2, 3), 50, np.int32))], ["p"]).validate()
     LavaBackend(program).run(np.ones((1, 200000, 3), dtype=np.uint8))

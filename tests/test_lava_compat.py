@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from neurocompile import lava_compat
+from neurocompile.backends.lava import compat as lava_compat
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
@@ -21,7 +21,7 @@ def test_lava_fails_without_the_patch_and_imports_with_it():
     assert "mutable default" in plain.stderr and "ByteEncoder" in plain.stderr
     patched = run_python(
         """
-        from neurocompile.lava_compat import import_lava
+        from neurocompile.backends.lava.compat import import_lava
         import_lava()
         from lava.magma.compiler.var_model import ByteEncoder, CoreEncoder
         a, b = CoreEncoder(), CoreEncoder()
@@ -40,7 +40,7 @@ def test_lava_imports_after_multiprocessing_was_used():
         import multiprocessing, tqdm
         for _ in tqdm.tqdm(range(2), disable=False): pass
         assert multiprocessing.get_start_method(allow_none=True) is not None
-        from neurocompile.lava_compat import import_lava
+        from neurocompile.backends.lava.compat import import_lava
         import_lava()
         print(multiprocessing.get_start_method())
         """
@@ -54,9 +54,9 @@ def test_package_imports_without_lava():
         """
         import sys
         sys.modules["lava"] = None  # any `import lava...` now raises ImportError
-        import neurocompile, neurocompile.cli, neurocompile.program, neurocompile.discretization
+        import neurocompile, neurocompile.cli, neurocompile.ir.program, neurocompile.semantics.discretization
         import neurocompile.backends, neurocompile.models
-        from neurocompile.lava_compat import import_lava
+        from neurocompile.backends.lava.compat import import_lava
         from neurocompile.errors import BackendUnavailableError
         try:
             import_lava()

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from plastic_programs import OTTT_RULE, hidden_signal, output_signal, plastic_cases, plastic_program, stream
 from test_lava_backend import assert_no_lava_processes
 
-from neurocompile import fixedpoint as fxp
 from neurocompile.backends import create_backend
 from neurocompile.errors import NeurocompileError
-from neurocompile.plasticity import Factor, LearningRule, Product
+from neurocompile.ir.plasticity import Factor, LearningRule, Product
+from neurocompile.semantics import fixedpoint as fxp
 
 LAVA_SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 

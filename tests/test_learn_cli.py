@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neurocompile import pipeline
+from neurocompile import api
 from neurocompile.backends import create_backend
 from neurocompile.data import load_digits_spikes
-from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_cli_float import assert_one_line_error, run_cli  # noqa: E402
@@ -31,7 +31,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "models" / "digits_mlp.pt"
 def deployed(tmp_path_factory):
     """The shipped digits model compiled once (calibrated as `learn` calibrates a .pt)."""
     path = tmp_path_factory.mktemp("learn") / "digits_mlp.ncp"
-    pipeline.compile(SHIPPED, "digits", steps=T, output=path)
+    api.compile(SHIPPED, "digits", steps=T, output=path)
     return path
 
 
@@ -180,7 +180,7 @@ def test_learned_network_exports_to_nir_with_dequantized_weights(capsys, tmp_pat
     assert code == 0, err
     result = json.loads(stdout)
     assert oct(graph_path.stat().st_mode & 0o777) == oct(out.stat().st_mode & 0o777)  # the usual file mode
-    graph = pipeline.load_model(graph_path)
+    graph = api.load_model(graph_path)
     learned = FixedPointProgram.load(out).synapse("lif2->lif3").weights.astype(float)
     floats = np.asarray(graph.nodes["fc3"].weight)
     for row_f, row_i in zip(floats, learned, strict=True):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from neurocompile.metrics import accuracy, layer_agreement, predictions
-from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
-from neurocompile.recording import Recording
+from neurocompile.analysis.metrics import accuracy, layer_agreement, predictions
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.recording import Recording
 
 
 def test_predictions_count_spikes_and_readouts_sum_voltage():

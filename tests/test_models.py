@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from neurocompile.discretization import Convention, get_convention
 from neurocompile.errors import NeurocompileError
 from neurocompile.models import layers as L
 from neurocompile.models import neurons as N
 from neurocompile.models.architectures import MLP, ConvNet, RecurrentNet, build
+from neurocompile.semantics.discretization import Convention, get_convention
 
 
 def seq(values, n=1):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from neurocompile.errors import NeurocompileError
-from neurocompile.nir_io import load_graph
+from neurocompile.frontend.nir_io import load_graph
 
 
 def _nir_with(path, setup) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from neurocompile.errors import GraphError
-from neurocompile.nir_io import load_graph, validate_graph
+from neurocompile.frontend.nir_io import load_graph, validate_graph
 
 STRICT_OK = [
     "lif_norse.nir",

@@ -12,9 +12,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neurocompile.discretization import Convention
+from neurocompile.compiler.normalize import normalize
 from neurocompile.errors import GraphError
-from neurocompile.normalize import normalize
+from neurocompile.semantics.discretization import Convention
 
 RNG = np.random.default_rng(0)
 

@@ -1,4 +1,4 @@
-"""OTTT and S-TLLR compiled for on-chip learning (``neurocompile.onchip``) on the digits model.
+"""OTTT and S-TLLR compiled for on-chip learning (``neurocompile.learning.onchip``) on the digits model.
 
 Oracles: Lava ``fixed_pt`` (identical weights after the first 200 samples of the readout-learning
 stream), the deployed network's own accuracy, and hand-computed rule mappings.
@@ -11,18 +11,19 @@ import math
 import numpy as np
 import pytest
 
-from neurocompile import fixedpoint as fxp
-from neurocompile import onchip, pipeline
+from neurocompile import api
 from neurocompile.backends import create_backend
 from neurocompile.data import load_digits_spikes
 from neurocompile.errors import NeurocompileError
+from neurocompile.learning import onchip
+from neurocompile.semantics import fixedpoint as fxp
 
 T = 16
 
 
 @pytest.fixture(scope="module")
 def deployed():
-    program, _ = pipeline.compile("models/digits_mlp.pt", "digits", steps=T, samples=128)
+    program, _ = api.compile("models/digits_mlp.pt", "digits", steps=T, samples=128)
     return program
 
 
@@ -141,7 +142,7 @@ def test_surrogate_table_is_the_offline_surrogate(deployed, alpha):
     with slope ``alpha``) at the centre of its bin of ``|v - vth|``, in units of 1/64."""
     import torch
 
-    from neurocompile.discretization import Convention
+    from neurocompile.semantics.discretization import Convention
     from neurocompile.training.common import surrogate_derivative
 
     learn, report = onchip.compile_learning(deployed, "ottt", "readout", surrogate_alpha=alpha)
@@ -156,7 +157,7 @@ def test_surrogate_table_is_the_offline_surrogate(deployed, alpha):
 
 
 def test_feedback_matrices_are_the_offline_trainers():
-    from neurocompile.checkpoint import load_checkpoint
+    from neurocompile.frontend.checkpoint import load_checkpoint
     from neurocompile.training.stllr import STLLR
 
     model = load_checkpoint("models/digits_mlp.pt")
@@ -169,7 +170,7 @@ def test_feedback_matrices_are_the_offline_trainers():
 
 
 def _one_layer_program(seed: int = 0):
-    from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+    from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 
     rng = np.random.default_rng(seed)
     weights = (rng.integers(-30, 31, size=(3, 8)) * 2).astype(np.int32)

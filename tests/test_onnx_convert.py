@@ -1,4 +1,4 @@
-"""ANN-to-SNN conversion (`neurocompile.onnx_read`, `neurocompile.onnx_convert`, `neurocompile convert`).
+"""ANN-to-SNN conversion (`neurocompile.onnx.read`, `neurocompile.onnx.convert`, `neurocompile convert`).
 
 The ONNX models are made here with ``torch.onnx.export`` (or ``onnx.helper``) into tmp paths; the
 digits ANNs train for a few epochs only, so the tests compare the SNN with its own ANN.
@@ -18,12 +18,12 @@ from onnx import TensorProto, helper, numpy_helper
 from test_cli_float import assert_one_line_error, run_cli
 from torch import nn
 
-from neurocompile import metrics
+from neurocompile.analysis import metrics
 from neurocompile.backends import create_backend
 from neurocompile.errors import NeurocompileError
-from neurocompile.nir_export import convention_from_metadata
-from neurocompile.nir_io import load_graph
-from neurocompile.onnx_convert import (
+from neurocompile.frontend.nir_io import load_graph
+from neurocompile.frontend.torch_export import convention_from_metadata
+from neurocompile.onnx.convert import (
     CONVENTION,
     analog_current,
     compile_fixed_point,
@@ -32,7 +32,7 @@ from neurocompile.onnx_convert import (
     forward,
     run_onnx,
 )
-from neurocompile.onnx_read import READOUT, Relu, parse_onnx, read_onnx
+from neurocompile.onnx.read import READOUT, Relu, parse_onnx, read_onnx
 
 
 def export(model: nn.Module, path, shape=(1, 8, 8), **options):
@@ -376,7 +376,7 @@ def test_data_file_forms_and_refusals(tmp_path):
     """An .npz with x and y is split as datasets are (80/20, stratified); pickled or malformed
     archives are one-line errors."""
     from neurocompile.data import TEST_FRACTION
-    from neurocompile.onnx_convert import load_data
+    from neurocompile.onnx.convert import load_data
 
     rng = np.random.default_rng(0)
     x, y = rng.random((40, 2)).astype(np.float32), np.arange(40) % 4

@@ -19,13 +19,13 @@ from test_cli_float import assert_one_line_error, run_cli
 from test_export import lively as export_lively
 
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.checkpoint import save_checkpoint
-from neurocompile.discretization import Convention, get_convention
 from neurocompile.errors import GraphError
+from neurocompile.frontend.checkpoint import save_checkpoint
+from neurocompile.frontend.nir_io import load_graph
+from neurocompile.frontend.torch_export import export, write_nir
 from neurocompile.models.architectures import MLP, ConvNet, RecurrentNet
-from neurocompile.nir_export import export, write_nir
-from neurocompile.nir_io import load_graph
-from neurocompile.onnx_step import NEXT, initial_states, state_names, step_graph, write_step_onnx
+from neurocompile.onnx.step import NEXT, initial_states, state_names, step_graph, write_step_onnx
+from neurocompile.semantics.discretization import Convention, get_convention
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "onnx-step.md"
 

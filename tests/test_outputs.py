@@ -10,7 +10,7 @@ import pytest
 from test_cli_float import assert_one_line_error, run_cli
 
 from neurocompile.errors import NeurocompileError
-from neurocompile.outputs import usual_mode, write_atomically
+from neurocompile.files import usual_mode, write_atomically
 
 SHIPPED = "models/digits_mlp.pt"
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from test_peer_presets import lif, small_graph
 
-from neurocompile import pipeline
+from neurocompile import api
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.discretization import Convention, get_convention
+from neurocompile.compiler.normalize import euler_form, normalize
+from neurocompile.compiler.quantize import compile_graph
 from neurocompile.errors import NeurocompileError
-from neurocompile.nir_io import load_graph
-from neurocompile.normalize import euler_form, normalize
-from neurocompile.quantize import compile_graph
+from neurocompile.frontend.nir_io import load_graph
+from neurocompile.semantics.discretization import Convention, get_convention
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import peer_table  # noqa: E402  (tools/peer_table.py)
@@ -68,9 +68,9 @@ def test_a_peer_file_read_with_from_runs_its_native_preset_on_every_backend(caps
     graph = load_graph(path / "model.nir", producer="sinabs==3.1")
     x = np.load(path / "input.npy")
     native = np.load(path / "spikes.npz")
-    assert pipeline.simulate(graph, x, "float").arrays["3.spikes"].sum() == native["3"].sum()
+    assert api.simulate(graph, x, "float").arrays["3.spikes"].sum() == native["3"].sum()
     with pytest.raises(NeurocompileError, match="spikes_per_step='multi'"):
-        pipeline.simulate(graph, x, "cpu")
+        api.simulate(graph, x, "cpu")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 Each fixture is a network built, exported and run natively by its own library. The cases listed in
 EXACT reproduce today: our float reference, under the library's versioned preset with the case's build
 options (peer_table.convention_of), spikes exactly like the library in every layer, read as
-``--from LIBRARY==VERSION`` reads it (the exporter's known defects repaired: neurocompile.peer_repairs). For
+``--from LIBRARY==VERSION`` reads it (the exporter's known defects repaired: neurocompile.frontend.peer_repairs). For
 every other case the table tool (tools/peer_table.py) must find a divergence, so EXACT stays the true list;
 the reasons are in docs/peer-compatibility.md.
 """
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.graph import flatten_graph
+from neurocompile.frontend.graph import flatten_graph
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import peer_table  # noqa: E402  (tools/peer_table.py)

@@ -20,12 +20,12 @@ import pytest
 import torch
 from test_onnx_step import assert_matches_float, chain, spikes_in
 
-from neurocompile import discretization as D
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.discretization import PRESETS, Convention, get_convention
+from neurocompile.compiler.normalize import normalize
+from neurocompile.compiler.quantize import compile_graph, float_program
 from neurocompile.errors import NeurocompileError
-from neurocompile.normalize import normalize
-from neurocompile.quantize import compile_graph, float_program
+from neurocompile.semantics import discretization as D
+from neurocompile.semantics.discretization import PRESETS, Convention, get_convention
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import peer_table  # noqa: E402  (tools/peer_table.py)

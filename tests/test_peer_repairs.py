@@ -1,4 +1,4 @@
-"""Importer repairs of known exporter defects (neurocompile.peer_repairs), applied only when the producer is
+"""Importer repairs of known exporter defects (neurocompile.frontend.peer_repairs), applied only when the producer is
 known (``--from LIBRARY==VERSION`` or the file's metadata), each announced in one line."""
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from test_cli_float import run_cli
 
-from neurocompile import peer_repairs, pipeline
-from neurocompile.discretization import get_convention
+from neurocompile import api
 from neurocompile.errors import GraphError, NeurocompileError
-from neurocompile.nir_io import load_graph
+from neurocompile.frontend import peer_repairs
+from neurocompile.frontend.nir_io import load_graph
+from neurocompile.semantics.discretization import get_convention
 
 from test_peer_fixtures import FIXTURES  # isort: skip
 
@@ -46,7 +47,7 @@ def test_norse_repairs_are_announced_and_its_preset_recorded(capsys):
     assert graph.metadata["repairs"].splitlines() == err
     np.testing.assert_allclose(graph.nodes["1"].tau_mem, 1 / 100.0, rtol=1e-6)  # 1/tau_mem_inv
     np.testing.assert_allclose(graph.nodes["1"].tau_syn, 1 / 200.0, rtol=1e-6)
-    conv = pipeline.resolve_convention(None, graph=graph)
+    conv = api.resolve_convention(None, graph=graph)
     assert (conv.name, conv.dt, conv.current_first, conv.cuba_input_scaled) == ("norse-1.1", 1e-3, True, False)
 
 
@@ -75,13 +76,13 @@ def test_the_producer_in_the_metadata_is_enough_and_must_agree(tmp_path, capsys)
 
 
 def test_a_repaired_graph_written_and_read_again_is_not_repaired_twice(tmp_path, capsys):
-    graph = pipeline.load_model(NORSE / "model.nir", producer="norse==1.1")
+    graph = api.load_model(NORSE / "model.nir", producer="norse==1.1")
     nir.write(tmp_path / "repaired.nir", graph)
     capsys.readouterr()
     for producer in (None, "norse==1.1"):
         again = load_graph(tmp_path / "repaired.nir", producer=producer)
         np.testing.assert_array_equal(again.nodes["1"].tau_mem, graph.nodes["1"].tau_mem)
-        assert pipeline.resolve_convention(None, graph=again) == pipeline.resolve_convention(None, graph=graph)
+        assert api.resolve_convention(None, graph=again) == api.resolve_convention(None, graph=graph)
     assert capsys.readouterr().err == ""
 
 
@@ -119,7 +120,7 @@ def test_scalar_parameters_are_broadcast_for_a_known_producer(tmp_path, capsys):
     x = np.load(FIXTURES / "snntorch" / "leaky_mlp" / "input.npy")
     conv = get_convention("snntorch", reset="zero")
     for backend in ("float", "cpu"):
-        assert pipeline.simulate(graph, x, backend, convention=conv).arrays["1.spikes"].shape == (4, 40, 24)
+        assert api.simulate(graph, x, backend, convention=conv).arrays["1.spikes"].shape == (4, 40, 24)
 
 
 def test_cli_from_option_repairs_and_runs(capsys):
@@ -143,7 +144,7 @@ def test_cli_compile_announces_each_repair_once(capsys, tmp_path):
 
 
 def test_peer_repairs_known_list_matches_the_presets():
-    from neurocompile.discretization import PRESETS
+    from neurocompile.semantics.discretization import PRESETS
 
     assert all(producer.preset in PRESETS for producer in peer_repairs.PRODUCERS.values())
 

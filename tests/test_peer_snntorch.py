@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from neurocompile.backends.float_ref import FloatReference
+from neurocompile.frontend.torch_export import export
 from neurocompile.models.architectures import MLP
-from neurocompile.nir_export import export
 
 
 def snntorch_output_spikes(graph: nir.NIRGraph, inputs: np.ndarray) -> np.ndarray:

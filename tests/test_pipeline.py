@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 import torch
 
+from neurocompile.analysis.metrics import accuracy, layer_agreement
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.checkpoint import load_checkpoint
 from neurocompile.cli import main
+from neurocompile.compiler.quantize import compile_graph
 from neurocompile.data import load_digits_spikes
-from neurocompile.metrics import accuracy, layer_agreement
+from neurocompile.frontend.checkpoint import load_checkpoint
+from neurocompile.frontend.torch_export import convention_from_metadata, export, export_checkpoint
 from neurocompile.models.architectures import MLP, ConvNet, RecurrentNet
-from neurocompile.nir_export import convention_from_metadata, export, export_checkpoint
-from neurocompile.quantize import compile_graph
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "models" / "digits_mlp.pt"
 
@@ -46,7 +46,7 @@ ARCHITECTURES = {
 @pytest.mark.lava
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_reference_architectures_run_identically_on_lava_and_cpu(name):
-    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.backends.lava.backend import LavaBackend
 
     model = spiking_model(ARCHITECTURES[name]())
     rng = np.random.default_rng(1)
@@ -127,10 +127,10 @@ def test_trained_model_has_the_same_accuracy_on_the_float_backend(tmp_path, caps
 def test_float_graphs_on_lava_floating_pt_equal_the_float_reference_with_lava_timing(name, nir_paper_dir):
     """Lava's floating_pt run of the float program is the float reference of the graph with every population
     delayed by its latency (one step per synapse; biases and leaks start with the first input)."""
-    from neurocompile.backends.lava import LavaBackend
-    from neurocompile.nir_io import load_graph
-    from neurocompile.normalize import normalize
-    from neurocompile.quantize import float_program
+    from neurocompile.backends.lava.backend import LavaBackend
+    from neurocompile.compiler.normalize import normalize
+    from neurocompile.compiler.quantize import float_program
+    from neurocompile.frontend.nir_io import load_graph
 
     graph = export(spiking_model(MLP([64, 32, 10]))) if name == "MLP" else load_graph(nir_paper_dir / name)
     program = float_program(normalize(graph))

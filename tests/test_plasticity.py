@@ -15,10 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plastic_programs import OTTT_RULE, output_signal, plastic_program, rules
 
-from neurocompile import fixedpoint as fxp
+from neurocompile.backends.lava.compat import import_lava
 from neurocompile.errors import NeurocompileError
-from neurocompile.lava_compat import import_lava
-from neurocompile.plasticity import (
+from neurocompile.ir.plasticity import (
     Factor,
     LearningRule,
     Product,
@@ -27,7 +26,8 @@ from neurocompile.plasticity import (
     lava_rule_string,
     rule_from_json,
 )
-from neurocompile.program import FixedPointProgram
+from neurocompile.ir.program import FixedPointProgram
+from neurocompile.semantics import fixedpoint as fxp
 
 import_lava()
 

@@ -1,6 +1,6 @@
 """The primitive registry against PyTorch's own ops and hand-computed cases.
 
-Each primitive is defined once (``neurocompile.primitives``); the float backend, the normalizer
+Each primitive is defined once (``neurocompile.semantics.primitives``); the float backend, the normalizer
 and the fixed-point path all read that definition. These tests pin it to independent oracles:
 ``F.conv2d(padding="same")`` and ``torch.flatten`` on the same tensors, numpy for Threshold, and
 Lava's own fixed_pt models for the compiled Threshold.
@@ -15,11 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from neurocompile.backends import create_backend
-from neurocompile.discretization import Convention
+from neurocompile.compiler.normalize import normalize
+from neurocompile.compiler.quantize import compile_graph
 from neurocompile.errors import GraphError
-from neurocompile.normalize import normalize
-from neurocompile.primitives import PRIMITIVES, make_op
-from neurocompile.quantize import compile_graph
+from neurocompile.semantics.discretization import Convention
+from neurocompile.semantics.primitives import PRIMITIVES, make_op
 
 IF_NO_DT = Convention(if_uses_dt=False)
 
@@ -211,6 +211,6 @@ def test_registry_covers_every_nir_primitive():
 
 def test_unknown_primitive_is_one_line_naming_the_node():
     with pytest.raises(GraphError, match=r"node 'x', field 'type': unknown primitive 'Foo'"):
-        from neurocompile.primitives import primitive
+        from neurocompile.semantics.primitives import primitive
 
         primitive("Foo", "x")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from neurocompile.errors import NeurocompileError
-from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 
 
 def _program(**population) -> FixedPointProgram:
@@ -64,7 +64,7 @@ def test_record_names_with_dots_name_nested_nodes():
     """Nodes of nested NIR graphs are named ``graph.node``: a whole name is a node, a last ``.var`` its variable."""
     import numpy as np
 
-    from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+    from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 
     pop = Population("lif1.lif", (2,), du=4095, dv=0, vth=100, bias_mant=np.zeros(2, np.int32))
     syn = Synapse("w", "in.x", "lif1.lif", "dense", np.ones((2, 2), np.int32))

@@ -15,10 +15,10 @@ import pytest
 
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.discretization import Convention, get_convention
+from neurocompile.compiler.quantize import compile_graph, tonic_source
 from neurocompile.errors import HardwareLimitError
-from neurocompile.program import FixedPointProgram
-from neurocompile.quantize import compile_graph, tonic_source
+from neurocompile.ir.program import FixedPointProgram
+from neurocompile.semantics.discretization import Convention, get_convention
 
 RNG = np.random.default_rng(3)
 
@@ -198,7 +198,7 @@ def test_delay_beyond_lava_range_is_rejected():
 
 def lava_dense_weights(syn):
     """What Lava's Dense does to the weights on its first step (clip, then truncate)."""
-    from neurocompile.lava_compat import import_lava
+    from neurocompile.backends.lava.compat import import_lava
 
     import_lava()
     from lava.utils.weightutils import SignMode, clip_weights, truncate_weights

@@ -18,10 +18,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from neurocompile import fixedpoint as fxp
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.errors import NeurocompileError
-from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.semantics import fixedpoint as fxp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from plastic_programs import plastic_program, stream  # noqa: E402
@@ -104,7 +104,7 @@ def test_unknown_reset_and_learning_with_subtraction_are_one_line_errors():
 
 
 def test_reset_is_saved_and_old_files_load_as_zero(tmp_path):
-    from neurocompile.inspection import describe_program, format_program
+    from neurocompile.analysis.inspection import describe_program, format_program
 
     one_neuron("subtract").save(tmp_path / "p.ncp")
     loaded = FixedPointProgram.load(tmp_path / "p.ncp")
@@ -147,7 +147,7 @@ def assert_same(lava_rec, cpu_rec):
 
 @pytest.mark.lava
 def test_lava_hand_computed_one_neuron_fixed_and_floating_pt():
-    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.backends.lava.backend import LavaBackend
 
     program = one_neuron("subtract")
     x = np.concatenate([ALWAYS, ALWAYS])  # two samples: each starts from u = v = 0
@@ -161,7 +161,7 @@ def test_lava_hand_computed_one_neuron_fixed_and_floating_pt():
 
 @pytest.mark.lava
 def test_lava_hardware_refuses_subtraction_in_one_line():
-    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.backends.lava.backend import LavaBackend
 
     program = one_neuron("subtract")
     with pytest.raises(NeurocompileError, match="needs a Loihi 2 custom neuron model") as info:
@@ -177,7 +177,7 @@ def _has_subtract(case) -> bool:
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(case=programs_with_inputs().filter(_has_subtract))
 def test_random_subtracting_programs_match_cpu_at_every_step(case):
-    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.backends.lava.backend import LavaBackend
 
     program, inputs = case
     assert_same(LavaBackend(program).run(inputs, record="all"), CpuBackend(program).run(inputs, record="all"))
@@ -185,7 +185,7 @@ def test_random_subtracting_programs_match_cpu_at_every_step(case):
 
 @pytest.mark.lava
 def test_lava_plastic_program_with_a_subtracting_hidden_layer_matches_cpu():
-    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.backends.lava.backend import LavaBackend
 
     program = plastic_program(n_hidden=4, vth=20)
     program.population("hid").reset = "subtract"
@@ -202,12 +202,12 @@ def test_lava_plastic_program_with_a_subtracting_hidden_layer_matches_cpu():
 def test_snntorch_convention_mlp_agrees_with_the_float_reference():
     """The shipped digits MLP read with snnTorch's convention (reset by subtraction) compiles, and the
     fixed-point run follows the float reference of the same graph."""
+    from neurocompile.analysis.metrics import accuracy, layer_agreement
     from neurocompile.backends.float_ref import FloatReference
+    from neurocompile.compiler.quantize import compile_graph
     from neurocompile.data import load_digits_spikes
-    from neurocompile.discretization import get_convention
-    from neurocompile.metrics import accuracy, layer_agreement
-    from neurocompile.nir_export import export_checkpoint
-    from neurocompile.quantize import compile_graph
+    from neurocompile.frontend.torch_export import export_checkpoint
+    from neurocompile.semantics.discretization import get_convention
 
     convention = get_convention("snntorch")
     graph = export_checkpoint(Path(__file__).resolve().parents[1] / "models" / "digits_mlp.pt")
@@ -229,12 +229,12 @@ def test_snntorch_convention_mlp_agrees_with_the_float_reference():
 def test_snntorch_braille_graph_compiles_and_agrees(nir_paper_dir, tmp_path):
     """The NIR paper's snnTorch braille network (recurrent, reset by subtraction) compiles with
     ``--convention snntorch`` and ``--reset subtract`` and follows the float reference."""
+    from neurocompile.analysis.metrics import layer_agreement
     from neurocompile.backends.float_ref import FloatReference
     from neurocompile.cli import main
-    from neurocompile.discretization import get_convention
-    from neurocompile.metrics import layer_agreement
-    from neurocompile.nir_io import load_graph
-    from neurocompile.quantize import compile_graph
+    from neurocompile.compiler.quantize import compile_graph
+    from neurocompile.frontend.nir_io import load_graph
+    from neurocompile.semantics.discretization import get_convention
 
     path = nir_paper_dir / "braille_noDelay_noBias_subtract.nir"
     for extra in (["--convention", "snntorch"], ["--reset", "subtract"]):
@@ -267,11 +267,11 @@ def test_snntorch_leaky_network_runs_in_fixed_point_and_follows_snntorch():
     from snntorch import utils
     from snntorch.export_nir import export_to_nir
 
+    from neurocompile.analysis.metrics import layer_agreement
     from neurocompile.backends.float_ref import FloatReference
-    from neurocompile.discretization import get_convention
-    from neurocompile.metrics import layer_agreement
-    from neurocompile.quantize import compile_graph
-    from neurocompile.recording import Recording
+    from neurocompile.compiler.quantize import compile_graph
+    from neurocompile.ir.recording import Recording
+    from neurocompile.semantics.discretization import get_convention
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(  # per-neuron beta and threshold: snnTorch 1.0 exports scalars without a shape
@@ -321,8 +321,8 @@ def test_recorded_convention_is_honoured_without_flags(tmp_path, capsys):
 
     from neurocompile.backends.float_ref import FloatReference
     from neurocompile.cli import main
-    from neurocompile.discretization import Convention
-    from neurocompile.nir_io import load_graph
+    from neurocompile.frontend.nir_io import load_graph
+    from neurocompile.semantics.discretization import Convention
 
     rng = np.random.default_rng(0)
     weight = rng.uniform(0.2, 0.9, size=(4, 6)).astype(np.float32)

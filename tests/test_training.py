@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from neurocompile.data import latency_encode, load_dataset, load_digits_spikes, load_npz, rate_encode, rows_encode
-from neurocompile.discretization import Convention
 from neurocompile.errors import NeurocompileError
 from neurocompile.models.architectures import MLP
+from neurocompile.semantics.discretization import Convention
 from neurocompile.training.bptt import BPTT
 from neurocompile.training.common import FakeQuant, evaluate, layer_views, quantized_tau
 from neurocompile.training.ottt import OTTT
@@ -201,8 +201,8 @@ def test_tiny_training_improves_accuracy(rule_cls, one_thread):
 def test_train_command_writes_checkpoint_curve_and_metrics(tmp_path, one_thread):
     import json
 
-    from neurocompile.checkpoint import load_checkpoint
     from neurocompile.cli import main
+    from neurocompile.frontend.checkpoint import load_checkpoint
 
     rng = np.random.default_rng(0)
     y = np.arange(40) % 2

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from neurocompile import onchip, pipeline
+from neurocompile import api
 from neurocompile.backends import create_backend
 from neurocompile.data import load_digits_spikes
-from neurocompile.program import BIAS_MANT_BITS
+from neurocompile.ir.program import BIAS_MANT_BITS
+from neurocompile.learning import onchip
 
 MODEL = Path("models/digits04_mlp.pt")
 OLD, NEW = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
@@ -49,7 +50,7 @@ def train_old_classes(x, y, xt, yt) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "digits04.npz"
         np.savez(data, x_train=x.astype(np.uint8), y_train=y, x_test=xt.astype(np.uint8), y_test=yt)
-        pipeline.train(
+        api.train(
             data=str(data), steps=STEPS, epochs=EPOCHS, hidden=HIDDEN, hardware_aware=True, seed=0, output=str(MODEL)
         )
 
@@ -131,7 +132,7 @@ def main() -> None:
     x, xt, y, yt = np.asarray(x, np.uint8), np.asarray(xt, np.uint8), np.asarray(y), np.asarray(yt)
     if args.retrain or not MODEL.exists():
         train_old_classes(*split(x, y, OLD), *split(xt, yt, OLD))
-    program, _ = pipeline.compile(str(MODEL), split(x, y, OLD)[0], steps=STEPS)
+    program, _ = api.compile(str(MODEL), split(x, y, OLD)[0], steps=STEPS)
     program = grow_readout(onchip.without_learning(program))
     tests = {"0-4": split(xt, yt, OLD), "5-9": split(xt, yt, NEW)}
     before = {name: accuracy(program, *data) for name, data in tests.items()}

@@ -46,10 +46,10 @@ import torch
 
 from neurocompile.backends.cpu import CpuBackend, _load_kernel
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.discretization import Convention, get_convention
-from neurocompile.fixedpoint import float_program_of
-from neurocompile.program import FixedPointProgram
-from neurocompile.quantize import compile_graph
+from neurocompile.compiler.quantize import compile_graph
+from neurocompile.ir.program import FixedPointProgram
+from neurocompile.semantics.discretization import Convention, get_convention
+from neurocompile.semantics.fixedpoint import float_program_of
 
 ROOT = Path(__file__).resolve().parents[1]
 NIR_PAPER_DIR = ROOT.parent / "shared" / "data" / "nir-paper"
@@ -123,7 +123,7 @@ def build_network(name: str, batch: int, steps: int) -> Network:
         graph, layers = mlp_graph(MLP_SIZES[name], seed=0, input_rate=INPUT_RATE[name])
         convention = Convention()
     else:
-        from neurocompile.nir_io import load_graph
+        from neurocompile.frontend.nir_io import load_graph
 
         file = {"cnn": "cnn_sinabs.nir", "braille": "braille_noDelay_bias_zero.nir"}[name]
         graph = load_graph(NIR_PAPER_DIR / file)
@@ -321,7 +321,7 @@ def run_norse(net: Network, batch: int, repeats: int):
 
 def run_lava(net: Network, tag: str, samples: int):
     """(sample-steps/s after the first sample, recording of the ``samples`` first inputs)."""
-    from neurocompile.backends.lava import LavaBackend
+    from neurocompile.backends.lava.backend import LavaBackend
 
     lava = LavaBackend(net.program, tag=tag)
     rec = lava.run(net.inputs[:samples], record="all")
@@ -461,7 +461,7 @@ def cpu_kernels(net: Network, batch: int) -> dict:
 PEAK_GROWTH = """
 import sys, numpy as np
 from neurocompile.backends.cpu import CpuBackend
-from neurocompile.program import FixedPointProgram
+from neurocompile.ir.program import FixedPointProgram
 def kb(field):
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(field + ":"))
 backend, x = CpuBackend(FixedPointProgram.load(sys.argv[1])), np.load(sys.argv[2])
@@ -547,7 +547,7 @@ def plot(result: dict, path: str) -> None:
     )
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
-    from neurocompile.outputs import save_figure
+    from neurocompile.files import save_figure
 
     save_figure(fig, path)
 

@@ -25,8 +25,8 @@ import time
 import numpy as np
 
 from neurocompile.backends import create_backend
-from neurocompile.plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
-from neurocompile.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 
 SURROGATE = Surrogate(table=(64, 52, 40, 30, 22, 15, 10, 6, 3, 1, 0), shift=6)
 

@@ -4,7 +4,7 @@
 
 Both ANNs train in PyTorch on the digits training split (fixed seeds, a few seconds each), are
 exported with ``torch.onnx.export`` into a temporary folder and converted with
-:func:`neurocompile.onnx_convert.convert`; the table compares the ANN (onnxruntime) with the SNN
+:func:`neurocompile.onnx.convert.convert`; the table compares the ANN (onnxruntime) with the SNN
 on the float reference (analog input current), the float reference on spike inputs and the
 fixed-point CPU backend (spike inputs) on the 360 test digits.
 """
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from neurocompile.data import load_digits_images  # noqa: E402
-from neurocompile.onnx_convert import convert, evaluate, plot_accuracy  # noqa: E402
+from neurocompile.onnx.convert import convert, evaluate, plot_accuracy  # noqa: E402
 
 
 def mlp() -> nn.Module:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from neurocompile.metrics import layer_agreement
-from neurocompile.program import FixedPointProgram
-from neurocompile.recording import Recording
+from neurocompile.analysis.metrics import layer_agreement
+from neurocompile.ir.program import FixedPointProgram
+from neurocompile.ir.recording import Recording
 
 
 def main(folder: str) -> None:

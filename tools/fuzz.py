@@ -113,15 +113,15 @@ def preload() -> None:
     import sklearn.model_selection  # noqa: F401
     import torch
 
+    import neurocompile.analysis.inspection  # noqa: F401
+    import neurocompile.analysis.summary  # noqa: F401
+    import neurocompile.api  # noqa: F401
     import neurocompile.backends.cpu as cpu
     import neurocompile.backends.float_ref  # noqa: F401
-    import neurocompile.inspection  # noqa: F401
-    import neurocompile.nir_export  # noqa: F401
-    import neurocompile.onchip  # noqa: F401
-    import neurocompile.onnx_convert  # noqa: F401
-    import neurocompile.pipeline  # noqa: F401
-    import neurocompile.quantize  # noqa: F401
-    import neurocompile.summary  # noqa: F401
+    import neurocompile.compiler.quantize  # noqa: F401
+    import neurocompile.frontend.torch_export  # noqa: F401
+    import neurocompile.learning.onchip  # noqa: F401
+    import neurocompile.onnx.convert  # noqa: F401
     from neurocompile.cli import COMMAND_MODULES
 
     for name in COMMAND_MODULES:
@@ -218,8 +218,8 @@ def _cli_exit_code(argv: list) -> int:
 
 def _loads(output: str) -> bool:
     """Whether the model file a command wrote loads (its reader's error goes to stderr if not)."""
+    from neurocompile.api import load_model
     from neurocompile.errors import NeurocompileError
-    from neurocompile.pipeline import load_model
 
     try:
         load_model(output)

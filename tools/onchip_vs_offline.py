@@ -25,10 +25,11 @@ import time
 import numpy as np
 import torch
 
-from neurocompile import onchip, pipeline
+from neurocompile import api
 from neurocompile.backends import create_backend
-from neurocompile.checkpoint import load_checkpoint
 from neurocompile.data import load_digits_spikes
+from neurocompile.frontend.checkpoint import load_checkpoint
+from neurocompile.learning import onchip
 from neurocompile.training.common import evaluate, layer_views
 from neurocompile.training.online import weight_parameter
 from neurocompile.training.ottt import OTTT
@@ -38,7 +39,7 @@ MODEL = "models/digits_mlp.pt"
 
 
 def on_chip(rule: str, layers: str, lr: float, steps: int, x, y, xt, yt) -> tuple[float, float]:
-    program, _ = pipeline.compile(MODEL, "digits", steps=steps)
+    program, _ = api.compile(MODEL, "digits", steps=steps)
     program = onchip.without_learning(program)
     readout = program.synapses_into(program.outputs[0])[0]
     readout.weights[:] = 0

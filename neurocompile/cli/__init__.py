@@ -18,8 +18,8 @@ import warnings
 
 import click
 
-from .. import __version__
-from ..errors import NeurocompileError, first_line
+from neurocompile import __version__
+from neurocompile.errors import NeurocompileError, first_line
 
 # Modules in this package that define commands; each one decorates its command with @cli.command.
 COMMAND_MODULES = ["doctor", "inspect", "simulate", "export", "train", "compile", "learn", "convert"]

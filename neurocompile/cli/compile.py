@@ -15,10 +15,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..errors import NeurocompileError
-from ..outputs import check_outputs
-from . import cli
-from .options import convention_options
+from neurocompile.cli import cli
+from neurocompile.cli.options import convention_options
+from neurocompile.errors import NeurocompileError
+from neurocompile.files import check_outputs
 
 
 @cli.command(name="compile")
@@ -74,19 +74,19 @@ def compile_command(
     as_json,
 ):
     """Compile a NIR graph into a fixed-point program for the cpu and lava backends."""
-    from .. import pipeline
+    from neurocompile import api
 
     if model.suffix.lower() != ".nir":
         raise NeurocompileError(f"{model}: expected a .nir graph")
     if not model.is_file():
         raise NeurocompileError(f"{model}: no such file")
-    graph = pipeline.load_model(model, lenient=lenient)
-    conv = pipeline.resolve_convention(convention, dt=dt, reset=reset, graph=graph)
+    graph = api.load_model(model, lenient=lenient)
+    conv = api.resolve_convention(convention, dt=dt, reset=reset, graph=graph)
     if not (np.isfinite(conv.dt) and conv.dt > 0):
         raise NeurocompileError(f"--dt must be a positive number, got {conv.dt}")
     output = output or model.with_suffix(".ncp")
     check_outputs([output], [model, calibrate])
-    program, report = pipeline.compile(
+    program, report = api.compile(
         graph,
         calibrate or None,
         convention=conv,

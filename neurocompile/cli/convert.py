@@ -15,9 +15,9 @@ from pathlib import Path
 
 import click
 
-from ..errors import NeurocompileError
-from ..outputs import check_outputs
-from . import cli
+from neurocompile.cli import cli
+from neurocompile.errors import NeurocompileError
+from neurocompile.files import check_outputs
 
 
 def parse_steps(text: str) -> list[int]:
@@ -80,8 +80,8 @@ def format_report(report: dict) -> str:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write accuracy against T (PNG).")
 def convert(model, output, calibrate, percentile, steps, readout, limit, as_json, plot_path):
     """Convert an ONNX ReLU network (MODEL.onnx) into a spiking NIR graph and report its accuracy."""
-    from .. import onnx_convert
-    from ..outputs import write_together
+    from neurocompile.files import write_together
+    from neurocompile.onnx import convert as onnx_convert
 
     steps = parse_steps(steps)
     check_outputs([output, plot_path], [model, calibrate if calibrate != "digits" else None])

@@ -8,7 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import click
 
-from . import cli
+from neurocompile.cli import cli
 
 PACKAGES = ["torch", "nir", "nirtorch", "numpy", "lava-nc"]
 
@@ -23,7 +23,7 @@ def package_version(name: str) -> str | None:
 def lava_smoke_test() -> tuple[bool, str]:
     """Run one LIF neuron driven through a Dense synapse for 4 steps in Lava fixed_pt."""
     try:
-        from ..lava_compat import import_lava
+        from neurocompile.backends.lava.compat import import_lava
 
         import_lava()
         import numpy as np

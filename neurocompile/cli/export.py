@@ -2,7 +2,7 @@
 
 ``--to nir`` (default): a ``.pt`` checkpoint to a NIR graph. ``--to onnx``: a ``.nir`` graph or a
 ``.pt`` checkpoint to one time step of the network as an ONNX graph with explicit state inputs
-and outputs (``neurocompile.onnx_step``, ``docs/onnx-step.md``).
+and outputs (``neurocompile.onnx.step``, ``docs/onnx-step.md``).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..errors import NeurocompileError
-from ..outputs import check_outputs
-from . import cli
-from .options import convention_options
+from neurocompile.cli import cli
+from neurocompile.cli.options import convention_options
+from neurocompile.errors import NeurocompileError
+from neurocompile.files import check_outputs
 
 
 @cli.command("export")
@@ -45,22 +45,22 @@ def export_command(model, output, target, convention, dt, reset, lenient, allow_
     if target == "onnx":
         _export_onnx(model, output, convention, dt, reset, lenient, allow_pickle)
         return
-    from ..pipeline import export
+    from neurocompile.api import export
 
     graph = export(model, allow_pickle=allow_pickle, output=output)
     click.echo(f"wrote {output} ({len(graph.nodes)} nodes, {len(graph.edges)} edges, dt={graph.metadata['dt']:g})")
 
 
 def _export_onnx(model, output, convention, dt, reset, lenient, allow_pickle) -> None:
-    from .. import pipeline
-    from ..onnx_step import state_names, write_step_onnx
+    from neurocompile import api
+    from neurocompile.onnx.step import state_names, write_step_onnx
 
     if dt is not None and not (np.isfinite(dt) and dt > 0):
         raise NeurocompileError(f"--dt must be a positive number, got {dt}")
-    graph = pipeline.load_model(model, lenient=lenient, allow_pickle=allow_pickle)
-    if pipeline.is_program(graph):
+    graph = api.load_model(model, lenient=lenient, allow_pickle=allow_pickle)
+    if api.is_program(graph):
         raise NeurocompileError(f"{model}: a fixed-point program has no float step to export; use its .nir or .pt")
-    conv = pipeline.resolve_convention(convention, dt=dt, reset=reset, graph=graph)
+    conv = api.resolve_convention(convention, dt=dt, reset=reset, graph=graph)
     step = write_step_onnx(output, graph, conv)
     click.echo(
         f"wrote {output} (one time step: {len(step.graph.node)} ONNX nodes, "

@@ -6,8 +6,8 @@ import json
 
 import click
 
-from . import cli
-from .options import producer_option
+from neurocompile.cli import cli
+from neurocompile.cli.options import producer_option
 
 
 @cli.command()
@@ -17,7 +17,7 @@ from .options import producer_option
 @producer_option()
 def inspect(file, as_json, lenient):
     """Show nodes, shapes, parameter ranges, neuron/synapse counts and recurrent edges of FILE (.nir or .ncp)."""
-    from ..inspection import describe_file, format_info
+    from neurocompile.analysis.inspection import describe_file, format_info
 
     info = describe_file(file, lenient=lenient)
     if as_json:

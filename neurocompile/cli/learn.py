@@ -2,7 +2,7 @@
 
 MODEL is a ``.pt`` checkpoint or ``.nir`` graph (compiled first, calibrated on the data's training
 split) or a ``.ncp`` fixed-point program. The rule is compiled into the program's learning engine
-(``neurocompile.onchip``), the training split streams through it with learning on, and the
+(``neurocompile.learning.onchip``), the training split streams through it with learning on, and the
 held-out split is classified with learning off before, along and after the stream. Writes the
 learned program in its deployed form (``-o``, no learning rules: ``simulate`` and ``inspect`` take
 it) and, with ``--plot``, the learning curves; nothing when a step fails.
@@ -15,14 +15,14 @@ import math
 
 import click
 
-from ..errors import NeurocompileError
-from ..outputs import check_outputs
-from . import cli
-from .options import producer_option
+from neurocompile.cli import cli
+from neurocompile.cli.options import producer_option
+from neurocompile.errors import NeurocompileError
+from neurocompile.files import check_outputs
 
 
 def _report_table(report: dict) -> str:
-    from ..onchip import LayerPlan, LearningReport
+    from neurocompile.learning.onchip import LayerPlan, LearningReport
 
     plans = [LayerPlan(**plan) for plan in report["plans"]]
     return LearningReport(**{**report, "plans": plans}).table()
@@ -132,12 +132,12 @@ def learn(
     output,
 ):
     """Learn MODEL on chip with OTTT or S-TLLR and report held-out accuracy before and after."""
-    from .. import pipeline
+    from neurocompile import api
 
     if not (math.isfinite(lr) and lr > 0):
         raise NeurocompileError(f"--lr must be a positive number, got {lr}")
     check_outputs([output, plot_path, nir_path], [model, data])
-    _learned, result = pipeline.learn(
+    _learned, result = api.learn(
         model,
         rule,
         backend=backend,

@@ -43,8 +43,8 @@ def convention_options(scope: str = ""):
 def producer_option(scope: str = ""):
     """``--from LIBRARY==VERSION``: the peer library that wrote the NIR file; its known exporter defects are
     repaired (each announced) and its native preset is the default convention. The command runs with it in
-    effect for every graph it reads (:func:`neurocompile.peer_repairs.reading_from`), so it takes no argument."""
-    from ..peer_repairs import KNOWN
+    effect for every graph it reads (:func:`neurocompile.frontend.peer_repairs.reading_from`), so it takes no argument."""
+    from neurocompile.frontend.peer_repairs import KNOWN
 
     option = click.option(
         "--from",
@@ -56,7 +56,7 @@ def producer_option(scope: str = ""):
     def decorate(command):
         @functools.wraps(command)
         def reading(*args, producer=None, **kwargs):
-            from ..peer_repairs import reading_from
+            from neurocompile.frontend.peer_repairs import reading_from
 
             with reading_from(producer):
                 return command(*args, **kwargs)

@@ -1,7 +1,7 @@
 """`neurocompile simulate MODEL`: run a network on the float, cpu or lava backend.
 
 MODEL is a ``.nir`` graph (float runs it directly; cpu/lava compile it on the fly with
-``neurocompile.quantize.compile_graph``), a ``.ncp`` fixed-point program (cpu/lava only) or a
+``neurocompile.compiler.quantize.compile_graph``), a ``.ncp`` fixed-point program (cpu/lava only) or a
 neurocompile checkpoint ``.pt`` (exported to NIR first). Reports accuracy when labels exist,
 spikes per node, synaptic operations and activation sparsity.
 
@@ -17,10 +17,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..backends import BACKENDS
-from ..errors import NeurocompileError
-from . import cli
-from .options import convention_options
+from neurocompile.backends import BACKENDS
+from neurocompile.cli import cli
+from neurocompile.cli.options import convention_options
+from neurocompile.errors import NeurocompileError
 
 
 def _check_options(input_path, data, steps, limit, dt) -> None:
@@ -104,22 +104,22 @@ def simulate(
     graded_inputs,
 ):
     """Run MODEL (.nir, .ncp or .pt) on a backend and report accuracy, spikes, synops and sparsity."""
-    from .. import distributed, pipeline
-    from ..outputs import check_outputs, npz_name
-    from ..summary import format_summary, plot_raster, save_recording, summarize
+    from neurocompile import api, distributed
+    from neurocompile.analysis.summary import format_summary, plot_raster, save_recording, summarize
+    from neurocompile.files import check_outputs, npz_name
 
     _check_options(input_path, data, steps, limit, dt)
     check_outputs([record_path and npz_name(record_path), plot_path], [model, input_path])
     if backend != "lava":
         try:
-            pipeline.check_device(device)
+            api.check_device(device)
         except NeurocompileError as exc:
             raise NeurocompileError(f"--device: {exc}") from None
-    loaded = pipeline.load_model(model, lenient=lenient)
-    conv = pipeline.resolve_convention(convention, dt=dt, reset=reset, graph=loaded)
+    loaded = api.load_model(model, lenient=lenient)
+    conv = api.resolve_convention(convention, dt=dt, reset=reset, graph=loaded)
     float_lava = backend == "lava" and lava_tag == "floating_pt"
-    model_obj = pipeline.model_for_backend(loaded, backend, conv, float_program=float_lava)
-    inputs, labels = pipeline.load_inputs(input_path, data=data, steps=steps, limit=limit)
+    model_obj = api.model_for_backend(loaded, backend, conv, float_program=float_lava)
+    inputs, labels = api.load_inputs(input_path, data=data, steps=steps, limit=limit)
     with distributed.session("cpu" if backend == "lava" else device) as world:
         part = inputs[distributed.shard_slice(len(inputs), world)]
         run = dict(
@@ -131,7 +131,7 @@ def simulate(
             graded_inputs=graded_inputs,
             drain=drain,
         )
-        recording = distributed.gather_recording(pipeline.simulate(model_obj, part, backend, **run), world)
+        recording = distributed.gather_recording(api.simulate(model_obj, part, backend, **run), world)
     if not world.main:
         return
     report = summarize(recording, inputs, labels)

@@ -16,8 +16,8 @@ import math
 
 import click
 
-from ..errors import NeurocompileError
-from . import cli
+from neurocompile.cli import cli
+from neurocompile.errors import NeurocompileError
 
 
 class ConfigOption(click.Option):
@@ -30,7 +30,7 @@ class ConfigOption(click.Option):
         super().__init__(*args, **kwargs)
 
     def get_default(self, ctx, call: bool = True):
-        from ..training.trainer import TrainConfig
+        from neurocompile.training.trainer import TrainConfig
 
         value = getattr(TrainConfig(), self.name)
         if self.name == "hidden":
@@ -123,9 +123,9 @@ def train(threads, as_json, output, **options):
     """Train a spiking MLP on spike-encoded data and save a checkpoint, learning curve and metrics."""
     import torch
 
-    from .. import distributed
-    from ..pipeline import train as run_training
-    from ..training.trainer import TrainConfig, resolve_device
+    from neurocompile import distributed
+    from neurocompile.api import train as run_training
+    from neurocompile.training.trainer import TrainConfig, resolve_device
 
     if threads >= 1:
         torch.set_num_threads(threads)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .common import sequence_loss
+from neurocompile.training.common import sequence_loss
 
 Tensor = torch.Tensor
 

@@ -23,12 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from neurocompile import discretization as D
-from neurocompile import primitives
-from neurocompile.discretization import Convention
 from neurocompile.errors import NeurocompileError
+from neurocompile.ir.program import DECAY_BITS
 from neurocompile.models.neurons import NEURONS as MODEL_CLASSES
-from neurocompile.program import DECAY_BITS
+from neurocompile.semantics import discretization as D
+from neurocompile.semantics import primitives
+from neurocompile.semantics.discretization import Convention
 
 Tensor = torch.Tensor
 
@@ -111,7 +111,7 @@ def layer_views(model: nn.Module) -> list[LayerView]:
 
 
 def surrogate_derivative(x: Tensor, conv: Convention, alpha: float = D.SURROGATE_ALPHA) -> Tensor:
-    """``d spike(x) / d x`` of :func:`neurocompile.discretization.spike` (its surrogate, slope
+    """``d spike(x) / d x`` of :func:`neurocompile.semantics.discretization.spike` (its surrogate, slope
     ``alpha``), elementwise."""
     with torch.enable_grad():
         leaf = x.detach().requires_grad_(True)

@@ -8,7 +8,7 @@ and propagates its error down through the layers *within the same step*::
     g_l[t] = L_l[t] * psi_l[t] * gain_l                        (d loss_t / d I_l[t], I = W x + b)
     L_{l-1}[t] = g_l[t] @ W_l        (backprop, "bp")   or   e[t] @ B_l   (direct feedback alignment, "dfa")
 
-``psi = d spike / d v`` is the surrogate derivative of :func:`neurocompile.discretization.spike`
+``psi = d spike / d v`` is the surrogate derivative of :func:`neurocompile.semantics.discretization.spike`
 (1 for non-spiking layers) and ``gain = d v / d I``. Each rule turns the learning signal into
 weight gradients with its own traces (:meth:`OnlineRule.weight_grad`); the bias is a weight on a
 constant input 1. Memory holds only per-neuron traces: it does not grow with the number of steps.
@@ -20,10 +20,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from neurocompile.discretization import SURROGATE_ALPHA
 from neurocompile.errors import NeurocompileError
-
-from .common import LayerView, layer_views, loss_window, step_loss, surrogate_derivative
+from neurocompile.semantics.discretization import SURROGATE_ALPHA
+from neurocompile.training.common import LayerView, layer_views, loss_window, step_loss, surrogate_derivative
 
 Tensor = torch.Tensor
 

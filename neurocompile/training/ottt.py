@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .online import OnlineRule
+from neurocompile.training.online import OnlineRule
 
 Tensor = torch.Tensor
 

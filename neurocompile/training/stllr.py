@@ -22,8 +22,7 @@ from __future__ import annotations
 import torch
 
 from neurocompile.errors import NeurocompileError
-
-from .online import OnlineRule
+from neurocompile.training.online import OnlineRule
 
 DEFAULT_FACTORS = (0.5, 0.8, -0.2, 1.0)
 

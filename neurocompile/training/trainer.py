@@ -23,16 +23,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurocompile import distributed, primitives
+from neurocompile import distributed
 from neurocompile.data import load_dataset
-from neurocompile.discretization import Convention
 from neurocompile.errors import NeurocompileError
-from neurocompile.outputs import save_figure
-
-from .bptt import BPTT
-from .common import add_fake_quant, count_correct, fold_fake_quant, hardware_aware_neuron_params, predict
-from .ottt import OTTT
-from .stllr import DEFAULT_FACTORS, STLLR
+from neurocompile.files import save_figure
+from neurocompile.semantics import primitives
+from neurocompile.semantics.discretization import Convention
+from neurocompile.training.bptt import BPTT
+from neurocompile.training.common import (
+    add_fake_quant,
+    count_correct,
+    fold_fake_quant,
+    hardware_aware_neuron_params,
+    predict,
+)
+from neurocompile.training.ottt import OTTT
+from neurocompile.training.stllr import DEFAULT_FACTORS, STLLR
 
 RULES = {"bptt": BPTT, "ottt": OTTT, "stllr": STLLR}
 ARCHS = ("mlp",)
@@ -296,7 +302,7 @@ def plot_learning_curve(metrics: dict, path) -> Path:
 
 def save_outputs(model, metrics: dict, out_path) -> dict:
     """Write the checkpoint, ``<stem>.png`` (learning curve) and ``<stem>.json`` (metrics)."""
-    from neurocompile.checkpoint import save_checkpoint
+    from neurocompile.frontend.checkpoint import save_checkpoint
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""The compiler passes from a NIR graph to a fixed-point program (``docs/quantization.md``)."""

@@ -1,0 +1,939 @@
+r"""Quantize a normalized graph into a fixed-point program for Lava's integer LIF.
+
+Target arithmetic (``lava/proc/lif/models.py`` ``AbstractPyLifModelFixed``, reproduced in
+:mod:`neurocompile.semantics.fixedpoint`), per step with integer state ``u``, ``v``::
+
+    u <- sign(u) * (|u| * (4096 - (du + 1)) >> 12) + (a_in << 6)
+    v <- sign(v) * (|v| * (4096 - dv) >> 12) + u + (bias_mant << bias_exp)
+    spike where v > (vth << 6);  v <- 0 on a spike
+
+and ``a_in`` = sum over synapses of ``(sum of weights of spiking sources) << weight_exp``,
+delivered one step after the spikes were sent.
+
+Mapping (``a_s = dt / tau_syn``, ``a_m = dt / tau`` or ``dt / tau_mem``). Each population gets
+a per-neuron scale ``K_i`` (integer weight units per float unit of ``v``), so that
+``v_int = 64 * K_i * v_float``; for spiking neurons ``K_i = T / v_threshold_i`` with the
+integer threshold ``vth = T`` (readouts: ``K_i = T``)::
+
+    LIF      du = 4095 (u = a_in << 6 exactly)      dv = round(4096 a_m)
+             w_int * 2**weight_exp = K_i * w * a_m * r
+             bias_int = 64 K_i * a_m * (v_leak + r * b)
+    CubaLIF  du = round(4096 a_s) - 1                dv = round(4096 a_m)
+             u_int = 64 K_i * a_m * r * i
+             w_int * 2**weight_exp = K_i * w * a_m * r * w_in * (a_s if cuba_input_scaled else 1)
+             bias_int = 64 K_i * a_m * v_leak; the bias b enters u through a tonic source
+             current_first=False (Norse): one extra step of synaptic delay on every input
+    IF       du = 4095, dv = 0; w_int * 2**weight_exp = K_i * w * g, g = dt*r (or r without dt)
+             bias_int = 64 K_i * g * b
+    LI/CubaLI/I  as LIF/CubaLIF/IF with spiking=False and vth = 2**17 - 1 (the v trace is
+             the output)
+    threshold  vth = T; v > v_th  <=>  v_int > 64 T.  With ``threshold_inclusive`` on a
+             population whose v only moves in multiples of 64 (dv = 0, du = 4095, bias a
+             multiple of 64) and resets to zero vth = T - 1 is exact; otherwise vth = T (error
+             1/(64 T) of v_th).
+    reset    the convention's reset for spiking neurons: "subtract" -> Population.reset =
+             "subtract" (v <- v - 64 T, exactly v_threshold), "zero" -> Lava's reset to 0.
+
+``b`` is the bias the normalizer folded into the population (Affine/Conv biases); ``v_leak``
+also becomes bias. ``bias_int = bias_mant << bias_exp`` with a 13-bit signed mantissa and a
+3-bit exponent, added from step ``bias_onset`` = the population's latency on, when its first input
+arrives (so every layer is the float layer delayed by its latency). For CubaLIF the bias is part
+of the input current, which Lava's LIF cannot bias: a tonic source (``tonic_source``: one neuron
+that spikes every step) feeds it through a dense synapse whose weights are the bias column,
+delayed to arrive with the first input.
+
+Choosing ``T`` (per population, the largest value that satisfies every limit)::
+
+    T <= 2**17 - 1                                  (vth is 17 bits; v stays in 24 bits)
+    T * max|w_eff * rho| <= 126 * 2**7  (dense, mixed sign: even mantissas, weight_exp <= 7)
+                           255 * 2**7  (dense, one sign), 127 / 255 (conv: weight_exp = 0)
+    T * A <= 2**15 - 1   (calibrated: A = max or percentile of the per-step input, in v_th units)
+    T * A <= 2**17 - 1   (not calibrated: A = sum of |weights| into a neuron, u never wraps)
+    T * U <= 2**17 - 1   (u of CubaLIF, 24 bits),  T * V <= 2**17 - 1 (v, 24 bits)
+
+with ``rho_i = 1 / v_threshold_i`` (readouts: 1). ``method="percentile"`` takes the percentile of
+|w| (and of calibrated activations) instead of the maximum; larger weights clip (counted).
+Weights: ``weight_exp = ceil(log2(max|X| / limit))`` in [-8, 7] for ``X = K_i * w_eff``, mantissas
+rounded; mixed-sign dense weights are rounded to even values with ``num_weight_bits=8`` because
+Lava's Dense drops their lowest bit (3 becomes 2); single-sign dense weights use
+``sign_mode="excitatory"/"inhibitory"`` (0..255, kept exactly). Conv ignores ``weight_exp`` in
+Lava, so conv synapses use ``weight_exp = 0`` and their scale bounds ``T``.
+
+What the hardware cannot represent raises :class:`~neurocompile.errors.HardwareLimitError`
+naming the node and parameter: non-zero ``v_reset`` (with reset to zero), per-neuron time
+constants, a decay beyond one step, delays beyond 62 steps, a bias beyond 13+3 bits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from neurocompile.compiler.normalize import NormalizedGraph, NormalizedPopulation, NormalizedSynapse, normalize
+from neurocompile.errors import HardwareLimitError, NeurocompileError
+from neurocompile.ir.program import (
+    BIAS_EXP_BITS,
+    BIAS_MANT_BITS,
+    MAX_DELAY,
+    STATE_BITS,
+    VTH_BITS,
+    WEIGHT_EXP_RANGE,
+    FixedPointProgram,
+    InputPort,
+    Population,
+    Synapse,
+    plain,
+)
+from neurocompile.semantics.discretization import Convention
+from neurocompile.semantics.primitives import PRIMITIVES, conv2d
+
+VTH_MAX = 2**VTH_BITS - 1
+BIAS_MANT_MAX = 2 ** (BIAS_MANT_BITS - 1) - 1
+BIAS_EXP_MAX = 2**BIAS_EXP_BITS - 1
+ACT_LIMIT_16 = 2**15 - 1  # a_in is declared 16 bits in Lava
+ACT_LIMIT_U = 2**17 - 1  # a_in << 6 must stay inside u's 24 bits
+STATE_LIMIT = 2 ** (STATE_BITS - 1) - 1
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+@dataclass
+class SynapseReport:
+    """One quantized synapse: exponent, mantissa use, clipping and weight error."""
+
+    name: str
+    source: str
+    kind: str
+    weight_exp: int
+    num_weight_bits: int
+    sign_mode: str
+    max_mantissa: int
+    clipped_weights: int
+    weight_rel_l2: float
+    delays: int = 0
+
+
+@dataclass
+class LayerReport:
+    """One population: its scale, decays, threshold and errors.
+
+    ``scale``: integer weight units per float unit of v (``K``; the median when it differs
+    per neuron); ``v_scale = 64 * scale`` is the unit of the v register.
+    ``threshold_ratio_error``: max relative error of ``vth / effective weight`` against the
+    float ``v_threshold / w_eff`` over the largest weight of each synapse.
+    ``decay_error``: relative error of the quantized per-step decay (1 - d/4096) of v and u.
+    ``saturation``: events seen during calibration (per neuron and step).
+    """
+
+    population: str
+    type: str
+    spiking: bool
+    shape: list[int]
+    scale: float
+    vth: int
+    du: int
+    dv: int
+    bias_exp: int
+    limited_by: str
+    decay_error: dict = field(default_factory=dict)
+    threshold_ratio_error: float = 0.0
+    bias_rel_error: float = 0.0
+    saturation: dict = field(default_factory=dict)
+    synapses: list[SynapseReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def clipped_weights(self) -> int:
+        return sum(s.clipped_weights for s in self.synapses)
+
+    @property
+    def weight_rel_l2(self) -> float:
+        return max((s.weight_rel_l2 for s in self.synapses), default=0.0)
+
+
+@dataclass
+class QuantizationReport:
+    """Per-layer quantization results; ``to_dict()`` is JSON-serializable."""
+
+    method: str
+    percentile: float | None
+    calibrated: bool
+    dt: float
+    convention: str
+    layers: list[LayerReport] = field(default_factory=list)
+
+    def layer(self, population: str) -> LayerReport:
+        for layer in self.layers:
+            if layer.population == population:
+                return layer
+        raise NeurocompileError(f"report has no layer '{population}'")
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for layer, record in zip(self.layers, out["layers"]):
+            record["clipped_weights"] = layer.clipped_weights
+            record["weight_rel_l2"] = layer.weight_rel_l2
+        return plain(out)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> QuantizationReport:
+        """Inverse of :meth:`to_dict` (for a report stored in a program's metadata)."""
+        derived = ("clipped_weights", "weight_rel_l2")
+        layers = [
+            LayerReport(
+                **{k: v for k, v in layer.items() if k not in derived and k != "synapses"},
+                synapses=[SynapseReport(**syn) for syn in layer.get("synapses", [])],
+            )
+            for layer in data.get("layers", [])
+        ]
+        return cls(**{k: v for k, v in data.items() if k != "layers"}, layers=layers)
+
+    def table(self) -> str:
+        """A human-readable per-layer table."""
+        head = f"{'layer':<16} {'type':<8} {'scale':>10} {'vth':>7} {'du':>5} {'dv':>5} {'w_exp':>6} {'clip':>5} {'w_err':>8} {'thr_err':>8} {'sat':>6}  limited by"
+        rows = [head, "-" * len(head)]
+        for layer in self.layers:
+            exps = ",".join(str(s.weight_exp) for s in layer.synapses) or "-"
+            sat = sum(int(v) for v in layer.saturation.values())
+            rows.append(
+                f"{layer.population[:16]:<16} {layer.type:<8} {layer.scale:>10.4g} {layer.vth:>7d} {layer.du:>5d} {layer.dv:>5d} "
+                f"{exps:>6} {layer.clipped_weights:>5d} {layer.weight_rel_l2:>8.2e} {layer.threshold_ratio_error:>8.2e} {sat:>6d}  {layer.limited_by}"
+            )
+            for note in layer.notes:
+                rows.append(f"{'':<16} note: {note}")
+        cal = "calibrated" if self.calibrated else "not calibrated"
+        rows.append(
+            f"method={self.method}{'' if self.percentile is None else f' ({self.percentile}%)'}, {cal}, dt={self.dt}, convention={self.convention}"
+        )
+        return "\n".join(rows)
+
+
+# --- per-population dynamics ----------------------------------------------------------------
+
+
+@dataclass
+class _Dynamics:
+    """A population's linear form (``primitives.LinearForm``) with its decays as Lava integers."""
+
+    du: int
+    dv: int
+    gain: np.ndarray  # float v increment per unit of neuron input x (per neuron)
+    bias_v: np.ndarray  # float v increment per step from bias and v_leak (per neuron)
+    extra_delay: int
+    bias_x: np.ndarray | None  # a bias that enters as input x through a tonic source (LinearForm.bias_x)
+    a_u: float  # float per-step decay of u (1 for no synaptic state)
+    a_v: float  # float per-step decay of v
+    u_to_v: np.ndarray | None  # float v increment per unit of the model's current i (None: no current)
+    notes: list[str]
+
+
+def _uniform(values: np.ndarray, pop: str, param: str) -> float:
+    if not np.allclose(values, values.flat[0], rtol=1e-6, atol=0):
+        raise HardwareLimitError(
+            f"decay differs across neurons ({values.min():.4g}..{values.max():.4g}); Lava LIF has one per population",
+            pop,
+            param,
+        )
+    return float(values.flat[0])
+
+
+def _decay_int(alpha: float, pop: str, param: str, offset: int) -> int:
+    if not np.isfinite(alpha) or alpha <= 0:
+        raise HardwareLimitError(f"dt/{param} = {alpha:.4g} gives no decay", pop, param)
+    if alpha > 1 + 1e-9:
+        raise HardwareLimitError(
+            f"dt/{param} = {alpha:.4g} > 1: the neuron decays more than fully in one step (choose a smaller dt)",
+            pop,
+            param,
+        )
+    d = int(round(4096 * alpha)) - offset
+    return min(max(d, 0), 4095)
+
+
+def _dynamics(pop: NormalizedPopulation, conv: Convention) -> _Dynamics:
+    form = PRIMITIVES[pop.type].neuron.linear_form(pop.params, pop.bias, conv)
+    u_param, v_param = form.decay_param.get("u", "u"), form.decay_param.get("v", "v")
+    a_u, a_v = _uniform(form.a_u, pop.name, u_param), _uniform(form.a_v, pop.name, v_param)
+    du = _decay_int(a_u, pop.name, u_param, 1) if form.has_current else 4095
+    dv = _decay_int(a_v, pop.name, v_param, 0) if a_v > 0 else 0
+    notes = list(form.notes)
+    if a_v >= 1:
+        notes.append("v keeps 1/4096 of its previous value between steps (Lava's dv is 12 bits)")
+    return _Dynamics(du, dv, form.gain, form.bias_v, form.extra_delay, form.bias_x, a_u, a_v, form.u_to_v, notes)
+
+
+# --- calibration ----------------------------------------------------------------------------
+
+
+def _calibration_arrays(normalized: NormalizedGraph, calibration) -> dict[str, np.ndarray] | None:
+    """Float source activity and states keyed ``<node>.spikes``/``.v``/``.i``/``.out``."""
+    if calibration is None:
+        return None
+    from neurocompile.ir.recording import Recording
+
+    if isinstance(calibration, Recording):
+        return dict(calibration.arrays)
+    if isinstance(calibration, dict) and any("." in str(k) for k in calibration):
+        return {str(k): np.asarray(v) for k, v in calibration.items()}
+    inputs = calibration
+    if normalized.source is None:
+        raise NeurocompileError("calibration inputs need the source NIR graph (normalize() keeps it)")
+    from neurocompile.backends import create_backend
+    from neurocompile.resources import check_input_memory
+
+    check_input_memory(normalized.source, inputs)
+    rec = create_backend("float", normalized.source, convention=normalized.convention).run(inputs, record="all")
+    arrays = dict(rec.arrays)
+    if not isinstance(inputs, dict):
+        inputs = {normalized.inputs[0].name: inputs}
+    for name, x in inputs.items():
+        arrays[f"{name}.out"] = np.asarray(x, dtype=np.float64)
+    return arrays
+
+
+def _source_activity(arrays: dict, name: str, shape) -> np.ndarray | None:
+    for key in (f"{name}.spikes", f"{name}.out"):
+        if key in arrays:
+            x = np.asarray(arrays[key], dtype=np.float64)
+            return x.reshape(x.shape[0], x.shape[1], *shape)
+    return None
+
+
+def _stat(values: np.ndarray, method: str, percentile: float) -> float:
+    a = np.abs(values).ravel()
+    if a.size == 0:
+        return 0.0
+    if method == "percentile":
+        return float(np.percentile(a, percentile))
+    return float(a.max())
+
+
+# --- quantization ---------------------------------------------------------------------------
+
+
+def _sign_mode(w: np.ndarray) -> str:
+    if np.all(w >= 0):
+        return "excitatory"
+    if np.all(w <= 0):
+        return "inhibitory"
+    return "mixed"
+
+
+def _mantissa_limit(kind: str, sign_mode: str) -> int:
+    if kind == "conv":
+        return 127 if sign_mode == "mixed" else 255
+    return 254 if sign_mode == "mixed" else 255  # mixed: even values, Lava drops the low bit
+
+
+def _effective_weights(syn: NormalizedSynapse, gain: np.ndarray, target_shape) -> np.ndarray:
+    """Float v increment per source spike: weights scaled by the target's per-neuron gain."""
+    if syn.kind == "conv":
+        g = gain.reshape(target_shape) if gain.size > 1 else np.full(target_shape, float(gain.flat[0]))
+        per_channel = g.reshape(g.shape[0], -1)
+        if not np.allclose(per_channel, per_channel[:, :1], rtol=1e-6):
+            raise HardwareLimitError("r (or w_in) differs within an output channel of a conv synapse", syn.target, "r")
+        return syn.weights * per_channel[:, 0].reshape(-1, 1, 1, 1)
+    return syn.weights * gain.reshape(-1)[:, None]
+
+
+def _abs_row_bound(syn: NormalizedSynapse, w_eff: np.ndarray, rho: np.ndarray) -> float:
+    """Largest per-step input (in threshold units) if every source spikes, one sign at a time."""
+    if syn.kind == "conv":
+        pos = np.clip(w_eff, 0, None).reshape(w_eff.shape[0], -1).sum(1)
+        neg = np.clip(-w_eff, 0, None).reshape(w_eff.shape[0], -1).sum(1)
+        r = rho.reshape(w_eff.shape[0], -1).max(1)
+        return float(max((pos * r).max(), (neg * r).max()))
+    pos = np.clip(w_eff, 0, None).sum(1)
+    neg = np.clip(-w_eff, 0, None).sum(1)
+    r = rho.reshape(-1)
+    return float(max((pos * r).max(initial=0), (neg * r).max(initial=0)))
+
+
+def _apply(syn: NormalizedSynapse, w_eff: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Float per-step input [B, T, n_target] of source activity x [B, T, *source_shape]."""
+    import torch
+
+    b, t = x.shape[:2]
+    if syn.kind == "conv":
+        xt = torch.as_tensor(x.reshape(b * t, *syn.conv.input_shape), dtype=torch.float64)
+        y = conv2d(xt, torch.as_tensor(w_eff, dtype=torch.float64), syn.conv)
+        return y.reshape(b, t, -1).numpy()
+    return x.reshape(b, t, -1) @ w_eff.T
+
+
+@dataclass
+class _Layer:
+    """What every pass needs to know about one population: its dynamics, threshold scaling
+    (``rho`` = 1 / v_threshold per neuron, 1 for readouts) and its incoming synapses with their
+    effective float weights (v increment per spike)."""
+
+    pop: NormalizedPopulation
+    dyn: _Dynamics
+    rho: np.ndarray
+    incoming: list[NormalizedSynapse]
+    w_effs: list[np.ndarray]
+
+
+def _layer(normalized: NormalizedGraph, pop: NormalizedPopulation) -> _Layer:
+    conv = normalized.convention
+    rho = 1.0 / _lava_threshold(pop, conv) if pop.spiking else np.ones(pop.size)
+    dyn = _dynamics(pop, conv)
+    incoming = normalized.synapses_into(pop.name)
+    if dyn.bias_x is not None:
+        incoming = [*incoming, _bias_synapse(pop.name, dyn.bias_x)]
+    return _Layer(pop, dyn, rho, incoming, [_effective_weights(s, dyn.gain, pop.shape) for s in incoming])
+
+
+def tonic_source(population: str) -> str:
+    """The name of the tonic source that carries ``population``'s bias into its current."""
+    return f"{population}.bias_source"
+
+
+def _bias_synapse(population: str, bias_x: np.ndarray) -> NormalizedSynapse:
+    """A bias that enters a neuron's current (Lava has no bias on u): a dense synapse from a tonic source,
+    one neuron that spikes every step, with the bias as its weights."""
+    return NormalizedSynapse(f"{population}.bias", tonic_source(population), population, "dense", bias_x.reshape(-1, 1))
+
+
+def _tonic_population(population: str, number_format: str) -> Population:
+    """The tonic source of ``population``: no input, its bias alone crosses a zero threshold every step."""
+    one, fixed = np.ones(1), number_format == "fixed"
+    return Population(
+        tonic_source(population),
+        (1,),
+        du=4095 if fixed else 1.0,
+        dv=0,
+        vth=0,
+        bias_mant=one.astype(np.int32 if fixed else np.float64),
+        source_type="tonic",
+    )
+
+
+# --- pass 1: choose each population's scale -------------------------------------------------------
+
+
+def _weight_limits(layer: _Layer, method: str, percentile: float) -> dict[str, float]:
+    limits = {"vth (17 bits)": float(VTH_MAX)}
+    for syn, w in zip(layer.incoming, layer.w_effs):
+        rs = _rho_weights(syn, w, layer.rho, layer.pop.shape)
+        lim = _mantissa_limit(syn.kind, _sign_mode(syn.weights)) * (
+            1 if syn.kind == "conv" else 2 ** WEIGHT_EXP_RANGE[1]
+        )
+        ref = _stat(rs[rs != 0], method, percentile)
+        if ref > 0:
+            limits[f"weights of {syn.name}"] = lim / ref
+    return limits
+
+
+def _calibrated_limits(layer: _Layer, arrays: dict, normalized, method: str, percentile: float) -> dict[str, float]:
+    """Scale limits from the float run: summed input (16 bits), v and u (24 bits)."""
+    pop, rho, limits = layer.pop, layer.rho, {}
+    total = _summed_input(arrays, normalized, layer.incoming, layer.w_effs)
+    if total is not None:
+        a = _stat(total * rho.reshape(1, 1, -1), method, percentile)
+        if a > 0:
+            limits["activation (16 bits)"] = ACT_LIMIT_16 / a
+    v_rec = arrays.get(f"{pop.name}.v")
+    if v_rec is not None:
+        v_units = np.asarray(v_rec, dtype=np.float64).reshape(v_rec.shape[0], v_rec.shape[1], -1) * rho.reshape(
+            1, 1, -1
+        )
+        vm = _stat(v_units, method, percentile)
+        if vm > 0:
+            limits["v (24 bits)"] = ACT_LIMIT_U / max(vm, 1.0 if pop.spiking else 0.0)
+    i_rec = arrays.get(f"{pop.name}.i")
+    if i_rec is not None and layer.dyn.u_to_v is not None:
+        u_units = np.asarray(i_rec, dtype=np.float64).reshape(i_rec.shape[0], i_rec.shape[1], -1) * (
+            layer.dyn.u_to_v.reshape(-1) * rho
+        ).reshape(1, 1, -1)
+        um = _stat(u_units, method, percentile)
+        if um > 0:
+            limits["u (24 bits)"] = ACT_LIMIT_U / um
+    return limits
+
+
+def _bound_limits(layer: _Layer) -> dict[str, float]:
+    """Scale limits without calibration: every source spiking at once, one sign at a time."""
+    dyn, rho, limits = layer.dyn, layer.rho, {}
+    bound = sum(_abs_row_bound(s, w, rho) for s, w in zip(layer.incoming, layer.w_effs))
+    if bound > 0:
+        limits["activation bound"] = ACT_LIMIT_U / bound
+        if dyn.u_to_v is not None:
+            limits["u bound"] = ACT_LIMIT_U * ((dyn.du + 1) / 4096) / bound
+    if not layer.pop.spiking:
+        drive = bound + float(np.max(np.abs(dyn.bias_v * rho), initial=0))
+        if dyn.u_to_v is not None:
+            drive = drive / ((dyn.du + 1) / 4096)
+        vmax = drive / dyn.a_v if dyn.a_v > 0 else drive * 64  # I: 64 steps of full drive
+        if vmax > 0:
+            limits["v bound"] = ACT_LIMIT_U / vmax
+    return limits
+
+
+def _choose_scale(layer: _Layer, arrays, normalized, method: str, percentile: float) -> _Scale:
+    """The largest integer threshold ``T`` every limit allows."""
+    limits = _weight_limits(layer, method, percentile)
+    if arrays is not None:
+        limits.update(_calibrated_limits(layer, arrays, normalized, method, percentile))
+    else:
+        limits.update(_bound_limits(layer))
+    bias_units = float(np.max(np.abs(layer.dyn.bias_v.reshape(-1) * layer.rho), initial=0))
+    if bias_units > 0:
+        limits["bias (13+3 bits)"] = (BIAS_MANT_MAX << BIAS_EXP_MAX) / (64 * bias_units)
+    limited_by = min(limits, key=limits.get)
+    t_float = limits[limited_by]
+    T = int(math.floor(t_float * (1 + 1e-12)))
+    if T < 1:
+        raise HardwareLimitError(
+            f"no integer scale fits ({limited_by} allows {t_float:.3g} < 1)",
+            layer.pop.name,
+            "v_threshold" if layer.pop.spiking else "scale",
+        )
+    return _Scale(T, t_float, limited_by)
+
+
+# --- pass 2: quantize the population ------------------------------------------------------------
+
+
+def _quantize_population(layer: _Layer, T: int, conv: Convention) -> tuple[Population, list[str], float]:
+    """Integer du, dv, vth and bias at scale ``T``: (population, notes, bias relative error)."""
+    pop, dyn = layer.pop, layer.dyn
+    bias_f = dyn.bias_v.reshape(-1) * (T * layer.rho) * 64  # v register units (64 per weight unit)
+    bias_mant, bias_exp, bias_err = _quantize_bias(bias_f, pop.name)
+    vth = T if pop.spiking else VTH_MAX
+    notes = list(dyn.notes)
+    reset = _reset_mode(pop, conv)
+    if pop.spiking and conv.threshold_inclusive:
+        on_grid = dyn.dv == 0 and dyn.du == 4095 and np.all((bias_mant.astype(np.int64) << bias_exp) % 64 == 0)
+        if on_grid and T > 1 and reset == "zero":  # a subtractive reset must remove 64*T: vth stays T
+            vth = T - 1
+            notes.append("inclusive threshold: v moves in steps of 64, so v >= 64*T is v > 64*(T-1)")
+        else:
+            notes.append(f"inclusive threshold approximated by strict (error 1/(64*{T}) of v_threshold)")
+    population = Population(
+        name=pop.name,
+        shape=tuple(pop.shape),
+        du=int(dyn.du),
+        dv=int(dyn.dv),
+        vth=int(vth),
+        bias_mant=bias_mant.reshape(pop.shape).astype(np.int32),
+        bias_exp=int(bias_exp),
+        spiking=pop.spiking,
+        source_type=pop.type,
+        reset=reset,
+    )
+    return population, notes, bias_err
+
+
+# --- pass 3 (synapses: _quantize_synapse) and pass 4: the report -----------------------------------
+
+
+@dataclass
+class _Scale:
+    """A population's integer threshold ``T``, the float bound it came from and that limit's name."""
+
+    T: int
+    bound: float
+    limited_by: str
+
+
+def _layer_report(
+    layer: _Layer, population: Population, scale: _Scale, errors: dict, arrays, normalized
+) -> LayerReport:
+    """``errors``: notes, synapse reports, threshold-ratio and bias errors of the quantized layer."""
+    pop, dyn = layer.pop, layer.dyn
+    K = scale.T * layer.rho
+    notes = list(errors["notes"])
+    decay_err = {}
+    if dyn.a_v > 0:
+        decay_err["v"] = _decay_error(dyn.dv, dyn.a_v)
+    if dyn.u_to_v is not None:
+        decay_err["u"] = _decay_error(dyn.du + 1, dyn.a_u)
+    if scale.bound < 16:
+        notes.append(f"coarse scale: T={scale.T} limited by {scale.limited_by}")
+    sat = {}
+    if arrays is not None:
+        sat = _saturation(arrays, normalized, pop, layer.incoming, layer.w_effs, K, dyn.u_to_v)
+    return LayerReport(
+        population=pop.name,
+        type=pop.type,
+        spiking=pop.spiking,
+        shape=list(pop.shape),
+        scale=float(np.median(K)),
+        vth=population.vth,
+        du=population.du,
+        dv=population.dv,
+        bias_exp=population.bias_exp,
+        limited_by=scale.limited_by,
+        decay_error=decay_err,
+        threshold_ratio_error=errors["threshold_ratio"],
+        bias_rel_error=errors["bias"],
+        saturation=sat,
+        synapses=errors["synapses"],
+        notes=notes,
+    )
+
+
+# --- conventions Lava's LIF can run --------------------------------------------------------------
+
+
+def check_lava_convention(conv: Convention) -> None:
+    """Refuse the convention options that describe native peer dynamics (``Convention.native_options``):
+    Lava's LIF has forward-Euler decays, resets in the spiking step and emits one spike per step."""
+    for option, value in conv.native_options().items():
+        raise NeurocompileError(
+            f"convention '{conv.name}': {option}={value!r} has no Lava LIF form (the fixed-point compiler needs "
+            f"{option}={Convention.__dataclass_fields__[option].default!r})"
+        )
+
+
+BIAS_ONSETS = ("latency", "start")
+
+
+def quantize(
+    normalized: NormalizedGraph,
+    calibration=None,
+    method: str = "maxabs",
+    percentile: float = 99.99,
+    bias_onset: str = "latency",
+):
+    """Fixed-point program and :class:`QuantizationReport` for a normalized graph.
+
+    Per population, in order: choose the scale, quantize the population, quantize its incoming
+    synapses, report. ``calibration``: None; an input array ``[batch, time, *input_shape]`` (or a
+    dict per input) run through the float reference; or a float
+    :class:`~neurocompile.ir.recording.Recording` recorded with ``record="all"`` (plus
+    ``<input>.out`` arrays for the inputs). ``method``: "maxabs" or "percentile" (of |weights|
+    and calibrated activations). ``bias_onset``: "latency" (a population adds its bias from the step its
+    first input arrives) or "start" (from step 0: Lava's stock LIF, what Loihi 2 runs without a custom
+    neuron model).
+    """
+    check_lava_convention(normalized.convention)
+    if method not in ("maxabs", "percentile"):
+        raise NeurocompileError(f"unknown quantization method '{method}'; choose maxabs or percentile")
+    if bias_onset not in BIAS_ONSETS:
+        raise NeurocompileError(f"unknown bias onset '{bias_onset}'; choose {' or '.join(BIAS_ONSETS)}")
+    if method == "percentile" and not (0 < percentile <= 100):
+        raise NeurocompileError(f"percentile {percentile} is not in (0, 100]")
+    conv = normalized.convention
+    arrays = _calibration_arrays(normalized, calibration)
+    report = QuantizationReport(
+        method, percentile if method == "percentile" else None, arrays is not None, conv.dt, conv.name
+    )
+    populations, synapses, v_scale = [], [], {}
+    for pop in normalized.populations:
+        layer = _layer(normalized, pop)
+        scale = _choose_scale(layer, arrays, normalized, method, percentile)
+        population, notes, bias_err = _quantize_population(layer, scale.T, conv)
+        errors = {"notes": notes, "synapses": [], "threshold_ratio": 0.0, "bias": bias_err}
+        for syn, w in zip(layer.incoming, layer.w_effs):
+            rs = _rho_weights(syn, w, layer.rho, pop.shape)
+            prog_syn, srep, ratio_err = _quantize_synapse(
+                syn, w, rs, scale.T, method, percentile, layer.dyn.extra_delay, pop.name
+            )
+            synapses.append(prog_syn)
+            errors["synapses"].append(srep)
+            errors["threshold_ratio"] = max(errors["threshold_ratio"], ratio_err)
+        if layer.dyn.bias_x is not None:
+            populations.append(_tonic_population(pop.name, "fixed"))
+        populations.append(population)
+        report.layers.append(_layer_report(layer, population, scale, errors, arrays, normalized))
+        K = scale.T * layer.rho
+        v_scale[pop.name] = float(64 * K[0]) if np.allclose(K, K[0]) else [float(k) for k in 64 * K]
+    # v_int = v_scale * v_float for every population (per neuron when thresholds differ)
+    program = _program(
+        normalized, populations, synapses, bias_onset=bias_onset, v_scale=v_scale, quantization=report.to_dict()
+    )
+    program.validate()
+    return program, report
+
+
+def _decay_error(d: int, alpha: float) -> float:
+    """Error of Lava's kept fraction ``1 - d/4096`` against ``1 - alpha``: relative, or absolute
+    when nothing should be kept."""
+    kept = 1 - alpha
+    return abs((1 - d / 4096) - kept) / (kept if kept > 1e-12 else 1.0)
+
+
+def _lava_threshold(pop: NormalizedPopulation, conv: Convention) -> np.ndarray:
+    """Per-neuron threshold of a spiking population, after checking Lava LIF can reset it
+    (to zero; reset by subtraction ignores ``v_reset``)."""
+    model = PRIMITIVES[pop.type].neuron
+    if model.reset is not None and conv.reset != "subtract" and np.any(pop.params[model.reset] != 0):
+        raise HardwareLimitError(
+            "Lava LIF resets v to 0; a non-zero v_reset is not representable", pop.name, model.reset
+        )
+    v_th = pop.params[model.threshold].reshape(-1)
+    if np.any(v_th <= 0):
+        raise HardwareLimitError("threshold must be positive", pop.name, model.threshold)
+    return v_th
+
+
+def _reset_mode(pop: NormalizedPopulation, conv: Convention) -> str:
+    """``Population.reset`` of ``pop``: the convention's reset for a spiking neuron that resets."""
+    has_reset = pop.spiking and PRIMITIVES[pop.type].neuron.reset is not None
+    return "subtract" if has_reset and conv.reset == "subtract" else "zero"
+
+
+def float_program(normalized: NormalizedGraph) -> FixedPointProgram:
+    """The normalized graph for Lava's ``floating_pt`` models: the same mapping, without rounding.
+
+    Same dataclasses as the fixed-point program, with ``number_format="float"``:
+    ``du``/``dv`` are the per-step decay fractions (``a_u``, ``a_v``), weights are the float v
+    increments per spike (``gain * w``), ``vth`` is ``v_threshold`` and ``bias_mant`` the float v
+    increment per step. Lava's float LIF then follows the discretization contract exactly, each
+    synapse one step later (``backends/lava/backend.py``).
+    """
+    conv = normalized.convention
+    check_lava_convention(conv)
+    populations, synapses = [], []
+    for pop in normalized.populations:
+        layer = _layer(normalized, pop)
+        dyn = layer.dyn
+        if dyn.bias_x is not None:
+            populations.append(_tonic_population(pop.name, "float"))
+        populations.append(_float_population(pop, dyn, conv))
+        for syn, weights in zip(layer.incoming, layer.w_effs):
+            delays = syn.delays
+            if dyn.extra_delay:
+                delays = (np.zeros(syn.weights.shape, dtype=np.int64) if delays is None else delays) + dyn.extra_delay
+            synapses.append(
+                Synapse(
+                    syn.name,
+                    syn.source,
+                    syn.target,
+                    syn.kind,
+                    weights,
+                    delays=delays,
+                    conv=syn.conv,
+                    recurrent=syn.recurrent,
+                )
+            )
+    return _program(normalized, populations, synapses, number_format="float").validate()
+
+
+def _float_population(pop: NormalizedPopulation, dyn: _Dynamics, conv: Convention) -> Population:
+    vth = float(np.inf)
+    if pop.spiking:
+        v_th = _lava_threshold(pop, conv)
+        if not np.allclose(v_th, v_th[0], rtol=1e-6):
+            raise HardwareLimitError(
+                "differs across neurons; Lava LIF has one threshold per population", pop.name, "v_threshold"
+            )
+        vth = float(v_th[0])
+    return Population(
+        name=pop.name,
+        shape=tuple(pop.shape),
+        du=dyn.a_u,
+        dv=dyn.a_v,
+        vth=vth,
+        bias_mant=dyn.bias_v.reshape(pop.shape),
+        spiking=pop.spiking,
+        source_type=pop.type,
+        reset=_reset_mode(pop, conv),
+    )
+
+
+def _program(
+    normalized: NormalizedGraph,
+    populations,
+    synapses,
+    number_format: str = "fixed",
+    bias_onset: str = "latency",
+    **metadata,
+):
+    """The program of ``normalized``'s inputs and outputs, with its dt, convention and output names. With
+    ``bias_onset="latency"`` a population's bias waits for its synaptic input: ``Population.bias_onset`` is
+    its latency, and a tonic source's synapse is delayed to arrive with the first input."""
+    conv = normalized.convention
+    program = FixedPointProgram(
+        inputs=[InputPort(i.name, tuple(i.shape)) for i in normalized.inputs],
+        populations=populations,
+        synapses=synapses,
+        outputs=list(normalized.outputs),
+        metadata={
+            "dt": conv.dt,
+            "convention": plain(asdict(conv)),
+            "output_names": dict(normalized.output_names),
+            **metadata,
+        },
+        number_format=number_format,
+    )
+    if bias_onset == "start":
+        return program
+    latency = program.latency()
+    for pop in program.populations:
+        pop.bias_onset = latency[pop.name] if np.any(pop.bias_mant) else 0
+    for syn in program.synapses:
+        if syn.source == tonic_source(syn.target):
+            delays = np.zeros(np.shape(syn.weights), np.int32) if syn.delays is None else syn.delays
+            syn.delays = delays + max(latency[syn.target] - 1 - int(delays.min()), 0)  # 0: no input reaches it
+    return program
+
+
+def _rho_weights(syn: NormalizedSynapse, w: np.ndarray, rho: np.ndarray, target_shape) -> np.ndarray:
+    if syn.kind == "conv":
+        r = rho.reshape(target_shape).reshape(target_shape[0], -1)
+        if not np.allclose(r, r[:, :1], rtol=1e-6):
+            raise HardwareLimitError(
+                "v_threshold differs within an output channel of a conv synapse", syn.target, "v_threshold"
+            )
+        return w * r[:, 0].reshape(-1, 1, 1, 1)
+    return w * rho.reshape(-1)[:, None]
+
+
+def _synapse_delays(syn: NormalizedSynapse, mant: np.ndarray, extra_delay: int) -> np.ndarray | None:
+    """Per-weight delays in steps (plus the population's extra delay), checked against Lava's limit."""
+    if syn.delays is None and not extra_delay:
+        return None
+    if syn.kind == "conv":
+        raise HardwareLimitError("Lava has no delayed conv synapse", syn.name, "delays")
+    d = np.zeros(syn.weights.shape, dtype=np.int64) if syn.delays is None else np.asarray(syn.delays, dtype=np.int64)
+    d = np.where(mant != 0, d + extra_delay, 0)
+    if d.max(initial=0) > MAX_DELAY:
+        raise HardwareLimitError(f"delay of {int(d.max())} steps exceeds {MAX_DELAY}", syn.name, "delays")
+    return d.astype(np.int32)
+
+
+def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, target):
+    """Integer weights for X = T * rho * w_eff; returns (Synapse, SynapseReport, ratio error)."""
+    x = rs * T
+    sign_mode = _sign_mode(syn.weights)
+    limit = _mantissa_limit(syn.kind, sign_mode)
+    nz = x[x != 0]
+    ref = _stat(nz, method, percentile)
+    if syn.kind == "conv":
+        exp = 0
+    elif ref == 0:
+        exp = 0
+    else:
+        exp = int(math.ceil(math.log2(ref / limit) - 1e-12))
+        exp = min(max(exp, WEIGHT_EXP_RANGE[0]), WEIGHT_EXP_RANGE[1])
+    step = 2.0 if (sign_mode == "mixed" and syn.kind != "conv") else 1.0
+    mant = np.round(x / (2.0**exp) / step) * step
+    clipped = int(np.count_nonzero(np.abs(mant) > limit))
+    mant = np.clip(mant, -limit, limit).astype(np.int32)
+    if syn.kind == "conv" and np.abs(x).max(initial=0) > 0 and np.abs(mant).max() == 0:
+        raise HardwareLimitError("every weight rounds to 0 at this scale", syn.name, "weights")
+    approx = mant.astype(np.float64) * 2.0**exp
+    denom = np.linalg.norm(x)
+    rel = float(np.linalg.norm(approx - x) / denom) if denom > 0 else 0.0
+    # threshold / weight ratio error over the largest weight
+    ratio_err = 0.0
+    if nz.size:
+        k = np.unravel_index(np.argmax(np.abs(x)), x.shape)
+        if x[k] != 0:
+            ratio_err = abs(approx[k] / x[k] - 1.0)
+    delays = _synapse_delays(syn, mant, extra_delay)
+    prog = Synapse(
+        name=syn.name,
+        source=syn.source,
+        target=syn.target,
+        kind=syn.kind,
+        weights=mant,
+        weight_exp=int(exp),
+        num_weight_bits=8,
+        sign_mode=sign_mode,
+        delays=delays,
+        conv=syn.conv,
+        recurrent=syn.recurrent,
+    )
+    rep = SynapseReport(
+        syn.name,
+        syn.source,
+        syn.kind,
+        int(exp),
+        8,
+        prog.sign_mode,
+        int(np.abs(mant).max(initial=0)),
+        clipped,
+        rel,
+        int(delays.max(initial=0)) if delays is not None else 0,
+    )
+    return prog, rep, ratio_err
+
+
+def _quantize_bias(bias: np.ndarray, node: str):
+    """(mantissa, exponent, relative error) with |mantissa| <= 4095, exponent in [0, 7]."""
+    m = float(np.abs(bias).max(initial=0))
+    if m == 0:
+        return np.zeros(bias.shape, dtype=np.int32), 0, 0.0
+    exp = max(0, int(math.ceil(math.log2(m / BIAS_MANT_MAX) - 1e-12)))
+    if exp > BIAS_EXP_MAX:
+        raise HardwareLimitError(
+            f"bias of {m:.4g} v-register units exceeds 13-bit mantissa << 7 ({BIAS_MANT_MAX << BIAS_EXP_MAX})",
+            node,
+            "bias",
+        )
+    mant = np.clip(np.round(bias / 2.0**exp), -BIAS_MANT_MAX - 1, BIAS_MANT_MAX).astype(np.int32)
+    err = float(np.linalg.norm(mant * 2.0**exp - bias) / np.linalg.norm(bias))
+    return mant, exp, err
+
+
+def _summed_input(arrays, normalized, incoming, w_effs):
+    """Float synaptic input of one population over the calibration recording, or None."""
+    total = None
+    for syn, w in zip(incoming, w_effs):
+        x = _tonic_activity(arrays, syn.target) if syn.source == tonic_source(syn.target) else None
+        x = x if x is not None else _source_activity(arrays, syn.source, normalized.source_shape(syn.source))
+        if x is None:
+            continue
+        y = _apply(syn, w, x)
+        total = y if total is None else total + y
+    return total
+
+
+def _tonic_activity(arrays: dict, population: str) -> np.ndarray | None:
+    """A tonic source's spikes over the calibration recording: one every step."""
+    v = arrays.get(f"{population}.v")
+    return None if v is None else np.ones((*np.shape(v)[:2], 1))
+
+
+def _saturation(arrays, normalized, pop, incoming, w_effs, K, u_to_v) -> dict:
+    """Count calibration events that leave the hardware widths (per neuron and step)."""
+    k = K.reshape(1, 1, -1)
+    total = _summed_input(arrays, normalized, incoming, w_effs)
+    out = {"activation_16bit": 0, "u_24bit": 0, "v_24bit": 0}
+    if total is not None:
+        a = np.abs(total * k)
+        out["activation_16bit"] = int(np.count_nonzero(a > ACT_LIMIT_16))
+    i_rec = arrays.get(f"{pop.name}.i")
+    if i_rec is not None and u_to_v is not None:
+        u = (
+            np.asarray(i_rec, dtype=np.float64).reshape(i_rec.shape[0], i_rec.shape[1], -1)
+            * u_to_v.reshape(-1)
+            * k
+            * 64
+        )
+        out["u_24bit"] = int(np.count_nonzero(np.abs(u) >= STATE_LIMIT))
+    v_rec = arrays.get(f"{pop.name}.v")
+    if v_rec is not None:
+        v = np.asarray(v_rec, dtype=np.float64).reshape(v_rec.shape[0], v_rec.shape[1], -1) * k * 64
+        out["v_24bit"] = int(np.count_nonzero(np.abs(v) >= STATE_LIMIT))
+    return out
+
+
+def compile_graph(graph, convention: Convention | None = None, calibration=None, **options):
+    """NIR graph (or path) -> (FixedPointProgram, QuantizationReport).
+
+    ``options``: ``method``, ``percentile``, ``bias_onset`` (see :func:`quantize`), ``source`` (a label for
+    the program's metadata; defaults to the path when ``graph`` is a path).
+    """
+    convention = convention or Convention()
+    source = options.pop("source", None)
+    if isinstance(graph, (str, Path)):
+        from neurocompile.frontend.nir_io import load_graph
+
+        source = source or str(graph)
+        graph = load_graph(graph)
+    unknown = set(options) - {"method", "percentile", "bias_onset"}
+    if unknown:
+        raise NeurocompileError(f"unknown compile option(s): {', '.join(sorted(unknown))}")
+    normalized = normalize(graph, convention)
+    program, report = quantize(normalized, calibration=calibration, **options)
+    program.metadata["source"] = source
+    return program, report

@@ -1,0 +1,323 @@
+"""Repairs of known exporter defects, applied only when the file's producer is known.
+
+A peer library's NIR exporter can write a file that does not say what the library computes. When
+the producer is known, from the option ``--from LIB==VERSION`` (:func:`reading_from`, or the
+``producer`` argument of :func:`neurocompile.frontend.nir_io.load_graph`) or from the graph's metadata
+``producer`` (``"norse 1.1.0"``, ``"norse==1.1"``), the reader repairs the defects that producer's
+version is known to have, announces each repair in one line on stderr (and, in one more, what the
+file does not record and the preset assumes), and records the library's native preset (``PRODUCERS``)
+as the graph's convention. Without a known producer nothing is
+repaired; a strict read that fails on a repairable defect names ``--from`` (:func:`hint`).
+
+Repairs (docs/peer-compatibility.md):
+
+* every peer: batch and time dimensions of size 1 kept in an ``Input``/``Output`` type
+  (``[1, 16]``, ``[1, 1, 16]``) are dropped when the rest is the neighbouring node's shape;
+  neuron parameters of shape ``()`` are broadcast to the node's shape;
+* Norse 1.1: ``to_nir`` writes ``tau = dt/tau_inv`` (``dt*tau``) instead of ``1/tau_inv``: read as
+  ``tau_written/dt`` (dt: ``to_nir``'s default 1e-3);
+* Rockpool 3.1: ``LIF``/``CubaLIF`` with ``r = tau_mem*exp(-dt/tau_mem)/dt`` and no ``w_in``; its
+  neurons compute ``v = a_mem*v + i`` and ``i = a_syn*(i + x)`` (``LIFNeuronTorch``: ``v = a*v + x``),
+  which under ``decay="exponential"`` is ``r = 1/(1 - a_mem)`` and ``w_in = a_syn/(1 - a_syn)``,
+  ``a = exp(-dt/tau)``, dt = 1e-3 (checked against the written ``r`` first).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import json
+import re
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from neurocompile.errors import GraphError, NeurocompileError
+
+
+@dataclass(frozen=True)
+class Producer:
+    """A peer library's known version: the preset of its native dynamics (with the dt its exporter
+    and native runs assume) and the repairs its exporter needs."""
+
+    library: str
+    version: str  # major.minor
+    preset: str
+    dt: float | None = None  # None: the preset's
+    repairs: tuple = ()
+    assumes: str = ""  # what the file does not record and the preset assumes (announced)
+
+    def __str__(self) -> str:
+        return f"{self.library} {self.version}"
+
+    def convention(self):
+        from neurocompile.semantics.discretization import get_convention
+
+        return get_convention(self.preset, dt=self.dt)
+
+
+# --- the repairs: each takes (graph, producer) and returns the lines it announces ----------------
+
+
+def _nodes(graph, prefix: str = ""):
+    """``(name, node)`` of every node, nested graphs' nodes named ``outer.inner``."""
+    import nir
+
+    for name, node in graph.nodes.items():
+        full = f"{prefix}{name}"
+        if isinstance(node, nir.NIRGraph):
+            yield from _nodes(node, f"{full}.")
+        else:
+            yield full, node
+
+
+def _neurons(graph, *kinds: str):
+    for name, node in _nodes(graph):
+        if type(node).__name__ in kinds:
+            yield name, node
+
+
+def _shape(types, port: str):
+    """A declared port shape, or None when there is none or it is not whole numbers (validation names it)."""
+    value = np.ravel((types or {}).get(port, []))
+    if value.size == 0 or not np.issubdtype(value.dtype, np.number) or not np.all(np.isfinite(value)):
+        return None
+    if np.any(value != np.round(value)):
+        return None
+    return tuple(int(v) for v in value)
+
+
+def _neighbour_shape(graph, name: str, io: str):
+    """The shape the node beside Input/Output ``name`` has on that side (its input or its output)."""
+    if io == "Input":
+        ports = [_shape(getattr(graph.nodes.get(b), "input_type", None), "input") for a, b in graph.edges if a == name]
+    else:
+        ports = [
+            _shape(getattr(graph.nodes.get(a), "output_type", None), "output") for a, b in graph.edges if b == name
+        ]
+    known = {shape for shape in ports if shape is not None}
+    return known.pop() if len(known) == 1 else None
+
+
+def _batch_time_dims(graph, producer) -> list[str]:
+    """Input/Output types ``[1, ..., 1, *shape]`` where the neighbour has ``shape``: read as ``shape``."""
+    import nir
+
+    lines = []
+    for name, node in graph.nodes.items():
+        if not isinstance(node, (nir.Input, nir.Output)):
+            continue
+        io = type(node).__name__
+        written = _shape(node.input_type, "input")
+        wanted = _neighbour_shape(graph, name, io)
+        extra = len(written or ()) - len(wanted or ())
+        if wanted is None or extra <= 0 or written[extra:] != wanted or any(d != 1 for d in written[:extra]):
+            continue
+        node.input_type = {"input": np.array(wanted)}
+        node.output_type = {"output": np.array(wanted)}
+        kept = "the batch dimension" if extra == 1 else "batch and time dimensions"
+        lines.append(f"{io} '{name}' type {list(written)} keeps {kept}; read as {list(wanted)}")
+    return lines
+
+
+def _scalar_parameters(graph, producer) -> list[str]:
+    """Neuron parameters of shape ``()`` broadcast to the node's shape (its other parameters' or its input's)."""
+    from neurocompile.semantics.primitives import PRIMITIVES, kind_of
+
+    lines = []
+    preds = {}
+    for a, b in graph.edges:
+        preds.setdefault(b, []).append(a)
+    for name, node in graph.nodes.items():
+        if kind_of(node) != "neuron":
+            continue
+        fields = [f for f in PRIMITIVES[type(node).__name__].fields if getattr(node, f, None) is not None]
+        scalars = [f for f in fields if np.ndim(getattr(node, f)) == 0]
+        sizes = {np.shape(getattr(node, f)) for f in fields} - {()}
+        inputs = {_shape(getattr(graph.nodes.get(p), "output_type", None), "output") for p in preds.get(name, [])}
+        inputs -= {None}
+        shape = sizes.pop() if len(sizes) == 1 else (inputs.pop() if not sizes and len(inputs) == 1 else None)
+        if not scalars or shape is None:
+            continue
+        for f in scalars:
+            setattr(node, f, np.full(shape, getattr(node, f), dtype=np.asarray(getattr(node, f)).dtype))
+        node.input_type, node.output_type = {"input": np.array(shape)}, {"output": np.array(shape)}
+        lines.append(
+            f"{type(node).__name__} '{name}' parameters {', '.join(scalars)} (shape ()) broadcast to {list(shape)}"
+        )
+    return lines
+
+
+def _norse_tau(graph, producer) -> list[str]:
+    """Norse 1.1's ``to_nir`` writes ``tau = dt/tau_inv``: read ``tau_written/dt``."""
+    dt = producer.dt
+    lines = []
+    for name, node in _neurons(graph, "LIF", "LI", "CubaLIF"):
+        fields = ("tau_syn", "tau_mem") if type(node).__name__ == "CubaLIF" else ("tau",)
+        for f in fields:
+            setattr(node, f, getattr(node, f) / dt)
+        written = ", ".join(fields)
+        lines.append(
+            f"{type(node).__name__} '{name}' {written} written as dt/tau_inv (dt*tau, dt = {dt:g}), read as written/dt"
+        )
+    return lines
+
+
+def _rockpool_parameters(graph, producer) -> list[str]:
+    """Rockpool 3.1's ``r = tau_mem*exp(-dt/tau_mem)/dt`` (and no ``w_in``) read as the gains of its own
+    update under ``decay="exponential"``: ``r = 1/(1 - a_mem)``, ``w_in = a_syn/(1 - a_syn)``."""
+    dt = producer.dt
+    lines = []
+    for name, node in _neurons(graph, "LIF", "CubaLIF"):
+        cuba = type(node).__name__ == "CubaLIF"
+        tau = node.tau_mem if cuba else node.tau
+        if not np.allclose(node.r, tau * np.exp(-dt / tau) / dt, rtol=1e-4):
+            raise GraphError(
+                f"r is not Rockpool {producer.version}'s tau*exp(-dt/tau)/dt for dt = {dt:g}; was it exported "
+                "with another dt, or by another library?",
+                node=name,
+                field="r",
+            )
+        node.r = 1.0 / (1.0 - np.exp(-dt / tau))
+        read = "r = 1/(1 - a)"
+        if cuba:
+            if not np.all(np.asarray(node.w_in) == 1):
+                raise GraphError(f"Rockpool {producer.version} writes no w_in, this file does", node=name, field="w_in")
+            a_syn = np.exp(-dt / node.tau_syn)
+            node.w_in = a_syn / (1.0 - a_syn)
+            read = "r = 1/(1 - a_mem), w_in = a_syn/(1 - a_syn)"
+        lines.append(
+            f"{type(node).__name__} '{name}' r written as tau*exp(-dt/tau)/dt{' and no w_in' if cuba else ''}; "
+            f"read as {read} (a = exp(-dt/tau), dt = {dt:g})"
+        )
+    return lines
+
+
+_SHAPES = (_batch_time_dims, _scalar_parameters)
+
+PRODUCERS = {
+    ("snntorch", "1.0"): Producer(
+        "snntorch",
+        "1.0",
+        "snntorch-1.0",
+        repairs=_SHAPES,
+        assumes="no reset mechanism or reset_delay recorded: snnTorch's defaults (subtract, reset_delay=True)",
+    ),
+    ("norse", "1.1"): Producer(
+        "norse",
+        "1.1",
+        "norse-1.1",
+        dt=1e-3,
+        repairs=(*_SHAPES, _norse_tau),
+        assumes="no v_reset or w_in recorded: Norse's defaults (0 and 1); dt = 1e-3, to_nir's default",
+    ),
+    ("spikingjelly", "2.0"): Producer("spikingjelly", "2.0", "spikingjelly", repairs=_SHAPES),
+    ("sinabs", "3.1"): Producer(
+        "sinabs", "3.1", "sinabs-3.1", repairs=_SHAPES, assumes="no spike_fn recorded: Sinabs' default MultiSpike"
+    ),
+    ("rockpool", "3.1"): Producer("rockpool", "3.1", "rockpool-3.1", dt=1e-3, repairs=(*_SHAPES, _rockpool_parameters)),
+}
+KNOWN = ", ".join(f"{lib}=={version}" for lib, version in PRODUCERS)
+
+
+# --- which producer ------------------------------------------------------------------------------
+
+
+def parse(spec: str) -> Producer:
+    """``LIB==VERSION`` (``norse==1.1`` or ``norse==1.1.0``) as a known :class:`Producer`; a one-line error otherwise."""
+    match = re.fullmatch(r"\s*([A-Za-z_-]+)\s*==\s*(\d+)\.(\d+)(\.[\w.]+)?\s*", str(spec))
+    if not match:
+        raise NeurocompileError(f"--from {spec}: expected LIBRARY==VERSION, e.g. norse==1.1 (known: {KNOWN})")
+    key = (match.group(1).lower(), f"{match.group(2)}.{match.group(3)}")
+    if key not in PRODUCERS:
+        raise NeurocompileError(f"--from {spec}: no repairs are known for {key[0]} {key[1]} (known: {KNOWN})")
+    return PRODUCERS[key]
+
+
+def recorded(graph) -> Producer | None:
+    """The known producer the graph's metadata ``producer`` names (``"norse 1.1.0"`` or ``"norse==1.1"``), or None."""
+    value = (getattr(graph, "metadata", None) or {}).get("producer")
+    if isinstance(value, (bytes, np.bytes_)):
+        value = value.decode("utf8", "replace")
+    match = re.fullmatch(r"\s*([A-Za-z_-]+)\s*(?:==|\s)\s*v?(\d+)\.(\d+)\S*\s*", str(value)) if value else None
+    return PRODUCERS.get((match.group(1).lower(), f"{match.group(2)}.{match.group(3)}")) if match else None
+
+
+_FROM: contextvars.ContextVar[str | None] = contextvars.ContextVar("producer", default=None)
+_SAID: contextvars.ContextVar[set | None] = contextvars.ContextVar("announced", default=None)
+
+
+@contextlib.contextmanager
+def reading_from(spec: str | None):
+    """Within the block (a command), graphs read without an explicit producer are read as ``spec``'s
+    (``--from``), and a repair read twice is announced once."""
+    if spec is not None:
+        parse(spec)  # a bad spec is refused before anything is read
+    tokens = _FROM.set(spec), _SAID.set(set())
+    try:
+        yield
+    finally:
+        _FROM.reset(tokens[0])
+        _SAID.reset(tokens[1])
+
+
+def producer_for(graph, spec: str | None) -> Producer | None:
+    """The producer to repair ``graph`` as: ``spec`` (else the ``--from`` in effect), else its metadata's;
+    None for a graph repaired before it was written (its metadata lists the ``repairs``)."""
+    spec = spec if spec is not None else _FROM.get()
+    named, written = (parse(spec) if spec is not None else None), recorded(graph)
+    if named and written and named != written:
+        raise NeurocompileError(f"--from {spec}, but the file's metadata says it was produced by {written}")
+    return None if "repairs" in (graph.metadata or {}) else named or written
+
+
+# --- applying ---------------------------------------------------------------------------------------
+
+
+def announce(line: str) -> None:
+    """One line on stderr (once within :func:`reading_from`)."""
+    said = _SAID.get()
+    if said is None or line not in said:
+        print(line, file=sys.stderr)
+    if said is not None:
+        said.add(line)
+
+
+def repair(graph, producer: Producer, say=announce) -> list[str]:
+    """Apply ``producer``'s repairs to ``graph`` in place, announce each and what the file leaves to the
+    preset (``say``), record the producer, those lines and its native convention in ``graph.metadata``;
+    returns the announced lines."""
+    lines = [f"repair ({producer}): {line}" for fix in producer.repairs for line in fix(graph, producer)]
+    lines += [f"assume ({producer}): {producer.assumes}"] if producer.assumes else []
+    for line in lines:
+        say(line)
+    conv = producer.convention()
+    graph.metadata = {
+        **(graph.metadata or {}),
+        "producer": f"{producer.library}=={producer.version}",
+        "repairs": "\n".join(lines),  # a string: nir.write stores it
+        "dt": float(conv.dt),
+        "convention": conv.name,
+        "convention_options": json.dumps(dataclasses.asdict(conv), sort_keys=True),
+    }
+    return lines
+
+
+def hint(graph) -> str:
+    """For a file that fails a strict read: ``--from`` and the producers whose repairs would change it
+    (batch/time dimensions, scalar parameters), or ``""``. Only a graph that passes the lenient checks is
+    probed (as the repairs only ever see one: sound structure, values and sizes)."""
+    import copy
+
+    from neurocompile.frontend.nir_io import validate_graph
+
+    probe = copy.deepcopy(graph)
+    try:
+        validate_graph(probe, lenient=True)
+    except GraphError:
+        return ""
+    if not any(fix(probe, None) for fix in _SHAPES):
+        return ""
+    return f"; if a peer library wrote it, read it with --from LIBRARY==VERSION ({KNOWN})"

@@ -1,0 +1,696 @@
+"""The fixed-point program: the compiled form of a NIR graph, as plain data.
+
+A program is what a Loihi-style chip runs: integer synapse layers feeding integer neuron
+populations. The integer semantics of every field are defined once, in
+``neurocompile.semantics.fixedpoint``; the CPU backend executes them and the Lava backend lowers them to
+Lava processes with the same integers.
+
+Layout conventions:
+* Shapes and flattening follow NIR/PyTorch: a population of shape (C, H, W) is flattened in
+  C-order when a dense synapse reads it.
+* Dense/sparse weights are ``[n_target, n_source]`` mantissas; the synaptic input they deliver
+  is ``(weights << weight_exp)`` summed over spiking sources (see ``fixedpoint``).
+* Conv weights are ``[C_out, C_in/groups, kH, kW]`` (PyTorch layout). Lava's Conv layout
+  (C_out, W, H, C_in) is the Lava backend's concern.
+* Every synapse delivers a spike sent at step t to its target at step t+1 (Lava timing).
+  ``delays`` adds per-synapse extra delay (Lava DelayDense/DelaySparse semantics).
+
+Number format. ``number_format="fixed"`` (the default) holds Loihi's integers, as above.
+``number_format="float"`` holds the same network for Lava's ``floating_pt`` models, unrounded
+(``quantize.float_program``): ``du``/``dv`` are decay fractions in [0, 1], weights are the float
+``v`` increments per spike, ``vth`` the float threshold (``inf``: never spikes), ``bias_mant``
+the float bias per step; exponents are 0 and the weight-precision settings are unused.
+
+Files: ``.ncp`` is a NumPy ``.npz`` archive holding ``program.json`` (the structure) and
+one array per tensor; it loads with ``allow_pickle=False``. Files without ``number_format``
+load as fixed-point programs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import MISSING, asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from neurocompile.errors import NeurocompileError
+from neurocompile.ir import plasticity
+from neurocompile.ir.plasticity import LearningRule, LearningSignal
+
+FORMAT_VERSION = 1
+
+# Loihi/Lava bit widths.
+DECAY_BITS = 12  # du, dv in [0, 4095]
+VTH_BITS = 17  # vth in [0, 2**17 - 1]
+BIAS_MANT_BITS = 13  # signed
+BIAS_EXP_BITS = 3
+WEIGHT_EXP_RANGE = (-8, 7)
+MAX_DELAY = 62  # largest extra synaptic delay (Lava DelayDense/DelaySparse allow 63)
+STATE_BITS = 24  # u and v
+
+SignMode = Literal["mixed", "excitatory", "inhibitory"]
+# Dense/sparse weight registers by sign mode (lava.utils.weightutils.clip_weights, 8 bits).
+WEIGHT_RANGE = {"mixed": (-256, 255), "excitatory": (0, 255), "inhibitory": (-255, 0)}
+SynapseKind = Literal["dense", "sparse", "conv"]
+SYNAPSE_KINDS = ("dense", "sparse", "conv")
+MAX_NODE_SIZE = 2**24  # neurons of a population, values per step of an input port
+NumberFormat = Literal["fixed", "float"]
+NUMBER_FORMATS = ("fixed", "float")
+PortKind = Literal["spikes", "target"]
+ResetMode = Literal["zero", "subtract"]
+RESET_MODES = ("zero", "subtract")
+SynapseSignal = Literal["spikes", "error"]
+PLASTIC_VARIABLES = ("weights", "x1", "x2", "y1", "y2", "y3")
+
+
+@dataclass
+class InputPort:
+    """Where spikes enter: ``shape`` excludes batch and time.
+
+    ``kind="target"``: a stream of integer targets for a learning population (see
+    ``plasticity.LearningSignal.target``), not spikes; it is no synapse's source.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    kind: PortKind = "spikes"
+
+
+@dataclass
+class Population:
+    """Integer LIF neurons (Lava ``LIF``/``LIFReset``, fixed_pt).
+
+    Per step: ``u <- decay(u, du) + (a_in << 6)`` wrapped to 24 bits;
+    ``v <- decay(v, dv) + u + (bias_mant << bias_exp)`` clipped to 24 bits;
+    spike where ``v > (vth << 6)``, then ``v <- 0`` (``reset="zero"``, Lava's LIF) or
+    ``v <- v - (vth << 6)`` (``reset="subtract"``: identical to Lava's LIF except for the reset; on
+    Loihi 2 a custom neuron model, see ``backends.lava``). A learning population resets to zero.
+    ``spiking=False`` marks a readout whose ``v`` is the output (LI/CubaLI/I in NIR).
+    ``reset_interval`` > 0 zeroes u and v every that many steps (Lava ``LIFReset``).
+    ``bias_onset``: the bias is added from that step of a run (sample) on, 0 before
+    (``fixedpoint.bias_active``); the compiler sets it to the population's latency, the step its first
+    synaptic input arrives, so that a deeper layer does not integrate bias before its input.
+    ``source_type`` records the NIR primitive it came from.
+    ``learning``: what the population sends to the plastic synapses into it (on-chip learning).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    du: int | float  # float only in a float program (see the module doc), likewise dv, vth, bias_mant
+    dv: int | float
+    vth: int | float
+    bias_mant: np.ndarray
+    bias_exp: int = 0
+    spiking: bool = True
+    reset_interval: int = 0
+    source_type: str = "LIF"
+    learning: LearningSignal | None = None
+    reset: ResetMode = "zero"
+    bias_onset: int = 0
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def validate(self, number_format: NumberFormat = "fixed") -> None:
+        if not isinstance(self.spiking, (bool, np.bool_)):
+            raise NeurocompileError(f"node '{self.name}', parameter 'spiking': {self.spiking!r} is not true or false")
+        if not isinstance(self.source_type, str):
+            raise NeurocompileError(f"node '{self.name}', parameter 'source_type': {self.source_type!r} is not a name")
+        if np.shape(self.bias_mant) not in ((), tuple(self.shape)):
+            raise NeurocompileError(
+                f"population '{self.name}': bias_mant shape {np.shape(self.bias_mant)} != {self.shape}"
+            )
+        for name in ("reset_interval", "bias_onset"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise NeurocompileError(f"node '{self.name}', parameter '{name}': {value!r} is not an integer >= 0")
+        if self.reset not in RESET_MODES:
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'reset': must be one of {', '.join(RESET_MODES)}, got {self.reset!r}"
+            )
+        if self.reset == "subtract" and self.learning is not None:
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'reset': a learning population resets to zero, not by subtraction"
+            )
+        for name in ("du", "dv", "vth", "bias_exp"):
+            if np.ndim(getattr(self, name)) != 0:
+                raise NeurocompileError(
+                    f"node '{self.name}', parameter '{name}': one value per population, got an array"
+                )
+        if number_format == "float":
+            check_real(self.name, "du", self.du, 0.0, 1.0)
+            check_real(self.name, "dv", self.dv, 0.0, 1.0)
+            check_real(self.name, "vth", self.vth, -np.inf, np.inf, finite=False)
+            check_real(self.name, "bias_mant", self.bias_mant)
+            check_range(self.name, "bias_exp", self.bias_exp, 0, 0)
+            return
+        check_range(self.name, "du", self.du, 0, 2**DECAY_BITS - 1)
+        check_range(self.name, "dv", self.dv, 0, 2**DECAY_BITS - 1)
+        check_range(self.name, "vth", self.vth, 0, 2**VTH_BITS - 1)
+        check_range(self.name, "bias_mant", self.bias_mant, -(2 ** (BIAS_MANT_BITS - 1)), 2 ** (BIAS_MANT_BITS - 1) - 1)
+        check_range(self.name, "bias_exp", self.bias_exp, 0, 2**BIAS_EXP_BITS - 1)
+        if self.learning is not None:
+            self.learning.validate(self.name, self.spiking)
+
+
+@dataclass
+class ConvGeometry:
+    """2-D convolution geometry (PyTorch semantics); input and output shapes are (C, H, W)."""
+
+    input_shape: tuple[int, int, int]
+    output_shape: tuple[int, int, int]
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+
+
+@dataclass
+class Synapse:
+    """An integer synapse layer from ``source`` (input port or population) to ``target``.
+
+    ``kind``: "dense" ([n_target, n_source] weights), "sparse" (same layout, stored sparse by
+    the Lava backend), or "conv" (``conv`` geometry, PyTorch weight layout).
+    ``num_weight_bits`` and ``sign_mode`` are Lava's weight-precision settings. Dense/sparse
+    weights are Loihi's 8-bit registers (``WEIGHT_RANGE``); Lava then drops low bits
+    (``fixedpoint.effective_weights``: mixed sign drops one more, so odd weights floor). The
+    quantizer emits weights that survive this unchanged; hand-made programs may not.
+    ``delays``: extra per-synapse delay in steps (same shape as weights), or None.
+    ``recurrent``: a back-edge in the source graph (still one step, like every synapse).
+    ``learning``: the synapse's three-factor learning rule (``plasticity.LearningRule``); None means
+    static. A sparse plastic synapse learns only at its stored entries: the weights that are nonzero
+    after Lava's first-step truncation (``fixedpoint.effective_weights``); the others stay 0.
+    ``signal="error"`` makes it a feedback synapse: it carries its source population's
+    error (graded) into the target's third-factor input, one step later.
+    """
+
+    name: str
+    source: str
+    target: str
+    kind: SynapseKind
+    weights: np.ndarray
+    weight_exp: int = 0
+    num_weight_bits: int = 8
+    sign_mode: SignMode = "mixed"
+    delays: np.ndarray | None = None
+    conv: ConvGeometry | None = None
+    recurrent: bool = False
+    learning: LearningRule | None = None
+    signal: SynapseSignal = "spikes"
+
+    def validate(self, number_format: NumberFormat = "fixed") -> None:
+        if self.kind not in SYNAPSE_KINDS:
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'kind': must be one of {', '.join(SYNAPSE_KINDS)}, got {self.kind!r}"
+            )
+        if not isinstance(self.sign_mode, str) or self.sign_mode not in WEIGHT_RANGE:
+            raise NeurocompileError(f"node '{self.name}', parameter 'sign_mode': unknown '{self.sign_mode}'")
+        if not isinstance(self.recurrent, (bool, np.bool_)):
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'recurrent': {self.recurrent!r} is not true or false"
+            )
+        for name in ("weight_exp", "num_weight_bits"):
+            if np.ndim(getattr(self, name)) != 0:
+                raise NeurocompileError(f"node '{self.name}', parameter '{name}': one value per synapse, got an array")
+        check_range(self.name, "num_weight_bits", self.num_weight_bits, 1, 8)  # unused by float programs, still valid
+        if number_format == "float":
+            check_range(self.name, "weight_exp", self.weight_exp, 0, 0)
+            check_real(self.name, "weights", self.weights)
+        else:
+            check_range(self.name, "weight_exp", self.weight_exp, *WEIGHT_EXP_RANGE)
+            if self.kind == "conv":
+                check_range(self.name, "weights", self.weights, -(2 ** (STATE_BITS - 1)), 2 ** (STATE_BITS - 1) - 1)
+            else:
+                check_range(self.name, "weights", self.weights, *WEIGHT_RANGE[self.sign_mode])
+        if self.kind == "conv" and self.conv is None:
+            raise NeurocompileError(f"synapse '{self.name}': conv synapse without geometry")
+        if self.delays is not None:
+            if self.delays.shape != self.weights.shape:
+                raise NeurocompileError(
+                    f"synapse '{self.name}': delays shape {self.delays.shape} != weights {self.weights.shape}"
+                )
+            check_range(self.name, "delays", self.delays, 0, MAX_DELAY)
+        if self.signal not in ("spikes", "error"):
+            raise NeurocompileError(f"node '{self.name}', parameter 'signal': must be 'spikes' or 'error'")
+        if (self.learning is not None or self.signal == "error") and (self.kind == "conv" or self.delays is not None):
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'kind': plastic and feedback synapses are dense or sparse, without delays"
+            )
+        if self.learning is not None:
+            if self.signal == "error":
+                raise NeurocompileError(f"node '{self.name}', parameter 'learning': a feedback synapse cannot learn")
+            self.learning.validate(self.name)
+            used = self.learning.variables()
+            for trace in ("x1", "x2"):
+                if number_format == "float" and trace in used and getattr(self.learning, f"{trace}_tau") == 0:
+                    raise NeurocompileError(
+                        f"node '{self.name}', parameter 'learning.{trace}_tau': 0 leaves the trace NaN in floating point"
+                    )
+
+
+@dataclass
+class FixedPointProgram:
+    """A compiled network: inputs, populations, synapses, and which populations are outputs.
+
+    ``metadata`` holds provenance (source file, dt, convention) and the quantization report.
+    ``number_format``: "fixed" (Loihi integers) or "float" (see the module doc).
+    Populations are listed in a valid feed-forward order (recurrent synapses excepted).
+    """
+
+    inputs: list[InputPort]
+    populations: list[Population]
+    synapses: list[Synapse]
+    outputs: list[str]
+    metadata: dict = field(default_factory=dict)
+    number_format: NumberFormat = "fixed"
+
+    def population(self, name: str) -> Population:
+        for pop in self.populations:
+            if pop.name == name:
+                return pop
+        raise NeurocompileError(f"program has no population '{name}'")
+
+    def source_shape(self, name: str) -> tuple[int, ...]:
+        for port in self.inputs:
+            if port.name == name:
+                return tuple(port.shape)
+        return tuple(self.population(name).shape)
+
+    def synapses_into(self, target: str) -> list[Synapse]:
+        return [syn for syn in self.synapses if syn.target == target]
+
+    def with_weights(self, weights: dict) -> FixedPointProgram:
+        """A copy whose synapses named in ``weights`` hold those weights (a sparse matrix becomes a
+        dense array), in the program's number format: how a backend returns what a program learned."""
+        import copy
+
+        changed = copy.deepcopy(self)
+        dtype = np.int32 if self.number_format == "fixed" else np.float64
+        for name, w in weights.items():
+            changed.synapse(name).weights = np.asarray(w.toarray() if hasattr(w, "toarray") else w).astype(dtype)
+        return changed
+
+    def synapse(self, name: str) -> Synapse:
+        for syn in self.synapses:
+            if syn.name == name:
+                return syn
+        raise NeurocompileError(f"program has no synapse '{name}'")
+
+    @property
+    def plastic(self) -> bool:
+        """Whether any synapse learns (then a batch is a set of independent learners)."""
+        return any(syn.learning is not None for syn in self.synapses)
+
+    def spike_ports(self) -> list[InputPort]:
+        return [port for port in self.inputs if port.kind == "spikes"]
+
+    def latency(self) -> dict[str, int]:
+        """Steps from the inputs to each population along feed-forward synapses (1 + delay each); 0 for a
+        population no input reaches (a tonic source)."""
+        steps: dict[str, int] = {port.name: 0 for port in self.inputs}
+        for pop in self.populations:  # listed in feed-forward order
+            arrivals = [
+                steps[syn.source] + 1 + (int(syn.delays.min()) if syn.delays is not None else 0)
+                for syn in self.synapses_into(pop.name)
+                if not syn.recurrent and syn.source in steps
+            ]
+            if arrivals:
+                steps[pop.name] = min(arrivals)
+        return {pop.name: steps.get(pop.name, 0) for pop in self.populations}
+
+    def output_latency(self) -> int:
+        """Steps the outputs lag the inputs (the largest output latency): what a run needs beyond the input
+        window for its last inputs to reach the outputs."""
+        latency = self.latency()
+        return max((latency[name] for name in self.outputs if name in latency), default=0)
+
+    def recorded_variables(self, record) -> dict[str, set[str]]:
+        """``{node: {variables}}`` a backend records for ``record``: None -> the outputs' spikes
+        (a non-spiking readout's ``v``), "all", or names (``"pop"`` for all its variables, ``"pop.v"``,
+        an input port for its spikes, or a plastic synapse: ``weights``, ``x1``, ``x2``, ``y1``-``y3``)."""
+        populations = [p.name for p in self.populations]
+        ports = [p.name for p in self.inputs]
+        if record is None:
+            return {name: {"spikes"} if self.population(name).spiking else {"v"} for name in self.outputs}
+        plastic = [syn.name for syn in self.synapses if syn.learning is not None]
+        if record == "all":
+            chosen = {name: {"spikes", "u", "v"} for name in populations}
+            return chosen | {name: set(PLASTIC_VARIABLES) for name in plastic}
+        chosen: dict[str, set[str]] = {}
+        for item in [record] if isinstance(record, str) else record:
+            item = str(item)  # node names may hold dots (nested graphs): a whole name is a node
+            node, var = (item, "") if item in populations + ports + plastic else item.rpartition(".")[::2]
+            if node in ports and var in ("", "spikes"):
+                chosen.setdefault(node, set()).add("spikes")
+                continue
+            if node in plastic:
+                if var and var not in PLASTIC_VARIABLES:
+                    raise NeurocompileError(
+                        f"record: plastic synapse '{node}' has no variable '{var}' ({', '.join(PLASTIC_VARIABLES)})"
+                    )
+                chosen.setdefault(node, set()).update({var} if var else set(PLASTIC_VARIABLES))
+                continue
+            if node not in populations:
+                raise NeurocompileError(f"record: program has no node '{node}'")
+            if var and var not in ("spikes", "u", "v"):
+                raise NeurocompileError(f"record: node '{node}' has no variable '{var}' (spikes, u, v)")
+            chosen.setdefault(node, set()).update({var} if var else {"spikes", "u", "v"})
+        return chosen
+
+    def validate(self) -> FixedPointProgram:
+        if self.number_format not in NUMBER_FORMATS:
+            raise NeurocompileError(
+                f"program: number_format must be one of {NUMBER_FORMATS}, got '{self.number_format}'"
+            )
+        for node in [*self.inputs, *self.populations, *self.synapses]:
+            if not isinstance(node.name, str) or not node.name:
+                raise NeurocompileError(f"program: node name {node.name!r} is not a non-empty string")
+        for node in [*self.inputs, *self.populations]:
+            if (
+                not isinstance(node.shape, tuple)
+                or not node.shape
+                or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in node.shape)
+            ):
+                raise NeurocompileError(
+                    f"node '{node.name}', parameter 'shape': {node.shape!r} is not a tuple of positive integers"
+                )
+        for node in [*self.inputs, *self.populations]:
+            size = math.prod(node.shape)
+            if size > MAX_NODE_SIZE:
+                raise NeurocompileError(
+                    f"node '{node.name}', parameter 'shape': {size} neurons need {size * 4 / 2**30:.3g} GiB per "
+                    f"sample and step for one 32-bit variable; a node holds at most {MAX_NODE_SIZE}"
+                )
+        names = [p.name for p in self.inputs] + [p.name for p in self.populations]
+        if len(set(names)) != len(names):
+            raise NeurocompileError("program has duplicate node names")
+        synapse_names = [syn.name for syn in self.synapses]
+        if len(set(synapse_names)) != len(synapse_names):
+            raise NeurocompileError("program has duplicate synapse names")
+        if not self.outputs or not isinstance(self.outputs, list):
+            raise NeurocompileError("program: outputs must name at least one population")
+        for pop in self.populations:
+            pop.validate(self.number_format)
+        shapes = {node.name: tuple(node.shape) for node in [*self.inputs, *self.populations]}
+        for syn in self.synapses:
+            for end in (syn.source, syn.target):
+                if end not in names:
+                    raise NeurocompileError(f"synapse '{syn.name}': unknown endpoint '{end}'")
+            if syn.target not in {pop.name for pop in self.populations}:
+                raise NeurocompileError(f"node '{syn.name}', parameter 'target': '{syn.target}' is not a population")
+            syn.validate(self.number_format)
+            _check_weight_shape(syn, shapes[syn.source], shapes[syn.target])
+        for out in self.outputs:
+            self.population(out)
+        self._validate_learning()
+        return self
+
+    def _validate_learning(self) -> None:
+        """Cross-element checks of plastic synapses, learning populations, targets and feedback."""
+        ports = {port.name: port for port in self.inputs}
+        pops = {pop.name: pop for pop in self.populations}
+        targets = {pop.learning.target: pop for pop in self.populations if pop.learning and pop.learning.target}
+        for port in self.inputs:
+            if port.kind not in ("spikes", "target"):
+                raise NeurocompileError(f"node '{port.name}', parameter 'kind': must be 'spikes' or 'target'")
+            if port.kind == "target" and port.name not in targets:
+                raise NeurocompileError(f"node '{port.name}', parameter 'kind': no population learns from this target")
+        for name, pop in targets.items():
+            if name not in ports or ports[name].kind != "target":
+                raise NeurocompileError(f"node '{pop.name}', parameter 'learning.target': no target port '{name}'")
+            if tuple(ports[name].shape) != tuple(pop.shape):
+                raise NeurocompileError(
+                    f"node '{pop.name}', parameter 'learning.target': port '{name}' has shape "
+                    f"{tuple(ports[name].shape)}, the population {tuple(pop.shape)}"
+                )
+        for syn in self.synapses:
+            if syn.source in ports and ports[syn.source].kind == "target":
+                raise NeurocompileError(f"node '{syn.name}', parameter 'source': a target port is no synapse's source")
+            target = pops.get(syn.target)
+            if syn.learning is not None:
+                if target is None or target.learning is None:
+                    raise NeurocompileError(
+                        f"node '{syn.name}', parameter 'learning': target '{syn.target}' sends no learning signal"
+                    )
+                if "y0" in syn.learning.variables() and not target.learning.bap:
+                    raise NeurocompileError(
+                        f"node '{syn.name}', parameter 'learning': y0 needs target '{syn.target}' to send a bAP (bap=true)"
+                    )
+            if syn.signal == "error":
+                source = pops.get(syn.source)
+                if source is None or source.learning is None:
+                    raise NeurocompileError(
+                        f"node '{syn.name}', parameter 'signal': source '{syn.source}' has no error"
+                    )
+                if target is None or target.learning is None or target.learning.target is not None:
+                    raise NeurocompileError(
+                        f"node '{syn.name}', parameter 'signal': target '{syn.target}' must learn from feedback (no target)"
+                    )
+
+    # --- files ------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        header = {"format": "neurocompile-program", "version": FORMAT_VERSION, "metadata": self.metadata}
+        header["number_format"] = self.number_format
+        values = np.float64 if self.number_format == "float" else np.int32
+        header["inputs"] = [asdict(p) for p in self.inputs]
+        header["populations"] = []
+        for i, pop in enumerate(self.populations):
+            record = {k: v for k, v in asdict(pop).items() if k not in ("bias_mant", "learning")}
+            if pop.learning is not None:
+                record["learning"] = plasticity.signal_to_json(pop.learning)
+            arrays[f"pop{i}.bias_mant"] = np.asarray(pop.bias_mant, dtype=values)
+            header["populations"].append(record)
+        header["synapses"] = []
+        for i, syn in enumerate(self.synapses):
+            record = {k: v for k, v in asdict(syn).items() if k not in ("weights", "delays", "learning")}
+            if syn.learning is not None:
+                record["learning"] = plasticity.rule_to_json(syn.learning)
+            arrays[f"syn{i}.weights"] = np.asarray(syn.weights, dtype=values)
+            if syn.delays is not None:
+                arrays[f"syn{i}.delays"] = np.asarray(syn.delays, dtype=np.int32)
+            header["synapses"].append(record)
+        header["outputs"] = list(self.outputs)
+        arrays["program.json"] = np.frombuffer(json.dumps(plain(header)).encode(), dtype=np.uint8)
+        with open(path, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FixedPointProgram:
+        """Read and validate a ``.ncp`` file; every problem is a one-line error naming the file, and the
+        node and field when there is one."""
+        from neurocompile.data import load_arrays
+
+        arrays = load_arrays(path, "program")
+        try:
+            return _program_from_arrays(arrays).validate()
+        except NeurocompileError as exc:
+            raise NeurocompileError(f"{path}: {exc}") from None
+
+
+# --- reading a program file ---------------------------------------------------------------------
+
+HEADER_FIELDS = {"format", "version", "metadata", "number_format", "inputs", "populations", "synapses", "outputs"}
+TUPLE_FIELDS = ("shape", "input_shape", "output_shape", "stride", "padding", "dilation")  # JSON lists, tuples in Python
+
+
+def _header(raw) -> dict:
+    """The decoded ``program.json`` array: a JSON object of this format and version."""
+    if raw is None:
+        raise NeurocompileError("not a neurocompile program (.ncp): no program.json")
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise NeurocompileError(f"program.json: expected a 1-D uint8 array, got {raw.dtype} of shape {list(raw.shape)}")
+    try:
+        header = json.loads(raw.tobytes().decode())
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise NeurocompileError(f"program.json: not JSON ({type(exc).__name__})") from None
+    if not isinstance(header, dict) or header.get("format") != "neurocompile-program":
+        raise NeurocompileError("not a neurocompile program (.ncp)")
+    if header.get("version") != FORMAT_VERSION:
+        raise NeurocompileError(f"program format version {header.get('version')!r} is not supported")
+    unknown = sorted(set(header) - HEADER_FIELDS)
+    if unknown:
+        raise NeurocompileError(f"program.json: unknown field '{unknown[0]}'")
+    return header
+
+
+def _records(header: dict, field: str) -> list[dict]:
+    records = header.get(field)
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise NeurocompileError(f"program.json: field '{field}' must be a list of objects")
+    return [dict(r) for r in records]
+
+
+def _fields(cls, record: dict, where: str, supplied: tuple[str, ...] = ()) -> dict:
+    """``record`` checked against dataclass ``cls``: no unknown fields, every required one present
+    (``supplied`` ones come from elsewhere)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(map(str, set(record) - known))
+    if unknown:
+        raise NeurocompileError(f"{where}: unknown field '{unknown[0]}'")
+    required = {f.name for f in dataclasses.fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    missing = sorted(required - set(record) - set(supplied))
+    if missing:
+        raise NeurocompileError(f"{where}: field '{missing[0]}' is missing")
+    return {k: tuple(v) if isinstance(v, list) and k in TUPLE_FIELDS else v for k, v in record.items()}
+
+
+def _learning(parse, node, *args):
+    """A learning rule or signal parsed from JSON; any failure names the node's ``learning`` field."""
+    try:
+        return parse(node, *args)
+    except NeurocompileError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        raise NeurocompileError(f"node '{node}', parameter 'learning': invalid ({type(exc).__name__})") from None
+
+
+def _array(arrays: dict, key: str, required: bool = True):
+    if key not in arrays and required:
+        raise NeurocompileError(f"array '{key}' is missing")
+    return arrays.pop(key, None)
+
+
+def _program_from_arrays(arrays: dict) -> FixedPointProgram:
+    """A program (not yet validated) from the arrays of an ``.ncp`` file; the file's structure is checked here."""
+    arrays = dict(arrays)
+    header = _header(arrays.pop("program.json", None))
+    inputs = [InputPort(**_fields(InputPort, r, f"inputs[{i}]")) for i, r in enumerate(_records(header, "inputs"))]
+    populations = []
+    for i, record in enumerate(_records(header, "populations")):
+        record = _fields(Population, record, f"populations[{i}]", ("bias_mant",))
+        if record.get("learning") is not None:
+            spiking = record.get("spiking", True)
+            record["learning"] = _learning(plasticity.signal_from_json, record["name"], record["learning"], spiking)
+        populations.append(Population(bias_mant=_array(arrays, f"pop{i}.bias_mant"), **record))
+    synapses = []
+    for i, record in enumerate(_records(header, "synapses")):
+        record = _fields(Synapse, record, f"synapses[{i}]", ("weights",))
+        if record.get("conv") is not None:
+            if not isinstance(record["conv"], dict):
+                raise NeurocompileError(f"node '{record['name']}', parameter 'conv': must be an object")
+            record["conv"] = ConvGeometry(**_fields(ConvGeometry, record["conv"], f"synapses[{i}].conv"))
+        if record.get("learning") is not None:
+            record["learning"] = _learning(plasticity.rule_from_json, record["name"], record["learning"])
+        weights, delays = _array(arrays, f"syn{i}.weights"), _array(arrays, f"syn{i}.delays", required=False)
+        synapses.append(Synapse(weights=weights, delays=delays, **record))
+    if arrays:
+        raise NeurocompileError(f"array '{sorted(arrays)[0]}' belongs to no population or synapse")
+    outputs = header.get("outputs")
+    if not isinstance(outputs, list):
+        raise NeurocompileError("program.json: field 'outputs' must be a list of population names")
+    metadata = header.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise NeurocompileError("program.json: field 'metadata' must be an object")
+    _check_report(metadata.get("quantization"))
+    return FixedPointProgram(inputs, populations, synapses, outputs, metadata, header.get("number_format", "fixed"))
+
+
+def _check_report(report) -> None:
+    """A stored quantization report that ``inspect`` can render and on-chip learning can read its scales from."""
+    if report is None:
+        return
+    from neurocompile.compiler.quantize import QuantizationReport
+
+    try:
+        parsed = QuantizationReport.from_dict(report)
+        parsed.table()
+        scales = [float(layer.scale) for layer in parsed.layers]
+    except Exception as exc:  # any malformed part of the report: missing, extra or mistyped fields
+        raise NeurocompileError(
+            f"metadata 'quantization': not a valid quantization report ({type(exc).__name__})"
+        ) from None
+    if not all(np.isfinite(scale) and scale > 0 for scale in scales):
+        raise NeurocompileError("metadata 'quantization': layer scales must be positive numbers")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_weight_shape(syn: Synapse, source: tuple, target: tuple) -> None:
+    """Dense/sparse weights are [target size, source size]; a conv synapse's geometry maps source to target."""
+    shape = tuple(np.shape(syn.weights))
+    if syn.kind == "conv":
+        _check_conv(syn.name, syn.conv, shape, source, target)
+    elif shape != (math.prod(target), math.prod(source)):
+        raise NeurocompileError(
+            f"node '{syn.name}', parameter 'weights': shape {list(shape)} is not "
+            f"[{math.prod(target)}, {math.prod(source)}] (target x source)"
+        )
+
+
+def _check_conv(name: str, g: ConvGeometry, weights: tuple, source: tuple, target: tuple) -> None:
+    """PyTorch conv2d geometry: ``weights`` [C_out, C_in/groups, kH, kW] take ``source`` (C, H, W) to ``target``."""
+
+    def fail(message: str):
+        raise NeurocompileError(f"node '{name}', parameter 'conv': {message}")
+
+    if not isinstance(g, ConvGeometry):
+        fail("missing or not a geometry")
+    for field_name, low in (("stride", 1), ("padding", 0), ("dilation", 1)):
+        value = getattr(g, field_name)
+        if not (isinstance(value, tuple) and len(value) == 2 and all(_is_int(v) and v >= low for v in value)):
+            fail(f"{field_name} {value!r} is not two integers >= {low}")
+    if not _is_int(g.groups) or g.groups < 1:
+        fail(f"groups {g.groups!r} is not an integer >= 1")
+    given = tuple(tuple(s) if isinstance(s, (list, tuple)) else s for s in (g.input_shape, g.output_shape))
+    if given != (source, target) or len(source) != 3:
+        fail(f"input/output shapes {g.input_shape}/{g.output_shape} are not the source/target shapes {source}/{target}")
+    if len(weights) != 4 or weights[0] != target[0] or weights[1] * g.groups != source[0] or target[0] % g.groups:
+        fail(f"weights {list(weights)} do not take {source[0]} to {target[0]} channels in {g.groups} groups")
+    for size, out, kernel, stride, pad, dil in zip(
+        source[1:], target[1:], weights[2:], g.stride, g.padding, g.dilation
+    ):
+        if (size + 2 * pad - dil * (kernel - 1) - 1) // stride + 1 != out:
+            fail(f"a {kernel}-wide kernel (stride {stride}, padding {pad}, dilation {dil}) maps {size} to no {out}")
+
+
+def check_range(node: str, name: str, value, low: int, high: int) -> None:
+    """Raise a one-line error naming node and parameter when ``value`` leaves [low, high]."""
+    arr = np.asarray(value)
+    if arr.size == 0:
+        return
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise NeurocompileError(f"node '{node}', parameter '{name}': must be integer, got {arr.dtype}")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < low or hi > high:
+        raise NeurocompileError(
+            f"node '{node}', parameter '{name}': range [{lo}, {hi}] exceeds hardware range [{low}, {high}]"
+        )
+
+
+def check_real(node: str, name: str, value, low: float = -np.inf, high: float = np.inf, finite: bool = True) -> None:
+    """Raise a one-line error when ``value`` is not real, not finite (``finite``), NaN, or leaves [low, high]."""
+    arr = np.asarray(value)
+    if arr.size == 0:
+        return
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise NeurocompileError(f"node '{node}', parameter '{name}': must be real, got {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if np.isnan(arr).any() or (finite and not np.isfinite(arr).all()):
+        raise NeurocompileError(f"node '{node}', parameter '{name}': must be {'finite' if finite else 'a number'}")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < low or hi > high:
+        raise NeurocompileError(f"node '{node}', parameter '{name}': range [{lo}, {hi}] leaves [{low}, {high}]")
+
+
+def plain(obj):
+    """``obj`` with NumPy scalars and arrays (also inside dicts, lists, tuples) as plain Python for JSON."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj

@@ -1,0 +1,460 @@
+"""OTTT and S-TLLR compiled to the program's three-factor learning rules (on-chip learning).
+
+:func:`compile_learning` takes a deployed (fixed-point) program and makes the chosen layers
+plastic: the synapse into the output population (``layers="readout"``) or every dense synapse
+of the feed-forward chain (``"all"``, hidden layers by direct feedback alignment). The rules, in
+the program's float units (``v`` increments per spike, see ``quantize.LayerReport.scale``)::
+
+    OTTT:    dw_ij[t] = -lr * L_i[t] * psi_i[t] * a_j[t-1]
+    S-TLLR:  dw_ij[t] = -lr * L_i[t] * (alpha_pre * psi_i[t] * a_j[t-1] + alpha_post * trpsi_i[t-1] * x_j[t])
+
+``a`` is the pre trace ``a[t] = lambda * a[t-1] + x[t]`` (OTTT: lambda of the post population's
+membrane; S-TLLR: ``lambda_pre``), ``psi`` the fast-sigmoid surrogate of the offline trainer at
+``v - v_threshold`` (1 for a non-spiking readout), ``trpsi`` its trace with ``lambda_post``, and
+``L`` the learning signal: ``s - y`` at the readout (``y`` the one-hot target; ``v - y`` for a
+non-spiking readout) and ``B (s - y)[t-1]`` at a hidden layer. ``a[t-1]`` and not ``a[t]``: the
+post neuron's step t saw the pre spikes up to t-1 (every synapse delays by one step), so the rule
+pairs the signal of step t with the trace before this step's spike, written exactly as
+``x1 - impulse * x0 = lambda * a[t-1] * impulse``. The S-TLLR post term pairs ``trpsi[t-1]`` with the
+pre spike of the same step, one step later than offline (a named approximation).
+
+Mapping to integers, per plastic synapse (reported by :class:`LearningReport`):
+
+* trace: ``tau = round(-1 / ln lambda)`` (Lava decays by ``exp(-1/tau)``), impulse the largest
+  power of two that keeps ``impulse / (1 - lambda)`` within the 7-bit trace;
+* ``psi``: a table of the surrogate at ``|v - vth|``, scaled to 64, with bins of ``2**shift``
+  register units; the learning signal sends ``y2 = clip(L * psi >> s)``;
+* the scale ``m * 2**e`` (mantissa in [-8, 7], exponent in [-7, 8]) that makes the product
+  ``(x1 * y2 >> 3) * m * 2**e`` equal ``-lr * L * psi * a`` in weight units; a learning rate that
+  needs an exponent below -7 is refused (Lava's limit), one that rounds coarsely is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from neurocompile.errors import NeurocompileError
+from neurocompile.ir.plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
+from neurocompile.ir.program import DECAY_BITS, FixedPointProgram, InputPort, Synapse
+from neurocompile.semantics.discretization import SURROGATE_ALPHA
+
+RULES = ("ottt", "stllr")
+LAYER_CHOICES = ("readout", "all")
+PSI_SCALE = 64  # table value of psi = 1
+PSI_BINS = 32
+STLLR_FACTORS = (0.5, 0.8, -0.2, 1.0)  # lambda_post, lambda_pre, alpha_post, alpha_pre (training.stllr)
+TARGET_PORT = "target"
+FEEDBACK_SCALE = 64  # largest |B| entry in weight units
+SIGNAL_MAX = 127
+V_ERROR_RANGE = 8.0  # a non-spiking readout's error v - y, in float units, that y2 still resolves
+
+
+@dataclass
+class LayerPlan:
+    """How one plastic synapse's rule was represented (all floats are as Lava represents them)."""
+
+    synapse: str
+    population: str
+    lambda_pre: float
+    tau: int
+    lambda_chip: float
+    impulse: int
+    mantissa: int
+    exponent: int
+    scale_wanted: float
+    scale_error: float
+    signal_shift: int
+    target_value: int = 1
+    post: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LearningReport:
+    rule: str
+    layers: str
+    lr: float
+    surrogate_alpha: float
+    plans: list[LayerPlan]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def target_value(self) -> int:
+        """The integer that stands for 1 in the target stream (the readout's error unit)."""
+        return self.plans[-1].target_value
+
+    def table(self) -> str:
+        lines = [
+            f"on-chip {self.rule.upper()} ({self.layers}), lr {self.lr:g}, surrogate slope {self.surrogate_alpha:g}"
+        ]
+        for p in self.plans:
+            lines.append(
+                f"  {p.synapse}: lambda {p.lambda_pre:.4f} -> tau {p.tau} (chip {p.lambda_chip:.4f}), impulse {p.impulse}, "
+                f"scale {p.mantissa} * 2^{p.exponent} (wanted {p.scale_wanted:.4g}, error {100 * p.scale_error:.1f}%), "
+                f"signal >> {p.signal_shift}"
+            )
+            lines += [f"    note: {note}" for note in p.notes]
+        return "\n".join(lines)
+
+
+def trace_tau(lmbda: float) -> tuple[int, float]:
+    """The integer tau whose ``exp(-1/tau)`` is closest to ``lmbda``, and that decay."""
+    if not 0.0 < lmbda < 1.0:
+        raise NeurocompileError(f"on-chip learning: a trace decay must lie in (0, 1), got {lmbda}")
+    tau = max(1, round(-1.0 / math.log(lmbda)))
+    return tau, math.exp(-1.0 / tau)
+
+
+def trace_impulse(lambda_chip: float) -> int:
+    """The largest power of two (at least 8) whose steady-state trace ``impulse / (1 - lambda)`` fits 7 bits."""
+    impulse = 8  # at least 8: the timing correction impulse / 8 * x0 * y2 is then exact
+    while impulse * 2 / (1.0 - lambda_chip) <= 127:
+        impulse *= 2
+    return min(impulse, 64)
+
+
+def surrogate_table(v_unit: float, alpha: float = SURROGATE_ALPHA) -> Surrogate:
+    """The offline surrogate ``1 / (alpha |x| + 1)**2`` (x = v - v_threshold in float units) as a
+    table over ``|v - vth|`` in register units (``v_unit`` register units per float unit)."""
+    support = (math.sqrt(2 * PSI_SCALE) - 1.0) / alpha * v_unit  # psi rounds to 0 beyond (< 1/128)
+    shift = max(0, math.ceil(math.log2(max(support / (PSI_BINS - 1), 1.0))))
+    width = 2.0**shift
+    centers = (np.arange(PSI_BINS) + 0.5) * width / v_unit
+    table = np.round(PSI_SCALE / (alpha * centers + 1.0) ** 2).astype(int)
+    table[-1] = 0
+    return Surrogate(tuple(int(v) for v in table), shift)
+
+
+def representable_scale(value: float, node: str) -> tuple[int, int, float]:
+    """``(m, e, relative error)`` with ``m * 2**e`` closest to ``value`` (m in [-7, 7], e in [-7, 8])."""
+    if value == 0:
+        raise NeurocompileError(f"on-chip learning: layer '{node}': the learning rate is 0")
+    best = None
+    for e in range(-7, 9):
+        m = int(np.clip(round(value / 2.0**e), -7, 7))  # not -8: Lava would rewrite it as -4 * 2**(e+1)
+        if m == 0:
+            continue
+        err = abs(m * 2.0**e - value) / abs(value)
+        if best is None or err < best[2] - 1e-12:
+            best = (m, e, err)
+    if best is None or best[2] >= 0.5:
+        raise NeurocompileError(
+            f"on-chip learning: layer '{node}': scale {value:.3g} is outside Lava's range "
+            f"(mantissa in [-8, 7], exponent in [-7, 8]); change --lr"
+        )
+    return best
+
+
+def _chain(program: FixedPointProgram, layers: str) -> list[Synapse]:
+    """The dense synapses that learn, in feed-forward order (input side first)."""
+    if layers not in LAYER_CHOICES:
+        raise NeurocompileError(f"on-chip learning: layers must be one of {LAYER_CHOICES}, got '{layers}'")
+    if program.number_format != "fixed":
+        raise NeurocompileError("on-chip learning compiles a fixed-point program")
+    if program.plastic:
+        raise NeurocompileError("on-chip learning: the program already learns")
+    if len(program.outputs) != 1:
+        raise NeurocompileError("on-chip learning needs a program with one output population")
+    chain, node = [], program.outputs[0]
+    while True:
+        into = program.synapses_into(node)
+        if len(into) != 1 or into[0].kind != "dense" or into[0].delays is not None or into[0].recurrent:
+            break
+        chain.insert(0, into[0])
+        node = into[0].source
+        if node not in {p.name for p in program.populations}:
+            break
+    if not chain:
+        raise NeurocompileError(
+            f"on-chip learning: output '{program.outputs[0]}' has no learnable layer "
+            "(one dense synapse without delays into it)"
+        )
+    return chain if layers == "all" else chain[-1:]
+
+
+def _units(program: FixedPointProgram, population: str) -> float:
+    """Integer weight units per float unit of ``v`` (the quantization report's scale), or 1."""
+    report = (program.metadata or {}).get("quantization") or {}
+    for layer in report.get("layers", []):
+        if layer.get("population") == population:
+            return float(layer["scale"])
+    return 1.0
+
+
+def feedback_matrices(hidden: list[int], n_out: int, seed: int) -> list[np.ndarray]:
+    """The fixed random feedback matrices B [n_hidden, n_out] of the offline trainer's ``--feedback dfa``
+    for hidden layers of sizes ``hidden`` (``training.online.OnlineRule``: uniform(-1, 1) / sqrt(n_out),
+    drawn in layer order from one generator seeded ``seed + 7919``)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed + 7919)
+    return [
+        ((torch.rand(n_out, n, generator=gen, dtype=torch.float32) * 2 - 1) / n_out**0.5).T.double().numpy()
+        for n in hidden
+    ]
+
+
+def compile_learning(
+    program: FixedPointProgram,
+    rule: str = "ottt",
+    layers: str = "readout",
+    lr: float = 0.003,
+    seed: int = 0,
+    factors: tuple[float, float, float, float] = STLLR_FACTORS,
+    sample_steps: int | None = None,
+    surrogate_alpha: float = SURROGATE_ALPHA,
+) -> tuple[FixedPointProgram, LearningReport]:
+    """A copy of ``program`` whose chosen layers learn with ``rule`` on chip (see the module doc).
+
+    ``sample_steps``: reset neuron state every that many steps (samples back to back).
+    The copy gains an input port ``target`` (integers: the one-hot target at every step).
+    """
+    if rule not in RULES:
+        raise NeurocompileError(f"on-chip learning: rule must be one of {RULES}, got '{rule}'")
+    for name, value in (("lr", lr), ("surrogate slope", surrogate_alpha)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise NeurocompileError(f"on-chip learning: {name} must be a positive number, got {value}")
+    chain = _chain(program, layers)
+    learned = copy.deepcopy(program)
+    out = learned.population(learned.outputs[0])
+    learned.inputs.append(InputPort(TARGET_PORT, tuple(out.shape), kind="target"))
+    if sample_steps:
+        for pop in learned.populations:
+            pop.reset_interval = int(sample_steps)
+    plans = []
+    hidden = [learned.population(syn.target) for syn in chain[:-1]]
+    feedback = feedback_matrices([pop.size for pop in hidden], out.size, seed)
+    for depth, syn in enumerate(chain):
+        syn = learned.synapse(syn.name)
+        pop = learned.population(syn.target)
+        b = feedback[depth] if depth < len(hidden) else None
+        plan, syn.learning, pop.learning = _layer(
+            learned, syn, pop, rule, lr, seed + depth, b, factors, surrogate_alpha
+        )
+        plans.append(plan)
+        if b is not None:
+            weights = 2 * np.round(b * _feedback_units(b) / 2).astype(np.int32)  # even: Lava keeps them
+            learned.synapses.append(
+                Synapse(f"{syn.name}.feedback", out.name, pop.name, "dense", weights, signal="error")
+            )
+    return learned.validate(), LearningReport(rule, layers, float(lr), float(surrogate_alpha), plans)
+
+
+def _feedback_units(b: np.ndarray) -> float:
+    """Integer feedback weight per float unit of B (its largest entry becomes FEEDBACK_SCALE)."""
+    return FEEDBACK_SCALE / float(np.abs(b).max())
+
+
+def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback, factors, surrogate_alpha: float):
+    """The rule, signal and plan of one layer; ``feedback``: its B matrix (None: the readout)."""
+    readout = feedback is None
+    _lambda_post, lambda_pre, alpha_post, _alpha_pre = factors
+    k = _units(program, pop.name)
+    v_unit = 64.0 * k  # register units per float unit of v
+    weight_unit = 2.0 ** int(syn.weight_exp) / k  # float v increment per weight mantissa unit
+    membrane = 1.0 - int(pop.dv) / 2**DECAY_BITS
+    lam = membrane if rule == "ottt" else lambda_pre
+    tau, lam_chip = trace_tau(lam)
+    impulse = trace_impulse(lam_chip)
+    surrogate = surrogate_table(v_unit, surrogate_alpha) if pop.spiking else None
+    psi_scale = PSI_SCALE if pop.spiking else 1
+    output_shift, error_unit, peak = _error_units(program, pop, feedback, v_unit)
+    peak *= psi_scale
+    shift, wanted, (m, e, err), notes = _scale_and_shift(
+        lr / weight_unit, lam_chip * impulse, error_unit * psi_scale, peak, syn.name
+    )
+    if impulse / (1 - lam_chip) > 127:
+        notes.append("pre trace saturates at 127")
+    correction = _correction(m, e, impulse, syn.name)
+    products = [Product("u0", (Factor("x1"), Factor("y2")), m, e), correction]
+    signal_terms = dict(y2=SignalTerm("surrogate" if pop.spiking else "one", shift))
+    post, trace_decay = {}, 0
+    if rule == "stllr" and pop.spiking and alpha_post != 0:
+        product, term, post = _stllr_post_term(syn.name, lr, factors, weight_unit, error_unit * psi_scale, peak)
+        products.append(product)
+        signal_terms["y3"] = term
+        trace_decay = post["trace_decay"]
+        notes.append("S-TLLR post term pairs trpsi[t-1] with the pre spike of step t (offline: t-1)")
+        if post["scale_error"] > 0.1:
+            notes.append(f"post-term scale rounds by {100 * post['scale_error']:.0f}%")
+    signal = LearningSignal(
+        target=TARGET_PORT if readout else None,
+        output="spikes" if pop.spiking else "v",
+        output_shift=output_shift,
+        surrogate=surrogate,
+        trace_decay=trace_decay,
+        **signal_terms,
+    )
+    learning = LearningRule(
+        products=tuple(products), rng_seed=seed, x1_impulse=float(impulse), x1_tau=tau, x2_impulse=0.0, x2_tau=0
+    )
+    target_value = round(error_unit) if readout else 0
+    plan = LayerPlan(
+        syn.name, pop.name, lam, tau, lam_chip, impulse, m, e, wanted, err, shift, target_value, post, notes
+    )
+    return plan, learning, signal
+
+
+def _scale_and_shift(rate: float, trace_gain: float, y_unit: float, peak: float, node: str):
+    """``(shift, wanted, (m, e, error), notes)``: the learning signal's right shift and the rule's
+    scale ``m * 2**e`` for a weight change of ``-rate * L * psi * a`` per step (``rate``: lr per
+    weight mantissa unit; ``trace_gain``: lambda * impulse, what ``x1 - impulse * x0`` holds per
+    unit of ``a[t-1]``; ``y_unit``: y2 per unit of ``L * psi`` before the shift; ``peak``: the
+    largest y2 before the shift)."""
+    shift = max(0, math.ceil(math.log2(max(peak / SIGNAL_MAX, 1.0))))
+
+    def scale_for(shift: int) -> float:  # (x1 * y2 >> 3) * m * 2**e per step
+        return -rate * 8.0 / (trace_gain * y_unit / 2.0**shift)
+
+    while abs(scale_for(shift)) < 1.5 * 2.0**-7 and peak / 2.0 ** (shift + 1) >= 4:
+        shift += 1  # a small learning rate: fewer bits of y2 instead of a scale below 2**-7
+    notes = []
+    if peak / 2.0**shift < 16:
+        notes.append(f"learning signal peaks at {peak / 2.0**shift:.0f} of 127 (y2 has few bits)")
+    wanted = scale_for(shift)
+    scale = representable_scale(wanted, node)
+    if scale[2] > 0.1:
+        notes.append(f"scale rounds by {100 * scale[2]:.0f}% (3-bit mantissa)")
+    return shift, wanted, scale, notes
+
+
+def _error_units(program, pop, feedback, v_unit: float) -> tuple[int, float, float]:
+    """``(output_shift, error_unit, peak)``: the readout's output shift, the integer error per float
+    unit of the learning signal L, and the largest |L| expected in integers.
+
+    Readout: error = s - y (spikes: 0/1 units) or (v >> shift) - y, y in 2**4 steps of one float unit,
+    v errors up to V_ERROR_RANGE units. Hidden layer: the feedback sum B_int (s - y), B in
+    ``_feedback_units`` per float unit, summed over the outputs."""
+    if feedback is None:
+        if pop.spiking:
+            return 0, 1.0, 1.0
+        shift = max(0, round(math.log2(v_unit)) - 4)
+        unit = v_unit / 2.0**shift
+        return shift, unit, unit * V_ERROR_RANGE
+    unit = _feedback_units(feedback)
+    return 0, unit, unit * math.sqrt(program.population(program.outputs[0]).size)
+
+
+def _stllr_post_term(node: str, lr: float, factors, weight_unit: float, error_unit: float, peak: float):
+    """S-TLLR's ``alpha_post * trpsi[t-1] * x[t]``: the product ``x0 * y3`` (Lava shifts it by 0),
+    the signal term ``y3 = L * trpsi >> s3`` and its plan entries."""
+    lambda_post, _lambda_pre, alpha_post, alpha_pre = factors
+    trace_decay = int(round(2**DECAY_BITS * (1.0 - lambda_post)))
+    trace_peak = peak / max(1e-9, trace_decay / 2**DECAY_BITS)  # the trace sums psi over 1/(1-lambda) steps
+    s3 = max(0, math.ceil(math.log2(max(trace_peak / SIGNAL_MAX, 1.0))))
+    wanted = -lr * alpha_post / weight_unit / (error_unit / 2.0**s3) / alpha_pre
+    m3, e3, err3 = representable_scale(wanted, node)
+    post = {
+        "lambda_post": 1.0 - trace_decay / 2**DECAY_BITS,
+        "trace_decay": trace_decay,
+        "y3_shift": s3,
+        "scale": [m3, e3],
+        "scale_wanted": wanted,
+        "scale_error": err3,
+    }
+    return Product("x0", (Factor("y3"),), m3, e3), SignalTerm("surrogate_trace", s3), post
+
+
+def _correction(m: int, e: int, impulse: int, node: str) -> Product:
+    """``-impulse * x0 * y2`` at the scale of ``x1 * y2`` (which Lava shifts right by 3)."""
+    k = int(math.log2(impulse)) - 3  # impulse / 8 = 2**k
+    mantissa, exponent = -m, e + k
+    while (exponent < -7 or mantissa > 7) and mantissa % 2 == 0:
+        mantissa, exponent = mantissa // 2, exponent + 1
+    if not (-8 <= mantissa <= 7 and -7 <= exponent <= 8):
+        raise NeurocompileError(
+            f"on-chip learning: layer '{node}': the timing correction needs scale {mantissa} * 2^{exponent}, "
+            "outside Lava's range (exponent in [-7, 8])"
+        )
+    return Product("x0", (Factor("y2"),), mantissa, exponent)
+
+
+def target_stream(labels, steps: int, n_out: int, value: int = 1) -> np.ndarray:
+    """One-hot targets [N, steps, n_out] (int32): ``value`` on the label's output at every step."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_out):
+        raise NeurocompileError(f"on-chip learning: labels must lie in [0, {n_out - 1}]")
+    onehot = np.eye(n_out, dtype=np.int32)[labels] * int(value)
+    return np.repeat(onehot[:, None, :], steps, axis=1)
+
+
+def back_to_back(samples: np.ndarray) -> np.ndarray:
+    """[N, T, ...] samples -> one stream [1, N * T, ...]."""
+    samples = np.asarray(samples)
+    return samples.reshape(1, -1, *samples.shape[2:])
+
+
+def without_learning(program: FixedPointProgram) -> FixedPointProgram:
+    """The deployed form of a learned program: no rules, signals, targets or feedback synapses."""
+    plain = copy.deepcopy(program)
+    plain.inputs = [port for port in plain.inputs if port.kind == "spikes"]
+    plain.synapses = [syn for syn in plain.synapses if syn.signal == "spikes"]
+    for syn in plain.synapses:
+        syn.learning = None
+    for pop in plain.populations:
+        pop.learning = None
+        pop.reset_interval = 0
+    return plain.validate()
+
+
+def learned_graph(graph, deployed: FixedPointProgram, learned: FixedPointProgram):
+    """The NIR ``graph`` (the model the program was compiled from) with the weights its learned
+    synapses hold in ``learned``, dequantized.
+
+    A program synapse ``a->b`` is the graph's ``Affine``/``Linear`` node between neurons ``a`` and
+    ``b``. Each row's integer-to-float factor is measured on the compiled weights: the least-squares
+    ``f_i`` with ``deployed_i * 2**weight_exp ~= f_i * W_i`` (the quantizer's per-neuron scale), so
+    ``W_i' = learned_i * 2**weight_exp / f_i``. A row the compiler mapped to zeros keeps its weights;
+    biases are unchanged (the rules do not learn them).
+    """
+    import nir
+
+    learned_graph = copy.deepcopy(graph)
+    for syn in learned.synapses:
+        if syn.learning is None and not _changed(deployed, learned, syn.name):
+            continue
+        node_name = _affine_between(learned_graph, syn.source, syn.target)
+        node = learned_graph.nodes[node_name]
+        original = np.asarray(node.weight, dtype=np.float64)
+        compiled = np.asarray(deployed.synapse(syn.name).weights, dtype=np.float64) * 2.0**syn.weight_exp
+        new = np.asarray(learned.synapse(syn.name).weights, dtype=np.float64) * 2.0**syn.weight_exp
+        if original.shape != compiled.shape:
+            raise NeurocompileError(
+                f"learned graph: node '{node_name}' has weights {original.shape}, the program {compiled.shape}"
+            )
+        norm = (original**2).sum(axis=1)
+        factor = np.divide((compiled * original).sum(axis=1), norm, out=np.zeros_like(norm), where=norm > 0)
+        weights = np.where(factor[:, None] != 0, new / np.where(factor == 0, 1, factor)[:, None], original)
+        if isinstance(node, nir.Affine):
+            learned_graph.nodes[node_name] = nir.Affine(weight=weights, bias=np.asarray(node.bias))
+        else:
+            learned_graph.nodes[node_name] = nir.Linear(weight=weights)
+    return learned_graph
+
+
+def _changed(deployed: FixedPointProgram, learned: FixedPointProgram, name: str) -> bool:
+    return not np.array_equal(deployed.synapse(name).weights, learned.synapse(name).weights)
+
+
+def _affine_between(graph, source: str, target: str) -> str:
+    """The one Affine/Linear node with edges ``source -> node -> target``."""
+    import nir
+
+    found = [
+        name
+        for name, node in graph.nodes.items()
+        if isinstance(node, (nir.Affine, nir.Linear))
+        and (source, name) in graph.edges
+        and (name, target) in graph.edges
+    ]
+    if len(found) != 1:
+        raise NeurocompileError(
+            f"learned graph: no single Affine/Linear node between '{source}' and '{target}' in the source graph"
+        )
+    return found[0]

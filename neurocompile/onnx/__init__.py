@@ -1,0 +1,2 @@
+"""ONNX in and out: reading an ANN, converting it to a rate-coded SNN (``docs/ann-to-snn.md``),
+and one SNN time step as ONNX (``docs/onnx-step.md``)."""

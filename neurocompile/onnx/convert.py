@@ -1,0 +1,530 @@
+"""ANN-to-SNN conversion: an ONNX ReLU network becomes a NIR graph of IF neurons (reset by subtraction).
+
+Stages, each small and inspectable (``docs/ann-to-snn.md`` explains the method):
+
+1. :func:`~neurocompile.onnx.read.read_onnx` (:mod:`neurocompile.onnx.read`): the ``onnx.ModelProto``,
+   checked (protobuf, ``onnx.checker``, opset, one float input whose only dynamic dimension is the
+   batch, one output, no external data).
+2. :func:`~neurocompile.onnx.read.parse_onnx` -> :class:`~neurocompile.onnx.read.Network`: a typed list
+   of layers (``Dense``, ``Conv``, ``AvgPool``, ``Flatten``, ``Relu``, ``Add``) in topological order,
+   with per-sample shapes; BatchNormalization folded into the Conv/Gemm before it, a constant Add
+   after a MatMul/Conv folded into its bias. Any other operator is a one-line error naming the ONNX
+   node.
+3. :func:`forward`: the ANN in torch (float64), every layer's output (checked against onnxruntime).
+4. :func:`layer_scales`: Rueckauer et al. (2017) data-based normalization, lambda = the P-th
+   percentile of each ReLU layer's activations (and of the output layer's).
+5. :func:`normalize_weights` and :func:`to_nir`: weights ``W * lambda_in / lambda_out``, biases
+   ``b / lambda_out``, IF neurons with threshold 1, ``r = 1/dt`` (``v <- v + x`` per step under
+   NIR's ``dv/dt = r*x``) and the reset recorded as ``Convention(reset="subtract")`` in
+   ``graph.metadata`` (read back with :func:`neurocompile.frontend.torch_export.convention_from_metadata`).
+6. :func:`evaluate`: accuracy of the ANN (onnxruntime), of the SNN on the float reference (constant
+   analog input current) and on spike inputs (float reference and the fixed-point CPU backend).
+
+The graph's input is ``x / input_scale`` (``graph.metadata["input_scale"]``; 1 for digits): as a
+current, every step, or as deterministic rate spikes (:func:`encode_spikes`), which is what the
+fixed-point backends take.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurocompile.data import MAX_ARRAY_BYTES
+from neurocompile.errors import NeurocompileError, first_line
+from neurocompile.files import save_figure
+from neurocompile.onnx.read import (
+    INPUT,
+    OUTPUT,
+    READOUT,
+    Add,
+    AvgPool,
+    Conv,
+    Dense,
+    Flatten,
+    Layer,
+    Network,
+    Relu,
+    input_info,
+    parse_onnx,
+    read_onnx,
+)
+from neurocompile.semantics.discretization import Convention
+
+READOUTS = ("spikes", "voltage")
+CONVENTION = Convention(reset="subtract")
+
+
+# --- 3. the ANN's activations ----------------------------------------------------------------
+
+
+def forward(network: Network, x) -> dict[str, np.ndarray]:
+    """Every layer's output (and ``"input"``) for a batch ``x`` ``[N, *input_shape]``, float64."""
+    values = {INPUT: torch.as_tensor(np.asarray(x), dtype=torch.float64).reshape(-1, *network.input_shape)}
+    with torch.no_grad():
+        for layer in network.layers:
+            values[layer.name] = layer.apply(*(values[i] for i in layer.inputs))
+    return {name: value.numpy() for name, value in values.items()}
+
+
+def run_onnx(model, x: np.ndarray) -> np.ndarray:
+    """The model's output for ``x`` with onnxruntime (batched as the model's batch dimension allows)."""
+    import onnxruntime as ort
+
+    name, shape, batch = input_info(model)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise NeurocompileError(f"onnxruntime cannot load the model ({first_line(exc)})") from None
+    x = np.asarray(x, dtype=np.float32).reshape(-1, *shape)
+    chunk = batch or 1024
+    if chunk * math.prod(shape) * 4 > MAX_ARRAY_BYTES:
+        raise NeurocompileError(
+            f"the model's fixed batch of {chunk} samples needs more than {MAX_ARRAY_BYTES >> 30} GiB"
+        )
+    outputs = []
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk]
+        padded = np.concatenate([part, np.zeros((chunk - len(part), *shape), np.float32)]) if batch else part
+        try:
+            outputs.append(session.run(None, {name: padded})[0][: len(part)])
+        except Exception as exc:
+            raise NeurocompileError(f"onnxruntime cannot run the model ({first_line(exc)})") from None
+    return np.concatenate(outputs).reshape(len(x), -1)
+
+
+def check_against_onnxruntime(network: Network, model, x: np.ndarray) -> None:
+    """The parsed layers must compute what onnxruntime computes (an independent oracle)."""
+    ours = torch.as_tensor(forward(network, x)[network.output].reshape(len(x), -1))
+    if network.head is not None:
+        ours = (torch.softmax if network.head == "Softmax" else torch.log_softmax)(ours, dim=1)
+    ours = ours.numpy()
+    theirs = run_onnx(model, x)
+    if ours.shape != theirs.shape:
+        raise NeurocompileError(f"the parsed network gives outputs of shape {ours.shape}, onnxruntime {theirs.shape}")
+    error = float(np.abs(ours - theirs).max(initial=0))
+    if error > 1e-3 * (1.0 + float(np.abs(theirs).max(initial=0))):
+        raise NeurocompileError(f"the parsed network differs from onnxruntime by {error:.3g}; cannot convert it")
+
+
+# --- 4. data-based normalization -------------------------------------------------------------
+
+
+def percentile_scale(values: np.ndarray, percentile: float) -> float:
+    """The ``percentile``-th percentile of all values (1.0 when it is not positive: a silent layer)."""
+    value = float(np.percentile(np.asarray(values, dtype=np.float64).ravel(), percentile))
+    return value if value > 0 else 1.0
+
+
+def layer_scales(network: Network, activations: dict, percentile: float, input_scale: float = 1.0) -> dict:
+    """lambda per ReLU layer, for the readout (the output layer's values) and the input."""
+    scales = {INPUT: float(input_scale)}
+    for layer in network.layers:
+        if isinstance(layer, Relu):
+            scales[layer.name] = percentile_scale(activations[layer.name], percentile)
+    if not isinstance(network.layer(network.output), Relu):
+        scales[READOUT] = percentile_scale(activations[network.output], percentile)
+    return scales
+
+
+def normalize_weights(network: Network, scales: dict) -> tuple[list[Layer], dict[tuple[str, str], float]]:
+    """Layers whose weights carry the normalization, and the factors left on edges (NIR Scale nodes).
+
+    Every tensor has a unit: the input ``input_scale``, a ReLU its lambda, a linear layer its
+    input's (its bias divided by it), an Add its first operand's. The factor ``unit / lambda``
+    into each ReLU (and the readout) and ``unit / unit_first`` into each further Add operand folds
+    back into the Dense/Conv before it (through pools, flattens and adds read only there);
+    where it cannot, it stays on that edge."""
+    layers = {layer.name: copy.deepcopy(layer) for layer in network.layers}
+    consumers = network.consumers()
+    unit = {INPUT: scales[INPUT]}
+    edges: dict[tuple[str, str], float] = {}
+
+    def fold(src: str, dst: str, factor: float) -> None:
+        layer = layers.get(src)
+        if np.isclose(factor, 1.0, rtol=1e-12, atol=0):
+            return
+        if len(consumers[src]) == 1 and isinstance(layer, (Dense, Conv)):
+            layer.weight, layer.bias = layer.weight * factor, layer.bias * factor
+        elif len(consumers[src]) == 1 and isinstance(layer, (AvgPool, Flatten, Add)):
+            for inner in layer.inputs:
+                fold(inner, src, factor)
+        else:
+            edges[(src, dst)] = edges.get((src, dst), 1.0) * factor
+
+    for layer in layers.values():
+        first = layer.inputs[0]
+        if isinstance(layer, Relu):
+            unit[layer.name] = scales[layer.name]
+            fold(first, layer.name, unit[first] / unit[layer.name])
+        elif isinstance(layer, Add):
+            unit[layer.name] = unit[first]
+            for other in layer.inputs[1:]:
+                fold(other, layer.name, unit[other] / unit[layer.name])
+        else:
+            unit[layer.name] = unit[first]
+            if isinstance(layer, (Dense, Conv)):
+                layer.bias = layer.bias / unit[first]
+    if READOUT in scales:
+        fold(network.output, READOUT, unit[network.output] / scales[READOUT])
+    return list(layers.values()), edges
+
+
+# --- 5. the NIR graph -------------------------------------------------------------------------
+
+
+def _typed(node, in_shape, out_shape):
+    node.input_type = {"input": np.array(in_shape, dtype=np.int64)}
+    node.output_type = {"output": np.array(out_shape, dtype=np.int64)}
+    return node
+
+
+def if_neurons(shape, dt: float):
+    """IF neurons that compute ``v <- v + x`` per step (``r = 1/dt``), threshold 1, reset value 0."""
+    import nir
+
+    node = nir.IF(
+        r=np.full(shape, 1.0 / dt, dtype=np.float32),
+        v_threshold=np.ones(shape, dtype=np.float32),
+        v_reset=np.zeros(shape, dtype=np.float32),
+    )
+    return _typed(node, shape, shape)
+
+
+def integrator(shape, dt: float):
+    """Non-spiking integrators ``v <- v + x`` (``r = 1/dt``): the voltage readout."""
+    import nir
+
+    return _typed(nir.I(r=np.full(shape, 1.0 / dt, dtype=np.float32)), shape, shape)
+
+
+def _nir_layer(layer: Layer, in_shape, dt: float):
+    import nir
+
+    f32 = np.float32
+    if isinstance(layer, Dense):
+        node = nir.Affine(weight=layer.weight.astype(f32), bias=layer.bias.astype(f32))
+    elif isinstance(layer, Conv):
+        node = nir.Conv2d(
+            input_shape=tuple(in_shape[1:]),
+            weight=layer.weight.astype(f32),
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            bias=layer.bias.astype(f32),
+        )
+    elif isinstance(layer, AvgPool):
+        node = nir.AvgPool2d(
+            kernel_size=np.array(layer.kernel), stride=np.array(layer.stride), padding=np.array(layer.padding)
+        )
+    elif isinstance(layer, Flatten):
+        return nir.Flatten(input_type={"input": np.array(in_shape)}, start_dim=0, end_dim=-1)
+    elif isinstance(layer, Relu):
+        return if_neurons(layer.shape, dt)
+    else:
+        raise NeurocompileError(f"layer '{layer.name}' ({type(layer).__name__}) has no NIR node")
+    return _typed(node, in_shape, layer.shape)
+
+
+class _GraphBuilder:
+    """NIR nodes and edges; an Add becomes no node: its operands' edges go to its readers."""
+
+    def __init__(self, network: Network, layers: list[Layer], edge_scales: dict):
+        import nir
+
+        self.layers = {layer.name: layer for layer in layers}
+        self.shapes = {INPUT: network.input_shape, **{n: layer.shape for n, layer in self.layers.items()}}
+        self.edge_scales = edge_scales
+        self.nodes = {INPUT: nir.Input(np.array(network.input_shape))}
+        self.edges: list[tuple[str, str]] = []
+
+    def sources(self, name: str) -> list[str]:
+        """The NIR nodes whose outputs sum to layer ``name``'s output."""
+        layer = self.layers.get(name)
+        if isinstance(layer, Add):
+            return [s for src in layer.inputs for s in self.edge_sources(src, name)]
+        return [name]
+
+    def edge_sources(self, src: str, dst: str) -> list[str]:
+        """What carries ``src`` to ``dst``: ``src``'s nodes, or a Scale node when the edge keeps a factor."""
+        import nir
+
+        if (src, dst) not in self.edge_scales:
+            return self.sources(src)
+        node = f"{src}_to_{dst}_scale"
+        if node not in self.nodes:
+            shape = self.shapes[src]
+            scale = np.full(shape, self.edge_scales[(src, dst)], dtype=np.float32)
+            self.nodes[node] = _typed(nir.Scale(scale=scale), shape, shape)
+            self.connect(self.sources(src), node)
+        return [node]
+
+    def connect(self, sources: list[str], dst: str) -> None:
+        for src in sources:
+            if (src, dst) in self.edges:
+                raise NeurocompileError(f"'{src}' reaches '{dst}' twice through Add; NIR edges cannot express that")
+            self.edges.append((src, dst))
+
+    def add(self, name: str, node, inputs: list[str]) -> None:
+        self.nodes[name] = node
+        self.connect([s for src in inputs for s in self.edge_sources(src, name)], name)
+
+
+def to_nir(network: Network, scales: dict, readout: str = "spikes", convention: Convention = CONVENTION, **metadata):
+    """The normalized NIR graph: IF populations for the ReLUs and, unless the output is a ReLU, a
+    readout population ``readout`` (IF neurons, or integrators for ``readout="voltage"``)."""
+    import nir
+
+    if readout not in READOUTS:
+        raise NeurocompileError(f"readout must be one of {', '.join(READOUTS)}, got '{readout}'")
+    layers, edge_scales = normalize_weights(network, scales)
+    build = _GraphBuilder(network, layers, edge_scales)
+    for layer in layers:
+        if not isinstance(layer, Add):
+            build.add(layer.name, _nir_layer(layer, build.shapes[layer.inputs[0]], convention.dt), layer.inputs)
+    last, shape = network.output, build.shapes[network.output]
+    if READOUT in scales:
+        population = if_neurons(shape, convention.dt) if readout == "spikes" else integrator(shape, convention.dt)
+        build.add(READOUT, population, [network.output])
+        last = READOUT
+    build.nodes[OUTPUT] = nir.Output(np.array(shape))
+    build.connect([last], OUTPUT)
+    graph = nir.NIRGraph(build.nodes, build.edges, metadata=_metadata(convention, scales, **metadata), type_check=False)
+    try:
+        graph.check_types()
+    except (ValueError, NotImplementedError) as exc:
+        raise NeurocompileError(f"converted graph is inconsistent: {first_line(exc)}") from None
+    return graph
+
+
+def _metadata(convention: Convention, scales: dict, **extra) -> dict:
+    from neurocompile import __version__
+
+    return {
+        "producer": f"neurocompile {__version__} (ONNX conversion)",
+        "dt": float(convention.dt),
+        "convention": convention.name,
+        "convention_options": json.dumps(dataclasses.asdict(convention), sort_keys=True),
+        "input_scale": float(scales[INPUT]),
+        "normalization": json.dumps({k: v for k, v in scales.items() if k != INPUT}),
+        **extra,
+    }
+
+
+# --- data and input coding ---------------------------------------------------------------------
+
+
+@dataclass
+class Data:
+    """Analog samples ``[N, *input_shape]``: calibration (training split) and test split with labels."""
+
+    name: str
+    x_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def load_data(spec: str, input_shape) -> Data:
+    """``digits`` (pixel intensities in [0, 1], the project's fixed split) or an ``.npz`` with
+    ``x_train``/``x_test``/``y_test``, or ``x``/``y`` (split 80/20 like ``neurocompile.data``);
+    ``x`` holds ``[N, *input_shape]`` analog samples (any layout of the same size)."""
+    from neurocompile.data import load_digits_images
+
+    if str(spec) == "digits":
+        (x_train, _), (x_test, y_test) = load_digits_images("train"), load_digits_images("test")
+    else:
+        x_train, x_test, y_test = _load_npz(Path(spec))
+    x_train = _samples(x_train, input_shape, f"data '{spec}', training split")
+    x_test = _samples(x_test, input_shape, f"data '{spec}', test split")
+    y_test = np.asarray(y_test)
+    if y_test.shape != (len(x_test),) or not np.issubdtype(y_test.dtype, np.integer) or y_test.min() < 0:
+        raise NeurocompileError(f"data '{spec}', test split: expected {len(x_test)} non-negative integer labels")
+    return Data(str(spec), x_train, x_test, y_test.astype(np.int64))
+
+
+def _samples(x: np.ndarray, input_shape, where: str) -> np.ndarray:
+    """``x`` as float32 ``[N, *input_shape]``, checked."""
+    x = np.asarray(x)
+    if x.ndim < 2 or len(x) == 0 or int(np.prod(x.shape[1:])) != int(np.prod(input_shape)):
+        raise NeurocompileError(
+            f"{where}: samples of shape {list(x.shape[1:])} do not fit the model input {list(input_shape)}"
+        )
+    real = x.dtype == bool or np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+    if not real or not np.all(np.isfinite(x)):
+        raise NeurocompileError(f"{where}: expected finite real numbers")
+    return x.astype(np.float32).reshape(len(x), *input_shape)
+
+
+def _load_npz(path: Path):
+    """``(x_train, x_test, y_test)`` of an ``.npz`` (read by ``data.load_arrays``: headers checked
+    first, no pickles); ``x``/``y`` alone are split as ``neurocompile.data`` splits datasets."""
+    from neurocompile.data import load_arrays, split_indices
+
+    arrays = load_arrays(path, "data")
+    if {"x_train", "x_test", "y_test"} <= set(arrays):
+        return arrays["x_train"], arrays["x_test"], arrays["y_test"]
+    if {"x", "y"} <= set(arrays):
+        x, y = arrays["x"], arrays["y"]
+        if not np.issubdtype(y.dtype, np.integer) or y.ndim != 1 or (y.size and y.min() < 0):
+            raise NeurocompileError(f"data '{path}', field 'y': expected non-negative integer labels")
+        if x.ndim < 1 or len(x) != len(y):
+            raise NeurocompileError(f"data '{path}': {len(y)} labels for x of shape {list(x.shape)}")
+        train, test = split_indices(y, f"data '{path}'")
+        return x[train], x[test], y[test]
+    raise NeurocompileError(f"data '{path}': needs x_train, x_test and y_test, or x and y; has {sorted(arrays)}")
+
+
+def input_scale(x: np.ndarray) -> float:
+    """The largest input value (1 when none is positive): inputs in these units lie in [0, 1]."""
+    top = float(np.max(x, initial=0.0))
+    return top if top > 0 else 1.0
+
+
+def analog_current(x: np.ndarray, steps: int, scale: float = 1.0) -> np.ndarray:
+    """``x / scale`` as a constant input current: ``[N, steps, *shape]``."""
+    return np.repeat((np.asarray(x, dtype=np.float32) / scale)[:, None], steps, axis=1)
+
+
+def encode_spikes(x: np.ndarray, steps: int, scale: float = 1.0) -> np.ndarray:
+    """Deterministic rate spikes of ``p = x / scale`` in [0, 1]: an IF encoder (threshold 1, reset
+    by subtraction, v starting at 1/2) fed ``p`` every step, so a value sends ``round(p * steps)`` spikes."""
+    p = np.asarray(x, dtype=np.float64) / scale
+    if np.any(p < 0):
+        raise NeurocompileError("spike inputs need non-negative values (an IF encoder cannot send negative rates)")
+    p = np.minimum(p, 1.0)
+    t = np.arange(steps + 1).reshape(1, -1, *([1] * (p.ndim - 1)))
+    counts = np.floor(t * p[:, None] + 0.5)
+    return np.diff(counts, axis=1).astype(np.float32)
+
+
+# --- the whole conversion and its evaluation -----------------------------------------------------
+
+
+@dataclass
+class Conversion:
+    """What :func:`convert` made: the ONNX model, its parsed layers, the lambdas and the NIR graph."""
+
+    model: object
+    network: Network
+    scales: dict
+    graph: object
+    data: Data
+    readout: str
+    percentile: float
+
+
+def convert(model_path, calibration: str = "digits", percentile: float = 99.9, readout: str = "spikes") -> Conversion:
+    """Read, parse and check ``model_path``, normalize on ``calibration``'s training split and build the NIR graph."""
+    if not (0 < percentile <= 100):
+        raise NeurocompileError(f"percentile must be in (0, 100], got {percentile}")
+    model = read_onnx(model_path)
+    network = parse_onnx(model)
+    data = load_data(calibration, network.input_shape)
+    check_against_onnxruntime(network, model, data.x_train)
+    scales = layer_scales(network, forward(network, data.x_train), percentile, input_scale(data.x_train))
+    graph = to_nir(
+        network, scales, readout, source=str(Path(model_path).name), calibration=data.name, percentile=float(percentile)
+    )
+    return Conversion(model, network, scales, graph, data, readout, percentile)
+
+
+def compile_fixed_point(conversion: Conversion, steps: int, samples: int = 256):
+    """The fixed-point program of the converted graph, calibrated on ``samples`` training inputs as spikes."""
+    from neurocompile.compiler.quantize import compile_graph
+
+    spikes = encode_spikes(conversion.data.x_train[:samples], steps, conversion.scales[INPUT])
+    program, _report = compile_graph(conversion.graph, CONVENTION, calibration=spikes)
+    return program
+
+
+KINDS = ("float", "float_spikes", "cpu")  # the SNN runs of the report, see evaluate
+
+
+def snn_accuracy(conversion: Conversion, kind: str, steps: int, x, y, program=None) -> float:
+    """Accuracy of one SNN run: ``float`` (analog current), ``float_spikes`` or ``cpu`` (``program``, spikes)."""
+    from neurocompile.analysis import metrics
+    from neurocompile.backends import create_backend
+    from neurocompile.resources import check_run_memory
+
+    check_run_memory(conversion.graph, len(x), steps)
+    scale = conversion.scales[INPUT]
+    inputs = analog_current(x, steps, scale) if kind == "float" else encode_spikes(x, steps, scale)
+    if kind == "cpu":
+        backend = create_backend("cpu", program)
+    else:
+        backend = create_backend("float", conversion.graph, convention=CONVENTION)
+    return metrics.accuracy(backend.run(inputs), y)
+
+
+def evaluate(conversion: Conversion, steps=(16, 32, 64), limit: int | None = None, progress: bool = False) -> dict:
+    """Accuracy of the ANN (onnxruntime) and of the SNN at each T (:data:`KINDS`) on the test split;
+    the fixed-point program is calibrated at the largest T. Returns a JSON-able report."""
+    from tqdm import tqdm
+
+    data = conversion.data
+    x, y = data.x_test[:limit], data.y_test[:limit]
+    bar = tqdm(total=1 + len(KINDS) * len(steps), desc="convert", unit="run", disable=None if progress else True)
+    bar.set_postfix_str("fixed-point compile")
+    program = compile_fixed_point(conversion, max(steps))
+    bar.update()
+    rows = []
+    for t in steps:
+        row = {"steps": t}
+        for kind in KINDS:
+            bar.set_postfix_str(f"{kind} T={t}")
+            row[kind] = snn_accuracy(conversion, kind, t, x, y, program)
+            bar.update()
+        rows.append(row)
+    bar.close()
+    return {
+        "samples": {"calibration": int(len(data.x_train)), "test": int(len(y))},
+        "data": data.name,
+        "percentile": conversion.percentile,
+        "readout": conversion.readout,
+        "convention": dataclasses.asdict(CONVENTION),
+        "scales": conversion.scales,
+        "accuracy": {"ann": float((run_onnx(conversion.model, x).argmax(axis=1) == y).mean()), "snn": rows},
+    }
+
+
+SERIES = (
+    ("float", "SNN float, analog input"),
+    ("float_spikes", "SNN float, spike input"),
+    ("cpu", "SNN fixed-point CPU, spike input"),
+)
+
+
+def plot_accuracy(reports: dict, path) -> None:
+    """Accuracy against T for each ``{title: report}`` of :func:`evaluate`, the ANN as a dashed line (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(reports), figsize=(5 * len(reports), 3.6), sharey=True, squeeze=False)
+    for ax, (title, report) in zip(axes[0], reports.items()):
+        rows = report["accuracy"]["snn"]
+        steps = [row["steps"] for row in rows]
+        ax.axhline(100 * report["accuracy"]["ann"], color="black", ls="--", lw=1, label="ANN (onnxruntime)")
+        for key, label in SERIES:
+            ax.plot(steps, [100 * row[key] for row in rows], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(steps, [str(t) for t in steps])
+        ax.set_xlabel("time steps T")
+        ax.set_title(f"{title}: {report['samples']['test']} test samples", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (%)")
+    axes[0][0].legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
