@@ -26,6 +26,7 @@ import numpy as np
 
 from neurocompile.backends import BACKENDS, create_backend
 from neurocompile.backends.base import require_spikes
+from neurocompile.compiler.pipeline import compile_graph, lower_float
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import require_folders, save_figure
 from neurocompile.resources import check_input_memory
@@ -224,8 +225,6 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
     ``method``, ``percentile``, ``bias_onset``: see :func:`neurocompile.compiler.quantize.quantize`.
     ``output``: also write the program there (``.ncp``). ``source``: where the graph came from, kept in
     the program's metadata (default: the path, when ``graph`` is one)."""
-    from neurocompile.compiler.quantize import compile_graph
-
     source = source or (str(graph) if isinstance(graph, (str, Path)) else None)
     graph = _as_model(graph, lenient=lenient)
     if is_program(graph):
@@ -264,11 +263,7 @@ def model_for_backend(model, backend: str, convention=None, *, float_program: bo
         return model
     conv = resolve_convention(convention, graph=model)
     if float_program:
-        from neurocompile.compiler.normalize import normalize
-        from neurocompile.compiler.quantize import float_program as lower_to_float
-
-        return lower_to_float(normalize(model, conv))
-    from neurocompile.compiler.quantize import compile_graph
+        return lower_float(model, conv)
 
     program, _report = compile_graph(model, conv)
     return program

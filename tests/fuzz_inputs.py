@@ -184,8 +184,8 @@ def _paper_input_type(path: Path) -> dict:
 
 def _float_program_seed(directory: Path, source: Model, rng) -> Model:
     """The MLP lowered unquantized (``number_format="float"``)."""
+    from neurocompile.compiler.float_program import float_program
     from neurocompile.compiler.normalize import normalize
-    from neurocompile.compiler.quantize import float_program
     from neurocompile.frontend.nir_io import load_graph
 
     path = directory / "float.ncp"

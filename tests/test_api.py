@@ -68,7 +68,7 @@ def test_simulate_api_equals_the_backend_run_directly():
     """Oracle: the stages called one by one (export, compile_graph, create_backend, metrics)."""
     from neurocompile.analysis import metrics
     from neurocompile.backends import create_backend
-    from neurocompile.compiler.quantize import compile_graph
+    from neurocompile.compiler.pipeline import compile_graph
     from neurocompile.frontend.torch_export import export_checkpoint
 
     x, labels = neurocompile.load_inputs(data="digits", steps=8, limit=30)

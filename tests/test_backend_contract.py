@@ -232,8 +232,8 @@ def test_one_cpu_backend_runs_from_two_threads_at_once():
 @pytest.mark.parametrize("name", ["MLP", "RecurrentNet", "ConvNet"])
 def test_cpu_float_program_equals_lava_floating_pt(name):
     from neurocompile.backends.lava.backend import LavaBackend
+    from neurocompile.compiler.float_program import float_program
     from neurocompile.compiler.normalize import normalize
-    from neurocompile.compiler.quantize import float_program
     from neurocompile.frontend.torch_export import export
     from neurocompile.models.architectures import MLP, ConvNet, RecurrentNet
 
@@ -263,8 +263,8 @@ def test_inspect_shows_a_float_program_in_floats():
     """The shipped MLP was trained hardware-aware with decay 0.8 on Lava's 12-bit grid: its float
     program's dv is dt/tau = round(0.2 * 4096) / 4096 = 819/4096, not an integer."""
     from neurocompile.analysis.inspection import describe_program
+    from neurocompile.compiler.float_program import float_program
     from neurocompile.compiler.normalize import normalize
-    from neurocompile.compiler.quantize import float_program
     from neurocompile.frontend.torch_export import export_checkpoint
 
     shipped = Path(__file__).resolve().parents[1] / "models" / "digits_mlp.pt"

@@ -10,8 +10,10 @@ import pytest
 
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.backends.float_ref import FloatReference
+from neurocompile.compiler.float_program import float_program
+from neurocompile.compiler.lif_mapping import tonic_source
 from neurocompile.compiler.normalize import normalize
-from neurocompile.compiler.quantize import compile_graph, float_program, tonic_source
+from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 from neurocompile.semantics.discretization import Convention

@@ -14,8 +14,8 @@ import pytest
 
 from neurocompile import api
 from neurocompile.cli import main
-from neurocompile.compiler.quantize import QuantizationReport
 from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.report import QuantizationReport
 
 PAPER_GRAPHS = [
     ("lif_norse.nir", []),

@@ -18,7 +18,7 @@ from test_onnx_step import assert_matches_float
 
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.compiler.quantize import compile_graph
+from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.frontend.nir_io import load_graph
 from neurocompile.models.architectures import RecurrentNet
 from neurocompile.onnx.step import initial_states, step_graph

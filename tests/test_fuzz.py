@@ -510,8 +510,8 @@ def verdict(model, x, backend: str) -> str:
 
 
 def test_float_and_cpu_backends_refuse_the_same_inputs(mlp):
+    from neurocompile.compiler.float_program import float_program
     from neurocompile.compiler.normalize import normalize
-    from neurocompile.compiler.quantize import float_program
 
     graph = load_graph(mlp.files["nir"])
     fixed, lowered = FixedPointProgram.load(mlp.files["ncp"]), float_program(normalize(graph))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from neurocompile.backends import create_backend
-from neurocompile.compiler.quantize import compile_graph
+from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.semantics.discretization import Convention
 
 pytestmark = pytest.mark.skipif(

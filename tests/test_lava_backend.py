@@ -204,9 +204,10 @@ def test_samples_are_independent_of_batch_order():
 
 
 def test_single_lif_spikes_where_the_paper_says(nir_paper_dir):
-    from neurocompile.compiler.quantize import compile_graph
+    from neurocompile.compiler.pipeline import compile_graph
+    from neurocompile.frontend.nir_io import load_graph
 
-    program, _ = compile_graph(nir_paper_dir / "lif_norse.nir")
+    program, _ = compile_graph(load_graph(nir_paper_dir / "lif_norse.nir"))
     spikes = np.load(nir_paper_dir / "lif_input_spikes.npy").astype(np.uint8)
     x = spikes.reshape(1, -1, 1)
     rec = lava_backend(program).run(x)
@@ -228,9 +229,10 @@ PAPER_GRAPHS = {
 
 @pytest.mark.parametrize("name", sorted(PAPER_GRAPHS))
 def test_nir_paper_graphs_match_cpu(name, nir_paper_dir):
-    from neurocompile.compiler.quantize import compile_graph
+    from neurocompile.compiler.pipeline import compile_graph
+    from neurocompile.frontend.nir_io import load_graph
 
-    program, _ = compile_graph(nir_paper_dir / name)
+    program, _ = compile_graph(load_graph(nir_paper_dir / name))
     rng = np.random.default_rng(0)
     steps = PAPER_GRAPHS[name]
     inputs = {p.name: (rng.random((2, steps, *p.shape)) < 0.3).astype(np.uint8) for p in program.inputs}
@@ -281,9 +283,10 @@ def test_floating_pt_matches_float_reference_one_step_later(nir_paper_dir):
 def test_floating_pt_of_an_integer_program_tracks_the_cpu_backend(nir_paper_dir):
     """The float view of a quantized program (same numbers without integer rounding) spikes
     within a step or two of the fixed-point run."""
-    from neurocompile.compiler.quantize import compile_graph
+    from neurocompile.compiler.pipeline import compile_graph
+    from neurocompile.frontend.nir_io import load_graph
 
-    program, _ = compile_graph(nir_paper_dir / "lif_norse.nir")
+    program, _ = compile_graph(load_graph(nir_paper_dir / "lif_norse.nir"))
     x = np.load(nir_paper_dir / "lif_input_spikes.npy").astype(np.uint8).reshape(1, -1, 1)
     out = lava_backend(program, tag="floating_pt").run(x).output_spikes().reshape(-1)
     fixed = np.flatnonzero(cpu_backend(program).run(x).output_spikes().reshape(-1))

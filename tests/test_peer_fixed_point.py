@@ -14,7 +14,7 @@ from test_peer_presets import lif, small_graph
 from neurocompile import api
 from neurocompile.backends.float_ref import FloatReference
 from neurocompile.compiler.normalize import euler_form, normalize
-from neurocompile.compiler.quantize import compile_graph
+from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.errors import NeurocompileError
 from neurocompile.frontend.nir_io import load_graph
 from neurocompile.semantics.discretization import Convention, get_convention

@@ -21,8 +21,9 @@ import torch
 from test_onnx_step import assert_matches_float, chain, spikes_in
 
 from neurocompile.backends.float_ref import FloatReference
+from neurocompile.compiler.float_program import float_program
 from neurocompile.compiler.normalize import normalize
-from neurocompile.compiler.quantize import compile_graph, float_program
+from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.errors import NeurocompileError
 from neurocompile.semantics import discretization as D
 from neurocompile.semantics.discretization import PRESETS, Convention, get_convention

@@ -18,7 +18,7 @@ from neurocompile.analysis.metrics import accuracy, layer_agreement
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.backends.float_ref import FloatReference
 from neurocompile.cli import main
-from neurocompile.compiler.quantize import compile_graph
+from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.data import load_digits_spikes
 from neurocompile.frontend.checkpoint import load_checkpoint
 from neurocompile.frontend.torch_export import convention_from_metadata, export, export_checkpoint
@@ -128,8 +128,8 @@ def test_float_graphs_on_lava_floating_pt_equal_the_float_reference_with_lava_ti
     """Lava's floating_pt run of the float program is the float reference of the graph with every population
     delayed by its latency (one step per synapse; biases and leaks start with the first input)."""
     from neurocompile.backends.lava.backend import LavaBackend
+    from neurocompile.compiler.float_program import float_program
     from neurocompile.compiler.normalize import normalize
-    from neurocompile.compiler.quantize import float_program
     from neurocompile.frontend.nir_io import load_graph
 
     graph = export(spiking_model(MLP([64, 32, 10]))) if name == "MLP" else load_graph(nir_paper_dir / name)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from neurocompile.backends import create_backend
 from neurocompile.compiler.normalize import normalize
-from neurocompile.compiler.quantize import compile_graph
+from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.errors import GraphError
 from neurocompile.semantics.discretization import Convention
 from neurocompile.semantics.primitives import PRIMITIVES, make_op

@@ -15,8 +15,10 @@ import pytest
 
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.compiler.quantize import compile_graph, tonic_source
+from neurocompile.compiler.lif_mapping import tonic_source
+from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.errors import HardwareLimitError
+from neurocompile.frontend.nir_io import load_graph
 from neurocompile.ir.program import FixedPointProgram
 from neurocompile.semantics.discretization import Convention, get_convention
 
@@ -262,7 +264,8 @@ def test_bias_too_large_for_13_plus_3_bits_limits_the_scale():
 
 
 def test_report_is_json_and_stored_in_the_program(tmp_path, nir_paper_dir):
-    program, report = compile_graph(nir_paper_dir / "two_lif_neurons.nir")
+    path = nir_paper_dir / "two_lif_neurons.nir"
+    program, report = compile_graph(load_graph(path), source=str(path))
     text = json.dumps(report.to_dict())
     assert "lif1" in text and "weight_rel_l2" in text
     assert program.metadata["quantization"]["layers"][0]["population"] == "lif1"

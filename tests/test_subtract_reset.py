@@ -204,7 +204,7 @@ def test_snntorch_convention_mlp_agrees_with_the_float_reference():
     fixed-point run follows the float reference of the same graph."""
     from neurocompile.analysis.metrics import accuracy, layer_agreement
     from neurocompile.backends.float_ref import FloatReference
-    from neurocompile.compiler.quantize import compile_graph
+    from neurocompile.compiler.pipeline import compile_graph
     from neurocompile.data import load_digits_spikes
     from neurocompile.frontend.torch_export import export_checkpoint
     from neurocompile.semantics.discretization import get_convention
@@ -232,7 +232,7 @@ def test_snntorch_braille_graph_compiles_and_agrees(nir_paper_dir, tmp_path):
     from neurocompile.analysis.metrics import layer_agreement
     from neurocompile.backends.float_ref import FloatReference
     from neurocompile.cli import main
-    from neurocompile.compiler.quantize import compile_graph
+    from neurocompile.compiler.pipeline import compile_graph
     from neurocompile.frontend.nir_io import load_graph
     from neurocompile.semantics.discretization import get_convention
 
@@ -269,7 +269,7 @@ def test_snntorch_leaky_network_runs_in_fixed_point_and_follows_snntorch():
 
     from neurocompile.analysis.metrics import layer_agreement
     from neurocompile.backends.float_ref import FloatReference
-    from neurocompile.compiler.quantize import compile_graph
+    from neurocompile.compiler.pipeline import compile_graph
     from neurocompile.ir.recording import Recording
     from neurocompile.semantics.discretization import get_convention
 

@@ -46,7 +46,7 @@ import torch
 
 from neurocompile.backends.cpu import CpuBackend, _load_kernel
 from neurocompile.backends.float_ref import FloatReference
-from neurocompile.compiler.quantize import compile_graph
+from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.ir.program import FixedPointProgram
 from neurocompile.semantics.discretization import Convention, get_convention
 from neurocompile.semantics.fixedpoint import float_program_of

@@ -205,7 +205,7 @@ def float_check(row: Row, graph, conv, x, native) -> None:
 def fixed_check(row: Row, graph, conv, x, native) -> None:
     from neurocompile.analysis.metrics import layer_agreement
     from neurocompile.backends.cpu import CpuBackend
-    from neurocompile.compiler.quantize import compile_graph
+    from neurocompile.compiler.pipeline import compile_graph
 
     program, _ = compile_graph(graph, conv, calibration=x)
     fixed = CpuBackend(program).run(x, record="all")

@@ -250,7 +250,7 @@ def format_program(info: dict) -> str:
     if info.get("quantization"):
         lines.append("")
         lines.append("quantization report:")
-        from neurocompile.compiler.quantize import QuantizationReport
+        from neurocompile.ir.report import QuantizationReport
 
         lines.append(QuantizationReport.from_dict(info["quantization"]).table())
     return "\n".join(lines)

@@ -67,12 +67,21 @@ constants, a decay beyond one step, delays beyond 62 steps, a bias beyond 13+3 b
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
-from neurocompile.compiler.normalize import NormalizedGraph, NormalizedPopulation, NormalizedSynapse, normalize
+from neurocompile.compiler.calibrate import source_activity, statistic
+from neurocompile.compiler.lif_mapping import (
+    Layer,
+    check_lava_convention,
+    layer_of,
+    program_of,
+    reset_mode,
+    tonic_population,
+    tonic_source,
+)
+from neurocompile.compiler.normalize import NormalizedGraph, NormalizedSynapse
 from neurocompile.errors import HardwareLimitError, NeurocompileError
 from neurocompile.ir.program import (
     BIAS_EXP_BITS,
@@ -81,14 +90,12 @@ from neurocompile.ir.program import (
     STATE_BITS,
     VTH_BITS,
     WEIGHT_EXP_RANGE,
-    FixedPointProgram,
-    InputPort,
     Population,
     Synapse,
-    plain,
 )
+from neurocompile.ir.report import LayerReport, QuantizationReport, SynapseReport
 from neurocompile.semantics.discretization import Convention
-from neurocompile.semantics.primitives import PRIMITIVES, conv2d
+from neurocompile.semantics.primitives import conv2d
 
 VTH_MAX = 2**VTH_BITS - 1
 BIAS_MANT_MAX = 2 ** (BIAS_MANT_BITS - 1) - 1
@@ -99,217 +106,6 @@ STATE_LIMIT = 2 ** (STATE_BITS - 1) - 1
 
 
 # --- report -------------------------------------------------------------------------------
-
-
-@dataclass
-class SynapseReport:
-    """One quantized synapse: exponent, mantissa use, clipping and weight error."""
-
-    name: str
-    source: str
-    kind: str
-    weight_exp: int
-    num_weight_bits: int
-    sign_mode: str
-    max_mantissa: int
-    clipped_weights: int
-    weight_rel_l2: float
-    delays: int = 0
-
-
-@dataclass
-class LayerReport:
-    """One population: its scale, decays, threshold and errors.
-
-    ``scale``: integer weight units per float unit of v (``K``; the median when it differs
-    per neuron); ``v_scale = 64 * scale`` is the unit of the v register.
-    ``threshold_ratio_error``: max relative error of ``vth / effective weight`` against the
-    float ``v_threshold / w_eff`` over the largest weight of each synapse.
-    ``decay_error``: relative error of the quantized per-step decay (1 - d/4096) of v and u.
-    ``saturation``: events seen during calibration (per neuron and step).
-    """
-
-    population: str
-    type: str
-    spiking: bool
-    shape: list[int]
-    scale: float
-    vth: int
-    du: int
-    dv: int
-    bias_exp: int
-    limited_by: str
-    decay_error: dict = field(default_factory=dict)
-    threshold_ratio_error: float = 0.0
-    bias_rel_error: float = 0.0
-    saturation: dict = field(default_factory=dict)
-    synapses: list[SynapseReport] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def clipped_weights(self) -> int:
-        return sum(s.clipped_weights for s in self.synapses)
-
-    @property
-    def weight_rel_l2(self) -> float:
-        return max((s.weight_rel_l2 for s in self.synapses), default=0.0)
-
-
-@dataclass
-class QuantizationReport:
-    """Per-layer quantization results; ``to_dict()`` is JSON-serializable."""
-
-    method: str
-    percentile: float | None
-    calibrated: bool
-    dt: float
-    convention: str
-    layers: list[LayerReport] = field(default_factory=list)
-
-    def layer(self, population: str) -> LayerReport:
-        for layer in self.layers:
-            if layer.population == population:
-                return layer
-        raise NeurocompileError(f"report has no layer '{population}'")
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        for layer, record in zip(self.layers, out["layers"]):
-            record["clipped_weights"] = layer.clipped_weights
-            record["weight_rel_l2"] = layer.weight_rel_l2
-        return plain(out)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> QuantizationReport:
-        """Inverse of :meth:`to_dict` (for a report stored in a program's metadata)."""
-        derived = ("clipped_weights", "weight_rel_l2")
-        layers = [
-            LayerReport(
-                **{k: v for k, v in layer.items() if k not in derived and k != "synapses"},
-                synapses=[SynapseReport(**syn) for syn in layer.get("synapses", [])],
-            )
-            for layer in data.get("layers", [])
-        ]
-        return cls(**{k: v for k, v in data.items() if k != "layers"}, layers=layers)
-
-    def table(self) -> str:
-        """A human-readable per-layer table."""
-        head = f"{'layer':<16} {'type':<8} {'scale':>10} {'vth':>7} {'du':>5} {'dv':>5} {'w_exp':>6} {'clip':>5} {'w_err':>8} {'thr_err':>8} {'sat':>6}  limited by"
-        rows = [head, "-" * len(head)]
-        for layer in self.layers:
-            exps = ",".join(str(s.weight_exp) for s in layer.synapses) or "-"
-            sat = sum(int(v) for v in layer.saturation.values())
-            rows.append(
-                f"{layer.population[:16]:<16} {layer.type:<8} {layer.scale:>10.4g} {layer.vth:>7d} {layer.du:>5d} {layer.dv:>5d} "
-                f"{exps:>6} {layer.clipped_weights:>5d} {layer.weight_rel_l2:>8.2e} {layer.threshold_ratio_error:>8.2e} {sat:>6d}  {layer.limited_by}"
-            )
-            for note in layer.notes:
-                rows.append(f"{'':<16} note: {note}")
-        cal = "calibrated" if self.calibrated else "not calibrated"
-        rows.append(
-            f"method={self.method}{'' if self.percentile is None else f' ({self.percentile}%)'}, {cal}, dt={self.dt}, convention={self.convention}"
-        )
-        return "\n".join(rows)
-
-
-# --- per-population dynamics ----------------------------------------------------------------
-
-
-@dataclass
-class _Dynamics:
-    """A population's linear form (``primitives.LinearForm``) with its decays as Lava integers."""
-
-    du: int
-    dv: int
-    gain: np.ndarray  # float v increment per unit of neuron input x (per neuron)
-    bias_v: np.ndarray  # float v increment per step from bias and v_leak (per neuron)
-    extra_delay: int
-    bias_x: np.ndarray | None  # a bias that enters as input x through a tonic source (LinearForm.bias_x)
-    a_u: float  # float per-step decay of u (1 for no synaptic state)
-    a_v: float  # float per-step decay of v
-    u_to_v: np.ndarray | None  # float v increment per unit of the model's current i (None: no current)
-    notes: list[str]
-
-
-def _uniform(values: np.ndarray, pop: str, param: str) -> float:
-    if not np.allclose(values, values.flat[0], rtol=1e-6, atol=0):
-        raise HardwareLimitError(
-            f"decay differs across neurons ({values.min():.4g}..{values.max():.4g}); Lava LIF has one per population",
-            pop,
-            param,
-        )
-    return float(values.flat[0])
-
-
-def _decay_int(alpha: float, pop: str, param: str, offset: int) -> int:
-    if not np.isfinite(alpha) or alpha <= 0:
-        raise HardwareLimitError(f"dt/{param} = {alpha:.4g} gives no decay", pop, param)
-    if alpha > 1 + 1e-9:
-        raise HardwareLimitError(
-            f"dt/{param} = {alpha:.4g} > 1: the neuron decays more than fully in one step (choose a smaller dt)",
-            pop,
-            param,
-        )
-    d = int(round(4096 * alpha)) - offset
-    return min(max(d, 0), 4095)
-
-
-def _dynamics(pop: NormalizedPopulation, conv: Convention) -> _Dynamics:
-    form = PRIMITIVES[pop.type].neuron.linear_form(pop.params, pop.bias, conv)
-    u_param, v_param = form.decay_param.get("u", "u"), form.decay_param.get("v", "v")
-    a_u, a_v = _uniform(form.a_u, pop.name, u_param), _uniform(form.a_v, pop.name, v_param)
-    du = _decay_int(a_u, pop.name, u_param, 1) if form.has_current else 4095
-    dv = _decay_int(a_v, pop.name, v_param, 0) if a_v > 0 else 0
-    notes = list(form.notes)
-    if a_v >= 1:
-        notes.append("v keeps 1/4096 of its previous value between steps (Lava's dv is 12 bits)")
-    return _Dynamics(du, dv, form.gain, form.bias_v, form.extra_delay, form.bias_x, a_u, a_v, form.u_to_v, notes)
-
-
-# --- calibration ----------------------------------------------------------------------------
-
-
-def _calibration_arrays(normalized: NormalizedGraph, calibration) -> dict[str, np.ndarray] | None:
-    """Float source activity and states keyed ``<node>.spikes``/``.v``/``.i``/``.out``."""
-    if calibration is None:
-        return None
-    from neurocompile.ir.recording import Recording
-
-    if isinstance(calibration, Recording):
-        return dict(calibration.arrays)
-    if isinstance(calibration, dict) and any("." in str(k) for k in calibration):
-        return {str(k): np.asarray(v) for k, v in calibration.items()}
-    inputs = calibration
-    if normalized.source is None:
-        raise NeurocompileError("calibration inputs need the source NIR graph (normalize() keeps it)")
-    from neurocompile.backends import create_backend
-    from neurocompile.resources import check_input_memory
-
-    check_input_memory(normalized.source, inputs)
-    rec = create_backend("float", normalized.source, convention=normalized.convention).run(inputs, record="all")
-    arrays = dict(rec.arrays)
-    if not isinstance(inputs, dict):
-        inputs = {normalized.inputs[0].name: inputs}
-    for name, x in inputs.items():
-        arrays[f"{name}.out"] = np.asarray(x, dtype=np.float64)
-    return arrays
-
-
-def _source_activity(arrays: dict, name: str, shape) -> np.ndarray | None:
-    for key in (f"{name}.spikes", f"{name}.out"):
-        if key in arrays:
-            x = np.asarray(arrays[key], dtype=np.float64)
-            return x.reshape(x.shape[0], x.shape[1], *shape)
-    return None
-
-
-def _stat(values: np.ndarray, method: str, percentile: float) -> float:
-    a = np.abs(values).ravel()
-    if a.size == 0:
-        return 0.0
-    if method == "percentile":
-        return float(np.percentile(a, percentile))
-    return float(a.max())
 
 
 # --- quantization ---------------------------------------------------------------------------
@@ -327,17 +123,6 @@ def _mantissa_limit(kind: str, sign_mode: str) -> int:
     if kind == "conv":
         return 127 if sign_mode == "mixed" else 255
     return 254 if sign_mode == "mixed" else 255  # mixed: even values, Lava drops the low bit
-
-
-def _effective_weights(syn: NormalizedSynapse, gain: np.ndarray, target_shape) -> np.ndarray:
-    """Float v increment per source spike: weights scaled by the target's per-neuron gain."""
-    if syn.kind == "conv":
-        g = gain.reshape(target_shape) if gain.size > 1 else np.full(target_shape, float(gain.flat[0]))
-        per_channel = g.reshape(g.shape[0], -1)
-        if not np.allclose(per_channel, per_channel[:, :1], rtol=1e-6):
-            raise HardwareLimitError("r (or w_in) differs within an output channel of a conv synapse", syn.target, "r")
-        return syn.weights * per_channel[:, 0].reshape(-1, 1, 1, 1)
-    return syn.weights * gain.reshape(-1)[:, None]
 
 
 def _abs_row_bound(syn: NormalizedSynapse, w_eff: np.ndarray, rho: np.ndarray) -> float:
@@ -365,76 +150,28 @@ def _apply(syn: NormalizedSynapse, w_eff: np.ndarray, x: np.ndarray) -> np.ndarr
     return x.reshape(b, t, -1) @ w_eff.T
 
 
-@dataclass
-class _Layer:
-    """What every pass needs to know about one population: its dynamics, threshold scaling
-    (``rho`` = 1 / v_threshold per neuron, 1 for readouts) and its incoming synapses with their
-    effective float weights (v increment per spike)."""
-
-    pop: NormalizedPopulation
-    dyn: _Dynamics
-    rho: np.ndarray
-    incoming: list[NormalizedSynapse]
-    w_effs: list[np.ndarray]
-
-
-def _layer(normalized: NormalizedGraph, pop: NormalizedPopulation) -> _Layer:
-    conv = normalized.convention
-    rho = 1.0 / _lava_threshold(pop, conv) if pop.spiking else np.ones(pop.size)
-    dyn = _dynamics(pop, conv)
-    incoming = normalized.synapses_into(pop.name)
-    if dyn.bias_x is not None:
-        incoming = [*incoming, _bias_synapse(pop.name, dyn.bias_x)]
-    return _Layer(pop, dyn, rho, incoming, [_effective_weights(s, dyn.gain, pop.shape) for s in incoming])
-
-
-def tonic_source(population: str) -> str:
-    """The name of the tonic source that carries ``population``'s bias into its current."""
-    return f"{population}.bias_source"
-
-
-def _bias_synapse(population: str, bias_x: np.ndarray) -> NormalizedSynapse:
-    """A bias that enters a neuron's current (Lava has no bias on u): a dense synapse from a tonic source,
-    one neuron that spikes every step, with the bias as its weights."""
-    return NormalizedSynapse(f"{population}.bias", tonic_source(population), population, "dense", bias_x.reshape(-1, 1))
-
-
-def _tonic_population(population: str, number_format: str) -> Population:
-    """The tonic source of ``population``: no input, its bias alone crosses a zero threshold every step."""
-    one, fixed = np.ones(1), number_format == "fixed"
-    return Population(
-        tonic_source(population),
-        (1,),
-        du=4095 if fixed else 1.0,
-        dv=0,
-        vth=0,
-        bias_mant=one.astype(np.int32 if fixed else np.float64),
-        source_type="tonic",
-    )
-
-
 # --- pass 1: choose each population's scale -------------------------------------------------------
 
 
-def _weight_limits(layer: _Layer, method: str, percentile: float) -> dict[str, float]:
+def _weight_limits(layer: Layer, method: str, percentile: float) -> dict[str, float]:
     limits = {"vth (17 bits)": float(VTH_MAX)}
     for syn, w in zip(layer.incoming, layer.w_effs):
         rs = _rho_weights(syn, w, layer.rho, layer.pop.shape)
         lim = _mantissa_limit(syn.kind, _sign_mode(syn.weights)) * (
             1 if syn.kind == "conv" else 2 ** WEIGHT_EXP_RANGE[1]
         )
-        ref = _stat(rs[rs != 0], method, percentile)
+        ref = statistic(rs[rs != 0], method, percentile)
         if ref > 0:
             limits[f"weights of {syn.name}"] = lim / ref
     return limits
 
 
-def _calibrated_limits(layer: _Layer, arrays: dict, normalized, method: str, percentile: float) -> dict[str, float]:
+def _calibrated_limits(layer: Layer, arrays: dict, normalized, method: str, percentile: float) -> dict[str, float]:
     """Scale limits from the float run: summed input (16 bits), v and u (24 bits)."""
     pop, rho, limits = layer.pop, layer.rho, {}
     total = _summed_input(arrays, normalized, layer.incoming, layer.w_effs)
     if total is not None:
-        a = _stat(total * rho.reshape(1, 1, -1), method, percentile)
+        a = statistic(total * rho.reshape(1, 1, -1), method, percentile)
         if a > 0:
             limits["activation (16 bits)"] = ACT_LIMIT_16 / a
     v_rec = arrays.get(f"{pop.name}.v")
@@ -442,7 +179,7 @@ def _calibrated_limits(layer: _Layer, arrays: dict, normalized, method: str, per
         v_units = np.asarray(v_rec, dtype=np.float64).reshape(v_rec.shape[0], v_rec.shape[1], -1) * rho.reshape(
             1, 1, -1
         )
-        vm = _stat(v_units, method, percentile)
+        vm = statistic(v_units, method, percentile)
         if vm > 0:
             limits["v (24 bits)"] = ACT_LIMIT_U / max(vm, 1.0 if pop.spiking else 0.0)
     i_rec = arrays.get(f"{pop.name}.i")
@@ -450,13 +187,13 @@ def _calibrated_limits(layer: _Layer, arrays: dict, normalized, method: str, per
         u_units = np.asarray(i_rec, dtype=np.float64).reshape(i_rec.shape[0], i_rec.shape[1], -1) * (
             layer.dyn.u_to_v.reshape(-1) * rho
         ).reshape(1, 1, -1)
-        um = _stat(u_units, method, percentile)
+        um = statistic(u_units, method, percentile)
         if um > 0:
             limits["u (24 bits)"] = ACT_LIMIT_U / um
     return limits
 
 
-def _bound_limits(layer: _Layer) -> dict[str, float]:
+def _bound_limits(layer: Layer) -> dict[str, float]:
     """Scale limits without calibration: every source spiking at once, one sign at a time."""
     dyn, rho, limits = layer.dyn, layer.rho, {}
     bound = sum(_abs_row_bound(s, w, rho) for s, w in zip(layer.incoming, layer.w_effs))
@@ -474,7 +211,7 @@ def _bound_limits(layer: _Layer) -> dict[str, float]:
     return limits
 
 
-def _choose_scale(layer: _Layer, arrays, normalized, method: str, percentile: float) -> _Scale:
+def _choose_scale(layer: Layer, arrays, normalized, method: str, percentile: float) -> _Scale:
     """The largest integer threshold ``T`` every limit allows."""
     limits = _weight_limits(layer, method, percentile)
     if arrays is not None:
@@ -499,14 +236,14 @@ def _choose_scale(layer: _Layer, arrays, normalized, method: str, percentile: fl
 # --- pass 2: quantize the population ------------------------------------------------------------
 
 
-def _quantize_population(layer: _Layer, T: int, conv: Convention) -> tuple[Population, list[str], float]:
+def _quantize_population(layer: Layer, T: int, conv: Convention) -> tuple[Population, list[str], float]:
     """Integer du, dv, vth and bias at scale ``T``: (population, notes, bias relative error)."""
     pop, dyn = layer.pop, layer.dyn
     bias_f = dyn.bias_v.reshape(-1) * (T * layer.rho) * 64  # v register units (64 per weight unit)
     bias_mant, bias_exp, bias_err = _quantize_bias(bias_f, pop.name)
     vth = T if pop.spiking else VTH_MAX
     notes = list(dyn.notes)
-    reset = _reset_mode(pop, conv)
+    reset = reset_mode(pop, conv)
     if pop.spiking and conv.threshold_inclusive:
         on_grid = dyn.dv == 0 and dyn.du == 4095 and np.all((bias_mant.astype(np.int64) << bias_exp) % 64 == 0)
         if on_grid and T > 1 and reset == "zero":  # a subtractive reset must remove 64*T: vth stays T
@@ -541,9 +278,7 @@ class _Scale:
     limited_by: str
 
 
-def _layer_report(
-    layer: _Layer, population: Population, scale: _Scale, errors: dict, arrays, normalized
-) -> LayerReport:
+def _layer_report(layer: Layer, population: Population, scale: _Scale, errors: dict, arrays, normalized) -> LayerReport:
     """``errors``: notes, synapse reports, threshold-ratio and bias errors of the quantized layer."""
     pop, dyn = layer.pop, layer.dyn
     K = scale.T * layer.rho
@@ -581,22 +316,12 @@ def _layer_report(
 # --- conventions Lava's LIF can run --------------------------------------------------------------
 
 
-def check_lava_convention(conv: Convention) -> None:
-    """Refuse the convention options that describe native peer dynamics (``Convention.native_options``):
-    Lava's LIF has forward-Euler decays, resets in the spiking step and emits one spike per step."""
-    for option, value in conv.native_options().items():
-        raise NeurocompileError(
-            f"convention '{conv.name}': {option}={value!r} has no Lava LIF form (the fixed-point compiler needs "
-            f"{option}={Convention.__dataclass_fields__[option].default!r})"
-        )
-
-
 BIAS_ONSETS = ("latency", "start")
 
 
 def quantize(
     normalized: NormalizedGraph,
-    calibration=None,
+    activity: dict[str, np.ndarray] | None = None,
     method: str = "maxabs",
     percentile: float = 99.99,
     bias_onset: str = "latency",
@@ -604,10 +329,8 @@ def quantize(
     """Fixed-point program and :class:`QuantizationReport` for a normalized graph.
 
     Per population, in order: choose the scale, quantize the population, quantize its incoming
-    synapses, report. ``calibration``: None; an input array ``[batch, time, *input_shape]`` (or a
-    dict per input) run through the float reference; or a float
-    :class:`~neurocompile.ir.recording.Recording` recorded with ``record="all"`` (plus
-    ``<input>.out`` arrays for the inputs). ``method``: "maxabs" or "percentile" (of |weights|
+    synapses, report. ``activity``: the float run's arrays per node
+    (:func:`~neurocompile.compiler.calibrate.calibrate`), or None for bounds from the weights. ``method``: "maxabs" or "percentile" (of |weights|
     and calibrated activations). ``bias_onset``: "latency" (a population adds its bias from the step its
     first input arrives) or "start" (from step 0: Lava's stock LIF, what Loihi 2 runs without a custom
     neuron model).
@@ -620,13 +343,13 @@ def quantize(
     if method == "percentile" and not (0 < percentile <= 100):
         raise NeurocompileError(f"percentile {percentile} is not in (0, 100]")
     conv = normalized.convention
-    arrays = _calibration_arrays(normalized, calibration)
+    arrays = activity
     report = QuantizationReport(
         method, percentile if method == "percentile" else None, arrays is not None, conv.dt, conv.name
     )
     populations, synapses, v_scale = [], [], {}
     for pop in normalized.populations:
-        layer = _layer(normalized, pop)
+        layer = layer_of(normalized, pop)
         scale = _choose_scale(layer, arrays, normalized, method, percentile)
         population, notes, bias_err = _quantize_population(layer, scale.T, conv)
         errors = {"notes": notes, "synapses": [], "threshold_ratio": 0.0, "bias": bias_err}
@@ -639,13 +362,13 @@ def quantize(
             errors["synapses"].append(srep)
             errors["threshold_ratio"] = max(errors["threshold_ratio"], ratio_err)
         if layer.dyn.bias_x is not None:
-            populations.append(_tonic_population(pop.name, "fixed"))
+            populations.append(tonic_population(pop.name, "fixed"))
         populations.append(population)
         report.layers.append(_layer_report(layer, population, scale, errors, arrays, normalized))
         K = scale.T * layer.rho
         v_scale[pop.name] = float(64 * K[0]) if np.allclose(K, K[0]) else [float(k) for k in 64 * K]
     # v_int = v_scale * v_float for every population (per neuron when thresholds differ)
-    program = _program(
+    program = program_of(
         normalized, populations, synapses, bias_onset=bias_onset, v_scale=v_scale, quantization=report.to_dict()
     )
     program.validate()
@@ -657,122 +380,6 @@ def _decay_error(d: int, alpha: float) -> float:
     when nothing should be kept."""
     kept = 1 - alpha
     return abs((1 - d / 4096) - kept) / (kept if kept > 1e-12 else 1.0)
-
-
-def _lava_threshold(pop: NormalizedPopulation, conv: Convention) -> np.ndarray:
-    """Per-neuron threshold of a spiking population, after checking Lava LIF can reset it
-    (to zero; reset by subtraction ignores ``v_reset``)."""
-    model = PRIMITIVES[pop.type].neuron
-    if model.reset is not None and conv.reset != "subtract" and np.any(pop.params[model.reset] != 0):
-        raise HardwareLimitError(
-            "Lava LIF resets v to 0; a non-zero v_reset is not representable", pop.name, model.reset
-        )
-    v_th = pop.params[model.threshold].reshape(-1)
-    if np.any(v_th <= 0):
-        raise HardwareLimitError("threshold must be positive", pop.name, model.threshold)
-    return v_th
-
-
-def _reset_mode(pop: NormalizedPopulation, conv: Convention) -> str:
-    """``Population.reset`` of ``pop``: the convention's reset for a spiking neuron that resets."""
-    has_reset = pop.spiking and PRIMITIVES[pop.type].neuron.reset is not None
-    return "subtract" if has_reset and conv.reset == "subtract" else "zero"
-
-
-def float_program(normalized: NormalizedGraph) -> FixedPointProgram:
-    """The normalized graph for Lava's ``floating_pt`` models: the same mapping, without rounding.
-
-    Same dataclasses as the fixed-point program, with ``number_format="float"``:
-    ``du``/``dv`` are the per-step decay fractions (``a_u``, ``a_v``), weights are the float v
-    increments per spike (``gain * w``), ``vth`` is ``v_threshold`` and ``bias_mant`` the float v
-    increment per step. Lava's float LIF then follows the discretization contract exactly, each
-    synapse one step later (``backends/lava/backend.py``).
-    """
-    conv = normalized.convention
-    check_lava_convention(conv)
-    populations, synapses = [], []
-    for pop in normalized.populations:
-        layer = _layer(normalized, pop)
-        dyn = layer.dyn
-        if dyn.bias_x is not None:
-            populations.append(_tonic_population(pop.name, "float"))
-        populations.append(_float_population(pop, dyn, conv))
-        for syn, weights in zip(layer.incoming, layer.w_effs):
-            delays = syn.delays
-            if dyn.extra_delay:
-                delays = (np.zeros(syn.weights.shape, dtype=np.int64) if delays is None else delays) + dyn.extra_delay
-            synapses.append(
-                Synapse(
-                    syn.name,
-                    syn.source,
-                    syn.target,
-                    syn.kind,
-                    weights,
-                    delays=delays,
-                    conv=syn.conv,
-                    recurrent=syn.recurrent,
-                )
-            )
-    return _program(normalized, populations, synapses, number_format="float").validate()
-
-
-def _float_population(pop: NormalizedPopulation, dyn: _Dynamics, conv: Convention) -> Population:
-    vth = float(np.inf)
-    if pop.spiking:
-        v_th = _lava_threshold(pop, conv)
-        if not np.allclose(v_th, v_th[0], rtol=1e-6):
-            raise HardwareLimitError(
-                "differs across neurons; Lava LIF has one threshold per population", pop.name, "v_threshold"
-            )
-        vth = float(v_th[0])
-    return Population(
-        name=pop.name,
-        shape=tuple(pop.shape),
-        du=dyn.a_u,
-        dv=dyn.a_v,
-        vth=vth,
-        bias_mant=dyn.bias_v.reshape(pop.shape),
-        spiking=pop.spiking,
-        source_type=pop.type,
-        reset=_reset_mode(pop, conv),
-    )
-
-
-def _program(
-    normalized: NormalizedGraph,
-    populations,
-    synapses,
-    number_format: str = "fixed",
-    bias_onset: str = "latency",
-    **metadata,
-):
-    """The program of ``normalized``'s inputs and outputs, with its dt, convention and output names. With
-    ``bias_onset="latency"`` a population's bias waits for its synaptic input: ``Population.bias_onset`` is
-    its latency, and a tonic source's synapse is delayed to arrive with the first input."""
-    conv = normalized.convention
-    program = FixedPointProgram(
-        inputs=[InputPort(i.name, tuple(i.shape)) for i in normalized.inputs],
-        populations=populations,
-        synapses=synapses,
-        outputs=list(normalized.outputs),
-        metadata={
-            "dt": conv.dt,
-            "convention": plain(asdict(conv)),
-            "output_names": dict(normalized.output_names),
-            **metadata,
-        },
-        number_format=number_format,
-    )
-    if bias_onset == "start":
-        return program
-    latency = program.latency()
-    for pop in program.populations:
-        pop.bias_onset = latency[pop.name] if np.any(pop.bias_mant) else 0
-    for syn in program.synapses:
-        if syn.source == tonic_source(syn.target):
-            delays = np.zeros(np.shape(syn.weights), np.int32) if syn.delays is None else syn.delays
-            syn.delays = delays + max(latency[syn.target] - 1 - int(delays.min()), 0)  # 0: no input reaches it
-    return program
 
 
 def _rho_weights(syn: NormalizedSynapse, w: np.ndarray, rho: np.ndarray, target_shape) -> np.ndarray:
@@ -805,7 +412,7 @@ def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, target
     sign_mode = _sign_mode(syn.weights)
     limit = _mantissa_limit(syn.kind, sign_mode)
     nz = x[x != 0]
-    ref = _stat(nz, method, percentile)
+    ref = statistic(nz, method, percentile)
     if syn.kind == "conv":
         exp = 0
     elif ref == 0:
@@ -879,7 +486,7 @@ def _summed_input(arrays, normalized, incoming, w_effs):
     total = None
     for syn, w in zip(incoming, w_effs):
         x = _tonic_activity(arrays, syn.target) if syn.source == tonic_source(syn.target) else None
-        x = x if x is not None else _source_activity(arrays, syn.source, normalized.source_shape(syn.source))
+        x = x if x is not None else source_activity(arrays, syn.source, normalized.source_shape(syn.source))
         if x is None:
             continue
         y = _apply(syn, w, x)
@@ -915,25 +522,3 @@ def _saturation(arrays, normalized, pop, incoming, w_effs, K, u_to_v) -> dict:
         v = np.asarray(v_rec, dtype=np.float64).reshape(v_rec.shape[0], v_rec.shape[1], -1) * k * 64
         out["v_24bit"] = int(np.count_nonzero(np.abs(v) >= STATE_LIMIT))
     return out
-
-
-def compile_graph(graph, convention: Convention | None = None, calibration=None, **options):
-    """NIR graph (or path) -> (FixedPointProgram, QuantizationReport).
-
-    ``options``: ``method``, ``percentile``, ``bias_onset`` (see :func:`quantize`), ``source`` (a label for
-    the program's metadata; defaults to the path when ``graph`` is a path).
-    """
-    convention = convention or Convention()
-    source = options.pop("source", None)
-    if isinstance(graph, (str, Path)):
-        from neurocompile.frontend.nir_io import load_graph
-
-        source = source or str(graph)
-        graph = load_graph(graph)
-    unknown = set(options) - {"method", "percentile", "bias_onset"}
-    if unknown:
-        raise NeurocompileError(f"unknown compile option(s): {', '.join(sorted(unknown))}")
-    normalized = normalize(graph, convention)
-    program, report = quantize(normalized, calibration=calibration, **options)
-    program.metadata["source"] = source
-    return program, report

@@ -596,7 +596,7 @@ def _check_report(report) -> None:
     """A stored quantization report that ``inspect`` can render and on-chip learning can read its scales from."""
     if report is None:
         return
-    from neurocompile.compiler.quantize import QuantizationReport
+    from neurocompile.ir.report import QuantizationReport
 
     try:
         parsed = QuantizationReport.from_dict(report)

@@ -441,7 +441,7 @@ def convert(model_path, calibration: str = "digits", percentile: float = 99.9, r
 
 def compile_fixed_point(conversion: Conversion, steps: int, samples: int = 256):
     """The fixed-point program of the converted graph, calibrated on ``samples`` training inputs as spikes."""
-    from neurocompile.compiler.quantize import compile_graph
+    from neurocompile.compiler.pipeline import compile_graph
 
     spikes = encode_spikes(conversion.data.x_train[:samples], steps, conversion.scales[INPUT])
     program, _report = compile_graph(conversion.graph, CONVENTION, calibration=spikes)

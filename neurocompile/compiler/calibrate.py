@@ -1,0 +1,54 @@
+"""Calibration: the float activity of every node on sample inputs, from which quantization picks
+each population's scale."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from neurocompile.backends import create_backend
+from neurocompile.compiler.normalize import NormalizedGraph
+from neurocompile.errors import NeurocompileError
+from neurocompile.ir.recording import Recording
+from neurocompile.resources import check_input_memory
+
+
+def calibrate(normalized: NormalizedGraph, calibration) -> dict[str, np.ndarray] | None:
+    """Float source activity and states keyed ``<node>.spikes``/``.v``/``.i``/``.out``, or None.
+
+    ``calibration``: None; inputs ``[batch, time, *input_shape]`` (or a dict per input), run through
+    the float reference; or a float :class:`~neurocompile.ir.recording.Recording` recorded with
+    ``record="all"`` (plus ``<input>.out`` arrays for the inputs)."""
+    if calibration is None:
+        return None
+    if isinstance(calibration, Recording):
+        return dict(calibration.arrays)
+    if isinstance(calibration, dict) and any("." in str(k) for k in calibration):
+        return {str(k): np.asarray(v) for k, v in calibration.items()}
+    inputs = calibration
+    if normalized.source is None:
+        raise NeurocompileError("calibration inputs need the source NIR graph (normalize() keeps it)")
+    check_input_memory(normalized.source, inputs)
+    rec = create_backend("float", normalized.source, convention=normalized.convention).run(inputs, record="all")
+    arrays = dict(rec.arrays)
+    if not isinstance(inputs, dict):
+        inputs = {normalized.inputs[0].name: inputs}
+    for name, x in inputs.items():
+        arrays[f"{name}.out"] = np.asarray(x, dtype=np.float64)
+    return arrays
+
+
+def source_activity(arrays: dict, name: str, shape) -> np.ndarray | None:
+    for key in (f"{name}.spikes", f"{name}.out"):
+        if key in arrays:
+            x = np.asarray(arrays[key], dtype=np.float64)
+            return x.reshape(x.shape[0], x.shape[1], *shape)
+    return None
+
+
+def statistic(values: np.ndarray, method: str, percentile: float) -> float:
+    a = np.abs(values).ravel()
+    if a.size == 0:
+        return 0.0
+    if method == "percentile":
+        return float(np.percentile(a, percentile))
+    return float(a.max())
