@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import strategies as st
 
-from neurocompile.ir.program import ConvGeometry, FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.network import ConvGeometry
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 
 DECAYS = st.one_of(st.sampled_from([0, 1, 4095]), st.integers(0, 4095))
 VTHS = st.one_of(st.sampled_from([0, 1, 2**17 - 1]), st.integers(0, 3000))

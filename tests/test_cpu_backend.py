@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from neurocompile.analysis.metrics import program_synops
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.errors import NeurocompileError
-from neurocompile.ir.program import ConvGeometry, FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.network import ConvGeometry
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 from neurocompile.semantics import fixedpoint as fxp
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -152,7 +153,7 @@ def test_synops_and_rates(neuron_path):
 
 
 def test_conv_hand_case(neuron_path):
-    from neurocompile.ir.program import ConvGeometry
+    from neurocompile.ir.network import ConvGeometry
 
     w = np.zeros((1, 1, 2, 2), dtype=np.int32)
     w[0, 0, 0, 1] = 3  # correlation: output (i, j) reads input (i, j + 1)

@@ -174,7 +174,7 @@ def test_conv_runs_exact_around_the_24_bit_wrap(total, neuron_path):
     """A conv synapse whose sums stay below 2**23 hands its float sums straight to the neurons (the 24-bit
     wrap changes nothing there); beyond, the wrap applies (float32, then float64 past 2**24): whole runs
     with every input active equal the int64 per-step reference."""
-    from neurocompile.ir.program import ConvGeometry
+    from neurocompile.ir.network import ConvGeometry
 
     w = np.full((2, 8, 3, 3), total // 72, dtype=np.int64)
     w[:, 0, 0, 0] += total - w[0].sum()  # the row sum of |w| is exactly `total`
@@ -268,7 +268,7 @@ def recurrent(conv=False):
         ),
     ]
     if conv:
-        from neurocompile.ir.program import ConvGeometry
+        from neurocompile.ir.network import ConvGeometry
 
         geom = ConvGeometry((1, 2, 3), (1, 2, 3), padding=(1, 1))
         syns.append(Synapse("out", "r", "o", "conv", rng.integers(-9, 9, (1, 1, 3, 3)).astype(np.int32), conv=geom))

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from neurocompile.errors import NeurocompileError
-from neurocompile.ir.program import ConvGeometry, FixedPointProgram, InputPort, Population, Synapse
+from neurocompile.ir.network import ConvGeometry
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 
 sys.path.insert(0, str(Path(__file__).parent))
 from program_strategies import programs_with_inputs  # noqa: E402

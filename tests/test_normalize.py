@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from neurocompile.compiler.normalize import normalize
+from neurocompile.compiler.normalize import normalize, synapse_output
 from neurocompile.errors import GraphError
 from neurocompile.semantics.discretization import Convention
 
@@ -47,7 +47,7 @@ def collapsed_output(norm, x):
     """Float input the target population receives for source values x, bias included."""
     (syn,) = norm.synapses_into("dst")
     pop = norm.population("dst")
-    return syn.apply(x).reshape(x.shape[0], -1) + pop.bias.reshape(1, -1), syn
+    return synapse_output(syn, x[:, None])[:, 0] + pop.bias.reshape(1, -1), syn
 
 
 def t(a):

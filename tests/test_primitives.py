@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from neurocompile.backends import create_backend
-from neurocompile.compiler.normalize import normalize
+from neurocompile.compiler.normalize import normalize, synapse_output
 from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.errors import GraphError
 from neurocompile.semantics.discretization import Convention
@@ -58,7 +58,7 @@ def test_conv_same_padding_matches_pytorch_on_float_backend_and_normalizer(kerne
     np.testing.assert_allclose(rec["conv.out"], want, rtol=1e-5, atol=1e-5)
 
     (syn,) = normalize(graph, IF_NO_DT).synapses
-    got = syn.apply(x.reshape(-1, 2, 5, 6)).reshape(2, 6, *out_shape)
+    got = synapse_output(syn, x.reshape(-1, 1, 2, 5, 6)).reshape(2, 6, *out_shape)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert syn.kind == ("conv" if kernel % 2 else "dense")  # asymmetric padding has no conv geometry
 
@@ -115,7 +115,7 @@ def test_both_flatten_forms_match_torch_flatten(start_dim, end_dim, declared, to
     rec = create_backend("float", graph).run(x, record="flat")
     np.testing.assert_array_equal(rec["flat.out"], want)
     (syn,) = normalize(graph).synapses  # C-order either way: the collapsed synapse is the same
-    np.testing.assert_allclose(syn.apply(x.reshape(-1, 2, 3, 4)), x.reshape(-1, 24) @ w.T, rtol=1e-9)
+    np.testing.assert_allclose(synapse_output(syn, x.reshape(-1, 1, 2, 3, 4))[:, 0], x.reshape(-1, 24) @ w.T, rtol=1e-9)
 
 
 @pytest.mark.parametrize("start_dim, declared", [(0, None), (1, [24])])

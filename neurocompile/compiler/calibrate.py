@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from neurocompile.backends import create_backend
-from neurocompile.compiler.normalize import NormalizedGraph
 from neurocompile.errors import NeurocompileError
+from neurocompile.ir.normalized import NormalizedGraph
 from neurocompile.ir.recording import Recording
 from neurocompile.resources import check_input_memory
 

@@ -13,13 +13,9 @@ from neurocompile.compiler.lif_mapping import (
     reset_mode,
     tonic_population,
 )
-from neurocompile.compiler.normalize import NormalizedGraph, NormalizedPopulation
 from neurocompile.errors import HardwareLimitError
-from neurocompile.ir.program import (
-    FixedPointProgram,
-    Population,
-    Synapse,
-)
+from neurocompile.ir.normalized import NormalizedGraph, NormalizedPopulation
+from neurocompile.ir.program import FixedPointProgram, Population, Synapse
 from neurocompile.semantics.discretization import Convention
 
 

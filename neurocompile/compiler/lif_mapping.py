@@ -9,14 +9,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from neurocompile.compiler.normalize import NormalizedGraph, NormalizedPopulation, NormalizedSynapse
 from neurocompile.errors import HardwareLimitError, NeurocompileError
-from neurocompile.ir.program import (
-    FixedPointProgram,
-    InputPort,
-    Population,
-    plain,
-)
+from neurocompile.ir.normalized import NormalizedGraph, NormalizedPopulation, NormalizedSynapse
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, plain
 from neurocompile.semantics.discretization import Convention
 from neurocompile.semantics.primitives import PRIMITIVES
 

@@ -34,15 +34,14 @@ turns an arbitrary (nested) NIR graph into that form, still in float:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import nir
 import numpy as np
 import torch
 
 from neurocompile.errors import GraphError
 from neurocompile.frontend.graph import flatten_graph, order_graph
-from neurocompile.ir.program import ConvGeometry
+from neurocompile.ir.network import ConvGeometry
+from neurocompile.ir.normalized import NormalizedGraph, NormalizedInput, NormalizedPopulation, NormalizedSynapse
 from neurocompile.semantics.discretization import Convention
 from neurocompile.semantics.primitives import PRIMITIVES, Op, conv2d, delay_steps, kind_of, make_op
 
@@ -52,103 +51,15 @@ SPARSE_DENSITY = 0.1  # explicit matrices at most this dense are stored as "spar
 # --- the normalized graph (plain data) ------------------------------------------------------
 
 
-@dataclass
-class NormalizedInput:
-    """A graph input; ``shape`` excludes batch and time."""
-
-    name: str
-    shape: tuple[int, ...]
-
-
-@dataclass
-class NormalizedPopulation:
-    """One NIR neuron node, parameters in float as in the NIR file.
-
-    ``type``: the NIR class name (LIF, CubaLIF, IF, LI, CubaLI, I).
-    ``params``: NIR parameter name -> float array broadcast to ``shape``
-    (``v_reset`` defaults to 0 where the node type has one).
-    ``bias``: constant input added to the neuron input ``x`` every step (biases of the
-    collapsed Affine/Conv nodes, pushed through the linear ops after them), shape ``shape``.
-    ``spiking``: False for the readouts LI, CubaLI and I.
-    """
-
-    name: str
-    type: str
-    shape: tuple[int, ...]
-    params: dict[str, np.ndarray]
-    bias: np.ndarray
-    spiking: bool = True
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-
-@dataclass
-class NormalizedSynapse:
-    """One collapsed chain of linear nodes from ``source`` to ``target`` (float weights).
-
-    ``kind``: "dense" or "sparse" (``weights`` is ``[n_target, n_source]`` over C-order
-    flattened shapes) or "conv" (``weights`` ``[C_out, C_in/groups, kH, kW]``, ``conv``
-    geometry, PyTorch semantics). The synapse delivers ``weights @ s`` to the target's input
-    ``x``. ``delays``: per-weight extra delay in steps (dense/sparse shape), or None.
-    ``recurrent``: a back-edge of the graph. ``nodes``: the NIR nodes collapsed into it.
-    """
-
-    name: str
-    source: str
-    target: str
-    kind: str
-    weights: np.ndarray
-    conv: ConvGeometry | None = None
-    delays: np.ndarray | None = None
-    recurrent: bool = False
-    nodes: list[str] = field(default_factory=list)
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """Float synaptic output for a batch ``x`` of source values ``[B, *source_shape]``."""
-        x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
-        if self.kind == "conv":
-            out = conv2d(
-                x.reshape(x.shape[0], *self.conv.input_shape),
-                torch.as_tensor(self.weights, dtype=torch.float64),
-                self.conv,
-            )
-            return out.numpy()
-        return (x.reshape(x.shape[0], -1) @ torch.as_tensor(self.weights, dtype=torch.float64).T).numpy()
-
-
-@dataclass
-class NormalizedGraph:
-    """Inputs, populations (feed-forward order), synapses and output populations.
-
-    ``outputs`` names populations (the graph's Output nodes are dropped; ``output_names``
-    maps each Output node to the population feeding it). ``source`` keeps the original NIR
-    graph (for calibration with the float reference), ``convention`` the float semantics.
-    """
-
-    inputs: list[NormalizedInput]
-    populations: list[NormalizedPopulation]
-    synapses: list[NormalizedSynapse]
-    outputs: list[str]
-    convention: Convention = field(default_factory=Convention)
-    output_names: dict[str, str] = field(default_factory=dict)
-    source: nir.NIRGraph | None = None
-
-    def population(self, name: str) -> NormalizedPopulation:
-        for pop in self.populations:
-            if pop.name == name:
-                return pop
-        raise GraphError("no such population", node=name)
-
-    def source_shape(self, name: str) -> tuple[int, ...]:
-        for inp in self.inputs:
-            if inp.name == name:
-                return tuple(inp.shape)
-        return tuple(self.population(name).shape)
-
-    def synapses_into(self, target: str) -> list[NormalizedSynapse]:
-        return [syn for syn in self.synapses if syn.target == target]
+def synapse_output(syn: NormalizedSynapse, x: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Float synaptic output of source values ``x [B, T, *source_shape]`` as ``[B, T, n_target]``, through
+    ``weights`` (default: the synapse's own)."""
+    w = syn.weights if weights is None else weights
+    b, t = x.shape[:2]
+    if syn.kind == "conv":
+        xt = torch.as_tensor(np.asarray(x).reshape(b * t, *syn.conv.input_shape), dtype=torch.float64)
+        return conv2d(xt, torch.as_tensor(w, dtype=torch.float64), syn.conv).reshape(b, t, -1).numpy()
+    return np.asarray(x).reshape(b, t, -1) @ w.T
 
 
 # --- pass 1: shapes ---------------------------------------------------------------------------

@@ -81,8 +81,9 @@ from neurocompile.compiler.lif_mapping import (
     tonic_population,
     tonic_source,
 )
-from neurocompile.compiler.normalize import NormalizedGraph, NormalizedSynapse
+from neurocompile.compiler.normalize import synapse_output
 from neurocompile.errors import HardwareLimitError, NeurocompileError
+from neurocompile.ir.normalized import NormalizedGraph, NormalizedSynapse
 from neurocompile.ir.program import (
     BIAS_EXP_BITS,
     BIAS_MANT_BITS,
@@ -95,7 +96,6 @@ from neurocompile.ir.program import (
 )
 from neurocompile.ir.report import LayerReport, QuantizationReport, SynapseReport
 from neurocompile.semantics.discretization import Convention
-from neurocompile.semantics.primitives import conv2d
 
 VTH_MAX = 2**VTH_BITS - 1
 BIAS_MANT_MAX = 2 ** (BIAS_MANT_BITS - 1) - 1
@@ -138,16 +138,6 @@ def _abs_row_bound(syn: NormalizedSynapse, w_eff: np.ndarray, rho: np.ndarray) -
     return float(max((pos * r).max(initial=0), (neg * r).max(initial=0)))
 
 
-def _apply(syn: NormalizedSynapse, w_eff: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Float per-step input [B, T, n_target] of source activity x [B, T, *source_shape]."""
-    import torch
-
-    b, t = x.shape[:2]
-    if syn.kind == "conv":
-        xt = torch.as_tensor(x.reshape(b * t, *syn.conv.input_shape), dtype=torch.float64)
-        y = conv2d(xt, torch.as_tensor(w_eff, dtype=torch.float64), syn.conv)
-        return y.reshape(b, t, -1).numpy()
-    return x.reshape(b, t, -1) @ w_eff.T
 
 
 # --- pass 1: choose each population's scale -------------------------------------------------------
@@ -489,7 +479,7 @@ def _summed_input(arrays, normalized, incoming, w_effs):
         x = x if x is not None else source_activity(arrays, syn.source, normalized.source_shape(syn.source))
         if x is None:
             continue
-        y = _apply(syn, w, x)
+        y = synapse_output(syn, x, w)
         total = y if total is None else total + y
     return total
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir import plasticity
+from neurocompile.ir.network import ConvGeometry, Network
 from neurocompile.ir.plasticity import LearningRule, LearningSignal
 
 FORMAT_VERSION = 1
@@ -159,18 +160,6 @@ class Population:
 
 
 @dataclass
-class ConvGeometry:
-    """2-D convolution geometry (PyTorch semantics); input and output shapes are (C, H, W)."""
-
-    input_shape: tuple[int, int, int]
-    output_shape: tuple[int, int, int]
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-
-
-@dataclass
 class Synapse:
     """An integer synapse layer from ``source`` (input port or population) to ``target``.
 
@@ -254,7 +243,7 @@ class Synapse:
 
 
 @dataclass
-class FixedPointProgram:
+class FixedPointProgram(Network):
     """A compiled network: inputs, populations, synapses, and which populations are outputs.
 
     ``metadata`` holds provenance (source file, dt, convention) and the quantization report.
@@ -269,20 +258,10 @@ class FixedPointProgram:
     metadata: dict = field(default_factory=dict)
     number_format: NumberFormat = "fixed"
 
-    def population(self, name: str) -> Population:
-        for pop in self.populations:
-            if pop.name == name:
-                return pop
-        raise NeurocompileError(f"program has no population '{name}'")
+    KIND = "program"
 
-    def source_shape(self, name: str) -> tuple[int, ...]:
-        for port in self.inputs:
-            if port.name == name:
-                return tuple(port.shape)
-        return tuple(self.population(name).shape)
 
-    def synapses_into(self, target: str) -> list[Synapse]:
-        return [syn for syn in self.synapses if syn.target == target]
+
 
     def with_weights(self, weights: dict) -> FixedPointProgram:
         """A copy whose synapses named in ``weights`` hold those weights (a sparse matrix becomes a
@@ -295,11 +274,6 @@ class FixedPointProgram:
             changed.synapse(name).weights = np.asarray(w.toarray() if hasattr(w, "toarray") else w).astype(dtype)
         return changed
 
-    def synapse(self, name: str) -> Synapse:
-        for syn in self.synapses:
-            if syn.name == name:
-                return syn
-        raise NeurocompileError(f"program has no synapse '{name}'")
 
     @property
     def plastic(self) -> bool:

@@ -259,7 +259,7 @@ def conv_connections(weights, geometry):
     """A conv synapse as the triplets ``(rows, cols, values)`` of its [n_target, n_source] matrix.
 
     Rows and columns index the C-order flattening of the (C, H, W) target and source (PyTorch
-    cross-correlation semantics, ``geometry`` a ``program.ConvGeometry``); zero weights are
+    cross-correlation semantics, ``geometry`` a ``network.ConvGeometry``); zero weights are
     left out. Used for the Lava lowering of a conv to ``Sparse`` and for fan-out counts.
     """
     g = geometry

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from neurocompile.errors import GraphError, first_line
-from neurocompile.ir.program import ConvGeometry
+from neurocompile.ir.network import ConvGeometry
 from neurocompile.semantics import discretization as D
 
 Kind = Literal["io", "graph", "linear", "neuron"]
