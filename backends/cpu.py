@@ -37,7 +37,7 @@ and the measured ``input_rate`` and ``spike_rate``.
 Plastic programs (``program.plastic``: on-chip learning, ``cpu_learning``) run bit-exactly with
 ``fixedpoint``'s learning engine (Lava's ``LearningDense``/``LearningSparse`` fixed_pt; a sparse
 plastic synapse learns only at its stored entries), float ones with its floating_pt formulas
-(``fixedpoint.float_learn`` and friends). Batch entry b is learner b,
+(``learning_engine.float_learn`` and friends). Batch entry b is learner b,
 fully independent: its own weights, traces and random streams. ``CpuBackend([p0, p1, ...])`` takes
 one program per learner (same structure; they may differ in weights, ``rng_seed`` and product
 mantissa/exponent), so a sweep over seeds or learning rates is one call. Each step t every

@@ -2,9 +2,9 @@
 
 Batch entry b is learner b. Each learner runs the program's time loop on its own: neurons
 (``fixedpoint.lif_fixed_subthreshold``, spike and reset), learning signals
-(``fixedpoint.learning_signal``), synapses (the activation of step t + 1 from the spikes of step t;
+(``learning_engine.learning_signal``), synapses (the activation of step t + 1 from the spikes of step t;
 feedback synapses carry errors into third-factor inputs), and the learning engine of every plastic
-synapse (``fixedpoint.receive_traces`` and, every ``t_epoch`` steps, ``fixedpoint.learn``; a sparse
+synapse (``learning_engine.receive_traces`` and, every ``t_epoch`` steps, ``learning_engine.learn``; a sparse
 synapse keeps its absent entries at 0). A float program uses the ``float_*`` versions.
 
 Two implementations of that loop, the same numbers:
@@ -31,6 +31,7 @@ from neurocompile.ir.plasticity import FACTOR_VARIABLES
 from neurocompile.ir.program import WEIGHT_RANGE, FixedPointProgram, Synapse
 from neurocompile.ir.recording import Recording
 from neurocompile.semantics import fixedpoint as fxp
+from neurocompile.semantics import learning_engine as engine
 
 KERNEL_SOURCE = Path(__file__).parent / "kernels" / "plastic.c"
 KERNEL_FLAGS = ["-ffp-contract=off"]  # f * h rounds to double before floor, as in NumPy
@@ -303,8 +304,8 @@ class _ReferenceRun:
         for s in prog.synapses:
             if s.learning is not None:
                 w0 = fxp.synapse_weights(s, prog.number_format)
-                self.state[s.name] = fxp.PlasticState(w0, *w0.shape, number_format=prog.number_format)
-                self.draws[s.name] = fxp.learning_randoms(s.learning.rng_seed, steps)
+                self.state[s.name] = engine.PlasticState(w0, *w0.shape, number_format=prog.number_format)
+                self.draws[s.name] = engine.learning_randoms(s.learning.rng_seed, steps)
                 self.entries[s.name] = learning_entries(s, prog.number_format)
 
     def send(self, weights, x, weight_exp):
@@ -342,7 +343,7 @@ class _ReferenceRun:
     def _signal(self, pop, t: int, v_pre, s) -> None:
         sig, name = pop.learning, pop.name
         third_in = self.data[sig.target][t].astype(self.values) if sig.target is not None else self.third[name]
-        signal = fxp.learning_signal if self.fixed else fxp.float_learning_signal
+        signal = engine.learning_signal if self.fixed else engine.float_learning_signal
         self.y[name], self.err[name], self.psi[name] = signal(sig, v_pre, s, third_in, self.psi[name], pop.vth)
 
     def deliver(self, spikes: dict) -> None:
@@ -374,13 +375,13 @@ class _ReferenceRun:
                 continue
             st, rule, name = self.state[syn.name], syn.learning, syn.name
             bap = spikes[syn.target] if self.prog.population(syn.target).learning.bap else np.zeros(st.y.shape[1])
-            receive = fxp.receive_traces if self.fixed else fxp.float_receive_traces
+            receive = engine.receive_traces if self.fixed else engine.float_receive_traces
             receive(st, rule, spikes[syn.source], bap, self.y[syn.target], k)
             if k % rule.t_epoch == 0:
                 if self.fixed:
-                    fxp.learn(st, rule, self.draws[name], k, syn.sign_mode)
+                    engine.learn(st, rule, self.draws[name], k, syn.sign_mode)
                 else:
-                    fxp.float_learn(st, rule, k, syn.sign_mode)
+                    engine.float_learn(st, rule, k, syn.sign_mode)
                 st.weights = np.where(self.entries[name], st.weights, 0)
             for i, var in enumerate(("x1", "x2")):
                 out[f"{name}.{var}"][b, t] = st.x[i]
@@ -539,7 +540,7 @@ _draw_cache: dict = {}  # the tables of the last run (when small): repeated runs
 
 
 def _seed_tables(seeds: tuple[int, ...], steps: int, t_epoch: int) -> dict[str, np.ndarray]:
-    per_seed = [fxp.learning_randoms(seed, steps) for seed in seeds]
+    per_seed = [engine.learning_randoms(seed, steps) for seed in seeds]
     epochs = steps // t_epoch
     step_draws = slice(0, 2 * epochs * t_epoch + 1, 2 * t_epoch)  # learning at step k uses draw 2k
     tables = {}
@@ -547,7 +548,7 @@ def _seed_tables(seeds: tuple[int, ...], steps: int, t_epoch: int) -> dict[str, 
         tables[key] = np.ascontiguousarray(np.stack([d[key][step_draws] for d in per_seed]))
     tables["x_impulse"] = tables["x_impulse"].astype(np.int64)
     # r < remainder / 128  <=>  floor(128 r) < remainder (128 r is exact; remainder is an integer)
-    weight = np.stack([d["weight"][: epochs + 1] for d in per_seed]) * float(2**fxp.WEIGHT_ACCUMULATOR_SHIFT)
+    weight = np.stack([d["weight"][: epochs + 1] for d in per_seed]) * float(2**engine.WEIGHT_ACCUMULATOR_SHIFT)
     tables["weight"] = np.ascontiguousarray(np.floor(weight), dtype=np.int32)
     for table in tables.values():
         table.flags.writeable = False
@@ -578,13 +579,13 @@ def _kernel_run(kernel, learners, data, batch, steps, rec, every) -> tuple[dict,
         pops=ctypes.addressof(pops),
         n_syns=len(prog.synapses),
         syns=ctypes.addressof(syns),
-        trace_max=fxp.TRACE_MAX,
-        acc_lo=fxp.ACCUMULATOR_LIMITS[0],
-        acc_hi=fxp.ACCUMULATOR_LIMITS[1],
-        wacc_shift=fxp.WEIGHT_ACCUMULATOR_SHIFT,
-        sig_lo=fxp.SIGNAL_LIMITS[0],
-        sig_hi=fxp.SIGNAL_LIMITS[1],
-        psi_max=fxp.PSI_TRACE_MAX,
+        trace_max=engine.TRACE_MAX,
+        acc_lo=engine.ACCUMULATOR_LIMITS[0],
+        acc_hi=engine.ACCUMULATOR_LIMITS[1],
+        wacc_shift=engine.WEIGHT_ACCUMULATOR_SHIFT,
+        sig_lo=engine.SIGNAL_LIMITS[0],
+        sig_hi=engine.SIGNAL_LIMITS[1],
+        psi_max=engine.PSI_TRACE_MAX,
         decay_shift=fxp.DECAY_SHIFT,
     )
     work = steps * sum(syns[i].n_src * syns[i].n_tgt for i in range(len(prog.synapses)))
@@ -700,9 +701,9 @@ def _plastic_fields(c: _Syn, syn: Synapse, rules, steps: int, hold) -> None:
     k = rule.decimate_exponent()
     c.decimate = 0 if k is None else 2**k
     for j, (impulse, tau) in enumerate(((rule.x1_impulse, rule.x1_tau), (rule.x2_impulse, rule.x2_tau))):
-        c.imp_whole[j], c.imp_frac[j] = fxp.impulse_parts(impulse)
+        c.imp_whole[j], c.imp_frac[j] = engine.impulse_parts(impulse)
         c.tau_nonzero[j] = int(tau != 0)
-    factors = fxp.trace_decay_factors([rule.x1_tau, rule.x2_tau, fxp.Y_TAU])
+    factors = engine.trace_decay_factors([rule.x1_tau, rule.x2_tau, engine.Y_TAU])
     c.x_factor[0], c.x_factor[1], c.y_factor = (float(f) for f in factors)
     lo, hi = WEIGHT_RANGE[syn.sign_mode]
     c.w_lo, c.w_hi = lo, hi
@@ -715,13 +716,13 @@ def _plastic_fields(c: _Syn, syn: Synapse, rules, steps: int, hold) -> None:
         d.n_factors = len(product.factors)
         widths = 0
         for f, factor in enumerate(product.factors):
-            width = fxp.FACTOR_WIDTH[factor.variable]
+            width = engine.FACTOR_WIDTH[factor.variable]
             widths += width
             d.var[f], d.cst[f] = VARIABLE_CODES[factor.variable], int(factor.constant)
             d.lo[f], d.hi[f] = -(2**width), 2**width - 1
-        d.shift = max(0, widths + fxp.MANTISSA_WIDTH - fxp.ACCUMULATOR_WIDTH)
+        d.shift = max(0, widths + engine.MANTISSA_WIDTH - engine.ACCUMULATOR_WIDTH)
     c.n_prod, c.prod = len(rule.products), ctypes.addressof(hold(prods))
-    scales = [[fxp.lava_scale(p.mantissa, p.exponent) for p in r.products] for r in rules]
+    scales = [[engine.lava_scale(p.mantissa, p.exponent) for p in r.products] for r in rules]
     mant = hold(np.array([[m for m, _ in row] for row in scales], dtype=np.int32))
     expo = hold(np.array([[e + 7 for _, e in row] for row in scales], dtype=np.int32))
     c.mant, c.expo = _addr(mant), _addr(expo)

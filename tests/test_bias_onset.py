@@ -17,7 +17,7 @@ from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 from neurocompile.semantics.discretization import Convention
-from neurocompile.semantics.fixedpoint import float_program_of
+from neurocompile.semantics.float_form import float_program_of
 
 STEPS = 10
 

@@ -294,7 +294,7 @@ def test_hand_computed_weights():
     ).validate()
     x = np.array([[[1, 0], [1, 1], [0, 1], [1, 0]]], np.uint8)
     target = np.array([[[-40], [24], [-16], [8]]], np.int32)
-    # the raw streams (fixedpoint.learning_randoms's documentation): step k uses draw 2k, epoch k draw k
+    # the raw streams (learning_engine.learning_randoms's documentation): step k uses draw 2k, epoch k draw k
     r_x = np.random.default_rng(3).random(9)[2::2]  # x decay, seed rng_seed
     r_y = np.random.default_rng(5).random(9)[2::2]  # y decay, seed rng_seed + 2
     r_w = np.random.default_rng(2).random(5)[1:]  # weight rounding, seed 2

@@ -19,7 +19,7 @@ from test_lava_backend import assert_no_lava_processes
 from neurocompile.backends import create_backend
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.plasticity import Factor, LearningRule, Product
-from neurocompile.semantics import fixedpoint as fxp
+from neurocompile.semantics import learning_engine as engine
 
 LAVA_SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -74,7 +74,7 @@ def test_the_same_seed_gives_the_same_weights_on_lava():
 
 def test_floating_pt_weights_follow_the_float_formula():
     """Lava floating_pt on a float program: the weights equal the documented float formula
-    (``fixedpoint.float_receive_traces`` / ``float_learn``) applied to the pre spikes and to the y
+    (``learning_engine.float_receive_traces`` / ``float_learn``) applied to the pre spikes and to the y
     values the learning neuron sent, within 1e-6 relative."""
     rule = LearningRule(
         products=(
@@ -98,11 +98,11 @@ def test_floating_pt_weights_follow_the_float_formula():
     data = stream(program, steps, seed=5)
     rec = create_backend("lava", program, tag="floating_pt").run(data, record=["w_out"])
     syn = program.synapses[0]
-    state = fxp.PlasticState(syn.weights, *syn.weights.shape, number_format="float")
+    state = engine.PlasticState(syn.weights, *syn.weights.shape, number_format="float")
     y = np.stack([rec["w_out.y1"][0], rec["w_out.y2"][0], rec["w_out.y3"][0]], axis=1)  # [T, 3, n]
     for t in range(steps):
-        fxp.float_receive_traces(state, rule, data["x"][0, t], np.zeros(3), y[t], t + 1)
-        fxp.float_learn(state, rule, t + 1)
+        engine.float_receive_traces(state, rule, data["x"][0, t], np.zeros(3), y[t], t + 1)
+        engine.float_learn(state, rule, t + 1)
         np.testing.assert_allclose(rec["w_out.x1"][0, t], state.x[0], rtol=1e-12)
     learned = rec.metadata["programs"][0].synapses[0].weights
     assert np.abs(learned - syn.weights).max() > 1  # it learned
@@ -115,7 +115,7 @@ def test_floating_pt_weights_follow_the_float_formula():
 def _failing_signal(after: int, how: str):
     """A learning_signal that raises (``how="raise"``) or stalls (``"stall"``) after ``after`` calls,
     in whichever Lava process calls it."""
-    real = fxp.learning_signal
+    real = engine.learning_signal
     calls = []
 
     def signal(*args, **kwargs):
@@ -135,7 +135,7 @@ def test_twenty_learning_runs_with_failures_and_stalls_leave_no_processes(monkey
     outcomes = []
     for i in range(20):
         kind = i % 4
-        monkeypatch.setattr(fxp, "learning_signal", _failing_signal(10, "raise" if kind == 1 else "stall"))
+        monkeypatch.setattr(engine, "learning_signal", _failing_signal(10, "raise" if kind == 1 else "stall"))
         if kind in (0, 3):
             monkeypatch.undo()
         backend = create_backend("lava", program, stall_timeout_s=3)

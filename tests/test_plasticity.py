@@ -27,7 +27,7 @@ from neurocompile.ir.plasticity import (
     rule_from_json,
 )
 from neurocompile.ir.program import FixedPointProgram
-from neurocompile.semantics import fixedpoint as fxp
+from neurocompile.semantics import learning_engine as engine
 
 import_lava()
 
@@ -53,7 +53,7 @@ def test_rule_string_parses_back_to_the_same_products(rule):
     for ours, theirs in zip(rule.products, _lava_products(rule), strict=True):
         dependency = "u" if ours.dependency.startswith("u") else ours.dependency
         assert theirs.dependency == dependency
-        mantissa, exponent = fxp.lava_scale(ours.mantissa, ours.exponent)
+        mantissa, exponent = engine.lava_scale(ours.mantissa, ours.exponent)
         assert (theirs.s_mantissa, theirs.s_exp) == (mantissa, exponent + 7)
         assert [(f.state_var, f.const or 0) for f in theirs.factors] == [(f.variable, f.constant) for f in ours.factors]
 
@@ -61,8 +61,8 @@ def test_rule_string_parses_back_to_the_same_products(rule):
 def test_lava_halves_a_mantissa_of_minus_eight():
     rule = LearningRule((Product("u0", (Factor("x1"),), mantissa=-8, exponent=-3),), rng_seed=1)
     (product,) = _lava_products(rule)
-    assert (product.s_mantissa, product.s_exp - 7) == fxp.lava_scale(-8, -3) == (-4, -2)
-    assert fxp.lava_scale(-8, 8) == (-8, 8)
+    assert (product.s_mantissa, product.s_exp - 7) == engine.lava_scale(-8, -3) == (-4, -2)
+    assert engine.lava_scale(-8, 8) == (-8, 8)
 
 
 # --- arithmetic against Lava's functions ---------------------------------------------------
@@ -106,7 +106,7 @@ def test_products_equal_lavas_fixed_point_applier(rule, seed, n_post, n_pre):
                 values.append(args["weights"])
             else:
                 values.append(args[f"{f.variable}_{dep}"])
-        ours = np.clip(ours + fxp.product_value(product, args[dep], values), *fxp.ACCUMULATOR_LIMITS)
+        ours = np.clip(ours + engine.product_value(product, args[dep], values), *engine.ACCUMULATOR_LIMITS)
     np.testing.assert_array_equal(ours, expected)
 
 
@@ -120,14 +120,15 @@ def test_products_equal_lavas_fixed_point_applier(rule, seed, n_post, n_pre):
 )
 def test_trace_decay_and_impulse_equal_lava(trace, tau, r, impulse, r_int):
     trace = np.array(trace)
-    factor = fxp.trace_decay_factors([tau])[0]
+    factor = engine.trace_decay_factors([tau])[0]
     np.testing.assert_array_equal(
-        fxp.decay_trace(trace, factor, r), LavaConn._decay_trace(trace, 1, np.array([[tau]]), r)[0]
+        engine.decay_trace(trace, factor, r), LavaConn._decay_trace(trace, 1, np.array([[tau]]), r)[0]
     )
     whole, frac = LavaConn._decompose_impulses(np.array([impulse]))
-    assert fxp.impulse_parts(impulse) == (int(whole[0]), int(frac[0]))
+    assert engine.impulse_parts(impulse) == (int(whole[0]), int(frac[0]))
     np.testing.assert_array_equal(
-        fxp.add_impulse(trace, r_int, *fxp.impulse_parts(impulse)), LavaConn._add_impulse(trace, r_int, whole, frac)
+        engine.add_impulse(trace, r_int, *engine.impulse_parts(impulse)),
+        LavaConn._add_impulse(trace, r_int, whole, frac),
     )
 
 
@@ -147,13 +148,13 @@ def test_weight_rounding_equals_lava(acc, r, sign_mode):
     lava = model._saturate_synaptic_variable_accumulator("weights", acc.copy())
     lava = LavaConn._stochastic_round_synaptic_variable("weights", lava, r) >> 7
     lava = clip_weights(lava, sign_mode=mode, num_bits=8)
-    ours = fxp.apply_weight_update(np.zeros_like(acc), lambda _: acc.astype(np.int64), r, sign_mode)
+    ours = engine.apply_weight_update(np.zeros_like(acc), lambda _: acc.astype(np.int64), r, sign_mode)
     np.testing.assert_array_equal(ours, lava)
 
 
 def test_random_streams_equal_lavas_generators():
     steps, seed = 40, 123
-    draws = fxp.learning_randoms(seed, steps)
+    draws = engine.learning_randoms(seed, steps)
     x, y, w = TraceRandom(seed, seed + 1), TraceRandom(seed + 2, seed + 3), ConnVarRandom()
     for i in range(2 * steps + 1):
         if i:
@@ -173,17 +174,17 @@ def test_learning_signal_by_hand():
     v = np.array([2560 + 100, 2560 - 70, 0, 2560 + 5000])  # vth 40 -> 40 << 6 = 2560
     spikes = v > 2560
     target = np.array([64, 0, 64, 0])
-    y, error, trace = fxp.learning_signal(signal, v, spikes, target, np.zeros(4, np.int64), vth=40)
+    y, error, trace = engine.learning_signal(signal, v, spikes, target, np.zeros(4, np.int64), vth=40)
     np.testing.assert_array_equal(error, [0, -0, -64, 64])
     psi = np.array([48, 48, 0, 0])  # 100 >> 6 = 1, 70 >> 6 = 1, 2560 >> 6 = 40 -> last (0), 5000 >> 6 -> last
     np.testing.assert_array_equal(trace, psi)
     np.testing.assert_array_equal(y[1], np.clip((error * psi) >> 3, -128, 127))  # all products are 0 here
-    small = fxp.learning_signal(signal, v, spikes, np.array([61, 1, 0, 0]), trace, vth=40)[0][1]
+    small = engine.learning_signal(signal, v, spikes, np.array([61, 1, 0, 0]), trace, vth=40)[0][1]
     # neuron 0 spikes: (64 - 61) * 48 / 8 = 18; neuron 1 does not: (0 - 1) * 48 / 8 = -6. Rounding, ties away from 0:
     assert small[:2].tolist() == [18, -6]
-    assert fxp.round_shift(np.array([-3, -4, -5, 3, 4, 5, -1, 1]), 3).tolist() == [0, -1, -1, 0, 1, 1, 0, 0]
+    assert engine.round_shift(np.array([-3, -4, -5, 3, 4, 5, -1, 1]), 3).tolist() == [0, -1, -1, 0, 1, 1, 0, 0]
     np.testing.assert_array_equal(y[0], 0)
-    big = fxp.learning_signal(signal, v, spikes, np.array([-(10**6)] * 4), trace, vth=40)[0]
+    big = engine.learning_signal(signal, v, spikes, np.array([-(10**6)] * 4), trace, vth=40)[0]
     np.testing.assert_array_equal(big[1], [127, 127, 0, 0])  # clipped to 8 bits
 
 

@@ -49,7 +49,7 @@ from neurocompile.backends.float_ref import FloatReference
 from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.ir.program import FixedPointProgram
 from neurocompile.semantics.discretization import Convention, get_convention
-from neurocompile.semantics.fixedpoint import float_program_of
+from neurocompile.semantics.float_form import float_program_of
 
 ROOT = Path(__file__).resolve().parents[1]
 NIR_PAPER_DIR = ROOT.parent / "shared" / "data" / "nir-paper"

@@ -66,9 +66,9 @@ message (~20 us each), so the backend avoids them for anything of size ``T``.
 floating_pt. ``tag="floating_pt"`` runs a *float program* (``number_format="float"``: du/dv are
 decay fractions, weights, vth and bias_mant are used as they are, exponents are 0) with Lava's
 float process models. An integer program first becomes the float program its integers stand for
-(``fixedpoint.float_program_of``: decays ``(du + 1)/4096`` and ``dv/4096``, weights
+(``float_form.float_program_of``: decays ``(du + 1)/4096`` and ``dv/4096``, weights
 ``m * 2**weight_exp * 64``, threshold ``vth * 64``, bias ``bias_mant * 2**bias_exp``, learning rules
-``fixedpoint.float_rule``), which the CPU backend can run too. A float normalized graph enters here.
+``learning_engine.float_rule``), which the CPU backend can run too. A float normalized graph enters here.
 
 ``hardware=True`` selects ``Loihi2HwCfg`` (needs Intel's lava-loihi extension and a Loihi 2
 system; not testable here). The recorders (``_lava_procs``) are CPU processes; on a chip, reading
@@ -90,6 +90,7 @@ from neurocompile.errors import NeurocompileError
 from neurocompile.ir.program import VTH_BITS, FixedPointProgram, Population, Synapse
 from neurocompile.ir.recording import Recording
 from neurocompile.semantics import fixedpoint as fxp
+from neurocompile.semantics.float_form import float_program_of
 
 TAGS = ("fixed_pt", "floating_pt")
 # Input values held by one process graph (samples are preloaded back to back); larger batches
@@ -225,7 +226,7 @@ class LavaBackend:
         self.tag = tag
         self.fixed = tag == "fixed_pt"
         # floating_pt runs the float program an integer program stands for
-        self.program = program.validate() if self.fixed else fxp.float_program_of(program.validate())
+        self.program = program.validate() if self.fixed else float_program_of(program.validate())
         self.hardware = hardware
         self.conv_mode = conv
         self.stall_timeout_s = float(stall_timeout_s)
@@ -270,7 +271,7 @@ class LavaBackend:
             sign = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY, "inhibitory": SignMode.INHIBITORY}
             kw = dict(weight_exp=int(syn.weight_exp), num_weight_bits=int(syn.num_weight_bits))
             return matrix.astype(np.int32), kw | dict(sign_mode=sign[syn.sign_mode])
-        return matrix.astype(float), {}  # a float program (fixedpoint.float_program_of)
+        return matrix.astype(float), {}  # a float program (float_form.float_program_of)
 
     # --- lowering: one function per program element ------------------------------------
 

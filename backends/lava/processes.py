@@ -23,6 +23,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.lif.models import AbstractPyLifModelFixed, AbstractPyLifModelFloat
 
 from neurocompile.semantics import fixedpoint as fxp
+from neurocompile.semantics import learning_engine as engine
 
 
 class StateTap(AbstractProcess):
@@ -77,7 +78,7 @@ class LearningNeuron(AbstractProcess):
     """A LIF population that drives three-factor learning (``plasticity.LearningSignal``).
 
     Lava's own LIF integration (``AbstractPyLifModelFixed/Float.subthr_dynamics``), then, every
-    step, the learning signal of ``neurocompile.semantics.fixedpoint.learning_signal`` (fixed_pt) or
+    step, the learning signal of ``neurocompile.semantics.learning_engine.learning_signal`` (fixed_pt) or
     ``float_learning_signal`` (floating_pt): spikes on ``s_out``, the bAP on ``s_out_bap``,
     y1-y3 on ``s_out_y1``-``s_out_y3`` and the error on ``error_out``. It sends on every port at
     every step: a LearningDense connected to a port that stays silent waits forever.
@@ -181,7 +182,9 @@ class PyLearningNeuronFixed(_LearningNeuronPorts, _FixedIntegrate, AbstractPyLif
     vth: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=17)
 
     def signal_values(self, v_pre, spikes, third):
-        return fxp.learning_signal(self.proc_params["signal"], v_pre, spikes, third, self.psi_trace, int(self.vth[0]))
+        return engine.learning_signal(
+            self.proc_params["signal"], v_pre, spikes, third, self.psi_trace, int(self.vth[0])
+        )
 
 
 @implements(proc=LearningNeuron, protocol=LoihiProtocol)
@@ -200,7 +203,7 @@ class PyLearningNeuronFloat(_LearningNeuronPorts, _FloatIntegrate, AbstractPyLif
 
     def signal_values(self, v_pre, spikes, third):
         signal = self.proc_params["signal"]
-        return fxp.float_learning_signal(signal, v_pre, spikes, third, self.psi_trace, self.vth[0])
+        return engine.float_learning_signal(signal, v_pre, spikes, third, self.psi_trace, self.vth[0])
 
 
 class LIFExtended(AbstractProcess):

@@ -138,8 +138,6 @@ def _abs_row_bound(syn: NormalizedSynapse, w_eff: np.ndarray, rho: np.ndarray) -
     return float(max((pos * r).max(initial=0), (neg * r).max(initial=0)))
 
 
-
-
 # --- pass 1: choose each population's scale -------------------------------------------------------
 
 

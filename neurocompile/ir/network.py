@@ -20,8 +20,6 @@ class ConvGeometry:
     groups: int = 1
 
 
-
-
 class Network:
     """Lookups by name over ``inputs``, ``populations`` and ``synapses`` (each element has a ``name``;
     inputs and populations a ``shape``; synapses a ``target``)."""

@@ -66,7 +66,6 @@ class NormalizedSynapse:
     nodes: list[str] = field(default_factory=list)
 
 
-
 @dataclass
 class NormalizedGraph(Network):
     """Inputs, populations (feed-forward order), synapses and output populations.
@@ -85,8 +84,3 @@ class NormalizedGraph(Network):
     source: nir.NIRGraph | None = None
 
     KIND = "normalized graph"
-
-
-
-
-

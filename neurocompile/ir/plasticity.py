@@ -18,7 +18,7 @@ the population computes, in integers, from its own state and its third-factor in
 
 and sends ``y1``-``y3`` (and, with ``bap``, its spikes as the back-propagating action potential)
 to every plastic synapse into it, and ``error`` to every feedback synapse out of it
-(``Synapse.signal == "error"``). ``fixedpoint.learning_signal`` defines it.
+(``Synapse.signal == "error"``). ``learning_engine.learning_signal`` defines it.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def lava_rule_string(rule: LearningRule) -> str:
 
     Every product is written ``(m) * 2^e * dependency * (variable + c) ...``; Lava parses it back
     to the same mantissa, exponent, dependency and factors (``product_series.py``), except that it
-    halves an even mantissa below -7 (see ``fixedpoint.lava_scale``).
+    halves an even mantissa below -7 (see ``learning_engine.lava_scale``).
     """
     terms = []
     for product in rule.products:

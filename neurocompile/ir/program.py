@@ -260,9 +260,6 @@ class FixedPointProgram(Network):
 
     KIND = "program"
 
-
-
-
     def with_weights(self, weights: dict) -> FixedPointProgram:
         """A copy whose synapses named in ``weights`` hold those weights (a sparse matrix becomes a
         dense array), in the program's number format: how a backend returns what a program learned."""
@@ -273,7 +270,6 @@ class FixedPointProgram(Network):
         for name, w in weights.items():
             changed.synapse(name).weights = np.asarray(w.toarray() if hasattr(w, "toarray") else w).astype(dtype)
         return changed
-
 
     @property
     def plastic(self) -> bool:
