@@ -175,7 +175,7 @@ def load_inputs(path=None, *, data: str | None = None, steps: int | None = None,
 
 def _check_padded_size(x: np.ndarray, steps: int, path) -> None:
     """Refuse zero-padding ``x`` to ``steps`` when the result would not fit what an input file may hold."""
-    from neurocompile.data import MAX_ARRAY_BYTES
+    from neurocompile.files import MAX_ARRAY_BYTES
 
     need = x.shape[0] * max(steps, 0) * int(np.prod(x.shape[2:])) * 4
     if need > MAX_ARRAY_BYTES:

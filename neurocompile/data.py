@@ -22,20 +22,17 @@ Encoders (pixel intensity ``p = pixel / 16`` in ``[0, 1]``):
 from __future__ import annotations
 
 import math
-import zipfile
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from neurocompile.errors import NeurocompileError
+from neurocompile.files import MAX_ARRAY_BYTES, load_arrays
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 DATASETS = ("digits", "digits-rows")
-MAX_ARRAY_BYTES = 1 << 31  # an input array that needs more (as stored, or as float32) is refused unread
 MAX_LABEL = 2**31 - 1
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 @lru_cache(maxsize=1)
@@ -136,66 +133,6 @@ def load_digits_rows(steps: int = 16, encoding: str = "rate", split: str = "test
     images, labels = load_digits_images(split)
     _check_encoded_size("dataset 'digits-rows'", len(images), steps, images.shape[2])
     return rows_encode(images, steps, encoding, _encoder_rng(seed, split)), labels.copy()
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
-
-
-def load_arrays(path, what: str = "input") -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz`` archive by name, or of an ``.npy`` file as ``{"": array}`` (told apart by
-    content, as ``np.load`` does). Each array's header is checked before its data is read: no pickled
-    objects, at most ``MAX_ARRAY_BYTES``. Every problem is a one-line error naming ``what``, the file and
-    the array."""
-    path = Path(path)
-    if not path.is_file():
-        raise NeurocompileError(f"{what} '{path}': no such file")
-    try:
-        with open(path, "rb") as fh:
-            archive = fh.read(4) in ZIP_MAGIC
-            fh.seek(0)
-            return _archive_arrays(fh, path, what) if archive else {"": _read_npy(fh, path, what, "")}
-    except NeurocompileError:
-        raise
-    except Exception as exc:  # zipfile, zlib, numpy's header parser and OSError all have their own types
-        raise NeurocompileError(f"{what} '{path}': not a readable NumPy file ({_reason(exc)})") from None
-
-
-def _archive_arrays(fh, path: Path, what: str) -> dict[str, np.ndarray]:
-    arrays = {}
-    with zipfile.ZipFile(fh) as archive:
-        for info in archive.infolist():
-            key = info.filename.removesuffix(".npy")
-            if not info.filename.endswith(".npy"):
-                raise NeurocompileError(f"{what} '{path}': member '{info.filename}' is not a .npy array")
-            if key in arrays:
-                raise NeurocompileError(f"{what} '{path}': array '{key}' appears twice")
-            with archive.open(info) as member:
-                arrays[key] = _read_npy(member, path, what, key)
-    return arrays
-
-
-def _read_npy(fp, path: Path, what: str, key: str) -> np.ndarray:
-    """One ``.npy`` stream: header checked (dtype, size) before the data is read."""
-    version = np.lib.format.read_magic(fp)
-    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, fortran_order, dtype = read_header(fp)
-    name = f"array '{key}'" if key else "the array"
-    if dtype.hasobject:
-        raise NeurocompileError(f"{what} '{path}': {name} holds Python objects (pickled data is not read)")
-    count = math.prod(shape)
-    need = count * max(dtype.itemsize, 4)
-    if need > MAX_ARRAY_BYTES:
-        raise NeurocompileError(
-            f"{what} '{path}': {name} of shape {list(shape)} needs {need / 2**30:.3g} GiB; "
-            f"at most {MAX_ARRAY_BYTES / 2**30:g} GiB is read"
-        )
-    data = bytearray(count * dtype.itemsize)
-    if fp.readinto(data) != len(data):
-        raise NeurocompileError(f"{what} '{path}': {name} is truncated")
-    array = np.frombuffer(data, dtype=dtype)
-    return array.reshape(shape[::-1]).transpose() if fortran_order else array.reshape(shape)
 
 
 def _spikes(x: np.ndarray, where: str, min_ndim: int = 2) -> np.ndarray:

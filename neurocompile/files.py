@@ -1,4 +1,5 @@
-"""Writing outputs safely: never over one of the command's inputs, never half a file.
+"""Files read and written safely: arrays read without pickles and with their sizes checked first;
+outputs never written over one of the command's inputs, never half written.
 
 :func:`write_atomically` writes to a temporary file in the target's folder and renames it into
 place, so a failure leaves the old file (or nothing) behind. :func:`check_outputs` refuses an
@@ -7,12 +8,19 @@ output that is one of the inputs, symlinks resolved.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from neurocompile.errors import NeurocompileError
+
+MAX_ARRAY_BYTES = 1 << 31  # an input array that needs more (as stored, or as float32) is refused unread
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def check_outputs(outputs, inputs) -> None:
@@ -85,3 +93,63 @@ def save_figure(fig, path, what: str = "plot") -> Path:
     finally:
         plt.close(fig)
     return Path(path)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:120]}" if text else type(exc).__name__
+
+
+def load_arrays(path, what: str = "input") -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive by name, or of an ``.npy`` file as ``{"": array}`` (told apart by
+    content, as ``np.load`` does). Each array's header is checked before its data is read: no pickled
+    objects, at most ``MAX_ARRAY_BYTES``. Every problem is a one-line error naming ``what``, the file and
+    the array."""
+    path = Path(path)
+    if not path.is_file():
+        raise NeurocompileError(f"{what} '{path}': no such file")
+    try:
+        with open(path, "rb") as fh:
+            archive = fh.read(4) in ZIP_MAGIC
+            fh.seek(0)
+            return _archive_arrays(fh, path, what) if archive else {"": _read_npy(fh, path, what, "")}
+    except NeurocompileError:
+        raise
+    except Exception as exc:  # zipfile, zlib, numpy's header parser and OSError all have their own types
+        raise NeurocompileError(f"{what} '{path}': not a readable NumPy file ({_reason(exc)})") from None
+
+
+def _archive_arrays(fh, path: Path, what: str) -> dict[str, np.ndarray]:
+    arrays = {}
+    with zipfile.ZipFile(fh) as archive:
+        for info in archive.infolist():
+            key = info.filename.removesuffix(".npy")
+            if not info.filename.endswith(".npy"):
+                raise NeurocompileError(f"{what} '{path}': member '{info.filename}' is not a .npy array")
+            if key in arrays:
+                raise NeurocompileError(f"{what} '{path}': array '{key}' appears twice")
+            with archive.open(info) as member:
+                arrays[key] = _read_npy(member, path, what, key)
+    return arrays
+
+
+def _read_npy(fp, path: Path, what: str, key: str) -> np.ndarray:
+    """One ``.npy`` stream: header checked (dtype, size) before the data is read."""
+    version = np.lib.format.read_magic(fp)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(fp)
+    name = f"array '{key}'" if key else "the array"
+    if dtype.hasobject:
+        raise NeurocompileError(f"{what} '{path}': {name} holds Python objects (pickled data is not read)")
+    count = math.prod(shape)
+    need = count * max(dtype.itemsize, 4)
+    if need > MAX_ARRAY_BYTES:
+        raise NeurocompileError(
+            f"{what} '{path}': {name} of shape {list(shape)} needs {need / 2**30:.3g} GiB; "
+            f"at most {MAX_ARRAY_BYTES / 2**30:g} GiB is read"
+        )
+    data = bytearray(count * dtype.itemsize)
+    if fp.readinto(data) != len(data):
+        raise NeurocompileError(f"{what} '{path}': {name} is truncated")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape[::-1]).transpose() if fortran_order else array.reshape(shape)

@@ -455,7 +455,7 @@ class FixedPointProgram(Network):
     def load(cls, path: str | Path) -> FixedPointProgram:
         """Read and validate a ``.ncp`` file; every problem is a one-line error naming the file, and the
         node and field when there is one."""
-        from neurocompile.data import load_arrays
+        from neurocompile.files import load_arrays
 
         arrays = load_arrays(path, "program")
         try:

@@ -37,9 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurocompile.data import MAX_ARRAY_BYTES
 from neurocompile.errors import NeurocompileError, first_line
-from neurocompile.files import save_figure
+from neurocompile.files import MAX_ARRAY_BYTES, save_figure
 from neurocompile.onnx.read import (
     INPUT,
     OUTPUT,
@@ -367,9 +366,10 @@ def _samples(x: np.ndarray, input_shape, where: str) -> np.ndarray:
 
 
 def _load_npz(path: Path):
-    """``(x_train, x_test, y_test)`` of an ``.npz`` (read by ``data.load_arrays``: headers checked
+    """``(x_train, x_test, y_test)`` of an ``.npz`` (read by ``files.load_arrays``: headers checked
     first, no pickles); ``x``/``y`` alone are split as ``neurocompile.data`` splits datasets."""
-    from neurocompile.data import load_arrays, split_indices
+    from neurocompile.data import split_indices
+    from neurocompile.files import load_arrays
 
     arrays = load_arrays(path, "data")
     if {"x_train", "x_test", "y_test"} <= set(arrays):
