@@ -57,7 +57,7 @@ program with its learned weights.
 
 from __future__ import annotations
 
-import os
+import ctypes
 import threading
 import time
 from dataclasses import dataclass, field
@@ -68,6 +68,8 @@ import torch
 import torch.nn.functional as F
 
 from neurocompile.backends.base import check_inputs
+from neurocompile.backends.cpu_learning import PlasticRunner, learner_programs
+from neurocompile.backends.native import CHUNK_BYTES, build_library, run_sliced
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.program import FixedPointProgram, Population, Synapse
 from neurocompile.ir.recording import Recording
@@ -83,11 +85,10 @@ CONV_UNWRAPPED = 2 ** (fxp.CONV_ACC_BITS - 1)  # conv sums below this in magnitu
 GATHER_CROSSOVER = 0.05
 GATHER_MIN_WEIGHTS = 2**16
 # A feed-forward population runs in chunks of batch rows: the float frames of its conv synapses (inputs and
-# sums) take about CHUNK_BYTES (bounded memory, and sums the neuron kernel reads from cache), the int32 sums
+# sums) take about native.CHUNK_BYTES (bounded memory, and sums the neuron kernel reads from cache), the int32 sums
 # of a dense synapse at most SUMS_BYTES (kept between runs in a buffer per thread: fresh pages cost a page
 # fault each, and every chunk one more hand-over from the GEMM's threads to the neuron kernel's);
 # measured in docs/benchmarks.md.
-CHUNK_BYTES = 8 * 2**20
 SUMS_BYTES = 64 * 2**20
 INT32_SUMS = ("int8-gemm", "gather")  # the kernels whose sums are int32 (written into the buffer)
 KERNEL_SOURCE = Path(__file__).parent / "kernels" / "lif.c"
@@ -99,17 +100,7 @@ OPERAND_DTYPE = {  # the weights' dtype of each kernel but int8-gemm
     "conv2d-fp64": torch.float64,
 }
 _kernel = None  # None: not tried yet; False: unavailable; else {name: ctypes function}
-_pool = None  # the threads of run_sliced (a forked child starts without them: see _forget_pool)
 _thread_sums = threading.local()  # .buffer: this thread's int32 sums buffer (see SUMS_BYTES)
-
-
-def _forget_pool() -> None:
-    """In a forked child: the parent's pool threads do not exist there, so make a new pool on first use."""
-    global _pool
-    _pool = None
-
-
-os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _load_kernel():
@@ -121,8 +112,6 @@ def _load_kernel():
 
 
 def _build_kernel():
-    import ctypes
-
     dll = build_library(KERNEL_SOURCE)
     if dll is None:
         return None
@@ -144,90 +133,6 @@ def _build_kernel():
         fns[name] = fn
     fns["lif"] = {torch.float32: fns["lif_run_f32"], torch.int32: fns["lif_run_i32"], torch.int64: fns["lif_run_i64"]}
     return fns
-
-
-def build_library(source_path: Path, extra_flags: tuple[str, ...] = (), libs: tuple[str, ...] = ()):
-    """The C source ``source_path`` compiled to a shared library and loaded with ctypes (cached in
-    ``$XDG_CACHE_HOME/neurocompile`` by a hash of source, flags and CPU), or None if it cannot be
-    (no compiler, ``NEUROCOMPILE_NO_KERNEL`` set, or the build fails)."""
-    import ctypes
-    import hashlib
-    import os
-    import platform
-    import shutil
-
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if os.environ.get("NEUROCOMPILE_NO_KERNEL") or cc is None:
-        return None
-    try:
-        source = _with_headers(source_path)
-    except OSError:
-        return None
-    try:  # the flags -march=native compiles for are part of the cache key
-        with open("/proc/cpuinfo") as info:
-            cpu = next((line for line in info if line.startswith("flags")), "")
-    except OSError:
-        cpu = ""
-    flags = ["-O3", "-march=native", "-fno-trapping-math", *extra_flags]
-    key = source + " ".join(flags) + (" " + " ".join(libs) if libs else "") + platform.machine() + cpu
-    tag = hashlib.sha256(key.encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "neurocompile"
-    lib = cache / f"{source_path.stem}_{tag}.so"
-    fallback = ["-O3", *extra_flags]  # -march=native may be refused
-    if not lib.exists() and not _compile(cc, [flags, fallback], list(libs), source, cache, lib):
-        return None
-    try:
-        return ctypes.CDLL(str(lib))
-    except OSError:
-        return None
-
-
-def _with_headers(source_path: Path) -> str:
-    """The C source with each ``#include "name.h"`` replaced by that header from the same folder
-    (the build compiles a copy elsewhere, and the cache key must cover the headers)."""
-    import re
-
-    def header(match: re.Match) -> str:
-        return (source_path.parent / match.group(1)).read_text()
-
-    return re.sub(r'^#include "([A-Za-z0-9_]+\.h)"$', header, source_path.read_text(), flags=re.M)
-
-
-def _compile(cc: str, attempts: list[list[str]], libs: list[str], source: str, cache: Path, lib: Path) -> bool:
-    """Compile ``source`` to ``lib`` with the first set of flags that works (atomically published:
-    parallel builders each write a whole file)."""
-    import os
-    import subprocess
-    import tempfile
-
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:  # same filesystem: os.replace is atomic
-            src, out = Path(tmp) / "kernel.c", Path(tmp) / "kernel.so"
-            src.write_text(source)
-            for opts in attempts:
-                command = [cc, *opts, "-shared", "-fPIC", str(src), "-o", str(out), *libs]
-                if subprocess.run(command, capture_output=True).returncode == 0:
-                    os.replace(out, lib)
-                    return True
-    except OSError:
-        pass
-    return False
-
-
-def run_sliced(kernel, args, batch: int, work_per_sample: int) -> None:
-    """Run ``kernel(*args, b0, b1)`` over batch slices on up to torch.get_num_threads() threads."""
-    global _pool
-    threads = max(1, min(torch.get_num_threads(), batch, batch * work_per_sample // 20000 or 1))
-    if threads == 1:
-        kernel(*args, 0, batch)
-        return
-    if _pool is None or _pool._max_workers < threads:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _pool = ThreadPoolExecutor(max_workers=threads)
-    cuts = [batch * k // threads for k in range(threads + 1)]
-    list(_pool.map(lambda k: kernel(*args, cuts[k], cuts[k + 1]), range(threads)))
 
 
 def matmul_dtype(bound: int) -> torch.dtype:
@@ -289,8 +194,6 @@ class CpuBackend:
     def __init__(self, program: FixedPointProgram | list[FixedPointProgram], device: str = "cpu"):
         self.plastic = None  # the runner of a plastic program (cpu_learning.PlasticRunner)
         if isinstance(program, (list, tuple)) or program.plastic:
-            from neurocompile.backends.cpu_learning import PlasticRunner, learner_programs
-
             shared = not isinstance(program, (list, tuple))
             programs = learner_programs([program] if shared else program)
             if not programs[0].plastic:
@@ -661,8 +564,6 @@ class CpuBackend:
 
     def _net_run(self, kernel, outs: dict, batch: int, steps: int) -> None:
         """The whole program step by step in the C kernel (``net_run``), batch rows on threads."""
-        import ctypes
-
         syns, _ = self._net_syns
         ports = [p.name for p in self.program.inputs]
         pops = (_NetPop * len(self.program.populations))(
@@ -682,8 +583,6 @@ class CpuBackend:
 
 def _ctypes_struct(name: str, fields: str):
     """A ctypes structure of int64 and pointer fields ("n p ..." for int64 n, pointer p)."""
-    import ctypes
-
     types = {"i": ctypes.c_int64, "p": ctypes.c_void_p}
     spec = [(f.split(":")[0], types[f.split(":")[1]]) for f in fields.split()]
     return type(name, (ctypes.Structure,), {"_fields_": spec})

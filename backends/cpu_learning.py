@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from neurocompile.backends.base import check_inputs
-from neurocompile.backends.cpu import build_library, run_sliced
+from neurocompile.backends.native import build_library, run_sliced
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.plasticity import FACTOR_VARIABLES
 from neurocompile.ir.program import WEIGHT_RANGE, FixedPointProgram, Synapse

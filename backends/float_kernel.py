@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurocompile.backends.cpu import build_library, run_sliced
+from neurocompile.backends.native import build_library, run_sliced
 from neurocompile.semantics import discretization as D
 
 KERNEL_SOURCE = Path(__file__).parent / "kernels" / "float_neuron.c"

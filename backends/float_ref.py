@@ -63,8 +63,8 @@ import numpy as np
 import torch
 
 from neurocompile.backends.base import check_inputs
-from neurocompile.backends.cpu import CHUNK_BYTES
 from neurocompile.backends.float_kernel import kernel_form, load_kernel, run_population
+from neurocompile.backends.native import CHUNK_BYTES
 from neurocompile.errors import GraphError, NeurocompileError
 from neurocompile.frontend.graph import flatten_graph, order_graph
 from neurocompile.frontend.nir_io import single_shape

@@ -15,7 +15,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 
-from neurocompile.backends import cpu
+from neurocompile.backends import cpu, native
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 from neurocompile.semantics import fixedpoint as fxp
@@ -315,12 +315,12 @@ def test_a_forked_child_gets_its_own_thread_pool():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        cpu.run_sliced(lambda b0, b1: time.sleep(0.01), [], 4, 10**6)  # the parent's pool, 2 threads
+        native.run_sliced(lambda b0, b1: time.sleep(0.01), [], 4, 10**6)  # the parent's pool, 2 threads
         time.sleep(0.3)  # both threads idle
         pid = os.fork()
         if pid == 0:
             slices = []
-            cpu.run_sliced(lambda b0, b1: slices.append((b0, b1)), [], 4, 10**6)
+            native.run_sliced(lambda b0, b1: slices.append((b0, b1)), [], 4, 10**6)
             os._exit(0 if sorted(slices) == [(0, 2), (2, 4)] else 1)
         status = _wait(pid, seconds=10)
     finally:

@@ -1,6 +1,6 @@
 /* The integer LIF of one neuron, shared by the C kernels (lif.c, plastic.c): exactly
  * neurocompile.fixedpoint.lif_fixed_subthreshold, every int32 wrap included. Included textually by
- * backends.cpu.build_library. */
+ * backends.native.build_library. */
 #include <stdint.h>
 
 /* trunc(x * f / 4096) for int32 x, 0 <= f <= 4096, in int32 lanes: x = h * 4096 + l with
