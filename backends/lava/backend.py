@@ -4,13 +4,13 @@ Lowering (one Lava process per program element):
 
 * input port      -> ``lava.proc.io.source.RingBuffer`` holding a block of samples;
 * population      -> ``LIFReset`` (see "Samples") with du, dv, vth, bias_mant, bias_exp;
-                     ``reset="subtract"`` or a held-back bias -> ``_lava_procs.LIFExtended`` (see
+                     ``reset="subtract"`` or a held-back bias -> ``processes.LIFExtended`` (see
                      "Extensions");
 * synapse "dense" -> ``Dense`` (``DelayDense`` with delays), "sparse" -> ``Sparse``
                      (``DelaySparse``) from a scipy CSR matrix, "conv" -> ``lava.proc.conv.Conv``
                      (or ``Sparse``, see below);
-* recording       -> ``_lava_procs.SpikeTap`` on ``s_out`` for spikes and
-                     ``_lava_procs.StateTap`` on ``u``/``v`` (values after each step).
+* recording       -> ``processes.SpikeTap`` on ``s_out`` for spikes and
+                     ``processes.StateTap`` on ``u``/``v`` (values after each step).
 
 Several synapses into one population connect to the same ``a_in`` InPort; Lava sums the
 messages of all connected OutPorts. Recurrent synapses are plain back-edges: every Lava
@@ -43,12 +43,12 @@ always includes its ``v``.
 Extensions. Two features of ``Population`` are not in Lava's stock LIF: ``reset="subtract"`` (a
 spiking neuron's ``v`` loses ``vth << 6`` instead of becoming 0) and ``bias_onset`` (the bias is
 added from that step of each sample on; the compiler sets it to the population's latency). Such a
-population lowers to ``_lava_procs.LIFExtended``, a ``LIFReset`` look-alike whose ``fixed_pt`` and
+population lowers to ``processes.LIFExtended``, a ``LIFReset`` look-alike whose ``fixed_pt`` and
 ``floating_pt`` models subclass Lava's ``AbstractPyLifModelFixed``/``AbstractPyLifModelFloat``: the
 integer update is Lava's ``scale_bias`` and ``subthr_dynamics``, with those two changes
 (``fixedpoint.lif_fixed_step``, ``fixedpoint.bias_active``). On hardware they need a Loihi 2 custom
 neuron model (microcode), not the stock LIF; ``hardware=True`` has no such model here and refuses
-these populations. Learning populations (``_lava_procs.LearningNeuron``) reset to zero and hold
+these populations. Learning populations (``processes.LearningNeuron``) reset to zero and hold
 their bias back the same way.
 
 Samples. One process graph runs a whole block of samples (all of a batch up to
@@ -59,7 +59,7 @@ synapse's activation buffer (the spikes in flight). Populations are ``LIFReset``
 first step of every sample by itself (``time_step`` keeps counting across runs). Programs whose
 populations have their own ``reset_interval`` pad every sample with silent steps to a multiple of
 the intervals' least common multiple (dropped from the recording) and reset those populations
-with ``Var.set``. Recorded values stream out after every step (``_lava_procs.SpikeTap`` for spikes,
+with ``Var.set``. Recorded values stream out after every step (``processes.SpikeTap`` for spikes,
 ``StateTap`` for ``u``/``v``, both built like Lava's ``Extractor``): Lava's ``Var.get``/``Var.set`` move one element per
 message (~20 us each), so the backend avoids them for anything of size ``T``.
 
@@ -71,7 +71,7 @@ float process models. An integer program first becomes the float program its int
 ``learning_engine.float_rule``), which the CPU backend can run too. A float normalized graph enters here.
 
 ``hardware=True`` selects ``Loihi2HwCfg`` (needs Intel's lava-loihi extension and a Loihi 2
-system; not testable here). The recorders (``_lava_procs``) are CPU processes; on a chip, reading
+system; not testable here). The recorders (``processes``) are CPU processes; on a chip, reading
 ``u``/``v`` of neuro cores through RefPorts is untested and may need lava-loihi's probes instead.
 
 Shutdown: the runtime is always stopped in ``finally`` (success, error, ``KeyboardInterrupt``).
@@ -81,11 +81,23 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 
 import numpy as np
 
 from neurocompile.backends.base import check_inputs
+from neurocompile.backends.lava.learning import LearningGraph
+from neurocompile.backends.lava.lowering import (
+    connect,
+    connection_process,
+    conv_as_matrix,
+    extensions,
+    from_lava,
+    lava_order,
+    lava_shape,
+    lower_taps,
+    to_lava,
+)
+from neurocompile.backends.lava.session import Session
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.program import VTH_BITS, FixedPointProgram, Population, Synapse
 from neurocompile.ir.recording import Recording
@@ -96,105 +108,9 @@ TAGS = ("fixed_pt", "floating_pt")
 # Input values held by one process graph (samples are preloaded back to back); larger batches
 # run in blocks, one graph each.
 MAX_BLOCK_VALUES = 2**24
-TAP_DRAIN_TIMEOUT_S = 30.0  # how long to wait for recordings still in flight after a run
 
 
 # --- layouts -------------------------------------------------------------------------------
-
-
-def lava_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Lava shape of a node: (C, H, W) becomes (W, H, C); anything else is flat (n,)."""
-    shape = tuple(int(s) for s in shape)
-    if len(shape) == 3:
-        return shape[::-1]
-    return (int(np.prod(shape)),)
-
-
-def to_lava(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``[..., *shape]`` in program layout -> ``[..., *lava_shape(shape)]``."""
-    lead = arr.shape[: arr.ndim - len(shape)]
-    if len(shape) == 3:
-        k = len(lead)
-        return np.transpose(arr, tuple(range(k)) + (k + 2, k + 1, k))
-    return arr.reshape(lead + lava_shape(shape))
-
-
-def from_lava(arr: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``[..., *lava_shape(shape)]`` -> ``[..., *shape]`` in program layout."""
-    lshape = lava_shape(shape)
-    lead = arr.shape[: arr.ndim - len(lshape)]
-    if len(shape) == 3:
-        k = len(lead)
-        return np.transpose(arr, tuple(range(k)) + (k + 2, k + 1, k))
-    return arr.reshape(lead + tuple(shape))
-
-
-def lava_order(shape: tuple[int, ...]) -> np.ndarray:
-    """For each position of the Lava-flattened node, its index in program (C-order) flattening."""
-    n = int(np.prod(shape))
-    return to_lava(np.arange(n).reshape(shape), tuple(shape)).ravel()
-
-
-def conv_as_matrix(syn: Synapse):
-    """The conv synapse as a scipy CSR [n_target, n_source] matrix in *program* flattening."""
-    from scipy.sparse import coo_matrix
-
-    rows, cols, vals = fxp.conv_connections(syn.weights, syn.conv)
-    shape = (int(np.prod(syn.conv.output_shape)), int(np.prod(syn.conv.input_shape)))
-    return coo_matrix((vals, (rows, cols)), shape=shape).tocsr()
-
-
-def _connect(src, conn, dst, src_shape, dst_shape) -> None:
-    """``src -> conn -> dst`` through Lava's flatten()/reshape() virtual ports where a node is 3-D."""
-    (src.flatten() if len(lava_shape(src_shape)) > 1 else src).connect(conn.s_in)
-    out = conn.a_out.reshape(lava_shape(dst_shape)) if len(lava_shape(dst_shape)) > 1 else conn.a_out
-    out.connect(dst)
-
-
-def _extensions(pop: Population) -> list[str]:
-    """What ``pop`` needs beyond Lava's stock ``LIFReset`` (``_lava_procs.LIFExtended``), in words."""
-    found = ["resets by subtraction"] if pop.reset == "subtract" else []
-    if pop.bias_onset > 0 and np.any(pop.bias_mant):
-        found.append(f"adds its bias from step {pop.bias_onset}")
-    return found
-
-
-def _lower_taps(pops: dict, record: dict[str, set[str]], run_steps: int) -> dict:
-    """Recording -> ``SpikeTap`` on ``s_out`` and ``StateTap`` on ``u``/``v``: ``{(name, var): tap}``."""
-    from neurocompile.backends.lava.processes import SpikeTap, StateTap
-
-    taps = {}
-    buffer = max(2, min(run_steps, 64))
-    for name, variables in record.items():
-        lif = pops[name]
-        if "spikes" in variables:
-            tap = SpikeTap(shape=lif.s_out.shape, buffer_size=buffer)
-            lif.s_out.connect(tap.in_port)
-            taps[(name, "spikes")] = tap
-        for var in ("u", "v"):
-            if var in variables:
-                taps[(name, var)] = StateTap(getattr(lif, var), buffer_size=buffer)
-    return taps
-
-
-def _connection_process(syn: Synapse, matrix, delays, sparse: bool, kw: dict):
-    """The Lava process of a dense/sparse synapse: Dense, Sparse, DelayDense or DelaySparse."""
-    from lava.proc.dense.process import DelayDense, Dense
-    from lava.proc.sparse.process import DelaySparse, Sparse
-    from scipy.sparse import csr_matrix
-
-    if sparse:
-        matrix = csr_matrix(matrix)
-        matrix.sort_indices()
-    if delays is None:
-        return (Sparse if sparse else Dense)(weights=matrix, name=syn.name, **kw)
-    # Lava checks `delays.dtype == int`; max_delay 0 would make Lava use max(delays).
-    max_delay = max(int(np.max(delays)) if delays.size else 0, 1)
-    if sparse:
-        rows, cols = matrix.nonzero()
-        dmat = csr_matrix((np.asarray(delays)[rows, cols].astype(int), (rows, cols)), shape=matrix.shape)
-        return DelaySparse(weights=matrix, delays=dmat, max_delay=max_delay, name=syn.name, **kw)
-    return DelayDense(weights=matrix, delays=np.asarray(delays).astype(int), max_delay=max_delay, name=syn.name, **kw)
 
 
 # --- the backend ---------------------------------------------------------------------------
@@ -234,7 +150,7 @@ class LavaBackend:
 
     # --- parameters ---------------------------------------------------------------------
 
-    def _pop_params(self, pop: Population) -> dict:
+    def population_params(self, pop: Population) -> dict:
         """LIF parameters of a population: its integers (fixed_pt), or floats (floating_pt)."""
         bias = to_lava(np.array(np.broadcast_to(np.asarray(pop.bias_mant), tuple(pop.shape))), tuple(pop.shape))
         params = dict(shape=lava_shape(pop.shape), bias_exp=0)
@@ -256,7 +172,7 @@ class LavaBackend:
         cols = lava_order(self.program.source_shape(syn.source))
         return matrix[rows][:, cols]
 
-    def _matrix_weights(self, syn: Synapse, matrix) -> tuple[object, dict]:
+    def matrix_weights(self, syn: Synapse, matrix) -> tuple[object, dict]:
         """Weights (in Lava order) and keyword arguments of a Dense/Sparse process for ``syn``."""
         from lava.utils.weightutils import SignMode
         from scipy.sparse import csr_matrix
@@ -275,23 +191,23 @@ class LavaBackend:
 
     # --- lowering: one function per program element ------------------------------------
 
-    def _lower_population(self, pop: Population, run_steps: int):
-        """Population -> ``LIFReset``, or ``_lava_procs.LIFExtended`` where it resets by subtraction or holds a
+    def lower_population(self, pop: Population, run_steps: int):
+        """Population -> ``LIFReset``, or ``processes.LIFExtended`` where it resets by subtraction or holds a
         bias back (``bias_onset``)."""
-        params = self._pop_params(pop)
+        params = self.population_params(pop)
         if pop.reset_interval > 0:
             timing = dict(reset_interval=int(pop.reset_interval), reset_offset=0)
         else:  # zeroes u and v before the first step of every sample (Lava's time_step is 1-based and keeps
             # counting across samples): no Var.set needed between samples
             timing = dict(reset_interval=run_steps, reset_offset=1)
-        extensions = _extensions(pop)
-        if not extensions:
+        needs = extensions(pop)
+        if not needs:
             from lava.proc.lif.process import LIFReset
 
             return LIFReset(name=pop.name, **timing, **params)
         if self.hardware:
             raise NeurocompileError(
-                f"lava backend: population '{pop.name}' {' and '.join(extensions)}, which needs a Loihi 2 custom "
+                f"lava backend: population '{pop.name}' {' and '.join(needs)}, which needs a Loihi 2 custom "
                 "neuron model (not provided); run it in simulation, or compile with --reset zero --bias-onset start"
             )
         from neurocompile.backends.lava.processes import LIFExtended
@@ -299,7 +215,7 @@ class LavaBackend:
         onset = dict(reset=pop.reset, bias_onset=int(pop.bias_onset), sample_steps=run_steps)
         return LIFExtended(name=pop.name, **onset, **timing, **params)
 
-    def _lower_synapse(self, syn: Synapse, src, dst) -> tuple:
+    def lower_synapse(self, syn: Synapse, src, dst) -> tuple:
         """Synapse -> a Lava connection process from OutPort ``src`` to InPort ``dst``.
 
         Returns ``(process, buffer var name, zeros)``: what :meth:`_reset_state` clears.
@@ -318,10 +234,10 @@ class LavaBackend:
             from scipy.sparse import csr_matrix
 
             matrix = csr_matrix(matrix)
-        matrix, kw = self._matrix_weights(syn, self._weights_in_lava_order(syn, matrix))
+        matrix, kw = self.matrix_weights(syn, self._weights_in_lava_order(syn, matrix))
         delays = None if syn.delays is None else self._weights_in_lava_order(syn, np.asarray(syn.delays))
-        conn = _connection_process(syn, matrix, delays, sparse, kw)
-        _connect(src, conn, dst, self.program.source_shape(syn.source), self.program.source_shape(syn.target))
+        conn = connection_process(syn, matrix, delays, sparse, kw)
+        connect(src, conn, dst, self.program.source_shape(syn.source), self.program.source_shape(syn.target))
         return conn, "a_buff", np.zeros(conn.a_buff.shape)
 
     def _lower_conv(self, syn: Synapse):
@@ -362,12 +278,12 @@ class LavaBackend:
 
         prog = self.program
         out_ports = {port.name: RingBuffer(data=data[port.name]).s_out for port in prog.inputs}
-        pops = {pop.name: self._lower_population(pop, run_steps) for pop in prog.populations}
+        pops = {pop.name: self.lower_population(pop, run_steps) for pop in prog.populations}
         out_ports.update({name: lif.s_out for name, lif in pops.items()})
         conns = {
-            syn.name: self._lower_synapse(syn, out_ports[syn.source], pops[syn.target].a_in) for syn in prog.synapses
+            syn.name: self.lower_synapse(syn, out_ports[syn.source], pops[syn.target].a_in) for syn in prog.synapses
         }
-        return pops, conns, _lower_taps(pops, record, run_steps)
+        return pops, conns, lower_taps(pops, record, run_steps)
 
     def _run_cfg(self):
         from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
@@ -449,7 +365,7 @@ class LavaBackend:
             data[port.name] = np.ascontiguousarray(np.moveaxis(x, 0, -1))
         tc = time.perf_counter()
         pops, conns, taps = self._build(data, run_steps, spec)
-        session = _Session(next(iter(pops.values())), self._run_cfg(), taps)
+        session = Session(next(iter(pops.values())), self._run_cfg(), taps)
         try:
             session.start()
             timing["compile_s"] += time.perf_counter() - tc
@@ -523,9 +439,9 @@ class LavaBackend:
     def _run_learner(self, data, steps: int, spec, checkpoints: list[int], bar) -> tuple[dict, dict, float]:
         """One learner's stream in its own process graph: ``(recorded values per tap key, final
         weights, seconds spent stepping)``. Weights at checkpoints are read between chunks of steps."""
-        graph = _LearningGraph(self, data, steps)
+        graph = LearningGraph(self, data, steps)
         taps = graph.taps(spec, steps)
-        session = _Session(next(iter(graph.pops.values())), self._run_cfg(), taps)
+        session = Session(next(iter(graph.pops.values())), self._run_cfg(), taps)
         received = {key: [] for key in taps}
         stops = {*checkpoints, steps}
         if bar is not None:  # chunks of about 2% of the stream, for the progress bar
@@ -560,347 +476,3 @@ class LavaBackend:
                 lif.v.set(np.zeros(lif.v.shape))
         for conn, var, zeros in conns.values():
             getattr(conn, var).set(zeros)
-
-
-class _LearningGraph:
-    """The Lava process graph of one learning stream (see :meth:`LavaBackend._learn`)."""
-
-    def __init__(self, backend: LavaBackend, data: dict[str, np.ndarray], steps: int):
-        from lava.proc.io.source import RingBuffer
-
-        from neurocompile.backends.lava.processes import LearningNeuron
-
-        self.backend = backend
-        prog = backend.program
-        for syn in prog.synapses:
-            if (syn.learning is not None or syn.signal == "error") and any(
-                len(prog.source_shape(end)) > 1 for end in (syn.source, syn.target)
-            ):
-                raise NeurocompileError(f"lava backend: plastic synapse '{syn.name}' needs flat (1-D) endpoints")
-        sources = {port.name: RingBuffer(data=data[port.name]).s_out for port in prog.inputs}
-        self.pops = {}
-        for pop in prog.populations:
-            if pop.learning is None:
-                self.pops[pop.name] = backend._lower_population(pop, steps)
-                continue
-            params = backend._pop_params(pop)
-            neuron = LearningNeuron(
-                signal=pop.learning,
-                reset_interval=int(pop.reset_interval),
-                bias_onset=int(pop.bias_onset),
-                name=pop.name,
-                **params,
-            )
-            self.pops[pop.name] = neuron
-            if pop.learning.target is not None:
-                sources[pop.learning.target].connect(neuron.a_third_factor_in)
-        sources.update({name: proc.s_out for name, proc in self.pops.items()})
-        self.plastic = {}
-        for syn in prog.synapses:
-            dst = self.pops[syn.target]
-            if syn.signal == "error":
-                self._lower_feedback(syn, self.pops[syn.source], dst)
-            elif syn.learning is not None:
-                self.plastic[syn.name] = self._lower_plastic(syn, sources[syn.source], dst)
-            else:
-                backend._lower_synapse(syn, sources[syn.source], dst.a_in)
-
-    def _lower_plastic(self, syn: Synapse, src, dst):
-        """Plastic synapse -> ``LearningDense`` (``LearningSparse``) with a ``Loihi3FLearningRule``,
-        fed by the target neuron's bAP and y1-y3 ports."""
-        from lava.magma.core.learning.learning_rule import Loihi3FLearningRule
-        from lava.proc.dense.process import LearningDense
-        from lava.proc.sparse.process import LearningSparse
-
-        from neurocompile.ir.plasticity import lava_rule_string
-
-        rule = syn.learning
-        lava_rule = Loihi3FLearningRule(
-            dw=lava_rule_string(rule),
-            x1_impulse=float(rule.x1_impulse),
-            x1_tau=int(rule.x1_tau),
-            x2_impulse=float(rule.x2_impulse),
-            x2_tau=int(rule.x2_tau),
-            t_epoch=int(rule.t_epoch),
-            rng_seed=int(rule.rng_seed),
-        )
-        weights, kw = self.backend._matrix_weights(syn, np.asarray(syn.weights))
-        if syn.kind == "sparse":
-            from scipy.sparse import csr_matrix
-
-            # Lava truncates the weights at the first step and drops the entries that become zero:
-            # truncating first keeps the stored entries, and so the tap's length, fixed.
-            if self.backend.fixed:
-                weights = fxp.effective_weights(weights, 0, syn.num_weight_bits, syn.sign_mode).astype(np.int32)
-            weights = csr_matrix(weights)
-            weights.sort_indices()
-            conn = LearningSparse(weights=weights, learning_rule=lava_rule, name=syn.name, **kw)
-        else:
-            conn = LearningDense(weights=weights, learning_rule=lava_rule, name=syn.name, **kw)
-        src.connect(conn.s_in)
-        conn.a_out.connect(dst.a_in)
-        dst.s_out_bap.connect(conn.s_in_bap)
-        dst.s_out_y1.connect(conn.s_in_y1)
-        dst.s_out_y2.connect(conn.s_in_y2)
-        dst.s_out_y3.connect(conn.s_in_y3)
-        return conn
-
-    def _lower_feedback(self, syn: Synapse, src, dst) -> None:
-        """Feedback synapse -> a graded ``Dense`` from the source's ``error_out`` to the target's
-        third-factor input (one step of delay, like every Dense)."""
-        from lava.proc.dense.process import Dense
-
-        weights, kw = self.backend._matrix_weights(syn, np.asarray(syn.weights))
-        conn = Dense(weights=weights, num_message_bits=24, name=syn.name, **kw)
-        src.error_out.connect(conn.s_in)
-        conn.a_out.connect(dst.a_third_factor_in)
-
-    def weights(self) -> dict[str, np.ndarray]:
-        """The current weights of every plastic synapse as dense [n_post, n_pre] arrays (``Var.get``)."""
-        found = {}
-        for name, conn in self.plastic.items():
-            values = conn.weights.get()
-            if hasattr(values, "toarray"):
-                values = values.toarray()
-            found[name] = np.asarray(values)
-        return found
-
-    def taps(self, spec: dict[str, set[str]], steps: int) -> dict:
-        """Recorders: population taps as for inference, plus the traces and y values of plastic
-        synapses, every step."""
-        from neurocompile.backends.lava.processes import StateTap
-
-        pops = {name: vars_ for name, vars_ in spec.items() if name in self.pops}
-        taps = _lower_taps(self.pops, pops, steps)
-        buffer = max(2, min(steps, 64))
-        for name, variables in spec.items():
-            conn = self.plastic.get(name)
-            for var in sorted(variables) if conn is not None else ():
-                if var != "weights":  # weights: read between chunks of steps (see LavaBackend._learn)
-                    taps[(name, var)] = StateTap(getattr(conn, var), buffer_size=buffer)
-        return taps
-
-
-class _Session:
-    """One Lava runtime: start it, run blocks of steps, and always shut it down without orphans.
-
-    Lava 0.10's multiprocessing runtime forks one OS process per process model plus a
-    shared-memory manager. Two of its failure modes are handled here:
-
-    * an exception inside a process model deadlocks Lava (its runtime service waits for the
-      other models, which wait for the failed one's messages): runs are therefore started
-      non-blocking and the backend polls both the runtime's reply channel and the children;
-      a dead child raises a :class:`NeurocompileError` carrying its last traceback line;
-    * Ctrl-C: the children are forked with SIGINT ignored, so a terminal's Ctrl-C (sent to the
-      whole process group) interrupts only this process, which then stops the runtime.
-
-    ``close`` first asks Lava to stop (bounded by ``STOP_TIMEOUT_S``); when that is impossible
-    (a dead child, a run interrupted mid-message) it terminates the children and shuts down
-    the shared-memory manager itself.
-    """
-
-    STOP_TIMEOUT_S = 20.0
-
-    def __init__(self, anchor, run_cfg, taps=None):
-        self.anchor = anchor
-        self.run_cfg = run_cfg
-        self.taps = taps or {}
-        self.runtime = None
-        self.failed = False
-
-    def start(self) -> None:
-        """Compile, then fork Lava's processes with a SIGINT handler that only takes note.
-
-        The children inherit that handler, so Ctrl-C never kills them; a Ctrl-C that reaches this
-        process while it forks is re-raised once the runtime exists (and can be stopped).
-        """
-        import signal
-        import threading
-
-        _children_die_with_parent()
-        with warnings.catch_warnings():
-            # Lava's model search executes every module beside _lava_procs.py as a top-level
-            # script and warns about those that cannot run that way (they hold no models).
-            warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
-            executable = self.anchor.compile(self.run_cfg)
-        in_main = threading.current_thread() is threading.main_thread()
-        interrupted = []
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum)) if in_main else None
-        try:
-            self.anchor.create_runtime(executable=executable)
-        finally:
-            self.runtime = getattr(self.anchor, "_runtime", None)
-            if in_main:
-                signal.signal(signal.SIGINT, previous)
-        if interrupted:
-            raise KeyboardInterrupt
-
-    def _actors(self) -> list:
-        infra = getattr(self.runtime, "_messaging_infrastructure", None)
-        return list(getattr(infra, "actors", []) or [])
-
-    def _check_children(self) -> None:
-        dead = [a for a in self._actors() if not a.is_alive()]
-        if not dead:
-            return
-        self.failed = True
-        detail = "exited"
-        for actor in dead:
-            try:
-                exc = actor.exception
-            except (OSError, ValueError, EOFError):
-                exc = None
-            if exc:
-                err, tb = exc
-                detail = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-                break
-        raise NeurocompileError(f"lava backend: a Lava process failed during the run ({detail})")
-
-    def run_steps(self, steps: int, stall_timeout_s: float = 120.0) -> dict:
-        """Run ``steps`` steps; returns ``{tap key: [one array per step]}`` streamed by the taps.
-
-        Watchdog: when neither a tap nor the runtime makes progress for ``stall_timeout_s``
-        (a process waiting on a port nobody sends on), the run fails with a one-line error and
-        :meth:`close` terminates every Lava process.
-        """
-        from lava.magma.core.run_conditions import RunSteps
-
-        received = {key: [] for key in self.taps}
-        pipes = {key: tap.out_port.external_pipe_csp_recv_port for key, tap in self.taps.items()}
-
-        def drain():
-            for key, pipe in pipes.items():
-                while pipe.probe():
-                    received[key].append(pipe.recv())
-
-        self.anchor.run(condition=RunSteps(num_steps=steps, blocking=False))
-        replies = list(self.runtime.service_to_runtime)
-        delay = 1e-4
-        seen, last_progress = 0, time.monotonic()
-        while not all(port.probe() for port in replies):
-            drain()
-            self._check_children()
-            count = sum(len(values) for values in received.values())
-            if count != seen:
-                seen, last_progress = count, time.monotonic()
-            elif time.monotonic() - last_progress > stall_timeout_s:
-                self.failed = True
-                raise NeurocompileError(
-                    f"lava backend: the run stalled (no progress for {stall_timeout_s:g} s); stopped every Lava process"
-                )
-            time.sleep(delay)
-            delay = min(delay * 1.5, 5e-3)
-        self.runtime.wait()  # reads the replies (raises on an error reply)
-        # The taps' last messages can still be in their pipes when the runtime reports the steps
-        # done (seen under heavy load): drain until every tap delivered all steps.
-        deadline = time.monotonic() + TAP_DRAIN_TIMEOUT_S
-        drain()
-        while any(len(values) < steps for values in received.values()) and time.monotonic() < deadline:
-            time.sleep(1e-3)
-            drain()
-        for key, values in received.items():
-            if len(values) != steps:
-                raise NeurocompileError(f"lava backend: recorder {key} delivered {len(values)} of {steps} steps")
-        return received
-
-    def close(self) -> None:
-        """Stop the runtime; never raises (the first error, if any, is already propagating)."""
-        runtime = self.runtime
-        if runtime is None:
-            return
-        import threading
-
-        actors = self._actors()
-        segments = _shared_segments(runtime)
-        self.runtime = None
-        graceful = not self.failed and all(a.is_alive() for a in actors)
-        if graceful:
-            stopper = threading.Thread(target=_quiet_stop, args=(runtime,), daemon=True)
-            stopper.start()
-            stopper.join(self.STOP_TIMEOUT_S)
-            graceful = not stopper.is_alive()
-        if not graceful:
-            _force_stop(runtime, actors)
-        _unlink_leftovers(segments)
-
-
-_AT_FORK = []
-
-
-def _children_die_with_parent() -> None:
-    """From now on, every process forked here (Lava's workers) gets SIGKILL when this process dies,
-    however it dies (``prctl(PR_SET_PDEATHSIG)``, Linux), and SIGTERM's default action: no worker
-    outlives the main process, even one killed with SIGKILL. Registered once."""
-    import ctypes
-    import os
-    import signal
-
-    if _AT_FORK:
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return
-
-    def in_child() -> None:
-        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-    os.register_at_fork(after_in_child=in_child)
-    _AT_FORK.append(in_child)
-
-
-def _quiet_stop(runtime) -> None:
-    try:
-        runtime.stop()
-    except Exception:  # noqa: BLE001 - reported by the forced path's absence of leftovers
-        pass
-
-
-def _shared_segments(runtime) -> list[str]:
-    """The names of the shared-memory segments of Lava's channels (made in this process, tracked by
-    Lava's shared-memory manager, which unlinks them when it shuts down)."""
-    smm = getattr(getattr(runtime, "_messaging_infrastructure", None), "_smm", None)
-    return [handle.name for handle in getattr(smm, "_shared_memory_handles", [])]
-
-
-def _unlink_leftovers(names: list[str]) -> None:
-    """Unlink the segments the manager left (it is terminated when its shutdown takes over a second,
-    as under load after an interrupted run): else Python's resource tracker unlinks them at exit and
-    prints a warning after our one-line error."""
-    from multiprocessing import shared_memory
-
-    for name in names:
-        try:
-            shared_memory.SharedMemory(name).unlink()
-        except (FileNotFoundError, OSError, ValueError):
-            pass  # already unlinked: the manager's shutdown completed
-
-
-def _force_stop(runtime, actors) -> None:
-    """Terminate Lava's children and its shared-memory manager (after a failure or a hang)."""
-    for actor in actors:
-        try:
-            if actor.is_alive():
-                actor.terminate()
-        except (OSError, ValueError, AssertionError):
-            pass
-    for actor in actors:
-        try:
-            actor.join(timeout=5)
-        except Exception:  # noqa: BLE001
-            pass
-        try:
-            if actor.is_alive():
-                actor.kill()
-                actor.join(timeout=5)
-        except Exception:  # noqa: BLE001
-            pass
-    smm = getattr(getattr(runtime, "_messaging_infrastructure", None), "_smm", None)
-    if smm is not None:
-        try:
-            smm.shutdown()
-        except Exception:  # noqa: BLE001
-            pass
