@@ -15,6 +15,7 @@ import math
 
 import click
 
+from neurocompile.backends import learning_backends
 from neurocompile.cli import cli
 from neurocompile.cli.options import producer_option
 from neurocompile.errors import NeurocompileError
@@ -64,7 +65,7 @@ def format_learning(result: dict) -> str:
 @click.option("--rule", required=True, type=click.Choice(["ottt", "stllr"]), help="Learning rule compiled on chip.")
 @click.option(
     "--backend",
-    type=click.Choice(["cpu", "lava"]),
+    type=click.Choice(learning_backends()),
     default="cpu",
     show_default=True,
     help="Where the learning stream runs (held-out evaluations always run on cpu).",
@@ -153,7 +154,7 @@ def learn(
         output=output,
         plot=plot_path,
         nir_output=nir_path,
-        progress=backend == "lava",
+        progress=True,
         lenient=lenient,
     )
     click.echo(json.dumps(result, indent=2) if as_json else format_learning(result))

@@ -17,10 +17,13 @@ from pathlib import Path
 import click
 import numpy as np
 
-from neurocompile.backends import BACKENDS
+from neurocompile import distributed
+from neurocompile.analysis.summary import format_summary, plot_raster, save_recording, summarize
+from neurocompile.backends import BACKENDS, backend_entry
 from neurocompile.cli import cli
 from neurocompile.cli.options import convention_options
 from neurocompile.errors import NeurocompileError
+from neurocompile.files import check_outputs, npz_name
 
 
 def _check_options(input_path, data, steps, limit, dt) -> None:
@@ -104,23 +107,21 @@ def simulate(
     graded_inputs,
 ):
     """Run MODEL (.nir, .ncp or .pt) on a backend and report accuracy, spikes, synops and sparsity."""
-    from neurocompile import api, distributed
-    from neurocompile.analysis.summary import format_summary, plot_raster, save_recording, summarize
-    from neurocompile.files import check_outputs, npz_name
+    from neurocompile import api  # here, not at the top: the API loads torch, which --help does not need
 
     _check_options(input_path, data, steps, limit, dt)
     check_outputs([record_path and npz_name(record_path), plot_path], [model, input_path])
-    if backend != "lava":
+    entry = backend_entry(backend)
+    if entry.device:
         try:
             api.check_device(device)
         except NeurocompileError as exc:
             raise NeurocompileError(f"--device: {exc}") from None
     loaded = api.load_model(model, lenient=lenient)
     conv = api.resolve_convention(convention, dt=dt, reset=reset, graph=loaded)
-    float_lava = backend == "lava" and lava_tag == "floating_pt"
-    model_obj = api.model_for_backend(loaded, backend, conv, float_program=float_lava)
+    model_obj = api.model_for_backend(loaded, backend, conv, {"tag": lava_tag})
     inputs, labels = api.load_inputs(input_path, data=data, steps=steps, limit=limit)
-    with distributed.session("cpu" if backend == "lava" else device) as world:
+    with distributed.session(device if entry.device else "cpu") as world:
         part = inputs[distributed.shard_slice(len(inputs), world)]
         run = dict(
             convention=conv,
