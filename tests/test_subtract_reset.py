@@ -165,7 +165,7 @@ def test_lava_hardware_refuses_subtraction_in_one_line():
 
     program = one_neuron("subtract")
     with pytest.raises(NeurocompileError, match="needs a Loihi 2 custom neuron model") as info:
-        LavaBackend(program, hardware=True)._lower_population(program.population("p"), 9)
+        LavaBackend(program, hardware=True).lower_population(program.population("p"), 9)
     assert "\n" not in str(info.value)
 
 
