@@ -66,6 +66,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from neurocompile.backends.base import check_inputs
 from neurocompile.backends.cpu_learning import PlasticRunner, learner_programs
@@ -643,9 +644,5 @@ def _rate(t: torch.Tensor) -> float:
 
 def _progress(steps, progress: bool):
     if not progress:
-        return steps
-    try:
-        from tqdm import tqdm
-    except ImportError:
         return steps
     return tqdm(steps, desc="cpu", unit="step")

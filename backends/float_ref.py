@@ -61,11 +61,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from neurocompile.backends.base import check_inputs
 from neurocompile.backends.float_kernel import kernel_form, load_kernel, run_population
 from neurocompile.backends.native import CHUNK_BYTES
-from neurocompile.errors import GraphError, NeurocompileError
+from neurocompile.errors import BackendUnavailableError, GraphError, NeurocompileError
 from neurocompile.frontend.graph import flatten_graph, order_graph
 from neurocompile.frontend.nir_io import single_shape
 from neurocompile.ir.recording import Recording
@@ -407,8 +408,6 @@ class FloatReference:
         self.device = torch.device(device)
         self.dtype = dtype
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            from neurocompile.errors import BackendUnavailableError
-
             raise BackendUnavailableError("device 'cuda' requested but no CUDA GPU is visible")
         self.nodes, self.edges = flatten_graph(graph)
         self.inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
@@ -576,7 +575,6 @@ class FloatReference:
 def _progress(items, progress: bool, unit: str):
     if not progress:
         return items
-    from tqdm import tqdm
 
     return tqdm(items, desc="float", unit=unit, leave=False, disable=None)
 

@@ -153,3 +153,18 @@ def _read_npy(fp, path: Path, what: str, key: str) -> np.ndarray:
         raise NeurocompileError(f"{what} '{path}': {name} is truncated")
     array = np.frombuffer(data, dtype=dtype)
     return array.reshape(shape[::-1]).transpose() if fortran_order else array.reshape(shape)
+
+
+def plain(obj):
+    """``obj`` with NumPy scalars and arrays (also inside dicts, lists, tuples) as plain Python for JSON."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+try:
+    import resource
+except ImportError:  # not on every platform
+    resource = None
+
 from neurocompile.errors import NeurocompileError
+from neurocompile.frontend.graph import flatten_graph
+from neurocompile.frontend.nir_io import single_shape
 
 LIMIT_VARIABLE = "NEUROCOMPILE_MAX_MEMORY_GB"
 VALUES_PER_NODE = 4  # recorded spikes, v, u, and one working copy
@@ -53,9 +60,7 @@ def _available_bytes() -> int | None:
 
 def _address_space_limit() -> int | None:
     """The process's soft ``RLIMIT_AS`` (``ulimit -v``), when set."""
-    try:
-        import resource
-    except ImportError:
+    if resource is None:
         return None
     soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
     return None if soft == resource.RLIM_INFINITY else soft
@@ -75,8 +80,6 @@ def values_per_step(model) -> int:
     node of a NIR graph (its declared output, else its largest parameter)."""
     if hasattr(model, "populations"):
         return sum(int(np.prod(p.shape)) for p in model.populations) + sum(int(np.prod(p.shape)) for p in model.inputs)
-    from neurocompile.frontend.graph import flatten_graph
-    from neurocompile.frontend.nir_io import single_shape
 
     nodes, _edges = flatten_graph(model)
     return sum(_node_values(node, single_shape) for node in nodes.values())

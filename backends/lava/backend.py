@@ -83,8 +83,10 @@ import math
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from neurocompile.backends.base import check_inputs
+from neurocompile.backends.lava.compat import import_lava
 from neurocompile.backends.lava.learning import LearningGraph
 from neurocompile.backends.lava.lowering import (
     connect,
@@ -301,7 +303,6 @@ class LavaBackend:
         runs each batch entry as one learning stream (see :meth:`_learn`); ``checkpoint_every``
         records its weights every that many steps.
         """
-        from neurocompile.backends.lava.compat import import_lava
 
         import_lava()
         prog = self.program
@@ -332,8 +333,6 @@ class LavaBackend:
         timing = {"compile_s": 0.0, "run_s": 0.0, "steps": 0}
         bar = None
         if progress:
-            from tqdm import tqdm
-
             bar = tqdm(total=batch, desc=f"lava {self.tag}", unit="sample")
         try:
             for start in range(0, batch, block):
@@ -407,8 +406,6 @@ class LavaBackend:
         t0, run_s = time.perf_counter(), 0.0
         bar = None
         if progress:
-            from tqdm import tqdm
-
             bar = tqdm(total=batch * steps, desc=f"lava {self.tag} learning", unit="step")
         try:
             for b in range(batch):

@@ -7,6 +7,7 @@ import numpy as np
 
 from neurocompile.backends.lava.lowering import lower_taps
 from neurocompile.errors import NeurocompileError
+from neurocompile.ir.plasticity import lava_rule_string
 from neurocompile.ir.program import Synapse
 from neurocompile.semantics import fixedpoint as fxp
 
@@ -61,8 +62,6 @@ class LearningGraph:
         from lava.magma.core.learning.learning_rule import Loihi3FLearningRule
         from lava.proc.dense.process import LearningDense
         from lava.proc.sparse.process import LearningSparse
-
-        from neurocompile.ir.plasticity import lava_rule_string
 
         rule = syn.learning
         lava_rule = Loihi3FLearningRule(

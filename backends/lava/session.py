@@ -3,8 +3,13 @@ shared-memory segment behind."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import threading
 import time
 import warnings
+from multiprocessing import shared_memory
 
 from neurocompile.errors import NeurocompileError
 
@@ -44,8 +49,6 @@ class Session:
         The children inherit that handler, so Ctrl-C never kills them; a Ctrl-C that reaches this
         process while it forks is re-raised once the runtime exists (and can be stopped).
         """
-        import signal
-        import threading
 
         _children_die_with_parent()
         with warnings.catch_warnings():
@@ -138,7 +141,6 @@ class Session:
         runtime = self.runtime
         if runtime is None:
             return
-        import threading
 
         actors = self._actors()
         segments = _shared_segments(runtime)
@@ -161,9 +163,6 @@ def _children_die_with_parent() -> None:
     """From now on, every process forked here (Lava's workers) gets SIGKILL when this process dies,
     however it dies (``prctl(PR_SET_PDEATHSIG)``, Linux), and SIGTERM's default action: no worker
     outlives the main process, even one killed with SIGKILL. Registered once."""
-    import ctypes
-    import os
-    import signal
 
     if _AT_FORK:
         return
@@ -200,7 +199,6 @@ def _unlink_leftovers(names: list[str]) -> None:
     """Unlink the segments the manager left (it is terminated when its shutdown takes over a second,
     as under load after an interrupted run): else Python's resource tracker unlinks them at exit and
     prints a warning after our one-line error."""
-    from multiprocessing import shared_memory
 
     for name in names:
         try:

@@ -16,6 +16,8 @@ from neurocompile.errors import NeurocompileError
 from neurocompile.frontend.graph import flatten_graph, order_graph
 from neurocompile.frontend.nir_io import load_graph, single_shape
 from neurocompile.ir import plasticity
+from neurocompile.ir.program import FixedPointProgram
+from neurocompile.ir.report import QuantizationReport
 from neurocompile.semantics.primitives import PRIMITIVES
 
 GEOMETRY_FIELDS = ("stride", "padding", "dilation", "groups", "start_dim", "end_dim")
@@ -250,7 +252,6 @@ def format_program(info: dict) -> str:
     if info.get("quantization"):
         lines.append("")
         lines.append("quantization report:")
-        from neurocompile.ir.report import QuantizationReport
 
         lines.append(QuantizationReport.from_dict(info["quantization"]).table())
     return "\n".join(lines)
@@ -357,8 +358,6 @@ def describe_file(path, lenient: bool = False) -> dict:
     if suffix == ".nir":
         info = describe_graph(load_graph(path, lenient=lenient))
     elif suffix == ".ncp":
-        from neurocompile.ir.program import FixedPointProgram
-
         info = describe_program(FixedPointProgram.load(path))
     else:
         raise NeurocompileError(f"{path}: unknown file type '{suffix}' (expected .nir or .ncp)")

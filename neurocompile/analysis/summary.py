@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from neurocompile.analysis import metrics
 from neurocompile.errors import NeurocompileError
-from neurocompile.files import save_figure
+from neurocompile.files import npz_name, save_figure, write_atomically
 
 
 def summarize(recording, inputs, labels=None) -> dict:
@@ -20,7 +21,6 @@ def summarize(recording, inputs, labels=None) -> dict:
 
     Synaptic operations come from ``recording.metadata["synops"]`` (set by the float backend,
     and by :func:`neurocompile.simulate` for programs); None when they could not be counted."""
-    from neurocompile.analysis import metrics
 
     inputs = np.asarray(inputs)
     report = {
@@ -83,7 +83,6 @@ def format_summary(report: dict) -> str:
 def save_recording(recording, path) -> Path:
     """Write every recorded array to ``path`` (``.npz`` added when the name has no suffix),
     atomically; a one-line error if it cannot. Returns the path written."""
-    from neurocompile.files import npz_name, write_atomically
 
     return write_atomically(npz_name(path), recording.save, "recording")
 

@@ -17,7 +17,7 @@ import click
 
 from neurocompile.cli import cli
 from neurocompile.errors import NeurocompileError
-from neurocompile.files import check_outputs
+from neurocompile.files import check_outputs, write_together
 
 
 def parse_steps(text: str) -> list[int]:
@@ -80,7 +80,6 @@ def format_report(report: dict) -> str:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write accuracy against T (PNG).")
 def convert(model, output, calibrate, percentile, steps, readout, limit, as_json, plot_path):
     """Convert an ONNX ReLU network (MODEL.onnx) into a spiking NIR graph and report its accuracy."""
-    from neurocompile.files import write_together
     from neurocompile.onnx import convert as onnx_convert
 
     steps = parse_steps(steps)

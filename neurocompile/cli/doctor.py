@@ -7,7 +7,9 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 
 import click
+import numpy as np
 
+from neurocompile.backends.lava.compat import import_lava
 from neurocompile.cli import cli
 
 PACKAGES = ["torch", "nir", "nirtorch", "numpy", "lava-nc"]
@@ -23,10 +25,7 @@ def package_version(name: str) -> str | None:
 def lava_smoke_test() -> tuple[bool, str]:
     """Run one LIF neuron driven through a Dense synapse for 4 steps in Lava fixed_pt."""
     try:
-        from neurocompile.backends.lava.compat import import_lava
-
         import_lava()
-        import numpy as np
         from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2SimCfg
         from lava.proc.dense.process import Dense

@@ -6,6 +6,8 @@ import functools
 
 import click
 
+from neurocompile.frontend.peer_repairs import KNOWN, reading_from
+
 
 def convention_options(scope: str = ""):
     """``--convention``, ``--dt``, ``--reset``, ``--lenient`` and ``--from`` (:func:`producer_option`): how a
@@ -44,8 +46,6 @@ def producer_option(scope: str = ""):
     """``--from LIBRARY==VERSION``: the peer library that wrote the NIR file; its known exporter defects are
     repaired (each announced) and its native preset is the default convention. The command runs with it in
     effect for every graph it reads (:func:`neurocompile.frontend.peer_repairs.reading_from`), so it takes no argument."""
-    from neurocompile.frontend.peer_repairs import KNOWN
-
     option = click.option(
         "--from",
         "producer",
@@ -56,8 +56,6 @@ def producer_option(scope: str = ""):
     def decorate(command):
         @functools.wraps(command)
         def reading(*args, producer=None, **kwargs):
-            from neurocompile.frontend.peer_repairs import reading_from
-
             with reading_from(producer):
                 return command(*args, **kwargs)
 

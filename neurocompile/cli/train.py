@@ -16,6 +16,7 @@ import math
 
 import click
 
+from neurocompile import distributed
 from neurocompile.cli import cli
 from neurocompile.errors import NeurocompileError
 
@@ -123,7 +124,6 @@ def train(threads, as_json, output, **options):
     """Train a spiking MLP on spike-encoded data and save a checkpoint, learning curve and metrics."""
     import torch
 
-    from neurocompile import distributed
     from neurocompile.api import train as run_training
     from neurocompile.training.trainer import TrainConfig, resolve_device
 

@@ -10,8 +10,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from neurocompile.errors import HardwareLimitError, NeurocompileError
+from neurocompile.files import plain
 from neurocompile.ir.normalized import NormalizedGraph, NormalizedPopulation, NormalizedSynapse
-from neurocompile.ir.program import FixedPointProgram, InputPort, Population, plain
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population
 from neurocompile.semantics.discretization import Convention
 from neurocompile.semantics.primitives import PRIMITIVES
 

@@ -34,6 +34,8 @@ turns an arbitrary (nested) NIR graph into that form, still in float:
 
 from __future__ import annotations
 
+import copy
+
 import nir
 import numpy as np
 import torch
@@ -304,7 +306,6 @@ def _reset_below(neurons: list, convention: Convention) -> bool:
 
 def _with_euler_time_constants(graph: nir.NIRGraph, dt: float) -> nir.NIRGraph:
     """A copy of ``graph`` (nested graphs too) with every ``tau`` replaced by ``dt/(1 - exp(-dt/tau))``."""
-    import copy
 
     graph = copy.deepcopy(graph)
     pending = [graph]

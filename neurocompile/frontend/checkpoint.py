@@ -28,6 +28,8 @@ import torch
 from torch import nn
 
 from neurocompile.errors import CheckpointError, NeurocompileError, first_line
+from neurocompile.models.architectures import ARCHITECTURES, build
+from neurocompile.models.neurons import Neuron
 from neurocompile.semantics.discretization import Convention
 
 FORMAT = "neurocompile-checkpoint"
@@ -40,7 +42,6 @@ def save_checkpoint(model: nn.Module, path, extra: dict | None = None) -> Path:
     Parametrizations (``torch.nn.utils.parametrize``, e.g. fake quantization) are saved as
     the weights they compute.
     """
-    from neurocompile.models.architectures import ARCHITECTURES
 
     name = type(model).__name__
     if ARCHITECTURES.get(name) is not type(model):
@@ -178,7 +179,6 @@ def _model_from_payload(path: Path, payload) -> nn.Module:
 
 def _build(path: Path, architecture, config: dict, convention: Convention, device: str) -> nn.Module:
     """The architecture built from untrusted ``config`` (on the meta device: shapes without memory)."""
-    from neurocompile.models.architectures import build
 
     try:
         with warnings.catch_warnings(), torch.device(device):
@@ -256,7 +256,6 @@ def _check_shapes(path: Path, expected: dict, state: dict) -> None:
 
 
 def _check_time_constants(path: Path, model: nn.Module) -> None:
-    from neurocompile.models.neurons import Neuron
 
     for prefix, module in model.named_modules():
         if isinstance(module, Neuron):

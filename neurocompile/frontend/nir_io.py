@@ -33,9 +33,12 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from neurocompile.errors import GraphError, first_line
+from neurocompile.frontend import peer_repairs
+from neurocompile.ir.program import MAX_NODE_SIZE
 from neurocompile.semantics.primitives import PRIMITIVES, primitive
 
 
@@ -54,8 +57,6 @@ def load_graph(path, lenient: bool = False, producer: str | None = None):
     the peer library that wrote the file: its known exporter defects are repaired and announced, and
     its native preset becomes the graph's convention (:mod:`neurocompile.frontend.peer_repairs`)."""
     import nir
-
-    from neurocompile.frontend import peer_repairs
 
     path = Path(path)
     if not path.exists():
@@ -76,7 +77,7 @@ def load_graph(path, lenient: bool = False, producer: str | None = None):
             peer_repairs.repair(graph, known)
         _validate(graph, lenient)
     except GraphError as exc:
-        hint = peer_repairs.hint(graph) if isinstance(graph, nir.NIRGraph) and known is None else ""
+        hint = peer_hint(graph) if isinstance(graph, nir.NIRGraph) and known is None else ""
         named = GraphError(f"{path}: {exc}{hint}")
         named.node, named.field = exc.node, exc.field
         raise named from None
@@ -92,7 +93,6 @@ def _validate(graph, lenient: bool) -> None:
 
 def _read_file(path: Path) -> dict:
     """The file's ``node`` group as nested dicts of arrays and bytes (nir's raw form)."""
-    import h5py
     import nir
 
     try:
@@ -195,7 +195,6 @@ def _refuse_outside_references(fh, path) -> None:
     """One-line error for anything that makes HDF5 read outside the file or loop: external and soft
     links, virtual datasets, external raw storage (a crafted file could read any file's bytes), and
     a group linked into itself."""
-    import h5py
 
     seen: set[int] = set()
 
@@ -452,7 +451,6 @@ def _validate_geometry(node, name: str) -> None:
 
 def _validate_sizes(node, name: str) -> None:
     """A node's known input and output shapes hold at most ``MAX_NODE_SIZE`` values (before anything allocates them)."""
-    from neurocompile.ir.program import MAX_NODE_SIZE
 
     for port in ("input_type", "output_type"):
         shape = single_shape(getattr(node, port, None))
@@ -490,3 +488,17 @@ def _validate_parameters(node, name: str) -> None:
         arrays[field] = arr
     if entry.check is not None:
         entry.check(arrays, node, name)
+
+
+def peer_hint(graph) -> str:
+    """For a file that fails a strict read: ``--from`` and the producers whose repairs would change it
+    (batch/time dimensions, scalar parameters), or ``""``. Only a graph that passes the lenient checks is
+    probed (as the repairs only ever see one: sound structure, values and sizes)."""
+    probe = copy.deepcopy(graph)
+    try:
+        validate_graph(probe, lenient=True)
+    except GraphError:
+        return ""
+    if not any(fix(probe, None) for fix in peer_repairs.SHAPE_REPAIRS):
+        return ""
+    return f"; if a peer library wrote it, read it with --from LIBRARY==VERSION ({peer_repairs.KNOWN})"

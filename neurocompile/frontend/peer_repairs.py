@@ -53,7 +53,8 @@ class Producer:
         return f"{self.library} {self.version}"
 
     def convention(self):
-        from neurocompile.semantics.discretization import get_convention
+
+        from neurocompile.semantics.discretization import get_convention  # torch: --help reads this module
 
         return get_convention(self.preset, dt=self.dt)
 
@@ -124,7 +125,7 @@ def _batch_time_dims(graph, producer) -> list[str]:
 
 def _scalar_parameters(graph, producer) -> list[str]:
     """Neuron parameters of shape ``()`` broadcast to the node's shape (its other parameters' or its input's)."""
-    from neurocompile.semantics.primitives import PRIMITIVES, kind_of
+    from neurocompile.semantics.primitives import PRIMITIVES, kind_of  # torch: --help reads this module
 
     lines = []
     preds = {}
@@ -195,14 +196,14 @@ def _rockpool_parameters(graph, producer) -> list[str]:
     return lines
 
 
-_SHAPES = (_batch_time_dims, _scalar_parameters)
+SHAPE_REPAIRS = (_batch_time_dims, _scalar_parameters)
 
 PRODUCERS = {
     ("snntorch", "1.0"): Producer(
         "snntorch",
         "1.0",
         "snntorch-1.0",
-        repairs=_SHAPES,
+        repairs=SHAPE_REPAIRS,
         assumes="no reset mechanism or reset_delay recorded: snnTorch's defaults (subtract, reset_delay=True)",
     ),
     ("norse", "1.1"): Producer(
@@ -210,14 +211,16 @@ PRODUCERS = {
         "1.1",
         "norse-1.1",
         dt=1e-3,
-        repairs=(*_SHAPES, _norse_tau),
+        repairs=(*SHAPE_REPAIRS, _norse_tau),
         assumes="no v_reset or w_in recorded: Norse's defaults (0 and 1); dt = 1e-3, to_nir's default",
     ),
-    ("spikingjelly", "2.0"): Producer("spikingjelly", "2.0", "spikingjelly", repairs=_SHAPES),
+    ("spikingjelly", "2.0"): Producer("spikingjelly", "2.0", "spikingjelly", repairs=SHAPE_REPAIRS),
     ("sinabs", "3.1"): Producer(
-        "sinabs", "3.1", "sinabs-3.1", repairs=_SHAPES, assumes="no spike_fn recorded: Sinabs' default MultiSpike"
+        "sinabs", "3.1", "sinabs-3.1", repairs=SHAPE_REPAIRS, assumes="no spike_fn recorded: Sinabs' default MultiSpike"
     ),
-    ("rockpool", "3.1"): Producer("rockpool", "3.1", "rockpool-3.1", dt=1e-3, repairs=(*_SHAPES, _rockpool_parameters)),
+    ("rockpool", "3.1"): Producer(
+        "rockpool", "3.1", "rockpool-3.1", dt=1e-3, repairs=(*SHAPE_REPAIRS, _rockpool_parameters)
+    ),
 }
 KNOWN = ", ".join(f"{lib}=={version}" for lib, version in PRODUCERS)
 
@@ -303,21 +306,3 @@ def repair(graph, producer: Producer, say=announce) -> list[str]:
         "convention_options": json.dumps(dataclasses.asdict(conv), sort_keys=True),
     }
     return lines
-
-
-def hint(graph) -> str:
-    """For a file that fails a strict read: ``--from`` and the producers whose repairs would change it
-    (batch/time dimensions, scalar parameters), or ``""``. Only a graph that passes the lenient checks is
-    probed (as the repairs only ever see one: sound structure, values and sizes)."""
-    import copy
-
-    from neurocompile.frontend.nir_io import validate_graph
-
-    probe = copy.deepcopy(graph)
-    try:
-        validate_graph(probe, lenient=True)
-    except GraphError:
-        return ""
-    if not any(fix(probe, None) for fix in _SHAPES):
-        return ""
-    return f"; if a peer library wrote it, read it with --from LIBRARY==VERSION ({KNOWN})"

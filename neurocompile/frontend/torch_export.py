@@ -31,7 +31,10 @@ from torch import nn
 
 from neurocompile import __version__
 from neurocompile.errors import NeurocompileError
+from neurocompile.files import write_atomically
+from neurocompile.frontend.checkpoint import load_checkpoint
 from neurocompile.frontend.graph import bypass_boundaries, flatten_graph
+from neurocompile.models import layers, neurons
 from neurocompile.semantics.discretization import Convention
 
 Tensor = torch.Tensor
@@ -74,7 +77,6 @@ class _Mapper:
     """Module maps for nirtorch, with the per-module shapes of one dummy forward pass."""
 
     def __init__(self, shapes: dict[int, tuple], convention: Convention):
-        from neurocompile.models import layers, neurons
 
         self.shapes = shapes
         self.convention = convention
@@ -289,7 +291,6 @@ def convention_from_metadata(graph: nir.NIRGraph, default: Convention | None = N
 
 def export_checkpoint(path, allow_unsafe: bool = False) -> nir.NIRGraph:
     """Load a checkpoint (see :mod:`neurocompile.frontend.checkpoint`) and export it."""
-    from neurocompile.frontend.checkpoint import load_checkpoint
 
     model = load_checkpoint(path, allow_unsafe=allow_unsafe)
     try:
@@ -300,7 +301,6 @@ def export_checkpoint(path, allow_unsafe: bool = False) -> nir.NIRGraph:
 
 def write_nir(graph: nir.NIRGraph, path) -> Path:
     """Write ``graph`` to an HDF5 NIR file; returns the path."""
-    from neurocompile.files import write_atomically
 
     return write_atomically(path, lambda tmp: nir.write(str(tmp), graph), "NIR graph")
 

@@ -28,6 +28,7 @@ load as fixed-point programs.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -38,9 +39,11 @@ from typing import Literal
 import numpy as np
 
 from neurocompile.errors import NeurocompileError
+from neurocompile.files import load_arrays, plain
 from neurocompile.ir import plasticity
 from neurocompile.ir.network import ConvGeometry, Network
 from neurocompile.ir.plasticity import LearningRule, LearningSignal
+from neurocompile.ir.report import QuantizationReport
 
 FORMAT_VERSION = 1
 
@@ -263,7 +266,6 @@ class FixedPointProgram(Network):
     def with_weights(self, weights: dict) -> FixedPointProgram:
         """A copy whose synapses named in ``weights`` hold those weights (a sparse matrix becomes a
         dense array), in the program's number format: how a backend returns what a program learned."""
-        import copy
 
         changed = copy.deepcopy(self)
         dtype = np.int32 if self.number_format == "fixed" else np.float64
@@ -455,7 +457,6 @@ class FixedPointProgram(Network):
     def load(cls, path: str | Path) -> FixedPointProgram:
         """Read and validate a ``.ncp`` file; every problem is a one-line error naming the file, and the
         node and field when there is one."""
-        from neurocompile.files import load_arrays
 
         arrays = load_arrays(path, "program")
         try:
@@ -566,7 +567,6 @@ def _check_report(report) -> None:
     """A stored quantization report that ``inspect`` can render and on-chip learning can read its scales from."""
     if report is None:
         return
-    from neurocompile.ir.report import QuantizationReport
 
     try:
         parsed = QuantizationReport.from_dict(report)
@@ -649,18 +649,3 @@ def check_real(node: str, name: str, value, low: float = -np.inf, high: float = 
     lo, hi = float(arr.min()), float(arr.max())
     if lo < low or hi > high:
         raise NeurocompileError(f"node '{node}', parameter '{name}': range [{lo}, {hi}] leaves [{low}, {high}]")
-
-
-def plain(obj):
-    """``obj`` with NumPy scalars and arrays (also inside dicts, lists, tuples) as plain Python for JSON."""
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from neurocompile.errors import NeurocompileError
-from neurocompile.ir.program import plain
+from neurocompile.files import plain
 
 
 @dataclass

@@ -36,9 +36,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from neurocompile import __version__
+from neurocompile.analysis import metrics
+from neurocompile.backends import create_backend
+from neurocompile.compiler.pipeline import compile_graph
+from neurocompile.data import load_digits_images, split_indices
 from neurocompile.errors import NeurocompileError, first_line
-from neurocompile.files import MAX_ARRAY_BYTES, save_figure
+from neurocompile.files import MAX_ARRAY_BYTES, load_arrays, save_figure
 from neurocompile.onnx.read import (
     INPUT,
     OUTPUT,
@@ -55,6 +61,7 @@ from neurocompile.onnx.read import (
     parse_onnx,
     read_onnx,
 )
+from neurocompile.resources import check_run_memory
 from neurocompile.semantics.discretization import Convention
 
 READOUTS = ("spikes", "voltage")
@@ -308,7 +315,6 @@ def to_nir(network: Network, scales: dict, readout: str = "spikes", convention: 
 
 
 def _metadata(convention: Convention, scales: dict, **extra) -> dict:
-    from neurocompile import __version__
 
     return {
         "producer": f"neurocompile {__version__} (ONNX conversion)",
@@ -338,7 +344,6 @@ def load_data(spec: str, input_shape) -> Data:
     """``digits`` (pixel intensities in [0, 1], the project's fixed split) or an ``.npz`` with
     ``x_train``/``x_test``/``y_test``, or ``x``/``y`` (split 80/20 like ``neurocompile.data``);
     ``x`` holds ``[N, *input_shape]`` analog samples (any layout of the same size)."""
-    from neurocompile.data import load_digits_images
 
     if str(spec) == "digits":
         (x_train, _), (x_test, y_test) = load_digits_images("train"), load_digits_images("test")
@@ -368,8 +373,6 @@ def _samples(x: np.ndarray, input_shape, where: str) -> np.ndarray:
 def _load_npz(path: Path):
     """``(x_train, x_test, y_test)`` of an ``.npz`` (read by ``files.load_arrays``: headers checked
     first, no pickles); ``x``/``y`` alone are split as ``neurocompile.data`` splits datasets."""
-    from neurocompile.data import split_indices
-    from neurocompile.files import load_arrays
 
     arrays = load_arrays(path, "data")
     if {"x_train", "x_test", "y_test"} <= set(arrays):
@@ -441,7 +444,6 @@ def convert(model_path, calibration: str = "digits", percentile: float = 99.9, r
 
 def compile_fixed_point(conversion: Conversion, steps: int, samples: int = 256):
     """The fixed-point program of the converted graph, calibrated on ``samples`` training inputs as spikes."""
-    from neurocompile.compiler.pipeline import compile_graph
 
     spikes = encode_spikes(conversion.data.x_train[:samples], steps, conversion.scales[INPUT])
     program, _report = compile_graph(conversion.graph, CONVENTION, calibration=spikes)
@@ -453,9 +455,6 @@ KINDS = ("float", "float_spikes", "cpu")  # the SNN runs of the report, see eval
 
 def snn_accuracy(conversion: Conversion, kind: str, steps: int, x, y, program=None) -> float:
     """Accuracy of one SNN run: ``float`` (analog current), ``float_spikes`` or ``cpu`` (``program``, spikes)."""
-    from neurocompile.analysis import metrics
-    from neurocompile.backends import create_backend
-    from neurocompile.resources import check_run_memory
 
     check_run_memory(conversion.graph, len(x), steps)
     scale = conversion.scales[INPUT]
@@ -470,7 +469,6 @@ def snn_accuracy(conversion: Conversion, kind: str, steps: int, x, y, program=No
 def evaluate(conversion: Conversion, steps=(16, 32, 64), limit: int | None = None, progress: bool = False) -> dict:
     """Accuracy of the ANN (onnxruntime) and of the SNN at each T (:data:`KINDS`) on the test split;
     the fixed-point program is calibrated at the largest T. Returns a JSON-able report."""
-    from tqdm import tqdm
 
     data = conversion.data
     x, y = data.x_test[:limit], data.y_test[:limit]

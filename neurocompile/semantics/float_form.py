@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from neurocompile.semantics.fixedpoint import (
@@ -25,7 +27,6 @@ def float_program_of(program):
     errors, not ``v`` increments: no ``* 64``. Learning rules become :func:`float_rule`. A float
     program is returned as it is.
     """
-    import copy
 
     if program.number_format == "float":
         return program

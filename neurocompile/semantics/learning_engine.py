@@ -4,6 +4,8 @@ learning signals, bit for bit as lava-nc 0.10.0's ``LearningDense`` fixed_pt mod
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from neurocompile.errors import NeurocompileError
@@ -396,7 +398,6 @@ def float_rule(rule, weight_scale_exp: int):
     ``m * 2**(e - shift + weight_scale_exp)`` (Lava's floating_pt applier: ``m * 2**e``, no shifts).
     Lava's canonical scale (:func:`lava_scale`) is applied first. Raises if an exponent leaves [-7, 8].
     """
-    from dataclasses import replace
 
     products = []
     for product in rule.products:

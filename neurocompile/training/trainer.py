@@ -22,11 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from neurocompile import distributed
 from neurocompile.data import load_dataset
-from neurocompile.errors import NeurocompileError
+from neurocompile.errors import BackendUnavailableError, NeurocompileError
 from neurocompile.files import save_figure
+from neurocompile.frontend.checkpoint import save_checkpoint
+from neurocompile.models.architectures import MLP
 from neurocompile.semantics import primitives
 from neurocompile.semantics.discretization import Convention
 from neurocompile.training.bptt import BPTT
@@ -84,8 +87,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from neurocompile.errors import BackendUnavailableError
-
         raise BackendUnavailableError("device 'cuda': no CUDA GPU is visible (use --device cpu or auto)")
     if name not in ("cpu", "cuda"):
         raise NeurocompileError(f"unknown device '{name}'; choose auto, cpu or cuda")
@@ -103,7 +104,6 @@ def output_neuron_model(name: str) -> primitives.NeuronModel:
 
 def build_model(config: TrainConfig, n_in: int, n_out: int):
     """The LIF MLP ``n_in - hidden - n_out`` with unit input gain (``r = tau/dt``)."""
-    from neurocompile.models.architectures import MLP
 
     if config.arch != "mlp":
         raise NeurocompileError(f"unknown arch '{config.arch}'; choose one of {', '.join(ARCHS)}")
@@ -161,8 +161,6 @@ def train(config: TrainConfig, progress: bool = True, log=None):
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(config.epochs, 1))
     update, on_step = _steppers(config, opt, sync)
-
-    from tqdm.auto import tqdm
 
     history = []
     gen = torch.Generator().manual_seed(config.seed)
@@ -302,7 +300,6 @@ def plot_learning_curve(metrics: dict, path) -> Path:
 
 def save_outputs(model, metrics: dict, out_path) -> dict:
     """Write the checkpoint, ``<stem>.png`` (learning curve) and ``<stem>.json`` (metrics)."""
-    from neurocompile.frontend.checkpoint import save_checkpoint
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
