@@ -32,6 +32,7 @@ from neurocompile.files import MAX_ARRAY_BYTES, load_arrays
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 DATASETS = ("digits", "digits-rows")
+ENCODINGS = ("rate", "latency", "threshold")  # digits: rate, latency; digits-rows: rate, threshold
 MAX_LABEL = 2**31 - 1
 
 

@@ -74,6 +74,20 @@ class PySpikeTapModel(PyLoihiProcessModel):
         self.out_port.csp_ports[-1].send(self.in_port.recv())
 
 
+def _declare_lif(process: AbstractProcess, shape, du, dv, vth, bias_mant, bias_exp) -> None:
+    """The ports and Vars of Lava's ``LIF`` (``a_in``, ``s_out``, ``u``, ``v``, decays, threshold, bias),
+    which the process models of Lava's LIF read."""
+    process.a_in = InPort(shape=shape)
+    process.s_out = OutPort(shape=shape)
+    process.u = Var(shape=shape, init=0)
+    process.v = Var(shape=shape, init=0)
+    process.du = Var(shape=(1,), init=du)
+    process.dv = Var(shape=(1,), init=dv)
+    process.vth = Var(shape=(1,), init=vth)
+    process.bias_mant = Var(shape=shape, init=bias_mant)
+    process.bias_exp = Var(shape=shape, init=bias_exp)
+
+
 class LearningNeuron(AbstractProcess):
     """A LIF population that drives three-factor learning (``plasticity.LearningSignal``).
 
@@ -92,22 +106,14 @@ class LearningNeuron(AbstractProcess):
     ) -> None:
         super().__init__(shape=shape, signal=signal, reset_interval=reset_interval, bias_onset=bias_onset, **kwargs)
         n = (shape[0],)
-        self.a_in = InPort(shape=shape)
+        _declare_lif(self, shape, du, dv, vth, bias_mant, bias_exp)
         self.a_third_factor_in = InPort(shape=n)
-        self.s_out = OutPort(shape=shape)
         self.s_out_bap = OutPort(shape=n)
         self.s_out_y1 = OutPort(shape=n)
         self.s_out_y2 = OutPort(shape=n)
         self.s_out_y3 = OutPort(shape=n)
         self.error_out = OutPort(shape=n)
-        self.u = Var(shape=shape, init=0)
-        self.v = Var(shape=shape, init=0)
         self.psi_trace = Var(shape=shape, init=0)
-        self.du = Var(shape=(1,), init=du)
-        self.dv = Var(shape=(1,), init=dv)
-        self.vth = Var(shape=(1,), init=vth)
-        self.bias_mant = Var(shape=shape, init=bias_mant)
-        self.bias_exp = Var(shape=shape, init=bias_exp)
 
 
 class _LearningNeuronPorts:
@@ -245,15 +251,7 @@ class LIFExtended(AbstractProcess):
             reset_offset=reset_offset,
             **kwargs,
         )
-        self.a_in = InPort(shape=shape)
-        self.s_out = OutPort(shape=shape)
-        self.u = Var(shape=shape, init=0)
-        self.v = Var(shape=shape, init=0)
-        self.du = Var(shape=(1,), init=du)
-        self.dv = Var(shape=(1,), init=dv)
-        self.vth = Var(shape=(1,), init=vth)
-        self.bias_mant = Var(shape=shape, init=bias_mant)
-        self.bias_exp = Var(shape=shape, init=bias_exp)
+        _declare_lif(self, shape, du, dv, vth, bias_mant, bias_exp)
 
 
 class _ExtendedStep:

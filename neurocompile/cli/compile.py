@@ -19,6 +19,8 @@ from neurocompile.cli import cli
 from neurocompile.cli.options import convention_options
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs
+from neurocompile.ir.program import BIAS_ONSETS
+from neurocompile.ir.report import METHODS
 
 
 @cli.command(name="compile")
@@ -42,7 +44,7 @@ from neurocompile.files import check_outputs
 )
 @click.option(
     "--method",
-    type=click.Choice(["maxabs", "percentile"]),
+    type=click.Choice(METHODS),
     default="maxabs",
     show_default=True,
     help="Scale from the maximum or a percentile.",
@@ -50,7 +52,7 @@ from neurocompile.files import check_outputs
 @click.option("--percentile", default=99.99, show_default=True, type=float, help="Percentile for --method percentile.")
 @click.option(
     "--bias-onset",
-    type=click.Choice(["latency", "start"]),
+    type=click.Choice(BIAS_ONSETS),
     default="latency",
     show_default=True,
     help="A population adds its bias from the step its first input arrives, or from step 0 (Lava's stock LIF, "

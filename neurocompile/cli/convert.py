@@ -18,6 +18,7 @@ import click
 from neurocompile.cli import cli
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs, write_together
+from neurocompile.onnx import READOUTS
 
 
 def parse_steps(text: str) -> list[int]:
@@ -70,7 +71,7 @@ def format_report(report: dict) -> str:
 @click.option("--steps", default="16,32,64", show_default=True, help="Time steps T to evaluate, comma-separated.")
 @click.option(
     "--readout",
-    type=click.Choice(["spikes", "voltage"]),
+    type=click.Choice(READOUTS),
     default="spikes",
     show_default=True,
     help="Output layer: IF neurons classified by spike count, or integrators classified by voltage.",

@@ -20,6 +20,7 @@ from neurocompile.cli import cli
 from neurocompile.cli.options import producer_option
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs
+from neurocompile.learning import LAYER_CHOICES, REINIT_CHOICES, RULES
 
 
 def _report_table(report: dict) -> str:
@@ -62,7 +63,7 @@ def format_learning(result: dict) -> str:
 
 @cli.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--rule", required=True, type=click.Choice(["ottt", "stllr"]), help="Learning rule compiled on chip.")
+@click.option("--rule", required=True, type=click.Choice(RULES), help="Learning rule compiled on chip.")
 @click.option(
     "--backend",
     type=click.Choice(learning_backends()),
@@ -73,7 +74,7 @@ def format_learning(result: dict) -> str:
 @click.option("--data", default="digits", show_default=True, help="digits, digits-rows or PATH.npz (with labels y).")
 @click.option(
     "--layers",
-    type=click.Choice(["readout", "all"]),
+    type=click.Choice(LAYER_CHOICES),
     default="readout",
     show_default=True,
     help="Learn the readout only, or every layer (hidden layers by direct feedback alignment).",
@@ -91,7 +92,7 @@ def format_learning(result: dict) -> str:
 @click.option("--limit", type=click.IntRange(1), help="Learn from the first N training samples only.")
 @click.option(
     "--reinit-readout",
-    type=click.Choice(["zero", "random"]),
+    type=click.Choice(REINIT_CHOICES),
     help="Replace the readout weights before learning: zeros, or small random integers (seeded).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print every figure, the report and the curves as JSON.")

@@ -7,6 +7,7 @@ import functools
 import click
 
 from neurocompile.frontend.peer_repairs import KNOWN, reading_from
+from neurocompile.ir.program import RESET_MODES
 
 
 def convention_options(scope: str = ""):
@@ -28,7 +29,7 @@ def convention_options(scope: str = ""):
         click.option("--dt", type=float, help=text("Time step in seconds (overrides the convention's).")),
         click.option(
             "--reset",
-            type=click.Choice(["zero", "subtract"]),
+            type=click.Choice(RESET_MODES),
             help=text("Reset after a spike (overrides the convention's)."),
         ),
         click.option("--lenient", is_flag=True, help=text("Read older NIR files without nir's type check.")),

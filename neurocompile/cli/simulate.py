@@ -20,6 +20,7 @@ import numpy as np
 from neurocompile import distributed
 from neurocompile.analysis.summary import format_summary, plot_raster, save_recording, summarize
 from neurocompile.backends import BACKENDS, backend_entry
+from neurocompile.backends.lava.backend import TAGS
 from neurocompile.cli import cli
 from neurocompile.cli.options import convention_options
 from neurocompile.errors import NeurocompileError
@@ -67,7 +68,7 @@ def _check_options(input_path, data, steps, limit, dt) -> None:
 )
 @click.option(
     "--lava-tag",
-    type=click.Choice(["fixed_pt", "floating_pt"]),
+    type=click.Choice(TAGS),
     default="fixed_pt",
     show_default=True,
     help="Lava process models: bit-accurate fixed_pt, or floating_pt (a .nir/.pt model then runs unquantized).",

@@ -18,7 +18,10 @@ import click
 
 from neurocompile import distributed
 from neurocompile.cli import cli
+from neurocompile.data import ENCODINGS
 from neurocompile.errors import NeurocompileError
+from neurocompile.ir.program import RESET_MODES
+from neurocompile.training import ARCHS, DEVICES, FEEDBACKS, LOSSES, OTTT_MODES, RULES
 
 
 class ConfigOption(click.Option):
@@ -80,13 +83,13 @@ def _check_options(o: dict) -> None:
 
 
 @cli.command()
-@click.option("--arch", cls=ConfigOption, type=click.Choice(["mlp"]), help="Network architecture.")
-@click.option("--rule", cls=ConfigOption, type=click.Choice(["bptt", "ottt", "stllr"]), help="Learning rule.")
+@click.option("--arch", cls=ConfigOption, type=click.Choice(ARCHS), help="Network architecture.")
+@click.option("--rule", cls=ConfigOption, type=click.Choice(RULES), help="Learning rule.")
 @click.option("--data", cls=ConfigOption, help="digits, digits-rows or PATH.npz (keys x [N,T,...], y [N]).")
 @click.option("--steps", cls=ConfigOption, type=int, help="Time steps T (default 16; an .npz file's own T).")
 @click.option("--epochs", cls=ConfigOption, type=int)
 @click.option("--seed", cls=ConfigOption, type=int)
-@click.option("--device", cls=ConfigOption, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--device", cls=ConfigOption, type=click.Choice(DEVICES))
 @click.option(
     "--hardware-aware", is_flag=True, help="Loihi-style dynamics (decay k/4096, reset to zero) and 8-bit weights (STE)."
 )
@@ -97,11 +100,11 @@ def _check_options(o: dict) -> None:
 @click.option(
     "--reset",
     cls=ConfigOption,
-    type=click.Choice(["zero", "subtract"]),
+    type=click.Choice(RESET_MODES),
     help="Reset after a spike (OTTT's reference resets by subtraction; Loihi resets to zero).",
 )
 @click.option("--output-neuron", cls=ConfigOption, help="Readout neuron: a leaky model, spiking (LIF) or not (LI).")
-@click.option("--loss", cls=ConfigOption, type=click.Choice(["ce", "mse"]), help="Per-step loss on the output.")
+@click.option("--loss", cls=ConfigOption, type=click.Choice(LOSSES), help="Per-step loss on the output.")
 @click.option(
     "--loss-scale",
     cls=ConfigOption,
@@ -110,11 +113,11 @@ def _check_options(o: dict) -> None:
 )
 @click.option("--loss-steps", cls=ConfigOption, type=int, help="Loss only over the last K steps.")
 @click.option(
-    "--ottt-mode", cls=ConfigOption, type=click.Choice(["A", "O"]), help="OTTT_A (per sample) or OTTT_O (per step)."
+    "--ottt-mode", cls=ConfigOption, type=click.Choice(OTTT_MODES), help="OTTT_A (per sample) or OTTT_O (per step)."
 )
 @click.option("--factors", cls=ConfigOption, help="S-TLLR lambda_post lambda_pre alpha_post alpha_pre.")
-@click.option("--feedback", cls=ConfigOption, type=click.Choice(["bp", "dfa"]), help="Online learning signal.")
-@click.option("--encoding", cls=ConfigOption, type=click.Choice(["rate", "latency", "threshold"]))
+@click.option("--feedback", cls=ConfigOption, type=click.Choice(FEEDBACKS), help="Online learning signal.")
+@click.option("--encoding", cls=ConfigOption, type=click.Choice(ENCODINGS))
 @click.option(
     "--threads", type=int, default=1, show_default=True, help="CPU threads (small networks run fastest on one)."
 )

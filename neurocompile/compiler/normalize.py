@@ -262,8 +262,6 @@ def normalize(graph: nir.NIRGraph, convention: Convention | None = None) -> Norm
 
 # --- the same dynamics with fewer native options -------------------------------------------------
 
-TIME_CONSTANTS = {"LIF": ("tau",), "LI": ("tau",), "CubaLIF": ("tau_syn", "tau_mem"), "CubaLI": ("tau_syn", "tau_mem")}
-
 
 def euler_form(graph: nir.NIRGraph, convention: Convention) -> tuple[nir.NIRGraph, Convention]:
     """``graph`` and ``convention`` with the native options (``Convention.native_options``) that have an
@@ -313,7 +311,8 @@ def _with_euler_time_constants(graph: nir.NIRGraph, dt: float) -> nir.NIRGraph:
         for node in pending.pop().nodes.values():
             if isinstance(node, nir.NIRGraph):
                 pending.append(node)
-            for name in TIME_CONSTANTS.get(type(node).__name__, ()):
+            model = PRIMITIVES[type(node).__name__].neuron if kind_of(node) == "neuron" else None
+            for name in model.time_constants if model is not None else ():
                 tau = np.asarray(getattr(node, name), dtype=np.float64)
                 setattr(node, name, dt / -np.expm1(-dt / tau))
     return graph

@@ -87,6 +87,7 @@ from neurocompile.ir.normalized import NormalizedGraph, NormalizedSynapse
 from neurocompile.ir.program import (
     BIAS_EXP_BITS,
     BIAS_MANT_BITS,
+    BIAS_ONSETS,
     MAX_DELAY,
     STATE_BITS,
     VTH_BITS,
@@ -94,7 +95,7 @@ from neurocompile.ir.program import (
     Population,
     Synapse,
 )
-from neurocompile.ir.report import LayerReport, QuantizationReport, SynapseReport
+from neurocompile.ir.report import METHODS, LayerReport, QuantizationReport, SynapseReport
 from neurocompile.semantics.discretization import Convention
 
 VTH_MAX = 2**VTH_BITS - 1
@@ -304,9 +305,6 @@ def _layer_report(layer: Layer, population: Population, scale: _Scale, errors: d
 # --- conventions Lava's LIF can run --------------------------------------------------------------
 
 
-BIAS_ONSETS = ("latency", "start")
-
-
 def quantize(
     normalized: NormalizedGraph,
     activity: dict[str, np.ndarray] | None = None,
@@ -324,7 +322,7 @@ def quantize(
     neuron model).
     """
     check_lava_convention(normalized.convention)
-    if method not in ("maxabs", "percentile"):
+    if method not in METHODS:
         raise NeurocompileError(f"unknown quantization method '{method}'; choose maxabs or percentile")
     if bias_onset not in BIAS_ONSETS:
         raise NeurocompileError(f"unknown bias onset '{bias_onset}'; choose {' or '.join(BIAS_ONSETS)}")

@@ -5,8 +5,8 @@ three-factor product series (``Loihi3FLearningRule``) written as data: a sum of 
 ``mantissa * 2**exponent * dependency * factor * factor ...`` where a factor is a pre trace
 (``x0``, ``x1``, ``x2``), a post value (``y0``, ``y1``, ``y2``, ``y3``) or the weight ``w``, each
 plus an optional integer constant. The Lava rule string is generated from it
-(:func:`lava_rule_string`), never stored. Its integer arithmetic is ``neurocompile.semantics.fixedpoint``'s
-learning section; its float arithmetic is ``fixedpoint.float_learning_epoch``.
+(:func:`lava_rule_string`), never stored. Its integer arithmetic is :func:`neurocompile.semantics.learning_engine.learn`,
+its float arithmetic :func:`~neurocompile.semantics.learning_engine.float_learn`.
 
 A *learning signal* sits on the synapse's target population (``Population.learning``). Each step
 the population computes, in integers, from its own state and its third-factor input::
@@ -38,10 +38,9 @@ TAU_RANGE = (0, 65535)
 T_EPOCH_RANGE = (1, 63)  # within-epoch spike times are 6-bit (tx, ty)
 SEED_RANGE = (0, 2**31 - 1)
 MAX_FACTORS = 4
-MAX_DECIMATE = 7
-SIGNAL_VALUE_RANGE = (-128, 127)  # y values travel as 8-bit signed (s_in_y*, precision 7 + sign)
+MAX_DECIMATE = 9  # uK: Lava reads K as one digit (Loihi3FLearningRule._validate_uk)
 SURROGATE_VALUE_RANGE = (0, 2**15 - 1)
-DEPENDENCY = re.compile(r"^(x0|y0|u[0-9])$")
+DEPENDENCY = re.compile(rf"^(x0|y0|u[0-{MAX_DECIMATE}])$")
 
 SignalFactor = Literal["one", "surrogate", "surrogate_trace"]
 OutputKind = Literal["spikes", "v"]
@@ -112,7 +111,11 @@ class LearningRule:
         for i, product in enumerate(self.products):
             where = f"learning.products[{i}]"
             if not isinstance(product.dependency, str) or not DEPENDENCY.match(product.dependency):
-                _fail(node, f"{where}.dependency", f"unknown dependency {product.dependency!r} (x0, y0, u0-u9)")
+                _fail(
+                    node,
+                    f"{where}.dependency",
+                    f"unknown dependency {product.dependency!r} (x0, y0, u0-u{MAX_DECIMATE})",
+                )
             _integer(node, f"{where}.mantissa", product.mantissa, *MANTISSA_RANGE)
             _integer(node, f"{where}.exponent", product.exponent, *EXPONENT_RANGE)
             if not isinstance(product.factors, tuple) or len(product.factors) > MAX_FACTORS:

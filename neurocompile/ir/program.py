@@ -67,6 +67,7 @@ NUMBER_FORMATS = ("fixed", "float")
 PortKind = Literal["spikes", "target"]
 ResetMode = Literal["zero", "subtract"]
 RESET_MODES = ("zero", "subtract")
+BIAS_ONSETS = ("latency", "start")  # a bias from the step the first input arrives, or from step 0
 SynapseSignal = Literal["spikes", "error"]
 PLASTIC_VARIABLES = ("weights", "x1", "x2", "y1", "y2", "y3")
 

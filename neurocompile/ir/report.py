@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import plain
 
+METHODS = ("maxabs", "percentile")  # the statistic of weights and calibrated activity a scale is chosen from
+
 
 @dataclass
 class SynapseReport:

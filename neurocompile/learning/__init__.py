@@ -1,2 +1,8 @@
 """On-chip learning: OTTT and S-TLLR compiled into the program's learning rules, and the
-learning session that streams data through them (``docs/on-chip-learning.md``)."""
+learning session that streams data through them (``docs/on-chip-learning.md``).
+
+The session's choices, here so that the command line offers them without loading torch."""
+
+RULES = ("ottt", "stllr")
+LAYER_CHOICES = ("readout", "all")
+REINIT_CHOICES = ("zero", "random")

@@ -40,13 +40,13 @@ import numpy as np
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
 from neurocompile.ir.program import DECAY_BITS, FixedPointProgram, InputPort, Synapse
+from neurocompile.learning import LAYER_CHOICES
 from neurocompile.semantics.discretization import SURROGATE_ALPHA
+from neurocompile.training import RULES
+from neurocompile.training.stllr import DEFAULT_FACTORS
 
-RULES = ("ottt", "stllr")
-LAYER_CHOICES = ("readout", "all")
 PSI_SCALE = 64  # table value of psi = 1
 PSI_BINS = 32
-STLLR_FACTORS = (0.5, 0.8, -0.2, 1.0)  # lambda_post, lambda_pre, alpha_post, alpha_pre (training.stllr)
 TARGET_PORT = "target"
 FEEDBACK_SCALE = 64  # largest |B| entry in weight units
 SIGNAL_MAX = 127
@@ -206,7 +206,7 @@ def compile_learning(
     layers: str = "readout",
     lr: float = 0.003,
     seed: int = 0,
-    factors: tuple[float, float, float, float] = STLLR_FACTORS,
+    factors: tuple[float, float, float, float] = DEFAULT_FACTORS,
     sample_steps: int | None = None,
     surrogate_alpha: float = SURROGATE_ALPHA,
 ) -> tuple[FixedPointProgram, LearningReport]:

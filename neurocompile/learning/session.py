@@ -14,9 +14,8 @@ from neurocompile.data import DATASETS, load_dataset
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import save_figure, write_together
 from neurocompile.ir.recording import Recording
-from neurocompile.learning import onchip
+from neurocompile.learning import LAYER_CHOICES, REINIT_CHOICES, RULES, onchip
 
-REINIT_CHOICES = ("zero", "random")
 EVALUATION_BACKEND = "cpu"  # held-out accuracy: the deployed program, learning off
 
 
@@ -46,12 +45,12 @@ def learning_data(data, steps, seed: int, limit) -> LearningData:
 
 def check_options(rule, backend, layers, lr, epochs, steps, limit, reinit_readout, checkpoints, window) -> None:
     """One-line errors for options the session cannot take, before anything is loaded."""
-    if rule not in onchip.RULES:
-        raise NeurocompileError(f"learn: rule must be one of {', '.join(onchip.RULES)}, got '{rule}'")
+    if rule not in RULES:
+        raise NeurocompileError(f"learn: rule must be one of {', '.join(RULES)}, got '{rule}'")
     if backend not in learning_backends():
         raise NeurocompileError(f"learn: backend must be one of {', '.join(learning_backends())}, got '{backend}'")
-    if layers not in onchip.LAYER_CHOICES:
-        raise NeurocompileError(f"learn: layers must be one of {', '.join(onchip.LAYER_CHOICES)}, got '{layers}'")
+    if layers not in LAYER_CHOICES:
+        raise NeurocompileError(f"learn: layers must be one of {', '.join(LAYER_CHOICES)}, got '{layers}'")
     if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
         raise NeurocompileError(f"learn: lr must be a positive number, got {lr}")
     if reinit_readout not in (None, *REINIT_CHOICES):

@@ -45,6 +45,7 @@ from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.data import load_digits_images, split_indices
 from neurocompile.errors import NeurocompileError, first_line
 from neurocompile.files import MAX_ARRAY_BYTES, load_arrays, save_figure
+from neurocompile.onnx import READOUTS
 from neurocompile.onnx.read import (
     INPUT,
     OUTPUT,
@@ -64,7 +65,6 @@ from neurocompile.onnx.read import (
 from neurocompile.resources import check_run_memory
 from neurocompile.semantics.discretization import Convention
 
-READOUTS = ("spikes", "voltage")
 CONVENTION = Convention(reset="subtract")
 
 

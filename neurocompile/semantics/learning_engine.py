@@ -45,7 +45,7 @@ WEIGHT_ACCUMULATOR_SHIFT = 7  # W_ACCUMULATOR_S - W_WEIGHTS_S
 FACTOR_WIDTH = {"x0": 1, "y0": 1, "x1": 7, "x2": 7, "y1": 7, "y2": 7, "y3": 7, "w": 9}  # FACTOR_TO_WIDTH_DICT
 Y_TAU = 65535  # Loihi3FLearningRule fixes y1-y3 to impulse 0, tau 65535
 WEIGHT_ROUNDING_SEED = 2  # ConnVarRandom's default seed, used whatever rng_seed is
-SIGNAL_LIMITS = (-128, 127)
+SIGNAL_LIMITS = (-128, 127)  # y values travel as 8-bit signed (s_in_y*: precision 7 + sign)
 PSI_TRACE_MAX = 2**23 - 1
 
 

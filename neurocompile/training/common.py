@@ -29,6 +29,7 @@ from neurocompile.models.neurons import NEURONS as MODEL_CLASSES
 from neurocompile.semantics import discretization as D
 from neurocompile.semantics import primitives
 from neurocompile.semantics.discretization import Convention
+from neurocompile.training import LOSSES
 
 Tensor = torch.Tensor
 
@@ -120,8 +121,6 @@ def surrogate_derivative(x: Tensor, conv: Convention, alpha: float = D.SURROGATE
 
 
 # --- losses and readout --------------------------------------------------------------------
-
-LOSSES = ("ce", "mse")
 
 
 def step_loss(out: Tensor, y: Tensor, kind: str = "ce", scale: float = 1.0) -> Tensor:

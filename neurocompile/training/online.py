@@ -22,6 +22,7 @@ from torch.nn.utils import parametrize
 
 from neurocompile.errors import NeurocompileError
 from neurocompile.semantics.discretization import SURROGATE_ALPHA
+from neurocompile.training import FEEDBACKS
 from neurocompile.training.common import LayerView, layer_views, loss_window, step_loss, surrogate_derivative
 
 Tensor = torch.Tensor
@@ -52,7 +53,7 @@ class OnlineRule:
         self.model = model
         self.layers: list[LayerView] = layer_views(model)
         self.loss, self.loss_scale, self.loss_steps = loss, float(loss_scale), loss_steps
-        if feedback not in ("bp", "dfa"):
+        if feedback not in FEEDBACKS:
             raise NeurocompileError(f"feedback must be bp or dfa, got '{feedback}'")
         self.feedback = feedback
         self.surrogate_alpha = float(surrogate_alpha)

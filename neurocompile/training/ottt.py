@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from neurocompile.errors import NeurocompileError
+from neurocompile.training import OTTT_MODES
 from neurocompile.training.online import OnlineRule
 
 Tensor = torch.Tensor
@@ -32,7 +33,7 @@ class OTTT(OnlineRule):
 
     def __init__(self, model, mode: str = "A", **kwargs):
         super().__init__(model, **kwargs)
-        if mode not in ("A", "O"):
+        if mode not in OTTT_MODES:
             raise NeurocompileError(f"OTTT mode must be A or O, got '{mode}'")
         self.mode = mode
         self.decays = [lay.decay() for lay in self.layers]

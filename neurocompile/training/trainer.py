@@ -32,6 +32,7 @@ from neurocompile.frontend.checkpoint import save_checkpoint
 from neurocompile.models.architectures import MLP
 from neurocompile.semantics import primitives
 from neurocompile.semantics.discretization import Convention
+from neurocompile.training import ARCHS, RULES
 from neurocompile.training.bptt import BPTT
 from neurocompile.training.common import (
     add_fake_quant,
@@ -42,9 +43,6 @@ from neurocompile.training.common import (
 )
 from neurocompile.training.ottt import OTTT
 from neurocompile.training.stllr import DEFAULT_FACTORS, STLLR
-
-RULES = {"bptt": BPTT, "ottt": OTTT, "stllr": STLLR}
-ARCHS = ("mlp",)
 
 
 @dataclass
