@@ -69,8 +69,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from neurocompile.backends.base import check_inputs
-from neurocompile.backends.cpu_learning import PlasticRunner, learner_programs
-from neurocompile.backends.native import CHUNK_BYTES, build_library, run_sliced
+from neurocompile.backends.cpu_learning import PlasticRunner
+from neurocompile.backends.learners import learner_programs
+from neurocompile.backends.native import CHUNK_BYTES, build_library, data_address, run_sliced
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.program import FixedPointProgram, Population, Synapse
 from neurocompile.ir.recording import Recording
@@ -151,10 +152,6 @@ def row_abs_bound(weights_eff: np.ndarray) -> int:
     if w.size == 0:
         return 0
     return int(w.reshape(w.shape[0], -1).sum(axis=1).max())
-
-
-def _ptr(t: torch.Tensor | None) -> int:
-    return 0 if t is None else t.data_ptr()
 
 
 def int8_operand(mantissas: np.ndarray) -> tuple[np.ndarray, int]:
@@ -415,13 +412,13 @@ class CpuBackend:
         for t in range(steps):
             _, state = self._advance(pop, t, a_in[:, t], state, out)
 
-    def _kernel_run(self, kernel, pop: Population, a_in, shift: int, wexp: int, out: dict) -> None:
+    def kernel_run(self, kernel, pop: Population, a_in, shift: int, wexp: int, out: dict) -> None:
         """The neuron recurrence of ``pop`` in the C kernel (``lif_run_*``)."""
         batch, steps, n = a_in.shape
         a_in = (a_in if a_in.dtype in kernel["lif"] else a_in.to(torch.int64)).contiguous()
         u, v, scratch = (torch.empty(batch, n, dtype=torch.int32) for _ in range(3))
         args = (steps, n, a_in.data_ptr(), shift, wexp, *self._neuron_args(pop))
-        args += (out["spikes"].data_ptr(), _ptr(out.get("u")), _ptr(out.get("v")))
+        args += (out["spikes"].data_ptr(), data_address(out.get("u")), data_address(out.get("v")))
         args += (u.data_ptr(), v.data_ptr(), scratch.data_ptr())
         run_sliced(kernel["lif"][a_in.dtype], args, batch, steps * n)
 
@@ -569,7 +566,11 @@ class CpuBackend:
         ports = [p.name for p in self.program.inputs]
         pops = (_NetPop * len(self.program.populations))(
             *(
-                _NetPop(pop.size, *self._neuron_args(pop), *(_ptr(outs[pop.name].get(v)) for v in ("spikes", "u", "v")))
+                _NetPop(
+                    pop.size,
+                    *self._neuron_args(pop),
+                    *(data_address(outs[pop.name].get(v)) for v in ("spikes", "u", "v")),
+                )
                 for pop in self.program.populations
             )
         )

@@ -101,3 +101,7 @@ def run_sliced(kernel, args, batch: int, work_per_sample: int) -> None:
         _pool = ThreadPoolExecutor(max_workers=threads)
     cuts = [batch * k // threads for k in range(threads + 1)]
     list(_pool.map(lambda k: kernel(*args, cuts[k], cuts[k + 1]), range(threads)))
+
+
+def data_address(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
