@@ -15,15 +15,21 @@ from neurocompile.ir.recording import Recording
 class Backend(Protocol):
     """One model, run on batches of input spikes.
 
-    ``run(inputs, record=None, progress=False)``: ``inputs`` is ``[batch, time, *input_shape]``
-    (or ``{input name: array}`` for several inputs), checked by :func:`check_inputs`; ``record``
-    is None (outputs only), "all", or node names / ``<node>.<variable>`` keys. The returned
-    recording's metadata names the execution path that ran.
+    ``run(inputs, record=None, progress=False, checkpoint_every=None)``: ``inputs`` is
+    ``[batch, time, *input_shape]`` (or ``{input name: array}`` for several inputs), checked by
+    :func:`check_inputs`; ``record`` is None (outputs only), "all", or node names / ``<node>.<variable>``
+    keys. The returned recording's metadata names the execution path that ran.
+
+    Learning (a backend whose registry entry says ``learning``): a plastic program runs batch entry b
+    as learner b, one stream each. ``record`` may name ``<synapse>.weights`` (recorded after steps K,
+    2K, ... with ``checkpoint_every=K``, listed in ``metadata["checkpoint_steps"]``) and the plastic
+    synapses' traces; ``metadata["programs"]`` holds each learner's program with its learned weights.
+    A backend that does not learn refuses ``checkpoint_every`` and plastic programs in one line.
     """
 
     name: str
 
-    def run(self, inputs, record=None, progress: bool = False) -> Recording: ...
+    def run(self, inputs, record=None, progress: bool = False, checkpoint_every: int | None = None) -> Recording: ...
 
 
 def check_inputs(

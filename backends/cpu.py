@@ -1,58 +1,10 @@
 """CPU (or CUDA) simulator of a program, vectorized over the batch.
 
-A fixed-point program runs bit-accurately with the semantics of ``neurocompile.semantics.fixedpoint``
-(Lava's ``fixed_pt`` process models): every spike, ``u`` and ``v`` equals Lava's at every step.
-A float program (``number_format="float"``) runs in float64 with the arithmetic of Lava's
-``floating_pt`` models (``fixedpoint.lif_float_step``), the same timing. Two schedules:
-
-* feed-forward programs run layer by layer ("layerwise"): one synaptic kernel call per synapse
-  computes the sums of all T steps at once, then the neuron recurrence runs over T on [batch, n]; with
-  the C kernel in chunks of batch rows (conv: ``CHUNK_BYTES`` of float frames, dense: ``SUMS_BYTES`` of
-  int32 sums at most, written into a buffer kept between runs);
-* programs with a cycle (recurrent synapses) run step by step ("stepwise"): on the CPU the whole
-  schedule runs in one C call (``net_run``: each step every population integrates what was sent at
-  t - 1 and spikes, then every synapse gathers the weight rows of its active sources), batch rows
-  on threads; with a conv synapse, or without a compiler, in torch with ``fixedpoint.lif_fixed_step``.
-
-Dense weights are kept as their mantissas (Lava's truncation leaves multiples of ``2**k``; ``k`` joins
-``weight_exp``). Synaptic sums of a fixed-point program (``metadata["synapse_kernel"]``, chosen per
-synapse and run from the measured density of that run's input; docs/benchmarks.md):
-
-* "gather": below ``GATHER_CROSSOVER`` input density (and at least ``GATHER_MIN_WEIGHTS`` weights), the
-  C kernel sums the int16 weight rows of the active inputs in uint32; exact modulo 2**32, which is
-  all a left-shifted sum keeps, and exactly when every sum stays below 2**31 (else not chosen);
-* "int8-gemm": ``torch._int_mm`` on uint8 spikes viewed as int8 and int8 mantissas, minus an offset for
-  unsigned weights up to 255 (added back once per active input); int32 sums exact (|sum| <= 128 * n_in
-  <= 2**31 for n_in <= ``program.MAX_NODE_SIZE``);
-* "fp32-gemm"/"fp64-gemm", "conv2d-fp32"/"conv2d-fp64": float GEMM or conv2d where every partial sum
-  is an integer below 2**24 (float32) or 2**53 (float64): the conv synapses, float programs
-  (float64), and dense synapses off the CPU.
-
-The neuron recurrence of a fixed-point program runs in C (``kernels/lif.c``, compiled on first use
-with the system compiler) on the CPU, and otherwise in torch with ``fixedpoint.lif_fixed_step``
-itself. Spikes travel as uint8. The recording's metadata says what ran: ``schedule``,
-``number_format``, ``neuron_kernel`` per population ("c" or "torch"), ``synapse_kernel`` per synapse,
-and the measured ``input_rate`` and ``spike_rate``.
-
-Plastic programs (``program.plastic``: on-chip learning, ``cpu_learning``) run bit-exactly with
-``fixedpoint``'s learning engine (Lava's ``LearningDense``/``LearningSparse`` fixed_pt; a sparse
-plastic synapse learns only at its stored entries), float ones with its floating_pt formulas
-(``learning_engine.float_learn`` and friends). Batch entry b is learner b,
-fully independent: its own weights, traces and random streams. ``CpuBackend([p0, p1, ...])`` takes
-one program per learner (same structure; they may differ in weights, ``rng_seed`` and product
-mantissa/exponent), so a sweep over seeds or learning rates is one call. Each step t every
-population integrates what was sent at t - 1 (plastic synapses: with the weights learned up to
-t - 2), spikes, and computes its learning signal (target port, or the errors its feedback
-synapses sent at t - 1); every synapse sends its activation for t + 1; every plastic synapse
-receives its traces and learns at the end of each ``t_epoch``. The whole time loop runs in a
-second C kernel, ``kernels/plastic.c`` (learners sliced over threads, on the CPU whatever
-``device`` says); programs it does not handle (float programs, conv or delayed static synapses),
-or a missing compiler, run the NumPy loop over the ``fixedpoint`` functions (``cpu_learning.reference_run``,
-also the kernel's test oracle); ``metadata["learning_kernel"]`` says which ("c" or "reference").
-``run(..., checkpoint_every=K)`` records ``<syn>.weights`` [batch, T // K, n_post, n_pre] after
-steps K, 2K, ... (``metadata["checkpoint_steps"]``); ``<syn>.x1``, ``x2`` (after the step) and
-``y1``-``y3`` (as received) are [batch, T, n]. ``metadata["programs"]`` holds each learner's
-program with its learned weights.
+A fixed-point program runs bit-accurately with :mod:`neurocompile.semantics.fixedpoint` (every spike, ``u`` and
+``v`` equal to Lava ``fixed_pt``'s), a float program in float64 as Lava's ``floating_pt``. Feed-forward programs
+run layerwise, recurrent ones stepwise; synaptic sums use an exact kernel chosen per synapse (``gather``,
+``int8-gemm``, float GEMM or conv), neurons the C kernel ``kernels/lif.c``; plastic programs run in
+:mod:`.cpu_learning`. Schedules, kernels and metadata: ``docs/backends.md``; timings: ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -442,6 +394,8 @@ class CpuBackend:
         """
         if self.plastic is not None:
             return self.plastic.run(inputs, record, checkpoint_every)
+        if checkpoint_every is not None:
+            raise NeurocompileError("cpu backend: checkpoint_every needs a plastic program (this one does not learn)")
         start = time.perf_counter()
         x, batch, steps = self._inputs(inputs)
         rec = self.program.recorded_variables(record)

@@ -1,18 +1,8 @@
-"""The CPU backend's plastic path: independent learners, step by step (see ``backends/cpu.py``).
+"""The CPU backend's plastic path: independent learners (batch entry b is learner b), step by step.
 
-Batch entry b is learner b. Each learner runs the program's time loop on its own: neurons
-(``fixedpoint.lif_fixed_subthreshold``, spike and reset), learning signals
-(``learning_engine.learning_signal``), synapses (the activation of step t + 1 from the spikes of step t;
-feedback synapses carry errors into third-factor inputs), and the learning engine of every plastic
-synapse (``learning_engine.receive_traces`` and, every ``t_epoch`` steps, ``learning_engine.learn``; a sparse
-synapse keeps its absent entries at 0). A float program uses the ``float_*`` versions.
-
-Two implementations of that loop, the same numbers:
-
-* ``kernels/plastic.c``: the whole loop in C, learners sliced over threads;
-* :func:`reference_run`: a NumPy loop that calls the ``fixedpoint`` reference functions step by
-  step (the C kernel's test oracle, and the path for what the kernel does not handle: float
-  programs, conv or delayed static synapses, or no C compiler).
+:class:`PlasticRunner` checks the program and the inputs, runs the whole time loop in the C kernel
+(:mod:`.plastic_kernel`) or, for what that does not handle, in the NumPy loop (:mod:`.plastic_reference`), and
+builds the recording. The step order and what each records: ``docs/backends.md`` ("The plastic path").
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
-"""The float backend's C neuron kernel: a neuron population over a whole run in one call.
+"""The float backend's C neuron kernel (``kernels/float_neuron.c``): a neuron population over a whole run in one call.
 
-The float backend's layer-major schedule (graphs without back-edges) steps each neuron population
-through time on its own. In torch that is a dozen small elementwise operations per step; this
-kernel (``kernels/float_neuron.c``) runs the same operations in one loop over samples, steps and
-neurons, in the same order and rounding, with the per-neuron coefficients computed by
-:mod:`neurocompile.semantics.discretization`. Its spikes, ``v`` and ``i`` are bit-identical to the step
-functions' (``tests/test_float_kernel.py`` checks every model and option it takes).
-
-It takes the forward-Euler, same-step-reset, single-spike conventions (every LIF, IF, CubaLIF, LI,
-CubaLI and I population of those), in float32 or float64 on the CPU. Everything else, and every run
-without a C compiler, steps through :mod:`neurocompile.semantics.discretization` in torch.
+The step functions' operations in the same order and rounding, bit-identical to them, for the forward-Euler,
+same-step-reset, single-spike populations in float32 or float64 on the CPU; everything else steps through
+:mod:`neurocompile.semantics.discretization` in torch (``docs/backends.md``).
 """
 
 from __future__ import annotations

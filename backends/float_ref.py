@@ -1,60 +1,10 @@
-"""Float reference simulator: runs any nir 1.0.8 graph in PyTorch.
+"""Float reference simulator: runs any nir 1.0.8 graph in PyTorch; the oracle of the other backends.
 
-This is the oracle the fixed-point backends are compared against. Timing contract:
-
-* A step evaluates every node once, in topological order of the graph's feed-forward edges, so
-  a feed-forward edge has no delay: an input spike at step t reaches every layer at step t.
-* Edges that close a cycle (found by a depth-first search from the Input nodes, in the graph's
-  node and edge order) are recurrent back-edges: they deliver the source's value of step t-1.
-  Before step 0 every input and state is zero, so at step 0 a back-edge delivers its source's
-  value on zero input and zero state: zero spikes from a neuron, its bias from an ``Affine``
-  (snnTorch's ``RLeaky`` adds ``recurrent(0)``, its bias, in step 0; the fixed-point program
-  folds every bias into a constant neuron input from step 0).
-* A node with several incoming edges receives their sum (NIR semantics).
-* Neuron nodes call the step functions of :mod:`neurocompile.semantics.discretization` (the single source
-  of truth); this module re-implements no neuron equation.
-* ``Delay``: NIR's ``y(t) = x(t - delay)`` with ``delay`` in seconds, like every NIR time
-  constant: element ``k`` is delayed by ``round(delay[k] / dt)`` steps (0 steps = identity).
-* ``Flatten``: ``start_dim``/``end_dim`` count dimensions *without* batch (as nir's own shape
-  inference does); the batch dimension is never flattened.
-* Nested ``NIRGraph`` nodes are inlined: node ``n`` of subgraph ``g`` becomes ``g.n``; an edge
-  into ``g`` enters its Input node, an edge out of ``g`` leaves its Output node.
-
-Indexing: the input ``x[:, t]`` and the recorded ``[:, t]`` belong to the same step, so the NIR
-paper's single-LIF experiment (``lif_norse.nir``, dt=1e-4) spikes at indices 460, 510, 710 and
-760. Lava delivers each synapse one step later (461, 511, 711, 761).
-
-How peer libraries read the same graphs (conventions NIR does not record; see
-``neurocompile.semantics.discretization.PRESETS`` and ``docs/conventions.md``): snnTorch's importer
-(dt=1e-4) maps LIF to forward Euler ``beta = 1 - dt/tau`` with the threshold rescaled by
-``r*dt/tau``, CubaLIF to ``syn <- alpha*syn + x; mem <- beta*mem + syn``, IF to ``v <- v + x``, and
-sets reset to zero (snnTorch's own default is subtraction); Norse's importer defaults to
-dt=1e-3, ignores ``r`` of LIF/IF, reads IF as ``v <- v + x`` and CubaLIF as a leaky synapse
-feeding the voltage its new current (Norse's native LIFCell, the ``norse`` preset, uses the
-previous current and lets input jump the current); Sinabs reads IF as ``v <- v + x``, spikes at ``v >= threshold``, subtracts the
-threshold and clips ``v`` below at ``-threshold``.
-
-Recorded keys (NumPy, ``[batch, time, *shape]``): neurons ``<node>.spikes`` (spiking models),
-``<node>.v`` and ``<node>.i`` (CubaLIF/CubaLI current; a Threshold's ``v`` is its input); every
-other node ``<node>.out``. ``record=None`` records the outputs only: the node feeding each
-Output node (its spikes, or ``v`` for non-spiking neurons, else ``out``). ``Recording.outputs``
-names those nodes. ``metadata["synops"]`` counts synaptic operations per weight node: every
-nonzero input element times its number of nonzero outgoing weights, summed over batch and time.
-
-Execution (the same contract either way): a graph without back-edges runs layer-major, each node
-over the whole run in topological order: a stateless node maps all ``batch*steps`` samples
-together (an ``Affine`` is a GEMM ``[B*T, n_in] @ W.T``; on the CPU a cache-sized chunk of rows at a
-time); a neuron population runs through time in the C kernel of :mod:`.float_kernel` (its step
-function's operations, bit for bit) where that takes its model and convention, else it (and a
-``Delay``) steps a block of samples at a time through its step function from
-:mod:`neurocompile.semantics.discretization`; ``metadata["neuron_kernels"]`` says which ran ("c" or "torch").
-A graph with back-edges runs step-major, every node once per step. Results are those of the equations in
-the working dtype up to summation order: matrix products and convolutions sum in BLAS's order,
-which depends on the shapes, so a float32 value can differ from the exact (float64) one, and
-between the two schedules, by float32 rounding of its sum (about ``n_in * 2**-24`` times the sum
-of ``|w*x|``); a spike can differ only where ``v`` is that close to its threshold. Sums of short
-binary fractions (spikes times weights in eighths) are exact in any order. ``dtype=torch.float64``
-gives an oracle to about ``1e-12`` (relative).
+Neuron nodes call the step functions of :mod:`neurocompile.semantics.discretization`; a step evaluates every node
+once in topological order, feed-forward edges without delay, recurrent back-edges one step late (the contract:
+``docs/conventions.md``). Graphs without back-edges run layer-major (neurons in the C kernel of
+:mod:`.float_kernel` where it applies), others step-major. Recorded keys, ``synops`` and the schedules:
+``docs/backends.md``.
 """
 
 from __future__ import annotations
@@ -396,7 +346,7 @@ def _node_class(node) -> type[_Node]:
 
 
 class FloatReference:
-    """Float simulation of a NIR graph under a :class:`Convention` (see the module docstring)."""
+    """Float simulation of a NIR graph under a :class:`Convention` (see ``docs/backends.md``)."""
 
     name = "float"
 
@@ -510,9 +460,14 @@ class FloatReference:
         return {src: values[src] for src, _ in self.back_edges}
 
     @torch.no_grad()
-    def run(self, inputs, record=None, progress: bool = False) -> Recording:
+    def run(self, inputs, record=None, progress: bool = False, checkpoint_every: int | None = None) -> Recording:
         """Simulate ``inputs`` [batch, time, *input_shape] (or a dict per Input node): layer by layer
-        when the graph has no back-edge, else step by step."""
+        when the graph has no back-edge, else step by step. A NIR graph has no plastic synapse: no
+        ``checkpoint_every``."""
+        if checkpoint_every is not None:
+            raise NeurocompileError(
+                "float backend: a NIR graph does not learn; checkpoint_every needs a plastic program"
+            )
         xs = self._prepare_inputs(inputs)
         batch, steps = next(iter(xs.values())).shape[:2]
         keys = self._record_keys(record)

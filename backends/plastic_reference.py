@@ -1,5 +1,5 @@
-"""The CPU backend's plastic path as a NumPy loop over :mod:``neurocompile.semantics.learning_engine``: what
-runs without a C compiler or for float programs, and the oracle of the C kernel."""
+"""The CPU backend's plastic path as a NumPy loop over :mod:`neurocompile.semantics.learning_engine`: what
+runs without a C compiler or for float programs, and the oracle of the C kernel (``docs/backends.md``)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,8 @@
 """Reference architectures: small spiking networks built from :mod:`.layers` and :mod:`.neurons`.
 
-Every architecture is an :class:`SNN`: named layers applied in order to a whole sequence
-``[batch, time, *input_shape]``, returning the last layer's output ``[batch, time, n_out]``.
-``model(x, record=True)`` also returns a dict of per-layer traces keyed like a backend
-``Recording`` (``<layer>.spikes``, ``<layer>.v``, ``<layer>.i``), and layer names equal the
-node names of the exported NIR graph.
-
-``config`` holds the JSON-able constructor arguments; with ``convention`` and the
-``state_dict`` it rebuilds the model (see :mod:`neurocompile.frontend.checkpoint`).
+Every architecture is an :class:`SNN`: named layers (the node names of the exported NIR graph) applied in order to
+``[batch, time, *input_shape]``; ``model(x, record=True)`` also returns per-layer traces keyed like a backend
+``Recording``, and ``config`` rebuilds the model from a checkpoint. See ``docs/training.md`` ("Models").
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Neuron populations as thin ``nn.Module`` wrappers over the step functions of the contract.
 
-Each class wraps exactly one pure step function of :mod:`neurocompile.semantics.discretization`
-(``LIF`` -> ``lif_step`` and so on) and holds the NIR parameters of that model as per-neuron
-tensors. The equations, the reset rule and the surrogate gradient all live in the contract;
-these modules only loop over time and keep the state.
-
-Shapes: a population of ``shape`` neurons takes a sequence ``[batch, time, *shape]`` and
-returns spikes (LIF, CubaLIF, IF) or the membrane voltage (LI, CubaLI, I) of the same shape.
-``step`` advances one time step on ``[batch, *shape]``.
-
-Parameters are buffers by default; names listed in ``trainable`` become ``nn.Parameter``.
+Each class wraps exactly one pure step function of :mod:`neurocompile.semantics.discretization` (``LIF`` ->
+``lif_step`` and so on) and holds that model's NIR parameters as per-neuron tensors (buffers, or parameters named
+in ``trainable``); it loops over time on ``[batch, time, *shape]`` (``step``: one step). See ``docs/training.md``
+("Models").
 """
 
 from __future__ import annotations

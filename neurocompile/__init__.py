@@ -1,22 +1,8 @@
 """neurocompile: spiking neural networks from PyTorch through NIR to Lava and a bit-accurate CPU simulator.
 
-The pipeline is a chain of small stages with plain data between them::
-
-    torch module --export--> NIR graph --normalize--> NormalizedGraph
-        --quantize--> FixedPointProgram --lower--> backend executable --run--> Recording
-
-and the package offers it as functions (see :mod:`neurocompile.api`)::
-
-    import neurocompile
-
-    graph = neurocompile.export("model.pt")
-    program, report = neurocompile.compile(graph, calibration="digits")
-    x, labels = neurocompile.load_inputs(data="digits", limit=100)
-    recording = neurocompile.simulate(program, x, backend="cpu")
-    print(neurocompile.summarize(recording, x, labels)["accuracy"])
-
-Importing the package is light: the functions import torch and nir when called, and never
-Lava unless the ``lava`` backend runs (``neurocompile.backends.lava.compat`` imports it on demand).
+The pipeline's stages as functions (``neurocompile.export``, ``compile``, ``simulate``, ``train``,
+``load_inputs``, ``summarize``, ...; see :mod:`neurocompile.api`), each imported on first use: ``import
+neurocompile`` loads neither torch nor Lava. The stages and the data between them: ``docs/architecture.md``.
 """
 
 import importlib
@@ -29,6 +15,7 @@ _LAZY = {
     "compile": "neurocompile.api",
     "simulate": "neurocompile.api",
     "train": "neurocompile.api",
+    "learn": "neurocompile.api",
     "load_model": "neurocompile.api",
     "load_inputs": "neurocompile.api",
     "load_calibration": "neurocompile.api",

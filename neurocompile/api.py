@@ -1,18 +1,12 @@
 """The pipeline as Python functions: what the ``neurocompile`` commands do, without the printing.
 
-    import neurocompile
-
     graph = neurocompile.export("model.pt")                     # or export(module, input_shape=(64,))
     program, report = neurocompile.compile(graph, calibration="digits")
     x, y = neurocompile.load_inputs(data="digits", steps=16, limit=100)
     recording = neurocompile.simulate(program, x, backend="cpu")
-    summary = neurocompile.summarize(recording, x, y)           # accuracy, spikes, synops, sparsity
-    model, metrics = neurocompile.train(epochs=5)               # or train(TrainConfig(...))
 
-The command modules in :mod:`neurocompile.cli` parse arguments, call these functions and print.
-Every failure caused by input is a :class:`~neurocompile.errors.NeurocompileError` with a one-line
-message. ``import neurocompile`` loads this module on first use of one of these functions; the
-commands import it when they run (``neurocompile --help`` loads no torch).
+The commands (:mod:`neurocompile.cli`) parse arguments, call these functions and print; every failure caused by
+input is a one-line :class:`~neurocompile.errors.NeurocompileError`. The stages: ``docs/architecture.md``.
 """
 
 from __future__ import annotations

@@ -1,22 +1,8 @@
-"""Datasets as spike trains: scikit-learn's 8x8 digits and user ``.npz`` files.
+"""Datasets as spike trains: scikit-learn's 8x8 digits (``digits``, ``digits-rows``) and user ``.npz`` files.
 
-All loaders return ``(spikes, labels)``: ``spikes`` float32 ``[N, T, *input_shape]`` of 0/1 values,
-``labels`` int64 ``[N]``.
-
-* ``digits``: the 1797 8x8 digits that ship with scikit-learn (no download), 64 inputs per step.
-  The held-out split is fixed: stratified 80/20 with ``random_state=0`` (1437 train, 360 test),
-  whatever ``seed`` is; ``seed`` only drives the random spike encoders.
-* ``digits-rows``: the same images read one row per time step (8 inputs per step, the 8 rows in
-  order, each row held for ``steps // 8`` steps). The class is spread over time, so a network
-  must carry information across steps (temporal credit assignment).
-* ``PATH.npz``: keys ``x`` ``[N, T, ...]`` and ``y`` ``[N]``; or ``x_train``/``y_train`` and
-  ``x_test``/``y_test``. A file with only ``x``/``y`` is split like digits (stratified 80/20, seed 0).
-
-Encoders (pixel intensity ``p = pixel / 16`` in ``[0, 1]``):
-
-* ``rate``: Bernoulli spikes with probability ``p`` at every step;
-* ``latency``: one spike per nonzero pixel at step ``round((1 - p) * (T - 1))`` (bright pixels first);
-* ``threshold`` (rows only): deterministic, a spike while ``p >= 0.5``.
+Every loader returns ``(spikes, labels)``: float32 ``[N, T, *input_shape]`` of 0/1 values, int64 ``[N]``. The fixed
+held-out split, the file keys and the encoders (``rate``, ``latency``, ``threshold``): ``docs/training.md``
+("Data").
 """
 
 from __future__ import annotations
@@ -179,7 +165,7 @@ def read_spike_file(path, what: str = "input", x_keys: tuple[str, ...] = ("x",))
 
 
 def load_npz(path, steps: int | None = None, split: str = "test"):
-    """A user dataset: ``x [N, T, ...]`` spikes and ``y [N]`` labels (see module docstring for keys)."""
+    """A user dataset: ``x [N, T, ...]`` spikes and ``y [N]`` labels (keys: ``docs/training.md``)."""
     where = f"dataset '{path}'"
     arrays = load_arrays(path, "dataset")
     if split in ("train", "test") and {f"x_{split}", f"y_{split}"} <= set(arrays):

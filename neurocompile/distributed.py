@@ -4,10 +4,8 @@ the data, and the few collectives ``train`` and ``simulate`` need.
     with session(device) as world:      # gloo on CPU, NCCL on CUDA
         part = x[shard_slice(len(x), world)]
 
-A process is one rank of a world described by torchrun's environment (``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``). Outside torchrun (neither ``RANK`` nor
-``WORLD_SIZE`` set), or in a world of one, it is rank 0 of 1: no process group starts, and
-outside a process group every function here hands its input back unchanged. See docs/distributed.md.
+Outside torchrun, or in a world of one, a process is rank 0 of 1 and every function hands its input back
+unchanged. See ``docs/distributed.md``.
 """
 
 from __future__ import annotations

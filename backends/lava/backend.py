@@ -1,80 +1,10 @@
-"""Lava backend: lower a :class:`~neurocompile.ir.program.FixedPointProgram` to a Lava process graph.
+"""Lava backend: lower a :class:`~neurocompile.ir.program.FixedPointProgram` to a Lava process graph and run it.
 
-Lowering (one Lava process per program element):
-
-* input port      -> ``lava.proc.io.source.RingBuffer`` holding a block of samples;
-* population      -> ``LIFReset`` (see "Samples") with du, dv, vth, bias_mant, bias_exp;
-                     ``reset="subtract"`` or a held-back bias -> ``processes.LIFExtended`` (see
-                     "Extensions");
-* synapse "dense" -> ``Dense`` (``DelayDense`` with delays), "sparse" -> ``Sparse``
-                     (``DelaySparse``) from a scipy CSR matrix, "conv" -> ``lava.proc.conv.Conv``
-                     (or ``Sparse``, see below);
-* recording       -> ``processes.SpikeTap`` on ``s_out`` for spikes and
-                     ``processes.StateTap`` on ``u``/``v`` (values after each step).
-
-Several synapses into one population connect to the same ``a_in`` InPort; Lava sums the
-messages of all connected OutPorts. Recurrent synapses are plain back-edges: every Lava
-connection process sends the activation it accumulated in the previous step, so cycles
-do not deadlock (and every synapse has the one-step delay the program specifies).
-
-Layouts. Lava's ``Conv`` is a true convolution on tensors laid out ``(X, Y, C)`` = ``(W, H, C)``
-with weights ``(C_out, W, H, C_in/groups)``; the program uses PyTorch's ``(C, H, W)`` and
-``[C_out, C_in/g, kH, kW]`` (a correlation). Every node with a 3-D shape therefore lives in Lava
-as ``(W, H, C)``; conv kernels are transposed and flipped in both spatial axes; dense/sparse
-weights get their rows/columns permuted to Lava's flattening and connect through
-``flatten()``/``reshape()`` virtual ports. Inputs and recordings are transposed at the boundary,
-so callers only ever see the program's layout.
-
-Integers (``neurocompile.semantics.fixedpoint`` defines them). Dense/Sparse weights, ``weight_exp``,
-``num_weight_bits`` and ``sign_mode`` pass to Lava unchanged (Lava clips and truncates the
-weights, then shifts the per-step sum). Lava's fixed_pt ``Conv`` model applies neither
-``weight_exp`` nor truncation: a conv with ``weight_exp >= 0`` passes ``w << weight_exp``. A conv
-with a negative exponent (a right shift of the sum, which no kernel scaling reproduces) is
-lowered to an equivalent ``Sparse`` matrix instead (also selectable with ``conv="sparse"``),
-passing ``w << 1`` with ``weight_exp - 1`` so Lava's 1-bit truncation of mixed 8-bit weights
-leaves the conv weights intact (the sum then wraps at 32 bits, not 24).
-
-Non-spiking populations (``spiking=False``): Lava's LIF has no such mode, so fixed_pt passes
-``vth = 2**17``, one past the 17-bit register range: ``vth << 6 = 2**23`` is above the largest
-``v`` (clipped to ``2**23 - 1``), so they never spike or reset, as in
-``fixedpoint.lif_fixed_step(spiking=False)``; floating_pt passes ``vth = inf``. Recording one
-always includes its ``v``.
-
-Extensions. Two features of ``Population`` are not in Lava's stock LIF: ``reset="subtract"`` (a
-spiking neuron's ``v`` loses ``vth << 6`` instead of becoming 0) and ``bias_onset`` (the bias is
-added from that step of each sample on; the compiler sets it to the population's latency). Such a
-population lowers to ``processes.LIFExtended``, a ``LIFReset`` look-alike whose ``fixed_pt`` and
-``floating_pt`` models subclass Lava's ``AbstractPyLifModelFixed``/``AbstractPyLifModelFloat``: the
-integer update is Lava's ``scale_bias`` and ``subthr_dynamics``, with those two changes
-(``fixedpoint.lif_fixed_step``, ``fixedpoint.bias_active``). On hardware they need a Loihi 2 custom
-neuron model (microcode), not the stock LIF; ``hardware=True`` has no such model here and refuses
-these populations. Learning populations (``processes.LearningNeuron``) reset to zero and hold
-their bias back the same way.
-
-Samples. One process graph runs a whole block of samples (all of a batch up to
-``MAX_BLOCK_VALUES`` input values): the samples lie back to back in the source RingBuffers,
-each sample is one blocking run of ``T`` steps, and between samples the backend zeroes every
-synapse's activation buffer (the spikes in flight). Populations are ``LIFReset`` processes with
-``reset_interval = T`` and ``reset_offset = 1``: Lava zeroes their ``u`` and ``v`` before the
-first step of every sample by itself (``time_step`` keeps counting across runs). Programs whose
-populations have their own ``reset_interval`` pad every sample with silent steps to a multiple of
-the intervals' least common multiple (dropped from the recording) and reset those populations
-with ``Var.set``. Recorded values stream out after every step (``processes.SpikeTap`` for spikes,
-``StateTap`` for ``u``/``v``, both built like Lava's ``Extractor``): Lava's ``Var.get``/``Var.set`` move one element per
-message (~20 us each), so the backend avoids them for anything of size ``T``.
-
-floating_pt. ``tag="floating_pt"`` runs a *float program* (``number_format="float"``: du/dv are
-decay fractions, weights, vth and bias_mant are used as they are, exponents are 0) with Lava's
-float process models. An integer program first becomes the float program its integers stand for
-(``float_form.float_program_of``: decays ``(du + 1)/4096`` and ``dv/4096``, weights
-``m * 2**weight_exp * 64``, threshold ``vth * 64``, bias ``bias_mant * 2**bias_exp``, learning rules
-``learning_engine.float_rule``), which the CPU backend can run too. A float normalized graph enters here.
-
-``hardware=True`` selects ``Loihi2HwCfg`` (needs Intel's lava-loihi extension and a Loihi 2
-system; not testable here). The recorders (``processes``) are CPU processes; on a chip, reading
-``u``/``v`` of neuro cores through RefPorts is untested and may need lava-loihi's probes instead.
-
-Shutdown: the runtime is always stopped in ``finally`` (success, error, ``KeyboardInterrupt``).
+One Lava process per program element (``LIFReset`` or ``processes.LIFExtended`` per population, ``Dense``,
+``Sparse`` or ``Conv`` per synapse, taps for the recordings) in Lava's ``(W, H, C)`` layout, one graph per block
+of samples (per learner for a plastic program), run with ``fixed_pt``, ``floating_pt`` (the float program) or
+``hardware=True`` (Loihi 2, untested). The lowering table, layouts, extensions, samples, floating_pt, learning,
+hardware and shutdown: ``docs/lava-backend.md``.
 """
 
 from __future__ import annotations
@@ -303,7 +233,6 @@ class LavaBackend:
         runs each batch entry as one learning stream (see :meth:`_learn`); ``checkpoint_every``
         records its weights every that many steps.
         """
-
         import_lava()
         prog = self.program
         ports = [(p.name, tuple(p.shape)) for p in prog.inputs]
@@ -311,6 +240,8 @@ class LavaBackend:
         arrays, batch, steps = check_inputs(ports, inputs, binary=self.fixed, backend="lava", graded=targets)
         if prog.plastic:
             return self._learn(arrays, batch, steps, record, checkpoint_every, progress)
+        if checkpoint_every is not None:
+            raise NeurocompileError("lava backend: checkpoint_every needs a plastic program (this one does not learn)")
         intervals = [p.reset_interval for p in prog.populations if p.reset_interval > 0]
         period = math.lcm(*intervals) if intervals else 1
         run_steps = -(-steps // period) * period

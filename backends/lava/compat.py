@@ -1,20 +1,9 @@
 """Make lava-nc 0.10.0 importable on Python 3.11.
 
-lava-nc 0.10.0 (the last release) declares Python <3.11. Its only blocker on 3.11 is in
-``lava/magma/compiler/var_model.py``: dataclasses ``CoreEncoder``, ``ChipEncoder`` and
-``AxonEncoder`` use a ``ByteEncoder()`` instance as a field default. Python 3.11 rejects any
-default whose class is unhashable, and a plain ``@dataclass`` sets ``__hash__ = None``.
-
-The fix: when that one module is first imported, compile its source with ``ByteEncoder``
-declared ``@dataclass(unsafe_hash=True)``. Field defaults stay shared instances, exactly
-as on Python 3.10, so Lava behaves as released. Nothing else in Lava is touched.
-
-Second, Lava's message infrastructure calls ``multiprocessing.set_start_method('fork')`` without
-``force`` when first imported, which raises "context has already been set" if anything used
-multiprocessing before (a tqdm progress bar does). :func:`import_lava` clears the unused default
-context first, so Lava sets the start method it needs, as it does in a fresh process.
-
-Call :func:`import_lava` (or :func:`install`) before importing anything from ``lava``.
+An import hook compiles ``lava/magma/compiler/var_model.py`` with ``ByteEncoder`` declared
+``@dataclass(unsafe_hash=True)`` (3.11 rejects its unhashable field default), and :func:`import_lava` lets Lava set
+its multiprocessing start method. Call :func:`import_lava` (or :func:`install`) before importing anything from
+``lava``. Why and how: ``docs/lava-backend.md`` ("Lava on Python 3.11").
 """
 
 from __future__ import annotations
@@ -38,7 +27,7 @@ class _PatchedSourceLoader(importlib.machinery.SourceFileLoader):
     def get_code(self, fullname):
         source = self.get_data(self.path)
         if ORIGINAL not in source:
-            raise ImportError(f"{PATCHED_MODULE}: unexpected source; lava_compat supports lava-nc 0.10.0")
+            raise ImportError(f"{PATCHED_MODULE}: unexpected source; the compatibility step supports lava-nc 0.10.0")
         return compile(source.replace(ORIGINAL, PATCHED), self.path, "exec", dont_inherit=True)
 
 

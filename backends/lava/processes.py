@@ -1,13 +1,9 @@
-"""Lava processes that stream spikes and Vars to the host after every step (for ``backends.lava``).
+"""The custom Lava processes of the Lava backend: recorders and LIF variants.
 
-Lava 0.10's ``Var.get()`` moves arrays one element per message (a FIXME in
-``PyLoihiProcessModel._get_var``), about 20 us per value: reading a recorded layer through
-``lava.proc.io.sink.Read`` costs seconds per sample. ``StateTap`` reads the Var through a RefPort
-in the post-management phase (like ``Read``/``Monitor``) and sends the whole array through an
-external pipe, the mechanism of ``lava.proc.io.extractor.Extractor``, so the host receives one
-message per step.
-
-Imported only after ``neurocompile.backends.lava.compat.import_lava()``: this module needs Lava.
+``StateTap`` and ``SpikeTap`` stream a Var or the spikes to the host once per step (Lava's ``Var.get`` moves one
+element per message); ``LIFExtended`` is ``LIFReset`` with reset by subtraction and a bias onset;
+``LearningNeuron`` drives three-factor learning. Imported only after
+``neurocompile.backends.lava.compat.import_lava()``: this module needs Lava. See ``docs/lava-backend.md``.
 """
 
 import numpy as np

@@ -1,7 +1,7 @@
 """A normalized population as Lava's LIF: decays, effective weights, threshold and reset, the tonic
 source of a bias that enters the current, and the program they form. Shared by the fixed-point
-lowering (:mod:``neurocompile.compiler.quantize``) and the float one
-(:mod:``neurocompile.compiler.float_program``)."""
+lowering (:mod:`neurocompile.compiler.quantize`) and the float one
+(:mod:`neurocompile.compiler.float_program`)."""
 
 from __future__ import annotations
 

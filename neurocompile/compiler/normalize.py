@@ -1,35 +1,10 @@
-"""Normalize a NIR graph: neuron populations joined by exactly one synapse per source.
+"""Normalize a NIR graph: neuron populations joined by exactly one synapse per (source, target) pair.
 
-A fixed-point target (Lava, Loihi) has two kinds of objects: neuron populations and synapse
-layers between them. A Lava synapse process cannot feed another synapse process, so every
-chain of linear NIR nodes between two neuron nodes must become ONE synapse. This module
-turns an arbitrary (nested) NIR graph into that form, still in float:
-
-* nested ``NIRGraph`` nodes are flattened; inner nodes are named ``<outer>.<inner>``;
-* ``Input`` nodes become :class:`NormalizedInput`, neuron nodes (LIF, CubaLIF, IF, LI,
-  CubaLI, I) become :class:`NormalizedPopulation`;
-* every chain of ``Affine``/``Linear``/``Conv2d``/``Conv1d``/``SumPool2d``/``AvgPool2d``/
-  ``Flatten``/``Scale``/``Delay``/``Identity`` between a source (input or population) and a
-  population collapses into one :class:`NormalizedSynapse`:
-
-  - ``Scale`` folds into the weights, ``Flatten`` is implicit (C-order);
-  - the bias of every ``Affine``/``Conv`` on the way is pushed through the ops after it and
-    added to the target population's ``bias`` (a constant input ``x`` of the neuron, in the
-    same units as the synaptic input: the quantizer applies ``dt*r/tau`` to it);
-  - a single ``Conv2d`` stays a conv synapse; ``SumPool2d``/``AvgPool2d`` before or after a
-    ``Conv2d`` fuse into one conv when the fusion is exact (checked on a random input, e.g.
-    SumPool2d(2) then Conv3x3 padding 1 == Conv6x6 stride 2 padding 2 with
-    ``w_eff[2k+a] = w[k]``); otherwise the chain becomes an explicit matrix, stored
-    ``"sparse"`` when at most :data:`SPARSE_DENSITY` of it is non-zero, else ``"dense"``;
-  - ``Delay`` (NIR: ``y(t) = x(t - delay)``, ``delay`` in seconds) becomes a per-synapse
-    delay of ``round(delay / dt)`` steps;
-  - several chains from one source into one population add up into one matrix; chains
-    from different sources stay separate synapses (the population sums them);
-* synapses that close a cycle (found by depth-first search from the inputs, populations in
-  NIR edge order) are marked ``recurrent``; populations are listed feed-forward.
-
-``Threshold`` nodes and any other node with no fixed-point mapping raise a
-:class:`~neurocompile.errors.GraphError` naming the node.
+A Lava synapse process cannot feed another, so every chain of linear NIR nodes between two neuron nodes collapses
+into one :class:`~neurocompile.ir.normalized.NormalizedSynapse`, still in float (biases pushed to the target
+population, scales folded, pools fused into convs where exact, delays in steps); back-edges are marked
+``recurrent``. The graph is first put in its forward-Euler form (:func:`euler_form`). The rules, node by node:
+``docs/quantization.md`` ("1. Normalization").
 """
 
 from __future__ import annotations
@@ -230,7 +205,7 @@ def _outputs(nodes: dict, preds: dict[str, list[str]], graph) -> tuple[list[str]
 
 
 def normalize(graph: nir.NIRGraph, convention: Convention | None = None) -> NormalizedGraph:
-    """Flatten, infer shapes, make populations, collapse linear chains, order; see the module docstring.
+    """Flatten, infer shapes, make populations, collapse linear chains, order; see ``docs/quantization.md``.
     The graph and convention are first put in their same-step Euler form (:func:`euler_form`)."""
     graph, convention = euler_form(graph, convention or Convention())
     nodes, edges = flatten_graph(graph)

@@ -1,67 +1,11 @@
-r"""Quantize a normalized graph into a fixed-point program for Lava's integer LIF.
+"""Quantize a normalized graph into a fixed-point program for Lava's integer LIF.
 
-Target arithmetic (``lava/proc/lif/models.py`` ``AbstractPyLifModelFixed``, reproduced in
-:mod:`neurocompile.semantics.fixedpoint`), per step with integer state ``u``, ``v``::
-
-    u <- sign(u) * (|u| * (4096 - (du + 1)) >> 12) + (a_in << 6)
-    v <- sign(v) * (|v| * (4096 - dv) >> 12) + u + (bias_mant << bias_exp)
-    spike where v > (vth << 6);  v <- 0 on a spike
-
-and ``a_in`` = sum over synapses of ``(sum of weights of spiking sources) << weight_exp``,
-delivered one step after the spikes were sent.
-
-Mapping (``a_s = dt / tau_syn``, ``a_m = dt / tau`` or ``dt / tau_mem``). Each population gets
-a per-neuron scale ``K_i`` (integer weight units per float unit of ``v``), so that
-``v_int = 64 * K_i * v_float``; for spiking neurons ``K_i = T / v_threshold_i`` with the
-integer threshold ``vth = T`` (readouts: ``K_i = T``)::
-
-    LIF      du = 4095 (u = a_in << 6 exactly)      dv = round(4096 a_m)
-             w_int * 2**weight_exp = K_i * w * a_m * r
-             bias_int = 64 K_i * a_m * (v_leak + r * b)
-    CubaLIF  du = round(4096 a_s) - 1                dv = round(4096 a_m)
-             u_int = 64 K_i * a_m * r * i
-             w_int * 2**weight_exp = K_i * w * a_m * r * w_in * (a_s if cuba_input_scaled else 1)
-             bias_int = 64 K_i * a_m * v_leak; the bias b enters u through a tonic source
-             current_first=False (Norse): one extra step of synaptic delay on every input
-    IF       du = 4095, dv = 0; w_int * 2**weight_exp = K_i * w * g, g = dt*r (or r without dt)
-             bias_int = 64 K_i * g * b
-    LI/CubaLI/I  as LIF/CubaLIF/IF with spiking=False and vth = 2**17 - 1 (the v trace is
-             the output)
-    threshold  vth = T; v > v_th  <=>  v_int > 64 T.  With ``threshold_inclusive`` on a
-             population whose v only moves in multiples of 64 (dv = 0, du = 4095, bias a
-             multiple of 64) and resets to zero vth = T - 1 is exact; otherwise vth = T (error
-             1/(64 T) of v_th).
-    reset    the convention's reset for spiking neurons: "subtract" -> Population.reset =
-             "subtract" (v <- v - 64 T, exactly v_threshold), "zero" -> Lava's reset to 0.
-
-``b`` is the bias the normalizer folded into the population (Affine/Conv biases); ``v_leak``
-also becomes bias. ``bias_int = bias_mant << bias_exp`` with a 13-bit signed mantissa and a
-3-bit exponent, added from step ``bias_onset`` = the population's latency on, when its first input
-arrives (so every layer is the float layer delayed by its latency). For CubaLIF the bias is part
-of the input current, which Lava's LIF cannot bias: a tonic source (``tonic_source``: one neuron
-that spikes every step) feeds it through a dense synapse whose weights are the bias column,
-delayed to arrive with the first input.
-
-Choosing ``T`` (per population, the largest value that satisfies every limit)::
-
-    T <= 2**17 - 1                                  (vth is 17 bits; v stays in 24 bits)
-    T * max|w_eff * rho| <= 126 * 2**7  (dense, mixed sign: even mantissas, weight_exp <= 7)
-                           255 * 2**7  (dense, one sign), 127 / 255 (conv: weight_exp = 0)
-    T * A <= 2**15 - 1   (calibrated: A = max or percentile of the per-step input, in v_th units)
-    T * A <= 2**17 - 1   (not calibrated: A = sum of |weights| into a neuron, u never wraps)
-    T * U <= 2**17 - 1   (u of CubaLIF, 24 bits),  T * V <= 2**17 - 1 (v, 24 bits)
-
-with ``rho_i = 1 / v_threshold_i`` (readouts: 1). ``method="percentile"`` takes the percentile of
-|w| (and of calibrated activations) instead of the maximum; larger weights clip (counted).
-Weights: ``weight_exp = ceil(log2(max|X| / limit))`` in [-8, 7] for ``X = K_i * w_eff``, mantissas
-rounded; mixed-sign dense weights are rounded to even values with ``num_weight_bits=8`` because
-Lava's Dense drops their lowest bit (3 becomes 2); single-sign dense weights use
-``sign_mode="excitatory"/"inhibitory"`` (0..255, kept exactly). Conv ignores ``weight_exp`` in
-Lava, so conv synapses use ``weight_exp = 0`` and their scale bounds ``T``.
-
-What the hardware cannot represent raises :class:`~neurocompile.errors.HardwareLimitError`
-naming the node and parameter: non-zero ``v_reset`` (with reset to zero), per-neuron time
-constants, a decay beyond one step, delays beyond 62 steps, a bias beyond 13+3 bits.
+Per population: choose the integer scale ``T`` (the largest every bit-width limit allows, from bounds or
+calibrated activity), map decays to ``du``/``dv``, weights to mantissas and ``weight_exp``, biases to
+``bias_mant << bias_exp`` (added from the population's latency on), and report the errors
+(:class:`~neurocompile.ir.report.QuantizationReport`); what the hardware cannot represent raises
+:class:`~neurocompile.errors.HardwareLimitError`. The arithmetic, mapping, limits and report:
+``docs/quantization.md`` (sections 2-6).
 """
 
 from __future__ import annotations

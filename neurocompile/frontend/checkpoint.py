@@ -1,16 +1,9 @@
 """Checkpoints: a reference architecture saved as data, loaded without unpickling code.
 
-A checkpoint is a ``torch.save``-d dict that ``torch.load(weights_only=True)`` can read::
-
-    {"format": "neurocompile-checkpoint", "version": 1,
-     "architecture": "MLP",                  # a name in neurocompile.models.architectures
-     "config": {...},                        # JSON-able constructor arguments
-     "convention": {...},                    # the Convention's fields
-     "state_dict": {...},                    # tensors
-     "extra": {...}}                         # optional JSON-able user data (accuracy, seed...)
-
-A TorchScript archive or a fully pickled ``nn.Module`` can run arbitrary code when loaded: it
-is accepted only with ``allow_unsafe=True`` (``--allow-pickle`` on the command line).
+A checkpoint is a ``torch.save``-d dict (format, version, architecture, config, convention, ``state_dict``,
+extra) that ``torch.load(weights_only=True)`` reads; a TorchScript archive or a pickled ``nn.Module`` is accepted
+only with ``allow_unsafe=True`` (``--allow-pickle``). The format: ``docs/training.md`` ("Checkpoints"); what
+the loader refuses: ``docs/input-safety.md``.
 """
 
 from __future__ import annotations

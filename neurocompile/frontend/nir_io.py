@@ -1,22 +1,9 @@
 """Reading NIR files into validated ``nir.NIRGraph`` objects.
 
-:func:`load_graph` is the one way neurocompile reads a ``.nir`` file. Every failure caused by the
-file (missing, not HDF5, truncated, unknown primitive, missing field, edges naming missing
-nodes, shape mismatches, NaN/inf or out-of-domain parameters) raises
-:class:`~neurocompile.errors.GraphError` with a one-line message naming the node and the field.
-
-Strict mode (default) also runs nir's own type inference and checking. ``lenient=True`` accepts
-older files that nir only reads with ``type_check=False`` (for example Rockpool's
-``Output`` of shape ``[1, 1, 1]`` after an ``LIF`` of shape ``[1]``): a shape mismatch along an
-edge is accepted when both sides hold the same number of elements (the simulator reshapes),
-but never when the sizes differ. Structural errors (edges naming missing nodes) and bad
-parameter values are errors in both modes.
-
-The file's HDF5 is read in a forked child on Linux (:func:`_read_isolated`): a corrupt file that
-sends the HDF5 library into an endless loop or a crash is a one-line error too.
-
-Nested graphs are named by path: node ``lif`` inside subgraph ``lif1`` is ``lif1.lif`` in
-messages.
+:func:`load_graph` is the one way neurocompile reads a ``.nir`` file: every failure the file causes is a
+:class:`~neurocompile.errors.GraphError` with a one-line message naming the node and the field. Strict by default,
+``lenient=True`` for older files; the HDF5 is read in a forked child (:func:`_read_isolated`). What it checks and
+refuses: ``docs/input-safety.md``.
 """
 
 from __future__ import annotations

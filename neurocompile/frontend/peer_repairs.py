@@ -1,25 +1,9 @@
 """Repairs of known exporter defects, applied only when the file's producer is known.
 
-A peer library's NIR exporter can write a file that does not say what the library computes. When
-the producer is known, from the option ``--from LIB==VERSION`` (:func:`reading_from`, or the
-``producer`` argument of :func:`neurocompile.frontend.nir_io.load_graph`) or from the graph's metadata
-``producer`` (``"norse 1.1.0"``, ``"norse==1.1"``), the reader repairs the defects that producer's
-version is known to have, announces each repair in one line on stderr (and, in one more, what the
-file does not record and the preset assumes), and records the library's native preset (``PRODUCERS``)
-as the graph's convention. Without a known producer nothing is
-repaired; a strict read that fails on a repairable defect names ``--from`` (:func:`hint`).
-
-Repairs (docs/peer-compatibility.md):
-
-* every peer: batch and time dimensions of size 1 kept in an ``Input``/``Output`` type
-  (``[1, 16]``, ``[1, 1, 16]``) are dropped when the rest is the neighbouring node's shape;
-  neuron parameters of shape ``()`` are broadcast to the node's shape;
-* Norse 1.1: ``to_nir`` writes ``tau = dt/tau_inv`` (``dt*tau``) instead of ``1/tau_inv``: read as
-  ``tau_written/dt`` (dt: ``to_nir``'s default 1e-3);
-* Rockpool 3.1: ``LIF``/``CubaLIF`` with ``r = tau_mem*exp(-dt/tau_mem)/dt`` and no ``w_in``; its
-  neurons compute ``v = a_mem*v + i`` and ``i = a_syn*(i + x)`` (``LIFNeuronTorch``: ``v = a*v + x``),
-  which under ``decay="exponential"`` is ``r = 1/(1 - a_mem)`` and ``w_in = a_syn/(1 - a_syn)``,
-  ``a = exp(-dt/tau)``, dt = 1e-3 (checked against the written ``r`` first).
+The producer comes from ``--from LIB==VERSION`` (:func:`reading_from`, or ``load_graph(producer=...)``) or from the
+graph's metadata ``producer``; each repair is announced in one line on stderr, and the library's native preset
+(``PRODUCERS``) becomes the graph's convention. The mechanism and the repairs: ``docs/conventions.md`` ("Files a
+peer library exported"); case by case: ``docs/peer-compatibility.md``.
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
 """Export a PyTorch spiking network to a NIR graph (first stage of the pipeline).
 
-``export(model)`` traces the model with nirtorch using our own module maps (one NIR node per
-layer of :mod:`neurocompile.models`) and returns a flat ``nir.NIRGraph`` whose node names are
-the model's layer names. Differences from nirtorch's defaults:
-
-* ``nn.Linear`` keeps its bias (``nir.Affine``); ``export_weight()`` / ``export_bias()`` on a
-  module replace its raw tensors (folding training-only transforms);
-* ``Flatten`` flattens the per-sample dimensions only (NIR types have no batch dimension);
-* ``Recurrent`` becomes its neuron node (named like the layer) plus a ``<layer>_rec`` weight
-  node, joined by the edges ``layer -> layer_rec -> layer``: a cycle whose back edge the
-  contract delays by one step;
-* ``Delay(steps)`` becomes ``nir.Delay`` with ``delay = steps * dt`` seconds;
-* every node gets its input and output types from a forward pass on a dummy input.
-
-``graph.metadata`` records ``dt``, the convention's ``name`` and its options as JSON
-(``convention_options``); :func:`convention_from_metadata` reads them back.
+:func:`export` traces the model with nirtorch and the project's own module maps (one NIR node per layer of
+:mod:`neurocompile.models`, ``Recurrent`` as a neuron plus a ``<layer>_rec`` back-edge) and records the
+convention in ``graph.metadata`` (:func:`convention_from_metadata` reads it back). How it differs from nirtorch's
+defaults: ``docs/training.md`` ("Export to NIR").
 """
 
 from __future__ import annotations

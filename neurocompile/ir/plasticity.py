@@ -1,24 +1,10 @@
 """Plastic synapses and learning neurons as plain, backend-neutral data.
 
-A *learning rule* sits on a dense or sparse synapse (``Synapse.learning``). It is Lava's
-three-factor product series (``Loihi3FLearningRule``) written as data: a sum of products, each
-``mantissa * 2**exponent * dependency * factor * factor ...`` where a factor is a pre trace
-(``x0``, ``x1``, ``x2``), a post value (``y0``, ``y1``, ``y2``, ``y3``) or the weight ``w``, each
-plus an optional integer constant. The Lava rule string is generated from it
-(:func:`lava_rule_string`), never stored. Its integer arithmetic is :func:`neurocompile.semantics.learning_engine.learn`,
-its float arithmetic :func:`~neurocompile.semantics.learning_engine.float_learn`.
-
-A *learning signal* sits on the synapse's target population (``Population.learning``). Each step
-the population computes, in integers, from its own state and its third-factor input::
-
-    error = output - target          (target: an input port streaming the target)
-    error = third-factor input       (no target: the sum of feedback synapses, one step late)
-    psi   = surrogate.table[min(|v - (vth << 6)| >> surrogate.shift, len(table) - 1)]
-    y_k   = clip(round(error * g / 2**shift), -128, 127),  g = 1, psi or the psi trace of step t-1
-
-and sends ``y1``-``y3`` (and, with ``bap``, its spikes as the back-propagating action potential)
-to every plastic synapse into it, and ``error`` to every feedback synapse out of it
-(``Synapse.signal == "error"``). ``learning_engine.learning_signal`` defines it.
+A :class:`LearningRule` on a dense or sparse synapse (``Synapse.learning``) is Lava's three-factor product series
+(``Loihi3FLearningRule``) written as data; the Lava rule string is generated from it (:func:`lava_rule_string`),
+never stored. A :class:`LearningSignal` on its target population (``Population.learning``) is what that population
+sends the rule every step. Their arithmetic: :mod:`neurocompile.semantics.learning_engine`; their meaning:
+``docs/on-chip-learning.md``.
 """
 
 from __future__ import annotations

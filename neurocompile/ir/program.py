@@ -1,29 +1,9 @@
 """The fixed-point program: the compiled form of a NIR graph, as plain data.
 
-A program is what a Loihi-style chip runs: integer synapse layers feeding integer neuron
-populations. The integer semantics of every field are defined once, in
-``neurocompile.semantics.fixedpoint``; the CPU backend executes them and the Lava backend lowers them to
-Lava processes with the same integers.
-
-Layout conventions:
-* Shapes and flattening follow NIR/PyTorch: a population of shape (C, H, W) is flattened in
-  C-order when a dense synapse reads it.
-* Dense/sparse weights are ``[n_target, n_source]`` mantissas; the synaptic input they deliver
-  is ``(weights << weight_exp)`` summed over spiking sources (see ``fixedpoint``).
-* Conv weights are ``[C_out, C_in/groups, kH, kW]`` (PyTorch layout). Lava's Conv layout
-  (C_out, W, H, C_in) is the Lava backend's concern.
-* Every synapse delivers a spike sent at step t to its target at step t+1 (Lava timing).
-  ``delays`` adds per-synapse extra delay (Lava DelayDense/DelaySparse semantics).
-
-Number format. ``number_format="fixed"`` (the default) holds Loihi's integers, as above.
-``number_format="float"`` holds the same network for Lava's ``floating_pt`` models, unrounded
-(``quantize.float_program``): ``du``/``dv`` are decay fractions in [0, 1], weights are the float
-``v`` increments per spike, ``vth`` the float threshold (``inf``: never spikes), ``bias_mant``
-the float bias per step; exponents are 0 and the weight-precision settings are unused.
-
-Files: ``.ncp`` is a NumPy ``.npz`` archive holding ``program.json`` (the structure) and
-one array per tensor; it loads with ``allow_pickle=False``. Files without ``number_format``
-load as fixed-point programs.
+Integer neuron populations and the synapses between them (dense, sparse, conv; PyTorch layouts; one step of delay
+per synapse, Lava timing), with the integer semantics of :mod:`neurocompile.semantics.fixedpoint`;
+``number_format="float"`` holds the same network unrounded, for Lava's ``floating_pt``. Layouts, number formats
+and the ``.ncp`` file: ``docs/quantization.md`` ("7. The program").
 """
 
 from __future__ import annotations
@@ -93,7 +73,7 @@ class Population:
     ``v <- decay(v, dv) + u + (bias_mant << bias_exp)`` clipped to 24 bits;
     spike where ``v > (vth << 6)``, then ``v <- 0`` (``reset="zero"``, Lava's LIF) or
     ``v <- v - (vth << 6)`` (``reset="subtract"``: identical to Lava's LIF except for the reset; on
-    Loihi 2 a custom neuron model, see ``backends.lava``). A learning population resets to zero.
+    Loihi 2 a custom neuron model, see ``docs/lava-backend.md``). A learning population resets to zero.
     ``spiking=False`` marks a readout whose ``v`` is the output (LI/CubaLI/I in NIR).
     ``reset_interval`` > 0 zeroes u and v every that many steps (Lava ``LIFReset``).
     ``bias_onset``: the bias is added from that step of a run (sample) on, 0 before

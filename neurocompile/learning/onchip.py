@@ -1,32 +1,9 @@
 """OTTT and S-TLLR compiled to the program's three-factor learning rules (on-chip learning).
 
-:func:`compile_learning` takes a deployed (fixed-point) program and makes the chosen layers
-plastic: the synapse into the output population (``layers="readout"``) or every dense synapse
-of the feed-forward chain (``"all"``, hidden layers by direct feedback alignment). The rules, in
-the program's float units (``v`` increments per spike, see ``quantize.LayerReport.scale``)::
-
-    OTTT:    dw_ij[t] = -lr * L_i[t] * psi_i[t] * a_j[t-1]
-    S-TLLR:  dw_ij[t] = -lr * L_i[t] * (alpha_pre * psi_i[t] * a_j[t-1] + alpha_post * trpsi_i[t-1] * x_j[t])
-
-``a`` is the pre trace ``a[t] = lambda * a[t-1] + x[t]`` (OTTT: lambda of the post population's
-membrane; S-TLLR: ``lambda_pre``), ``psi`` the fast-sigmoid surrogate of the offline trainer at
-``v - v_threshold`` (1 for a non-spiking readout), ``trpsi`` its trace with ``lambda_post``, and
-``L`` the learning signal: ``s - y`` at the readout (``y`` the one-hot target; ``v - y`` for a
-non-spiking readout) and ``B (s - y)[t-1]`` at a hidden layer. ``a[t-1]`` and not ``a[t]``: the
-post neuron's step t saw the pre spikes up to t-1 (every synapse delays by one step), so the rule
-pairs the signal of step t with the trace before this step's spike, written exactly as
-``x1 - impulse * x0 = lambda * a[t-1] * impulse``. The S-TLLR post term pairs ``trpsi[t-1]`` with the
-pre spike of the same step, one step later than offline (a named approximation).
-
-Mapping to integers, per plastic synapse (reported by :class:`LearningReport`):
-
-* trace: ``tau = round(-1 / ln lambda)`` (Lava decays by ``exp(-1/tau)``), impulse the largest
-  power of two that keeps ``impulse / (1 - lambda)`` within the 7-bit trace;
-* ``psi``: a table of the surrogate at ``|v - vth|``, scaled to 64, with bins of ``2**shift``
-  register units; the learning signal sends ``y2 = clip(L * psi >> s)``;
-* the scale ``m * 2**e`` (mantissa in [-8, 7], exponent in [-7, 8]) that makes the product
-  ``(x1 * y2 >> 3) * m * 2**e`` equal ``-lr * L * psi * a`` in weight units; a learning rate that
-  needs an exponent below -7 is refused (Lava's limit), one that rounds coarsely is reported.
+:func:`compile_learning` makes the readout synapse (``layers="readout"``) or every dense synapse of the
+feed-forward chain (``"all"``, hidden layers by direct feedback alignment) of a fixed-point program plastic,
+and reports its integer choices (:class:`LearningReport`). The rules in float, their product series, the
+integer choices and every approximation: ``docs/on-chip-rules.md``.
 """
 
 from __future__ import annotations

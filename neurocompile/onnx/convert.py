@@ -1,28 +1,9 @@
 """ANN-to-SNN conversion: an ONNX ReLU network becomes a NIR graph of IF neurons (reset by subtraction).
 
-Stages, each small and inspectable (``docs/ann-to-snn.md`` explains the method):
-
-1. :func:`~neurocompile.onnx.read.read_onnx` (:mod:`neurocompile.onnx.read`): the ``onnx.ModelProto``,
-   checked (protobuf, ``onnx.checker``, opset, one float input whose only dynamic dimension is the
-   batch, one output, no external data).
-2. :func:`~neurocompile.onnx.read.parse_onnx` -> :class:`~neurocompile.onnx.read.Network`: a typed list
-   of layers (``Dense``, ``Conv``, ``AvgPool``, ``Flatten``, ``Relu``, ``Add``) in topological order,
-   with per-sample shapes; BatchNormalization folded into the Conv/Gemm before it, a constant Add
-   after a MatMul/Conv folded into its bias. Any other operator is a one-line error naming the ONNX
-   node.
-3. :func:`forward`: the ANN in torch (float64), every layer's output (checked against onnxruntime).
-4. :func:`layer_scales`: Rueckauer et al. (2017) data-based normalization, lambda = the P-th
-   percentile of each ReLU layer's activations (and of the output layer's).
-5. :func:`normalize_weights` and :func:`to_nir`: weights ``W * lambda_in / lambda_out``, biases
-   ``b / lambda_out``, IF neurons with threshold 1, ``r = 1/dt`` (``v <- v + x`` per step under
-   NIR's ``dv/dt = r*x``) and the reset recorded as ``Convention(reset="subtract")`` in
-   ``graph.metadata`` (read back with :func:`neurocompile.frontend.torch_export.convention_from_metadata`).
-6. :func:`evaluate`: accuracy of the ANN (onnxruntime), of the SNN on the float reference (constant
-   analog input current) and on spike inputs (float reference and the fixed-point CPU backend).
-
-The graph's input is ``x / input_scale`` (``graph.metadata["input_scale"]``; 1 for digits): as a
-current, every step, or as deterministic rate spikes (:func:`encode_spikes`), which is what the
-fixed-point backends take.
+Stages, each small and inspectable: :func:`~neurocompile.onnx.read.read_onnx` and
+:func:`~neurocompile.onnx.read.parse_onnx`, :func:`forward` (checked against onnxruntime), :func:`layer_scales`
+(Rueckauer et al. 2017), :func:`normalize_weights` and :func:`to_nir`, then :func:`evaluate`. The method, the
+operators, the input codings and the measured accuracy: ``docs/ann-to-snn.md``.
 """
 
 from __future__ import annotations

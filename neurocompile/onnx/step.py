@@ -1,30 +1,9 @@
 """One time step of a NIR graph as an ONNX model, with the network's state as explicit tensors.
 
-:func:`step_graph` builds an ONNX graph (opset 17, float32) that advances the network by one time
-step exactly as the float backend (``backends/float_ref.py``, the semantic oracle) does: the same
-node order, recurrent back-edges delayed one step, the same sums and reshapes, and the neuron
-equations of :mod:`neurocompile.semantics.discretization` in the same operation order (the step functions
-are traced on ONNX tensors, not rewritten). The caller loops over time and feeds each step's
-state outputs back as the next step's state inputs (example: ``docs/onnx-step.md``).
-
-Names (every tensor is batch first; the batch dimension is the symbolic ``batch``):
-
-* ``<Input node>`` [batch, *shape] in, ``<Output node>`` out: this step's input and output;
-* a state is the input ``<node>.<var>`` plus the output ``<node>.<var>.next``, its value after
-  this step; every state starts at zero but a back-edge's (:func:`initial_states`):
-
-  - ``<neuron>.v`` and ``<neuron>.i``: voltage (after reset) and synaptic current (CubaLIF,
-    CubaLI), the float backend's recorded ``.v`` and ``.i``;
-  - ``<source>.out``: the output of the source of a recurrent back-edge, one step late; it starts
-    at the source's value before step 0, on zero input and state (a recurrent ``Affine``: its bias),
-    as in the float backend;
-  - ``<delay>.fifo`` [batch, D, *shape]: a Delay node's last D inputs, newest first;
-
-* with ``all_spikes=True``, also ``<neuron>.spikes`` out for every spiking neuron.
-
-The graph's ``metadata_props`` hold the convention (``neurocompile.convention``, JSON), the
-state names (``neurocompile.states``, JSON list) and the nonzero start values of back-edge states
-(``neurocompile.initial_states``, JSON: name -> nested list, one sample).
+:func:`step_graph` builds an ONNX graph (opset 17, float32) that advances the network by one step exactly as the
+float backend does (the step functions of :mod:`neurocompile.semantics.discretization`, traced on ONNX tensors);
+the caller feeds each step's ``<state>.next`` outputs back as the next step's state inputs
+(:func:`initial_states`). Names, states, metadata and an example loop: ``docs/onnx-step.md``.
 """
 
 from __future__ import annotations

@@ -1,77 +1,14 @@
 """The discretization contract: how every NIR neuron primitive advances by one time step.
 
-This module is the single source of truth for float dynamics. The PyTorch modules in
-``neurocompile.models``, the float reference backend, the trainers and the tests all call
-these pure step functions ``step(x, state, params, convention) -> (output, new_state)``.
-
-Default contract (``Convention()``), forward Euler with time step ``dt``:
-
-* a spike counts as 1 per step (no division by dt);
-* synaptic current first, then voltage from the *new* current, then a strict ``v > v_th``
-  threshold, then reset in the same step;
-* feed-forward edges have no delay; recurrent back-edges delay one step (graph level).
-
-Equations per step, for input ``x[t]`` (NIR parameters broadcast over the neuron shape)::
+Pure step functions ``step(x, state, params, convention) -> (output, new_state)``, the single source of truth
+for float dynamics (models, float reference, trainers, tests). The default ``Convention()``, forward Euler::
 
     LIF      v <- v + dt/tau * (v_leak - v + r*x)
-    CubaLIF  i <- i + dt/tau_syn * (-i + w_in*x);   v <- v + dt/tau_mem * (v_leak - v + r*i)
-    IF       v <- v + dt*r*x                        (``if_uses_dt=False``: v <- v + r*x)
-    LI       v <- v + dt/tau * (v_leak - v + r*x)   (no spike)
-    CubaLI   i as CubaLIF; v as CubaLIF             (no spike)
-    I        v <- v + dt*r*x                        (``if_uses_dt=False``: v <- v + r*x)
+    CubaLIF  i <- i + dt/tau_syn * (w_in*x - i);  v <- v + dt/tau_mem * (v_leak - v + r*i)   (the new i)
+    IF, I    v <- v + dt*r*x                      (LI, CubaLI: LIF, CubaLIF without spikes)
+    spiking  s = v > v_threshold; same step: v <- v_reset where s (or v - v_threshold*s: reset="subtract")
 
-    spiking neurons:  s = (v > v_threshold)  [or >= with ``threshold_inclusive``]
-                      reset="zero":     v <- v_reset where s
-                      reset="subtract": v <- v - v_threshold * s
-    Threshold         s = (x > threshold)           (no state; v is the input)
-
-Options beyond the default (each off by default; see :class:`Convention`), written with
-``a = exp(-dt/tau)`` and ``th = v_threshold``:
-
-* ``decay="exponential"``: every leak is the exact solution over one step of NIR's ODE with the
-  input held constant (zero-order hold) instead of forward Euler::
-
-      LIF, LI            v <- v_leak + a*(v - v_leak) + (1 - a)*r*x
-      CubaLIF, CubaLI    i <- a_syn*i + (1 - a_syn)*w_in*x   (``cuba_input_scaled=False``: a_syn*i + w_in*x)
-                         v <- v_leak + a_mem*(v - v_leak) + (1 - a_mem)*r*i   (the new ``i`` when current_first)
-
-  IF and I have no leak and are unchanged. Sinabs 3.1 (LIF, ``norm_input=True``:
-  ``v = a*v + (1-a)*x``, tau in steps) is this with its exported ``LIF(tau, r=1)`` and ``dt=1``.
-  Rockpool 3.1 (``v = a*v + x``; LIFTorch ``i = a_syn*(i + x)``, ``v = a_mem*v + i``) is this with
-  the parameters ``--from rockpool==3.1`` reads (:mod:`neurocompile.frontend.peer_repairs`; its exporter's
-  ``r = tau*a/dt`` is not it): ``r = 1/(1 - a_mem)`` and ``w_in = a_syn/(1 - a_syn)``, ``dt = 1e-3``.
-  Every exponential step is also a forward-Euler step with ``tau' = dt/(1 - a)``: the fixed-point
-  compiler runs that form (:func:`neurocompile.compiler.normalize.euler_form`).
-
-* ``spikes_per_step="multi"``: ``s = max(floor(v/th), 0)`` spikes in one step (the number of whole
-  thresholds in ``v``; ``v = th`` is one spike whatever ``threshold_inclusive`` says), then
-  ``reset="subtract"``: ``v <- v - th*s``; ``reset="zero"``: ``v <- v_reset`` where ``s > 0``.
-  Sinabs' ``MultiSpike`` (``(v > 0)*trunc(v/th)``) and Rockpool's ``StepPWL``
-  (``(v >= th)*floor(v/th)``) are this for ``th > 0`` (Rockpool's cap of 2**16 spikes per step is
-  not modelled). Sinabs' lower bound ``min_v_mem`` (its NIR importer sets ``-th`` for IF) is not
-  modelled: native Sinabs layers default to ``min_v_mem=None``.
-
-* ``reset_timing`` (snnTorch 1.0's ``Leaky``/``Synaptic``/``RLeaky``), with ``u(m)`` the neuron's
-  update above before thresholding and ``r = [m_prev > th]`` (the stored membrane of the previous
-  step, no gradient)::
-
-      "snntorch-immediate" (reset_delay=False)
-          subtract:  u = u(m) - th*r;  s = [u > th];  m = u - th*(s - r)
-          zero:      u = u(m*(1-r) + r*v_reset) (LIF, IF: Leaky)  or  u(m)*(1-r) + r*v_reset (CubaLIF: Synaptic)
-                     s = [u > th];  m = u - (s - r)*(u - v_reset)
-      "snntorch-delayed" (reset_delay=True, snnTorch's default)
-          u as above;  s = [u > th];  m = u   (the reset of a spike happens in the next step)
-
-  With ``reset="subtract"`` the membrane after ``snntorch-immediate`` equals the same-step one, but
-  the spike test subtracts ``th`` again when the previous membrane stayed above ``th`` after its
-  reset (snnTorch then skips a spike we would fire). With ``reset="zero"`` and
-  ``v_reset <= th``, ``r`` is always 0 under ``snntorch-immediate``, which is then the same-step
-  reset. (snnTorch's RLeaky with ``reset_delay=True`` and reset to zero zeroes like Synaptic; a LIF
-  here zeroes like Leaky.) The snnTorch timings are single-spike.
-
-Presets describe how peer libraries read the same NIR graph or run their own networks (see
-``PRESETS``). Which NIR primitive uses which step function is recorded once, in
-:mod:`neurocompile.semantics.primitives`.
+The options (native peer dynamics), graph timing and presets (``PRESETS``): ``docs/conventions.md``.
 """
 
 from __future__ import annotations
@@ -107,7 +44,7 @@ class Convention:
         ODE) or jumps by ``w_in * x`` (Norse style).
     reset_timing: "same-step" (threshold, then reset in the same step), or snnTorch 1.0's
         "snntorch-immediate" (``reset_delay=False``) or "snntorch-delayed" (``reset_delay=True``);
-        equations in the module docstring.
+        equations in ``docs/conventions.md``.
     decay: "euler" (``v += dt/tau*(v_leak - v + r*x)``) or "exponential" (``a = exp(-dt/tau)``,
         ``v = v_leak + a*(v - v_leak) + (1 - a)*r*x``; the current likewise).
     spikes_per_step: "single" (0 or 1 spike per step) or "multi" (``max(floor(v/th), 0)`` spikes,

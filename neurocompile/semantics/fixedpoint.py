@@ -1,33 +1,10 @@
 """Lava's fixed-point integer arithmetic, defined once.
 
-Every function here mirrors one piece of lava-nc 0.10.0's ``fixed_pt`` process models bit for
-bit (file and function named in each docstring). The CPU backend executes these semantics and
-the Lava backend is tested against them. Functions are pure: they take NumPy arrays or torch
-tensors (any integer dtype, computed in int64) and return new ones of the same library.
-
-Quirks reproduced on purpose (all checked against Lava in ``tests/test_fixedpoint.py``):
-
-* Decays are sign-magnitude: ``sign(x) * (|x| * (4096 - d) >> 12)`` (rounds toward zero), and
-  ``u`` uses ``d = du + 1`` (hidden ``ds_offset``): ``du = 0`` still decays ``u`` by 1/4096.
-  ``v`` uses ``d = dv`` (``dm_offset = 0``).
-* ``u`` "wraps" to 24 bits with ONE conditional shift by 2**24 into ``(-2**23, 2**23]``
-  (not a modulo: ``+2**23`` is kept, ``-2**23`` becomes ``+2**23``); ``v`` clips to
-  ``[-(2**23 - 1), 2**23 - 1]``.
-* Threshold and synaptic input are MSB-aligned: ``vth << 6``, ``a_in << 6``.
-* Activations travel over int32 channels: every value a synapse sends and every sum a neuron
-  receives wraps to 32 bits (``a_in`` is declared int16 in Lava but never narrowed).
-* Dense/Sparse weights are clipped to 8 bits and truncated to ``num_weight_bits``
-  (mixed sign: one extra bit is dropped, so with 8 bits odd weights floor: 3 -> 2, -3 -> -4).
-  ``weight_exp`` shifts the per-step sum (a right shift floors).
-* Conv ignores ``weight_exp``, ``num_weight_bits`` and ``sign_mode``; its per-step sum wraps
-  modulo 2**24.
-* Timing: a spike sent at step t reaches the target neuron at step t+1 (+ delay).
-
-Two extensions beyond Lava's stock models (Lava: ``backends._lava_procs.LIFExtended``):
-``reset="subtract"`` in :func:`lif_fixed_step` / :func:`lif_float_step` (``Population.reset``),
-identical to Lava's LIF except for the reset (``v <- v - (vth << 6)`` instead of ``v <- 0``), and
-the bias onset (``Population.bias_onset``, :func:`bias_active`): the bias is added from that step
-of a sample on.
+Every function mirrors one piece of lava-nc 0.10.0's ``fixed_pt`` process models bit for bit (file and function
+named in its docstring), Lava's quirks included; the CPU backend executes these semantics and the Lava backend is
+tested against them. Functions are pure: NumPy arrays or torch tensors in, new ones out (computed in int64). The
+update, the quirks and the two extensions beyond Lava's stock LIF (``reset="subtract"``, the bias onset):
+``docs/quantization.md`` ("2. Lava's integer LIF").
 """
 
 from __future__ import annotations
@@ -314,7 +291,7 @@ def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool =
         v = clip_v(int32(decay(v, dv, 0) + u + bias))
         s = v > (vth << 6);  v[s] = 0
 
-    ``reset="subtract"`` (``Population.reset``; ``backends._lava_procs.LIFExtended``) is
+    ``reset="subtract"`` (``Population.reset``; ``backends.lava.processes.LIFExtended``) is
     identical to Lava's LIF except for the reset: ``v[s] -= vth << 6``. No clip is needed: a
     spiking ``v`` lies in ``(vth << 6, 2**23 - 1]``, so the result lies in ``[0, 2**23 - 1)``.
     ``spiking=False`` (a readout population) never spikes and never resets.

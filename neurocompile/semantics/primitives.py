@@ -1,22 +1,10 @@
-r"""The NIR primitives neurocompile understands: one entry each, and the only list of their names.
+"""The NIR primitives neurocompile understands: one entry each, and the only list of their names.
 
-Every stage reads this registry: the reader (``nir_io``) takes fields and validation from it,
-the float reference and the normalizer take shapes and the float apply or step, ``inspect``
-the kind, and the quantizer the per-step linear form of each neuron. Adding a primitive is one
-entry here plus its tests (``docs/adding-a-primitive.md``).
-
-Linear (stateless) primitives, for a batch ``x`` of shape ``[B, *in_shape]``::
-
-    Affine     y = W x + b                  Linear  y = W x
-    Conv1d/2d  y = conv(x, W) + b           (PyTorch's cross-correlation, its padding rules:
-                                             "same" pads (k-1)*d, the odd extra at the end)
-    SumPool2d  y = sum of each window       AvgPool2d  y = mean of each window (zero padding counted)
-    Flatten    y = x reshaped               (see :func:`flatten_shape`)
-    Scale      y = s * x                    Delay  y[t] = x[t - round(delay / dt)]
-    Identity, Input, Output, inlined graph boundaries: y = x
-
-Neurons step with the functions of :mod:`neurocompile.semantics.discretization` (equations there).
-``Threshold`` (``s = x > threshold``) is a neuron without memory: its ``v`` is its input.
+Every stage reads this registry: the reader (``nir_io``) its fields and checks, the float reference and the
+normalizer its shapes and float op or step, ``inspect`` its kind, the quantizer each neuron's per-step linear
+form. Linear primitives' float ops are defined here; neurons step with
+:mod:`neurocompile.semantics.discretization`. What each computes: ``docs/conventions.md``; adding one:
+``docs/adding-a-primitive.md``.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """What the three training rules share: layer views of a model, per-step losses, readout, and
 the hardware-aware options.
 
-Online rules (OTTT, S-TLLR) need the synapse and the neuron of every layer separately, so they
-work on a list of :class:`LayerView` taken from a feed-forward :class:`~neurocompile.models.
-architectures.SNN` whose children alternate ``nn.Linear`` -> neuron (``MLP``). BPTT runs the
-model's own ``forward``, so it trains any architecture.
-
-All rules minimise the same per-step loss (OTTT's instantaneous loss)::
-
-    L = 1/|W| * sum_{t in W} loss(out[t], y)      W = the last ``loss_steps`` steps (all by default)
-
-where ``out[t]`` is the output layer's spikes (spiking output) or voltage (LI/I output).
+Online rules work on a list of :class:`LayerView` taken from a feed-forward ``MLP`` (``nn.Linear`` -> neuron per
+layer); BPTT runs the model's own ``forward``. All rules minimise the mean per-step loss over the last ``loss_steps`` steps
+(``docs/training.md``, "The loss").
 """
 
 from __future__ import annotations

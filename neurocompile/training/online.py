@@ -1,17 +1,10 @@
 """Shared engine of the online rules (OTTT, S-TLLR): one time step at a time, no graph over time.
 
-At every step ``t`` the engine runs the layers forward with the contract's step functions
-(states and the reset detached, no autograd), computes the instantaneous loss of that step,
-and propagates its error down through the layers *within the same step*::
-
-    L_L[t] = d loss_t / d out_L[t]                             (autograd on the loss only)
-    g_l[t] = L_l[t] * psi_l[t] * gain_l                        (d loss_t / d I_l[t], I = W x + b)
-    L_{l-1}[t] = g_l[t] @ W_l        (backprop, "bp")   or   e[t] @ B_l   (direct feedback alignment, "dfa")
-
-``psi = d spike / d v`` is the surrogate derivative of :func:`neurocompile.semantics.discretization.spike`
-(1 for non-spiking layers) and ``gain = d v / d I``. Each rule turns the learning signal into
-weight gradients with its own traces (:meth:`OnlineRule.weight_grad`); the bias is a weight on a
-constant input 1. Memory holds only per-neuron traces: it does not grow with the number of steps.
+At every step the layers run forward with the contract's step functions (states and the reset detached), and
+that step's loss is propagated down through the layers within the same step (backprop, ``"bp"``, or direct
+feedback alignment, ``"dfa"``); each rule turns the learning signal into weight gradients with its own traces
+(:meth:`OnlineRule.weight_grad`). Memory does not grow with the number of steps. The equations:
+``docs/training.md`` ("The online rules").
 """
 
 from __future__ import annotations

@@ -1,20 +1,9 @@
 """Online Training Through Time (OTTT; Xiao et al., NeurIPS 2022; reference code pkuxmq/OTTT-SNN).
 
-Per layer ``l`` with membrane decay ``lambda_l`` (``1 - dt/tau``) and input gain ``c_l``
-(``d v / d I``), the network runs with the reset detached (reset by subtraction in the
-reference; the contract's convention decides). A presynaptic trace follows every input::
-
-    a_hat_l[t] = lambda_l * a_hat_l[t-1] + x_l[t]
-
-and the weight gradient of step ``t`` is ``delta_l[t] a_hat_l[t]^T`` with
-``delta_l[t] = d loss_t / d I_l[t]`` propagated through the layers of the same step only.
-
-* ``mode="A"`` (OTTT_A): the gradients of all steps of a sample are summed, one update per batch.
-* ``mode="O"`` (OTTT_O): an update after every step (:meth:`OnlineRule.run_batch` ``on_step``).
-
-With a detached subtractive reset the last layer's gradient equals BPTT's exactly (the trace
-sums the temporal path ``lambda^(t-tau)`` that BPTT back-propagates); with ``lambda = 0`` every
-layer's gradient equals BPTT's.
+On the engine of :mod:`neurocompile.training.online`: per layer a presynaptic trace
+``a_hat[t] = lambda * a_hat[t-1] + x[t]`` (``lambda`` the membrane decay), and the weight gradient of step ``t`` is
+``delta[t] a_hat[t]^T`` with ``delta[t] = d loss_t / d I[t]`` of the same step. ``mode="A"`` sums a sample's steps,
+``mode="O"`` updates after every step. When it equals BPTT: ``docs/training.md``.
 """
 
 from __future__ import annotations

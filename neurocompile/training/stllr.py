@@ -1,20 +1,11 @@
 """S-TLLR: STDP-inspired temporal local learning rule (Apolinario & Roy, 2024; reference code
-mapolinario94/S-TLLR, ``STLLRLinearGrad``).
+mapolinario94/S-TLLR, ``STLLRLinearGrad``), on the engine of :mod:`neurocompile.training.online`::
 
-Per synapse ``i <- j`` of a spiking layer, with ``Psi_i[t]`` the surrogate derivative of the spike
-wrt the membrane (a "secondary activation") and traces updated forward in time::
+    e_ij[t]  = alpha_pre * Psi_i[t] * trx_j[t] + alpha_post * trPsi_i[t-1] * x_j[t]
+    dW_ij   += L_i[t] * c_i * e_ij[t]
 
-    trx_j[t]    = lambda_pre  * trx_j[t-1]    + x_j[t]
-    trPsi_i[t]  = lambda_post * trPsi_i[t-1]  + Psi_i[t]
-    e_ij[t]     = alpha_pre * Psi_i[t] * trx_j[t] + alpha_post * trPsi_i[t-1] * x_j[t]
-    dW_ij      += L_i[t] * c_i * e_ij[t]
-
-``L_i[t] = d loss_t / d s_i[t]`` is the learning signal of the same step (backprop through the
-layers at that step, or direct feedback alignment), ``c_i = d v / d I`` the input gain.
-``factors = [lambda_post, lambda_pre, alpha_post, alpha_pre]`` (default ``[0.5, 0.8, -0.2, 1]``).
-A non-spiking output layer (LI/I) has no ``Psi``; it uses the exact trace of its own decay.
-
-With ``alpha_post = 0`` and ``lambda_pre`` equal to the membrane decay this is OTTT_A.
+with the traces ``trx`` (decay ``lambda_pre``) and ``trPsi`` (``lambda_post``) and
+``factors = [lambda_post, lambda_pre, alpha_post, alpha_pre]``. Definitions and defaults: ``docs/training.md``.
 """
 
 from __future__ import annotations

@@ -2,14 +2,8 @@
 
     model, metrics = train(TrainConfig(rule="ottt", data="digits", steps=16, epochs=30))
 
-Rate-coded training spikes are drawn again every epoch (a fresh Bernoulli sample of the same
-images); the held-out split is encoded once with a fixed seed, so test accuracies of different
-runs are comparable. Accuracy uses the deployment readout: argmax of the output spike count.
-
-In a process group (``neurocompile train`` under torchrun, :mod:`neurocompile.distributed`) the
-loop is data-parallel: ``batch_size`` is the global batch, each rank trains on its share of every
-epoch's shuffled order, gradients are averaged over the ranks before each optimizer step, and
-losses and accuracies are summed over the ranks, so every rank reports the same figures.
+Training spikes are drawn again every epoch, the held-out split is encoded once; under torchrun the loop is
+data-parallel (``docs/distributed.md``). The loop and the rules: ``docs/training.md``.
 """
 
 from __future__ import annotations
