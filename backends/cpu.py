@@ -38,11 +38,8 @@ CONV_UNWRAPPED = 2 ** (fxp.CONV_ACC_BITS - 1)  # conv sums below this in magnitu
 # multiplying (int8 GEMM); measured in docs/benchmarks.md.
 GATHER_CROSSOVER = 0.05
 GATHER_MIN_WEIGHTS = 2**16
-# A feed-forward population runs in chunks of batch rows: the float frames of its conv synapses (inputs and
-# sums) take about native.CHUNK_BYTES (bounded memory, and sums the neuron kernel reads from cache), the int32 sums
-# of a dense synapse at most SUMS_BYTES (kept between runs in a buffer per thread: fresh pages cost a page
-# fault each, and every chunk one more hand-over from the GEMM's threads to the neuron kernel's);
-# measured in docs/benchmarks.md.
+# A feed-forward population runs in chunks of batch rows: conv frames of about native.CHUNK_BYTES, the int32
+# sums of a dense synapse at most SUMS_BYTES, in a buffer per thread kept between runs (docs/backends.md).
 SUMS_BYTES = 64 * 2**20
 INT32_SUMS = ("int8-gemm", "gather")  # the kernels whose sums are int32 (written into the buffer)
 KERNEL_SOURCE = Path(__file__).parent / "kernels" / "lif.c"
