@@ -361,7 +361,7 @@ class CpuBackend:
         for t in range(steps):
             _, state = self._advance(pop, t, a_in[:, t], state, out)
 
-    def kernel_run(self, kernel, pop: Population, a_in, shift: int, wexp: int, out: dict) -> None:
+    def _kernel_run(self, kernel, pop: Population, a_in, shift: int, wexp: int, out: dict) -> None:
         """The neuron recurrence of ``pop`` in the C kernel (``lif_run_*``)."""
         batch, steps, n = a_in.shape
         a_in = (a_in if a_in.dtype in kernel["lif"] else a_in.to(torch.int64)).contiguous()

@@ -16,16 +16,14 @@ import pytest
 import neurocompile
 from neurocompile.cli import main
 from neurocompile.errors import NeurocompileError, first_line
-
-sys.path.insert(0, str(Path(__file__).parent))
-from test_cli_float import run_cli as cli_run  # noqa: E402
+from tests.cli.test_cli_float import run_cli as cli_run
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "models" / "digits_mlp.pt"
 
 
 def run_cli(capsys, *argv):
-    """The CLI in-process (``test_cli_float.run_cli``); its stdout, after checking it succeeded."""
+    """The CLI in-process (``tests.cli.test_cli_float.run_cli``); its stdout, after checking it succeeded."""
     code, out, err = cli_run(capsys, *argv)
     assert code == 0, err
     return out

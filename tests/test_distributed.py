@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_cli_float import assert_one_line_error, run_cli
 
 from neurocompile import distributed
 from neurocompile.distributed import World
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.recording import Recording
+from tests.cli.test_cli_float import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

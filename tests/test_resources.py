@@ -8,10 +8,10 @@ import sys
 import nir
 import numpy as np
 import pytest
-from test_cli_float import assert_one_line_error, run_cli
 
 from neurocompile.errors import NeurocompileError
 from neurocompile.resources import LIMIT_VARIABLE, check_run_memory, memory_limit, values_per_step
+from tests.cli.test_cli_float import assert_one_line_error, run_cli
 
 
 def _graph(n_in: int = 10, n: int = 1000) -> nir.NIRGraph:

@@ -32,7 +32,7 @@ from neurocompile import api
 from neurocompile.backends import create_backend
 from neurocompile.data import load_digits_spikes
 from neurocompile.ir.program import BIAS_MANT_BITS
-from neurocompile.learning import onchip
+from neurocompile.learning import RULES, onchip
 
 MODEL = Path("models/digits04_mlp.pt")
 OLD, NEW = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
@@ -115,7 +115,7 @@ def plot(path, before: dict, after: list[dict], rule: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rule", choices=onchip.RULES, default="ottt")
+    parser.add_argument("--rule", choices=RULES, default="ottt")
     parser.add_argument("--lr", type=float, default=0.0005)
     parser.add_argument(
         "--surrogate-slope", type=float, default=1.0, help="wide (1): a fresh output far below threshold still learns"

@@ -21,11 +21,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from neurocompile.data import load_digits_images
+from neurocompile.onnx.convert import convert, evaluate, plot_accuracy
 
-from neurocompile.data import load_digits_images  # noqa: E402
-from neurocompile.onnx.convert import convert, evaluate, plot_accuracy  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def mlp() -> nn.Module:

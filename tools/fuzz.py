@@ -3,7 +3,7 @@
     .venv/bin/python tools/fuzz.py --cases 10000 --keep out/fuzz
     .venv/bin/python tools/fuzz.py --replay ncp:123 --keep out/fuzz    # one case again, with its output
 
-For each format (``.nir``, ``.ncp``, ``.pt``, spike inputs, datasets, ``.onnx``) ``tests/fuzz_inputs.py``
+For each format (``.nir``, ``.ncp``, ``.pt``, spike inputs, datasets, ``.onnx``) ``tools/fuzz_inputs.py``
 mutates small valid files (fields, shapes, types, values, links; zip members; bytes) and picks a command
 that reads the result: inspect, simulate on the cpu and float backends, compile, export, learn or
 convert. Each case runs in a forked child of this process (torch and neurocompile are imported, and
@@ -52,10 +52,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from fuzz_inputs import FORMATS, STEPS, make_case, make_seeds  # noqa: E402
+if __package__:  # imported as tools.fuzz (tests/tools/test_fuzz.py)
+    from .fuzz_inputs import FORMATS, STEPS, make_case, make_seeds
+else:  # run as a script (``python tools/fuzz.py``): fuzz_inputs.py is a sibling in the script's folder
+    from fuzz_inputs import FORMATS, STEPS, make_case, make_seeds
 
 OUTCOMES = ("ok", "rejected", "noisy", "internal", "traceback", "crash", "hang", "unreadable")
 BAD = OUTCOMES[2:]

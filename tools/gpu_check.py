@@ -1,6 +1,6 @@
 """GPU check, one prepared run on a CUDA machine: exactness of the CUDA paths, then throughput.
 
-1. ``tests/test_gpu.py``: the fixed-point backend on CUDA against the CPU, every spike, u and v bit
+1. ``tests/backends/test_gpu.py``: the fixed-point backend on CUDA against the CPU, every spike, u and v bit
    for bit; the float backend's spikes on CUDA against the CPU.
 2. Throughput at batch 256, T=32, with the benchmark suite's networks and equal recording
    (``tools/bench.py``: spikes, u and v of every population): the fixed-point backend (torch path)
@@ -19,21 +19,19 @@ import sys
 import time
 from pathlib import Path
 
+import bench  # tools/bench.py, a sibling: the suite's networks, recording keys and snnTorch runner
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # noqa: E402  (the suite's networks, recording keys and snnTorch runner)
-
-from neurocompile.backends import create_backend  # noqa: E402
+from neurocompile.backends import create_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def exactness() -> int:
-    """Run tests/test_gpu.py; its exit status."""
+    """Run tests/backends/test_gpu.py; its exit status."""
     return subprocess.call(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests/test_gpu.py")]
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "tests/backends/test_gpu.py")]
     )
 
 

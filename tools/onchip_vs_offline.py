@@ -29,7 +29,7 @@ from neurocompile import api
 from neurocompile.backends import create_backend
 from neurocompile.data import load_digits_spikes
 from neurocompile.frontend.checkpoint import load_checkpoint
-from neurocompile.learning import onchip
+from neurocompile.learning import LAYER_CHOICES, onchip
 from neurocompile.training.common import evaluate, layer_views
 from neurocompile.training.online import weight_parameter
 from neurocompile.training.ottt import OTTT
@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lr", type=float, default=0.003)
     parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--layers", choices=onchip.LAYER_CHOICES, default="readout")
+    parser.add_argument("--layers", choices=LAYER_CHOICES, default="readout")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
     x, y = load_digits_spikes(steps=args.steps, split="train", seed=0)

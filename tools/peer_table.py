@@ -122,7 +122,7 @@ WHY = {
     ),
 }
 
-# Compiled cases below 95% fixed-point agreement, and precisely why (tests/test_peer_fixed_point.py keeps
+# Compiled cases below 95% fixed-point agreement, and precisely why (tests/peers/test_peer_fixed_point.py keeps
 # this list true).
 FIXED_BELOW: dict[tuple[str, str], str] = {}
 

@@ -1,0 +1,92 @@
+"""A program's structure is checked before use: names, shapes, outputs, reset intervals."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from neurocompile.errors import NeurocompileError
+from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
+
+
+def _program(**population) -> FixedPointProgram:
+    pop = dict(name="p", shape=(2,), du=0, dv=0, vth=10, bias_mant=np.zeros(2, np.int32)) | population
+    return FixedPointProgram(
+        [InputPort("x", (3,))],
+        [Population(**pop)],
+        [Synapse("s", "x", "p", "dense", np.zeros((2, 3), np.int32))],
+        ["p"],
+    )
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(reset_interval=-1), "'reset_interval': -1 is not an integer >= 0"),
+        (dict(reset_interval=2.5), "'reset_interval': 2.5 is not an integer >= 0"),
+        (dict(reset_interval=True), "'reset_interval': True is not an integer >= 0"),
+        (dict(shape="ab"), "'shape': 'ab' is not a tuple of positive integers"),
+        (dict(shape=(0,)), "'shape': (0,) is not a tuple of positive integers"),
+        (dict(shape=(2.0,)), "'shape': (2.0,) is not a tuple of positive integers"),
+        (dict(name=["p"]), "node name ['p'] is not a non-empty string"),
+    ],
+)
+def test_bad_structure_is_a_one_line_error(change, message):
+    with pytest.raises(NeurocompileError, match=re.escape(message)):
+        _program(**change).validate()
+
+
+def test_a_program_needs_an_output():
+    program = _program()
+    program.outputs = []
+    with pytest.raises(NeurocompileError, match="outputs must name at least one population"):
+        program.validate()
+
+
+def test_a_saved_program_with_a_negative_reset_interval_does_not_load(tmp_path):
+    path = tmp_path / "p.ncp"
+    _program().validate().save(path)
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    header = json.loads(arrays["program.json"].tobytes())
+    header["populations"][0]["reset_interval"] = -3
+    arrays["program.json"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(NeurocompileError, match="node 'p', parameter 'reset_interval'"):
+        FixedPointProgram.load(path)
+
+
+def test_record_names_with_dots_name_nested_nodes():
+    """Nodes of nested NIR graphs are named ``graph.node``: a whole name is a node, a last ``.var`` its variable."""
+    import numpy as np
+
+    from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
+
+    pop = Population("lif1.lif", (2,), du=4095, dv=0, vth=100, bias_mant=np.zeros(2, np.int32))
+    syn = Synapse("w", "in.x", "lif1.lif", "dense", np.ones((2, 2), np.int32))
+    program = FixedPointProgram([InputPort("in.x", (2,))], [pop], [syn], ["lif1.lif"]).validate()
+    assert program.recorded_variables(["lif1.lif.v", "in.x"]) == {"lif1.lif": {"v"}, "in.x": {"spikes"}}
+    assert program.recorded_variables(["lif1.lif"]) == {"lif1.lif": {"spikes", "u", "v"}}
+
+
+@pytest.mark.parametrize("target", [[1, 2], {"bogus": 1}, 3])
+def test_a_learning_target_that_is_not_a_port_name_is_a_one_line_error(target):
+    from tests.helpers.plastic_programs import output_signal
+
+    program = _program(learning=output_signal(target=target))
+    with pytest.raises(
+        NeurocompileError, match=re.escape("parameter 'learning.target': must be the name of a target port")
+    ):
+        program.validate()
+
+
+def test_num_weight_bits_is_checked_in_a_float_program_too():
+    program = _program()
+    program.number_format = "float"
+    program.synapses[0].num_weight_bits = None
+    with pytest.raises(NeurocompileError, match="parameter 'num_weight_bits'"):
+        program.validate()
