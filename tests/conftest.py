@@ -1,8 +1,5 @@
-"""Shared test fixtures.
-
-Shared data lives beside the repository: ``<repo>/../shared`` (``/work/shared`` next to
-``/work/main``; CI clones the repository with ``shared/`` beside it).
-"""
+"""Shared test fixtures; the files they name live in ``tests/fixtures/`` (sources and licences in
+each folder's README)."""
 
 from __future__ import annotations
 
@@ -10,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
-NIR_PAPER_DIR = SHARED_DIR / "data" / "nir-paper"
+NIR_PAPER_DIR = Path(__file__).resolve().parent / "fixtures" / "nir-paper"
 
 
 @pytest.fixture(scope="session")

@@ -52,7 +52,7 @@ from neurocompile.semantics.discretization import Convention, get_convention
 from neurocompile.semantics.float_form import float_program_of
 
 ROOT = Path(__file__).resolve().parents[1]
-NIR_PAPER_DIR = ROOT.parent / "shared" / "data" / "nir-paper"
+NIR_PAPER_DIR = ROOT / "tests" / "fixtures" / "nir-paper"
 NORSE_PYTHON = Path.home() / ".cache" / "neurocompile-peers" / "norse" / "bin" / "python"
 RECORDING = "spikes, u (synaptic input current) and v of every neuron population, every step"
 MLP_SIZES = {"small": (64, 128, 10), "medium": (784, 512, 512, 10), "large": (784, 2048, 2048, 10)}

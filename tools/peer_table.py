@@ -84,7 +84,7 @@ WHY = {
         "`cuba_input_scaled=False`). The export writes tau = dt/tau_inv: repaired by `--from norse==1.1` (tau_syn, "
         "tau_mem read as written/dt). It writes no `v_reset` or `w_in`: read as 0 and 1, Norse's defaults (a "
         "non-default `v_reset` is lost in the file). Fixed point: the Affine biases rise through the current as in "
-        "Norse, fed by a tonic source (Lava's LIF has no bias on u; `quantize.tonic_source`)."
+        "Norse, fed by a tonic source (Lava's LIF has no bias on u; `lif_mapping.tonic_source`)."
     ),
     ("sinabs", "iaf_mlp"): "SingleSpike: `v += x`, `s = [v >= th]`, `v -= th*s`.",
     ("sinabs", "iaf_mlp_multispike"): (

@@ -1,7 +1,7 @@
 """`neurocompile simulate MODEL`: run a network on the float, cpu or lava backend.
 
 MODEL is a ``.nir`` graph (float runs it directly; cpu/lava compile it on the fly with
-``neurocompile.compiler.quantize.compile_graph``), a ``.ncp`` fixed-point program (cpu/lava only) or a
+``neurocompile.compiler.pipeline.compile_graph``), a ``.ncp`` fixed-point program (cpu/lava only) or a
 neurocompile checkpoint ``.pt`` (exported to NIR first). Reports accuracy when labels exist,
 spikes per node, synaptic operations and activation sparsity.
 

@@ -2,7 +2,7 @@
 formula, determinism, and runs that fail or stall without leaving processes behind.
 
 The oracle is Lava's own LearningDense/LearningSparse process models (``fixed_pt``: the
-bit-approximate learning engine); the learning neuron is ours (``_lava_procs.LearningNeuron``)
+bit-approximate learning engine); the learning neuron is ours (``backends/lava/processes.py``, ``LearningNeuron``)
 around Lava's LIF integration.
 """
 
