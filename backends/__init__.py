@@ -5,7 +5,7 @@
 ``lava``: the compiled program lowered to Lava processes (needs lava-nc).
 
 Every backend follows :class:`~neurocompile.backends.base.Backend`. What sets them apart (the model
-they run, their options, devices, graded inputs, learning) is their :data:`BACKENDS` entry; callers
+they run, their options, devices, learning, unquantized lowering) is their :data:`BACKENDS` entry; callers
 pick a backend by name through :func:`create_backend` and read its entry, never its name.
 """
 
@@ -23,8 +23,7 @@ class BackendEntry:
 
     ``model``: "graph" (a NIR graph) or "program" (a compiled program; a graph is compiled for it).
     ``options``: the run options its constructor takes, by the API's names (``convention``,
-    ``device``, ``tag``, ``hardware``). ``graded_inputs``: it runs non-0/1 inputs of a float model.
-    ``learning``: it runs plastic programs (``learn``). ``unquantized``: the option value with which a
+    ``device``, ``tag``, ``hardware``). ``learning``: it runs plastic programs (``learn``). ``unquantized``: the option value with which a
     graph is lowered to a float program instead of compiled (Lava's ``floating_pt``)."""
 
     module: str
@@ -32,7 +31,6 @@ class BackendEntry:
     model: str
     summary: str
     options: tuple[str, ...]
-    graded_inputs: bool = False
     learning: bool = False
     unquantized: tuple[str, str] | None = None
 
@@ -48,25 +46,27 @@ class BackendEntry:
 
 BACKENDS: dict[str, BackendEntry] = {
     "float": BackendEntry(
-        "float_ref", "FloatReference", "graph", "float reference of the NIR graph", ("convention", "device"), True
+        "float_ref",
+        "FloatReference",
+        "graph",
+        "float reference of the NIR graph",
+        options=("convention", "device"),
     ),
     "cpu": BackendEntry(
         "cpu",
         "CpuBackend",
         "program",
         "bit-accurate fixed-point simulator (C kernel or torch)",
-        ("device",),
-        True,
-        True,
+        options=("device",),
+        learning=True,
     ),
     "lava": BackendEntry(
         "lava.backend",
         "LavaBackend",
         "program",
         "Lava process graph (fixed_pt or floating_pt)",
-        ("tag", "hardware"),
-        True,
-        True,
+        options=("tag", "hardware"),
+        learning=True,
         unquantized=("tag", "floating_pt"),
     ),
 }
