@@ -33,7 +33,7 @@ import numpy as np
 
 FORMATS = ("nir", "ncp", "pt", "spikes", "dataset", "onnx")
 STEPS = 6  # time steps of every seed input
-SHARED_NIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nir-paper"
+PAPER_NIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "nir-paper"
 PAPER_GRAPHS = ("braille_noDelay_bias_zero.nir", "lif_norse.nir", "braille_noDelay_bias_zero_subgraph.nir")
 
 
@@ -79,10 +79,10 @@ def make_seeds(directory) -> list[Model]:
     models = [_architecture_seed(directory, name, *spec, rng) for name, spec in ARCHITECTURES.items()]
     models.append(_graph_seed(directory, "zoo", _zoo_graph(rng), rng))
     models.append(_float_program_seed(directory, models[0], rng))
-    models.append(_plastic_program_seed(directory, rng))
+    models.append(_plastic_program_seed(directory, models[0], rng))
     for name in PAPER_GRAPHS:
-        if (SHARED_NIR / name).is_file():
-            models.append(_paper_seed(directory, SHARED_NIR / name, rng))
+        if (PAPER_NIR / name).is_file():
+            models.append(_paper_seed(directory, PAPER_NIR / name, rng))
     models += [_onnx_seed(directory, name, make, rng) for name, make in ONNX_MODELS.items()]
     return models
 
@@ -193,53 +193,16 @@ def _float_program_seed(directory: Path, source: Model, rng) -> Model:
     return Model("float", {"ncp": path}, source.spikes, source.labelled, source.split)
 
 
-def _plastic_program_seed(directory: Path, rng) -> Model:
-    """A learning program: hidden layer by feedback alignment, readout learning from a target port."""
+def _plastic_program_seed(directory: Path, source: Model, rng) -> Model:
+    """The MLP with every layer learning on chip (OTTT: the readout from a target port, the hidden layer by
+    feedback alignment), as ``learn --layers all`` compiles it."""
+    from neurocompile.ir.program import FixedPointProgram
+    from neurocompile.learning.onchip import compile_learning
+
     path = directory / "plastic.ncp"
-    _plastic_program(n_in=4, n_hidden=4, n_out=3).save(path)
+    learning, _report = compile_learning(FixedPointProgram.load(source.files["ncp"]), "ottt", "all", sample_steps=STEPS)
+    learning.save(path)
     return Model("plastic", {"ncp": path}, **_inputs(directory, "plastic", (4,), 3, rng), classifier=False)
-
-
-def _plastic_program(n_in: int, n_hidden: int, n_out: int, seed: int = 0):
-    """input -> hidden -> output, both synapses learning the OTTT rule: the output population from a target
-    stream, the hidden one from the output's error through a feedback synapse (direct feedback alignment).
-
-    The program ``plastic_program(n_in, n_hidden, n_out, hidden_rule=OTTT_RULE, seed=seed)`` of the test
-    helpers (``tests/helpers/plastic_programs.py``) builds, written out here so that ``tools/`` imports
-    nothing from ``tests/``.
-    """
-    from neurocompile.ir.plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
-    from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
-
-    rule = LearningRule(
-        products=(Product("u0", (Factor("x1"), Factor("y2")), mantissa=-1, exponent=0),),
-        rng_seed=7,
-        x1_impulse=16.0,
-        x1_tau=8,
-    )
-    surrogate = Surrogate(table=(64, 48, 32, 20, 12, 6, 2, 0), shift=6)
-    hidden_signal = LearningSignal(
-        surrogate=surrogate, trace_decay=1024, y2=SignalTerm("surrogate", 2), y3=SignalTerm("surrogate_trace", 4)
-    )
-    output_signal = LearningSignal(
-        target="target", output="spikes", output_shift=6, surrogate=surrogate, y2=SignalTerm("surrogate", 3)
-    )
-    rng = np.random.default_rng(seed)
-    neuron = dict(du=1024, dv=512, vth=40)
-    inputs = [InputPort("x", (n_in,)), InputPort("target", (n_out,), kind="target")]
-    populations = [
-        Population("hid", (n_hidden,), **neuron, bias_mant=np.zeros(n_hidden, np.int32), learning=hidden_signal),
-        Population("out", (n_out,), **neuron, bias_mant=np.zeros(n_out, np.int32), learning=output_signal),
-    ]
-    w_in = rng.integers(-120, 121, size=(n_hidden, n_in)).astype(np.int32)
-    w_out = rng.integers(-120, 121, size=(n_out, n_hidden)).astype(np.int32)
-    feedback = rng.integers(-100, 101, size=(n_hidden, n_out)).astype(np.int32)
-    synapses = [
-        Synapse("w_in", "x", "hid", "dense", w_in, weight_exp=0, sign_mode="mixed", learning=rule),
-        Synapse("w_out", "hid", "out", "dense", w_out, weight_exp=0, sign_mode="mixed", learning=rule),
-        Synapse("feedback", "out", "hid", "dense", feedback, signal="error"),
-    ]
-    return FixedPointProgram(inputs, populations, synapses, ["out"]).validate()
 
 
 # --- cases -----------------------------------------------------------------------------------------
