@@ -480,12 +480,15 @@ def _records(header: dict, field: str) -> list[dict]:
 
 
 def _fields(cls, record: dict, where: str, supplied: tuple[str, ...] = ()) -> dict:
-    """``record`` checked against dataclass ``cls``: no unknown fields, every required one present
-    (``supplied`` ones come from elsewhere)."""
+    """``record`` checked against dataclass ``cls``: no unknown fields, none of the ``supplied`` ones (they
+    are stored as arrays), every required one present."""
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(map(str, set(record) - known))
     if unknown:
         raise NeurocompileError(f"{where}: unknown field '{unknown[0]}'")
+    stored = sorted(set(record) & set(supplied))
+    if stored:
+        raise NeurocompileError(f"{where}: field '{stored[0]}' is stored as an array, not in program.json")
     required = {f.name for f in dataclasses.fields(cls) if f.default is MISSING and f.default_factory is MISSING}
     missing = sorted(required - set(record) - set(supplied))
     if missing:
@@ -523,7 +526,7 @@ def _program_from_arrays(arrays: dict) -> FixedPointProgram:
         populations.append(Population(bias_mant=_array(arrays, f"pop{i}.bias_mant"), **record))
     synapses = []
     for i, record in enumerate(_records(header, "synapses")):
-        record = _fields(Synapse, record, f"synapses[{i}]", ("weights",))
+        record = _fields(Synapse, record, f"synapses[{i}]", ("weights", "delays"))
         if record.get("conv") is not None:
             if not isinstance(record["conv"], dict):
                 raise NeurocompileError(f"node '{record['name']}', parameter 'conv': must be an object")

@@ -46,18 +46,33 @@ def test_a_program_needs_an_output():
         program.validate()
 
 
-def test_a_saved_program_with_a_negative_reset_interval_does_not_load(tmp_path):
+def _saved_with(tmp_path, edit):
+    """A saved program whose ``program.json`` header ``edit`` changed."""
     path = tmp_path / "p.ncp"
     _program().validate().save(path)
     with np.load(path) as archive:
         arrays = {key: archive[key] for key in archive.files}
     header = json.loads(arrays["program.json"].tobytes())
-    header["populations"][0]["reset_interval"] = -3
+    edit(header)
     arrays["program.json"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     with open(path, "wb") as fh:
         np.savez(fh, **arrays)
+    return path
+
+
+def test_a_saved_program_with_a_negative_reset_interval_does_not_load(tmp_path):
+    path = _saved_with(tmp_path, lambda header: header["populations"][0].update(reset_interval=-3))
     with pytest.raises(NeurocompileError, match="node 'p', parameter 'reset_interval'"):
         FixedPointProgram.load(path)
+
+
+@pytest.mark.parametrize("part, field", [("synapses", "weights"), ("synapses", "delays"), ("populations", "bias_mant")])
+def test_a_header_field_that_is_stored_as_an_array_is_refused_in_one_line(tmp_path, part, field):
+    # was: TypeError "Synapse() got multiple values for keyword argument 'weights'" (fuzzing, issue 27)
+    path = _saved_with(tmp_path, lambda header: header[part][0].update({field: [[1, 2, 3], [4, 5, 6]]}))
+    with pytest.raises(NeurocompileError) as info:
+        FixedPointProgram.load(path)
+    assert str(info.value) == f"{path}: {part}[0]: field '{field}' is stored as an array, not in program.json"
 
 
 def test_record_names_with_dots_name_nested_nodes():
