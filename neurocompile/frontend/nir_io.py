@@ -442,9 +442,10 @@ def _validate_sizes(node, name: str) -> None:
     for port in ("input_type", "output_type"):
         shape = single_shape(getattr(node, port, None))
         if shape is not None and math.prod(shape) > MAX_NODE_SIZE:
+            values = math.prod(shape)  # integer arithmetic: a shape of float64's maximum does not overflow
             raise GraphError(
-                f"shape {list(shape)} holds {math.prod(shape)} values ({math.prod(shape) * 4 / 2**30:.3g} GiB per "
-                f"sample and step as float32); at most {MAX_NODE_SIZE} per node",
+                f"shape {list(shape)} holds {values} values ({values * 4 >> 30} GiB per sample and step as "
+                f"float32); at most {MAX_NODE_SIZE} per node",
                 node=name,
                 field=port,
             )

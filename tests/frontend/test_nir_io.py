@@ -176,3 +176,13 @@ def test_negative_delay_and_dangling_edge():
     with pytest.raises(GraphError) as info:
         validate_graph(graph)
     assert info.value.field == "edges" and "'out'" in str(info.value)
+
+
+def test_an_output_shape_of_float64s_maximum_twice_is_a_one_line_error(tmp_path):
+    # was: OverflowError "integer division result too large for a float" (fuzzing, issue 27)
+    path = write(tmp_path, small_graph())
+    with h5py.File(path, "r+") as fh:
+        del fh["node/nodes/output/shape"]
+        fh["node/nodes/output/shape"] = np.full(2, np.finfo(np.float64).max)  # 10^616 values
+    err = one_line_error(path, lenient=True)
+    assert err.node == "output" and "at most 16777216 per node" in str(err)
