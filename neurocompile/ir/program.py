@@ -323,6 +323,8 @@ class FixedPointProgram(Network):
         for node in [*self.inputs, *self.populations, *self.synapses]:
             if not isinstance(node.name, str) or not node.name:
                 raise NeurocompileError(f"program: node name {node.name!r} is not a non-empty string")
+            if any(c in node.name for c in "/\\\0"):  # names become recording keys, i.e. archive member names
+                raise NeurocompileError(f"program: node name {node.name!r} holds a path separator or NUL")
         for node in [*self.inputs, *self.populations]:
             if (
                 not isinstance(node.shape, tuple)

@@ -32,6 +32,10 @@ def _program(**population) -> FixedPointProgram:
         (dict(shape=(0,)), "'shape': (0,) is not a tuple of positive integers"),
         (dict(shape=(2.0,)), "'shape': (2.0,) is not a tuple of positive integers"),
         (dict(name=["p"]), "node name ['p'] is not a non-empty string"),
+        # a name becomes a recording key, the member name of an .npz archive (issue 27's fuzzing finding)
+        (dict(name="../../../../tmp/x"), "node name '../../../../tmp/x' holds a path separator or NUL"),
+        (dict(name="..\\x"), "node name '..\\\\x' holds a path separator or NUL"),
+        (dict(name="a\0b"), "node name 'a\\x00b' holds a path separator or NUL"),
     ],
 )
 def test_bad_structure_is_a_one_line_error(change, message):
