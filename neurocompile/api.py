@@ -25,7 +25,7 @@ from neurocompile.backends.base import require_spikes
 from neurocompile.compiler.pipeline import compile_graph, lower_float
 from neurocompile.data import DATASETS, load_dataset, read_spike_file
 from neurocompile.errors import GraphError, NeurocompileError
-from neurocompile.files import MAX_ARRAY_BYTES, require_folders, write_atomically
+from neurocompile.files import MAX_ARRAY_BYTES, check_outputs, require_folders, write_atomically
 from neurocompile.frontend.nir_io import load_graph, validate_graph
 from neurocompile.frontend.torch_export import convention_from_metadata, export_checkpoint, write_nir
 from neurocompile.frontend.torch_export import export as export_module
@@ -33,7 +33,7 @@ from neurocompile.ir.program import FixedPointProgram
 from neurocompile.learning import onchip, session
 from neurocompile.resources import check_input_memory
 from neurocompile.semantics.discretization import Convention, get_convention
-from neurocompile.training.trainer import TrainConfig, save_outputs
+from neurocompile.training.trainer import TrainConfig, output_paths, save_outputs
 from neurocompile.training.trainer import train as run_training
 
 MODEL_SUFFIXES = (".nir", ".pt", ".ncp")
@@ -332,12 +332,13 @@ def train(config=None, *, output=None, progress: bool = False, **options):
     if unknown:
         raise NeurocompileError(f"train: unknown option(s) {', '.join(unknown)}")
     config = dataclasses.replace(config, **options)
+    if output is not None:  # before minutes of training, not after
+        written = list(output_paths(output).values())
+        require_folders(written)
+        check_outputs(written, [] if config.data in DATASETS else [config.data])
     model, metrics = run_training(config, progress=progress)
     if output is not None:
-        try:
-            metrics["outputs"] = save_outputs(model, metrics, output)
-        except OSError as exc:
-            raise NeurocompileError(f"{output}: cannot write ({exc.strerror or type(exc).__name__})") from None
+        metrics["outputs"] = save_outputs(model, metrics, output)
     return model, metrics
 
 

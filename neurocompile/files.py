@@ -24,9 +24,11 @@ ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 def check_outputs(outputs, inputs) -> None:
-    """One-line error if an output path names one of the inputs (the same file, links followed)."""
+    """One-line error if an output path is a directory or names one of the inputs (the same file, links followed)."""
     ins = [Path(p) for p in inputs if p is not None]
     for out in (Path(p) for p in outputs if p is not None):
+        if out.is_dir():
+            raise NeurocompileError(f"{out}: is a directory; the output needs a file name")
         for src in ins:
             if os.path.realpath(out) == os.path.realpath(src) or (out.exists() and src.exists() and out.samefile(src)):
                 raise NeurocompileError(f"{out}: the output would overwrite the input {src}; choose another name")

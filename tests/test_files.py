@@ -10,6 +10,7 @@ import pytest
 
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import usual_mode, write_atomically
+from neurocompile.training import trainer
 from tests.cli.test_cli_float import assert_one_line_error, run_cli
 
 SHIPPED = "models/digits_mlp.pt"
@@ -41,6 +42,49 @@ def test_commands_refuse_to_overwrite_their_input(tmp_path, capsys, graph):
         capsys, "simulate", graph, "--backend", "float", "--data", "digits", "--limit", 2, "--plot", graph
     )
     assert_one_line_error(code, err, "would overwrite the input")
+
+
+def _dataset(path):
+    rng = np.random.default_rng(0)
+    x = (rng.random((20, 4, 64)) < 0.3).astype(np.float32)
+    np.savez(path, x=x, y=np.arange(20) % 2)
+    return path
+
+
+def test_a_dataset_is_an_input_that_no_output_overwrites(tmp_path, capsys, graph):
+    # was: simulate --data d.npz --record d.npz, train --data d.npz -o d.npz (also through a link) overwrote it
+    data = _dataset(tmp_path / "d.npz")
+    before = data.read_bytes()
+    link = tmp_path / "link.npz"
+    link.symlink_to(data)
+    for out in (data, link):
+        for option in ("--record", "--plot"):
+            code, _, err = run_cli(capsys, "simulate", graph, "--data", data, "--limit", 2, option, out)
+            assert_one_line_error(code, err, "would overwrite the input")
+        code, _, err = run_cli(capsys, "train", "--data", data, "--epochs", 1, "-o", out)
+        assert_one_line_error(code, err, "would overwrite the input")
+    code, _, err = run_cli(capsys, "train", "--data", data, "--epochs", 1, "-o", tmp_path / "d.pt")  # d.json, d.png
+    assert code == 0, err
+    assert data.read_bytes() == before and link.is_symlink()
+
+
+def test_train_writes_all_of_its_outputs_or_none_and_makes_no_folder(tmp_path, capsys, monkeypatch):
+    data = _dataset(tmp_path / "d.npz")
+    train = ("train", "--data", data, "--epochs", 1, "--json", "-o")
+    code, _, err = run_cli(capsys, *train, tmp_path / "missing" / "m.pt")
+    assert_one_line_error(code, err, "no such directory")
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "m.json").mkdir()
+    code, _, err = run_cli(capsys, *train, tmp_path / "m.pt")
+    assert_one_line_error(code, err, "m.json: is a directory")
+
+    def full_disk(metrics, path):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trainer, "plot_learning_curve", full_disk)  # the curve fails: nothing may appear
+    code, _, err = run_cli(capsys, *train, tmp_path / "n.pt")
+    assert_one_line_error(code, err, "cannot write training outputs (No space left on device)")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("n.") or p.name.startswith(".n.")]
 
 
 def test_record_names_get_npz_only_without_a_suffix(tmp_path, capsys, graph):

@@ -18,6 +18,7 @@ import click
 from neurocompile.backends import learning_backends
 from neurocompile.cli import cli
 from neurocompile.cli.options import producer_option
+from neurocompile.data import DATASETS
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs
 from neurocompile.learning import LAYER_CHOICES, REINIT_CHOICES, RULES
@@ -138,7 +139,7 @@ def learn(
 
     if not (math.isfinite(lr) and lr > 0):
         raise NeurocompileError(f"--lr must be a positive number, got {lr}")
-    check_outputs([output, plot_path, nir_path], [model, data])
+    check_outputs([output, plot_path, nir_path], [model, data if data not in DATASETS else None])
     _learned, result = api.learn(
         model,
         rule,

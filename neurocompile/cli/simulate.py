@@ -23,6 +23,7 @@ from neurocompile.backends import BACKENDS, backend_entry
 from neurocompile.backends.lava.backend import TAGS
 from neurocompile.cli import cli
 from neurocompile.cli.options import convention_options
+from neurocompile.data import DATASETS
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs, npz_name
 
@@ -111,7 +112,9 @@ def simulate(
     from neurocompile import api  # here, not at the top: the API loads torch, which --help does not need
 
     _check_options(input_path, data, steps, limit, dt)
-    check_outputs([record_path and npz_name(record_path), plot_path], [model, input_path])
+    check_outputs(
+        [record_path and npz_name(record_path), plot_path], [model, input_path, data if data not in DATASETS else None]
+    )
     entry = backend_entry(backend)
     if entry.device:
         try:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from neurocompile import distributed
 from neurocompile.data import load_dataset
 from neurocompile.errors import BackendUnavailableError, NeurocompileError
-from neurocompile.files import save_figure
+from neurocompile.files import save_figure, write_together
 from neurocompile.frontend.checkpoint import save_checkpoint
 from neurocompile.models.architectures import MLP
 from neurocompile.semantics import primitives
@@ -290,18 +290,24 @@ def plot_learning_curve(metrics: dict, path) -> Path:
     return save_figure(fig, path, "learning curve")
 
 
-def save_outputs(model, metrics: dict, out_path) -> dict:
-    """Write the checkpoint, ``<stem>.png`` (learning curve) and ``<stem>.json`` (metrics)."""
-
+def output_paths(out_path) -> dict[str, Path]:
+    """The files a training run writes: the checkpoint, ``<stem>.png`` (learning curve), ``<stem>.json`` (metrics)."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    return {"checkpoint": out_path, "curve": out_path.with_suffix(".png"), "metrics": out_path.with_suffix(".json")}
+
+
+def save_outputs(model, metrics: dict, out_path) -> dict:
+    """Write the checkpoint, learning curve and metrics (:func:`output_paths`): all of them or none."""
+    paths = output_paths(out_path)
     extra = {k: metrics[k] for k in ("test_acc", "best_test_acc", "steps", "n_test")}
     extra["rule"] = metrics["config"]["rule"]
     extra["data"] = metrics["config"]["data"]
     extra["seed"] = metrics["config"]["seed"]
     extra["hardware_aware"] = metrics["config"]["hardware_aware"]
-    save_checkpoint(model, out_path, extra=extra)
-    png = plot_learning_curve(metrics, out_path.with_suffix(".png"))
-    js = out_path.with_suffix(".json")
-    js.write_text(json.dumps(metrics, indent=2))
-    return {"checkpoint": str(out_path), "curve": str(png), "metrics": str(js)}
+    writers = {
+        "checkpoint": lambda path: save_checkpoint(model, path, extra=extra),
+        "curve": lambda path: plot_learning_curve(metrics, path),
+        "metrics": lambda path: Path(path).write_text(json.dumps(metrics, indent=2)),
+    }
+    write_together([(paths[name], write) for name, write in writers.items()], "training outputs")
+    return {name: str(path) for name, path in paths.items()}
