@@ -27,6 +27,7 @@ from neurocompile.frontend.nir_io import single_shape
 LIMIT_VARIABLE = "NEUROCOMPILE_MAX_MEMORY_GB"
 VALUES_PER_NODE = 4  # recorded spikes, v, u, and one working copy
 BYTES_PER_VALUE = 4
+TRAINING_COPIES = 4  # of every parameter while training: the weight, its gradient, the optimizer's two moments
 FALLBACK_LIMIT = 8 << 30  # where the system does not report its available memory
 
 
@@ -112,4 +113,18 @@ def check_run_memory(model, batch: int, steps: int) -> None:
             f"this run needs about {need / 2**30:.3g} GiB ({batch} samples x {steps} steps x {values} values "
             f"per step) and the limit is {limit / 2**30:.3g} GiB: run fewer samples (--limit) or steps (--steps), "
             f"or raise the limit with {LIMIT_VARIABLE}"
+        )
+
+
+def check_training_memory(sizes, batch: int, steps: int, why: str = "") -> None:
+    """Refuse training a network of layer ``sizes`` whose parameters (with their gradients and optimizer
+    state) and one batch's activations exceed :func:`memory_limit`; ``why`` says where the sizes came from."""
+    parameters = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    activations = batch * steps * sum(sizes) * VALUES_PER_NODE
+    need = (parameters * TRAINING_COPIES + activations) * BYTES_PER_VALUE
+    limit = memory_limit()
+    if need > limit:
+        raise NeurocompileError(
+            f"training the {'-'.join(map(str, sizes))} network needs about {need / 2**30:.3g} GiB ({parameters} "
+            f"parameters) and the limit is {limit / 2**30:.3g} GiB{why}; raise the limit with {LIMIT_VARIABLE}"
         )

@@ -60,3 +60,28 @@ def test_simulate_refuses_before_allocating(monkeypatch, tmp_path, capsys):
             capsys, "simulate", tmp_path / "g.nir", "--backend", backend, "--input", tmp_path / "x.npy"
         )
         assert_one_line_error(code, err, f"raise the limit with {LIMIT_VARIABLE}")
+
+
+def test_a_model_that_training_would_build_is_sized_first(tmp_path, capsys, monkeypatch):
+    # was: a label near 2**31 built a readout of that many classes and died allocating 64 GB (issue 27)
+    monkeypatch.setenv(LIMIT_VARIABLE, "1")
+    y = np.arange(20) % 2
+    y[3] = 2**31 - 1
+    np.savez(tmp_path / "d.npz", x=(np.random.default_rng(0).random((20, 4, 8)) < 0.3).astype(np.float32), y=y)
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "d.npz", "--json", "-o", tmp_path / "m.pt")
+    assert_one_line_error(
+        code, err, "training the 8-128-128-2147483648 network needs about", "largest label is 2147483647"
+    )
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_training_memory_counts_parameters_gradients_optimizer_and_a_batch(monkeypatch):
+    from neurocompile.resources import check_training_memory
+
+    # 10-20-5: 10*20+20 + 20*5+5 = 325 parameters, 4 copies; a batch of 2 x 3 steps x 35 values x 4 copies
+    need = (325 * 4 + 2 * 3 * 35 * 4) * 4  # bytes
+    monkeypatch.setenv(LIMIT_VARIABLE, str(need / 2**30))
+    check_training_memory((10, 20, 5), 2, 3)
+    monkeypatch.setenv(LIMIT_VARIABLE, str((need - 1) / 2**30))
+    with pytest.raises(NeurocompileError, match="325 parameters"):
+        check_training_memory((10, 20, 5), 2, 3)

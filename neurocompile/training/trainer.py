@@ -24,6 +24,7 @@ from neurocompile.errors import BackendUnavailableError, NeurocompileError
 from neurocompile.files import save_figure, write_together
 from neurocompile.frontend.checkpoint import save_checkpoint
 from neurocompile.models.architectures import MLP
+from neurocompile.resources import check_training_memory
 from neurocompile.semantics import primitives
 from neurocompile.semantics.discretization import Convention
 from neurocompile.training import ARCHS, RULES
@@ -201,6 +202,9 @@ def _data_and_model(config: TrainConfig, device):
             f"dataset '{config.data}': train and test shapes differ ({list(x_train.shape[1:])} vs {list(x_test.shape[1:])})"
         )
     n_out = int(max(y_train.max(), y_test.max()) + 1)
+    sizes = (int(np.prod(x_train.shape[2:])), *map(int, config.hidden), n_out)
+    why = f": one output per class, and the largest label is {n_out - 1}" if n_out > sizes[-2] else ""
+    check_training_memory(sizes, config.batch_size, int(x_train.shape[1]), why)
     model = build_model(config, int(x_train.shape[2]), n_out).to(device)
     if config.hardware_aware:
         add_fake_quant(model, config.quant_bits)
