@@ -461,18 +461,26 @@ class _Parser:
             [src],
             weight=weight,
             bias=bias,
-            stride=tuple(a.get("strides", (1, 1))),
+            stride=self._ints(a, "strides", (1, 1), 1),
             padding=self._pads(a),
-            dilation=tuple(a.get("dilations", (1, 1))),
-            groups=int(a.get("group", 1)),
+            dilation=self._ints(a, "dilations", (1, 1), 1),
+            groups=self._ints(a, "group", (1,), 1)[0],
         )
+
+    def _ints(self, a: dict, name: str, default: tuple, low: int) -> tuple[int, ...]:
+        """Attribute ``name``: as many integers of at least ``low`` as ``default`` has (one per spatial axis)."""
+        value = a.get(name, default)
+        values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        if len(values) != len(default) or not all(isinstance(v, int) and v >= low for v in values):
+            self.fail(f"{name} {list(values)} is not {len(default)} integer(s) of at least {low}")
+        return values
 
     def _pads(self, a: dict) -> tuple[int, int]:
         auto_pad = a.get("auto_pad", b"NOTSET")
         auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
         if auto_pad not in ("NOTSET", "VALID"):
             self.fail(f"auto_pad={auto_pad} is not supported; export with explicit pads")
-        pads = tuple(a.get("pads", (0, 0, 0, 0))) if auto_pad == "NOTSET" else (0, 0, 0, 0)
+        pads = self._ints(a, "pads", (0, 0, 0, 0), 0) if auto_pad == "NOTSET" else (0, 0, 0, 0)
         if pads[:2] != pads[2:]:
             self.fail(f"asymmetric pads {list(pads)} have no NIR equivalent")
         return int(pads[0]), int(pads[1])
@@ -506,10 +514,10 @@ class _Parser:
         src = self.source()
         if len(self.shapes[src]) != 3:
             self.fail("only 2-D pooling ([batch, C, H, W]) is supported")
-        kernel = tuple(a["kernel_shape"])
-        stride = tuple(a.get("strides", (1, 1)))
+        kernel = self._ints(a, "kernel_shape", (1, 1), 1) if "kernel_shape" in a else self.fail("kernel_shape is missing")
+        stride = self._ints(a, "strides", (1, 1), 1)
         padding = self._pads(a)
-        if any(d != 1 for d in a.get("dilations", (1, 1))):
+        if any(d != 1 for d in self._ints(a, "dilations", (1, 1), 1)):
             self.fail("dilated pooling has no NIR equivalent")
         if any(padding) and not a.get("count_include_pad", 0):
             self.fail("padding excluded from the average (count_include_pad=0) has no NIR equivalent")

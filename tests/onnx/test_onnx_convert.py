@@ -401,3 +401,47 @@ def test_batch_norm_parameters_of_another_size_are_a_one_line_error(tmp_path, pa
     bn.input[["X", "scale", "B", "mean", "var"].index(parameter)] = "two_values"
     with pytest.raises(NeurocompileError, match=f"{parameter} of shape \\[2\\] is not one value per channel \\(4\\)"):
         parse_onnx(onnx_model)
+
+
+def tiny_conv_model(path, op: str, **attributes):
+    """input [N, 1, 6, 6] -> ``op`` (a 2x2 Conv with bias, or an AveragePool) with ``attributes``, by onnx.helper."""
+    inits = [numpy_helper.from_array(np.ones((2, 1, 2, 2), np.float32), "w")] if op == "Conv" else []
+    inputs = ["x", "w"] if op == "Conv" else ["x"]
+    if op == "AveragePool":
+        attributes.setdefault("kernel_shape", [2, 2])
+    node = helper.make_node(op, inputs, ["y"], name="layer", **{k: v for k, v in attributes.items() if v != []})
+    for name in (k for k, v in attributes.items() if v == []):  # an empty list has no type to infer
+        node.attribute.append(helper.make_attribute(name, [], attr_type=onnx.AttributeProto.INTS))
+    graph = helper.make_graph(
+        [node],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "c", "h", "w"])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+BAD_GEOMETRY = [
+    (dict(strides=[0, 1]), "strides [0, 1] is not 2 integer(s) of at least 1"),  # was ZeroDivisionError
+    (dict(strides=[1, 1, 1]), "strides [1, 1, 1] is not 2 integer(s) of at least 1"),  # was RuntimeError
+    (dict(pads=[]), "pads [] is not 4 integer(s) of at least 0"),  # was IndexError
+    (dict(pads=[1, -1, 1, -1]), "pads [1, -1, 1, -1] is not 4 integer(s) of at least 0"),
+]
+
+
+@pytest.mark.parametrize(
+    "op, attributes, words",
+    [("Conv", *case) for case in BAD_GEOMETRY]
+    + [("AveragePool", *case) for case in BAD_GEOMETRY]
+    + [("Conv", dict(dilations=[0, 0]), "dilations [0, 0] is not 2 integer(s) of at least 1")],
+)
+def test_bad_geometry_attributes_are_one_line_refusals(tmp_path, op, attributes, words):
+    # issue 27: hostile ONNX files ended in "internal error" instead of a refusal
+    path = tiny_conv_model(tmp_path / "m.onnx", op, **attributes)
+    with pytest.raises(NeurocompileError) as info:
+        parse_onnx(read_onnx(path))
+    assert words in str(info.value) and "\n" not in str(info.value)
