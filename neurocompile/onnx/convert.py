@@ -423,7 +423,10 @@ def convert(model_path, calibration: str = "digits", percentile: float = 99.9, r
     return Conversion(model, network, scales, graph, data, readout, percentile)
 
 
-def compile_fixed_point(conversion: Conversion, steps: int, samples: int = 256):
+CALIBRATION_SAMPLES = 256  # training inputs the fixed-point program is calibrated on
+
+
+def compile_fixed_point(conversion: Conversion, steps: int, samples: int = CALIBRATION_SAMPLES):
     """The fixed-point program of the converted graph, calibrated on ``samples`` training inputs as spikes."""
 
     spikes = encode_spikes(conversion.data.x_train[:samples], steps, conversion.scales[INPUT])
@@ -453,6 +456,7 @@ def evaluate(conversion: Conversion, steps=(16, 32, 64), limit: int | None = Non
 
     data = conversion.data
     x, y = data.x_test[:limit], data.y_test[:limit]
+    check_run_memory(conversion.graph, max(len(x), min(len(data.x_train), CALIBRATION_SAMPLES)), max(steps))
     bar = tqdm(total=1 + len(KINDS) * len(steps), desc="convert", unit="run", disable=None if progress else True)
     bar.set_postfix_str("fixed-point compile")
     program = compile_fixed_point(conversion, max(steps))

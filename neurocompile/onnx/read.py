@@ -514,7 +514,9 @@ class _Parser:
         src = self.source()
         if len(self.shapes[src]) != 3:
             self.fail("only 2-D pooling ([batch, C, H, W]) is supported")
-        kernel = self._ints(a, "kernel_shape", (1, 1), 1) if "kernel_shape" in a else self.fail("kernel_shape is missing")
+        kernel = (
+            self._ints(a, "kernel_shape", (1, 1), 1) if "kernel_shape" in a else self.fail("kernel_shape is missing")
+        )
         stride = self._ints(a, "strides", (1, 1), 1)
         padding = self._pads(a)
         if any(d != 1 for d in self._ints(a, "dilations", (1, 1), 1)):

@@ -372,6 +372,14 @@ def test_cli_refuses_to_overwrite_its_input_and_bad_steps(capsys, digits_models)
     assert_one_line_error(*run_cli(capsys, "convert", model, "-o", "x.nir", "--steps", "16,zero")[::2], "--steps")
 
 
+@pytest.mark.parametrize("steps", ["100000", "99999999999999999999"])
+def test_cli_sizes_the_runs_before_allocating_them(capsys, tmp_path, digits_models, steps):
+    # was: "internal error" after a failed allocation (issue 27); now refused before calibration
+    code, _, err = run_cli(capsys, "convert", digits_models["mlp"], "-o", tmp_path / "x.nir", "--steps", steps)
+    assert_one_line_error(code, err, f"x {steps} steps", "run fewer samples (--limit) or steps (--steps)")
+    assert not (tmp_path / "x.nir").exists()
+
+
 def test_data_file_forms_and_refusals(tmp_path):
     """An .npz with x and y is split as datasets are (80/20, stratified); pickled or malformed
     archives are one-line errors."""
