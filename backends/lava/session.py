@@ -13,6 +13,7 @@ from multiprocessing import shared_memory
 
 from neurocompile.errors import NeurocompileError
 
+DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # while Lava forks: handled once it has
 TAP_DRAIN_TIMEOUT_S = 30.0  # how long to wait for recordings still in flight after a run
 
 
@@ -44,10 +45,11 @@ class Session:
         self.failed = False
 
     def start(self) -> None:
-        """Compile, then fork Lava's processes with a SIGINT handler that only takes note.
+        """Compile, then fork Lava's processes with SIGINT, SIGTERM and SIGHUP handlers that only take note.
 
-        The children inherit that handler, so Ctrl-C never kills them; a Ctrl-C that reaches this
-        process while it forks is re-raised once the runtime exists (and can be stopped).
+        The children inherit the SIGINT one, so Ctrl-C never kills them (SIGTERM and SIGHUP they reset
+        to the default at fork); a signal that reaches this process while it forks is handled once the
+        runtime exists, so that it can be stopped and its shared memory unlinked.
         """
 
         _children_die_with_parent()
@@ -58,14 +60,19 @@ class Session:
             executable = self.anchor.compile(self.run_cfg)
         in_main = threading.current_thread() is threading.main_thread()
         interrupted = []
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.append(signum)) if in_main else None
+        previous = {}
+        if in_main:
+            previous = {sig: signal.signal(sig, lambda signum, frame: interrupted.append(signum)) for sig in DEFERRED}
         try:
             self.anchor.create_runtime(executable=executable)
         finally:
             self.runtime = getattr(self.anchor, "_runtime", None)
-            if in_main:
-                signal.signal(signal.SIGINT, previous)
-        if interrupted:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if interrupted:  # now that the runtime exists, close() can stop it and unlink its segments
+            handler = previous.get(interrupted[0])
+            if callable(handler):
+                handler(interrupted[0], None)  # the command's own handler (it raises KeyboardInterrupt)
             raise KeyboardInterrupt
 
     def _actors(self) -> list:
