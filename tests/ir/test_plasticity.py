@@ -28,6 +28,7 @@ from neurocompile.ir.plasticity import (
 from neurocompile.ir.program import FixedPointProgram
 from neurocompile.semantics import learning_engine as engine
 from tests.helpers.plastic_programs import OTTT_RULE, output_signal, plastic_program, rules
+from tests.helpers.program_files import edit_header
 
 import_lava()
 
@@ -237,21 +238,10 @@ def test_bad_rule_specs_name_the_synapse_and_field(change, field):
     assert "\n" not in message and "'w_out'" in message and f"'{field}'" in message
 
 
-def _edit_header(path, edit) -> None:
-    """Rewrite the structure (``program.json``) of the ``.ncp`` file at ``path`` with ``edit(header)``."""
-    with np.load(path) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    header = json.loads(arrays["program.json"].tobytes())
-    edit(header)
-    arrays["program.json"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
-
-
 def test_bad_rule_in_a_saved_program_is_a_one_line_error(tmp_path):
     path = tmp_path / "p.ncp"
     plastic_program().save(path)
-    _edit_header(path, lambda header: header["synapses"][0]["learning"].pop("rng_seed"))
+    edit_header(path, lambda header: header["synapses"][0]["learning"].pop("rng_seed"))
     with pytest.raises(NeurocompileError, match=r"node 'w_out', parameter 'learning.rng_seed': missing"):
         FixedPointProgram.load(path)
 
@@ -303,6 +293,6 @@ def test_inspect_shows_rules_signals_and_feedback(tmp_path, capsys):
     code, out, _ = run_cli(capsys, "inspect", path, "--json")
     info = json.loads(out)
     assert info["synapses"][1]["learning"]["lava_rule"] == lava_rule_string(OTTT_RULE)
-    _edit_header(path, lambda header: header["synapses"][1]["learning"].update(x1_impulse=200))
+    edit_header(path, lambda header: header["synapses"][1]["learning"].update(x1_impulse=200))
     code, _, err = run_cli(capsys, "inspect", path)
     assert_one_line_error(code, err, "w_out", "learning.x1_impulse")

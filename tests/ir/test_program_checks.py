@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
+from tests.helpers.program_files import edit_header
 
 
 def _program(**population) -> FixedPointProgram:
@@ -54,13 +54,7 @@ def _saved_with(tmp_path, edit):
     """A saved program whose ``program.json`` header ``edit`` changed."""
     path = tmp_path / "p.ncp"
     _program().validate().save(path)
-    with np.load(path) as archive:
-        arrays = {key: archive[key] for key in archive.files}
-    header = json.loads(arrays["program.json"].tobytes())
-    edit(header)
-    arrays["program.json"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+    edit_header(path, edit)
     return path
 
 
@@ -81,10 +75,6 @@ def test_a_header_field_that_is_stored_as_an_array_is_refused_in_one_line(tmp_pa
 
 def test_record_names_with_dots_name_nested_nodes():
     """Nodes of nested NIR graphs are named ``graph.node``: a whole name is a node, a last ``.var`` its variable."""
-    import numpy as np
-
-    from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
-
     pop = Population("lif1.lif", (2,), du=4095, dv=0, vth=100, bias_mant=np.zeros(2, np.int32))
     syn = Synapse("w", "in.x", "lif1.lif", "dense", np.ones((2, 2), np.int32))
     program = FixedPointProgram([InputPort("in.x", (2,))], [pop], [syn], ["lif1.lif"]).validate()
