@@ -347,8 +347,8 @@ class _Parser:
             layer.shape = tuple(layer.apply(*shapes).shape[1:])
         except RuntimeError as exc:
             self.fail(f"cannot apply to input shape {list(self.shapes[inputs[0]])} ({first_line(exc)})")
-        if math.prod(layer.shape) > MAX_LAYER_VALUES:
-            self.fail(f"its output of shape {list(layer.shape)} is over {MAX_LAYER_VALUES} values per sample")
+        if not 1 <= math.prod(layer.shape) <= MAX_LAYER_VALUES:
+            self.fail(f"its output of shape {list(layer.shape)} is not 1 to {MAX_LAYER_VALUES} values per sample")
         self.layers[name] = layer
         self.shapes[name] = layer.shape
         self.produced[self.node.output[0]] = name
@@ -557,7 +557,10 @@ class _Parser:
 
     def reshape(self) -> None:
         src = self.source()
-        target = [int(v) for v in self.const(1, "shape")]
+        shape = self.const(1, "shape")
+        if shape.ndim != 1 or shape.size < 2 or not np.all(np.isfinite(shape) & (shape == np.round(shape))):
+            self.fail(f"the target shape {shape.tolist()} is not a list of integers [batch, ...]")
+        target = [int(v) for v in shape]
         size = int(np.prod(self.shapes[src]))
         per_sample = target[1:]
         if target[0] == -1 and -1 not in per_sample and int(np.prod(per_sample)) == size:

@@ -453,3 +453,33 @@ def test_bad_geometry_attributes_are_one_line_refusals(tmp_path, op, attributes,
     with pytest.raises(NeurocompileError) as info:
         parse_onnx(read_onnx(path))
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def tiny_reshape_model(path, shape: np.ndarray):
+    """input [N, 2] -> Reshape to the constant ``shape``, by onnx.helper."""
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape")],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(shape, "shape")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "build, words",
+    [
+        # issue 27: each ended in "internal error" (IndexError, TypeError, ValueError) instead of a refusal
+        (lambda p: tiny_dense_model(p, np.ones((0, 2)), np.ones(0), np.ones((2, 0)), np.ones(2)), "not 1 to"),
+        (lambda p: tiny_reshape_model(p, np.array([], np.int64)), "target shape [] is not"),
+        (lambda p: tiny_reshape_model(p, np.array(2, np.int64)), "target shape 2.0 is not"),
+    ],
+)
+def test_empty_layers_and_shapes_are_one_line_refusals(tmp_path, build, words):
+    with pytest.raises(NeurocompileError) as info:
+        parse_onnx(read_onnx(build(tmp_path / "m.onnx")))
+    assert words in str(info.value) and "\n" not in str(info.value)
