@@ -96,6 +96,16 @@ def own_edges(modules: dict) -> dict[str, set[str]]:
     return edges
 
 
+def violations(modules: dict, wrong) -> list[str]:
+    """``"module -> target"`` for every import statement for which ``wrong(module, target, lazy)`` holds."""
+    return [
+        f"{name} -> {target}"
+        for name, path in modules.items()
+        for target, lazy in imports(name, path, modules)
+        if wrong(name, target, lazy)
+    ]
+
+
 def test_every_module_has_a_layer():
     assert all(layer_of(name) is not None for name in package_modules())
 
@@ -122,13 +132,7 @@ def test_the_import_graph_has_no_cycle():
 
 def test_no_module_imports_a_higher_layer():
     modules = package_modules()
-    upward = [
-        f"{name} -> {target}"
-        for name, path in modules.items()
-        for target, _lazy in imports(name, path, modules)
-        if target in modules and layer_of(target) > layer_of(name)
-    ]
-    assert not upward
+    assert not violations(modules, lambda name, target, _lazy: target in modules and layer_of(target) > layer_of(name))
 
 
 def heavy_modules(modules: dict) -> set[str]:
@@ -154,21 +158,11 @@ def test_own_modules_are_imported_at_the_top_unless_that_keeps_a_light_module_li
     compatibility step)."""
     modules = package_modules()
     heavy = heavy_modules(modules)
-    inside = [
-        f"{name} -> {target}"
-        for name, path in modules.items()
-        for target, lazy in imports(name, path, modules)
-        if lazy and target in modules and (target not in heavy or name in heavy)
-    ]
-    assert not inside
+    assert not violations(
+        modules, lambda name, target, lazy: lazy and target in modules and (target not in heavy or name in heavy)
+    )
 
 
 def test_only_heavy_libraries_are_imported_inside_functions():
-    modules = package_modules()
-    inside = [
-        f"{name} -> {target}"
-        for name, path in modules.items()
-        for target, lazy in imports(name, path, modules)
-        if lazy and not target.startswith("neurocompile") and target.split(".")[0] not in LAZY_THIRD_PARTY
-    ]
-    assert not inside
+    light = lambda target: not target.startswith("neurocompile") and target.split(".")[0] not in LAZY_THIRD_PARTY  # noqa: E731
+    assert not violations(package_modules(), lambda _name, target, lazy: lazy and light(target))
