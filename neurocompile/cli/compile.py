@@ -17,6 +17,7 @@ import numpy as np
 
 from neurocompile.cli import cli
 from neurocompile.cli.options import convention_options
+from neurocompile.data import DATASETS
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs
 from neurocompile.ir.program import BIAS_ONSETS
@@ -80,14 +81,14 @@ def compile_command(
 
     if model.suffix.lower() != ".nir":
         raise NeurocompileError(f"{model}: expected a .nir graph")
+    output = output or model.with_suffix(".ncp")
+    check_outputs([output], [model, calibrate if calibrate not in DATASETS else None])  # before reading anything
     if not model.is_file():
         raise NeurocompileError(f"{model}: no such file")
     graph = api.load_model(model, lenient=lenient)
     conv = api.resolve_convention(convention, dt=dt, reset=reset, graph=graph)
     if not (np.isfinite(conv.dt) and conv.dt > 0):
         raise NeurocompileError(f"--dt must be a positive number, got {conv.dt}")
-    output = output or model.with_suffix(".ncp")
-    check_outputs([output], [model, calibrate])
     program, report = api.compile(
         graph,
         calibrate or None,

@@ -112,6 +112,8 @@ def simulate(
     from neurocompile import api  # here, not at the top: the API loads torch, which --help does not need
 
     _check_options(input_path, data, steps, limit, dt)
+    if record_path and npz_name(record_path) != Path(record_path):  # --record /dev/null: refused, not /dev/null.npz
+        check_outputs([record_path])
     check_outputs(
         [record_path and npz_name(record_path), plot_path], [model, input_path, data if data not in DATASETS else None]
     )
