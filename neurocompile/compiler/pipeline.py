@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nir
 
-from neurocompile.compiler.calibrate import calibrate
+from neurocompile.compiler.calibrate import calibrate, calibration_extent
 from neurocompile.compiler.float_program import float_program
 from neurocompile.compiler.normalize import normalize
 from neurocompile.compiler.quantize import quantize
@@ -30,6 +30,7 @@ def compile_graph(
     normalized = normalize(graph, convention or Convention())  # Euler form; populations and collapsed synapses
     activity = calibrate(normalized, calibration)  # the float run's activity per node, or None
     program, report = quantize(normalized, activity, method=method, percentile=percentile, bias_onset=bias_onset)
+    report.calibration = calibration_extent(calibration)
     program.metadata["source"] = source
     return program, report
 

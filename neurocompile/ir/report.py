@@ -75,6 +75,7 @@ class QuantizationReport:
     dt: float
     convention: str
     layers: list[LayerReport] = field(default_factory=list)
+    calibration: str = ""  # what it was calibrated on: "256 samples x 16 steps", "a float recording"
 
     def layer(self, population: str) -> LayerReport:
         for layer in self.layers:
@@ -115,7 +116,7 @@ class QuantizationReport:
             )
             for note in layer.notes:
                 rows.append(f"{'':<16} note: {note}")
-        cal = "calibrated" if self.calibrated else "not calibrated"
+        cal = f"calibrated on {self.calibration or 'inputs'}" if self.calibrated else "not calibrated"
         rows.append(
             f"method={self.method}{'' if self.percentile is None else f' ({self.percentile}%)'}, {cal}, dt={self.dt}, convention={self.convention}"
         )

@@ -293,6 +293,26 @@ def test_calibration_reports_saturation():
 # --- accuracy against the float reference ---------------------------------------------------
 
 
+def test_a_long_calibration_input_is_calibrated_on_its_first_steps(monkeypatch):
+    """An input longer than MAX_CALIBRATION_STEPS gives the program of its first steps, and the report says so."""
+    from neurocompile.compiler import calibrate
+
+    monkeypatch.setattr(calibrate, "MAX_CALIBRATION_STEPS", 40)
+    g = two_layer(lambda n: lif(n))
+    x = (RNG.random((3, 100, 20)) < 0.2).astype(np.float32)
+    x[:, 40:] = 1.0  # activity the cut leaves out: it would raise every scale
+    long_program, report = compile_graph(g, calibration=x)
+    short_program, short_report = compile_graph(g, calibration=x[:, :40])
+    for a, b in zip(long_program.synapses, short_program.synapses):
+        assert np.array_equal(a.weights, b.weights) and a.weight_exp == b.weight_exp
+    monkeypatch.setattr(calibrate, "MAX_CALIBRATION_STEPS", 100)
+    uncut, _ = compile_graph(g, calibration=x)
+    assert any(not np.array_equal(a.weights, b.weights) for a, b in zip(uncut.synapses, short_program.synapses))
+    assert report.calibration == "3 samples x 40 steps (the first 40 of 100)"
+    assert short_report.calibration == "3 samples x 40 steps"
+    assert "calibrated on 3 samples x 40 steps (the first 40 of 100)" in report.table()
+
+
 @pytest.mark.parametrize(
     "make,calibrate", [(lambda n: lif(n), False), (lambda n: lif(n), True), (lambda n: cuba(n), False)]
 )
