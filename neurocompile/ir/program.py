@@ -461,7 +461,9 @@ def _header(raw) -> dict:
     if raw.dtype != np.uint8 or raw.ndim != 1:
         raise NeurocompileError(f"program.json: expected a 1-D uint8 array, got {raw.dtype} of shape {list(raw.shape)}")
     try:
-        header = json.loads(raw.tobytes().decode())
+        header = json.loads(raw.tobytes().decode(), object_pairs_hook=_object_without_repeats)
+    except NeurocompileError:
+        raise
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise NeurocompileError(f"program.json: not JSON ({type(exc).__name__})") from None
     if not isinstance(header, dict) or header.get("format") != "neurocompile-program":
@@ -472,6 +474,15 @@ def _header(raw) -> dict:
     if unknown:
         raise NeurocompileError(f"program.json: unknown field '{unknown[0]}'")
     return header
+
+
+def _object_without_repeats(pairs: list) -> dict:
+    """A JSON object whose keys each appear once (``json`` would keep the last of a repeated key silently)."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        repeated = next(key for i, (key, _value) in enumerate(pairs) if key in (k for k, _v in pairs[:i]))
+        raise NeurocompileError(f"program.json: field '{repeated}' appears twice in one object")
+    return obj
 
 
 def _records(header: dict, field: str) -> list[dict]:

@@ -73,6 +73,23 @@ def test_a_header_field_that_is_stored_as_an_array_is_refused_in_one_line(tmp_pa
     assert str(info.value) == f"{path}: {part}[0]: field '{field}' is stored as an array, not in program.json"
 
 
+@pytest.mark.parametrize(
+    "old, new, field",
+    [
+        ('"vth": ', '"vth": 99, "vth": ', "vth"),  # within a population
+        ('"format": ', '"format": "x", "format": ', "format"),  # at the top
+        ('"name": "s"', '"name": "t", "name": "s"', "name"),  # within a synapse
+    ],
+)
+def test_a_key_repeated_in_program_json_is_refused_in_one_line(tmp_path, old, new, field):
+    """json keeps the last of a repeated key silently; the loader names it instead."""
+    path = _saved_with(tmp_path, lambda header: None)
+    edit_header(path, lambda text: text.replace(old, new, 1), text=True)
+    with pytest.raises(NeurocompileError) as info:
+        FixedPointProgram.load(path)
+    assert str(info.value) == f"{path}: program.json: field '{field}' appears twice in one object"
+
+
 def test_record_names_with_dots_name_nested_nodes():
     """Nodes of nested NIR graphs are named ``graph.node``: a whole name is a node, a last ``.var`` its variable."""
     pop = Population("lif1.lif", (2,), du=4095, dv=0, vth=100, bias_mant=np.zeros(2, np.int32))
