@@ -25,7 +25,7 @@ from neurocompile.backends.base import require_spikes
 from neurocompile.compiler.pipeline import compile_graph, lower_float
 from neurocompile.data import DATASETS, load_dataset, read_spike_file
 from neurocompile.errors import GraphError, NeurocompileError
-from neurocompile.files import MAX_ARRAY_BYTES, check_outputs, require_folders, write_atomically
+from neurocompile.files import MAX_ARRAY_BYTES, check_outputs, write_atomically
 from neurocompile.frontend.nir_io import load_graph, validate_graph
 from neurocompile.frontend.torch_export import convention_from_metadata, export_checkpoint, write_nir
 from neurocompile.frontend.torch_export import export as export_module
@@ -70,6 +70,7 @@ def export(model, input_shape=None, *, convention=None, output=None, allow_pickl
     ``input_shape`` (per sample) and ``convention`` apply to a module and default to its
     attributes; a checkpoint records its own. ``allow_pickle`` trusts a pickled module or
     TorchScript file (it can run code)."""
+    check_outputs([output], _input_files(model))  # before any work, not after
     if isinstance(model, (str, Path)):
         if input_shape is not None or convention is not None:
             raise NeurocompileError(f"{model}: a checkpoint records its input shape and convention; drop them")
@@ -202,6 +203,7 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
     ``method``, ``percentile``, ``bias_onset``: see :func:`neurocompile.compiler.quantize.quantize`.
     ``output``: also write the program there (``.ncp``). ``source``: where the graph came from, kept in
     the program's metadata (default: the path, when ``graph`` is one)."""
+    check_outputs([output], _input_files(graph, calibration))  # before any work, not after
     source = source or (str(graph) if isinstance(graph, (str, Path)) else None)
     graph = _as_model(graph, lenient=lenient)
     if is_program(graph):
@@ -214,6 +216,11 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
     if output is not None:
         save_program(program, output)
     return program, report
+
+
+def _input_files(*sources) -> list:
+    """The sources that are files (paths, not objects or dataset names): what an output must not overwrite."""
+    return [s for s in sources if isinstance(s, (str, Path)) and str(s) not in DATASETS]
 
 
 def save_program(program, path) -> Path:
@@ -334,8 +341,7 @@ def train(config=None, *, output=None, progress: bool = False, **options):
     config = dataclasses.replace(config, **options)
     if output is not None:  # before minutes of training, not after
         written = list(output_paths(output).values())
-        require_folders(written)
-        check_outputs(written, [] if config.data in DATASETS else [config.data])
+        check_outputs(written, _input_files(config.data))
     model, metrics = run_training(config, progress=progress)
     if output is not None:
         metrics["outputs"] = save_outputs(model, metrics, output)
@@ -389,7 +395,7 @@ def learn(
     dequantized into the source graph (:func:`neurocompile.learning.onchip.learned_graph`; needs a graph source)."""
     start = time.perf_counter()
     session.check_options(rule, backend, layers, lr, epochs, steps, limit, reinit_readout, checkpoints, window)
-    require_folders([output, plot, nir_output])  # before minutes of learning, not after
+    check_outputs([output, plot, nir_output], _input_files(model, data))  # before minutes of learning, not after
     source = str(model) if isinstance(model, (str, Path)) else type(model).__name__
     graph = _as_model(model, lenient=lenient)
     if nir_output is not None and is_program(graph):

@@ -183,6 +183,26 @@ def test_api_errors_are_one_line_neurocompile_errors(tmp_path):
         assert words in str(info.value) and "\n" not in str(info.value)
 
 
+def test_api_outputs_over_an_input_are_refused_before_any_work(tmp_path, monkeypatch):
+    """The API checks its outputs as the CLI does, before exporting, compiling or learning."""
+    model = tmp_path / "m.pt"
+    model.write_bytes(SHIPPED.read_bytes())
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.zeros((2, 4, 64), np.uint8), y=np.zeros(2, np.int64))
+    (tmp_path / "link.ncp").symlink_to(data)
+    monkeypatch.setattr(neurocompile.api, "compile_graph", lambda *a, **k: pytest.fail("compiled before refusing"))
+    cases = [
+        lambda: neurocompile.export(str(model), output=model),
+        lambda: neurocompile.compile(str(model), str(data), output=tmp_path / "link.ncp"),
+        lambda: neurocompile.learn(str(model), data=str(data), output=tmp_path / "p.ncp", plot=data),
+        lambda: neurocompile.compile(str(model), output=tmp_path / "missing" / "p.ncp"),
+    ]
+    for call in cases:
+        with pytest.raises(NeurocompileError, match="overwrite the input|no such directory"):
+            call()
+    assert data.stat().st_size > 0 and model.read_bytes() == SHIPPED.read_bytes()
+
+
 def _modules_after(code: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
