@@ -23,7 +23,7 @@ from neurocompile.analysis.metrics import program_synops
 from neurocompile.backends import BACKENDS, BackendEntry, backend_entry, create_backend
 from neurocompile.backends.base import require_spikes
 from neurocompile.compiler.pipeline import compile_graph, lower_float
-from neurocompile.data import DATASETS, load_dataset, read_spike_file
+from neurocompile.data import DATASETS, drained, fit_steps, load_dataset, read_spike_file
 from neurocompile.errors import GraphError, NeurocompileError
 from neurocompile.files import MAX_ARRAY_BYTES, check_outputs, write_atomically
 from neurocompile.frontend.nir_io import load_graph, validate_graph
@@ -123,15 +123,6 @@ def _as_model(model, lenient: bool = False):
 def _positive(value, name: str) -> None:
     if value is not None and value <= 0:
         raise NeurocompileError(f"{name} must be positive, got {value}")
-
-
-def fit_steps(x: np.ndarray, steps: int) -> np.ndarray:
-    """``x [batch, time, ...]`` cut or zero-padded to ``steps`` time steps."""
-    _positive(steps, "steps")
-    if x.shape[1] >= steps:
-        return x[:, :steps]
-    pad = np.zeros((x.shape[0], steps - x.shape[1], *x.shape[2:]), dtype=x.dtype)
-    return np.concatenate([x, pad], axis=1)
 
 
 def load_inputs(path=None, *, data: str | None = None, steps: int | None = None, limit: int | None = None):
@@ -276,7 +267,7 @@ def simulate(
     progress: bool = False,
     lenient: bool = False,
     graded_inputs: bool = False,
-    drain: bool = False,
+    drain: bool = True,
 ):
     """Run ``model`` on ``backend`` (``float``, ``cpu`` or ``lava``); returns the Recording.
 
@@ -284,8 +275,8 @@ def simulate(
     graph for the cpu or lava backend is compiled first (see :func:`model_for_backend`).
     ``inputs``: ``[batch, time, *input_shape]`` (array or tensor) or a spike file: spikes (0 or 1)
     on every backend, or with ``graded_inputs`` any real values where the model is float (the float
-    backend, a float program). ``drain``: a compiled program runs ``output_latency()`` silent steps after
-    the inputs, so that the last inputs reach its outputs (the recording is that much longer). The
+    backend, a float program). ``drain`` (default): a compiled program runs ``output_latency()`` silent steps
+    after the inputs, so that the last inputs reach its outputs (the recording is that much longer). The
     recording's ``metadata["synops"]`` holds the synaptic operations when they can be counted."""
     model = _as_model(model, lenient)
     conv = resolve_convention(convention, graph=model)
@@ -298,7 +289,7 @@ def simulate(
         inputs, _labels = load_inputs(inputs)
     x = inputs.detach().cpu().numpy() if _is_tensor(inputs) else inputs  # checked by the backend, not cast
     if drain and is_program(runnable):
-        x = _drained(x, runnable.output_latency())
+        x = drained(x, runnable.output_latency())
     check_input_memory(runnable, x)
     if not graded_inputs:
         require_spikes(x, f"{backend} backend", "graded values: --graded-inputs, float models only")
@@ -309,15 +300,6 @@ def simulate(
         if synops is not None:
             recording.metadata["synops"] = synops
     return recording
-
-
-def _drained(x, steps: int):
-    """``x`` ([batch, time, ...], or one per input port) with ``steps`` silent steps appended (what is not
-    such an array is left for the backend's input check)."""
-    if isinstance(x, dict):
-        return {port: _drained(value, steps) for port, value in x.items()}
-    x = np.asarray(x)
-    return fit_steps(x, x.shape[1] + steps) if x.ndim >= 2 else x
 
 
 def _is_tensor(obj) -> bool:

@@ -122,6 +122,26 @@ def load_digits_rows(steps: int = 16, encoding: str = "rate", split: str = "test
     return rows_encode(images, steps, encoding, _encoder_rng(seed, split)), labels.copy()
 
 
+def fit_steps(x: np.ndarray, steps: int) -> np.ndarray:
+    """``x [batch, time, ...]`` cut or zero-padded to ``steps`` time steps."""
+    if steps <= 0:
+        raise NeurocompileError(f"steps must be positive, got {steps}")
+    if x.shape[1] >= steps:
+        return x[:, :steps]
+    pad = np.zeros((x.shape[0], steps - x.shape[1], *x.shape[2:]), dtype=x.dtype)
+    return np.concatenate([x, pad], axis=1)
+
+
+def drained(x, steps: int):
+    """``x`` ([batch, time, ...], or one per input port) with ``steps`` silent steps appended, so that a
+    program whose outputs lag its inputs by ``steps`` sees every input reach them (what is not such an
+    array is left for the backend's input check)."""
+    if isinstance(x, dict):
+        return {port: drained(value, steps) for port, value in x.items()}
+    x = np.asarray(x)
+    return fit_steps(x, x.shape[1] + steps) if x.ndim >= 2 and steps > 0 else x
+
+
 def _spikes(x: np.ndarray, where: str, min_ndim: int = 2) -> np.ndarray:
     """``x`` checked as ``[batch, time, ...]`` real, finite values (float32-representable), as float32."""
     if x.ndim < min_ndim or x.shape[0] == 0 or x.shape[1] == 0:

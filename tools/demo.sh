@@ -22,11 +22,11 @@ echo
 echo "== compile to a fixed-point program, calibrated on training digits"
 $NC compile "$OUT/digits_mlp.nir" -o "$OUT/digits_mlp.ncp" --calibrate digits
 echo
-echo "== bit-accurate CPU backend on the held-out digits (--drain: 3 silent steps more, the program's output latency)"
-$NC simulate "$OUT/digits_mlp.ncp" --backend cpu --data digits --steps $STEPS --drain --record "$OUT/cpu_record.npz" --plot "$OUT/cpu_raster.png" --json > "$OUT/cpu.json"
+echo "== bit-accurate CPU backend on the held-out digits (3 silent steps after each sample: the program's output latency)"
+$NC simulate "$OUT/digits_mlp.ncp" --backend cpu --data digits --steps $STEPS --record "$OUT/cpu_record.npz" --plot "$OUT/cpu_raster.png" --json > "$OUT/cpu.json"
 echo
 echo "== Lava fixed_pt on the first 20 held-out digits (one sample at a time)"
-$NC simulate "$OUT/digits_mlp.ncp" --backend lava --data digits --steps $STEPS --drain --limit 20 --record "$OUT/lava_record.npz" --json > "$OUT/lava.json"
+$NC simulate "$OUT/digits_mlp.ncp" --backend lava --data digits --steps $STEPS --limit 20 --record "$OUT/lava_record.npz" --json > "$OUT/lava.json"
 echo
 echo "== online learning: S-TLLR trains a fresh 64-128-128-10 MLP (LI readout) for 5 epochs, no graph across time"
 $NC train --rule stllr --data digits --steps $STEPS --epochs 5 --output-neuron LI --seed 0 -o "$OUT/stllr_mlp.pt"

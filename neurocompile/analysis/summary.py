@@ -27,6 +27,7 @@ def summarize(recording, inputs, labels=None) -> dict:
         "backend": recording.backend,
         "samples": int(inputs.shape[0]),
         "steps": int(inputs.shape[1]),
+        "steps_run": _steps_run(recording, int(inputs.shape[1])),
         "outputs": list(recording.outputs),
     }
     if labels is not None:
@@ -39,6 +40,11 @@ def summarize(recording, inputs, labels=None) -> dict:
     report["synaptic_operations"] = None if synops is None else int(sum(synops.values()))
     report["activation_sparsity"] = _sparsity(report["nodes"])
     return report
+
+
+def _steps_run(recording, steps: int) -> int:
+    """The steps the backend ran: the input's, and the silent ones of a drained program after them."""
+    return max((int(np.shape(a)[1]) for a in recording.arrays.values() if np.ndim(a) >= 2), default=steps)
 
 
 def _sparsity(nodes: dict) -> float | None:
@@ -60,10 +66,16 @@ def _node_row(node: str, info: dict) -> str:
     )
 
 
+def _drained(report: dict) -> str:
+    extra = report.get("steps_run", report["steps"]) - report["steps"]
+    return f" (+{extra} silent: the program's output latency)" if extra > 0 else ""
+
+
 def format_summary(report: dict) -> str:
     """The summary as the text table ``neurocompile simulate`` prints."""
     lines = [
-        f"backend {report['backend']}: {report['samples']} samples x {report['steps']} steps, outputs: {', '.join(report['outputs'])}"
+        f"backend {report['backend']}: {report['samples']} samples x {report['steps']} steps{_drained(report)}, "
+        f"outputs: {', '.join(report['outputs'])}"
     ]
     if "accuracy" in report:
         lines.append(f"accuracy             {report['accuracy'] * 100:.2f}%")

@@ -78,10 +78,11 @@ def _check_options(input_path, data, steps, limit, dt) -> None:
     "--loihi", is_flag=True, help="Lava: run on a Loihi 2 system (Loihi2HwCfg; needs Intel's lava-loihi and the chip)."
 )
 @click.option(
-    "--drain",
-    is_flag=True,
+    "--drain/--no-drain",
+    default=True,
+    show_default=True,
     help="A compiled program runs as many silent steps more as its outputs lag its inputs (its latency), "
-    "so that the last inputs reach the outputs.",
+    "so that the last inputs reach the outputs and its accuracy is the float network's.",
 )
 @click.option(
     "--graded-inputs",

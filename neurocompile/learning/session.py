@@ -10,7 +10,7 @@ import numpy as np
 
 from neurocompile.analysis import metrics
 from neurocompile.backends import create_backend, learning_backends
-from neurocompile.data import DATASETS, load_dataset
+from neurocompile.data import DATASETS, drained, load_dataset
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import save_figure, write_together
 from neurocompile.ir.recording import Recording
@@ -108,6 +108,7 @@ def _learn_result(options: dict, report, stream, held_out, initial: dict, train_
         "plastic_synapses": list(initial),
         "train_samples": int(train_samples),
         "test_samples": len(held_out.y),
+        "held_out_steps_run": options["steps"] + stream.deployed.output_latency(),  # the input's, then drained
         "weights_changed": sum(int(np.count_nonzero(learned[name] != w)) for name, w in initial.items()),
         "weights_plastic": sum(int(np.size(w)) for w in initial.values()),
         "accuracy_before": heldout["accuracy"][0],
@@ -191,7 +192,7 @@ def _reinit_readout(readout, how: str | None, seed: int) -> None:
 
 class _HeldOut:
     """Held-out accuracy of a deployed program (optionally with some synapses' weights replaced) on
-    the CPU backend; ``seconds`` accumulates the time spent."""
+    the CPU backend, drained as ``simulate`` runs it; ``seconds`` accumulates the time spent."""
 
     def __init__(self, x, y):
         self.x, self.y, self.seconds = x, y, 0.0
@@ -200,7 +201,8 @@ class _HeldOut:
         started = time.perf_counter()
         if weights:
             program = program.with_weights(weights)
-        accuracy = metrics.accuracy(create_backend(EVALUATION_BACKEND, program).run(self.x), self.y)
+        x = drained(self.x, program.output_latency())  # as simulate runs it: the last inputs reach the outputs
+        accuracy = metrics.accuracy(create_backend(EVALUATION_BACKEND, program).run(x), self.y)
         self.seconds += time.perf_counter() - started
         return accuracy
 

@@ -4,6 +4,8 @@ the compiled float program against the float reference of the NIR graph, delayed
 
 from __future__ import annotations
 
+import json
+
 import nir
 import numpy as np
 import pytest
@@ -132,19 +134,25 @@ def test_bias_onset_start_is_lavas_stock_lif_and_the_hardware_path_refuses_a_hel
         compile_graph(graph, conv, bias_onset="never")
 
 
-def test_simulate_drain_runs_as_many_silent_steps_more_as_the_outputs_lag(tmp_path, capsys):
+def test_simulate_drains_by_default_as_many_silent_steps_more_as_the_outputs_lag(tmp_path, capsys):
     from neurocompile import api
     from neurocompile.cli import main
 
     program, _ = compile_graph(cuba_graph(np.array([0.5, -0.6])), Convention(dt=1e-3))
     assert program.output_latency() == 2  # input -> lif -> out: one step per synapse
     x = (np.random.default_rng(0).random((2, 12, 2)) < 0.5).astype(np.uint8)
-    drained = api.simulate(program, x, "cpu", drain=True)
-    plain = api.simulate(program, x, "cpu")
-    assert drained["out.v"].shape[1] == 14
+    drained = api.simulate(program, x, "cpu")
+    plain = api.simulate(program, x, "cpu", drain=False)
+    assert drained["out.v"].shape[1] == 14 and plain["out.v"].shape[1] == 12
     np.testing.assert_array_equal(drained["out.v"][:, :12], plain["out.v"])  # the first 12 steps are the run
     program.save(tmp_path / "p.ncp")
     np.save(tmp_path / "x.npy", x)
     args = ["simulate", str(tmp_path / "p.ncp"), "--backend", "cpu", "--input", str(tmp_path / "x.npy")]
-    assert main([*args, "--drain", "--record", str(tmp_path / "rec.npz")]) in (0, None)
-    assert np.load(tmp_path / "rec.npz")["out.v"].shape[1] == 14
+    for flag, steps_run in (([], 14), (["--no-drain"], 12)):
+        capsys.readouterr()
+        assert main([*args, *flag, "--json", "--record", str(tmp_path / "rec.npz")]) in (0, None)
+        report = json.loads(capsys.readouterr().out)
+        assert (report["steps"], report["steps_run"]) == (12, steps_run)
+        assert np.load(tmp_path / "rec.npz")["out.v"].shape[1] == steps_run
+    assert main(args) in (0, None)
+    assert "2 samples x 12 steps (+2 silent: the program's output latency)" in capsys.readouterr().out
