@@ -128,3 +128,105 @@ def check_training_memory(sizes, batch: int, steps: int, why: str = "") -> None:
             f"training the {'-'.join(map(str, sizes))} network needs about {need / 2**30:.3g} GiB ({parameters} "
             f"parameters) and the limit is {limit / 2**30:.3g} GiB{why}; raise the limit with {LIMIT_VARIABLE}"
         )
+
+
+# --- ANN-to-SNN conversion (neurocompile.onnx.convert) ----------------------------------------------
+
+ANN_BYTES = 8  # the converter's ANN computes in float64
+ANN_COPIES = 2  # of a chunk's activations: every layer's output, and torch's or onnxruntime's working memory
+WEIGHT_COPIES = 4  # of every weight while a model is converted: parsed, normalized, onnxruntime's, the SNN's
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.3g} GiB"
+
+
+def conversion_weight_bytes(weights: int) -> int:
+    """Bytes the ``weights`` parameters of a converted model hold (:data:`WEIGHT_COPIES` float64 copies)."""
+    return weights * ANN_BYTES * WEIGHT_COPIES
+
+
+def ann_chunk(*, weights: int, values: int, kept: int, samples: int, fixed_batch: int | None = None) -> int:
+    """Samples per chunk of the converter's ANN passes over ``samples`` calibration samples: all of them
+    when they fit, else as many as fit. The model holds ``weights`` parameters (:func:`conversion_weight_bytes`);
+    a chunk needs ``values`` values per sample (every layer's output, and the largest working buffer, in
+    float64, :data:`ANN_COPIES` times); ``kept`` values per sample (the layers whose percentiles are taken)
+    are kept for every sample. onnxruntime runs a model with a fixed batch ``fixed_batch`` samples at a time
+    (padded), so at least that many must fit. Refused in one line, naming the part that is too large and
+    the way out, when they do not fit :func:`memory_limit`."""
+    limit = memory_limit()
+    held = conversion_weight_bytes(weights)
+    per_chunk = values * ANN_BYTES * ANN_COPIES
+    batch = fixed_batch or 1
+    calibration = samples * kept * ANN_BYTES
+    need = held + calibration + batch * per_chunk
+    if need <= limit:
+        return int(min(samples, (limit - held - calibration) // per_chunk))
+    parts = (
+        f"{weights} weights: {_gib(held)}; {samples} calibration samples x {kept} values of the ReLU and output "
+        f"layers: {_gib(calibration)}; {batch} x {values} values of every layer: {_gib(batch * per_chunk)}"
+    )
+    fitting = (limit - held - batch * per_chunk) // (kept * ANN_BYTES) if kept else 0
+    if fitting >= 1:
+        fix = f"calibrate on at most {fitting} samples (--calibration-samples {fitting})"
+    elif fixed_batch and held + calibration + per_chunk <= limit:
+        fix = f"export the model with a dynamic batch dimension instead of its fixed batch of {fixed_batch}"
+    else:
+        fix = "convert a smaller model"
+    raise NeurocompileError(
+        f"converting this model needs about {_gib(need)} ({parts}; float64) and the limit is {_gib(limit)}: "
+        f"{fix}, or raise the limit with {LIMIT_VARIABLE}"
+    )
+
+
+def run_chunk(
+    values: int,
+    samples: int,
+    steps: int,
+    *,
+    together: int = 1,
+    held: int = 0,
+    what: str = "one sample",
+    fewer: str = "",
+) -> int:
+    """Samples per chunk for ``samples`` runs of ``steps`` steps of a model of ``values`` values per step
+    (counted as :func:`check_run_memory` counts them), beside ``held`` bytes: all of them when they fit,
+    else as many as fit. ``together`` samples must run at once (``what`` names them); when they do not fit
+    :func:`memory_limit` the run is refused in one line that suggests fewer steps and, where ``fewer``
+    says how to run ``{n}`` samples instead, the number that fits."""
+    limit = memory_limit()
+    per_sample = steps * values * VALUES_PER_NODE * BYTES_PER_VALUE
+    need = held + together * per_sample
+    if need > limit:
+        weights = f", and {_gib(held)} of weights" if held * 100 >= need else ""
+        fitting = max(0, limit - held) // per_sample
+        advice = "run fewer steps (--steps)"
+        if fewer and fitting >= 1:
+            advice += ", or " + fewer.format(n=fitting)
+        raise NeurocompileError(
+            f"{what} needs about {_gib(need)} ({together} samples x {steps} steps x {values} values per step"
+            f"{weights}) and the limit is {_gib(limit)}: {advice}, or raise the limit with {LIMIT_VARIABLE}"
+        )
+    return int(max(together, min(samples, (limit - held) // per_sample)))
+
+
+def check_compile_memory(dense, held: int = 0) -> int:
+    """Refuse a fixed-point compilation whose synapse matrices do not fit :func:`memory_limit` beside
+    ``held`` bytes; returns the bytes the matrices keep. The compiler (``compiler.normalize``) builds
+    every synapse that is not one convolution as a dense float64 matrix, by pushing an ``n_src x n_src``
+    identity through its chain; ``dense`` lists those synapses as ``(name, n_src, values, n_dst)``,
+    ``values`` the values per source neuron of the layers along the chain. Each keeps its matrix twice
+    (float64, and the program's copy); the largest identity and its images are held while it is built."""
+    limit = memory_limit()
+    kept = sum(n_src * n_dst for _name, n_src, _values, n_dst in dense) * ANN_BYTES * 2
+    name, n_src, values, n_dst = max(dense, key=lambda c: c[1] * (c[1] + c[2] + c[3]), default=("", 0, 0, 0))
+    building = n_src * (n_src + values + n_dst) * ANN_BYTES
+    need = held + kept + building
+    if need > limit:
+        raise NeurocompileError(
+            f"the fixed-point compilation needs about {_gib(need)} (synapse '{name}' is built as a dense "
+            f"{n_dst} x {n_src} matrix from a {n_src} x {n_src} identity: {_gib(building)}; the dense synapses "
+            f"keep {_gib(kept)}, the weights {_gib(held)}) and the limit is {_gib(limit)}: convert a model with "
+            f"narrower layers, or raise the limit with {LIMIT_VARIABLE}"
+        )
+    return kept

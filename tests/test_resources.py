@@ -85,3 +85,47 @@ def test_training_memory_counts_parameters_gradients_optimizer_and_a_batch(monke
     monkeypatch.setenv(LIMIT_VARIABLE, str((need - 1) / 2**30))
     with pytest.raises(NeurocompileError, match="325 parameters"):
         check_training_memory((10, 20, 5), 2, 3)
+
+
+def _limit(monkeypatch, nbytes: int) -> None:
+    monkeypatch.setenv(LIMIT_VARIABLE, repr((nbytes + 16) / 2**30))  # a few bytes over: float rounding
+
+
+def test_the_ann_pass_of_a_conversion_is_chunked_to_fit(monkeypatch):
+    from neurocompile.resources import ann_chunk
+
+    # 100 weights (4 float64 copies), 1000 samples keeping 10 values each, 50 values per sample in a chunk (x2)
+    held, kept, per_sample = 100 * 8 * 4, 1000 * 10 * 8, 50 * 8 * 2
+    _limit(monkeypatch, held + kept + 1000 * per_sample)
+    assert ann_chunk(weights=100, values=50, kept=10, samples=1000) == 1000  # all at once when it fits
+    _limit(monkeypatch, held + kept + 64 * per_sample)
+    assert ann_chunk(weights=100, values=50, kept=10, samples=1000) == 64
+    assert ann_chunk(weights=100, values=50, kept=10, samples=1000, fixed_batch=32) == 64  # onnxruntime runs 2 x 32
+    with pytest.raises(NeurocompileError, match="a dynamic batch dimension instead of its fixed batch of 200"):
+        ann_chunk(weights=100, values=50, kept=10, samples=1000, fixed_batch=200)
+    _limit(monkeypatch, held + 500 * 10 * 8 + per_sample)
+    with pytest.raises(NeurocompileError) as caught:
+        ann_chunk(weights=100, values=50, kept=10, samples=1000)
+    message = str(caught.value)
+    assert "1000 calibration samples x 10 values" in message and "(--calibration-samples 500)" in message
+    assert LIMIT_VARIABLE in message and "\n" not in message
+    _limit(monkeypatch, held // 2)
+    with pytest.raises(NeurocompileError, match="100 weights: .* convert a smaller model"):
+        ann_chunk(weights=100, values=50, kept=10, samples=1, fixed_batch=None)
+
+
+def test_snn_runs_are_chunked_to_fit(monkeypatch):
+    from neurocompile.resources import run_chunk
+
+    per_sample = 20 * 30 * 4 * 4  # 20 steps x 30 values, counted as check_run_memory counts them
+    _limit(monkeypatch, 1000 + 7 * per_sample)
+    assert run_chunk(30, 5, 20, held=1000) == 5
+    assert run_chunk(30, 100, 20, held=1000) == 7
+    assert run_chunk(30, 100, 20, held=1000, together=7) == 7
+    with pytest.raises(NeurocompileError) as caught:
+        run_chunk(30, 100, 20, held=1000, together=8, what="the calibration", fewer="use {n} samples (--n {n})")
+    message = str(caught.value)
+    assert message.startswith("the calibration needs about") and "(8 samples x 20 steps x 30 values per step" in message
+    assert "run fewer steps (--steps), or use 7 samples (--n 7), or raise the limit" in message
+    with pytest.raises(NeurocompileError, match=r"one sample needs about .* run fewer steps \(--steps\), or raise"):
+        run_chunk(30, 100, 20 * 8, held=1000)

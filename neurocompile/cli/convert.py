@@ -18,18 +18,28 @@ import click
 from neurocompile.cli import cli
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs, write_together
-from neurocompile.onnx import READOUTS
+from neurocompile.onnx import MAX_STEPS, READOUTS
 
 
 def parse_steps(text: str) -> list[int]:
-    """``"16,32,64"`` -> ``[16, 32, 64]``; a one-line error unless every entry is a positive integer."""
+    """``"16,32,64"`` -> ``[16, 32, 64]``; a one-line error unless every entry is an integer from 1 to
+    :data:`~neurocompile.onnx.MAX_STEPS`."""
+    why = f"--steps: expected integers from 1 to {MAX_STEPS} separated by commas, got '{text}'"
     try:
         steps = [int(part) for part in text.split(",")]
     except ValueError:
-        raise NeurocompileError(f"--steps: expected positive integers separated by commas, got '{text}'") from None
-    if not steps or min(steps) < 1:
-        raise NeurocompileError(f"--steps: expected positive integers separated by commas, got '{text}'")
+        raise NeurocompileError(why) from None
+    if not steps or min(steps) < 1 or max(steps) > MAX_STEPS:
+        raise NeurocompileError(why)
     return sorted(set(steps))
+
+
+def _steps_option(ctx, param, value):
+    """``--steps`` checked while the command line is parsed: a usage error (exit 2) before anything loads."""
+    try:
+        return parse_steps(value)
+    except NeurocompileError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--steps: "), ctx, param) from None
 
 
 def format_report(report: dict) -> str:
@@ -68,7 +78,13 @@ def format_report(report: dict) -> str:
 @click.option(
     "--percentile", type=float, default=99.9, show_default=True, help="Percentile of each layer's activations."
 )
-@click.option("--steps", default="16,32,64", show_default=True, help="Time steps T to evaluate, comma-separated.")
+@click.option(
+    "--steps",
+    default="16,32,64",
+    show_default=True,
+    callback=_steps_option,
+    help="Time steps T to evaluate, comma-separated.",
+)
 @click.option(
     "--readout",
     type=click.Choice(READOUTS),
@@ -77,15 +93,21 @@ def format_report(report: dict) -> str:
     help="Output layer: IF neurons classified by spike count, or integrators classified by voltage.",
 )
 @click.option("--limit", type=click.IntRange(1), help="Evaluate on the first N test samples only.")
+@click.option(
+    "--calibration-samples",
+    type=click.IntRange(1),
+    help="Normalize on the first N samples of the training split only (default: all).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write accuracy against T (PNG).")
-def convert(model, output, calibrate, percentile, steps, readout, limit, as_json, plot_path):
+def convert(model, output, calibrate, percentile, steps, readout, limit, calibration_samples, as_json, plot_path):
     """Convert an ONNX ReLU network (MODEL.onnx) into a spiking NIR graph and report its accuracy."""
+    check_outputs([output, plot_path], [model, calibrate if calibrate != "digits" else None])
     from neurocompile.onnx import convert as onnx_convert
 
-    steps = parse_steps(steps)
-    check_outputs([output, plot_path], [model, calibrate if calibrate != "digits" else None])
-    conversion = onnx_convert.convert(model, calibrate, percentile, readout)
+    conversion = onnx_convert.convert(
+        model, calibrate, percentile, readout, steps=steps, calibration_samples=calibration_samples
+    )
     report = {"model": str(model), "output": str(output)}
     report.update(onnx_convert.evaluate(conversion, steps, limit, progress=True))
     writers = [(output, lambda path: _write_graph(conversion.graph, path))]

@@ -26,7 +26,7 @@ from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.data import load_digits_images, split_indices
 from neurocompile.errors import NeurocompileError, first_line
 from neurocompile.files import MAX_ARRAY_BYTES, load_arrays, save_figure
-from neurocompile.onnx import READOUTS
+from neurocompile.onnx import MAX_STEPS, READOUTS
 from neurocompile.onnx.read import (
     INPUT,
     OUTPUT,
@@ -42,8 +42,15 @@ from neurocompile.onnx.read import (
     input_info,
     parse_onnx,
     read_onnx,
+    refuse_external_data,
 )
-from neurocompile.resources import check_run_memory
+from neurocompile.resources import (
+    ann_chunk,
+    check_compile_memory,
+    conversion_weight_bytes,
+    run_chunk,
+    values_per_step,
+)
 from neurocompile.semantics.discretization import Convention
 
 CONVENTION = Convention(reset="subtract")
@@ -61,20 +68,30 @@ def forward(network: Network, x) -> dict[str, np.ndarray]:
     return {name: value.numpy() for name, value in values.items()}
 
 
-def run_onnx(model, x: np.ndarray) -> np.ndarray:
-    """The model's output for ``x`` with onnxruntime (batched as the model's batch dimension allows)."""
+def run_onnx(model, x: np.ndarray, chunk: int | None = None) -> np.ndarray:
+    """The model's output for ``x`` with onnxruntime, ``chunk`` samples at a time (at most 1024; the model's
+    batch when it is fixed)."""
+    return _run_session(_session(model), model, x, chunk)
+
+
+def _session(model):
+    """An onnxruntime session of ``model`` (two threads, CPU)."""
     import onnxruntime as ort
 
-    name, shape, batch = input_info(model)
+    refuse_external_data(model)  # onnxruntime would read such data relative to the current directory
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
     options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise NeurocompileError(f"onnxruntime cannot load the model ({first_line(exc)})") from None
+
+
+def _run_session(session, model, x: np.ndarray, chunk: int | None = None) -> np.ndarray:
+    name, shape, batch = input_info(model)
     x = np.asarray(x, dtype=np.float32).reshape(-1, *shape)
-    chunk = batch or 1024
+    chunk = batch or min(chunk or ONNX_CHUNK, ONNX_CHUNK)
     if chunk * math.prod(shape) * 4 > MAX_ARRAY_BYTES:
         raise NeurocompileError(
             f"the model's fixed batch of {chunk} samples needs more than {MAX_ARRAY_BYTES >> 30} GiB"
@@ -90,37 +107,81 @@ def run_onnx(model, x: np.ndarray) -> np.ndarray:
     return np.concatenate(outputs).reshape(len(x), -1)
 
 
-def check_against_onnxruntime(network: Network, model, x: np.ndarray) -> None:
-    """The parsed layers must compute what onnxruntime computes (an independent oracle)."""
-    ours = torch.as_tensor(forward(network, x)[network.output].reshape(len(x), -1))
-    if network.head is not None:
-        ours = (torch.softmax if network.head == "Softmax" else torch.log_softmax)(ours, dim=1)
-    ours = ours.numpy()
-    theirs = run_onnx(model, x)
-    if ours.shape != theirs.shape:
-        raise NeurocompileError(f"the parsed network gives outputs of shape {ours.shape}, onnxruntime {theirs.shape}")
-    error = float(np.abs(ours - theirs).max(initial=0))
-    if error > 1e-3 * (1.0 + float(np.abs(theirs).max(initial=0))):
-        raise NeurocompileError(f"the parsed network differs from onnxruntime by {error:.3g}; cannot convert it")
+ONNX_CHUNK = 1024  # samples onnxruntime runs at once, at most
+
+
+def check_against_onnxruntime(network: Network, model, x: np.ndarray, chunk: int | None = None) -> None:
+    """The parsed layers must compute what onnxruntime computes (an independent oracle), checked on ``x``
+    ``chunk`` samples at a time."""
+    for _ in checked_passes(network, model, x, chunk):
+        pass
+
+
+def checked_passes(network: Network, model, x: np.ndarray, chunk: int | None = None):
+    """:func:`forward` of ``x``, ``chunk`` samples at a time (all at once by default): yields
+    ``(start, activations)`` per chunk, each checked against onnxruntime's output; a parse that does
+    not compute what the ONNX model computes is refused once every chunk ran."""
+    chunk = max(1, chunk or len(x))
+    session = _session(model)
+    worst = top = 0.0
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk]
+        values = forward(network, part)
+        ours = torch.as_tensor(values[network.output].reshape(len(part), -1))
+        if network.head is not None:
+            ours = (torch.softmax if network.head == "Softmax" else torch.log_softmax)(ours, dim=1)
+        ours = ours.numpy()
+        theirs = _run_session(session, model, part, chunk)
+        if ours.shape != theirs.shape:
+            raise NeurocompileError(
+                f"the parsed network gives outputs of shape {ours.shape}, onnxruntime {theirs.shape}"
+            )
+        worst = max(worst, float(np.abs(ours - theirs).max(initial=0)))
+        top = max(top, float(np.abs(theirs).max(initial=0)))
+        yield start, values
+        del values, ours, theirs
+    if worst > 1e-3 * (1.0 + top):
+        raise NeurocompileError(f"the parsed network differs from onnxruntime by {worst:.3g}; cannot convert it")
+
+
+def kept_layers(network: Network) -> list[str]:
+    """The layers whose activations the normalization needs: every ReLU, and the output layer."""
+    names = [layer.name for layer in network.layers if isinstance(layer, Relu)]
+    return names if network.output in names else [*names, network.output]
+
+
+def calibrate(network: Network, model, x: np.ndarray, percentile: float, chunk: int | None = None) -> dict:
+    """:func:`layer_scales` of the ANN's activations on ``x``, computed ``chunk`` samples at a time (checked
+    against onnxruntime): only the activations of :func:`kept_layers` are kept for every sample."""
+    kept = {name: np.empty((len(x), *network.layer(name).shape)) for name in kept_layers(network)}
+    for start, values in checked_passes(network, model, x, chunk):
+        for name, array in kept.items():
+            array[start : start + len(values[INPUT])] = values[name]
+    return layer_scales(network, kept, percentile, input_scale(x), overwrite=True)
 
 
 # --- 4. data-based normalization -------------------------------------------------------------
 
 
-def percentile_scale(values: np.ndarray, percentile: float) -> float:
-    """The ``percentile``-th percentile of all values (1.0 when it is not positive: a silent layer)."""
-    value = float(np.percentile(np.asarray(values, dtype=np.float64).ravel(), percentile))
+def percentile_scale(values: np.ndarray, percentile: float, overwrite: bool = False) -> float:
+    """The ``percentile``-th percentile of all values (1.0 when it is not positive: a silent layer);
+    ``overwrite`` lets it reorder ``values`` (float64) instead of copying them."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)
+    value = float(np.percentile(flat, percentile, overwrite_input=overwrite))
     return value if value > 0 else 1.0
 
 
-def layer_scales(network: Network, activations: dict, percentile: float, input_scale: float = 1.0) -> dict:
-    """lambda per ReLU layer, for the readout (the output layer's values) and the input."""
+def layer_scales(
+    network: Network, activations: dict, percentile: float, input_scale: float = 1.0, overwrite: bool = False
+) -> dict:
+    """lambda per ReLU layer, for the readout (the output layer's values) and the input; ``overwrite``
+    lets it reorder the activations instead of copying them."""
     scales = {INPUT: float(input_scale)}
     for layer in network.layers:
         if isinstance(layer, Relu):
-            scales[layer.name] = percentile_scale(activations[layer.name], percentile)
+            scales[layer.name] = percentile_scale(activations[layer.name], percentile, overwrite)
     if not isinstance(network.layer(network.output), Relu):
-        scales[READOUT] = percentile_scale(activations[network.output], percentile)
+        scales[READOUT] = percentile_scale(activations[network.output], percentile, overwrite)
     return scales
 
 
@@ -406,24 +467,152 @@ class Conversion:
     data: Data
     readout: str
     percentile: float
+    chunk: int | None = None  # samples per ANN pass that fit the memory limit (None: all at once)
 
 
-def convert(model_path, calibration: str = "digits", percentile: float = 99.9, readout: str = "spikes") -> Conversion:
-    """Read, parse and check ``model_path``, normalize on ``calibration``'s training split and build the NIR graph."""
+def check_steps(steps) -> list[int]:
+    """``steps`` (an integer or several) as a sorted list of distinct integers from 1 to :data:`MAX_STEPS`."""
+    values = [steps] if isinstance(steps, (int, np.integer)) else list(steps)
+    integers = all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in values)
+    if not values or not integers or not all(1 <= t <= MAX_STEPS for t in values):
+        raise NeurocompileError(f"steps must be integers from 1 to {MAX_STEPS}, got {values}")
+    return sorted({int(t) for t in values})
+
+
+def _count(value, what: str) -> int | None:
+    """An optional positive sample count."""
+    if value is None:
+        return None
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise NeurocompileError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def weight_count(network: Network) -> int:
+    """Parameters of the network's Dense and Conv layers."""
+    return sum(layer.weight.size + layer.bias.size for layer in network.layers if isinstance(layer, (Dense, Conv)))
+
+
+def ann_values(network: Network) -> int:
+    """Values one sample holds in an ANN pass (:func:`forward`): the input, every layer's output and the
+    largest working buffer of a convolution (torch's float64 convolution unfolds its input: C_in x kH x kW
+    values per output position)."""
+    outputs = math.prod(network.input_shape) + sum(math.prod(layer.shape) for layer in network.layers)
+    unfolded = [
+        layer.weight[0].size * layer.groups * math.prod(layer.shape[1:])
+        for layer in network.layers
+        if isinstance(layer, Conv)
+    ]
+    return outputs + max(unfolded, default=0)
+
+
+def snn_values(network: Network) -> int:
+    """Values per step of the converted graph's nodes, as :func:`neurocompile.resources.values_per_step`
+    counts them, before the graph exists: the input, a node per layer (Add excepted), the readout and the
+    output (the Scale nodes the normalization may leave on some edges are not known yet)."""
+    output = math.prod(network.layer(network.output).shape)
+    readout = 0 if isinstance(network.layer(network.output), Relu) else output
+    layers = sum(math.prod(layer.shape) for layer in network.layers if not isinstance(layer, Add))
+    return math.prod(network.input_shape) + layers + readout + output
+
+
+def convert(
+    model_path,
+    calibration: str = "digits",
+    percentile: float = 99.9,
+    readout: str = "spikes",
+    *,
+    steps=None,
+    calibration_samples: int | None = None,
+) -> Conversion:
+    """Read, parse and check ``model_path``, normalize on ``calibration``'s training split (its first
+    ``calibration_samples`` samples, default all) and build the NIR graph.
+
+    Before the ANN runs, its passes are sized (:func:`neurocompile.resources.ann_chunk`: the weights, the
+    activations the normalization keeps, and chunks of the calibration set that fit) and, given the
+    ``steps`` that :func:`evaluate` will run, so are the SNN runs: what does not fit the memory limit is
+    refused in one line, before anything large is allocated."""
     if not (0 < percentile <= 100):
         raise NeurocompileError(f"percentile must be in (0, 100], got {percentile}")
+    if readout not in READOUTS:
+        raise NeurocompileError(f"readout must be one of {', '.join(READOUTS)}, got '{readout}'")
+    steps = check_steps(steps) if steps is not None else None
+    calibration_samples = _count(calibration_samples, "calibration_samples")
     model = read_onnx(model_path)
     network = parse_onnx(model)
     data = load_data(calibration, network.input_shape)
-    check_against_onnxruntime(network, model, data.x_train)
-    scales = layer_scales(network, forward(network, data.x_train), percentile, input_scale(data.x_train))
+    data.x_train = data.x_train[:calibration_samples]
+    weights = weight_count(network)
+    chunk = ann_chunk(
+        weights=weights,
+        values=ann_values(network),
+        kept=sum(math.prod(network.layer(name).shape) for name in kept_layers(network)),
+        samples=len(data.x_train),
+        fixed_batch=input_info(model)[2],
+    )
+    if steps is not None:  # evaluate()'s fixed-point compilation: its matrices and calibration run are not chunked
+        check_fixed_point_compile(network, snn_values(network), len(data.x_train), max(steps))
+    scales = calibrate(network, model, data.x_train, percentile, chunk)
     graph = to_nir(
         network, scales, readout, source=str(Path(model_path).name), calibration=data.name, percentile=float(percentile)
     )
-    return Conversion(model, network, scales, graph, data, readout, percentile)
+    return Conversion(model, network, scales, graph, data, readout, percentile, chunk)
 
 
 CALIBRATION_SAMPLES = 256  # training inputs the fixed-point program is calibrated on
+
+
+def dense_synapses(network: Network) -> list[tuple[str, int, int, int]]:
+    """The synapses that the fixed-point compiler builds as dense matrices, as
+    :func:`neurocompile.resources.check_compile_memory` takes them: every chain of layers from a
+    population (the input or a ReLU) into a population (a ReLU or the readout) but a lone convolution
+    (with at most one pooling and flattening around it, which the compiler folds into one conv synapse)."""
+
+    def size(name: str) -> int:
+        return math.prod(network.input_shape) if name == INPUT else math.prod(network.layer(name).shape)
+
+    chains: dict[tuple[str, str], list[list[Layer]]] = {}
+
+    def walk(dst: str, name: str, ops: list[Layer]) -> None:
+        if name == INPUT or isinstance(network.layer(name), Relu):
+            chains.setdefault((name, dst), []).append(ops)
+            return
+        layer = network.layer(name)
+        for src in layer.inputs:
+            walk(dst, src, ops if isinstance(layer, Add) else [layer, *ops])
+
+    for layer in network.layers:
+        if isinstance(layer, Relu):
+            walk(layer.name, layer.inputs[0], [])
+    if not isinstance(network.layer(network.output), Relu):
+        walk(READOUT, network.output, [])
+    dense = []
+    for (src, dst), seqs in chains.items():
+        ops = seqs[0]
+        one_conv = sum(isinstance(op, Conv) for op in ops) == 1 and sum(isinstance(op, AvgPool) for op in ops) <= 1
+        if len(seqs) > 1 or not (one_conv and all(isinstance(op, (Conv, AvgPool, Flatten)) for op in ops)):
+            n_dst = size(network.output if dst == READOUT else dst)
+            dense.append((f"{src}->{dst}", size(src), sum(size(op.name) for seq in seqs for op in seq), n_dst))
+    return dense
+
+
+def check_fixed_point_compile(network: Network, values: int, calibration: int, steps: int) -> None:
+    """Refuse the fixed-point compilation of :func:`compile_fixed_point` when its synapse matrices
+    (:func:`neurocompile.resources.check_compile_memory`) or its calibration run (up to
+    :data:`CALIBRATION_SAMPLES` of ``calibration`` samples at once, ``steps`` steps, ``values`` values per
+    step) do not fit the memory limit beside the model's weights."""
+    held = conversion_weight_bytes(weight_count(network))
+    held += check_compile_memory(dense_synapses(network), held)
+    together = min(calibration, CALIBRATION_SAMPLES)
+    run_chunk(
+        values,
+        together,
+        steps,
+        together=together,
+        held=held,
+        what="the fixed-point calibration (its samples run at once)",
+        fewer="calibrate on at most {n} samples (--calibration-samples {n})",
+    )
 
 
 def compile_fixed_point(conversion: Conversion, steps: int, samples: int = CALIBRATION_SAMPLES):
@@ -438,25 +627,38 @@ KINDS = ("float", "float_spikes", "cpu")  # the SNN runs of the report, see eval
 
 
 def snn_accuracy(conversion: Conversion, kind: str, steps: int, x, y, program=None) -> float:
-    """Accuracy of one SNN run: ``float`` (analog current), ``float_spikes`` or ``cpu`` (``program``, spikes)."""
+    """Accuracy of one SNN run: ``float`` (analog current), ``float_spikes`` or ``cpu`` (``program``, spikes).
+    The samples run in chunks that fit the memory limit (:func:`neurocompile.resources.run_chunk`)."""
 
-    check_run_memory(conversion.graph, len(x), steps)
+    model = program if kind == "cpu" else conversion.graph
+    values = max(values_per_step(conversion.graph), values_per_step(model))
+    held = conversion_weight_bytes(weight_count(conversion.network))
+    chunk = run_chunk(values, len(x), steps, held=held)
     scale = conversion.scales[INPUT]
-    inputs = analog_current(x, steps, scale) if kind == "float" else encode_spikes(x, steps, scale)
     if kind == "cpu":
         backend = create_backend("cpu", program)
     else:
         backend = create_backend("float", conversion.graph, convention=CONVENTION)
-    return metrics.accuracy(backend.run(inputs), y)
+    y = np.asarray(y).reshape(-1)
+    if len(x) != len(y):
+        raise NeurocompileError(f"{len(y)} labels for {len(x)} samples")
+    correct = 0
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk]
+        inputs = analog_current(part, steps, scale) if kind == "float" else encode_spikes(part, steps, scale)
+        correct += int((metrics.predictions(backend.run(inputs)) == y[start : start + chunk]).sum())
+    return correct / len(x) if len(x) else float("nan")
 
 
 def evaluate(conversion: Conversion, steps=(16, 32, 64), limit: int | None = None, progress: bool = False) -> dict:
     """Accuracy of the ANN (onnxruntime) and of the SNN at each T (:data:`KINDS`) on the test split;
-    the fixed-point program is calibrated at the largest T. Returns a JSON-able report."""
+    the fixed-point program is calibrated at the largest T. Returns a JSON-able report. The runs are
+    sized first; the test samples run in chunks that fit the memory limit."""
 
+    steps = check_steps(steps)
     data = conversion.data
-    x, y = data.x_test[:limit], data.y_test[:limit]
-    check_run_memory(conversion.graph, max(len(x), min(len(data.x_train), CALIBRATION_SAMPLES)), max(steps))
+    x, y = data.x_test[: _count(limit, "limit")], data.y_test[:limit]
+    check_fixed_point_compile(conversion.network, values_per_step(conversion.graph), len(data.x_train), max(steps))
     bar = tqdm(total=1 + len(KINDS) * len(steps), desc="convert", unit="run", disable=None if progress else True)
     bar.set_postfix_str("fixed-point compile")
     program = compile_fixed_point(conversion, max(steps))
@@ -470,6 +672,7 @@ def evaluate(conversion: Conversion, steps=(16, 32, 64), limit: int | None = Non
             bar.update()
         rows.append(row)
     bar.close()
+    ann = run_onnx(conversion.model, x, conversion.chunk).argmax(axis=1)
     return {
         "samples": {"calibration": int(len(data.x_train)), "test": int(len(y))},
         "data": data.name,
@@ -477,7 +680,7 @@ def evaluate(conversion: Conversion, steps=(16, 32, 64), limit: int | None = Non
         "readout": conversion.readout,
         "convention": dataclasses.asdict(CONVENTION),
         "scales": conversion.scales,
-        "accuracy": {"ann": float((run_onnx(conversion.model, x).argmax(axis=1) == y).mean()), "snn": rows},
+        "accuracy": {"ann": float((ann == y).mean()), "snn": rows},
     }
 
 

@@ -48,8 +48,8 @@ def read_onnx(path):
     except Exception as exc:
         reason = first_line(exc).rpartition(": ")[2]
         raise NeurocompileError(f"{path}: not an ONNX model, or a truncated one (protobuf: {reason})") from None
+    refuse_external_data(model, str(path))  # before anything (the checker included) could follow it
     _check_opset(model, path)
-    _refuse_external_data(model, path)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
@@ -71,12 +71,67 @@ def _check_opset(model, path) -> None:
         raise NeurocompileError(f"{path}: opset {versions[0]} is newer than this onnx supports ({newest})")
 
 
-def _refuse_external_data(model, path) -> None:
+def refuse_external_data(model, where: str = "model") -> None:
+    """A one-line error naming the first tensor anywhere in ``model`` (initializers, sparse initializers,
+    node attributes of every kind, nested graphs, functions, training graphs) whose data live in
+    another file. onnx and onnxruntime would read that file, relative to the current directory or to
+    the model's folder, so a crafted model could disclose any file's bytes; nothing is read here."""
+    found = _external_tensor(model)
+    if found is not None:
+        trail, tensor = found
+        trail = trail or ["tensor"]
+        raise NeurocompileError(
+            f"{where}: {': '.join([*trail[:-1], f'{trail[-1]} {_text(tensor.name)!r}'])} keeps its data in an "
+            "external file; refused, neurocompile opens no file that a model names (save the model with its "
+            "tensors inside: onnx.save(model, path, save_as_external_data=False))"
+        )
+
+
+def _external_tensor(message):
+    """``(trail, tensor)`` for the first TensorProto below ``message`` that names external data, else None;
+    ``trail`` names where it is, its last entry the kind of tensor. Every message field is walked, so no
+    place a tensor can hide in is missed."""
     import onnx
 
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            raise NeurocompileError(f"{path}: initializer '{tensor.name}' keeps its data in an external file")
+    stack = [(message, [])]
+    while stack:
+        item, trail = stack.pop()
+        if isinstance(item, onnx.TensorProto):
+            if item.data_location == onnx.TensorProto.EXTERNAL or len(item.external_data):
+                return trail, item
+            continue
+        for field, value in item.ListFields():
+            if field.type != field.TYPE_MESSAGE:
+                continue
+            children = value if _repeated(field) else [value]
+            for index, child in reversed(list(enumerate(children))):
+                stack.append((child, trail + _step(field.name, index, child)))
+    return None
+
+
+def _repeated(field) -> bool:
+    """Whether a protobuf field is repeated (``label`` is gone from newer protobuf's descriptors)."""
+    repeated = getattr(field, "is_repeated", None)
+    return bool(repeated) if repeated is not None else field.label == field.LABEL_REPEATED
+
+
+def _step(field: str, index: int, child) -> list[str]:
+    """How ``child``, item ``index`` of its parent's ``field``, is named in an error."""
+    import onnx
+
+    if isinstance(child, onnx.NodeProto):
+        return [f"ONNX node '{_text(child.name) or f'#{index}'}' ({_text(child.op_type)})"]
+    if isinstance(child, onnx.AttributeProto):
+        return [f"attribute '{_text(child.name)}'"]
+    if isinstance(child, onnx.GraphProto) and field != "graph":
+        return [f"graph '{_text(child.name)}'"]
+    if isinstance(child, onnx.FunctionProto):
+        return [f"function '{_text(child.name)}'"]
+    if isinstance(child, onnx.SparseTensorProto):
+        return ["sparse initializer" if field == "sparse_initializer" else "sparse tensor"]
+    if isinstance(child, onnx.TensorProto) and field not in ("values", "indices"):  # those are a sparse tensor's
+        return ["initializer" if field == "initializer" else "tensor"]
+    return []
 
 
 def _check_signature(model, path) -> None:
@@ -221,14 +276,17 @@ class Network:
 
 def parse_onnx(model) -> Network:
     """The model's nodes as a :class:`Network` (see the module docstring for what folds where)."""
+    refuse_external_data(model)  # also for a model that did not come through read_onnx
     return _Parser(model).run()
 
 
 def tensor_values(tensor, what: str) -> np.ndarray:
     """A tensor's values as a writable float64 array; data that does not match its dims, or values
     that are not finite real numbers, are a one-line error naming ``what``."""
-    from onnx import numpy_helper
+    from onnx import TensorProto, numpy_helper
 
+    if tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data):
+        raise NeurocompileError(f"{what}: its data are in an external file; refused")
     try:
         values = numpy_helper.to_array(tensor)
     except Exception as exc:

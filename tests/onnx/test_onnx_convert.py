@@ -372,12 +372,28 @@ def test_cli_refuses_to_overwrite_its_input_and_bad_steps(capsys, digits_models)
     assert_one_line_error(*run_cli(capsys, "convert", model, "-o", "x.nir", "--steps", "16,zero")[::2], "--steps")
 
 
-@pytest.mark.parametrize("steps", ["100000", "99999999999999999999"])
-def test_cli_sizes_the_runs_before_allocating_them(capsys, tmp_path, digits_models, steps):
-    # was: "internal error" after a failed allocation (issue 27); now refused before calibration
-    code, _, err = run_cli(capsys, "convert", digits_models["mlp"], "-o", tmp_path / "x.nir", "--steps", steps)
-    assert_one_line_error(code, err, f"x {steps} steps", "run fewer samples (--limit) or steps (--steps)")
+def test_cli_sizes_the_runs_before_allocating_them(capsys, tmp_path, digits_models, monkeypatch):
+    # was: "internal error" after a failed allocation (issue 27), then a refusal after the ANN had run
+    # on the whole calibration set; now refused before the ANN runs
+    import neurocompile.onnx.convert as onnx_convert
+
+    def no_ann(*args, **kwargs):
+        raise AssertionError("the ANN ran before the runs were sized")
+
+    monkeypatch.setattr(onnx_convert, "forward", no_ann)
+    code, _, err = run_cli(capsys, "convert", digits_models["mlp"], "-o", tmp_path / "x.nir", "--steps", "100000")
+    assert_one_line_error(
+        code,
+        err,
+        "the fixed-point calibration (its samples run at once) needs about",
+        "(256 samples x 100000 steps x",
+        "run fewer steps (--steps), or calibrate on at most",
+    )
     assert not (tmp_path / "x.nir").exists()
+    code, _, err = run_cli(
+        capsys, "convert", digits_models["mlp"], "-o", tmp_path / "x.nir", "--steps", "99999999999999999999"
+    )  # was: a memory refusal of 1.53e+17 GiB after the ANN ran; a usage error now
+    assert_one_line_error(code, err, "Invalid value for '--steps'", "from 1 to 2147483647")
 
 
 def test_data_file_forms_and_refusals(tmp_path):
