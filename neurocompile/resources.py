@@ -213,20 +213,24 @@ def run_chunk(
 def check_compile_memory(dense, held: int = 0) -> int:
     """Refuse a fixed-point compilation whose synapse matrices do not fit :func:`memory_limit` beside
     ``held`` bytes; returns the bytes the matrices keep. The compiler (``compiler.normalize``) builds
-    every synapse that is not one convolution as a dense float64 matrix, by pushing an ``n_src x n_src``
-    identity through its chain; ``dense`` lists those synapses as ``(name, n_src, values, n_dst)``,
-    ``values`` the values per source neuron of the layers along the chain. Each keeps its matrix twice
-    (float64, and the program's copy); the largest identity and its images are held while it is built."""
+    every synapse that is not one convolution as a dense float64 ``n_dst x n_src`` matrix: from its weight
+    when the chain is one affine layer, else by pushing an ``n_identity x n_identity`` identity through it;
+    ``dense`` lists them as ``(name, n_identity (0: none), values, n_dst, n_src)``, ``values`` the values
+    per source neuron of the layers that the identity goes through. Each keeps its matrix twice (float64,
+    and the program's copy); the largest identity and its images are held while it is built."""
     limit = memory_limit()
-    kept = sum(n_src * n_dst for _name, n_src, _values, n_dst in dense) * ANN_BYTES * 2
-    name, n_src, values, n_dst = max(dense, key=lambda c: c[1] * (c[1] + c[2] + c[3]), default=("", 0, 0, 0))
-    building = n_src * (n_src + values + n_dst) * ANN_BYTES
+    kept = sum(n_src * n_dst for _name, _identity, _values, n_dst, n_src in dense) * ANN_BYTES * 2
+    name, n_identity, values, n_dst, n_src = max(
+        dense, key=lambda c: c[1] * (c[1] + c[2] + c[3]), default=("", 0, 0, 0, 0)
+    )
+    building = n_identity * (n_identity + values + n_dst) * ANN_BYTES
     need = held + kept + building
     if need > limit:
+        how = f" from a {n_identity} x {n_identity} identity: {_gib(building)}" if n_identity else ""
         raise NeurocompileError(
             f"the fixed-point compilation needs about {_gib(need)} (synapse '{name}' is built as a dense "
-            f"{n_dst} x {n_src} matrix from a {n_src} x {n_src} identity: {_gib(building)}; the dense synapses "
-            f"keep {_gib(kept)}, the weights {_gib(held)}) and the limit is {_gib(limit)}: convert a model with "
-            f"narrower layers, or raise the limit with {LIMIT_VARIABLE}"
+            f"{n_dst} x {n_src} matrix{how}; the dense synapses keep {_gib(kept)}, the weights {_gib(held)}) "
+            f"and the limit is {_gib(limit)}: convert a model with narrower layers, or raise the limit with "
+            f"{LIMIT_VARIABLE}"
         )
     return kept

@@ -341,14 +341,45 @@ def _collapse(src, dst, source_shape, target_shape, seqs, convention) -> Normali
 
 
 def _sequence_matrix(seq: list[Op], source_shape, n_dst) -> np.ndarray:
+    """The ``n_dst x n_src`` matrix of one chain: its ops applied to the identity, or, for one affine
+    weight between elementwise ops, that weight with the scales folded in, in the same order
+    (the same floats, without an ``n_src x n_src`` identity)."""
+    core = [i for i, op in enumerate(seq) if not op.elementwise]
+    if len(core) == 1 and seq[core[0]].weight is not None and np.ndim(seq[core[0]].weight) == 2:
+        out = _affine_chain_matrix(seq, core[0], source_shape)
+    else:
+        out = _identity_image(seq, source_shape)
+    if out.shape[0] != n_dst:
+        raise GraphError(f"chain delivers {out.shape[0]} values to {n_dst} neurons", node=seq[-1].node if seq else "?")
+    return out
+
+
+def _identity_image(seq: list[Op], source_shape) -> np.ndarray:
+    """The matrix of any linear chain: its ops applied to the ``n_src x n_src`` identity."""
     n_src = int(np.prod(source_shape))
     x = torch.eye(n_src, dtype=torch.float64).reshape(n_src, *source_shape)
     for op in seq:
         x = op.apply(x)
-    out = x.reshape(n_src, -1)
-    if out.shape[1] != n_dst:
-        raise GraphError(f"chain delivers {out.shape[1]} values to {n_dst} neurons", node=seq[-1].node if seq else "?")
-    return out.T.numpy().copy()
+    return x.reshape(n_src, -1).T.numpy().copy()
+
+
+def _affine_chain_matrix(seq: list[Op], at: int, source_shape) -> np.ndarray:
+    """``seq[at]``'s weight ``W`` with the elementwise ops before it scaling its columns and those after it
+    its rows: ``(W * before) * after``, the products the identity would go through, in their order."""
+
+    def diagonal(ops, shape) -> torch.Tensor:
+        x = torch.ones((1, *shape), dtype=torch.float64)
+        for op in ops:
+            x = op.apply(x)
+        return x.reshape(-1)
+
+    affine = seq[at]
+    before = diagonal(seq[:at], source_shape)
+    weight = torch.as_tensor(affine.weight, dtype=torch.float64)
+    if before.numel() != weight.shape[1]:
+        raise GraphError(f"weight expects {weight.shape[1]} inputs, gets {before.numel()}", node=affine.node)
+    after = diagonal(seq[at + 1 :], affine.out_shape)
+    return ((weight * before[None, :]) * after[:, None]).numpy().copy()
 
 
 def _sequence_delays(seq, source_shape, n_dst, matrix, dst, convention):

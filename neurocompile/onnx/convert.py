@@ -562,11 +562,12 @@ def convert(
 CALIBRATION_SAMPLES = 256  # training inputs the fixed-point program is calibrated on
 
 
-def dense_synapses(network: Network) -> list[tuple[str, int, int, int]]:
+def dense_synapses(network: Network) -> list[tuple[str, int, int, int, int]]:
     """The synapses that the fixed-point compiler builds as dense matrices, as
     :func:`neurocompile.resources.check_compile_memory` takes them: every chain of layers from a
     population (the input or a ReLU) into a population (a ReLU or the readout) but a lone convolution
-    (with at most one pooling and flattening around it, which the compiler folds into one conv synapse)."""
+    (with at most one pooling and flattening around it, which the compiler folds into one conv synapse).
+    A chain that is one Dense is its weight; the others are pushed through an identity (``n_identity``)."""
 
     def size(name: str) -> int:
         return math.prod(network.input_shape) if name == INPUT else math.prod(network.layer(name).shape)
@@ -592,7 +593,10 @@ def dense_synapses(network: Network) -> list[tuple[str, int, int, int]]:
         one_conv = sum(isinstance(op, Conv) for op in ops) == 1 and sum(isinstance(op, AvgPool) for op in ops) <= 1
         if len(seqs) > 1 or not (one_conv and all(isinstance(op, (Conv, AvgPool, Flatten)) for op in ops)):
             n_dst = size(network.output if dst == READOUT else dst)
-            dense.append((f"{src}->{dst}", size(src), sum(size(op.name) for seq in seqs for op in seq), n_dst))
+            # a chain of one Dense (Flattens aside) is its weight; any other goes through the identity
+            identity = [seq for seq in seqs if [type(op) for op in seq if not isinstance(op, Flatten)] != [Dense]]
+            values = sum(size(op.name) for seq in identity for op in seq)
+            dense.append((f"{src}->{dst}", size(src) if identity else 0, values, n_dst, size(src)))
     return dense
 
 

@@ -70,6 +70,40 @@ def test_affine_scale_linear_chain_collapses_to_one_dense_synapse():
     np.testing.assert_allclose(norm.population("dst").bias, ((t(b1) * t(s)) @ t(w2).T).numpy(), rtol=1e-10)
 
 
+@pytest.mark.parametrize(
+    "nodes, in_shape",
+    [
+        ([nir.Affine(RNG.normal(size=(7, 12)), RNG.normal(size=7))], (12,)),
+        ([nir.Scale(RNG.normal(size=12)), nir.Linear(RNG.normal(size=(7, 12))), nir.Scale(RNG.normal(size=7))], (12,)),
+        (
+            [nir.Flatten(start_dim=0, input_type={"input": np.array([3, 2, 2])}), nir.Linear(RNG.normal(size=(5, 12)))],
+            (3, 2, 2),
+        ),
+        (
+            [
+                nir.Scale(RNG.normal(size=(3, 2, 2))),
+                nir.Flatten(start_dim=0, input_type={"input": np.array([3, 2, 2])}),
+                nir.Affine(RNG.normal(size=(5, 12)), np.ones(5)),
+            ],
+            (3, 2, 2),
+        ),
+    ],
+)
+def test_an_affine_chain_matrix_equals_the_chain_applied_to_the_identity(nodes, in_shape):
+    """One weight between elementwise ops is folded directly (no n_src x n_src identity): the same floats."""
+    from neurocompile.compiler import normalize as N
+    from neurocompile.semantics.primitives import make_op
+
+    ops, shape = [], in_shape
+    for k, node in enumerate(nodes):
+        ops.append(make_op(f"op{k}", node, shape))
+        shape = ops[-1].out_shape
+    at = next(k for k, op in enumerate(ops) if not op.elementwise)
+    direct = N._affine_chain_matrix(ops, at, in_shape)
+    assert np.array_equal(direct, N._identity_image(ops, in_shape))  # bit for bit
+    assert np.array_equal(N._sequence_matrix(ops, in_shape, direct.shape[0]), direct)
+
+
 def test_conv_with_bias_and_channel_scale_stays_conv():
     w, b = RNG.normal(size=(4, 3, 3, 3)), RNG.normal(size=4)
     scale = np.broadcast_to(RNG.normal(size=(4, 1, 1)), (4, 8, 8)).copy()

@@ -9,6 +9,7 @@ the SNN evaluation run in chunks that fit, and what cannot fit is refused in one
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
 import neurocompile.onnx.convert as onnx_convert
@@ -144,27 +145,59 @@ def test_huge_sample_counts_mean_all_samples(tmp_path, capsys):
     assert "(50 samples)" in out and "accuracy on 10 test samples" in out
 
 
+def pooled_model(path, side: int):
+    """input [N, 1, side, side] -> AveragePool 2x2 -> Flatten -> Gemm(2): one chain, built through an identity."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).normal(size=(2, (side // 2) ** 2)).astype(np.float32)
+    nodes = [
+        helper.make_node("AveragePool", ["x"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "w"], ["y"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pooled",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 1, side, side])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    x = np.random.default_rng(1).random((20, 1, side, side)).astype(np.float32)
+    np.savez(path.with_suffix(".npz"), x_train=x[:10], x_test=x[10:], y_test=np.zeros(10, np.int64))
+    return path, str(path.with_suffix(".npz"))
+
+
 def test_dense_synapse_matrices_are_sized_before_the_ann_runs(tmp_path, monkeypatch, capsys, batches):
-    # the fixed-point compiler builds relu1 -> readout (4096 -> 2) through a 4096 x 4096 float64 identity
-    path, data = tiny(tmp_path, hidden=4096)
+    # the fixed-point compiler builds input -> readout (4096 -> 2, through a pool) from a 4096 x 4096 identity
+    path, data = pooled_model(tmp_path / "pooled.onnx", 64)
     set_limit(monkeypatch, 64 << 20)  # the ANN (a few MB) fits, the 128 MiB identity does not
     code, _, err = run_cli(capsys, "convert", path, "-o", tmp_path / "x.nir", "--calibrate", data, "--steps", "1")
     assert_one_line_error(
-        code, err, "fixed-point compilation needs about", "'relu1->readout' is built as a dense 2 x 4096 matrix"
+        code, err, "fixed-point compilation needs about", "is built as a dense 2 x 4096 matrix from a 4096 x 4096"
     )
     assert batches == [] and not (tmp_path / "x.nir").exists()  # was: the ANN ran, then the compiler allocated
 
 
-def test_the_dense_synapses_are_those_the_compiler_builds_densely(tmp_path):
+def test_the_dense_synapses_are_those_the_compiler_builds_densely(tmp_path, monkeypatch):
     import torch
 
-    from neurocompile.compiler.normalize import normalize
+    from neurocompile.compiler import normalize as N
     from tests.onnx.test_onnx_convert import ManyOps, Residual, cnn, export, mlp
 
+    identities = []  # the source size of every chain the compiler pushes an identity through
+    image = N._identity_image
+    monkeypatch.setattr(
+        N, "_identity_image", lambda seq, shape: identities.append(int(np.prod(shape))) or image(seq, shape)
+    )
     torch.manual_seed(0)
     for name, make in (("mlp", mlp), ("cnn", cnn), ("residual", Residual), ("ops", ManyOps)):
         conversion = onnx_convert.convert(export(make(), tmp_path / f"{name}.onnx"), calibration_samples=8)
-        built = normalize(conversion.graph, onnx_convert.CONVENTION).synapses
+        identities.clear()
+        built = N.normalize(conversion.graph, onnx_convert.CONVENTION).synapses
         dense = {(s.name, int(s.weights.shape[1]), int(s.weights.shape[0])) for s in built if s.kind != "conv"}
-        ours = {(n, n_src, n_dst) for n, n_src, _values, n_dst in onnx_convert.dense_synapses(conversion.network)}
-        assert ours == dense, name
+        listed = onnx_convert.dense_synapses(conversion.network)
+        assert {(n, n_src, n_dst) for n, _identity, _v, n_dst, n_src in listed} == dense, name
+        assert {n_identity for _n, n_identity, _v, _d, _s in listed if n_identity} == set(identities), name
