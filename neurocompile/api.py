@@ -68,13 +68,13 @@ def export(model, input_shape=None, *, convention=None, output=None, allow_pickl
     """A NIR graph from a checkpoint path (``.pt``) or a PyTorch module; also written to ``output`` if given.
 
     ``input_shape`` (per sample) and ``convention`` apply to a module and default to its
-    attributes; a checkpoint records its own. ``allow_pickle`` trusts a pickled module or
+    attributes; a checkpoint records its own (``input_shape`` is for one that records none). ``allow_pickle`` trusts a pickled module or
     TorchScript file (it can run code)."""
     check_outputs([output], _input_files(model))  # before any work, not after
     if isinstance(model, (str, Path)):
-        if input_shape is not None or convention is not None:
-            raise NeurocompileError(f"{model}: a checkpoint records its input shape and convention; drop them")
-        graph = export_checkpoint(model, allow_unsafe=allow_pickle)
+        if convention is not None:
+            raise NeurocompileError(f"{model}: a checkpoint records its convention; drop it")
+        graph = export_checkpoint(model, allow_unsafe=allow_pickle, input_shape=input_shape)
     elif _is_module(model):
         conv = None if convention is None else resolve_convention(convention)
         graph = export_module(model, input_shape, conv)
@@ -85,11 +85,13 @@ def export(model, input_shape=None, *, convention=None, output=None, allow_pickl
     return graph
 
 
-def load_model(path, *, lenient: bool = False, allow_pickle: bool = False, producer: str | None = None):
+def load_model(
+    path, *, lenient: bool = False, allow_pickle: bool = False, input_shape=None, producer: str | None = None
+):
     """Read a model file: a ``.nir`` graph, a ``.pt`` checkpoint (exported to a NIR graph) or a
     ``.ncp`` fixed-point program. ``lenient`` reads graphs that nir's type check rejects; ``producer``
     (``"norse==1.1"``, as ``--from``) repairs a peer library's known exporter defects
-    (:mod:`neurocompile.frontend.peer_repairs`)."""
+    (:mod:`neurocompile.frontend.peer_repairs`); ``allow_pickle`` and ``input_shape``: see :func:`export`."""
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.exists():
@@ -97,7 +99,7 @@ def load_model(path, *, lenient: bool = False, allow_pickle: bool = False, produ
     if suffix == ".nir":
         return load_graph(path, lenient=lenient, producer=producer)
     if suffix == ".pt":
-        graph = export_checkpoint(path, allow_unsafe=allow_pickle)
+        graph = export_checkpoint(path, allow_unsafe=allow_pickle, input_shape=input_shape)
         try:  # what the checkpoint's weights make of the graph is checked as a .nir file's would be
             validate_graph(graph)
         except GraphError as exc:
@@ -108,10 +110,11 @@ def load_model(path, *, lenient: bool = False, allow_pickle: bool = False, produ
     raise NeurocompileError(f"{path}: unknown model type '{suffix}' (expected {', '.join(MODEL_SUFFIXES)})")
 
 
-def _as_model(model, lenient: bool = False):
-    """A graph or program from a path, a torch module (exported), a graph or a program."""
+def _as_model(model, lenient: bool = False, **loading):
+    """A graph or program from a path (``loading``: ``allow_pickle``, ``input_shape`` of
+    :func:`load_model`), a torch module (exported), a graph or a program."""
     if isinstance(model, (str, Path)):
-        return load_model(model, lenient=lenient)
+        return load_model(model, lenient=lenient, **loading)
     if _is_module(model):
         return export(model)
     return model
@@ -354,6 +357,8 @@ def learn(
     nir_output=None,
     progress: bool = False,
     lenient: bool = False,
+    allow_pickle: bool = False,
+    input_shape=None,
 ):
     """Learn on chip: ``rule`` (``ottt``, ``stllr``) compiled into the program's learning engine
     (:func:`neurocompile.learning.onchip.compile_learning`), run on ``backend`` over the training split of
@@ -374,12 +379,13 @@ def learn(
     ``learned`` is the learned program in its deployed form; ``result`` a JSON-able dict (figures,
     the learning report, curves, timing). ``output`` (``.ncp``) and ``plot`` (``.png``) are written
     only when everything succeeded, and so is ``nir_output``: the learned network as NIR, its weights
-    dequantized into the source graph (:func:`neurocompile.learning.onchip.learned_graph`; needs a graph source)."""
+    dequantized into the source graph (:func:`neurocompile.learning.onchip.learned_graph`; needs a graph source).
+    ``allow_pickle``, ``input_shape``: for a ``.pt`` path, see :func:`export`."""
     start = time.perf_counter()
     session.check_options(rule, backend, layers, lr, epochs, steps, limit, reinit_readout, checkpoints, window)
     check_outputs([output, plot, nir_output], _input_files(model, data))  # before minutes of learning, not after
     source = str(model) if isinstance(model, (str, Path)) else type(model).__name__
-    graph = _as_model(model, lenient=lenient)
+    graph = _as_model(model, lenient=lenient, allow_pickle=allow_pickle, input_shape=input_shape)
     if nir_output is not None and is_program(graph):
         raise NeurocompileError("learn: --nir needs the model's NIR graph (a .pt or .nir), not a compiled program")
     streams = session.learning_data(data, steps, seed, limit)

@@ -172,7 +172,7 @@ def test_api_errors_are_one_line_neurocompile_errors(tmp_path):
         (lambda: neurocompile.simulate(program, x, backend="float"), "cpu or lava"),
         (lambda: neurocompile.simulate(program, x, backend="gpu"), "unknown backend"),
         (lambda: neurocompile.train(epoch=3), "epoch"),
-        (lambda: neurocompile.export(str(SHIPPED), input_shape=(64,)), "input shape"),
+        (lambda: neurocompile.export(str(SHIPPED), input_shape=(32,)), "records input shape [64], not [32]"),
         (lambda: neurocompile.load_model(tmp_path / "m.onnx"), "no such file"),
         (lambda: neurocompile.load_inputs(), "no input"),
         (lambda: neurocompile.load_inputs(tmp_path / "x.npy", data="digits"), "not both"),

@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from neurocompile.cli import cli
-from neurocompile.cli.options import convention_options
+from neurocompile.cli.options import convention_options, model_loading_options
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs
 
@@ -35,29 +35,29 @@ from neurocompile.files import check_outputs
     help="nir: a .pt checkpoint's NIR graph; onnx: one time step of MODEL (.nir or .pt) with explicit state.",
 )
 @convention_options("onnx: ")
-@click.option("--allow-pickle", is_flag=True, help="Trust a pickled module or TorchScript file (it can run code).")
-def export_command(model, output, target, convention, dt, reset, lenient, allow_pickle):
+@model_loading_options
+def export_command(model, output, target, convention, dt, reset, lenient, allow_pickle, input_shape):
     """Export a PyTorch checkpoint to NIR, or a model to one ONNX time step (--to onnx)."""
     if target == "nir" and (convention or dt is not None or reset or lenient):
         raise NeurocompileError("--convention, --dt, --reset and --lenient apply to --to onnx only")
     output = output or model.with_suffix(f".{target}")
     check_outputs([output], [model])
     if target == "onnx":
-        _export_onnx(model, output, convention, dt, reset, lenient, allow_pickle)
+        _export_onnx(model, output, convention, dt, reset, lenient, allow_pickle, input_shape)
         return
     from neurocompile.api import export
 
-    graph = export(model, allow_pickle=allow_pickle, output=output)
+    graph = export(model, input_shape, allow_pickle=allow_pickle, output=output)
     click.echo(f"wrote {output} ({len(graph.nodes)} nodes, {len(graph.edges)} edges, dt={graph.metadata['dt']:g})")
 
 
-def _export_onnx(model, output, convention, dt, reset, lenient, allow_pickle) -> None:
+def _export_onnx(model, output, convention, dt, reset, lenient, allow_pickle, input_shape) -> None:
     from neurocompile import api
     from neurocompile.onnx.step import state_names, write_step_onnx
 
     if dt is not None and not (np.isfinite(dt) and dt > 0):
         raise NeurocompileError(f"--dt must be a positive number, got {dt}")
-    graph = api.load_model(model, lenient=lenient, allow_pickle=allow_pickle)
+    graph = api.load_model(model, lenient=lenient, allow_pickle=allow_pickle, input_shape=input_shape)
     if api.is_program(graph):
         raise NeurocompileError(f"{model}: a fixed-point program has no float step to export; use its .nir or .pt")
     conv = api.resolve_convention(convention, dt=dt, reset=reset, graph=graph)

@@ -17,7 +17,7 @@ import click
 
 from neurocompile.backends import learning_backends
 from neurocompile.cli import cli
-from neurocompile.cli.options import producer_option
+from neurocompile.cli.options import model_loading_options, producer_option
 from neurocompile.data import DATASETS
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs
@@ -107,6 +107,7 @@ def format_learning(result: dict) -> str:
     help="Also write the learned network as NIR, weights dequantized (MODEL must be a .pt or .nir).",
 )
 @click.option("--lenient", is_flag=True, help="Read older NIR files without nir's type check.")
+@model_loading_options
 @producer_option()
 @click.option(
     "-o",
@@ -132,6 +133,8 @@ def learn(
     plot_path,
     nir_path,
     lenient,
+    allow_pickle,
+    input_shape,
     output,
 ):
     """Learn MODEL on chip with OTTT or S-TLLR and report held-out accuracy before and after."""
@@ -158,5 +161,7 @@ def learn(
         nir_output=nir_path,
         progress=True,
         lenient=lenient,
+        allow_pickle=allow_pickle,
+        input_shape=input_shape,
     )
     click.echo(json.dumps(result, indent=2) if as_json else format_learning(result))

@@ -43,6 +43,38 @@ def convention_options(scope: str = ""):
     return decorate
 
 
+MAX_SHAPE_VALUE = 2**31 - 1  # per axis; the exporter's size checks do the rest
+
+
+class ShapeParam(click.ParamType):
+    """A per-sample shape on the command line: ``64`` or ``1,28,28`` (positive integers)."""
+
+    name = "shape"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            shape = tuple(int(part) for part in str(value).split(","))
+        except ValueError:
+            shape = ()
+        if not shape or any(n < 1 or n > MAX_SHAPE_VALUE for n in shape):
+            self.fail(f"expected positive integers separated by commas, such as 1,28,28; got {value!r}", param, ctx)
+        return shape
+
+
+def model_loading_options(command):
+    """``--allow-pickle`` and ``--input-shape``: how a ``.pt`` MODEL that is a pickled module is read."""
+    command = click.option(
+        "--input-shape",
+        type=ShapeParam(),
+        help="Per-sample input shape of a .pt module that records none (a pickled nn.Module), e.g. 64 or 1,28,28.",
+    )(command)
+    return click.option(
+        "--allow-pickle", is_flag=True, help="Trust a pickled module or TorchScript .pt file (loading it can run code)."
+    )(command)
+
+
 def producer_option(scope: str = ""):
     """``--from LIBRARY==VERSION``: the peer library that wrote the NIR file; its known exporter defects are
     repaired (each announced) and its native preset is the default convention. The command runs with it in

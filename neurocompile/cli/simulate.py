@@ -22,7 +22,7 @@ from neurocompile.analysis.summary import format_summary, plot_raster, save_reco
 from neurocompile.backends import BACKENDS, backend_entry
 from neurocompile.backends.lava.backend import TAGS
 from neurocompile.cli import cli
-from neurocompile.cli.options import convention_options
+from neurocompile.cli.options import convention_options, model_loading_options
 from neurocompile.data import DATASETS
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs, npz_name
@@ -64,6 +64,7 @@ def _check_options(input_path, data, steps, limit, dt) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @convention_options()
+@model_loading_options
 @click.option(
     "--device", default="cpu", show_default=True, help="Torch device for the float and cpu backends (cpu, cuda)."
 )
@@ -108,6 +109,8 @@ def simulate(
     loihi,
     drain,
     graded_inputs,
+    allow_pickle,
+    input_shape,
 ):
     """Run MODEL (.nir, .ncp or .pt) on a backend and report accuracy, spikes, synops and sparsity."""
     from neurocompile import api  # here, not at the top: the API loads torch, which --help does not need
@@ -124,7 +127,7 @@ def simulate(
             api.check_device(device)
         except NeurocompileError as exc:
             raise NeurocompileError(f"--device: {exc}") from None
-    loaded = api.load_model(model, lenient=lenient)
+    loaded = api.load_model(model, lenient=lenient, allow_pickle=allow_pickle, input_shape=input_shape)
     conv = api.resolve_convention(convention, dt=dt, reset=reset, graph=loaded)
     model_obj = api.model_for_backend(loaded, backend, conv, {"tag": lava_tag})
     inputs, labels = api.load_inputs(input_path, data=data, steps=steps, limit=limit)

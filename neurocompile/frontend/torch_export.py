@@ -213,7 +213,10 @@ def export(model: nn.Module, input_shape=None, convention: Convention | None = N
         )
     input_shape = tuple(input_shape if input_shape is not None else getattr(model, "input_shape", ()))
     if not input_shape:
-        raise NeurocompileError(f"{type(model).__name__}: no input_shape; pass input_shape=(...) to export")
+        raise NeurocompileError(
+            f"{type(model).__name__}: no input shape recorded; give one per sample "
+            "(--input-shape 1,28,28 on the command line, input_shape=(1, 28, 28) in Python)"
+        )
     convention = convention or getattr(model, "convention", None) or Convention()
 
     was_training = model.training
@@ -278,12 +281,18 @@ def convention_from_metadata(graph: nir.NIRGraph, default: Convention | None = N
     return conv
 
 
-def export_checkpoint(path, allow_unsafe: bool = False) -> nir.NIRGraph:
-    """Load a checkpoint (see :mod:`neurocompile.frontend.checkpoint`) and export it."""
+def export_checkpoint(path, allow_unsafe: bool = False, input_shape=None) -> nir.NIRGraph:
+    """Load a checkpoint (see :mod:`neurocompile.frontend.checkpoint`) and export it; ``input_shape`` (per
+    sample) for a module that records none, such as a pickled one."""
 
     model = load_checkpoint(path, allow_unsafe=allow_unsafe)
+    recorded = getattr(model, "input_shape", None)
     try:
-        return export(model)
+        if input_shape is not None and recorded and tuple(recorded) != tuple(input_shape):
+            raise NeurocompileError(
+                f"the checkpoint records input shape {list(recorded)}, not {list(input_shape)}; drop --input-shape"
+            )
+        return export(model, input_shape)
     except NeurocompileError as exc:
         raise NeurocompileError(f"{path}: {exc}") from None
 

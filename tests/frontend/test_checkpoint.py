@@ -1,5 +1,6 @@
 """Checkpoints load as data only (weights_only); unsafe formats need an explicit opt-in; the CLI."""
 
+import json
 import os
 import pickle
 
@@ -148,6 +149,38 @@ def test_cli_pickled_module_needs_allow_pickle(tmp_path, capsys):
     code, _, err = run_cli(capsys, "export", str(path), "--allow-pickle")
     assert code == 0, err
     assert isinstance(nir.read(path.with_suffix(".nir")).nodes["fc1"], nir.Affine)
+
+
+def test_a_pickled_sequential_without_a_shape_exports_and_simulates_from_the_cli(tmp_path, capsys):
+    """A user's own nn.Sequential of the project's layers, pickled: --input-shape gives what it lacks,
+    --allow-pickle trusts it, in export and simulate alike; each error names the option."""
+    from neurocompile.frontend.nir_io import load_graph
+    from neurocompile.models.layers import Linear
+    from neurocompile.models.neurons import LIF
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(Linear(6, 5), LIF((5,), tau=5e-3), Linear(5, 3), LIF((3,), tau=5e-3))
+    path, x = tmp_path / "own.pt", tmp_path / "x.npy"
+    torch.save(net, path)
+    np.save(x, (np.random.default_rng(0).random((4, 10, 6)) < 0.5).astype(np.uint8))
+    code, _, err = run_cli(capsys, "simulate", str(path), "--input", str(x))
+    assert code == 2 and "--allow-pickle" in err
+    code, _, err = run_cli(capsys, "export", str(path), "--allow-pickle")
+    assert code == 2 and "--input-shape 1,28,28" in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, "export", str(path), "--allow-pickle", "--input-shape", "6")
+    assert code == 0, err
+    graph = load_graph(path.with_suffix(".nir"))
+    np.testing.assert_array_equal(graph.nodes["_0"].weight, net[0].weight.detach().numpy())
+    for backend in ("float", "cpu"):
+        code, out, err = run_cli(capsys, "simulate", str(path), "--backend", backend, "--input", str(x), "--json",
+                                 "--allow-pickle", "--input-shape", "6")  # fmt: skip
+        assert code == 0, err
+        code, out_nir, err = run_cli(capsys, "simulate", str(path.with_suffix(".nir")), "--backend", backend,
+                                     "--input", str(x), "--json")  # fmt: skip
+        assert code == 0, err
+        assert json.loads(out)["predictions"] == json.loads(out_nir)["predictions"]
+    code, _, err = run_cli(capsys, "export", str(path), "--allow-pickle", "--input-shape", "0")
+    assert code == 2 and "--input-shape" in err
 
 
 class Round(torch.nn.Module):
