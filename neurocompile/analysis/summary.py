@@ -109,24 +109,40 @@ def _raster_keys(recording) -> list[str]:
     return keys
 
 
-def plot_raster(recording, path) -> None:
-    """Spike raster of the first sample: one panel per spiking node (hidden and output), as a PNG."""
+def _verdict(recording, label) -> str:
+    """The first sample's prediction, with its label and whether they agree when the label is known."""
+    if not recording.outputs:
+        return "no output"
+    predicted = int(metrics.predictions(recording)[0])
+    if label is None:
+        return f"predicted {predicted}"
+    return f"label {int(label)}, predicted {predicted} ({'right' if predicted == int(label) else 'wrong'})"
+
+
+def plot_raster(recording, path, label=None) -> None:
+    """Spike raster of the first sample: one panel per spiking node (hidden and output), neuron index
+    against integer time steps, titled with the sample's prediction (and ``label``, its true class), as a PNG."""
     keys = _raster_keys(recording)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(len(keys), 1, figsize=(8, 1.8 * len(keys) + 0.6), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(keys), 1, figsize=(8, 1.8 * len(keys) + 0.8), sharex=True, squeeze=False)
     for ax, key in zip(axes[:, 0], keys):
         arr = np.asarray(recording.arrays[key])[0]
         arr = arr.reshape(arr.shape[0], -1)
         t, n = np.nonzero(arr)
-        ax.scatter(t, n, s=4, marker="|", color="black")
-        ax.set_ylabel(key[: -len(".spikes")], fontsize=8)
+        ax.scatter(t, n, s=6, marker="|", color="black")
+        ax.set_title(f"{key[: -len('.spikes')]}: {arr.shape[1]} neurons, {len(t)} spikes", fontsize=8, loc="left")
+        ax.set_ylabel("neuron", fontsize=8)
         ax.set_ylim(-0.5, max(arr.shape[1], 1) - 0.5)
         ax.set_xlim(-0.5, max(arr.shape[0], 1) - 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.tick_params(labelsize=7)
     axes[-1, 0].set_xlabel("time step")
-    fig.suptitle(f"spike raster, sample 0 ({recording.backend})", fontsize=9)
+    fig.suptitle(f"spike raster, sample 0 ({recording.backend}): {_verdict(recording, label)}", fontsize=9)
     fig.tight_layout()
     save_figure(fig, path)

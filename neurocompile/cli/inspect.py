@@ -8,9 +8,16 @@ import click
 
 from neurocompile.cli import cli
 from neurocompile.cli.options import producer_option
+from neurocompile.ir.report import COLUMNS
 
 
-@cli.command()
+def _columns_help() -> str:
+    return "A program's quantization report, by column:\n\n\b\n" + "\n".join(
+        f"  {name:<11} {text}" for name, text in COLUMNS.items()
+    )
+
+
+@cli.command(epilog=_columns_help())
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @click.option("--lenient", is_flag=True, help="Read older NIR files without nir's type check.")

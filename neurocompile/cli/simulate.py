@@ -150,6 +150,6 @@ def simulate(
     if record_path:
         report["record"] = str(save_recording(recording, record_path))
     if plot_path:
-        plot_raster(recording, plot_path)
+        plot_raster(recording, plot_path, None if labels is None else labels[0])
         report["plot"] = str(plot_path)
     click.echo(json.dumps(report, indent=2) if as_json else format_summary(report))

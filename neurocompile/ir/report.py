@@ -9,6 +9,18 @@ from neurocompile.errors import NeurocompileError
 from neurocompile.files import plain
 
 METHODS = ("maxabs", "percentile")  # the statistic of weights and calibrated activity a scale is chosen from
+COLUMNS = {  # the report table's columns, as `inspect --help` and docs/quantization.md explain them
+    "scale": "integer weight units per float unit of v (K; v's register unit is 64 K)",
+    "vth": "the integer threshold (v fires at vth << 6)",
+    "du, dv": "current and voltage decays in 1/4096 per step (4096: no memory)",
+    "w_exp": "weight exponent of each incoming synapse (weights are mantissa << w_exp)",
+    "clip": "weights clipped to the mantissa's range",
+    "w_err": "largest relative L2 error of an incoming synapse's quantized weights",
+    "thr_err": "relative error of threshold / weight against the float network's",
+    "sat": "saturation events on calibration data (16-bit activation, 24-bit u and v; per neuron and step)",
+    "limited by": "the limit that bounded the scale: the 17-bit vth, a synapse's weight bits, the 16-bit "
+    "activation, the 24-bit u or v (calibrated, or their bounds from the weights) or the bias's 13+3 bits",
+}
 
 
 @dataclass
@@ -104,7 +116,7 @@ class QuantizationReport:
         return cls(**{k: v for k, v in data.items() if k != "layers"}, layers=layers)
 
     def table(self) -> str:
-        """A human-readable per-layer table."""
+        """A human-readable per-layer table (its columns: :data:`COLUMNS`)."""
         head = f"{'layer':<16} {'type':<8} {'scale':>10} {'vth':>7} {'du':>5} {'dv':>5} {'w_exp':>6} {'clip':>5} {'w_err':>8} {'thr_err':>8} {'sat':>6}  limited by"
         rows = [head, "-" * len(head)]
         for layer in self.layers:
