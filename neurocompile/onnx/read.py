@@ -83,7 +83,8 @@ def refuse_external_data(model, where: str = "model") -> None:
         raise NeurocompileError(
             f"{where}: {': '.join([*trail[:-1], f'{trail[-1]} {_text(tensor.name)!r}'])} keeps its data in an "
             "external file; refused, neurocompile opens no file that a model names (save the model with its "
-            "tensors inside: onnx.save(model, path, save_as_external_data=False))"
+            "tensors inside: onnx.save(model, path, save_as_external_data=False), or "
+            "torch.onnx.export(..., external_data=False))"
         )
 
 

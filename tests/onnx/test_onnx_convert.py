@@ -46,6 +46,25 @@ def export(model: nn.Module, path, shape=(1, 8, 8), **options):
     return path
 
 
+def test_torch_default_exporter_files_convert_and_external_weights_are_refused(tmp_path, capsys):
+    """torch.onnx.export's default (dynamo, onnxscript) in the project's environment: with the weights
+    inside the file it converts; with torch's default external weights file it is refused, naming the flag."""
+    model = nn.Sequential(nn.Linear(6, 64), nn.ReLU(), nn.Linear(64, 3)).eval()  # large enough to go outside
+    inside, outside = tmp_path / "inside.onnx", tmp_path / "outside.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(1, 6),), str(inside), external_data=False)
+        torch.onnx.export(model, (torch.zeros(1, 6),), str(outside))
+    capsys.readouterr()  # torch's own progress lines
+    assert (tmp_path / "outside.onnx.data").is_file() and not (tmp_path / "inside.onnx.data").exists()
+    x = np.random.default_rng(0).random((4, 6)).astype(np.float32)
+    network = parse_onnx(read_onnx(inside))
+    got = forward(network, x)[network.output]
+    np.testing.assert_allclose(got, model(torch.as_tensor(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(NeurocompileError, match=r"external file; .*external_data=False"):
+        read_onnx(outside)
+
+
 def trained(make, epochs: int, seed: int = 0) -> nn.Module:
     """``make()`` trained briefly on the digits training split."""
     from neurocompile.data import load_digits_images
