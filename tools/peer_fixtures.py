@@ -4,7 +4,8 @@ For every peer library this makes a throwaway venv under ``~/.cache/neurocompile
 (never the project's .venv), installs the CPU torch 2.13.0 wheel first (constrained, so no CUDA
 build is pulled) and the pinned library with the nir version it needs, then runs
 ``tools/peers/<lib>_cases.py`` with that venv's python. The script writes
-``tests/fixtures/peers/<lib>/<case>/{model.nir, input.npy, spikes.npz, meta.json}``.
+``tests/fixtures/peers/<lib>/<case>/{model.nir, input.npy, spikes.npz, meta.json}`` (skl2onnx: an ONNX
+classifier trained on the project's digits split, ``tests/fixtures/onnx/skl2onnx/<case>/{model.onnx, meta.json}``).
 
     python tools/peer_fixtures.py                 # every library
     python tools/peer_fixtures.py norse sinabs    # some of them
@@ -20,6 +21,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from neurocompile.data import SPLIT_SEED, TEST_FRACTION
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "peers"
 DEFAULT_CACHE = Path.home() / ".cache" / "neurocompile-peers"
@@ -33,6 +36,8 @@ class Peer:
 
     packages: list[str]
     no_deps: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)  # for its cases script, after the output folder
+    folder: str = "peers"  # under tests/fixtures/, the library's own folder in it
 
 
 PEERS: dict[str, Peer] = {
@@ -42,6 +47,10 @@ PEERS: dict[str, Peer] = {
     "spikingjelly": Peer(["nir==1.0.8", "nirtorch==2.6", "tqdm", "scipy", "loguru"], no_deps=["spikingjelly==2.0.0"]),
     "sinabs": Peer(["sinabs==3.1.3", "nir==1.0.4"]),
     "rockpool": Peer(["rockpool==3.1.0", "nir==1.0.8", "nirtorch==2.6", "scipy"]),
+    # an ONNX classifier trained on the digits split as neurocompile.data makes it
+    "skl2onnx": Peer(
+        ["scikit-learn==1.7.2", "skl2onnx==1.20.0", "onnx"], args=[str(TEST_FRACTION), str(SPLIT_SEED)], folder="onnx"
+    ),
 }
 
 
@@ -71,11 +80,11 @@ def make_venv(lib: str, cache: Path) -> Path:
 
 
 def generate(lib: str, venv: Path) -> None:
-    out = FIXTURES / lib
+    out = FIXTURES.parent / PEERS[lib].folder / lib
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     script = ROOT / "tools" / "peers" / f"{lib}_cases.py"
-    subprocess.run([str(venv / "bin" / "python"), str(script), str(out)], check=True, cwd=ROOT)
+    subprocess.run([str(venv / "bin" / "python"), str(script), str(out), *PEERS[lib].args], check=True, cwd=ROOT)
 
 
 def main(argv=None) -> None:

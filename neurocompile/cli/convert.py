@@ -50,6 +50,7 @@ def format_report(report: dict) -> str:
     )
     for name, scale in report["scales"].items():
         lines.append(f"  {name:<24} lambda = {scale:.4g}")
+    lines += [f"note: {note}" for note in report.get("folded", [])]
     ann = 100 * report["accuracy"]["ann"]
     head = f"{'T':>5} {'ANN':>8} {'float':>8} {'float spikes':>13} {'cpu (fixed)':>12}"
     lines += ["", f"accuracy on {report['samples']['test']} test samples", head, "-" * len(head)]
@@ -98,15 +99,28 @@ def format_report(report: dict) -> str:
     type=click.IntRange(1),
     help="Normalize on the first N samples of the training split only (default: all).",
 )
+@click.option(
+    "--model-output",
+    metavar="NAME",
+    help="Which of the model's outputs to convert (default: its only one, or the only one holding class scores).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write accuracy against T (PNG).")
-def convert(model, output, calibrate, percentile, steps, readout, limit, calibration_samples, as_json, plot_path):
+def convert(
+    model, output, calibrate, percentile, steps, readout, limit, calibration_samples, model_output, as_json, plot_path
+):
     """Convert an ONNX ReLU network (MODEL.onnx) into a spiking NIR graph and report its accuracy."""
     check_outputs([output, plot_path], [model, calibrate if calibrate != "digits" else None])
     from neurocompile.onnx import convert as onnx_convert
 
     conversion = onnx_convert.convert(
-        model, calibrate, percentile, readout, steps=steps, calibration_samples=calibration_samples
+        model,
+        calibrate,
+        percentile,
+        readout,
+        steps=steps,
+        calibration_samples=calibration_samples,
+        output=model_output,
     )
     report = {"model": str(model), "output": str(output)}
     report.update(onnx_convert.evaluate(conversion, steps, limit, progress=True))

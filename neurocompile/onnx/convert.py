@@ -43,6 +43,7 @@ from neurocompile.onnx.read import (
     parse_onnx,
     read_onnx,
     refuse_external_data,
+    select_output,
 )
 from neurocompile.resources import (
     ann_chunk,
@@ -468,6 +469,7 @@ class Conversion:
     readout: str
     percentile: float
     chunk: int | None = None  # samples per ANN pass that fit the memory limit (None: all at once)
+    notes: list = dataclasses.field(default_factory=list)  # the output chosen, the nodes folded away
 
 
 def check_steps(steps) -> list[int]:
@@ -524,8 +526,9 @@ def convert(
     *,
     steps=None,
     calibration_samples: int | None = None,
+    output: str | None = None,
 ) -> Conversion:
-    """Read, parse and check ``model_path``, normalize on ``calibration``'s training split (its first
+    """Read, parse and check ``model_path`` (its ``output``, or the one :func:`select_output` picks), normalize on ``calibration``'s training split (its first
     ``calibration_samples`` samples, default all) and build the NIR graph.
 
     Before the ANN runs, its passes are sized (:func:`neurocompile.resources.ann_chunk`: the weights, the
@@ -538,7 +541,7 @@ def convert(
         raise NeurocompileError(f"readout must be one of {', '.join(READOUTS)}, got '{readout}'")
     steps = check_steps(steps) if steps is not None else None
     calibration_samples = _count(calibration_samples, "calibration_samples")
-    model = read_onnx(model_path)
+    model, notes = select_output(read_onnx(model_path), output, model_path)
     network = parse_onnx(model)
     data = load_data(calibration, network.input_shape)
     data.x_train = data.x_train[:calibration_samples]
@@ -556,7 +559,7 @@ def convert(
     graph = to_nir(
         network, scales, readout, source=str(Path(model_path).name), calibration=data.name, percentile=float(percentile)
     )
-    return Conversion(model, network, scales, graph, data, readout, percentile, chunk)
+    return Conversion(model, network, scales, graph, data, readout, percentile, chunk, notes + network.folded)
 
 
 CALIBRATION_SAMPLES = 256  # training inputs the fixed-point program is calibrated on
@@ -684,6 +687,7 @@ def evaluate(conversion: Conversion, steps=(16, 32, 64), limit: int | None = Non
         "readout": conversion.readout,
         "convention": dataclasses.asdict(CONVENTION),
         "scales": conversion.scales,
+        "folded": conversion.notes,
         "accuracy": {"ann": float((ann == y).mean()), "snn": rows},
     }
 

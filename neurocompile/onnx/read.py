@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -101,12 +101,12 @@ def _external_tensor(message):
             if item.data_location == onnx.TensorProto.EXTERNAL or len(item.external_data):
                 return trail, item
             continue
-        for field, value in item.ListFields():
-            if field.type != field.TYPE_MESSAGE:
+        for descriptor, value in item.ListFields():
+            if descriptor.type != descriptor.TYPE_MESSAGE:
                 continue
-            children = value if _repeated(field) else [value]
+            children = value if _repeated(descriptor) else [value]
             for index, child in reversed(list(enumerate(children))):
-                stack.append((child, trail + _step(field.name, index, child)))
+                stack.append((child, trail + _step(descriptor.name, index, child)))
     return None
 
 
@@ -136,7 +136,7 @@ def _step(field: str, index: int, child) -> list[str]:
 
 
 def _check_signature(model, path) -> None:
-    """One float input of static shape apart from the batch dimension, one output."""
+    """One float input of static shape apart from the batch dimension (the output: :func:`select_output`)."""
     import onnx
 
     graph = model.graph
@@ -144,8 +144,6 @@ def _check_signature(model, path) -> None:
     inputs = [i for i in graph.input if i.name not in constants]
     if len(inputs) != 1:
         raise NeurocompileError(f"{path}: the model has {len(inputs)} inputs; conversion takes exactly one")
-    if len(graph.output) != 1:
-        raise NeurocompileError(f"{path}: the model has {len(graph.output)} outputs; conversion takes exactly one")
     tensor = inputs[0].type.tensor_type
     if tensor.elem_type != onnx.TensorProto.FLOAT:
         raise NeurocompileError(f"{path}: input '{inputs[0].name}' is not float32")
@@ -164,6 +162,62 @@ def _check_signature(model, path) -> None:
         raise NeurocompileError(
             f"{path}: input '{inputs[0].name}' has {size} values per sample; at most {MAX_LAYER_VALUES}"
         )
+
+
+def select_output(model, output: str | None, where) -> tuple[object, list[str]]:
+    """The model cut down to the one output that conversion takes, and what that did, one note each.
+
+    ``output`` names it; with none, a model's only output, or the only one of several that holds class
+    scores (a float tensor, or a ``ZipMap`` of one, as scikit-learn's converter writes its
+    probabilities beside the label). A ``ZipMap`` at the output is folded away (its input holds the same
+    scores as a tensor); nodes the output does not need (the label's ``ArgMax`` branch) are dropped."""
+    import onnx
+    from onnx import helper
+
+    graph = model.graph
+    names = [o.name for o in graph.output]
+    producer = {name: node for node in graph.node for name in node.output}
+    notes = []
+    if output is None:
+        scores = [o.name for o in graph.output if _holds_scores(o, producer)]
+        if len(names) == 1 or len(scores) == 1:
+            output = names[0] if len(names) == 1 else scores[0]
+            if len(names) > 1:
+                notes.append(f"output '{output}' chosen of {', '.join(names)} (the class scores; --model-output NAME)")
+        else:
+            raise NeurocompileError(
+                f"{where}: the model has {len(names)} outputs ({', '.join(names)}); choose one with --model-output NAME"
+            )
+    elif output not in names:
+        raise NeurocompileError(f"{where}: no output '{output}'; the model's outputs are {', '.join(names)}")
+    tensor, value = output, next(o for o in graph.output if o.name == output)
+    node = producer.get(tensor)
+    if node is not None and node.op_type == "ZipMap":
+        tensor = node.input[0]
+        value = helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None)
+        notes.append(f"ZipMap '{_text(node.name) or node.op_type}' at the output folded away (the same scores)")
+    pruned = onnx.ModelProto()
+    pruned.CopyFrom(model)
+    needed, kept = {tensor}, []
+    for node in reversed(graph.node):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed.update(node.input)
+    del pruned.graph.node[:]
+    pruned.graph.node.extend(reversed(kept))
+    del pruned.graph.output[:]
+    pruned.graph.output.append(value)
+    return pruned, notes
+
+
+def _holds_scores(value, producer: dict) -> bool:
+    """Whether a graph output holds class scores: a float tensor, or a ZipMap of one."""
+    import onnx
+
+    node = producer.get(value.name)
+    if node is not None and node.op_type == "ZipMap":
+        return True
+    return value.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE)
 
 
 def input_info(model) -> tuple[str, tuple[int, ...], int | None]:
@@ -261,6 +315,7 @@ class Network:
     layers: list[Layer]
     output: str
     head: str | None = None  # a final Softmax/LogSoftmax the SNN drops (the argmax is the same)
+    folded: list[str] = field(default_factory=list)  # ONNX nodes folded away, one note each
 
     def layer(self, name: str) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)
@@ -292,7 +347,9 @@ def tensor_values(tensor, what: str) -> np.ndarray:
         values = numpy_helper.to_array(tensor)
     except Exception as exc:
         raise NeurocompileError(f"{what}: unreadable tensor data ({first_line(exc)})") from None
-    if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+    if not (
+        values.dtype == np.bool_ or np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)
+    ):
         raise NeurocompileError(f"{what}: values of type {values.dtype} are not real numbers")
     values = np.array(values, dtype=np.float64)
     if not np.isfinite(values).all():
@@ -323,6 +380,7 @@ class _Parser:
         self.uses = self._count_uses()
         self.output_tensor = model.graph.output[0].name
         self.dropped = None
+        self.folded: list[str] = []  # nodes folded away, one note each
         self.handlers = {
             "Gemm": self.gemm,
             "MatMul": self.matmul,
@@ -336,6 +394,8 @@ class _Parser:
             "Flatten": self.flatten,
             "Reshape": self.reshape,
             "Identity": self.identity,
+            "Dropout": self.dropout,
+            "Cast": self.cast,
             "Constant": self.constant,
         }
 
@@ -362,7 +422,7 @@ class _Parser:
         output = self.produced[self.output_tensor]
         if output == INPUT:
             raise NeurocompileError("the model's output is its input; there is nothing to convert")
-        return Network(self.input_shape, list(self.layers.values()), output, self.dropped)
+        return Network(self.input_shape, list(self.layers.values()), output, self.dropped, self.folded)
 
     # --- helpers ---
 
@@ -430,6 +490,32 @@ class _Parser:
         else:
             self.alias(self.source())
 
+    def note(self, why: str) -> None:
+        self.folded.append(f"{self.node.op_type} '{_text(self.node.name) or f'#{self.index}'}' folded away ({why})")
+
+    def dropout(self) -> None:
+        """Inference-mode dropout passes its input; a training mode or a used mask has no spiking form."""
+        if len(self.node.input) > 2 and self.node.input[2]:
+            if self.const(2, "training_mode").any():
+                self.fail("training_mode is on; export the model in inference mode (model.eval())")
+        if len(self.node.output) > 1 and self.uses.get(self.node.output[1], 0):
+            self.fail("its mask output is used; only inference-mode dropout folds away")
+        self.alias(self.source())
+        self.note("inference mode: the identity")
+
+    def cast(self) -> None:
+        """A cast between float types passes its input (the SNN computes in its own precision)."""
+        from onnx import TensorProto
+
+        to = self.attrs().get("to")
+        if to not in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.BFLOAT16):
+            self.fail(
+                f"a cast to {TensorProto.DataType.Name(to) if to in TensorProto.DataType.values() else to} "
+                "has no spiking equivalent; only casts between float types fold away"
+            )
+        self.alias(self.source())
+        self.note("between float types")
+
     def final_softmax(self) -> None:
         """A final Softmax/LogSoftmax over the classes: dropped (the SNN's argmax needs no normalization)."""
         src = self.source()
@@ -437,6 +523,7 @@ class _Parser:
             self.fail("only a final softmax over the classes of [batch, classes] can be dropped")
         self.dropped = self.node.op_type
         self.alias(src)
+        self.note("monotonic at the output: the same class")
 
     def constant(self) -> None:
         attrs = {a.name: a for a in self.node.attribute}
