@@ -116,6 +116,26 @@ def check_run_memory(model, batch: int, steps: int) -> None:
         )
 
 
+def check_learning_memory(program, train: int, test: int, steps: int, checkpoints: int) -> None:
+    """Refuse an on-chip learning session whose estimate exceeds :func:`memory_limit`: the training stream
+    (``train`` samples x ``steps`` steps of input, one-hot targets and the recorded output, and the shuffled
+    copy), the held-out runs of the ``test`` samples (every value, as :func:`check_run_memory` counts
+    them) and ``checkpoints`` copies of the plastic program's weights."""
+    outputs = sum(math.prod(p.shape) for p in program.populations if p.name in program.outputs)
+    inputs = sum(math.prod(p.shape) for p in program.inputs)
+    weights = sum(int(np.size(s.weights)) for s in program.synapses)
+    stream = train * steps * (2 * inputs + 3 * outputs)
+    held_out = test * steps * values_per_step(program) * VALUES_PER_NODE
+    need = (stream + held_out + (checkpoints + 2) * weights) * BYTES_PER_VALUE
+    limit = memory_limit()
+    if need > limit:
+        raise NeurocompileError(
+            f"on-chip learning needs about {need / 2**30:.3g} GiB ({train} training and {test} held-out samples "
+            f"x {steps} steps, {weights} weights) and the limit is {limit / 2**30:.3g} GiB: learn from fewer "
+            f"samples (--limit) or steps (--steps), or raise the limit with {LIMIT_VARIABLE}"
+        )
+
+
 def check_training_memory(sizes, batch: int, steps: int, why: str = "") -> None:
     """Refuse training a network of layer ``sizes`` whose parameters (with their gradients and optimizer
     state) and one batch's activations exceed :func:`memory_limit`; ``why`` says where the sizes came from."""

@@ -129,3 +129,29 @@ def test_snn_runs_are_chunked_to_fit(monkeypatch):
     assert "run fewer steps (--steps), or use 7 samples (--n 7), or raise the limit" in message
     with pytest.raises(NeurocompileError, match=r"one sample needs about .* run fewer steps \(--steps\), or raise"):
         run_chunk(30, 100, 20 * 8, held=1000)
+
+
+def test_a_learning_session_is_sized_before_it_streams(monkeypatch, tmp_path, capsys):
+    """By hand: 64 inputs, 10 outputs, populations 8 + 10, weights 8x64 + 10x8; 30 training and 12
+    held-out samples of 5 steps, 10 checkpoints."""
+    from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
+    from neurocompile.resources import check_learning_memory
+
+    pops = [Population(n, (k,), du=0, dv=0, vth=10, bias_mant=np.zeros(k, np.int32)) for n, k in (("h", 8), ("o", 10))]
+    syns = [
+        Synapse("a", "x", "h", "dense", np.zeros((8, 64), np.int32)),
+        Synapse("b", "h", "o", "dense", np.zeros((10, 8), np.int32)),
+    ]
+    program = FixedPointProgram([InputPort("x", (64,))], pops, syns, ["o"]).validate()
+    stream = 30 * 5 * (2 * 64 + 3 * 10)
+    held_out = 12 * 5 * (64 + 8 + 10) * 4
+    need = (stream + held_out + 12 * (8 * 64 + 10 * 8)) * 4
+    monkeypatch.setenv(LIMIT_VARIABLE, repr((need + 16) / 2**30))
+    check_learning_memory(program, 30, 12, 5, 10)
+    monkeypatch.setenv(LIMIT_VARIABLE, repr((need - 16) / 2**30))
+    with pytest.raises(NeurocompileError, match=r"on-chip learning needs about .*\(--limit\)"):
+        check_learning_memory(program, 30, 12, 5, 10)
+    program.save(tmp_path / "p.ncp")
+    code, _, err = run_cli(capsys, "learn", tmp_path / "p.ncp", "--rule", "ottt", "-o", tmp_path / "l.ncp")
+    assert_one_line_error(code, err, "on-chip learning needs about")
+    assert not (tmp_path / "l.ncp").exists()

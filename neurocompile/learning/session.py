@@ -15,6 +15,7 @@ from neurocompile.errors import NeurocompileError
 from neurocompile.files import save_figure, write_together
 from neurocompile.ir.recording import Recording
 from neurocompile.learning import LAYER_CHOICES, REINIT_CHOICES, RULES, onchip
+from neurocompile.resources import check_learning_memory
 
 EVALUATION_BACKEND = "cpu"  # held-out accuracy: the deployed program, learning off
 
@@ -82,6 +83,7 @@ def learn_on_chip(
 ):
     """``rule`` compiled into ``program`` and learned over ``data``'s training split on ``backend``:
     ``(learned program in its deployed form, JSON-able result)``; ``options`` are reported as given."""
+    check_learning_memory(program, len(data.y_train), len(data.y_test), data.steps, checkpoints)
     slope = {} if surrogate_alpha is None else {"surrogate_alpha": surrogate_alpha}
     learning, report = onchip.compile_learning(
         program, rule, layers, lr=lr, seed=seed, sample_steps=data.steps, **slope
