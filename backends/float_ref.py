@@ -447,6 +447,8 @@ class FloatReference:
         its bias). Leaves every node reset for a run of ``steps``."""
         zeros = dict.fromkeys(self.nodes, self._zero())
         values: dict[str, torch.Tensor] = {}
+        for op in self.ops.values():
+            op.reset(batch, 1)  # no state (a Delay's buffer) from an earlier run
         for name in self.order:
             op = self.ops[name]
             values[name] = zeros[name] if isinstance(op, _Neuron) else op.step(self._input_of(name, values, zeros))

@@ -204,6 +204,20 @@ def test_delay_is_a_fifo_state():
     assert_matches_float(chain(("d", delay), shape=[3]), get_convention("neurocompile", dt=2e-4), spikes_in([3]))
 
 
+def test_a_delay_after_an_affine_exports(tmp_path, capsys):
+    """The fuzzer's seed graph (an Affine, then a Delay): the back-edge start values were computed with the
+    Delay's buffer left from the shape pass of another batch size (an internal error)."""
+    rng = np.random.default_rng(0)
+    fc = nir.Affine(weight=rng.normal(size=(3, 4)), bias=np.zeros(3))
+    delay = nir.Delay(delay=np.full(3, 2e-4))
+    lif = nir.LIF(tau=np.full(3, 5e-4), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.full(3, 0.3))
+    graph = chain(("fc", fc), ("d", delay), ("lif", lif), shape=[4], out_shape=[3])
+    assert_matches_float(graph, Convention(), spikes_in([4], steps=20, rate=0.5))
+    nir.write(tmp_path / "g.nir", graph)
+    code, _, err = run_cli(capsys, "export", tmp_path / "g.nir", "--to", "onnx", "-o", tmp_path / "g.onnx")
+    assert code == 0, err
+
+
 def test_delay_of_zero_steps_is_an_identity():
     graph = chain(("d", nir.Delay(delay=np.zeros(3))), shape=[3])
     assert state_names(step_graph(graph)) == []
