@@ -152,7 +152,22 @@ def build(architecture: str, config: dict, convention: Convention = Convention()
     """Rebuild a reference architecture from its name and ``config``."""
     if architecture not in ARCHITECTURES:
         raise NeurocompileError(f"unknown architecture '{architecture}'; choose one of {', '.join(ARCHITECTURES)}")
+    _check_config(architecture, config)
     try:
         return ARCHITECTURES[architecture](**config, convention=convention)
     except TypeError as exc:
         raise NeurocompileError(f"architecture '{architecture}': bad config ({exc})") from None
+
+
+SCALAR_TYPES = {"int": int, "bool": bool, "str": str}  # constructor annotations checked in a config
+
+
+def _check_config(architecture: str, config: dict) -> None:
+    """Every config value of an ``int``, ``bool`` or ``str`` argument has that type (a bool is not an int)."""
+    parameters = inspect.signature(ARCHITECTURES[architecture].__init__).parameters
+    for name, value in config.items():
+        kind = SCALAR_TYPES.get(str(parameters[name].annotation)) if name in parameters else None
+        if kind is not None and (type(value) is not kind):
+            raise NeurocompileError(
+                f"architecture '{architecture}': config '{name}' must be {kind.__name__}, got {value!r}"
+            )

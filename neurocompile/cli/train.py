@@ -119,7 +119,11 @@ def _check_options(o: dict) -> None:
 @click.option("--feedback", cls=ConfigOption, type=click.Choice(FEEDBACKS), help="Online learning signal.")
 @click.option("--encoding", cls=ConfigOption, type=click.Choice(ENCODINGS))
 @click.option(
-    "--threads", type=int, default=1, show_default=True, help="CPU threads (small networks run fastest on one)."
+    "--threads",
+    type=click.IntRange(0, 1024),
+    default=1,
+    show_default=True,
+    help="CPU threads (small networks run fastest on one; 0: torch's default).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON (no progress bar).")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False), help="Checkpoint path (.pt).")

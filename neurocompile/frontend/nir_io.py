@@ -208,6 +208,9 @@ def _refuse_outside_references(fh, path) -> None:
     check(fh, "")
 
 
+GRAPH_FIELDS = {"type", "nodes", "edges", "metadata"}  # of a NIRGraph group, top level or nested
+
+
 def _build(raw: dict, name: str):
     """Build a nir node from its raw HDF5 dictionary without nir's type checks, naming errors."""
     import nir
@@ -226,6 +229,11 @@ def _build(raw: dict, name: str):
         for field in ("nodes", "edges"):
             if field not in raw:
                 raise GraphError("missing", node=where, field=field)
+        unknown = sorted(map(str, set(raw) - GRAPH_FIELDS))
+        if unknown:
+            raise GraphError(
+                f"not a field of NIRGraph (it has {', '.join(sorted(GRAPH_FIELDS))})", node=where, field=unknown[0]
+            )
         if not isinstance(raw["nodes"], dict):
             raise GraphError("is not a group of nodes", node=where, field="nodes")
         nodes = {str(k): _build(v, _join(name, str(k))) for k, v in raw["nodes"].items()}

@@ -183,6 +183,17 @@ def test_a_pickled_sequential_without_a_shape_exports_and_simulates_from_the_cli
     assert code == 2 and "--input-shape" in err
 
 
+@pytest.mark.parametrize("field, value", [("padding", True), ("channels", 2.0), ("bias", 1)])
+def test_a_config_value_of_the_wrong_type_is_refused(tmp_path, field, value):
+    """A bool where an int is meant built a ConvNet whose forward failed inside torch (fuzzing)."""
+    path = save_checkpoint(ConvNet(input_shape=(1, 6, 6), channels=2), tmp_path / "c.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["config"][field] = value
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=f"config '{field}' must be"):
+        load_checkpoint(path)
+
+
 class Round(torch.nn.Module):
     def forward(self, w):
         return torch.round(w * 8) / 8

@@ -115,6 +115,20 @@ def test_unknown_primitive(tmp_path):
     assert err.node == "lif" and err.field == "type" and "Izhikevich" in str(err)
 
 
+@pytest.mark.parametrize("group", ["node", "node/nodes/inner"])
+def test_a_graph_group_with_an_unknown_field_is_refused(tmp_path, group):
+    """A NIRGraph group, top level or nested, takes exactly its fields (an extra one was ignored: fuzzing)."""
+    graph = small_graph()
+    graph.nodes["inner"] = nir.NIRGraph(
+        nodes={"i": nir.Input(np.array([2])), "o": nir.Output(np.array([2]))}, edges=[("i", "o")], type_check=False
+    )
+    path = write(tmp_path, graph)
+    with h5py.File(path, "r+") as fh:
+        fh[f"{group}/end_dim"] = 1
+    err = one_line_error(path)
+    assert err.field == "end_dim" and "not a field of NIRGraph" in str(err)
+
+
 def test_missing_field(tmp_path):
     path = write(tmp_path, small_graph())
     with h5py.File(path, "r+") as fh:

@@ -236,3 +236,12 @@ def test_train_command_writes_checkpoint_curve_and_metrics(tmp_path, one_thread)
     with pytest.raises(SystemExit) as exc:
         main(["train", "--data", str(tmp_path / "missing.npz"), "-o", str(out)])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("threads", ["2147483648", "-1"])
+def test_a_thread_count_out_of_range_is_a_usage_error(tmp_path, capsys, threads):
+    """--threads 2**31 was a ValueError inside torch (fuzzing)."""
+    from tests.cli.test_cli_float import assert_one_line_error, run_cli
+
+    code, _, err = run_cli(capsys, "train", "--threads", threads, "--epochs", "1", "-o", tmp_path / "m.pt")
+    assert_one_line_error(code, err, "--threads")
