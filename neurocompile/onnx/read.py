@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from neurocompile.errors import NeurocompileError, first_line
+from neurocompile.resources import LIMIT_VARIABLE, conversion_weight_bytes, memory_limit
 
 MIN_OPSET = 9
 MAX_LAYER_VALUES = 1 << 24  # per sample: a layer's output, and the input
@@ -49,6 +50,7 @@ def read_onnx(path):
         reason = first_line(exc).rpartition(": ")[2]
         raise NeurocompileError(f"{path}: not an ONNX model, or a truncated one (protobuf: {reason})") from None
     refuse_external_data(model, str(path))  # before anything (the checker included) could follow it
+    _check_weight_memory(model, path)
     _check_opset(model, path)
     try:
         onnx.checker.check_model(model)
@@ -56,6 +58,18 @@ def read_onnx(path):
         raise NeurocompileError(f"{path}: invalid ONNX model ({first_line(exc)})") from None
     _check_signature(model, path)
     return model
+
+
+def _check_weight_memory(model, path) -> None:
+    """Refuse, from the initializers' declared dims alone, weights whose conversion cannot fit the memory
+    limit (:func:`neurocompile.resources.conversion_weight_bytes`): before the checker or any decoding."""
+    weights = sum(math.prod(max(int(d), 0) for d in t.dims) for t in model.graph.initializer)
+    need, limit = conversion_weight_bytes(weights), memory_limit()
+    if need > limit:
+        raise NeurocompileError(
+            f"{path}: converting its {weights} weights needs about {need / 2**30:.3g} GiB and the limit is "
+            f"{limit / 2**30:.3g} GiB: convert a smaller model, or raise the limit with {LIMIT_VARIABLE}"
+        )
 
 
 def _check_opset(model, path) -> None:

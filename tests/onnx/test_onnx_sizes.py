@@ -201,3 +201,10 @@ def test_the_dense_synapses_are_those_the_compiler_builds_densely(tmp_path, monk
         listed = onnx_convert.dense_synapses(conversion.network)
         assert {(n, n_src, n_dst) for n, _identity, _v, n_dst, n_src in listed} == dense, name
         assert {n_identity for _n, n_identity, _v, _d, _s in listed if n_identity} == set(identities), name
+
+
+def test_weights_that_cannot_fit_are_refused_from_their_dims_before_decoding(tmp_path, monkeypatch, capsys):
+    path, data = tiny(tmp_path, hidden=64)  # 2*64 + 64 + 64*2 + 2 = 322 weights
+    set_limit(monkeypatch, 322 * 8 * 4 - 64)
+    code, _, err = run_cli(capsys, "convert", path, "-o", tmp_path / "x.nir", "--calibrate", data)
+    assert_one_line_error(code, err, "converting its 322 weights needs about")
