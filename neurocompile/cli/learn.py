@@ -17,7 +17,7 @@ import click
 
 from neurocompile.backends import learning_backends
 from neurocompile.cli import cli
-from neurocompile.cli.options import model_loading_options, producer_option
+from neurocompile.cli.options import SEED, model_loading_options, producer_option
 from neurocompile.data import DATASETS
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs
@@ -88,7 +88,7 @@ def format_learning(result: dict) -> str:
     help="Slope alpha of the surrogate 1/(alpha|v-vth|+1)^2 (default: the offline trainers' 10; smaller is wider).",
 )
 @click.option("--epochs", type=click.IntRange(1), default=1, show_default=True, help="Passes over the training split.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Shuffling, training spikes, rule randomness.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Shuffling, training spikes, rule randomness.")
 @click.option("--steps", type=click.IntRange(1), help="Time steps T per sample (default 16; an .npz file's own T).")
 @click.option("--limit", type=click.IntRange(1), help="Learn from the first N training samples only.")
 @click.option(

@@ -44,6 +44,7 @@ def convention_options(scope: str = ""):
 
 
 MAX_SHAPE_VALUE = 2**31 - 1  # per axis; the exporter's size checks do the rest
+SEED = click.IntRange(0, 2**32 - 1)  # what numpy's and torch's generators both take
 
 
 class ShapeParam(click.ParamType):

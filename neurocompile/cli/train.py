@@ -18,6 +18,7 @@ import click
 
 from neurocompile import distributed
 from neurocompile.cli import cli
+from neurocompile.cli.options import SEED
 from neurocompile.data import ENCODINGS
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.program import RESET_MODES
@@ -88,7 +89,7 @@ def _check_options(o: dict) -> None:
 @click.option("--data", cls=ConfigOption, help="digits, digits-rows or PATH.npz (keys x [N,T,...], y [N]).")
 @click.option("--steps", cls=ConfigOption, type=int, help="Time steps T (default 16; an .npz file's own T).")
 @click.option("--epochs", cls=ConfigOption, type=int)
-@click.option("--seed", cls=ConfigOption, type=int)
+@click.option("--seed", cls=ConfigOption, type=SEED)
 @click.option("--device", cls=ConfigOption, type=click.Choice(DEVICES))
 @click.option(
     "--hardware-aware", is_flag=True, help="Loihi-style dynamics (decay k/4096, reset to zero) and 8-bit weights (STE)."

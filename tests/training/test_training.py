@@ -245,3 +245,13 @@ def test_a_thread_count_out_of_range_is_a_usage_error(tmp_path, capsys, threads)
 
     code, _, err = run_cli(capsys, "train", "--threads", threads, "--epochs", "1", "-o", tmp_path / "m.pt")
     assert_one_line_error(code, err, "--threads")
+
+
+@pytest.mark.parametrize("command", ["train", "learn"])
+def test_a_seed_out_of_range_is_a_usage_error(tmp_path, capsys, command):
+    """--seed 10**20 overflowed inside torch (fuzzing)."""
+    from tests.cli.test_cli_float import assert_one_line_error, run_cli
+
+    model = [] if command == "train" else ["models/digits_mlp.pt", "--rule", "ottt"]
+    code, _, err = run_cli(capsys, command, *model, "--seed", "99999999999999999999", "-o", tmp_path / "m.out")
+    assert_one_line_error(code, err, "--seed")
