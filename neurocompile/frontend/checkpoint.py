@@ -222,7 +222,7 @@ def _convention(path: Path, record) -> Convention:
             raise CheckpointError(
                 f"{path}: checkpoint field 'convention.{name}' is invalid: {getattr(convention, name)!r}"
             )
-    return convention
+    return dataclasses.replace(convention, dt=float(convention.dt))  # an integer dt (10**20) as the float it means
 
 
 def _of_type(value, hint) -> bool:
@@ -231,7 +231,12 @@ def _of_type(value, hint) -> bool:
     if hint is bool:
         return isinstance(value, bool)
     if hint is float:  # dt
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return False
+        try:
+            return math.isfinite(float(value)) and value > 0
+        except OverflowError:  # an int beyond float's range
+            return False
     return isinstance(value, str) and value.isprintable()
 
 

@@ -194,6 +194,20 @@ def test_a_config_value_of_the_wrong_type_is_refused(tmp_path, field, value):
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize("dt", [10**20, 10**400])
+def test_an_integer_dt_is_read_as_a_float_or_refused(tmp_path, dt):
+    """A convention dt of 10**20 (an int) overflowed in numpy; beyond float's range it is invalid (fuzzing)."""
+    path = save_checkpoint(MLP([4, 3]), tmp_path / "m.pt")
+    payload = torch.load(path, weights_only=True)
+    payload["convention"]["dt"] = dt
+    torch.save(payload, path)
+    if dt > 1e308:
+        with pytest.raises(CheckpointError, match="convention.dt' is invalid"):
+            load_checkpoint(path)
+    else:
+        assert load_checkpoint(path).convention.dt == 1e20
+
+
 class Round(torch.nn.Module):
     def forward(self, w):
         return torch.round(w * 8) / 8
