@@ -444,6 +444,12 @@ def _validate_geometry(node, name: str) -> None:
             raise GraphError(f"must be integers in [{low}, {MAX_GEOMETRY}], got {value!r:.60}", node=name, field=field)
 
 
+def _short(value) -> str:
+    """``value`` as text of at most 60 characters (a shape of float64's maximum has 309-digit entries)."""
+    text = str(value)
+    return text if len(text) <= 60 else f"{text[:40]}... ({len(text)} characters)"
+
+
 def _validate_sizes(node, name: str) -> None:
     """A node's known input and output shapes hold at most ``MAX_NODE_SIZE`` values (before anything allocates them)."""
 
@@ -452,8 +458,8 @@ def _validate_sizes(node, name: str) -> None:
         if shape is not None and math.prod(shape) > MAX_NODE_SIZE:
             values = math.prod(shape)  # integer arithmetic: a shape of float64's maximum does not overflow
             raise GraphError(
-                f"shape {list(shape)} holds {values} values ({values * 4 >> 30} GiB per sample and step as "
-                f"float32); at most {MAX_NODE_SIZE} per node",
+                f"shape {_short(list(shape))} holds {_short(values)} values ({_short(values * 4 >> 30)} GiB per "
+                f"sample and step as float32); at most {MAX_NODE_SIZE} per node",
                 node=name,
                 field=port,
             )
