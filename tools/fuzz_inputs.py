@@ -6,24 +6,44 @@ drives the same generators through ``st.randoms()``.
 
 * :func:`make_seeds` writes valid files: reference-architecture checkpoints (``.pt``), their NIR export
   (``.nir``) and compiled programs (``.ncp``), a hand-made graph of the less common primitives, a float
-  program, a learning program, the NIR paper's graphs when ``shared/`` holds them, and for each model
-  matching spikes (``.npy``; ``.npz`` with labels) and datasets (``.npz``, whole or split); and two ONNX
-  ReLU networks (dense, conv) with analog calibration data for ``neurocompile convert``.
+  program, a learning program, the NIR paper's graphs when ``tests/fixtures`` holds them, and for each model
+  matching spikes (``.npy``; ``.npz`` with labels) and datasets (``.npz``, whole or split); and three ONNX
+  ReLU networks (Gemm, Conv, MatMul/Reshape/Constant) with analog calibration data for ``neurocompile convert``.
 * :func:`make_case` copies what a command needs into a case folder, mutates the file of the format under
-  test (semantically: fields, shapes, types, values, links; or at the zip or byte level) and returns the
-  command. Paths in the command are relative to the folder, so a kept folder reproduces on its own:
-  ``cd FOLDER && neurocompile ARGV``.
+  test and returns the command: inspect, simulate, compile, export (NIR and ONNX), learn, train or
+  convert, now and then with an integer option at an extreme. Paths in the command are relative to the
+  folder, so a kept folder reproduces on its own: ``cd FOLDER && neurocompile ARGV``.
+
+Mutations walk each format's own structure and pick one place uniformly among all of them: every key and
+list element of a ``.ncp``'s ``program.json`` and every array member; every field of every node, the edges
+and the metadata of a ``.nir`` (subgraphs included); every key of a checkpoint's payload and every tensor;
+every array of a spike file or dataset; every initializer, sparse tensor, attribute, dimension and opset
+of an ONNX graph (subgraphs included). At the place picked, the key goes missing, appears again under
+another spelling (or twice in the JSON text), gains an unknown sibling, or its value gets a wrong type, a
+wrong shape or a value from the one table of :data:`EXTREMES`. Structural mutations (links, nesting,
+members, layer sizes, external data, subgraphs) and byte-level ones come on top.
+
+:data:`SIGNATURES` are fixed cases: what an independent harness found that these generators once could
+not make (``tools/fuzz.py --write-signatures`` writes them into ``tests/fixtures/fuzz-corpus``).
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
+import functools
 import io
 import json
 import math
+import os
+import pickle
 import random
+import re
+import reprlib
 import shutil
+import signal
 import struct
+import tempfile
+import time
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -33,6 +53,7 @@ import numpy as np
 
 FORMATS = ("nir", "ncp", "pt", "spikes", "dataset", "onnx")
 STEPS = 6  # time steps of every seed input
+LONG_STEPS = 100_000  # an input this long must take time in proportion (the campaign's timeout detects a hang)
 PAPER_NIR = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "nir-paper"
 PAPER_GRAPHS = ("braille_noDelay_bias_zero.nir", "lif_norse.nir", "braille_noDelay_bias_zero_subgraph.nir")
 
@@ -51,11 +72,17 @@ class Model:
 
 @dataclass(frozen=True)
 class Case:
-    """One fuzz case: the command (run in its folder) and what was done to the file under test."""
+    """One fuzz case: the command (run in its folder), what was done to the file under test (``file``, a name
+    in the folder), the files the case made (``inputs``) and, when the file must be refused whatever the
+    command, why (``refuse``): a run that then ends ``ok`` is a bug (``accepted``)."""
 
     fmt: str
     argv: list
     mutation: str
+    file: str = ""
+    model: str = ""  # the seed model the case was made from
+    inputs: tuple = ()
+    refuse: str | None = None
 
 
 # --- seeds -----------------------------------------------------------------------------------------
@@ -83,7 +110,7 @@ def make_seeds(directory) -> list[Model]:
     for name in PAPER_GRAPHS:
         if (PAPER_NIR / name).is_file():
             models.append(_paper_seed(directory, PAPER_NIR / name, rng))
-    models += [_onnx_seed(directory, name, make, rng) for name, make in ONNX_MODELS.items()]
+    models += [_onnx_seed(directory, name, rng) for name in ONNX_MODELS]
     return models
 
 
@@ -208,50 +235,93 @@ def _plastic_program_seed(directory: Path, source: Model, rng) -> Model:
 # --- cases -----------------------------------------------------------------------------------------
 
 
-def make_case(fmt: str, models: list[Model], rng: random.Random, folder) -> Case:
-    """A mutated file of format ``fmt`` in ``folder`` and a command that reads it."""
+def make_case(fmt: str, models: list[Model], rng: random.Random, folder, pool=()) -> Case:
+    """A mutated file of format ``fmt`` in ``folder`` and a command that reads it. ``pool`` holds ``(folder,
+    case, weight)`` of earlier cases worth mutating further (``tools/fuzz.py --guided``): a third of the cases
+    then mutate the file of one of them (drawn by weight) instead of a seed's, with the same model and a
+    command drawn afresh."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return CASE_MAKERS[fmt](models, rng, folder)
+        start = None
+        if pool and rng.random() < 1 / 3:
+            source, pooled, _weight = rng.choices(pool, weights=[entry[2] for entry in pool])[0]
+            start = Start(pooled.model, source / pooled.file, pooled.mutation)
+        case = CASE_MAKERS[fmt](models, rng, folder, start)
+        if rng.random() < 0.15:
+            case = _extreme_option(rng, case)
+        refuse = MUST_REFUSE[fmt](folder / case.file) if fmt in MUST_REFUSE else None
+    return dataclasses.replace(case, inputs=tuple(sorted(p.name for p in folder.iterdir())), refuse=refuse)
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a guided case starts: an earlier case's model, its mutated file and what was done to it."""
+
+    model: str
+    file: Path
+    mutation: str
+
+
+def _choose(rng, candidates: list[Model], start: Start | None) -> Model:
+    """A model among ``candidates``: the start's, or one drawn."""
+    chosen = [m for m in candidates if start is not None and m.name == start.model]
+    return chosen[0] if chosen else rng.choice(candidates)
+
+
+def _mutate_from(rng, start: Start | None, source: Path, target: Path, mutate_semantic) -> str:
+    """A mutation of the seed's file ``source`` (:func:`_mutate_file`), or of the start's file: semantic, but
+    bytewise where the semantic mutation cannot read it."""
+    if start is None:
+        return _mutate_file(rng, source, target, mutate_semantic)
+    try:
+        how = mutate_semantic(rng, start.file, target)
+    except Exception:
+        data, how = mutate_bytes(rng, start.file.read_bytes())
+        target.write_bytes(data)
+    return f"{how} <- {start.mutation}"[:500]
 
 
 def _model_case(form: str, mutate_semantic):
     """A case maker for a model format: mutate a seed's ``form`` file, then run a command on it."""
 
-    def make(models, rng, folder):
-        model = rng.choice([m for m in models if form in m.files])
+    def make(models, rng, folder, start=None):
+        model = _choose(rng, [m for m in models if form in m.files], start)
         name = f"model.{form}"
-        mutation = _mutate_file(rng, model.files[form], folder / name, mutate_semantic)
-        return Case(form, _model_command(rng, form, name, model, folder), mutation)
+        mutation = _mutate_from(rng, start, model.files[form], folder / name, mutate_semantic)
+        return Case(form, _model_command(rng, form, name, model, folder), mutation, name, model.name)
 
     return make
 
 
 def _model_command(rng, form: str, name: str, model: Model, folder: Path) -> list:
-    """A command that loads the model file ``name``: inspect, simulate, compile, export or learn."""
+    """A command that loads the model file ``name``: inspect, simulate, compile, export (NIR or ONNX) or learn."""
     commands = ["simulate cpu"]
     commands += ["inspect"] if form in ("nir", "ncp") else []
-    commands += ["simulate float"] if form in ("nir", "pt") else []
+    commands += ["simulate float", "export onnx"] if form in ("nir", "pt") else []
     commands += ["compile"] if form == "nir" else []
     commands += ["export"] if form == "pt" else []
     commands += ["learn"] if model.classifier and rng.random() < 0.15 else []
     command = rng.choice(commands)
+    lenient = _maybe(rng, "--lenient") if form == "nir" else []
     if command == "inspect":
-        return ["inspect", name, *_maybe(rng, "--json"), *(_maybe(rng, "--lenient") if form == "nir" else [])]
+        return ["inspect", name, *_maybe(rng, "--json"), *lenient]
     if command == "compile":
         calibrate = _maybe(rng, "--calibrate", _copy(model.spikes, folder, "x.npy"))
         return ["compile", name, "-o", "out.ncp", *calibrate, *_maybe(rng, "--lenient")]
     if command == "export":
         return ["export", name, "-o", "out.nir", *_maybe(rng, "--allow-pickle")]
+    if command == "export onnx":
+        return ["export", name, "--to", "onnx", "-o", "out.onnx", *lenient]
     if command == "learn":
-        return _learn_command(rng, name, _copy(model.labelled, folder, "data.npz"))
+        graph = _maybe(rng, "--nir", "learned.nir") if form != "ncp" else []
+        return _learn_command(rng, name, _copy(model.labelled, folder, "data.npz")) + graph + lenient
     if rng.random() < 0.7:
         data = ["--input", _copy(model.spikes, folder, "x.npy")]
     else:
         data = ["--data", _copy(model.labelled, folder, "data.npz"), "--steps", str(STEPS)]
-    return _simulate_command(rng, name, command.split()[1], data) + (_maybe(rng, "--lenient") if form == "nir" else [])
+    return _simulate_command(rng, name, command.split()[1], data) + lenient
 
 
 def _simulate_command(rng, model: str, backend: str, data: list) -> list:
@@ -265,41 +335,69 @@ def _learn_command(rng, model: str, data: str, steps: int | None = STEPS) -> lis
     return ["learn", model, *rule, "--data", data, *steps_option, "--limit", "8", "-o", "learned.ncp"]
 
 
-def _spikes_case(models, rng, folder) -> Case:
+def _train_command(rng, data: str, steps: int | None = STEPS) -> list:
+    """``train`` on a small dataset: one epoch of a small network on one CPU thread."""
+    argv = ["train", "--data", data, "--epochs", "1", "--hidden", rng.choice(("5", "6,4")), "--batch-size", "8"]
+    argv += ["--threads", "1", "--device", "cpu", "-o", "trained.pt"]
+    argv += ["--steps", str(steps)] if steps is not None else []
+    argv += _maybe(rng, "--rule", rng.choice(("ottt", "stllr"))) + _maybe(rng, "--hardware-aware")
+    return argv + _maybe(rng, "--output-neuron", "LI") + _maybe(rng, "--json")
+
+
+def _convert_command(rng) -> list:
+    argv = ["convert", "model.onnx", "-o", "out.nir", "--calibrate", "data.npz", "--limit", "4"]
+    argv += ["--steps", rng.choice(("4", "2,4"))] + _maybe(rng, "--readout", "voltage")
+    return argv + _maybe(rng, "--percentile", rng.choice(("0", "50", "100", "101", "-1", "nan", "inf")), p=0.1)
+
+
+def _spikes_case(models, rng, folder, start=None) -> Case:
     """Mutated input spikes (``.npy``, or ``.npz`` with labels) run through a valid model, or used to calibrate."""
-    model = rng.choice([m for m in models if m.classifier and "ncp" in m.files])  # models that load and run
+    model = _choose(rng, [m for m in models if m.classifier and "ncp" in m.files], start)  # models that run
     if rng.random() < 0.6:
         name, source = "x.npy", model.spikes
     else:
         name, source = "x.npz", model.labelled
-    mutation = _mutate_file(rng, source, folder / name, mutate_arrays_file)
+    name = start.file.name if start else name
+    mutation = _mutate_from(rng, start, source, folder / name, mutate_spikes_file)
     if "nir" in model.files and rng.random() < 0.2:
         argv = ["compile", _copy(model.files["nir"], folder, "model.nir"), "--calibrate", name, "-o", "out.ncp"]
-        return Case("spikes", argv, mutation)
+        return Case("spikes", argv, mutation, name, model.name)
     form, backend = _runnable(rng, model)
     steps = ["--steps", str(rng.choice((1, STEPS, 40)))] if rng.random() < 0.2 else []
     model_file = _copy(model.files[form], folder, f"model.{form}")
-    return Case("spikes", _simulate_command(rng, model_file, backend, ["--input", name, *steps]), mutation)
+    argv = _simulate_command(rng, model_file, backend, ["--input", name, *steps])
+    return Case("spikes", argv, mutation, name, model.name)
 
 
-def _dataset_case(models, rng, folder) -> Case:
-    """A mutated ``.npz`` dataset run through a valid model, used to calibrate, or learned from."""
-    model = rng.choice([m for m in models if m.classifier and "ncp" in m.files])  # models that load and run
+def _dataset_case(models, rng, folder, start=None) -> Case:
+    """A mutated ``.npz`` dataset run through a valid model, used to calibrate, learned or trained from, or
+    the calibration data of ``convert``."""
+    choice = rng.random()
+    converters = [m for m in models if "onnx" in m.files]
+    convert = start.model in {m.name for m in converters} if start else choice < 0.1
+    if convert:
+        model = _choose(rng, converters, start)
+        source = rng.choice((model.labelled, model.split))
+        mutation = _mutate_from(rng, start, source, folder / "data.npz", mutate_arrays_file)
+        _copy(model.files["onnx"], folder, "model.onnx")
+        return Case("dataset", _convert_command(rng), mutation, "data.npz", model.name)
+    model = _choose(rng, [m for m in models if m.classifier and "ncp" in m.files], start)  # models that run
     source = model.labelled if rng.random() < 0.6 else model.split
-    mutation = _mutate_file(rng, source, folder / "data.npz", mutate_arrays_file)
+    mutation = _mutate_from(rng, start, source, folder / "data.npz", mutate_arrays_file)
     steps = rng.choice((STEPS, STEPS, STEPS, 1, 16, None))
     steps_option = ["--steps", str(steps)] if steps is not None else []
-    choice = rng.random()
-    if "nir" in model.files and choice < 0.15:
+    if "nir" in model.files and choice < 0.2:
         argv = ["compile", _copy(model.files["nir"], folder, "model.nir"), "--calibrate", "data.npz", "-o", "out.ncp"]
-    elif choice < 0.3:
+    elif choice < 0.35:
         form = rng.choice(sorted(model.files))
         argv = _learn_command(rng, _copy(model.files[form], folder, f"model.{form}"), "data.npz", steps)
+    elif choice < 0.5:
+        argv = _train_command(rng, "data.npz", steps)
     else:
         form, backend = _runnable(rng, model)
         model_file = _copy(model.files[form], folder, f"model.{form}")
         argv = _simulate_command(rng, model_file, backend, ["--data", "data.npz", *steps_option])
-    return Case("dataset", argv, mutation)
+    return Case("dataset", argv, mutation, "data.npz", model.name)
 
 
 def _runnable(rng, model: Model) -> tuple[str, str]:
@@ -317,11 +415,44 @@ def _maybe(rng, *args, p: float = 0.3) -> list:
     return list(args) if rng.random() < p else []
 
 
+INT_OPTIONS = {  # the integer options of each command; --epochs is left out: many epochs are asked-for work
+    "simulate": ("--steps", "--limit"),
+    "compile": ("--steps", "--calibrate-samples"),
+    "learn": ("--steps", "--limit", "--seed"),
+    "train": ("--steps", "--batch-size", "--hidden", "--seed", "--threads", "--loss-steps"),
+    "convert": ("--steps", "--limit"),
+}
+
+
+def _extreme_option(rng, case: Case) -> Case:
+    """The case with one integer option of its command set to an extreme (``LONG_STEPS`` steps only where a
+    run takes time in proportion: simulate on one sample, compile's calibration, convert)."""
+    argv = list(case.argv)
+    options = INT_OPTIONS.get(argv[0])
+    if not options:
+        return case
+    option = rng.choice(options)
+    long_ok = option == "--steps" and argv[0] in ("simulate", "compile", "convert")
+    value = rng.choice(INTEGER_EXTREMES + ((LONG_STEPS,) if long_ok else ()))
+    _set_option(argv, option, str(value))
+    if value == LONG_STEPS and argv[0] == "simulate":
+        _set_option(argv, "--limit", "1")
+    return dataclasses.replace(case, argv=argv, mutation=f"{case.mutation}; {option} {value}")
+
+
+def _set_option(argv: list, option: str, value: str) -> None:
+    if option in argv:
+        argv[argv.index(option) + 1] = value
+    else:
+        argv += [option, value]
+
+
 # --- mutating a file -------------------------------------------------------------------------------
 
 
 def _mutate_file(rng, source: Path, target: Path, mutate_semantic) -> str:
-    """Write a mutation of ``source`` to ``target``: none (5%), semantic, byte-level, or both; returns what was done."""
+    """Write a mutation of ``source`` to ``target``: none (5%), semantic, byte-level, or both; returns what was
+    done."""
     roll = rng.random()
     if roll < 0.05:
         shutil.copyfile(source, target)
@@ -360,15 +491,38 @@ def _several(rng, mutations: dict, state, count=None) -> str:
     return ", ".join(done) or "no mutation applied"
 
 
-# --- values and arrays -----------------------------------------------------------------------------
+# --- extreme values, arrays and nested structures -----------------------------------------------------
 
-SPECIAL_VALUES = (math.nan, math.inf, -math.inf, 0.0, -1.0, 0.5, 2.0, 1e9, 1e30, -1e30, 1e300, 5e-324, 2.0**63)
-HUGE_INTS = (10**9, 2**31, 2**62, 10**12, -1, 0, -(2**31))
+_FLOAT64 = np.finfo(np.float64)
+EXTREMES = (  # the one table every mutation draws its values from
+    0,
+    -1,
+    1,
+    2**31 - 1,
+    2**31,
+    2**40,
+    2**63 - 1,
+    -(2**63),
+    10**20 - 1,
+    float(_FLOAT64.max),
+    float(_FLOAT64.min),
+    float(_FLOAT64.tiny),  # the smallest normal float64
+    5e-324,  # a subnormal
+    -0.0,
+    0.5,
+    1e-30,
+    1e30,
+    math.nan,
+    math.inf,
+    -math.inf,
+)
+INTEGER_EXTREMES = tuple(v for v in EXTREMES if type(v) is int)
+INT64_EXTREMES = tuple(v for v in INTEGER_EXTREMES if -(2**63) <= v < 2**63)
+HOSTILE_STRINGS = ("", "bogus", "../../x", "a/b", "a\x00b", "x" * 300, "\u00e9\u2202", " ")
+HOSTILE_JSON = (None, True, False, *EXTREMES, *HOSTILE_STRINGS, [], {}, [0], [2**40], [[1, 2]], {"bogus": 1})
 ODD_DTYPES = (
     "bool int8 uint8 int64 uint64 float16 float64 complex128 >f4 <U4 S4 object V8 datetime64[s] structured".split()
 )
-HOSTILE_NUMBERS = (None, True, False, 0, -1, 1, 2**31, 2**63, 10**30, 0.5, -0.5, 1e308, math.nan, math.inf, -math.inf)
-HOSTILE_JSON = (*HOSTILE_NUMBERS, "", "bogus", [], {}, [0], [10**9], [[1, 2]], {"bogus": 1})
 
 
 def _as_float(arr: np.ndarray) -> np.ndarray:
@@ -379,10 +533,18 @@ def _as_float(arr: np.ndarray) -> np.ndarray:
 
 
 def _values(rng, arr):
-    out = _as_float(arr).reshape(-1)
-    value = rng.choice(SPECIAL_VALUES)
+    """One element, or all, set to an extreme (kept integer in an integer array when it fits int64)."""
+    value = rng.choice(EXTREMES)
+    integer = type(value) is int and value in INT64_EXTREMES and (arr.dtype.kind in "iub" or rng.random() < 0.3)
+    if integer:
+        try:
+            out = np.array(arr, dtype=np.int64).reshape(-1)
+        except (TypeError, ValueError, OverflowError):
+            out = np.zeros(arr.size, np.int64)
+    else:
+        out = _as_float(arr).reshape(-1)
     if out.size == 0:
-        return np.array([value]), f"empty -> [{value!r}]"
+        return np.array([value], out.dtype), f"empty -> [{value!r}]"
     where = "all" if rng.random() < 0.4 else "one"
     if where == "all":
         out[:] = value
@@ -425,39 +587,79 @@ def _reshaped(rng, arr):
     return (np.concatenate([arr, arr]) if arr.ndim else np.stack([arr, arr])), how
 
 
-def _huge(rng, arr):
-    try:
-        out = np.array(arr, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError, OverflowError):
-        out = np.zeros(max(arr.size, 1), np.int64)
-    value = rng.choice(HUGE_INTS)
-    if out.size == 0:
-        out = np.zeros(1, np.int64)
-    out[rng.randrange(out.size)] = value
-    return out.reshape(np.shape(arr)) if out.size == np.size(arr) else out, f"an element -> {value}"
-
-
-ARRAY_MUTATIONS = {_values: 2, _scaled: 1, _retyped: 1, _reshaped: 1, _huge: 1}
+ARRAY_MUTATIONS = {_values: 3, _scaled: 1, _retyped: 1, _reshaped: 1}
 
 
 def mutate_array(rng, value) -> tuple[np.ndarray, str]:
-    """A hostile variant of an array: special values, scaled, retyped, reshaped, or an element made huge."""
+    """A hostile variant of an array: extreme values, scaled, retyped or reshaped."""
     return _pick(rng, ARRAY_MUTATIONS)(rng, np.array(value))
 
 
 def hostile_json(rng):
-    value = rng.choice(HOSTILE_JSON)
-    return copy.deepcopy(value)
+    return _clone(rng.choice(HOSTILE_JSON))
 
 
-def _json_paths(obj, path=()):
-    yield path
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from _json_paths(value, (*path, key))
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            yield from _json_paths(value, (*path, i))
+def _int_list(rng, values: list, extremes=INT64_EXTREMES) -> tuple[list, str]:
+    """A list of integers (a shape, strides, pads) emptied, one longer or shorter, or with extremes in it."""
+    values = list(values)
+    how = rng.choice(("empty", "longer", "shorter", "one extreme", "one extreme", "all extreme"))
+    value = rng.choice(extremes)
+    if how == "empty":
+        values = []
+    elif how == "longer":
+        values.append(value if rng.random() < 0.5 else (values[-1] if values else 1))
+    elif how == "shorter":
+        values = values[:-1]
+    elif how == "all extreme":
+        values = [value] * max(len(values), 1)
+    elif values:
+        values[rng.randrange(len(values))] = value
+    else:
+        values = [value]
+    return values, f"{how} {_short(values)}"
+
+
+def _clone(value):
+    """A deep copy of nested dicts and lists, arrays copied; iterative (trees nest past the recursion limit),
+    and a container held in several places is copied once (a payload may share one list a trillion times)."""
+    if not isinstance(value, (dict, list)):
+        return value.copy() if isinstance(value, np.ndarray) else value
+    copies = {id(value): type(value)()}
+    pending = [value]
+    while pending:
+        source = pending.pop()
+        target = copies[id(source)]
+        for key, item in source.items() if isinstance(source, dict) else enumerate(source):
+            if isinstance(item, (dict, list)):
+                if id(item) not in copies:
+                    copies[id(item)] = type(item)()
+                    pending.append(item)
+                new = copies[id(item)]
+            else:
+                new = item.copy() if isinstance(item, np.ndarray) else item
+            if isinstance(target, dict):
+                target[key] = new
+            else:
+                target.append(new)
+    return copies[id(value)]
+
+
+def tree_paths(root, depth: int = 100) -> list[tuple]:
+    """The path of every value in nested dicts and lists: every key of every object and every element of every
+    list, the root excluded, down to ``depth`` levels (a file may nest 100,000 levels: their paths would fill
+    the memory); iterative, and a container held in several places is entered once."""
+    paths, pending, seen = [], [((), root)], set()
+    while pending:
+        path, node = pending.pop()
+        if id(node) in seen or len(path) >= depth:
+            continue
+        seen.add(id(node))
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            paths.append((*path, key))
+            if isinstance(value, (dict, list)):
+                pending.append(((*path, key), value))
+    return paths
 
 
 def _parent(root, path):
@@ -466,35 +668,116 @@ def _parent(root, path):
     return root
 
 
-def mutate_json(rng, root):
-    """A JSON-like tree with one value deleted, replaced, wrapped, emptied or tweaked: ``(root, description)``."""
-    path = rng.choice(list(_json_paths(root)))
-    where = "/".join(map(str, path)) or "<root>"
-    value = _parent(root, path)[path[-1]] if path else root
-    how = rng.choice(("delete", "hostile", "hostile", "wrap", "add key", "empty", "tweak"))
-    if how == "delete" and path:
-        container = _parent(root, path)
-        del container[path[-1]]
-        return root, f"{where} deleted"
-    if how == "add key" and isinstance(value, dict):
-        value["bogus"] = hostile_json(rng)
-        return root, f"{where}/bogus added"
-    if how == "empty" and isinstance(value, (dict, list)):
-        new = type(value)()
-    elif how == "wrap":
-        new = [value]
-    elif how == "tweak" and isinstance(value, (int, float)) and not isinstance(value, bool):
-        new = rng.choice((value + 1, value - 1, -value, value * 10**9, float(value) + 0.5, str(value)))
-    else:
+class Twice(str):
+    """A key equal to no other key, itself excepted: a dict holds it beside the same key, and ``json.dumps``
+    then writes that key twice into one object."""
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other):
+        return self is other
+
+    def __ne__(self, other):
+        return self is not other
+
+
+def _spellings(key: str) -> list[str]:
+    """Other spellings of a field name: case, camelCase, dashes, plural or singular, spaces."""
+    camel = re.sub(r"_(\w)", lambda m: m.group(1).upper(), key)
+    variants = (key.upper(), key.capitalize(), camel, key.replace("_", "-"), key.replace("_", ""), key + "s")
+    return sorted({v for v in (*variants, key[:-1], f" {key}", f"{key} ") if v and v != key})
+
+
+def _texts(root) -> list:
+    """The strings (and bytes) held anywhere in a tree, the vocabulary of its names and kinds."""
+    found = set()
+    for path in tree_paths(root):
+        value = _parent(root, path)[path[-1]]
+        if isinstance(value, (str, bytes)) and len(value) < 100:
+            found.add(value)
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "SUO" and value.size < 100:
+            found.update(v for v in value.reshape(-1).tolist() if isinstance(v, (str, bytes)))
+    return sorted(found, key=repr)
+
+
+def mutate_tree(rng, root, schema=(), twice: bool = False) -> tuple[object, str]:
+    """One place of a tree of dicts and lists (JSON, an HDF5 file's groups, a checkpoint's payload), picked
+    uniformly among all its keys and list elements: the key goes missing, appears again under another
+    spelling (``twice``: or as itself, twice in the JSON text), gains a sibling named after a field of the
+    format (``schema``) or another key of the tree, or the value gets a wrong type, a wrong shape or an
+    extreme. Returns ``(root, description)``."""
+    paths = tree_paths(root)
+    if not paths:
         new = hostile_json(rng)
-    if not path:
         return new, f"<root> -> {_short(new)}"
-    _parent(root, path)[path[-1]] = new
-    return root, f"{where} -> {_short(new)}"
+    path = rng.choice(paths)
+    parent, key = _parent(root, path), path[-1]
+    where = "/".join(map(str, path))
+    how = rng.choice(("missing", "alias", "unknown", "value", "value", "value"))
+    if how == "missing":
+        del parent[key]
+        return root, f"{where} missing"
+    if how == "alias" and isinstance(parent, dict):
+        spelling = rng.choice([*_spellings(str(key)), *([Twice(key)] * 3 if twice else [])])
+        value = _clone(parent[key]) if rng.random() < 0.5 else hostile_value(rng, parent[key])[0]
+        parent[spelling] = value
+        return root, f"{where} also as {spelling!r}{' (twice)' if isinstance(spelling, Twice) else ''}"
+    if how == "unknown" and isinstance(parent, dict):
+        names = {str(k) for p in paths for k in p[-1:] if isinstance(k, str)} | set(schema) | {"bogus"}
+        name = rng.choice(sorted(names - set(parent)) or ["bogus"])
+        donor = _parent(root, other := rng.choice(paths))[other[-1]]
+        parent[name] = _clone(donor) if rng.random() < 0.5 else hostile_json(rng)
+        return root, f"{where[: -len(str(key))]}{name} added"
+    parent[key], change = hostile_value(rng, parent[key], _texts(root))
+    return root, f"{where}: {change}"
+
+
+def hostile_value(rng, value, words=()) -> tuple[object, str]:
+    """A value of a tree made hostile: an array by :func:`mutate_array`; text as another name of the tree,
+    a hostile string, or JSON inside it mutated; a list emptied, lengthened or shortened; any value as an
+    extreme or a value of a wrong type."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return mutate_array(rng, value)
+    if isinstance(value, (str, bytes)):
+        return _hostile_text(rng, value, words)
+    if isinstance(value, list) and value and all(type(v) is int for v in value) and rng.random() < 0.7:
+        return _int_list(rng, value, INTEGER_EXTREMES)
+    if isinstance(value, list) and rng.random() < 0.3:
+        new = rng.choice(([], value + value[:1], value[:-1], [value], value[0] if value else None))
+        return _clone(new), f"list -> {_short(new)}"
+    new = rng.choice(EXTREMES) if rng.random() < 0.6 else hostile_json(rng)
+    return new, f"-> {_short(new)}"
+
+
+def _hostile_text(rng, text, words) -> tuple[object, str]:
+    raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+    try:
+        inner = json.loads(raw) if raw[:1] in "{[" else None
+    except ValueError:
+        inner = None
+    if isinstance(inner, (dict, list)) and inner and rng.random() < 0.7:
+        inner, how = mutate_tree(rng, inner, twice=True)
+        new, change = json.dumps(inner), f"JSON text: {how}"
+    else:
+        roll = rng.random()
+        candidates = [w.decode("utf-8", "replace") if isinstance(w, bytes) else w for w in words]
+        if roll < 0.4 and candidates:
+            new = rng.choice(candidates)
+        elif roll < 0.8:
+            new = rng.choice(HOSTILE_STRINGS)
+        else:
+            new = hostile_json(rng)
+        change = f"-> {_short(new)}"
+    return (new.encode("utf-8", "surrogatepass") if isinstance(text, bytes) and isinstance(new, str) else new), change
+
+
+_REPR = reprlib.Repr()  # Python 3.11 takes no arguments
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 4, 4, 4, 40, 40
 
 
 def _short(value) -> str:
-    text = repr(value)
+    """A short repr (a shared or deeply nested list is not expanded)."""
+    text = _REPR.repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -654,6 +937,7 @@ def _write_arrays(rng, path: Path, arrays: dict, raw: dict) -> None:
 
 
 def _array_values(rng, state):
+    """Any array of the file (picked uniformly): extreme values, another dtype or shape."""
     if not state["arrays"]:
         return None
     key = rng.choice(sorted(state["arrays"]))
@@ -678,7 +962,8 @@ def _spike_values(rng, state):
 
 
 def _label_values(rng, state):
-    """Labels that are negative, huge (a bincount of 10**18), fractional, of a wrong length or rank."""
+    """Labels that are negative, huge (up to 2**63 - 1: as many classes to build), fractional, of a wrong
+    length or rank."""
     keys = [k for k in state["arrays"] if k.startswith("y")]
     if not keys:
         return None
@@ -688,19 +973,20 @@ def _label_values(rng, state):
         state["arrays"] = {k: v[:1] for k, v in state["arrays"].items() if np.ndim(v)}
         return "every array cut to one sample"
     try:
-        state["arrays"][key] = _relabel(rng, np.atleast_1d(state["arrays"][key]), how)
+        state["arrays"][key], change = _relabel(rng, np.atleast_1d(state["arrays"][key]), how)
     except (TypeError, ValueError, IndexError):  # an earlier mutation left no labels to change this way
         return None
-    return f"{key}: {how}"
+    return f"{key}: {change}"
 
 
-def _relabel(rng, y: np.ndarray, how: str) -> np.ndarray:
+def _relabel(rng, y: np.ndarray, how: str) -> tuple[np.ndarray, str]:
     y = y.copy()
     if how == "negative":
         y[0] = -1
     elif how == "huge":
         y = y.astype(np.int64)
-        y[-1] = rng.choice((10**9, 10**18, 2**63 - 1))
+        y[-1] = rng.choice([v for v in INT64_EXTREMES if v > 1])
+        return y, f"label {y[-1]}"
     elif how in ("float", "nan"):
         y = y.astype(np.float64) + (0.5 if how == "float" else math.nan)
     elif how == "one class":
@@ -713,12 +999,14 @@ def _relabel(rng, y: np.ndarray, how: str) -> np.ndarray:
         y = y[:, None]
     elif how == "bool":
         y = y.astype(bool)
-    return y
+    return y, how
 
 
 def _sizes(rng, state):
-    """Few samples, no samples, one time step, or time steps that differ between arrays."""
-    how = rng.choice(("no samples", "two samples", "one step", "steps differ", "samples differ"))
+    """Few samples, no samples, one time step, time steps that differ between arrays, or (spike inputs)
+    ``LONG_STEPS`` steps of uint8 zeros."""
+    choices = ("no samples", "two samples", "one step", "steps differ", "samples differ")
+    how = rng.choice(choices + (("long",) if state.get("long") else ()))
     arrays = state["arrays"]
     keys = [k for k in arrays if k.startswith("x") or k == ""]
     if not keys:
@@ -735,25 +1023,32 @@ def _sizes(rng, state):
         arrays[key] = x[:, :1]
     elif how == "steps differ":
         arrays[key] = np.concatenate([x, x], axis=1)
+    elif how == "long":
+        arrays.update({k: v[:1] for k, v in arrays.items() if np.ndim(v)})
+        arrays[key] = np.zeros((1, LONG_STEPS, *x.shape[2:]), np.uint8)
+        return f"{key or 'x'}: 1 sample of {LONG_STEPS} steps of uint8 zeros"
     else:
         arrays[key] = x[:-1]
     return f"{key or 'x'}: {how}"
 
 
+DATASET_KEYS = ("x", "y", "x_train", "y_train", "x_test", "y_test")
+
+
 def _keys(rng, state):
-    """Arrays dropped, renamed or added (the loader picks arrays by name)."""
+    """An array dropped, renamed (another key of the format, another spelling), or added beside itself
+    under another name."""
     arrays = state["arrays"]
     if "" in arrays or not arrays:
         return None
     key = rng.choice(sorted(arrays))
-    how = rng.choice(("drop", "rename", "add"))
+    how = rng.choice(("drop", "rename", "alias"))
+    name = rng.choice([*DATASET_KEYS, *_spellings(key), "bogus"])
     if how == "drop":
         del arrays[key]
-    elif how == "rename":
-        arrays[rng.choice(("x", "y", "x_train", "y_test", "X", "labels"))] = arrays.pop(key)
-    else:
-        arrays[rng.choice(("x", "y", "x_test", "y_train", "bogus"))] = mutate_array(rng, arrays[key])[0]
-    return f"{key}: {how}"
+        return f"{key}: dropped"
+    arrays[name] = arrays[key] if how == "alias" else arrays.pop(key)
+    return f"{key}: {how} {name!r}"
 
 
 def _crafted_member(rng, state):
@@ -767,7 +1062,7 @@ def _crafted_member(rng, state):
 
 
 ARRAY_FILE_MUTATIONS = {
-    _array_values: 1,
+    _array_values: 2,
     _spike_values: 2,
     _label_values: 1,
     _sizes: 1,
@@ -776,66 +1071,46 @@ ARRAY_FILE_MUTATIONS = {
 }
 
 
-def mutate_arrays_file(rng, source: Path, target: Path) -> str:
-    """Semantic mutations of an ``.npy``/``.npz`` file of spikes or a dataset."""
-    state = {"arrays": _read_arrays(source), "raw": {}}
+def mutate_arrays_file(rng, source: Path, target: Path, long: bool = False) -> str:
+    """Semantic mutations of an ``.npy``/``.npz`` file of spikes or a dataset (``long``: an input of
+    ``LONG_STEPS`` steps among them)."""
+    state = {"arrays": _read_arrays(source), "raw": {}, "long": long}
     how = _several(rng, ARRAY_FILE_MUTATIONS, state)
     _write_arrays(rng, target, state["arrays"], state["raw"])
     return how
 
 
+mutate_spikes_file = functools.partial(mutate_arrays_file, long=True)
+
+
 # --- .ncp programs -----------------------------------------------------------------------------------
 
-NCP_FIELDS = {
-    "inputs": {
-        "shape": ([10**9], [10**5, 10**5], [], [0], [-1], [2.5], ["a"], None, 7, [10**30]),
-        "kind": ("target", "bogus", None, 3),
-        "name": ("", None, 5, "lif1", "x" * 300),
-    },
-    "populations": {
-        "shape": ([10**9], [10**5, 10**5], [], [0], [-1], [2.5], [True], None, [10**30]),
-        "du": (-1, 4096, 0.5, math.nan, None, "1", 10**30),
-        "dv": (-1, 4096, 0.5, math.inf, [1, 2]),
-        "vth": (-1, 2**17, 0.5, math.nan, 10**30, None),
-        "bias_exp": (-1, 8, 0.5, None),
-        "spiking": ("yes", None, 2),
-        "reset_interval": (-1, 10**18, 0.5, True, "1"),
-        "reset": ("bogus", None, 1),
-        "source_type": (None, 5, "Bogus"),
-        "learning": ({}, "x", {"bogus": 1}, [], {"target": "ghost"}),
-        "name": ("", None, 5, "input", "x" * 300),
-    },
-    "synapses": {
-        "source": ("ghost", "", None, 5),
-        "target": ("ghost", "", None, 5),
-        "kind": ("conv", "bogus", "sparse", "dense", None),
-        "weight_exp": (-9, 8, 0.5, None, 10**30),
-        "num_weight_bits": (0, 9, -1, 1000, None),
-        "sign_mode": ("bogus", "excitatory", "inhibitory", None),
-        "conv": (
-            None,
-            {},
-            "x",
-            {"input_shape": [1, 10**5, 10**5], "output_shape": [1, 10**5, 10**5]},
-            {"input_shape": [1, 4, 4], "output_shape": [1, 4, 4], "stride": [0, 0], "groups": 0},
-            {"input_shape": [1, 4, 4], "output_shape": [1, 4, 4], "dilation": [10**9, 1], "padding": [-5, 0]},
-        ),
-        "recurrent": ("yes", None, 1),
-        "learning": ({}, "x", {"bogus": 1}, [], {"products": "x"}),
-        "signal": ("error", "bogus", None),
-        "name": ("", None, 5),
-    },
-}
-NCP_TOP = {
-    "outputs": ([], ["ghost"], None, "lif1", [5], [[]], ["input"]),
-    "number_format": ("float", "bogus", None, 1),
-    "version": (0, 2, None, "1", 1.0),
-    "format": ("bogus", None, 1),
-    "metadata": (None, [], "x", {"dt": "x"}, {"dt": -1}),
-    "inputs": ([], None, {}, "x", [None], [{}]),
-    "populations": ([], None, {}, [None], [{}]),
-    "synapses": ([], None, {}, [None], [{}]),
-}
+STORED_AS_ARRAYS = {"populations": ("pop", ("bias_mant",)), "synapses": ("syn", ("weights", "delays"))}
+
+
+@functools.cache
+def ncp_schema() -> dict:
+    """The keys program.json may hold at each level ("" the header itself; "conv" a synapse's geometry): the
+    fields of the program's dataclasses, less those stored as array members."""
+    from neurocompile.ir.network import ConvGeometry
+    from neurocompile.ir.program import HEADER_FIELDS, InputPort, Population, Synapse
+
+    def names(cls, stored=()):
+        return frozenset(f.name for f in dataclasses.fields(cls)) - set(stored)
+
+    return {
+        "": frozenset(HEADER_FIELDS),
+        "inputs": names(InputPort),
+        "populations": names(Population, STORED_AS_ARRAYS["populations"][1]),
+        "synapses": names(Synapse, STORED_AS_ARRAYS["synapses"][1]),
+        "conv": names(ConvGeometry),
+    }
+
+
+def _ncp_names() -> list:
+    """Every field name of the format, array members' fields included: names a mutation adds."""
+    stored = [field for _, fields in STORED_AS_ARRAYS.values() for field in fields]
+    return sorted(set().union(*ncp_schema().values(), stored))
 
 
 def _ncp_header(state) -> dict | None:
@@ -843,44 +1118,47 @@ def _ncp_header(state) -> dict | None:
     return header if isinstance(header, dict) else None
 
 
-def _ncp_names(header: dict) -> list:
-    nodes = [p for key in ("inputs", "populations") if isinstance(header.get(key), list) for p in header[key]]
-    return [p.get("name") for p in nodes if isinstance(p, dict)]
+def _ncp_tree(rng, state):
+    """Any key or element of program.json (picked uniformly): missing, twice, respelled, a sibling added, or
+    its value of a wrong type or shape or extreme."""
+    state["header"], how = mutate_tree(rng, state["header"], _ncp_names(), twice=True)
+    return f"program.json: {how}"
 
 
-def _ncp_field(rng, state):
-    """A population, synapse or input field set to a hostile value for that field."""
-    header = _ncp_header(state)
-    section = rng.choice(sorted(NCP_FIELDS))
-    items = header.get(section) if header else None
-    if not isinstance(items, list) or not items:
-        return None
-    index = rng.randrange(len(items))
-    if not isinstance(items[index], dict):  # an earlier mutation replaced it
-        return None
-    field = rng.choice(sorted(NCP_FIELDS[section]))
-    value = copy.deepcopy(rng.choice(NCP_FIELDS[section][field]))
-    if field in ("source", "target") and rng.random() < 0.5:  # relink to another existing node
-        value = rng.choice(_ncp_names(header) or [value])
-    if field in ("learning", "conv") and rng.random() < 0.5 and isinstance(items[index].get(field), dict):
-        items[index][field], how = mutate_json(rng, items[index][field])
-        return f"{section}[{index}].{field}: {how}"
-    items[index][field] = value
-    return f"{section}[{index}].{field} -> {_short(value)}"
-
-
-def _ncp_top(rng, state):
+def _ncp_member_alias(rng, state):
+    """A field stored twice: a program.json field also as an array member (``pop0.vth``), an array member
+    also in program.json (``weights`` in a synapse), or program.json itself as two members."""
     header = _ncp_header(state)
     if header is None:
         return None
-    key = rng.choice(sorted(NCP_TOP))
-    header[key] = copy.deepcopy(rng.choice(NCP_TOP[key]))
-    return f"{key} -> {_short(header[key])}"
-
-
-def _ncp_json(rng, state):
-    state["header"], how = mutate_json(rng, state["header"])
-    return f"program.json: {how}"
+    how = rng.choice(("field as array", "array in program.json", "program.json twice"))
+    if how == "program.json twice":
+        state["twice"] = True
+        return "program.json: two members of that name"
+    if how == "field as array":
+        records = [
+            (prefix, i, record)
+            for section, (prefix, _) in STORED_AS_ARRAYS.items()
+            if isinstance(header.get(section), list)
+            for i, record in enumerate(header[section])
+            if isinstance(record, dict) and record
+        ]
+        if not records:
+            return None
+        prefix, i, record = rng.choice(records)
+        field = rng.choice(sorted(record))
+        value = record[field]
+        state["arrays"][f"{prefix}{i}.{field}"] = np.asarray(json.dumps(value) if isinstance(value, dict) else value)
+        return f"{prefix}{i}.{field}: also an array member"
+    match = re.fullmatch(r"(pop|syn)(\d+)\.(\w+)", rng.choice(sorted(state["arrays"]) or [""]))
+    section = "populations" if match and match[1] == "pop" else "synapses"
+    records = header.get(section)
+    if not match or not isinstance(records, list) or int(match[2]) >= len(records):
+        return None
+    if not isinstance(records[int(match[2])], dict):
+        return None
+    records[int(match[2])][match[3]] = _as_float(state["arrays"][match[0]]).tolist()
+    return f"{match[0]}: also in program.json"
 
 
 def _ncp_header_text(rng, state):
@@ -900,6 +1178,8 @@ def _ncp_header_array(rng, state):
 
 
 def _ncp_array(rng, state):
+    """Any array member (picked uniformly): values, dtype, shape; dropped, renamed, given delays, or a
+    crafted .npy."""
     arrays = state["arrays"]
     if not arrays:
         return None
@@ -911,11 +1191,11 @@ def _ncp_array(rng, state):
     if how == "drop":
         del arrays[key]
     elif how == "rename":
-        arrays[rng.choice(("pop9.bias_mant", "syn9.weights", "syn0.delays", "pop0.bias_mant", "syn1.weights"))] = (
+        arrays[rng.choice([*_spellings(key), "pop9.bias_mant", "syn9.weights", "syn0.delays", "pop0.bias_mant"])] = (
             arrays.pop(key)
         )
     elif how == "delays" and key.endswith(".weights"):
-        delays = np.full(np.shape(arrays[key]), rng.choice((1, 62, 63, 10**9, -1)), dtype=np.int64)
+        delays = np.full(np.shape(arrays[key]), rng.choice((1, 62, 63, *INT64_EXTREMES)), dtype=np.int64)
         arrays[key.replace(".weights", ".delays")] = delays
     else:
         state["raw"][f"{key}.npy"], change = _crafted_npy(rng)
@@ -925,9 +1205,8 @@ def _ncp_array(rng, state):
 
 
 NCP_MUTATIONS = {
-    _ncp_field: 3,
-    _ncp_top: 1,
-    _ncp_json: 2,
+    _ncp_tree: 5,
+    _ncp_member_alias: 1,
     _ncp_header_text: 1,
     _ncp_header_array: 1,
     _ncp_array: 2,
@@ -935,9 +1214,10 @@ NCP_MUTATIONS = {
 
 
 def mutate_program(rng, source: Path, target: Path) -> str:
-    """Semantic mutations of a ``.ncp``: its JSON header (fields, types, links, nesting) and its arrays."""
+    """Semantic mutations of a ``.ncp``: its JSON header (any key, at any level) and its arrays."""
     arrays = _read_arrays(source)
-    state = {"header": json.loads(arrays.pop("program.json").tobytes()), "arrays": arrays, "raw": {}}
+    original = arrays.pop("program.json")
+    state = {"header": json.loads(original.tobytes()), "arrays": arrays, "raw": {}}
     how = _several(rng, NCP_MUTATIONS, state)
     if "raw_header" in state:
         text = state["raw_header"]
@@ -953,15 +1233,97 @@ def mutate_program(rng, source: Path, target: Path) -> str:
             "float": header.astype(np.float64),
         }
         state["arrays"]["program.json"] = converted.get(kind, header)
+    if state.get("twice"):
+        state["raw"]["program.json.npy"] = _to_npy(original)
     _write_arrays(rng, target, state["arrays"], state["raw"])
     return how
+
+
+class _Repeated(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list) -> dict:
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise _Repeated(key)
+    return dict(pairs)
+
+
+def program_must_refuse(path: Path) -> str | None:
+    """Why every command must refuse the ``.ncp`` at ``path``, whatever else it holds: two archive members of
+    one name, a key twice in one object of program.json, a key the format does not have (at the levels the
+    format fixes), or an array member that no population or synapse owns; None when none of these."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [info.filename for info in archive.infolist()]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arrays = _read_arrays(path)
+        header = json.loads(arrays.pop("program.json").tobytes(), object_pairs_hook=_unique_pairs)
+    except _Repeated as exc:
+        return f"program.json repeats the key '{exc.args[0]}'"
+    except Exception:
+        return None
+    if len(set(names)) < len(names):
+        return "the archive holds two members of one name"
+    if not isinstance(header, dict):
+        return None
+    schema = ncp_schema()
+    unknown = sorted(set(header) - schema[""])
+    if unknown:
+        return f"program.json: unknown key '{unknown[0]}'"
+    owned = set()
+    for section in ("inputs", *STORED_AS_ARRAYS):
+        records = header.get(section)
+        if not isinstance(records, list):
+            return None
+        prefix, stored = STORED_AS_ARRAYS.get(section, ("", ()))
+        owned |= {f"{prefix}{i}.{field}" for i in range(len(records)) for field in stored}
+        for i, record in enumerate(records):
+            parts = [(f"{section}[{i}]", record, schema[section])]
+            if isinstance(record, dict) and isinstance(record.get("conv"), dict):
+                parts.append((f"{section}[{i}].conv", record["conv"], schema["conv"]))
+            for where, part, known in parts:
+                unknown = sorted(set(part) - known) if isinstance(part, dict) else []
+                if unknown:
+                    return f"{where}: unknown key '{unknown[0]}'"
+    strays = sorted(set(arrays) - owned)
+    return f"array member '{strays[0]}' belongs to no population or synapse" if strays else None
 
 
 # --- .nir graphs (HDF5) -----------------------------------------------------------------------------
 
 
-def read_h5(path: Path) -> dict:
-    """An HDF5 file as nested dicts of its datasets' values."""
+def read_h5(path: Path, timeout: float = 5.0) -> dict:
+    """An HDF5 file as nested dicts of its datasets' values, read in a forked child: a corrupt file (a mutated
+    one) can send the HDF5 library into an endless loop, which would stop a campaign (TimeoutError after
+    ``timeout`` seconds; ValueError when the file does not read)."""
+    with tempfile.NamedTemporaryFile(suffix=".pickle") as out:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                with open(out.name, "wb") as fh:
+                    pickle.dump(_read_h5_here(path), fh)
+                code = 0
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + timeout
+        while not (ended := os.waitpid(pid, os.WNOHANG))[0]:
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise TimeoutError(f"{path}: reading its HDF5 took over {timeout:g} s")
+            time.sleep(0.002)
+        if os.waitstatus_to_exitcode(ended[1]) != 0:
+            raise ValueError(f"{path}: does not read as HDF5")
+        with open(out.name, "rb") as fh:
+            return pickle.load(fh)
+
+
+def _read_h5_here(path: Path) -> dict:
     import h5py
 
     def read(group):
@@ -994,27 +1356,16 @@ def _write_dataset(group, name: str, value) -> None:
         group.create_dataset(name, data=value)
         return
     except (TypeError, ValueError):
-        pass
+        if name in group:  # made, then its data failed to write
+            del group[name]
     arr = np.asarray(value, dtype=object)
     text = np.empty(arr.shape, dtype=object)
     for index, item in np.ndenumerate(arr):
-        text[index] = item if isinstance(item, (bytes, str)) else str(item)
+        item = item if isinstance(item, (bytes, str)) else str(item)
+        text[index] = item.replace(
+            b"\0" if isinstance(item, bytes) else "\0", b"\\0" if isinstance(item, bytes) else "\\0"
+        )
     group.create_dataset(name, data=text, dtype=h5py.string_dtype())
-
-
-def _copy_tree(tree: dict) -> dict:
-    """A deep copy of nested dicts with array leaves (iterative: trees nest past the recursion limit)."""
-    root: dict = {}
-    pending = [(tree, root)]
-    while pending:
-        source, target = pending.pop()
-        for key, value in source.items():
-            if isinstance(value, dict):
-                target[key] = {}
-                pending.append((value, target[key]))
-            else:
-                target[key] = value.copy() if isinstance(value, np.ndarray) else value
-    return root
 
 
 def _nir_graphs(tree) -> list[tuple[str, dict]]:
@@ -1037,11 +1388,6 @@ def _nir_nodes(tree) -> list[tuple[str, dict]]:
     ]
 
 
-def _node_type(node: dict) -> str:
-    kind = node.get("type", b"")
-    return kind.decode("utf8", "replace") if isinstance(kind, bytes) else str(kind)
-
-
 def _edges(graph: dict) -> list[list[str]]:
     try:
         return [
@@ -1058,93 +1404,26 @@ def _set_edges(graph: dict, edges) -> None:
     )
 
 
-NIR_FIELDS = {
-    ("Input", "Output"): {"shape": ([10**9], [10**5, 10**5], [0], [-1], [], [2.5], [10**12, 1, 1], [10**30])},
-    ("LIF", "CubaLIF", "LI", "CubaLI"): {
-        "tau": (0.0, -1.0, 1e-30, 1e30),
-        "tau_mem": (0.0, -1.0, 1e-30),
-        "tau_syn": (0.0, 1e30),
-        "r": (0.0, 1e30, -1.0),
-        "v_threshold": (0.0, -1.0, 1e-30, 1e30),
-        "v_leak": (1e30, -1e30),
-        "v_reset": (1e30, math.nan),
-        "w_in": (1e30, 0.0),
-    },
-    ("IF", "I"): {"r": (0.0, 1e30, -1.0), "v_threshold": (0.0, -1.0, 1e30)},
-    ("Delay",): {"delay": (1e9, 1e-9, 1e300, -1.0, 0.5)},
-    ("Conv1d", "Conv2d"): {
-        "stride": (0, -1, 10**9),
-        "padding": (-1, 10**9, b"bogus", b"same"),
-        "dilation": (0, 10**9),
-        "groups": (0, -1, 10**9),
-        "input_shape": ([10**9, 10**9], [0, 0], 10**9),
-    },
-    ("SumPool2d", "AvgPool2d"): {
-        "kernel_size": ([0, 0], [10**9, 10**9]),
-        "stride": ([0, 0], [-1, 1]),
-        "padding": ([-1, -1], [10**9, 10**9]),
-    },
-    ("Flatten",): {"start_dim": (10**9, -(10**9)), "end_dim": (10**9, -(10**9))},
-    ("Scale",): {"scale": (math.nan, 1e300, 0.0)},
-    ("Threshold",): {"threshold": (math.inf, -1e30, 0.0)},
-    ("Affine", "Linear"): {"weight": (1e30, -1e30, 0.0)},
-}
-NIR_METADATA = {
-    "dt": (0.0, -1.0, math.nan, 1e300, 1e-300, b"x", 10**9),
-    "convention": (b"bogus", b"", 5),
-    "convention_options": (b"{", b"[]", b'{"dt": 0}', b'{"reset": "bogus"}', b'{"bogus": 1}', b'{"dt": "x"}'),
-}
 NIR_TYPES = (b"Bogus", b"", b"NIRGraph", b"LIF", b"CubaLIF", b"Delay", b"Conv2d", b"Flatten", b"Input", b"Output", 5)
 
 
-def _nir_field(rng, tree):
-    """A numeric field of a node: special values, dtype, shape, size."""
-    nodes = _nir_nodes(tree)
-    if not nodes:
-        return None
-    path, node = rng.choice(nodes)
-    fields = [k for k, v in node.items() if k != "type" and not isinstance(v, dict)]
-    if not fields:
-        return None
-    field = rng.choice(fields)
-    node[field], how = mutate_array(rng, node[field])
-    return f"{path}/{field}: {how}"
+@functools.cache
+def nir_schema() -> tuple:
+    """Every field name of every NIR primitive, and the keys of the file around them: names a mutation adds."""
+    import nir
+
+    names = {"type", "shape", "version", "node", "dt", "convention", "convention_options", "producer"}
+    for item in vars(nir).values():
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
+            names |= {f.name for f in dataclasses.fields(item)}
+    return tuple(sorted(names))
 
 
-def _nir_targeted(rng, tree):
-    """A field set to a value that its primitive must refuse or handle: absurd sizes, zero time constants, huge delays."""
-    nodes = _nir_nodes(tree)
-    path, node = rng.choice(nodes) if nodes else ("", {})
-    kind = _node_type(node)
-    table = next((fields for kinds, fields in NIR_FIELDS.items() if kind in kinds), None)
-    if table is None:
-        return None
-    field = rng.choice(sorted(table))
-    value = rng.choice(table[field])
-    old = node.get(field)
-    node[field] = (
-        np.full(np.shape(old), value) if old is not None and np.ndim(old) and np.ndim(value) == 0 else np.asarray(value)
-    )
-    return f"{path}/{field} -> {_short(value)}"
-
-
-def _nir_drop_field(rng, tree):
-    nodes = _nir_nodes(tree) + _nir_graphs(tree)
-    path, node = rng.choice(nodes or [("", {})])
-    if not node:
-        return None
-    field = rng.choice(sorted(node))
-    del node[field]
-    return f"{path}/{field} deleted"
-
-
-def _nir_add_field(rng, tree):
-    path, node = rng.choice(_nir_nodes(tree) or [("", {})])
-    field = rng.choice(
-        ("bogus", "input_type", "output_type", "metadata", "tau", "weight", "delay", "shape", "type_check")
-    )
-    node[field] = rng.choice((np.zeros(3), np.float64(math.nan), b"x", {"input": np.array([10**9])}))
-    return f"{path}/{field} added"
+def _nir_tree(rng, tree):
+    """Any key of the file (picked uniformly): a node's field, its type, a graph's edges or metadata, the
+    version: missing, respelled, a sibling added, or its value of a wrong type or shape or extreme."""
+    _root, how = mutate_tree(rng, tree, nir_schema())
+    return how
 
 
 def _nir_type(rng, tree):
@@ -1168,12 +1447,12 @@ def _nir_nodes_change(rng, tree):
     if how == "delete" and names:
         del graph["nodes"][rng.choice(names)]
     elif how == "replace" and names:
-        graph["nodes"][rng.choice(names)] = _copy_tree(rng.choice(donors))
+        graph["nodes"][rng.choice(names)] = _clone(rng.choice(donors))
     elif how == "swap" and len(names) > 1:
         a, b = rng.sample(names, 2)
         graph["nodes"][a], graph["nodes"][b] = graph["nodes"][b], graph["nodes"][a]
     else:
-        graph["nodes"]["extra"] = _copy_tree(rng.choice(donors))
+        graph["nodes"]["extra"] = _clone(rng.choice(donors))
         edges = _edges(graph)
         if how == "insert" and edges:
             a, b = edges.pop(rng.randrange(len(edges)))
@@ -1225,7 +1504,7 @@ def _nir_nest(rng, tree):
         return None
     path, node = rng.choice(nodes)
     depth = rng.choice((1, 1, 3, 3, 64, 600))
-    inner = _copy_tree(node)
+    inner = _clone(node)
     shape = np.array([4])
     for _ in range(depth):
         inner = {
@@ -1260,7 +1539,7 @@ def _nir_graph_shape(rng, tree):
     elif how == "root dataset":
         tree["node"] = np.float64(1.0)
     elif how == "root node" and isinstance(root, dict):
-        tree["node"] = _copy_tree(rng.choice(_nir_nodes(tree) or [("", {})])[1])
+        tree["node"] = _clone(rng.choice(_nir_nodes(tree) or [("", {})])[1])
     elif how == "no root":
         tree.pop("node", None)
     else:
@@ -1268,40 +1547,46 @@ def _nir_graph_shape(rng, tree):
     return f"graph: {how}"
 
 
-def _nir_metadata(rng, tree):
-    graphs = _nir_graphs(tree)
-    if not graphs:
-        return None
-    metadata = graphs[0][1].setdefault("metadata", {})
-    if not isinstance(metadata, dict):
-        return None
-    key = rng.choice(sorted(NIR_METADATA))
-    metadata[key] = rng.choice(NIR_METADATA[key])
-    return f"metadata/{key} -> {_short(metadata[key])}"
-
-
 NIR_MUTATIONS = {
-    _nir_field: 2,
-    _nir_targeted: 3,
-    _nir_drop_field: 1,
-    _nir_add_field: 1,
+    _nir_tree: 6,
     _nir_type: 1,
     _nir_nodes_change: 1,
     _nir_edges: 2,
     _nir_nest: 1,
     _nir_graph_shape: 1,
-    _nir_metadata: 1,
 }
 
 
 def mutate_graph(rng, source: Path, target: Path) -> str:
-    """Semantic mutations of a ``.nir`` file: node fields, types, nodes, edges, nesting, metadata; or HDF5 links."""
+    """Semantic mutations of a ``.nir`` file: any key (node fields, edges, metadata), types, nodes, edges,
+    nesting; or HDF5 links."""
     tree = read_h5(source)
     how = _several(rng, NIR_MUTATIONS, tree)
     write_h5(target, tree)
     if rng.random() < 0.05:
         how += ", " + _hdf5_link(rng, target)
     return how
+
+
+def graph_must_refuse(path: Path) -> str | None:
+    """Why every command must refuse the ``.nir`` at ``path``, whatever else it holds: a node of a NIR
+    primitive (a graph included) with a key that is none of the primitive's fields; None otherwise."""
+    import nir
+
+    try:
+        tree = read_h5(path, timeout=2.0)
+        nodes = _nir_graphs(tree) + _nir_nodes(tree)
+    except Exception:
+        return None
+    for where, node in nodes:
+        kind = node.get("type")
+        kind = kind.decode("utf8", "replace") if isinstance(kind, bytes) else str(kind)
+        primitive = getattr(nir, kind, None)
+        if isinstance(primitive, type) and dataclasses.is_dataclass(primitive):
+            unknown = sorted(map(str, set(node) - {f.name for f in dataclasses.fields(primitive)} - {"type", "shape"}))
+            if unknown:
+                return f"{where}: {kind} has no field '{unknown[0]}'"
+    return None
 
 
 def _hdf5_link(rng, path: Path) -> str:
@@ -1323,77 +1608,60 @@ def _hdf5_link(rng, path: Path) -> str:
 
 # --- .pt checkpoints ----------------------------------------------------------------------------------
 
-PT_CONFIG = {
-    "sizes": ([4, 10**9], [4, 10**5, 10**5], [4, -1], [4, 0], [4, 2.5], ["a", 3], [4], [], None, "x", [4, [3]]),
-    "n_hidden": (10**9, 0, -1, 2.5, "x"),
-    "n_in": (10**9, 0),
-    "n_out": (10**9, 0, -3),
-    "channels": (10**6, 0, -1),
-    "kernel_size": (10**4, 0, -1),
-    "padding": (10**6, -1),
-    "pool": (0, 10**6),
-    "input_shape": ([1, 10**5, 10**5], [1, 2], [0, 6, 6], [-1, 6, 6], [10**9, 6, 6]),
-    "neuron": ("Bogus", None, 5, "NIRGraph"),
-    "output_neuron": ("Bogus", "Threshold", "LI"),
-    "neuron_params": (
-        {"tau": 0.0},
-        {"tau": math.nan},
-        {"tau": -1.0},
-        {"tau": "x"},
-        {"bogus": 1},
-        {"v_threshold": [1, 2]},
-        "x",
-        [1],
-    ),
-    "output_params": ({"tau": 0.0}, {"r": math.inf}, {"bogus": 1}),
-    "bias": ("yes", None, 2),
-    "bogus": (1,),
-}
-PT_CONVENTION = (0.0, -1.0, math.nan, math.inf, 1e300, "x", None, "bogus", [1], {}, True, 10**9)
+
+@functools.cache
+def pt_schema() -> tuple:
+    """The keys of a checkpoint's payload, every architecture's config keys and the convention's fields:
+    names a mutation adds."""
+    import inspect
+
+    from neurocompile.models.architectures import ARCHITECTURES
+    from neurocompile.semantics.discretization import Convention
+
+    names = {"format", "version", "architecture", "config", "convention", "state_dict", "extra"}
+    for builder in ARCHITECTURES.values():
+        names |= set(inspect.signature(builder).parameters)
+    return tuple(sorted(names | {f.name for f in dataclasses.fields(Convention)}))
 
 
 def _payload(state) -> dict | None:
     return state["payload"] if isinstance(state["payload"], dict) else None
 
 
-def _pt_top(rng, state):
+def _pt_tree(rng, state):
+    """Any key of the payload (picked uniformly): a config or convention field, a tensor of the state_dict
+    (values, dtype, shape), the format's own keys: missing, respelled, a sibling added, or a wrong type or
+    shape or an extreme."""
     payload = _payload(state)
     if payload is None:
         return None
-    key = rng.choice(("format", "version", "architecture", "config", "convention", "state_dict", "extra"))
-    how = rng.choice(("delete", "hostile", "other architecture"))
-    if how == "delete":
-        payload.pop(key, None)
-        return f"{key} deleted"
-    if how == "other architecture" or key == "architecture":
-        payload["architecture"] = rng.choice(("MLP", "ConvNet", "RecurrentNet", "SNN", "Bogus", None, 5))
-        return f"architecture -> {payload['architecture']!r}"
-    payload[key] = hostile_json(rng)
-    return f"{key} -> {_short(payload[key])}"
+    state["payload"], how = mutate_tree(rng, payload, pt_schema())
+    return how
 
 
-def _pt_config(rng, state):
-    config = (_payload(state) or {}).get("config")
-    if not isinstance(config, dict):
-        return None
-    if rng.random() < 0.3:
-        state["payload"]["config"], how = mutate_json(rng, config)
-        return f"config: {how}"
-    key = rng.choice(sorted(PT_CONFIG))
-    config[key] = copy.deepcopy(rng.choice(PT_CONFIG[key]))
-    return f"config/{key} -> {_short(config[key])}"
+def _map_leaves(root, convert):
+    """``root`` with every leaf of its dicts and lists replaced by ``convert(leaf)``, in place; each container
+    once (a payload may share one list a trillion times)."""
+    if not isinstance(root, (dict, list)):
+        return convert(root)
+    seen, pending = set(), [root]
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+            if isinstance(value, (dict, list)):
+                pending.append(value)
+            else:
+                node[key] = convert(value)
+    return root
 
 
-def _pt_convention(rng, state):
-    convention = (_payload(state) or {}).get("convention")
-    if not isinstance(convention, dict) or not convention:
-        return None
-    key = rng.choice(sorted(convention) + ["bogus"])
-    if rng.random() < 0.3 and key in convention:
-        del convention[key]
-        return f"convention/{key} deleted"
-    convention[key] = copy.deepcopy(rng.choice(PT_CONVENTION))
-    return f"convention/{key} -> {_short(convention[key])}"
+def _to_arrays(value):
+    import torch
+
+    return value.numpy() if isinstance(value, torch.Tensor) else value
 
 
 def _as_tensor(value):
@@ -1402,28 +1670,7 @@ def _as_tensor(value):
     try:
         return torch.from_numpy(np.ascontiguousarray(value))
     except (TypeError, ValueError, RuntimeError):
-        return value.tolist() if isinstance(value, np.ndarray) else value
-
-
-def _pt_state(rng, state):
-    """A tensor's values, dtype or shape; a tensor dropped, added or not a tensor."""
-    tensors = (_payload(state) or {}).get("state_dict")
-    if not isinstance(tensors, dict) or not tensors:
-        return None
-    key = rng.choice(sorted(tensors))
-    how = rng.choice(("mutate", "mutate", "mutate", "drop", "add", "not a tensor"))
-    if how == "mutate":
-        value = tensors[key].numpy() if hasattr(tensors[key], "numpy") else np.asarray(tensors[key])
-        mutated, change = mutate_array(rng, value)
-        tensors[key] = _as_tensor(mutated)
-        return f"state_dict/{key}: {change}"
-    if how == "drop":
-        del tensors[key]
-    elif how == "add":
-        tensors["bogus.weight"] = tensors[key]
-    else:
-        tensors[key] = rng.choice(([1.0, 2.0], "x", None, {"a": 1}))
-    return f"state_dict/{key}: {how}"
+        return np.asarray(value).tolist()
 
 
 def _shared_bomb() -> list:
@@ -1448,22 +1695,23 @@ def _pt_payload(rng, state):
     return f"payload: {how}"
 
 
-PT_MUTATIONS = {_pt_top: 1, _pt_config: 3, _pt_convention: 1, _pt_state: 2, _pt_payload: 1}
+PT_MUTATIONS = {_pt_tree: 6, _pt_payload: 1}
 
 
 def mutate_checkpoint(rng, source: Path, target: Path) -> str:
-    """Semantic mutations of a checkpoint's payload (fields, config, convention, tensors), or other
+    """Semantic mutations of a checkpoint's payload (any key: fields, config, convention, tensors), or other
     pickled content (a module, a class instance, a TorchScript archive, a legacy file, deep nesting)."""
     import torch
 
     if rng.random() < 0.1:
         return _pickled_content(rng, source, target)
-    state = {"payload": torch.load(source, weights_only=True)}
+    state = {"payload": _map_leaves(torch.load(source, weights_only=True), _to_arrays)}
     how = _several(rng, PT_MUTATIONS, state)
     if state.get("deep"):
         return how + ", " + _deep_pickle(target)
     legacy = rng.random() < 0.1
-    torch.save(state["payload"], target, _use_new_zipfile_serialization=not legacy)
+    payload = _map_leaves(state["payload"], lambda v: _as_tensor(v) if isinstance(v, (np.ndarray, np.generic)) else v)
+    torch.save(payload, target, _use_new_zipfile_serialization=not legacy)
     return how + (", legacy format" if legacy else "")
 
 
@@ -1497,12 +1745,15 @@ def _pickled_content(rng, source: Path, target: Path) -> str:
 # --- .onnx models (for `neurocompile convert`) ----------------------------------------------------------
 
 
-def _onnx_model(name: str, nodes, input_shape: tuple, outputs: int, weights: dict):
-    """A float32 ONNX model (opset 17): input ``x`` ``[batch, *input_shape]``, output ``y`` ``[batch, outputs]``."""
+def _onnx_model(name: str, nodes, input_shape: tuple, outputs: int, weights: dict, check: bool = True):
+    """An ONNX model (opset 17): input ``x`` ``[batch, *input_shape]``, output ``y`` ``[batch, outputs]``; float
+    weights as float32."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    initializers = [numpy_helper.from_array(w.astype(np.float32), key) for key, w in weights.items()]
+    initializers = [
+        numpy_helper.from_array(w.astype(np.float32) if w.dtype.kind == "f" else w, key) for key, w in weights.items()
+    ]
     graph = helper.make_graph(
         nodes,
         name,
@@ -1512,31 +1763,41 @@ def _onnx_model(name: str, nodes, input_shape: tuple, outputs: int, weights: dic
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    onnx.checker.check_model(model)
+    if check:
+        onnx.checker.check_model(model)
     return model
 
 
-def _dense_onnx(rng):
-    """x [4] -> Gemm -> Relu -> Gemm [3]."""
+def _weights(rng, shape, scale: float = 0.5) -> np.ndarray:
+    """Random float32 weights; a constant for huge layers (drawing 50 M random numbers takes a while)."""
+    if math.prod(shape) > 10**6:
+        return np.full(shape, 1e-3, np.float32)
+    return rng.normal(0, scale, shape).astype(np.float32)
+
+
+def _dense_onnx(rng, units: int = 6, check: bool = True):
+    """x [4] -> Gemm -> Relu -> Gemm [3], with ``units`` hidden units."""
     from onnx import helper
 
-    weights = {"w1": rng.normal(0, 0.5, (6, 4)), "b1": rng.normal(0, 0.1, 6)}
-    weights |= {"w2": rng.normal(0, 0.5, (3, 6)), "b2": rng.normal(0, 0.1, 3)}
+    weights = {"w1": _weights(rng, (units, 4)), "b1": _weights(rng, (units,), 0.1)}
+    weights |= {"w2": _weights(rng, (3, units)), "b2": _weights(rng, (3,), 0.1)}
     nodes = [
         helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1", transB=1),
         helper.make_node("Relu", ["h"], ["r"], name="relu1"),
         helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], name="fc2", transB=1),
     ]
-    return _onnx_model("dense", nodes, (4,), 3, weights)
+    return _onnx_model("dense", nodes, (4,), 3, weights, check)
 
 
-def _conv_onnx(rng):
-    """x [1, 6, 6] -> Conv -> BatchNormalization -> Relu -> AveragePool -> Flatten -> Gemm [3]."""
+def _conv_onnx(rng, units: int = 72, check: bool = True):
+    """x [1, 6, 6] -> Conv -> BatchNormalization -> Relu -> AveragePool -> Flatten -> Gemm [3]; the Conv makes
+    ``units`` values per sample (36 per channel, rounded up)."""
     from onnx import helper
 
-    weights = {"w": rng.normal(0, 0.5, (2, 1, 3, 3)), "b": rng.normal(0, 0.1, 2)}
-    weights |= {"gamma": np.ones(2), "beta": np.zeros(2), "mean": np.zeros(2), "var": np.ones(2)}
-    weights |= {"w2": rng.normal(0, 0.5, (3, 18)), "b2": rng.normal(0, 0.1, 3)}
+    channels = -(-units // 36)
+    weights = {"w": _weights(rng, (channels, 1, 3, 3)), "b": _weights(rng, (channels,), 0.1)}
+    weights |= {"gamma": np.ones(channels), "beta": np.zeros(channels), "mean": np.zeros(channels)}
+    weights |= {"var": np.ones(channels), "w2": _weights(rng, (3, 9 * channels)), "b2": _weights(rng, (3,), 0.1)}
     nodes = [
         helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
         helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["n"], name="bn1"),
@@ -1545,19 +1806,44 @@ def _conv_onnx(rng):
         helper.make_node("Flatten", ["p"], ["f"], name="flat", axis=1),
         helper.make_node("Gemm", ["f", "w2", "b2"], ["y"], name="fc2", transB=1),
     ]
-    return _onnx_model("conv", nodes, (1, 6, 6), 3, weights)
+    return _onnx_model("conv", nodes, (1, 6, 6), 3, weights, check)
 
 
-ONNX_MODELS = {"dense-onnx": (_dense_onnx, (4,)), "conv-onnx": (_conv_onnx, (1, 6, 6))}
+def _matmul_onnx(rng, units: int = 6, check: bool = True):
+    """x [2, 2] -> Reshape [4] -> MatMul -> Add -> Relu -> MatMul -> Add (a Constant) [3], ``units`` hidden."""
+    from onnx import helper, numpy_helper
+
+    weights = {"shape": np.array([-1, 4], np.int64), "w1": _weights(rng, (4, units)), "b1": _weights(rng, (units,))}
+    weights["w2"] = _weights(rng, (units, 3))
+    bias = numpy_helper.from_array(_weights(rng, (3,), 0.1), "b2")
+    nodes = [
+        helper.make_node("Reshape", ["x", "shape"], ["f"], name="flat"),
+        helper.make_node("MatMul", ["f", "w1"], ["m1"], name="fc1"),
+        helper.make_node("Add", ["m1", "b1"], ["h"], name="bias1"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu1"),
+        helper.make_node("MatMul", ["r", "w2"], ["m2"], name="fc2"),
+        helper.make_node("Constant", [], ["b2"], name="bias2", value=bias),
+        helper.make_node("Add", ["m2", "b2"], ["y"], name="add2"),
+    ]
+    return _onnx_model("matmul", nodes, (2, 2), 3, weights, check)
 
 
-def _onnx_seed(directory: Path, name: str, make, rng) -> Model:
+ONNX_MODELS = {  # name -> (builder, input shape, the hidden layer's values per sample)
+    "dense-onnx": (_dense_onnx, (4,), 6),
+    "conv-onnx": (_conv_onnx, (1, 6, 6), 72),
+    "matmul-onnx": (_matmul_onnx, (2, 2), 6),
+}
+ONNX_UNITS = (0, 0, 1, 2, 3_000_000, 3_000_000, 12_500_000)  # hidden values per sample; 12.5 M (rarest, as a
+# file takes seconds to make): a 200 MB Gemm (12.5 M x 4 float32) in the dense network
+
+
+def _onnx_seed(directory: Path, name: str, rng) -> Model:
     """An ONNX network and analog calibration data (``x``/``y``, and a split) for ``convert``."""
     import onnx
 
-    build, shape = make
+    build, shape, units = ONNX_MODELS[name]
     path = directory / f"{name}.onnx"
-    onnx.save(build(rng), str(path))
+    onnx.save(build(rng, units), str(path))
     x, y = rng.random((30, *shape)).astype(np.float32), np.arange(30) % 3
     labelled, split = directory / f"{name}-xy.npz", directory / f"{name}-split.npz"
     np.savez(labelled, x=x, y=y)
@@ -1565,73 +1851,277 @@ def _onnx_seed(directory: Path, name: str, make, rng) -> Model:
     return Model(name, {"onnx": path}, labelled, labelled, split, classifier=False)
 
 
-def _onnx_case(models, rng, folder) -> Case:
+def _onnx_case(models, rng, folder, start=None) -> Case:
     """A mutated ONNX model (and now and then mutated calibration data) through ``convert``."""
-    model = rng.choice([m for m in models if "onnx" in m.files])
-    mutation = _mutate_file(rng, model.files["onnx"], folder / "model.onnx", mutate_onnx)
+    model = _choose(rng, [m for m in models if "onnx" in m.files], start)
+    mutation = _mutate_from(rng, start, model.files["onnx"], folder / "model.onnx", mutate_onnx)
     data = rng.choice((model.labelled, model.split))
     if rng.random() < 0.15:
         mutation += "; data: " + _mutate_file(rng, data, folder / "data.npz", mutate_arrays_file)
     else:
         _copy(data, folder, "data.npz")
-    argv = ["convert", "model.onnx", "-o", "out.nir", "--calibrate", "data.npz", "--limit", "4"]
-    argv += ["--steps", rng.choice(("4", "2,4"))] + _maybe(rng, "--readout", "voltage")
-    argv += _maybe(rng, "--percentile", rng.choice(("0", "50", "100", "101", "-1", "nan", "inf")), p=0.1)
-    return Case("onnx", argv, mutation)
+    return Case("onnx", _convert_command(rng), mutation, "model.onnx", model.name)
 
 
-ONNX_OPS = "Bogus Sigmoid MaxPool Softmax LSTM Relu Gemm Conv Add MatMul Flatten Identity".split()
-ONNX_ATTRIBUTES = {
-    "transB": (0, 2, -1),
-    "transA": (1,),
-    "alpha": (math.nan, math.inf, 0.0, -1.0),
-    "beta": (math.nan, 0.0, 1e30),
-    "kernel_shape": ([0, 0], [10**9, 10**9], [3], [-1, -1]),
-    "strides": ([0, 0], [10**9, 10**9], [-1, 1]),
-    "pads": ([-1, -1, -1, -1], [10**9, 0, 0, 0], [1, 1]),
-    "dilations": ([0, 0], [10**6, 10**6]),
-    "group": (0, -1, 2, 10**9),
-    "axis": (10**9, -(10**9), 0, 3),
-    "epsilon": (-1.0, math.nan, 0.0),
-    "auto_pad": ("SAME_UPPER", "VALID", "bogus"),
-    "count_include_pad": (1, 7),
-    "ceil_mode": (1,),
+ONNX_OPS = "Bogus Sigmoid MaxPool Softmax LSTM Relu Gemm Conv Add MatMul Flatten Identity Reshape If Loop".split()
+ONNX_ATTRIBUTES = {  # attributes a node may be given that it lacks, by type (values: from EXTREMES)
+    "transA": "int",
+    "transB": "int",
+    "alpha": "float",
+    "beta": "float",
+    "kernel_shape": "ints",
+    "strides": "ints",
+    "pads": "ints",
+    "dilations": "ints",
+    "group": "int",
+    "axis": "int",
+    "epsilon": "float",
+    "auto_pad": "string",
+    "count_include_pad": "int",
+    "ceil_mode": "int",
+    "allowzero": "int",
 }
+SECRET = np.full(64, 0.25, np.float32).tobytes()  # another file's bytes: finite floats, so a leak goes unnoticed
+EXTERNAL_LOCATIONS = ("secret.bin", "./secret.bin", "../secret.bin", "/etc/hostname", "model.onnx", "data.npz", "")
 
 
-def _onnx_initializer(rng, model):
-    """A weight's values, dtype, dims or data: special values, a wrong type, a huge shape without data, gone."""
+def _onnx_graphs(model) -> list:
+    """The model's graph and every graph in a node attribute (If and Loop bodies), at any depth."""
+    graphs, pending = [], [model.graph]
+    while pending:
+        graph = pending.pop()
+        graphs.append(graph)
+        for node in graph.node:
+            for attribute in node.attribute:
+                pending += [attribute.g] if attribute.HasField("g") else []
+                pending += list(attribute.graphs)
+    return graphs
+
+
+def _onnx_places(model) -> list[tuple]:
+    """Every place of an ONNX model a mutation may pick, in every graph: each tensor (an initializer, a
+    sparse initializer, an attribute's value), each node's attributes and each attribute, each input's,
+    output's and value_info's type and dimension, each opset and the model's IR version."""
+    places = [("model", model, None), *(("opset", entry, model) for entry in model.opset_import)]
+    for graph in _onnx_graphs(model):
+        places += [("tensor", tensor, graph) for tensor in graph.initializer]
+        places += [("sparse", sparse, graph) for sparse in graph.sparse_initializer]
+        for node in graph.node:
+            places.append(("attributes", node, graph))
+            for attribute in node.attribute:
+                places.append(("attribute", attribute, node))
+                places += [("tensor", attribute.t, attribute)] if attribute.HasField("t") else []
+                places += (
+                    [("sparse", attribute.sparse_tensor, attribute)] if attribute.HasField("sparse_tensor") else []
+                )
+        for value in (*graph.input, *graph.output, *graph.value_info):
+            places.append(("type", value, graph))
+            places += [("dim", dim, value) for dim in value.type.tensor_type.shape.dim]
+    return places
+
+
+def _onnx_field(rng, state):
+    """Any place of the model (picked uniformly among all of them) made hostile."""
+    kind, item, owner = rng.choice(_onnx_places(state["model"]))
+    return ONNX_PLACE_MUTATIONS[kind](rng, state, item, owner)
+
+
+def _onnx_tensor(rng, state, tensor, owner):
+    """A tensor's values, data type or dims (up to 2**40, without the data), its data truncated, kept in an
+    external file (a relative location), made sparse, dropped or doubled."""
     from onnx import numpy_helper
 
-    inits = model.graph.initializer
-    if not inits:
-        return None
-    tensor = inits[rng.randrange(len(inits))]
-    how = rng.choice(("values", "values", "data type", "dims", "truncated", "drop", "duplicate"))
+    how = rng.choice(("values", "values", "data type", "dims", "truncated", "external", "sparse", "drop", "twice"))
     if how == "values":
         try:
             array, change = mutate_array(rng, numpy_helper.to_array(tensor))
             tensor.CopyFrom(numpy_helper.from_array(array, tensor.name))
         except Exception:  # an earlier mutation left no array, or numpy dtypes ONNX has no type for
             return None
-        return f"initializer {tensor.name}: {change}"
+        return f"tensor {tensor.name}: {change}"
     if how == "data type":
         tensor.data_type = rng.choice((0, 7, 8, 9, 11, 14, 16, 17, 22, 99))
     elif how == "dims":
+        dims, how = _int_list(rng, list(tensor.dims))
         tensor.ClearField("dims")
-        tensor.dims.extend(rng.choice(([10**9, 4], [0], [], [2**40], [-3, 2], [1, 1, 1, 1, 1, 1, 1, 1])))
+        tensor.dims.extend(dims)
     elif how == "truncated":
         tensor.raw_data = tensor.raw_data[: len(tensor.raw_data) // 2]
+    elif how == "external":
+        how = _make_external(state, tensor, rng.choice(EXTERNAL_LOCATIONS), rng.choice((0, 8, 2**40)))
+    elif how == "sparse":
+        return _make_sparse(tensor, owner)
+    elif not hasattr(owner, "initializer"):  # drop and twice: of an initializer only
+        return None
     elif how == "drop":
-        inits.remove(tensor)
+        owner.initializer.remove(tensor)
     else:
-        inits.add().CopyFrom(tensor)
-    return f"initializer {tensor.name}: {how}"
+        owner.initializer.add().CopyFrom(tensor)
+    return f"tensor {tensor.name}: {how}"
 
 
-def _onnx_node(rng, model):
-    """A node's operator changed, an input or output relinked (dangling, cyclic), the node dropped, doubled or moved."""
-    nodes = model.graph.node
+def _make_external(state, tensor, location: str = "secret.bin", length: int = 12) -> str:
+    """``tensor``'s data said to lie in the file ``location`` (``SECRET`` is written as ``secret.bin`` beside the
+    model: were it read, the converted graph would hold another file's bytes)."""
+    from onnx import TensorProto
+
+    for field in ("raw_data", "float_data", "int64_data", "int32_data", "double_data"):
+        tensor.ClearField(field)
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    state["files"]["secret.bin"] = SECRET
+    return f"external data at {location!r}"
+
+
+def _make_sparse(tensor, owner):
+    """An initializer as a sparse initializer, or a Constant's ``value`` as its ``sparse_value``."""
+    from onnx import helper, numpy_helper
+
+    try:
+        array = numpy_helper.to_array(tensor)
+    except Exception:
+        return None
+    flat = array.reshape(-1)
+    where = np.flatnonzero(flat)
+    values = numpy_helper.from_array(flat[where], tensor.name)
+    sparse = helper.make_sparse_tensor(values, numpy_helper.from_array(where.astype(np.int64)), list(array.shape))
+    if hasattr(owner, "sparse_initializer"):
+        owner.initializer.remove(tensor)
+        owner.sparse_initializer.append(sparse)
+    elif getattr(owner, "name", None) == "value":
+        owner.ClearField("t")
+        owner.name, owner.type = "sparse_value", owner.SPARSE_TENSOR
+        owner.sparse_tensor.CopyFrom(sparse)
+    else:
+        return None
+    return f"tensor {tensor.name}: sparse"
+
+
+def _onnx_sparse(rng, state, sparse, owner):
+    """A sparse tensor's values, indices (out of range, extreme) or dims."""
+    part = rng.choice(("values", "indices", "dims"))
+    if part == "dims":
+        dims, how = _int_list(rng, list(sparse.dims))
+        sparse.ClearField("dims")
+        sparse.dims.extend(dims)
+        return f"sparse {sparse.values.name}: dims {how}"
+    return _onnx_tensor(rng, state, getattr(sparse, part), sparse)
+
+
+def _onnx_attributes(rng, state, node, graph):
+    """A node given an attribute it lacks (any of ``ONNX_ATTRIBUTES``), or one of its attributes removed."""
+    names = {attribute.name for attribute in node.attribute}
+    if names and rng.random() < 0.3:
+        name = rng.choice(sorted(names))
+        for i, attribute in enumerate(node.attribute):
+            if attribute.name == name:
+                del node.attribute[i]
+                return f"node {node.name}: attribute {name} removed"
+    name = rng.choice(sorted(set(ONNX_ATTRIBUTES) - names) or sorted(ONNX_ATTRIBUTES))
+    value = _attribute_value(rng, ONNX_ATTRIBUTES[name], [1, 1])
+    _set_attribute(node, name, value)
+    return f"node {node.name}: {name} = {_short(value)} added"
+
+
+def _attribute_value(rng, kind: str, old):
+    if kind == "int":
+        return rng.choice(INT64_EXTREMES)
+    if kind == "ints":
+        return _int_list(rng, list(old))[0]
+    if kind == "float":
+        return float(rng.choice(EXTREMES))
+    if kind == "floats":
+        return [float(rng.choice(EXTREMES)) for _ in range(max(len(old), 1))]
+    return rng.choice(HOSTILE_STRINGS + ("SAME_UPPER", "VALID", "NOTSET"))
+
+
+def _set_attribute(node, name: str, value) -> None:
+    """``node``'s attribute ``name`` set to ``value`` (an empty list as integers)."""
+    from onnx import AttributeProto, helper
+
+    for i, attribute in enumerate(node.attribute):
+        if attribute.name == name:
+            del node.attribute[i]
+            break
+    kind = AttributeProto.INTS if isinstance(value, list) and not value else None
+    node.attribute.append(helper.make_attribute(name, value, attr_type=kind))
+
+
+def _onnx_attribute(rng, state, attribute, node):
+    """An attribute's value at an extreme, of a wrong length, or of another type."""
+    from onnx import AttributeProto, helper
+
+    kinds = {AttributeProto.INT: "int", AttributeProto.INTS: "ints", AttributeProto.FLOAT: "float"}
+    kinds |= {AttributeProto.FLOATS: "floats", AttributeProto.STRING: "string"}
+    kind = kinds.get(attribute.type)
+    if kind is None:  # tensors and graphs are places of their own
+        return None
+    if rng.random() < 0.2:
+        kind = rng.choice(sorted(set(kinds.values()) - {kind}))
+    old = helper.get_attribute_value(attribute)
+    value = _attribute_value(rng, kind, old if isinstance(old, list) else [1])
+    _set_attribute(node, attribute.name, value)
+    return f"node {node.name}: {attribute.name} -> {_short(value)}"
+
+
+def _onnx_type(rng, state, value, graph):
+    from onnx import TensorProto
+
+    value.type.tensor_type.elem_type = rng.choice((TensorProto.DOUBLE, TensorProto.INT64, TensorProto.BOOL, 0, 99))
+    return f"{value.name}: element type {value.type.tensor_type.elem_type}"
+
+
+def _onnx_dim(rng, state, dim, value):
+    """A dimension at an extreme (0, -1, 2**40, ...), named, or unknown; or a dimension more."""
+    how = rng.choice(("extreme", "extreme", "named", "unknown", "one more"))
+    if how == "extreme":
+        dim.dim_value = rng.choice(INT64_EXTREMES)
+    elif how == "named":
+        dim.dim_param = rng.choice(("n", "batch", ""))
+    elif how == "unknown":
+        dim.Clear()
+    else:
+        value.type.tensor_type.shape.dim.add().dim_value = rng.choice(INT64_EXTREMES)
+    return f"{value.name}: a dimension {how}"
+
+
+def _onnx_opset(rng, state, entry, model):
+    """An opset's version out of range (0, 1, 99999, extremes), its domain unknown, or an unknown domain imported."""
+    how = rng.choice(("version", "version", "domain", "unknown domain imported"))
+    if how == "version":
+        entry.version = rng.choice((0, 1, 8, 99999, *INT64_EXTREMES))
+        return f"opset {entry.domain or 'ai.onnx'} -> {entry.version}"
+    if how == "domain":
+        entry.domain = rng.choice(("com.bogus", "ai.onnx.ml", "ai.onnx", "bogus"))
+        return f"opset domain -> {entry.domain}"
+    extra = model.opset_import.add()
+    extra.domain, extra.version = "com.bogus", rng.choice((1, 99999))
+    return "opset of domain com.bogus added"
+
+
+def _onnx_version(rng, state, model, owner):
+    model.ir_version = rng.choice((3, 99, *INT64_EXTREMES))
+    return f"IR version -> {model.ir_version}"
+
+
+ONNX_PLACE_MUTATIONS = {
+    "model": _onnx_version,
+    "opset": _onnx_opset,
+    "tensor": _onnx_tensor,
+    "sparse": _onnx_sparse,
+    "attributes": _onnx_attributes,
+    "attribute": _onnx_attribute,
+    "type": _onnx_type,
+    "dim": _onnx_dim,
+}
+
+
+def _onnx_node(rng, state):
+    """A node's operator or domain changed, an input or output relinked (dangling, cyclic), the node dropped,
+    doubled or moved."""
+    nodes = state["model"].graph.node
     if not nodes:
         return None
     index = rng.randrange(len(nodes))
@@ -1655,100 +2145,118 @@ def _onnx_node(rng, model):
         del nodes[index]
         nodes.insert(rng.randrange(len(nodes) + 1), moved)
     elif how == "domain":
-        node.domain = rng.choice(("com.microsoft", "bogus"))
+        node.domain = rng.choice(("com.microsoft", "com.bogus", "ai.onnx.ml"))
     else:
         return None
     return f"node {node.name}: {how}"
 
 
-def _onnx_attribute(rng, model):
-    """An attribute of a node set to a value its operator must refuse or cope with."""
-    from onnx import helper
-
-    nodes = model.graph.node
-    if not nodes:
+def _onnx_units(rng, state):
+    """The seed network rebuilt with a hidden layer of ``ONNX_UNITS`` values per sample: none, one, millions."""
+    if state["seed"] is None:
         return None
-    node = nodes[rng.randrange(len(nodes))]
-    key = rng.choice(sorted(ONNX_ATTRIBUTES))
-    value = rng.choice(ONNX_ATTRIBUTES[key])
-    for i, attribute in enumerate(node.attribute):
-        if attribute.name == key:
-            del node.attribute[i]
-            break
-    node.attribute.append(helper.make_attribute(key, value))
-    return f"node {node.name}: {key} -> {_short(value)}"
+    build, _shape, _units = ONNX_MODELS[state["seed"]]
+    units = rng.choice(ONNX_UNITS)
+    state["model"] = build(np.random.default_rng(rng.randrange(2**32)), units, check=False)
+    return f"a hidden layer of {units} values per sample"
 
 
-def _onnx_signature(rng, model):
-    """The input's or output's shape or type changed, a second one added, or one removed."""
-    from onnx import TensorProto, helper
+def _onnx_subgraph(rng, state):
+    """An initializer moved into an If node's branches (its output replaces it) or a Loop's body (unused);
+    there it may keep its data in an external file or be sparse."""
+    graph = state["model"].graph
+    if not graph.initializer:
+        return None
+    name, how = graph.initializer[rng.randrange(len(graph.initializer))].name, rng.choice(("If", "Loop"))
+
+    def change(body):
+        return _onnx_tensor(rng, state, body.initializer[0], body) if rng.random() < 0.7 else "as it was"
+
+    return move_into_subgraph(state["model"], name, how, change)
+
+
+def move_into_subgraph(model, name: str, how: str, change) -> str:
+    """Initializer ``name`` moved into the branches of an If node that outputs it (``how`` "If") or into an
+    unused Loop's body ("Loop"); ``change(body)`` mutates it there first and says how."""
+    from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
-    how = rng.choice(("input dims", "input dims", "input type", "output dims", "second input", "no output"))
+    tensor = next(t for t in graph.initializer if t.name == name)
+    inner = TensorProto()
+    inner.CopyFrom(tensor)
+    inner.name = f"{name}_inner"
+    outputs = [helper.make_tensor_value_info(f"{name}_out", tensor.data_type, list(tensor.dims))]
+    nodes = [helper.make_node("Identity", [inner.name], [outputs[0].name])]
+    inputs = []
+    if how == "Loop":
+        inputs = [
+            helper.make_tensor_value_info(n, t, []) for n, t in (("i", TensorProto.INT64), ("c", TensorProto.BOOL))
+        ]
+        nodes.append(helper.make_node("Identity", ["c"], ["c_out"]))
+        outputs.insert(0, helper.make_tensor_value_info("c_out", TensorProto.BOOL, []))
+    body = helper.make_graph(nodes, f"{name}_{how}", inputs, outputs, [inner])
+    done = change(body)
+    if how == "If":
+        graph.initializer.remove(tensor)
+        graph.initializer.append(numpy_helper.from_array(np.array(True), f"{name}_cond"))
+        graph.node.insert(0, helper.make_node("If", [f"{name}_cond"], [name], then_branch=body, else_branch=body))
+    else:
+        graph.initializer.append(numpy_helper.from_array(np.array(1, np.int64), f"{name}_trips"))
+        graph.node.insert(0, helper.make_node("Loop", [f"{name}_trips", ""], [f"{name}_scan"], body=body))
+    return f"{name} in a {how} body: {done}"
+
+
+def _onnx_io(rng, state):
+    """A second graph input, an input that is also an initializer, or no output."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = state["model"].graph
+    how = rng.choice(("second input", "input initialized", "no output"))
     if how == "second input":
         graph.input.append(helper.make_tensor_value_info("x2", TensorProto.FLOAT, ["batch", 4]))
-    elif how == "no output":
-        del graph.output[:]
-    elif how == "input type" and graph.input:
-        graph.input[0].type.tensor_type.elem_type = rng.choice((TensorProto.DOUBLE, TensorProto.INT64, 0))
+    elif how == "input initialized":
+        graph.initializer.append(numpy_helper.from_array(np.zeros(4, np.float32), "x"))
     else:
-        values = graph.input if how == "input dims" else graph.output
-        if not values:
-            return None
-        dims = values[0].type.tensor_type.shape.dim
-        axis = rng.randrange(len(dims)) if dims else 0
-        change = rng.choice((10**9, 0, -1, "n", None, "rank"))
-        if change == "rank":
-            dims.add().dim_value = 2
-        elif axis < len(dims):
-            if change is None:
-                dims[axis].Clear()
-            elif isinstance(change, str):
-                dims[axis].dim_param = change
-            else:
-                dims[axis].dim_value = change
-    return f"signature: {how}"
-
-
-def _onnx_version(rng, model):
-    """The opset or IR version out of range, the default opset gone, or a weight kept in an external file."""
-    how = rng.choice(("opset", "opset", "no opset", "ir", "external"))
-    if how == "opset":
-        if not model.opset_import:
-            return None
-        model.opset_import[0].version = rng.choice((1, 8, 9, 11, 99, 10**9))
-        return f"opset -> {model.opset_import[0].version}"
-    if how == "no opset":
-        del model.opset_import[:]
-    elif how == "ir":
-        model.ir_version = rng.choice((0, 3, 99))
-    elif model.graph.initializer:
-        from onnx import TensorProto
-
-        tensor = model.graph.initializer[0]
-        tensor.data_location = TensorProto.EXTERNAL
-        entry = tensor.external_data.add()
-        entry.key, entry.value = "location", "../../../etc/hostname"
+        del graph.output[:]
     return how
 
 
-ONNX_MUTATIONS = {
-    _onnx_initializer: 2,
-    _onnx_node: 2,
-    _onnx_attribute: 2,
-    _onnx_signature: 1,
-    _onnx_version: 1,
-}
+ONNX_MUTATIONS = {_onnx_field: 8, _onnx_node: 2, _onnx_units: 1, _onnx_subgraph: 1, _onnx_io: 1}
 
 
 def mutate_onnx(rng, source: Path, target: Path) -> str:
-    """Semantic mutations of an ONNX model: weights, operators, links, attributes, signature, versions."""
+    """Semantic mutations of an ONNX model: any place (tensors, attributes, dims, opsets, in every graph),
+    operators and links, layer sizes, subgraphs, external data."""
     import onnx
 
-    model = onnx.load(str(source))
-    how = _several(rng, ONNX_MUTATIONS, model)
-    target.write_bytes(model.SerializeToString())
+    model = onnx.load(str(source), load_external_data=False)
+    state = {"model": model, "seed": source.stem if source.stem in ONNX_MODELS else None, "files": {}}
+    how = _several(rng, ONNX_MUTATIONS, state)
+    target.write_bytes(state["model"].SerializeToString())
+    for name, data in state["files"].items():
+        (target.parent / name).write_bytes(data)
     return how
+
+
+def onnx_must_refuse(path: Path) -> str | None:
+    """Why ``convert`` must refuse the ONNX model at ``path``: a tensor anywhere in it (any message field, at
+    any depth) keeps its data in another file; None otherwise."""
+    import onnx
+
+    try:
+        pending = [onnx.ModelProto.FromString(path.read_bytes())]
+    except Exception:
+        return None
+    while pending:
+        message = pending.pop()
+        if isinstance(message, onnx.TensorProto) and (
+            message.data_location == onnx.TensorProto.EXTERNAL or len(message.external_data)
+        ):
+            return f"tensor '{message.name}' keeps its data in another file"
+        for field, value in message.ListFields():
+            if field.type == field.TYPE_MESSAGE:
+                pending += list(value) if hasattr(value, "__len__") and not hasattr(value, "ListFields") else [value]
+    return None
 
 
 CASE_MAKERS = {
@@ -1758,4 +2266,272 @@ CASE_MAKERS = {
     "spikes": _spikes_case,
     "dataset": _dataset_case,
     "onnx": _onnx_case,
+}
+MUST_REFUSE = {"nir": graph_must_refuse, "ncp": program_must_refuse, "onnx": onnx_must_refuse}
+
+
+# --- signatures: what an independent harness found that the generators once did not make ---------------
+
+
+def _seed(models, name: str) -> Model:
+    return next(m for m in models if m.name == name)
+
+
+def _program_signature(edit, seed: str = "mlp", command: str = "simulate"):
+    """A program of ``seed`` edited by ``edit(header, arrays, raw)`` (raw: extra archive members), read by
+    ``inspect`` or run by ``simulate``."""
+
+    def make(models, folder: Path) -> list:
+        model = _seed(models, seed)
+        arrays = _read_arrays(model.files["ncp"])
+        header, raw = json.loads(arrays.pop("program.json").tobytes()), {}
+        edit(header, arrays, raw)
+        arrays["program.json"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+        _write_arrays(random.Random(0), folder / "model.ncp", arrays, raw)
+        if command == "inspect":
+            return ["inspect", "model.ncp"]
+        return ["simulate", "model.ncp", "--backend", "cpu", "--input", _copy(model.spikes, folder, "x.npy")]
+
+    return make
+
+
+def _synapse(header: dict, index: int = 0) -> dict:
+    return header["synapses"][index]
+
+
+PROGRAM_SIGNATURES = {
+    "weights-in-program-json": lambda h, a, r: _synapse(h).update(weights=a["syn0.weights"].tolist()),
+    "delays-in-program-json": lambda h, a, r: _synapse(h).update(delays=np.ones_like(a["syn0.weights"]).tolist()),
+    "bias-mant-in-program-json": lambda h, a, r: h["populations"][0].update(bias_mant=a["pop0.bias_mant"].tolist()),
+    "weights-under-an-alias-key": lambda h, a, r: _synapse(h).update(weight=a["syn0.weights"].tolist()),
+    "synapse-key-twice-in-the-text": lambda h, a, r: _synapse(h).update({Twice("weight_exp"): 7}),
+    "population-key-twice-in-the-text": lambda h, a, r: h["populations"][0].update({Twice("vth"): 2**31 - 1}),
+    "header-key-twice-in-the-text": lambda h, a, r: h.update({Twice("outputs"): []}),
+    "header-field-as-an-array-member": lambda h, a, r: a.update({"pop0.vth": np.asarray(h["populations"][0]["vth"])}),
+    "program-json-member-twice": lambda h, a, r: r.update({"program.json.npy": _other_header(h)}),
+    "unknown-key-in-the-header": lambda h, a, r: h.update(bogus=1),
+    "unknown-key-in-an-input": lambda h, a, r: h["inputs"][0].update(bogus=1),
+    "unknown-key-in-a-population": lambda h, a, r: h["populations"][0].update(bogus=1),
+    "unknown-key-in-a-synapse": lambda h, a, r: _synapse(h).update(bogus=1),
+}
+
+
+def _other_header(header: dict) -> bytes:
+    """A second program.json member: the header with another threshold (which one a reader takes differs)."""
+    other = json.loads(json.dumps(header))
+    other["populations"][0]["vth"] += 1
+    return _to_npy(np.frombuffer(json.dumps(other).encode(), np.uint8))
+
+
+def _conv_geometry_key(header, arrays, raw) -> None:
+    next(s for s in header["synapses"] if s.get("conv"))["conv"]["bogus"] = 1
+
+
+def _learning_key(header, arrays, raw) -> None:
+    next(s for s in header["synapses"] if s.get("learning"))["learning"]["bogus"] = 1
+
+
+def _graph_signature(node: str, field: str, value, command: tuple):
+    """The MLP's graph with ``node``'s ``field`` set to ``value``, through ``command`` (``{}`` is the file)."""
+
+    def make(models, folder: Path) -> list:
+        model = _seed(models, "mlp")
+        tree = read_h5(model.files["nir"])
+        tree["node"]["nodes"][node][field] = np.asarray(value)
+        write_h5(folder / "model.nir", tree)
+        _copy(model.spikes, folder, "x.npy")
+        return [arg.format("model.nir") for arg in command]
+
+    return make
+
+
+def _long_input_signature(command: tuple):
+    """One sample of ``LONG_STEPS`` steps of uint8 zeros (``x.npy``) through ``command``, on the MLP."""
+
+    def make(models, folder: Path) -> list:
+        model = _seed(models, "mlp")
+        for form in ("nir", "ncp"):
+            _copy(model.files[form], folder, f"model.{form}")
+        np.save(folder / "x.npy", np.zeros((1, LONG_STEPS, 4), np.uint8))
+        return list(command)
+
+    return make
+
+
+def _label_signature(label: int, command: str):
+    """The MLP's labelled spikes with one label set to ``label``, the data of ``train`` or ``learn``."""
+
+    def make(models, folder: Path) -> list:
+        model = _seed(models, "mlp")
+        arrays = _read_arrays(model.labelled)
+        arrays["y"] = arrays["y"].astype(np.int64)
+        arrays["y"][-1] = label
+        np.savez(folder / "data.npz", **arrays)
+        if command == "train":
+            return _train_command(random.Random(0), "data.npz")
+        return _learn_command(random.Random(0), _copy(model.files["ncp"], folder, "model.ncp"), "data.npz")
+
+    return make
+
+
+def _onnx_signature(seed: str, edit=None, units: int | None = None, steps: str = "4"):
+    """The ONNX seed ``seed`` (rebuilt with ``units`` hidden values per sample if given) edited by
+    ``edit(state)`` (``state["model"]``; ``state["files"]``: files to write beside it), through
+    ``convert --steps STEPS``."""
+
+    def make(models, folder: Path) -> list:
+        import onnx
+
+        model = _seed(models, seed)
+        if units is None:
+            onnx_model = onnx.load(str(model.files["onnx"]))
+        else:
+            onnx_model = ONNX_MODELS[seed][0](np.random.default_rng(0), units, check=False)
+        state = {"model": onnx_model, "files": {}}
+        if edit is not None:
+            edit(state)
+        (folder / "model.onnx").write_bytes(onnx_model.SerializeToString())
+        for name, data in state["files"].items():
+            (folder / name).write_bytes(data)
+        _copy(model.labelled, folder, "data.npz")
+        return ["convert", "model.onnx", "-o", "out.nir", "--calibrate", "data.npz", "--limit", "4", "--steps", steps]
+
+    return make
+
+
+def _onnx_node_named(model, name: str):
+    return next(node for node in model.graph.node if node.name == name)
+
+
+def _attribute_edit(node: str, name: str, value):
+    return lambda state: _set_attribute(_onnx_node_named(state["model"], node), name, value)
+
+
+def _initializer_edit(name: str, value=None, dims=None):
+    """An initializer's value replaced (``value``), or its dims (``dims``, the data left as they are)."""
+
+    def edit(state):
+        from onnx import numpy_helper
+
+        tensor = next(t for t in state["model"].graph.initializer if t.name == name)
+        if value is not None:
+            tensor.CopyFrom(numpy_helper.from_array(np.asarray(value), name))
+        if dims is not None:
+            tensor.ClearField("dims")
+            tensor.dims.extend(dims)
+
+    return edit
+
+
+def _constant_external(state) -> None:
+    """The Constant's ``value`` kept in ``secret.bin`` beside the model (a relative location)."""
+    _make_external(state, _onnx_node_named(state["model"], "bias2").attribute[0].t)
+
+
+def _constant_sparse(state) -> None:
+    node = _onnx_node_named(state["model"], "bias2")
+    _make_sparse(node.attribute[0].t, node.attribute[0])
+
+
+def _sparse_initializer(state) -> None:
+    graph = state["model"].graph
+    _make_sparse(next(t for t in graph.initializer if t.name == "w1"), graph)
+
+
+def _subgraph_edit(how: str, external: bool):
+    """``b1`` moved into an If's branches or a Loop's body (``how``), there kept in ``secret.bin``
+    (``external``) or as a sparse tensor."""
+
+    def change(state, body):
+        if external:
+            return _make_external(state, body.initializer[0])
+        return _make_sparse(body.initializer[0], body)
+
+    return lambda state: move_into_subgraph(state["model"], "b1", how, lambda body: change(state, body))
+
+
+def _opset_edit(version: int | None = None, domain: str | None = None):
+    def edit(state):
+        entry = state["model"].opset_import[0]
+        entry.version = entry.version if version is None else version
+        entry.domain = entry.domain if domain is None else domain
+
+    return edit
+
+
+def _unknown_domain_node(state) -> None:
+    _onnx_node_named(state["model"], "relu1").domain = "com.bogus"
+    extra = state["model"].opset_import.add()
+    extra.domain, extra.version = "com.bogus", 1
+
+
+def _input_dims(state) -> None:
+    state["model"].graph.input[0].type.tensor_type.shape.dim[1].dim_value = 2**40
+
+
+ONNX_SIGNATURES = {
+    "conv-strides-0": ("conv-onnx", _attribute_edit("conv1", "strides", [0, 0])),
+    "averagepool-strides-0": ("conv-onnx", _attribute_edit("pool1", "strides", [0, 0])),
+    "conv-empty-pads": ("conv-onnx", _attribute_edit("conv1", "pads", [])),
+    "conv-strides-of-the-wrong-length": ("conv-onnx", _attribute_edit("conv1", "strides", [1])),
+    "averagepool-strides-of-the-wrong-length": ("conv-onnx", _attribute_edit("pool1", "strides", [2, 2, 2])),
+    "conv-dilations-2**40": ("conv-onnx", _attribute_edit("conv1", "dilations", [2**40, 1])),
+    "conv-group-0": ("conv-onnx", _attribute_edit("conv1", "group", 0)),
+    "gemm-of-0-units": ("dense-onnx", None, 0),
+    "matmul-to-0-features": ("matmul-onnx", None, 0),
+    "add-bias-of-size-0": ("matmul-onnx", _initializer_edit("b1", np.zeros(0, np.float32))),
+    "reshape-to-an-empty-shape": ("matmul-onnx", _initializer_edit("shape", np.zeros(0, np.int64))),
+    "reshape-to-a-0-d-shape": ("matmul-onnx", _initializer_edit("shape", np.array(4, np.int64))),
+    "gemm-bias-0-d": ("dense-onnx", _initializer_edit("b1", np.array(0.5, np.float32))),
+    "a-layer-of-3M-values": ("dense-onnx", None, 3_000_000),
+    "a-conv-of-16M-values": ("conv-onnx", None, 16_000_000),
+    "a-200MB-gemm": ("dense-onnx", None, 12_500_000),
+    "steps-100000": ("dense-onnx", None, None, str(LONG_STEPS)),
+    "steps-99999999999999999999": ("dense-onnx", None, None, "99999999999999999999"),
+    "constant-value-in-an-external-file": ("matmul-onnx", _constant_external),
+    "constant-sparse-value": ("matmul-onnx", _constant_sparse),
+    "sparse-initializer": ("dense-onnx", _sparse_initializer),
+    "if-branch-tensor-in-an-external-file": ("dense-onnx", _subgraph_edit("If", external=True)),
+    "if-branch-sparse-tensor": ("dense-onnx", _subgraph_edit("If", external=False)),
+    "loop-body-tensor-in-an-external-file": ("dense-onnx", _subgraph_edit("Loop", external=True)),
+    "initializer-dims-2**40": ("dense-onnx", _initializer_edit("w1", dims=[2**40, 4])),
+    "input-dims-2**40": ("dense-onnx", _input_dims),
+    "opset-1": ("dense-onnx", _opset_edit(1)),
+    "opset-0": ("dense-onnx", _opset_edit(0)),
+    "opset-99999": ("dense-onnx", _opset_edit(99999)),
+    "unknown-domain-of-the-opset": ("dense-onnx", _opset_edit(domain="com.bogus")),
+    "unknown-domain-of-a-node": ("dense-onnx", _unknown_domain_node),
+}
+FLOAT64_MAX = float(_FLOAT64.max)
+SIGNATURE_FILES = {
+    "ncp": "model.ncp",
+    "nir": "model.nir",
+    "spikes": "x.npy",
+    "dataset": "data.npz",
+    "onnx": "model.onnx",
+}
+SIGNATURES = {  # "FORMAT/NAME" -> maker(models, folder) -> argv; the file under test is SIGNATURE_FILES[FORMAT]
+    **{f"ncp/{name}": _program_signature(edit) for name, edit in PROGRAM_SIGNATURES.items()},
+    "ncp/unknown-key-in-a-conv-geometry": _program_signature(_conv_geometry_key, "conv", "inspect"),
+    "ncp/unknown-key-in-a-learning-rule": _program_signature(_learning_key, "plastic", "inspect"),
+    "nir/output-shape-float64-max": _graph_signature(
+        "output", "shape", [FLOAT64_MAX], ("compile", "{}", "-o", "out.ncp")
+    ),
+    "nir/input-shape-float64-max": _graph_signature(
+        "input", "shape", [FLOAT64_MAX], ("simulate", "{}", "--backend", "float", "--input", "x.npy")
+    ),
+    "nir/output-shape-float64-max-twice": _graph_signature("output", "shape", [FLOAT64_MAX] * 2, ("inspect", "{}")),
+    "spikes/simulate-cpu-100000-steps": _long_input_signature(
+        ("simulate", "model.ncp", "--backend", "cpu", "--input", "x.npy")
+    ),
+    "spikes/simulate-float-100000-steps": _long_input_signature(
+        ("simulate", "model.nir", "--backend", "float", "--input", "x.npy")
+    ),
+    "spikes/compile-calibrate-100000-steps": _long_input_signature(
+        ("compile", "model.nir", "--calibrate", "x.npy", "-o", "out.ncp")
+    ),
+    "dataset/train-label-2**31-1": _label_signature(2**31 - 1, "train"),
+    "dataset/train-label-2**31-2": _label_signature(2**31 - 2, "train"),
+    "dataset/learn-label-2**31-1": _label_signature(2**31 - 1, "learn"),
+    **{f"onnx/{name}": _onnx_signature(*spec) for name, spec in ONNX_SIGNATURES.items()},
 }

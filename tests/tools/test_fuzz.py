@@ -2,10 +2,11 @@
 
 The generators are ``tools/fuzz_inputs.py``; ``tools/fuzz.py`` runs them in forked children under a
 memory cap and a timeout and classifies the outcome. Here Hypothesis drives the generators for a
-bounded number of cases per format (``tools/fuzz.py --cases N`` runs long campaigns), and named
-hostile files pin the bugs the fuzzing found. Also: what ``export``/``compile`` write, their readers
-accept (round trip), the float and CPU backends refuse the same inputs, and ``inspect`` refuses the
-``.ncp`` files that ``simulate`` refuses.
+bounded number of cases per format (``tools/fuzz.py --cases N`` runs long campaigns), every case of the
+regression corpus (``tests/fixtures/fuzz-corpus``: what campaigns and an independent harness found) is
+replayed, and named hostile files pin the bugs the fuzzing found. Also: what ``export``/``compile``
+write, their readers accept (round trip), the float and CPU backends refuse the same inputs, and
+``inspect`` refuses the ``.ncp`` files that ``simulate`` refuses.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from neurocompile.frontend.nir_io import load_graph
 from neurocompile.ir.program import FixedPointProgram
 from neurocompile.models.architectures import build
 from tools import fuzz
-from tools.fuzz_inputs import FORMATS, STEPS, make_case, make_seeds, mutate_program
+from tools.fuzz_inputs import FORMATS, SIGNATURES, STEPS, make_case, make_seeds, mutate_program
 
-CASES_PER_FORMAT = 40
+CASES_PER_FORMAT = 20
 FUZZ_SETTINGS = settings(
     max_examples=CASES_PER_FORMAT,
     deadline=None,
@@ -85,34 +86,70 @@ def test_hostile_files_end_in_a_result_or_a_one_line_error(fmt, seeds, tmp_path)
     def case(rng):
         folder = Path(tempfile.mkdtemp(dir=tmp_path))
         made = make_case(fmt, seeds, rng, folder)
-        result = run(folder, *made.argv)
+        result = fuzz.judged(made, run(folder, *made.argv))
         assert result.outcome not in fuzz.BAD, describe(made, result)
         shutil.rmtree(folder)
 
     case()
 
 
-def test_outcome_classes():
-    exit_status = {code: code << 8 for code in (0, 1, 2, fuzz.UNREADABLE_EXIT)}
-    assert fuzz.classify(exit_status[0], "", "") == "ok"
-    assert fuzz.classify(exit_status[2], "", "error: x.npy: bad\n") == "rejected"
-    assert fuzz.classify(exit_status[2], "", "a.py:1: RuntimeWarning: overflow\nerror: bad\n") == "noisy"
-    assert fuzz.classify(exit_status[2], "", "error: " + "x" * 2000) == "noisy"
-    assert fuzz.classify(exit_status[1], "", "error: internal error: KeyError: 'a'") == "internal"
-    assert fuzz.classify(exit_status[1], "", "error: internal error: MemoryError: ") == "crash"
-    assert fuzz.classify(exit_status[0], "Traceback (most recent call last):", "") == "traceback"
-    assert fuzz.classify(11, "", "") == "crash"  # SIGSEGV
-    assert fuzz.classify(None, "", "") == "hang"
-    assert fuzz.classify(exit_status[fuzz.UNREADABLE_EXIT], "", "fuzz: ...") == "unreadable"
+# --- the regression corpus ----------------------------------------------------------------------------
 
 
-def test_a_case_past_its_timeout_is_killed_as_a_hang(mlp, tmp_path):
-    # a million float steps through torch's step functions (snnTorch's native reset timing is not
-    # the C kernel's): minutes
-    np.save(tmp_path / "long.npy", np.zeros((1, 10**6, 4), np.uint8))
-    argv = ["simulate", mlp.files["nir"], "--backend", "float", "--convention", "snntorch-1.0", "--input", "long.npy"]
-    ((_, _, result),) = fuzz.run_cases([(None, tmp_path, argv)], jobs=1, timeout=1.0, memory=case_memory())
-    assert result.outcome == "hang", (result.outcome, result.code, result.stderr)
+@pytest.mark.parametrize("case", fuzz.corpus_cases(), ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_corpus_cases_end_in_a_result_or_a_one_line_error(case, seeds, tmp_path):
+    made = fuzz.prepare_case(case, tmp_path, seeds)
+    ((_, _, result),) = fuzz.run_cases([(None, tmp_path, made.argv)], jobs=1, timeout=20, memory=case_memory())
+    result = fuzz.judged(made, result)
+    assert result.outcome in ("ok", "rejected"), describe(made, result)
+
+
+def test_every_signature_is_in_the_corpus():
+    written = {f"{path.parent.name}/{path.name}" for path in fuzz.corpus_cases()}
+    assert set(SIGNATURES) <= written, sorted(set(SIGNATURES) - written)
+
+
+def test_a_file_that_must_be_refused_and_is_not_is_a_bug():
+    from tools.fuzz_inputs import Case
+
+    ok = fuzz.Result("ok", 0, "", "", 0.1)
+    assert fuzz.judged(Case("ncp", [], "", refuse="program.json repeats the key 'vth'"), ok).outcome == "accepted"
+    assert fuzz.judged(Case("ncp", [], ""), ok).outcome == "ok"
+    assert "accepted" in fuzz.BAD
+
+
+def test_program_keys_twice_unknown_or_stray_must_be_refused(mlp, tmp_path):
+    from tools.fuzz_inputs import Twice, program_must_refuse
+
+    assert program_must_refuse(mlp.files["ncp"]) is None
+    edits = {
+        "program.json repeats the key 'vth'": lambda h, a: h["populations"][0].update({Twice("vth"): 5}),
+        "populations[0]: unknown key 'weights'": lambda h, a: h["populations"][0].update(weights=[1]),
+        "array member 'pop0.vth' belongs to no population or synapse": lambda h, a: a.update({"pop0.vth": np.ones(1)}),
+    }
+    for why, edit in edits.items():
+        path = edit_program(mlp.files["ncp"], tmp_path / "model.ncp", lambda h, a, edit=edit: edit(h, a) or h)
+        assert program_must_refuse(path) == why
+
+
+def test_a_traced_case_records_the_project_lines_it_ran(mlp, tmp_path):
+    argv = ["inspect", mlp.files["ncp"]]
+    ((_, _, result),) = fuzz.run_cases([(None, tmp_path, argv)], jobs=1, timeout=60, memory=case_memory(), trace=True)
+    lines = fuzz.read_lines(tmp_path)
+    assert result.outcome == "ok" and len(lines) > 100
+    assert all(name.startswith(fuzz.project_roots()) for name, _ in lines)
+
+
+def test_guided_cases_mutate_an_earlier_case_further(seeds, tmp_path):
+    import random
+
+    first = make_case("ncp", seeds, random.Random(1), tmp_path / "first")
+    later = [
+        make_case("ncp", seeds, random.Random(i), tmp_path / f"later-{i}", [(tmp_path / "first", first, 1)])
+        for i in range(12)
+    ]
+    further = [case for case in later if f" <- {first.mutation}"[:100] in case.mutation]
+    assert further and all((case.file, case.model) == (first.file, first.model) for case in further)
 
 
 # --- the bugs the fuzzing found ---------------------------------------------------------------------
