@@ -4,16 +4,18 @@ shared-memory segment behind."""
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
-from multiprocessing import shared_memory
+from contextlib import contextmanager
 
 from neurocompile.errors import NeurocompileError
 
-DEFERRED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # while Lava forks: handled once it has
+HELD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # noted, and acted on later, while Lava starts or stops
 TAP_DRAIN_TIMEOUT_S = 30.0  # how long to wait for recordings still in flight after a run
 
 
@@ -21,18 +23,22 @@ class Session:
     """One Lava runtime: start it, run blocks of steps, and always shut it down without orphans.
 
     Lava 0.10's multiprocessing runtime forks one OS process per process model plus a
-    shared-memory manager. Two of its failure modes are handled here:
+    shared-memory server. Its failure modes handled here:
 
     * an exception inside a process model deadlocks Lava (its runtime service waits for the
       other models, which wait for the failed one's messages): runs are therefore started
       non-blocking and the backend polls both the runtime's reply channel and the children;
       a dead child raises a :class:`NeurocompileError` carrying its last traceback line;
-    * Ctrl-C: the children are forked with SIGINT ignored, so a terminal's Ctrl-C (sent to the
-      whole process group) interrupts only this process, which then stops the runtime.
+    * signals: the children ignore SIGINT, so a terminal's Ctrl-C (sent to the whole process
+      group) interrupts only this process. Lava cannot stop from every state a
+      ``KeyboardInterrupt`` leaves it in: ``Runtime.stop`` of a runtime that never ran sends nothing
+      and then waits for its children forever, and one interrupted in the middle of a message to
+      its runtime service (a run, a ``Var.get``/``set``) waits for a reply that never comes. So
+      after an error or an interrupt ``close`` kills the children instead of asking them.
 
-    ``close`` first asks Lava to stop (bounded by ``STOP_TIMEOUT_S``); when that is impossible
-    (a dead child, a run interrupted mid-message) it terminates the children and shuts down
-    the shared-memory manager itself.
+    ``close`` asks Lava's runtime services to stop only when the session ends normally (bounded by
+    ``STOP_TIMEOUT_S``, given up on a signal); then, in every case, it kills whatever still runs,
+    the shared-memory server included, and unlinks the segments itself.
     """
 
     STOP_TIMEOUT_S = 20.0
@@ -45,42 +51,41 @@ class Session:
         self.failed = False
 
     def start(self) -> None:
-        """Compile, then fork Lava's processes with SIGINT, SIGTERM and SIGHUP handlers that only take note.
+        """Compile, then build the runtime (``Process.create_runtime``): Lava's shared-memory server,
+        its channels and one forked process per model, which ignore SIGINT and take SIGTERM's and
+        SIGHUP's default action.
 
-        The children inherit the SIGINT one, so Ctrl-C never kills them (SIGTERM and SIGHUP they reset
-        to the default at fork); a signal that reaches this process while it forks is handled once the
-        runtime exists, so that it can be stopped and its shared memory unlinked.
+        A signal meanwhile is held and acted on at Lava's next step (a fork, a shared-memory segment,
+        or while the children build), where the runtime's bookkeeping is whole: acted on at once, it
+        could land in an at-fork hook (``logging``'s), which swallows the ``KeyboardInterrupt``.
+        The half-built runtime is torn down before the signal is acted on (after an error, ``close``
+        tears it down).
         """
+        from lava.magma.core.process.message_interface_enum import ActorType
+        from lava.magma.runtime.runtime import Runtime
 
-        _children_die_with_parent()
+        _prepare_lava_forks()
         with warnings.catch_warnings():
             # Lava's model search executes every module beside processes.py as a top-level
             # script and warns about those that cannot run that way (they hold no models).
             warnings.filterwarnings("ignore", message="Cannot import module", category=UserWarning)
             executable = self.anchor.compile(self.run_cfg)
-        in_main = threading.current_thread() is threading.main_thread()
-        interrupted = []
-        previous = {}
-        if in_main:
-            previous = {sig: signal.signal(sig, lambda signum, frame: interrupted.append(signum)) for sig in DEFERRED}
-        try:
-            self.anchor.create_runtime(executable=executable)
-        finally:
-            self.runtime = getattr(self.anchor, "_runtime", None)
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        if interrupted:  # now that the runtime exists, close() can stop it and unlink its segments
-            handler = previous.get(interrupted[0])
-            if callable(handler):
-                handler(interrupted[0], None)  # the command's own handler (it raises KeyboardInterrupt)
-            raise KeyboardInterrupt
-
-    def _actors(self) -> list:
-        infra = getattr(self.runtime, "_messaging_infrastructure", None)
-        return list(getattr(infra, "actors", []) or [])
+        global _forking_lava
+        with _signals_held() as held:  # leaving the block acts on a held signal
+            self.runtime = Runtime(executable, ActorType.MultiProcessing, loglevel=self.anchor._log_config.level)
+            executable.assign_runtime_to_all_processes(self.runtime)
+            _stop_at_signals(self.runtime, held)
+            _forking_lava = True
+            try:
+                self.runtime.initialize()
+            except _Held:  # nothing is left when the signal is acted on, even by its default action
+                _tear_down(self.runtime)
+                self.runtime = None
+            finally:
+                _forking_lava = False
 
     def _check_children(self) -> None:
-        dead = [a for a in self._actors() if not a.is_alive()]
+        dead = [a for a in _actors_of(self.runtime) if not a.is_alive()]
         if not dead:
             return
         self.failed = True
@@ -144,98 +149,197 @@ class Session:
         return received
 
     def close(self) -> None:
-        """Stop the runtime; never raises (the first error, if any, is already propagating)."""
-        runtime = self.runtime
+        """Stop the runtime and leave nothing of it: no process, no shared-memory segment. Never raises
+        but for a signal that arrives meanwhile, which is acted on once everything is gone."""
+        runtime, self.runtime = self.runtime, None
         if runtime is None:
             return
-
-        actors = self._actors()
-        segments = _shared_segments(runtime)
-        self.runtime = None
-        graceful = not self.failed and all(a.is_alive() for a in actors)
-        if graceful:
-            stopper = threading.Thread(target=_quiet_stop, args=(runtime,), daemon=True)
-            stopper.start()
-            stopper.join(self.STOP_TIMEOUT_S)
-            graceful = not stopper.is_alive()
-        if not graceful:
-            _force_stop(runtime, actors)
-        _unlink_leftovers(segments)
+        # Called from a `finally`, sys.exc_info() holds the error or KeyboardInterrupt that ends the
+        # session: Lava may then be mid-message (or never started), so it is not asked to stop.
+        orderly = sys.exc_info()[0] is None and not self.failed
+        done = False
+        try:
+            with _signals_held() as held:
+                if orderly:
+                    _ask_to_stop(runtime, held, self.STOP_TIMEOUT_S)
+                _tear_down(runtime)
+                done = True
+        finally:
+            if not done:  # a signal came before the handlers were in place
+                _tear_down(runtime)
 
 
 _AT_FORK = []
+_forking_lava = False  # True while Session.start forks Lava's processes
 
 
-def _children_die_with_parent() -> None:
-    """From now on, every process forked here (Lava's workers) gets SIGKILL when this process dies,
-    however it dies (``prctl(PR_SET_PDEATHSIG)``, Linux), and SIGTERM's default action: no worker
-    outlives the main process, even one killed with SIGKILL. Registered once."""
+def _prepare_lava_forks() -> None:
+    """Register, once, what every process Lava forks does first: get SIGKILL when this process dies,
+    however it dies (``prctl(PR_SET_PDEATHSIG)``, Linux), so that no worker outlives it, even one
+    killed with SIGKILL; ignore SIGINT (a terminal's Ctrl-C reaches the whole process group; this
+    process acts on it); take SIGTERM's and SIGHUP's default action (not the command's handlers)
+    unless this process ignores them."""
 
     if _AT_FORK:
         return
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        return
+        prctl = None
 
     def in_child() -> None:
-        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        if not _forking_lava:
+            return
+        if prctl is not None:
+            prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # as under nohup
+                signal.signal(sig, signal.SIG_DFL)
 
     os.register_at_fork(after_in_child=in_child)
     _AT_FORK.append(in_child)
 
 
-def _quiet_stop(runtime) -> None:
+def _actors_of(runtime) -> list:
+    infra = getattr(runtime, "_messaging_infrastructure", None)
+    return list(getattr(infra, "actors", []) or [])
+
+
+@contextmanager
+def _signals_held():
+    """Within the block, SIGINT, SIGTERM and SIGHUP are only noted (in the list it yields); when it
+    ends, however it ends, the first one is acted on as the handler in place before would have (main
+    thread only). An ignored signal stays ignored."""
+    held = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
+
+    def note(signum, frame):
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, note) for sig in HELD if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
-        runtime.stop()
-    except Exception:  # noqa: BLE001 - reported by the forced path's absence of leftovers
-        pass
+        yield held
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if held:
+            handler = previous[held[0]]
+            if callable(handler):
+                handler(held[0], None)  # the command's handler or Python's SIGINT one: raises KeyboardInterrupt
+            else:  # the default action
+                signal.raise_signal(held[0])
 
 
-def _shared_segments(runtime) -> list[str]:
-    """The names of the shared-memory segments of Lava's channels (made in this process, tracked by
-    Lava's shared-memory manager, which unlinks them when it shuts down)."""
-    smm = getattr(getattr(runtime, "_messaging_infrastructure", None), "_smm", None)
-    return [handle.name for handle in getattr(smm, "_shared_memory_handles", [])]
+class _Held(BaseException):
+    """Ends Lava's start-up at its next step after a signal (see ``Session.start``)."""
 
 
-def _unlink_leftovers(names: list[str]) -> None:
-    """Unlink the segments the manager left (it is terminated when its shutdown takes over a second,
-    as under load after an interrupted run): else Python's resource tracker unlinks them at exit and
-    prints a warning after our one-line error."""
+def _stop_at_signals(runtime, held: list) -> None:
+    """Make ``runtime.initialize()`` raise :class:`_Held` at its first step after a signal is noted in
+    ``held``: before each fork and each shared-memory segment, and while its children build."""
 
-    for name in names:
-        try:
-            shared_memory.SharedMemory(name).unlink()
-        except (FileNotFoundError, OSError, ValueError):
-            pass  # already unlinked: the manager's shutdown completed
+    def check() -> None:
+        if held:
+            raise _Held
+
+    def checked(method):
+        def call(*args, **kwargs):
+            check()
+            return method(*args, **kwargs)
+
+        return call
+
+    build_infrastructure, start_ports = runtime._build_message_infrastructure, runtime._start_ports
+
+    def build_infrastructure_checked() -> None:
+        check()
+        build_infrastructure()
+        infra = runtime._messaging_infrastructure
+        infra.build_actor = checked(infra.build_actor)
+        infra.smm.create_shared_memory = checked(infra.smm.create_shared_memory)
+
+    def start_ports_then_wait() -> None:
+        start_ports()
+        for queue in runtime.exception_q:  # each child's build report, which initialize() then reads
+            while queue.empty():
+                check()
+                time.sleep(0.005)
+
+    runtime._build_message_infrastructure = build_infrastructure_checked
+    runtime._start_ports = start_ports_then_wait
 
 
-def _force_stop(runtime, actors) -> None:
-    """Terminate Lava's children and its shared-memory manager (after a failure or a hang)."""
+def _ask_to_stop(runtime, held: list, timeout_s: float) -> None:
+    """Lava's ``Runtime.stop`` handshake, polled: STOP to every runtime service, their TERMINATED
+    replies, then the children's exit. Gives up after ``timeout_s``, on a signal (``held``) or on any
+    other reply; ``_tear_down`` then kills what is left."""
+    from lava.magma.runtime.mgmt_token_enums import MGMT_COMMAND, MGMT_RESPONSE, enum_equal
+
+    deadline = time.monotonic() + timeout_s
+    actors = _actors_of(runtime)
+
+    def waiting() -> bool:
+        return not held and time.monotonic() < deadline
+
+    if not all(actor.is_alive() for actor in actors):
+        return
+    for port in runtime.runtime_to_service:
+        if not port.probe():  # full: its service is not reading
+            return
+        port.send(MGMT_COMMAND.STOP)
+    for port in runtime.service_to_runtime:
+        while not port.probe():
+            if not waiting():
+                return
+            time.sleep(1e-3)
+        if not enum_equal(port.recv(), MGMT_RESPONSE.TERMINATED):
+            return
     for actor in actors:
-        try:
-            if actor.is_alive():
-                actor.terminate()
-        except (OSError, ValueError, AssertionError):
-            pass
-    for actor in actors:
-        try:
-            actor.join(timeout=5)
-        except Exception:  # noqa: BLE001
-            pass
-        try:
-            if actor.is_alive():
-                actor.kill()
-                actor.join(timeout=5)
-        except Exception:  # noqa: BLE001
-            pass
+        while actor.is_alive() and waiting():
+            multiprocessing.Process.join(actor, 0.01)  # Lava's SystemProcess.join takes no timeout
+
+
+def _tear_down(runtime) -> None:
+    """Kill and reap whatever of Lava still runs (its children, its shared-memory server), close and
+    unlink its channels' segments (else Python's resource tracker unlinks them at exit, with a warning
+    after the command's one-line error), release what else ``Runtime.stop`` would (pipes, threads),
+    and mark the runtime stopped (else its ``__del__`` messages dead children and waits forever).
+    Idempotent; works on a runtime interrupted half-built."""
     smm = getattr(getattr(runtime, "_messaging_infrastructure", None), "_smm", None)
-    if smm is not None:
+    manager = getattr(smm, "_manager", None)
+    server = getattr(manager, "_process", None)
+    actors = _actors_of(runtime)
+    processes = [p for p in [*actors, server] if _running(p)]
+    for process in processes:
+        process.kill()
+    for process in processes:
+        multiprocessing.Process.join(process, 5.0)
+    if manager is not None and hasattr(manager, "shutdown"):  # started: its finalizer, now only bookkeeping
+        manager.shutdown()
+    for actor in actors:  # what Lava's SystemProcess.join closes (it would also read a message a kill may have cut)
+        actor._pconn.close()
+        actor._cconn.close()
+    for process in [*actors, server]:
+        if process is not None and process._popen is not None and process._popen.poll() is not None:
+            process.close()  # its sentinel pipes (one still running after SIGKILL keeps them)
+    segments = getattr(smm, "_shared_memory_handles", [])
+    for segment in segments:
+        segment.close()
         try:
-            smm.shutdown()
-        except Exception:  # noqa: BLE001
+            segment.unlink()
+        except FileNotFoundError:
             pass
+    segments.clear()
+    runtime.join()  # releases the threads of its ports
+    runtime._is_started = runtime._is_running = False
+
+
+def _running(process) -> bool:
+    """Whether a (possibly never started, or already closed) multiprocessing process still runs."""
+    try:
+        return process is not None and process._popen is not None and process.is_alive()
+    except ValueError:  # closed by Lava's own join: it has ended
+        return False

@@ -9,6 +9,7 @@ error is exactly one line. Set ``NEUROCOMPILE_DEBUG=1`` to see the traceback of 
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import signal
@@ -53,37 +54,93 @@ def _exit_interrupted(signum, frame):
     os._exit(130)
 
 
+class _Failed(SystemExit):
+    """The failure of the process's own command: :func:`_end` prints its one line last."""
+
+    def __init__(self, code: int, line: str):
+        super().__init__(code)
+        self.line = line
+
+
+def _fail_last(message: str, code: int = 2):
+    """:func:`fail` for the process's own command: the line is printed last, after the unwinding of the
+    failure and the atexit handlers, whose finalizers' errors ("Exception ignored in ...", from objects
+    an interrupt left half-done, such as numpy's zip file being written) are not printed."""
+    sys.unraisablehook = lambda unraisable: None
+    raise _Failed(code, f"error: {message}")
+
+
+def _end(code: int, line: str | None) -> None:
+    """End the process now, with ``code`` and ``line`` (if any) as the last on stderr. The atexit
+    handlers run (they reap child processes); Python's interpreter teardown does not: it takes one to
+    two seconds (torch's alone half a second), and a signal during it would kill the process without
+    a word. The outcome is decided, so further signals are ignored."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    atexit._run_exitfuncs()
+    if line:
+        click.echo(line, err=True)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def main(argv=None):
+    """Run the command line. Called without ``argv`` in the main thread (the ``neurocompile``
+    program), it also ends the process: see :func:`_end`."""
+    if argv is not None or threading.current_thread() is not threading.main_thread():
+        return _command(argv, fail)
+    line = None
+    try:
+        _command(argv, _fail_last)
+        code = 0
+    except SystemExit as exc:  # _Failed, or an exit of click's
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        line = getattr(exc, "line", None)
+    except KeyboardInterrupt:  # a second signal while the first one was being reported
+        sys.unraisablehook = lambda unraisable: None
+        code, line = 130, "error: interrupted"
+    _end(code, line)
+
+
+def _command(argv, report):
+    """The command line; ``report(message, code)`` reports a failure (it raises)."""
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}")
-    # SIGTERM and SIGHUP (kill, timeout, schedulers, a closed terminal) stop a run as Ctrl-C does
+    # SIGTERM and SIGHUP (kill, timeout, schedulers, a closed terminal) stop a run as Ctrl-C does,
+    # unless the command was started with them ignored (nohup)
     in_main = threading.current_thread() is threading.main_thread()
-    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)} if in_main else {}
+    stopping = [
+        sig for sig in (signal.SIGTERM, signal.SIGHUP) if in_main and signal.getsignal(sig) is not signal.SIG_IGN
+    ]
+    previous = {sig: signal.signal(sig, _interrupt) for sig in stopping}
     try:
         with warnings.catch_warnings(record=True) as caught:
             cli.main(args=argv, prog_name="neurocompile", standalone_mode=False)
         for w in caught:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     except NeurocompileError as exc:
-        fail(first_line(exc))
-    except click.exceptions.Abort:
-        fail("interrupted", 130)
+        report(first_line(exc))
     except click.ClickException as exc:
-        fail(exc.format_message().replace("\n", " "), exc.exit_code)
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
+        report(exc.format_message().replace("\n", " "), exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        report("interrupted", 130)
     except MemoryError:
-        fail("out of memory: run fewer samples (--limit) or steps (--steps), or a smaller model")
+        report("out of memory: run fewer samples (--limit) or steps (--steps), or a smaller model")
     except Exception as exc:  # an internal error: still one line unless debugging
         if os.environ.get("NEUROCOMPILE_DEBUG"):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        fail(
+        report(
             f"internal error: {type(exc).__name__}: {first} (please report it; NEUROCOMPILE_DEBUG=1 shows the traceback)",
             1,
         )
     finally:
         if in_main:
             signal.alarm(0)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if report is fail:  # else the handlers stay until _end ignores the signals
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

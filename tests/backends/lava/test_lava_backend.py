@@ -393,9 +393,8 @@ def test_hardware_flag_selects_the_loihi2_hardware_config():
     assert isinstance(sim, Loihi2SimCfg) and sim.select_tag == "fixed_pt"
 
 
-# --- (g) SIGTERM and SIGKILL -----------------------------------------------------------------
+# --- (g) SIGKILL (other signals: tests/cli/test_signals.py) -----------------------------------------------------------------
 
-SHIPPED = "models/digits_mlp.pt"
 LONG_RUN = textwrap.dedent(
     """
     import numpy as np
@@ -438,22 +437,3 @@ def test_lava_workers_die_with_a_killed_main_process():
     finally:
         if group_members(proc.pid):
             os.killpg(proc.pid, signal.SIGKILL)
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_signal_stops_a_cli_lava_run_like_ctrl_c(sig):
-    """SIGTERM or SIGHUP to the main process alone (kill, timeout, schedulers, a closed terminal) while Lava
-    steps (3 s after its processes exist: start-up under load can take over a second): exit 130, one line,
-    no workers left 5 s after the main process ended. A signal while Lava forks is issue 23's and 27's."""
-    cli = [sys.executable, "-c", "from neurocompile.cli import main; main()", "simulate", SHIPPED, "--backend", "lava"]
-    proc = _started(cli + ["--data", "digits", "--limit", "200"], settle_s=3.0)
-    try:
-        os.kill(proc.pid, sig)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 130, err[-2000:]
-    assert err.strip().splitlines()[-1] == "error: interrupted"
-    assert _gone(proc.pid, wait_s=5.0)
