@@ -13,8 +13,9 @@ long the command took to end after the signal. A run is bad when
     a signalled run does not exit with 130, within 2 s, with ``error: interrupted`` as its last
     stderr line (but for a late one: signalled after Lava's processes were gone, it may have printed
     its result and ignored the signal, exit 0); an unsignalled one does not exit with 0; a process
-    of its group is still alive 2 s after it ended (then killed); or it left a /dev/shm segment (made
-    during the run, mapped by no process, still there half a second later).
+    of its group is still alive 2 s after it ended (then killed); or it left a shared-memory segment
+    (one its main process mapped during the run is still in /dev/shm, or Python's resource tracker
+    reported leaked ones).
 
 Printed: runs, signals sent (by signal and target), late ones, the exit-code histogram, bad runs
 (with their command, signal, delay and stderr tail), processes and segments left, and the machine's
@@ -84,20 +85,12 @@ def lava_started(pid: int) -> bool:
     return any(b"resource_tracker" in _cmdline(member) for member in group_members(pid) if member != pid)
 
 
-def leaked_segments(before: set[str]) -> set[str]:
-    """/dev/shm entries made since ``before`` that no live process maps and that are still there
-    half a second later (other users' runs map theirs, or are about to unlink them)."""
-    mapped = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                mapped.update(re.findall(r"/dev/shm/(\S+)", Path(f"/proc/{entry}/maps").read_text()))
-            except OSError:
-                pass
-    unmapped = set(os.listdir("/dev/shm")) - before - mapped
-    if unmapped:
-        time.sleep(0.5)
-    return unmapped & set(os.listdir("/dev/shm"))
+def segments_mapped_by(pid: int) -> set[str]:
+    """The /dev/shm segments process ``pid`` maps now (Lava's main process maps every channel's)."""
+    try:
+        return set(re.findall(r"/dev/shm/(\S+)", Path(f"/proc/{pid}/maps").read_text()))
+    except OSError:
+        return set()
 
 
 # The signal dispositions of a command started from a terminal, whatever this process inherited (a
@@ -131,7 +124,6 @@ def command(name: str, limit: int, out: Path) -> list[str]:
 
 def one_run(argv: list[str], sig: str | None, delay_s: float) -> dict:
     """Run ``argv``; ``delay_s`` after Lava's first process appears, send ``sig`` (if any)."""
-    before = set(os.listdir("/dev/shm"))
     proc = subprocess.Popen(argv, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     err = bytearray()
 
@@ -143,9 +135,12 @@ def one_run(argv: list[str], sig: str | None, delay_s: float) -> dict:
     reader.start()
     started = time.monotonic()
     lava_at = lava_end = sent_at = None
-    largest = 0
+    largest, polls, segments = 0, 0, set()
     while proc.poll() is None and time.monotonic() - started < RUN_TIMEOUT_S:
         now = time.monotonic()
+        polls += 1
+        if polls % 4 == 0:  # the segments this run made (other runs on the machine make their own)
+            segments |= segments_mapped_by(proc.pid)
         size = len(group_members(proc.pid))
         largest = max(largest, size)
         if lava_at is None and lava_started(proc.pid):
@@ -176,7 +171,9 @@ def one_run(argv: list[str], sig: str | None, delay_s: float) -> dict:
         "last_line": text.splitlines()[-1] if text else "",
         "tail": text[-600:],
         "processes_left": len(left),
-        "segments_left": sorted(leaked_segments(before)),
+        "segments_made": len(segments),
+        "segments_left": sorted(name for name in segments if os.path.exists(f"/dev/shm/{name}")),
+        "tracker_warning": "leaked shared_memory" in text,
     }
 
 
@@ -186,6 +183,8 @@ def bad(result: dict) -> str:
         return f"{result['processes_left']} processes left"
     if result["segments_left"]:
         return f"{len(result['segments_left'])} segments left"
+    if result["tracker_warning"]:
+        return "Python's resource tracker unlinked leaked segments"
     if not result["signalled"]:
         return "" if result["code"] == 0 else f"exit {result['code']} unsignalled"
     if result["code"] == 0 and result["late"]:
@@ -247,7 +246,8 @@ def main() -> int:
     if took:
         print(f"signal to exit: median {took[len(took) // 2]:.2f} s, max {took[-1]:.2f} s")
     print(f"processes left: {sum(r['processes_left'] for r in records)}")
-    print(f"/dev/shm segments left: {sum(len(r['segments_left']) for r in records)}")
+    made, left = sum(r["segments_made"] for r in records), sum(len(r["segments_left"]) for r in records)
+    print(f"/dev/shm segments: {made} made (seen mapped), {left} left")
     print(f"MemAvailable: {mem_before / 1024:.0f} MiB before, {mem_after / 1024:.0f} MiB after")
     print(f"bad runs: {len(bad_runs)}")
     for r in bad_runs:

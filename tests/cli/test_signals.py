@@ -60,25 +60,12 @@ def lava_started(pid: int) -> bool:
     return any(b"resource_tracker" in _cmdline(member) for member in group_members(pid) if member != pid)
 
 
-def mapped_segments() -> set[str]:
-    """The /dev/shm names that some live process maps."""
-    names = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                names.update(re.findall(r"/dev/shm/(\S+)", Path(f"/proc/{entry}/maps").read_text()))
-            except OSError:
-                pass
-    return names
-
-
-def leaked_segments(before: set[str]) -> set[str]:
-    """Segments created since ``before`` that no live process maps (others' runs map theirs) and that
-    are still there half a second later (a run shutting down unlinks its own just after unmapping)."""
-    unmapped = set(os.listdir("/dev/shm")) - before - mapped_segments()
-    if unmapped:
-        time.sleep(0.5)
-    return unmapped & set(os.listdir("/dev/shm"))
+def segments_mapped_by(pid: int) -> set[str]:
+    """The /dev/shm segments process ``pid`` maps now (Lava's main process maps every channel's)."""
+    try:
+        return set(re.findall(r"/dev/shm/(\S+)", Path(f"/proc/{pid}/maps").read_text()))
+    except OSError:
+        return set()
 
 
 # The signal dispositions of a command started from a terminal, whatever this process inherited (a
@@ -98,19 +85,32 @@ def command(name: str, tmp_path: Path, ignoring: str = "") -> list[str]:
 
 
 class Run:
-    """The command in its own process group (session), its stderr read as it comes."""
+    """The command in its own process group (session), its stderr read as it comes, and the shared-memory
+    segments its main process maps (watched: other runs on this machine make and unlink their own)."""
 
     def __init__(self, argv: list[str]):
         self.proc = subprocess.Popen(
             argv, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         self.err = b""
+        self.segments: set[str] = set()
         self.reader = threading.Thread(target=self._read, daemon=True)
+        self.watcher = threading.Thread(target=self._watch, daemon=True)
         self.reader.start()
+        self.watcher.start()
 
     def _read(self) -> None:
         while chunk := self.proc.stderr.read1(4096):
             self.err += chunk
+
+    def _watch(self) -> None:
+        while self.proc.poll() is None:
+            self.segments |= segments_mapped_by(self.proc.pid)
+            time.sleep(0.02)
+
+    def segments_left(self) -> set[str]:
+        self.watcher.join(timeout=5)
+        return {name for name in self.segments if os.path.exists(f"/dev/shm/{name}")}
 
     def wait_for(self, condition, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -164,7 +164,6 @@ MATRIX += [("simulate", "SIGINT", "start-up"), ("learn", "SIGINT", "stepping")]
 
 @pytest.mark.parametrize("name, sig, moment", MATRIX, ids=["-".join(cell) for cell in MATRIX])
 def test_a_signal_ends_a_lava_run_at_once_and_leaves_nothing(name, sig, moment, tmp_path):
-    before = set(os.listdir("/dev/shm"))
     run = Run(command(name, tmp_path))
     try:
         wait_for_moment(run, moment)
@@ -184,7 +183,8 @@ def test_a_signal_ends_a_lava_run_at_once_and_leaves_nothing(name, sig, moment, 
     assert took < DEADLINE_S, f"exit {took:.2f} s after the signal"
     assert err.strip().splitlines()[-1] == "error: interrupted", err[-2000:]
     assert left == [], "processes left in the group"
-    assert leaked_segments(before) == set()
+    assert run.segments_left() == set()
+    assert run.segments or moment == "start-up", "no segment seen: the watch is broken"
 
 
 @pytest.mark.parametrize(
@@ -195,7 +195,6 @@ def test_a_signal_ends_a_lava_run_at_once_and_leaves_nothing(name, sig, moment, 
 def test_a_signal_the_command_was_started_ignoring_stays_ignored(sig, moment, ignoring, tmp_path):
     """A background job of a non-interactive shell ignores SIGINT, nohup ignores SIGHUP: the run then
     goes on to the end, Lava's processes included."""
-    before = set(os.listdir("/dev/shm"))
     run = Run(command("simulate", tmp_path, ignoring=ignoring))
     try:
         wait_for_moment(run, moment)
@@ -205,4 +204,4 @@ def test_a_signal_the_command_was_started_ignoring_stays_ignored(sig, moment, ig
     finally:
         run.kill()
     assert code == 0, run.err.decode(errors="replace")[-2000:]
-    assert leaked_segments(before) == set()
+    assert run.segments_left() == set() and run.segments
