@@ -51,8 +51,11 @@ class _Builder:
         return f"{self.scope}/{hint}:{self._count}"
 
     def const(self, value, dtype=np.float32) -> str:
+        value = np.asarray(value)
+        if dtype == np.float32 and value.size and np.abs(value).max() > np.finfo(np.float32).max:
+            raise GraphError("values beyond the float32 range of the ONNX step graph", node=self.scope)
         name = self.fresh("const")
-        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        self.initializers.append(numpy_helper.from_array(value.astype(dtype), name))
         return name
 
     def node(self, op_type: str, inputs: list[str], output: str | None = None, **attributes) -> str:

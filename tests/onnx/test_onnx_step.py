@@ -218,6 +218,18 @@ def test_a_delay_after_an_affine_exports(tmp_path, capsys):
     assert code == 0, err
 
 
+@pytest.mark.filterwarnings("error")  # no overflow casting to float32
+def test_a_constant_beyond_float32_is_a_one_line_error(tmp_path, capsys):
+    """``--dt 1e300`` is a float64 time step, but the step's dt constant has no float32 value (the
+    fuzzer's case printed numpy's overflow warning and wrote inf into the ONNX graph)."""
+    lif = nir.LIF(tau=np.full(3, 5e-4), r=np.ones(3), v_leak=np.zeros(3), v_threshold=np.full(3, 0.3))
+    nir.write(tmp_path / "g.nir", chain(("lif", lif), shape=[3]))
+    argv = ("export", tmp_path / "g.nir", "--to", "onnx", "--dt", "1e300", "-o", tmp_path / "g.onnx")
+    code, _, err = run_cli(capsys, *argv)
+    assert_one_line_error(code, err, "node 'lif'", "float32")
+    assert not (tmp_path / "g.onnx").exists()
+
+
 def test_delay_of_zero_steps_is_an_identity():
     graph = chain(("d", nir.Delay(delay=np.zeros(3))), shape=[3])
     assert state_names(step_graph(graph)) == []
