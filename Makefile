@@ -7,7 +7,7 @@ NC := $(VENV)/bin/neurocompile
 STAMP := $(VENV)/.installed
 JOBS ?= 2
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench netx-env clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,10 @@ test: lint
 
 bench: setup
 	$(PY) tools/bench.py --json out/bench.json --plot out/bench.png
+
+# lava-dl's netx in a throwaway environment (/tmp/netx-venv), the oracle of tests/hardware/test_netx.py
+netx-env:
+	bash tools/netx_env.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info out

@@ -271,7 +271,7 @@ class _Neuron(_Node):
         super().__init__(*args)
         self.model = PRIMITIVES[type(self.node).__name__].neuron
         self.params = neuron_params(self.node, dtype=self.dtype, device=self.device)
-        self.param_shape = torch.broadcast_shapes(*(p.shape for p in self.params))
+        self.param_shape = np.broadcast_shapes(*(p.shape for p in self.params))  # torch's imports sympy (~0.4 s)
         if self.in_shape is None and len(self.param_shape) > 0:
             self.in_shape = tuple(self.param_shape)
         names = ["spikes"] if self.model.spiking else []
@@ -300,8 +300,8 @@ class _Neuron(_Node):
         if x.dtype not in (torch.float32, torch.float64):
             return None
         try:
-            fits = torch.broadcast_shapes(x.shape[1:], self.param_shape) == x.shape[1:]
-        except RuntimeError:
+            fits = np.broadcast_shapes(x.shape[1:], self.param_shape) == x.shape[1:]
+        except ValueError:
             return None  # step() reports the mismatch
         if not fits or load_kernel() is None:
             return None
@@ -316,8 +316,8 @@ class _Neuron(_Node):
     def _start(self, x: torch.Tensor) -> None:
         """Zero state in the shape of the input broadcast with the parameters."""
         try:
-            shape = torch.broadcast_shapes(x.shape, (self.batch, *self.param_shape))
-        except RuntimeError:
+            shape = np.broadcast_shapes(x.shape, (self.batch, *self.param_shape))
+        except ValueError:
             raise GraphError(
                 f"receives {list(x.shape[1:])}, which does not fit parameters of shape {list(self.param_shape)}",
                 node=self.name,
@@ -549,8 +549,8 @@ def _sum(name: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if a.dim() and b.dim() and a.shape != b.shape and a[0].numel() == b[0].numel():
         b = b.reshape(a.shape)
     try:
-        torch.broadcast_shapes(a.shape, b.shape)
-    except RuntimeError:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
         raise GraphError(
             f"inputs of different sizes cannot be summed: {list(a.shape[1:])} and {list(b.shape[1:])}",
             node=name,

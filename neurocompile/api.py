@@ -12,6 +12,7 @@ input is a one-line :class:`~neurocompile.errors.NeurocompileError`. The stages:
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from neurocompile.analysis.metrics import program_synops
 from neurocompile.backends import BACKENDS, BackendEntry, backend_entry, create_backend
 from neurocompile.backends.base import require_spikes
 from neurocompile.compiler.pipeline import compile_graph, lower_float
-from neurocompile.data import DATASETS, drained, fit_steps, load_dataset, read_spike_file
+from neurocompile.data import DATASETS, dataset_file, drained, fit_steps, is_event_data, load_dataset, read_spike_file
 from neurocompile.errors import GraphError, NeurocompileError
 from neurocompile.files import MAX_ARRAY_BYTES, check_outputs, write_atomically
 from neurocompile.frontend.nir_io import load_graph, validate_graph
@@ -132,20 +133,21 @@ def load_inputs(path=None, *, data: str | None = None, steps: int | None = None,
     """Inputs and labels: ``(x float32 [batch, time, ...], labels or None)``.
 
     Either ``path``, a spike file (``.npy``, or ``.npz`` with ``x`` and optional ``y``; ``steps``
-    cuts or zero-pads it), or ``data``, a dataset's test split (``digits``, ``digits-rows`` or an
-    ``.npz`` dataset; ``steps`` is its encoding length, default 16). ``limit`` keeps the first N."""
+    cuts or zero-pads it), or ``data``, a dataset's test split (``digits``, ``digits-rows``, an
+    ``.npz`` dataset or event data; ``steps`` is its encoding length or number of bins, default 16).
+    ``limit`` keeps the first N (event data reads no others)."""
     if path is not None and data is not None:
         raise NeurocompileError("give either an input file or a dataset, not both")
+    _positive(limit, "limit")
     if path is not None:
         x, labels = read_spike_file(path, "input")
         if steps is not None:
             _check_padded_size(x, steps, path)
             x = fit_steps(x, steps)
     elif data is not None:
-        x, labels = load_dataset(data, steps=steps if steps is not None else 16, split="test")
+        x, labels = load_dataset(data, steps=steps if steps is not None else 16, split="test", limit=limit)
     else:
         raise NeurocompileError("no input: give an input file or a dataset")
-    _positive(limit, "limit")
     if limit is not None:
         x, labels = x[:limit], (None if labels is None else labels[:limit])
     return x, labels
@@ -162,11 +164,10 @@ def _check_padded_size(x: np.ndarray, steps: int, path) -> None:
 
 
 def load_calibration(spec, steps: int = 16, limit: int = 256) -> np.ndarray:
-    """At most ``limit`` calibration spikes from ``digits``/``digits-rows`` (the training split,
+    """At most ``limit`` calibration spikes from ``digits``/``digits-rows`` or event data (the training split,
     ``steps`` long), an ``.npy`` file or an ``.npz`` file (key ``x_train`` or ``x``)."""
-    if str(spec) in DATASETS:
-        x, _ = load_dataset(str(spec), steps=steps, split="train")
-        return x[:limit]
+    if str(spec) in DATASETS or is_event_data(spec):
+        return load_dataset(str(spec), steps=steps, split="train", limit=limit)[0]
     x, _ = read_spike_file(spec, "calibration", x_keys=("x_train", "x"))
     require_spikes(x[:limit], f"calibration '{spec}'")
     return x[:limit]
@@ -213,8 +214,8 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
 
 
 def _input_files(*sources) -> list:
-    """The sources that are files (paths, not objects or dataset names): what an output must not overwrite."""
-    return [s for s in sources if isinstance(s, (str, Path)) and str(s) not in DATASETS]
+    """The files and folders the sources read (not objects or dataset names): what an output must not overwrite."""
+    return [dataset_file(s) for s in sources if isinstance(s, (str, Path)) and str(s) not in DATASETS]
 
 
 def save_program(program, path) -> Path:
@@ -312,13 +313,14 @@ def _is_tensor(obj) -> bool:
 # --- train -----------------------------------------------------------------------------------
 
 
-def train(config=None, *, output=None, progress: bool = False, **options):
+def train(config=None, *, output=None, progress: bool | None = None, **options):
     """Train a spiking network: returns ``(model, metrics)``.
 
     ``config`` is a :class:`~neurocompile.training.trainer.TrainConfig` (default: its defaults);
     keyword ``options`` replace its fields, e.g. ``train(rule="ottt", epochs=5)``. With
     ``output`` (a ``.pt`` path) the checkpoint, learning curve and metrics JSON are written too,
-    and ``metrics["outputs"]`` names them."""
+    and ``metrics["outputs"]`` names them. ``progress``: a bar per epoch (loss, training and test
+    accuracy); by default where someone watches, a terminal or a Jupyter notebook."""
     config = config if config is not None else TrainConfig()
     unknown = sorted(set(options) - {f.name for f in dataclasses.fields(TrainConfig)})
     if unknown:
@@ -327,10 +329,15 @@ def train(config=None, *, output=None, progress: bool = False, **options):
     if output is not None:  # before minutes of training, not after
         written = list(output_paths(output).values())
         check_outputs(written, _input_files(config.data))
-    model, metrics = run_training(config, progress=progress)
+    model, metrics = run_training(config, progress=_watched() if progress is None else progress)
     if output is not None:
         metrics["outputs"] = save_outputs(model, metrics, output)
     return model, metrics
+
+
+def _watched() -> bool:
+    """Whether someone watches the progress: stderr is a terminal, or this runs in a Jupyter kernel."""
+    return "ipykernel" in sys.modules or bool(sys.stderr and sys.stderr.isatty())
 
 
 # --- learn (on chip) ---------------------------------------------------------------------------
@@ -344,12 +351,16 @@ def learn(
     data: str = "digits",
     layers: str = "readout",
     lr: float = 0.003,
+    hidden_lr: float | None = None,
     surrogate_alpha: float | None = None,
     epochs: int = 1,
     seed: int = 0,
     steps: int | None = None,
     limit: int | None = None,
     reinit_readout: str | None = None,
+    init: str = "trained",
+    replay: int = 0,
+    replay_data=None,
     checkpoints: int = 10,
     window: int = 100,
     output=None,
@@ -366,12 +377,16 @@ def learn(
 
     ``model``: a path (``.pt``/``.nir``, compiled first and calibrated on ``data``'s training split;
     ``.ncp`` used as is), a graph, a torch module or a fixed-point program. ``data``: ``digits``,
-    ``digits-rows`` or an ``.npz`` dataset with labels; the training split (``limit``: its first N
+    ``digits-rows``, an ``.npz`` dataset with labels or event data; the training split (``limit``: its first N
     samples, encoded with ``seed``) streams back to back, ``steps`` steps a sample (neuron state
     resets between samples), in an order shuffled with ``seed``, ``epochs`` times, with learning on.
+    ``lr``: the readout's learning rate, ``hidden_lr`` the hidden layers' (default ``lr``).
     ``surrogate_alpha``: the slope of the surrogate (default: the offline trainers' slope).
     ``reinit_readout`` (``zero``/``random``) replaces the readout's weights first (random: small even
-    integers, seeded). The held-out split (encoded as ``simulate`` does) is classified on the CPU by
+    integers, seeded). ``init="random"`` (with ``layers="all"``) draws the hidden layers anew (uniform, the
+    compiled layers' spread, seeded) and zeroes the readout: the whole network learns from scratch. ``replay``
+    samples of ``replay_data``'s training split (what the network already knows; as even a share of each class
+    as it allows) join the training split in every pass, so that learning the new data does not erase it. The held-out split (encoded as ``simulate`` does) is classified on the CPU by
     the deployed program (:func:`neurocompile.learning.onchip.without_learning`) before learning, at about
     ``checkpoints`` weight checkpoints along the stream and after learning; the running training accuracy
     comes from the output recorded during learning (correct or not per sample, mean over the last ``window``).
@@ -382,33 +397,37 @@ def learn(
     dequantized into the source graph (:func:`neurocompile.learning.onchip.learned_graph`; needs a graph source).
     ``allow_pickle``, ``input_shape``: for a ``.pt`` path, see :func:`export`."""
     start = time.perf_counter()
-    session.check_options(rule, backend, layers, lr, epochs, steps, limit, reinit_readout, checkpoints, window)
-    check_outputs([output, plot, nir_output], _input_files(model, data))  # before minutes of learning, not after
+    asked = session.SessionOptions(
+        rule=rule,
+        backend=backend,
+        layers=layers,
+        lr=lr,
+        hidden_lr=hidden_lr,
+        surrogate_alpha=surrogate_alpha,
+        epochs=epochs,
+        seed=seed,
+        steps=steps,
+        limit=limit,
+        reinit_readout=reinit_readout,
+        init=init,
+        replay=replay,
+        replay_data=None if replay_data is None else str(replay_data),
+        checkpoints=checkpoints,
+        window=window,
+    )
+    asked.check()
+    check_outputs([output, plot, nir_output], _input_files(model, data, replay_data))  # before minutes of learning
     source = str(model) if isinstance(model, (str, Path)) else type(model).__name__
     graph = _as_model(model, lenient=lenient, allow_pickle=allow_pickle, input_shape=input_shape)
     if nir_output is not None and is_program(graph):
         raise NeurocompileError("learn: --nir needs the model's NIR graph (a .pt or .nir), not a compiled program")
-    streams = session.learning_data(data, steps, seed, limit)
+    streams = session.learning_data(data, steps, seed, limit, replay, replay_data)
     program = graph if is_program(graph) else compile(graph, streams.calibration, steps=streams.steps)[0]
     compile_s = time.perf_counter() - start
     options = dict(model=source, rule=rule, layers=layers, backend=backend, data=str(data), lr=float(lr))
-    options.update(epochs=int(epochs), seed=int(seed), steps=streams.steps, reinit_readout=reinit_readout)
-    learned, result = session.learn_on_chip(
-        program,
-        rule,
-        streams,
-        backend=backend,
-        layers=layers,
-        lr=lr,
-        surrogate_alpha=surrogate_alpha,
-        epochs=epochs,
-        seed=seed,
-        reinit_readout=reinit_readout,
-        checkpoints=checkpoints,
-        window=window,
-        progress=progress,
-        options=options,
-    )
+    options.update(hidden_lr=None if hidden_lr is None else float(hidden_lr))
+    options.update(epochs=int(epochs), seed=int(seed), steps=streams.steps, reinit_readout=reinit_readout, init=init)
+    learned, result = session.learn_on_chip(program, streams, asked, progress, options)
     result["timing"].update(compile_s=compile_s, total_s=time.perf_counter() - start)
     learned_nir = None
     if nir_output is not None:

@@ -1,13 +1,16 @@
-"""Datasets as spike trains: scikit-learn's 8x8 digits (``digits``, ``digits-rows``) and user ``.npz`` files.
+"""Datasets as spike trains: scikit-learn's 8x8 digits (``digits``, ``digits-rows``), user ``.npz`` files and
+event data (``tonic:NAME:ROOT`` or an event ``.npz``, binned by :mod:`neurocompile.events`).
 
 Every loader returns ``(spikes, labels)``: float32 ``[N, T, *input_shape]`` of 0/1 values, int64 ``[N]``. The fixed
-held-out split, the file keys and the encoders (``rate``, ``latency``, ``threshold``): ``docs/training.md``
-("Data").
+held-out split, the file keys, the event specs and the encoders (``rate``, ``latency``, ``threshold``):
+``docs/training.md`` ("Data").
 """
 
 from __future__ import annotations
 
 import math
+import os
+import zipfile
 from functools import lru_cache
 
 import numpy as np
@@ -20,6 +23,7 @@ TEST_FRACTION = 0.2
 DATASETS = ("digits", "digits-rows")
 ENCODINGS = ("rate", "latency", "threshold")  # digits: rate, latency; digits-rows: rate, threshold
 MAX_LABEL = 2**31 - 1
+TONIC_PREFIX = "tonic:"  # tonic:NAME:ROOT, a tonic dataset class read from a local folder
 
 
 @lru_cache(maxsize=1)
@@ -49,13 +53,13 @@ def load_digits_images(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     return images[idx], labels[idx]
 
 
-def _check_steps(steps, where: str) -> int:
+def check_steps(steps, where: str) -> int:
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise NeurocompileError(f"{where}: steps must be a positive integer, got {steps!r}")
     return int(steps)
 
 
-def _check_encoded_size(where: str, samples: int, steps: int, width: int) -> None:
+def check_encoded_size(where: str, samples: int, steps: int, width: int) -> None:
     need = samples * steps * width * 4
     if need > MAX_ARRAY_BYTES:
         raise NeurocompileError(
@@ -101,10 +105,10 @@ def _encoder_rng(seed: int, split: str) -> np.random.Generator:
 
 def load_digits_spikes(steps: int = 16, encoding: str = "rate", split: str = "test", seed: int = 0):
     """Spike-encoded digits: ``(spikes float32 [N, T, 64], labels int64 [N])`` of the fixed split."""
-    steps = _check_steps(steps, "dataset 'digits'")
+    steps = check_steps(steps, "dataset 'digits'")
     images, labels = load_digits_images(split)
     prob = images.reshape(len(images), -1)
-    _check_encoded_size("dataset 'digits'", len(prob), steps, prob.shape[1])
+    check_encoded_size("dataset 'digits'", len(prob), steps, prob.shape[1])
     if encoding == "rate":
         spikes = rate_encode(prob, steps, _encoder_rng(seed, split))
     elif encoding == "latency":
@@ -116,9 +120,9 @@ def load_digits_spikes(steps: int = 16, encoding: str = "rate", split: str = "te
 
 def load_digits_rows(steps: int = 16, encoding: str = "rate", split: str = "test", seed: int = 0):
     """Digits one row per step: ``(spikes float32 [N, T, 8], labels int64 [N])``."""
-    steps = _check_steps(steps, "dataset 'digits-rows'")
+    steps = check_steps(steps, "dataset 'digits-rows'")
     images, labels = load_digits_images(split)
-    _check_encoded_size("dataset 'digits-rows'", len(images), steps, images.shape[2])
+    check_encoded_size("dataset 'digits-rows'", len(images), steps, images.shape[2])
     return rows_encode(images, steps, encoding, _encoder_rng(seed, split)), labels.copy()
 
 
@@ -158,7 +162,7 @@ def _spikes(x: np.ndarray, where: str, min_ndim: int = 2) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _labels(y: np.ndarray, samples: int, where: str) -> np.ndarray:
+def checked_labels(y: np.ndarray, samples: int, where: str) -> np.ndarray:
     """``y`` checked as ``[samples]`` integer labels in [0, MAX_LABEL], as int64."""
     if y.ndim != 1 or len(y) != samples:
         raise NeurocompileError(f"{where}: expected [N] labels for {samples} samples, got shape {list(y.shape)}")
@@ -181,32 +185,44 @@ def read_spike_file(path, what: str = "input", x_keys: tuple[str, ...] = ("x",))
     if key is None:
         raise NeurocompileError(f"{where}: needs key {' or '.join(x_keys)}, has {sorted(arrays)}")
     x = _spikes(arrays[key], f"{where}, field '{key}'")
-    return x, None if "y" not in arrays else _labels(arrays["y"], len(x), f"{where}, field 'y'")
+    return x, None if "y" not in arrays else checked_labels(arrays["y"], len(x), f"{where}, field 'y'")
 
 
 def load_npz(path, steps: int | None = None, split: str = "test"):
     """A user dataset: ``x [N, T, ...]`` spikes and ``y [N]`` labels (keys: ``docs/training.md``)."""
     where = f"dataset '{path}'"
     arrays = load_arrays(path, "dataset")
-    if split in ("train", "test") and {f"x_{split}", f"y_{split}"} <= set(arrays):
-        keys, whole = (f"x_{split}", f"y_{split}"), False
-    elif {"x", "y"} <= set(arrays):
-        keys, whole = ("x", "y"), True
-    else:
-        raise NeurocompileError(
-            f"{where}: needs keys x and y (or x_train/y_train, x_test/y_test), has {sorted(arrays)}"
-        )
-    x = _spikes(arrays[keys[0]], f"{where}, field '{keys[0]}'", min_ndim=3)
-    y = _labels(arrays[keys[1]], len(x), f"{where}, field '{keys[1]}'")
-    if whole and split in ("train", "test"):
-        train, test = split_indices(y, where)
-        keep = train if split == "train" else test
+    (x_key, y_key), whole = split_keys(arrays, ("x", "y"), split, where)
+    x = _spikes(arrays[x_key], f"{where}, field '{x_key}'", min_ndim=3)
+    y = checked_labels(arrays[y_key], len(x), f"{where}, field '{y_key}'")
+    if whole:
+        keep = whole_split(y, split, where)
         x, y = x[keep], y[keep]
-    elif whole and split != "all":
-        raise NeurocompileError(f"{where}: unknown split '{split}'; choose train, test or all")
     if steps is not None and int(steps) != x.shape[1]:
-        raise NeurocompileError(f"{where}, field '{keys[0]}': has {x.shape[1]} time steps, asked for {steps}")
+        raise NeurocompileError(f"{where}, field '{x_key}': has {x.shape[1]} time steps, asked for {steps}")
     return x, y
+
+
+def split_keys(arrays: dict, fields: tuple[str, ...], split: str, where: str) -> tuple[tuple[str, ...], bool]:
+    """The keys of an archive that hold ``split``: ``<field>_<split>`` when all are there (False: already that
+    split), else ``fields`` themselves (True: the whole data, for :func:`whole_split`)."""
+    if split in ("train", "test") and {f"{f}_{split}" for f in fields} <= set(arrays):
+        return tuple(f"{f}_{split}" for f in fields), False
+    if set(fields) <= set(arrays):
+        return fields, True
+    names = f"{', '.join(fields[:-1])} and {fields[-1]}"
+    per_split = ", ".join("/".join(f"{f}_{s}" for f in fields) for s in ("train", "test"))
+    raise NeurocompileError(f"{where}: needs keys {names} (or {per_split}), has {sorted(arrays)}")
+
+
+def whole_split(y: np.ndarray, split: str, where: str) -> np.ndarray:
+    """The indices of ``split`` in a whole labelled dataset: ``all``, or ``train``/``test`` of :func:`split_indices`."""
+    if split == "all":
+        return np.arange(len(y))
+    if split not in ("train", "test"):
+        raise NeurocompileError(f"{where}: unknown split '{split}'; choose train, test or all")
+    train, test = split_indices(y, where)
+    return train if split == "train" else test
 
 
 def split_indices(y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -228,12 +244,78 @@ def split_indices(y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(train), np.sort(test)
 
 
-def load_dataset(name: str, steps: int | None = 16, split: str = "test", seed: int = 0, encoding: str = "rate"):
-    """``digits``, ``digits-rows`` or a path to an ``.npz`` file -> ``(spikes, labels)``."""
+def load_dataset(
+    name: str,
+    steps: int | None = 16,
+    split: str = "test",
+    seed: int = 0,
+    encoding: str = "rate",
+    limit: int | None = None,
+):
+    """``digits``, ``digits-rows``, a path to an ``.npz`` file or event data -> ``(spikes, labels)`` of the
+    split's first ``limit`` samples (None: all; event data bins no others)."""
     if name == "digits":
-        return load_digits_spikes(16 if steps is None else steps, encoding, split, seed)
-    if name == "digits-rows":
-        return load_digits_rows(8 if steps is None else steps, encoding, split, seed)
-    if str(name).endswith(".npz"):
-        return load_npz(name, steps, split)
-    raise NeurocompileError(f"unknown dataset '{name}'; choose {', '.join(DATASETS)} or a path to an .npz file")
+        x, y = load_digits_spikes(16 if steps is None else steps, encoding, split, seed)
+    elif name == "digits-rows":
+        x, y = load_digits_rows(8 if steps is None else steps, encoding, split, seed)
+    elif is_event_data(name):
+        from neurocompile import events  # loads tonic: only for event data
+
+        return events.load_events(name, 16 if steps is None else steps, split, limit)
+    elif str(name).endswith(".npz"):
+        x, y = load_npz(name, steps, split)
+    else:
+        raise NeurocompileError(
+            f"unknown dataset '{name}'; choose {', '.join(DATASETS)}, a path to an .npz file or tonic:NAME:ROOT"
+        )
+    return x[:limit], y[:limit]
+
+
+def load_event_images(name, split: str = "test"):
+    """Event data as one event-count image per recording (tonic's ``ToImage``): ``(float32 [N, P, H, W], labels)``."""
+    from neurocompile import events  # loads tonic: only for event data
+
+    return events.load_images(name, split)
+
+
+def event_spec(name) -> tuple[str, str | None, dict[str, str]]:
+    """``(file or root folder, tonic class name or None, options)`` of ``PATH[?key=value&...]`` or
+    ``tonic:NAME:ROOT[?key=value&...]``."""
+    text, _, query = str(name).partition("?")
+    options = {}
+    for item in filter(None, query.split("&")):
+        key, _, value = item.partition("=")
+        options[key] = value
+    if not text.startswith(TONIC_PREFIX):
+        return text, None, options
+    dataset, _, root = text.removeprefix(TONIC_PREFIX).partition(":")
+    if not dataset or not root:
+        raise NeurocompileError(f"dataset '{name}': expected tonic:NAME:ROOT (e.g. tonic:NMNIST:data)")
+    return root, dataset, options
+
+
+def is_event_data(name) -> bool:
+    """Whether ``name`` names event data: ``tonic:NAME:ROOT``, a name with ``?options``, or an ``.npz`` holding
+    ``events``."""
+    text = str(name)
+    return text.startswith(TONIC_PREFIX) or "?" in text or _holds_events(text)
+
+
+def _holds_events(path: str) -> bool:
+    """Whether ``path`` is an ``.npz`` archive with an ``events`` array (only its member names are read)."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except Exception:  # not a readable archive: the spike readers say what it is
+        return False
+    return any(f"events{suffix}.npy" in names for suffix in ("", "_train", "_test"))
+
+
+def dataset_file(name) -> str | None:
+    """The file or folder a dataset name reads (None for no name or a built-in dataset): what an output must not
+    overwrite."""
+    if name is None or str(name) in DATASETS:
+        return None
+    return event_spec(name)[0]

@@ -21,8 +21,6 @@ except ImportError:  # not on every platform
     resource = None
 
 from neurocompile.errors import NeurocompileError
-from neurocompile.frontend.graph import flatten_graph
-from neurocompile.frontend.nir_io import single_shape
 
 LIMIT_VARIABLE = "NEUROCOMPILE_MAX_MEMORY_GB"
 VALUES_PER_NODE = 4  # recorded spikes, v, u, and one working copy
@@ -81,6 +79,8 @@ def values_per_step(model) -> int:
     node of a NIR graph (its declared output, else its largest parameter)."""
     if hasattr(model, "populations"):
         return sum(int(np.prod(p.shape)) for p in model.populations) + sum(int(np.prod(p.shape)) for p in model.inputs)
+    from neurocompile.frontend.graph import flatten_graph  # NIR and torch load only for a graph
+    from neurocompile.frontend.nir_io import single_shape
 
     nodes, _edges = flatten_graph(model)
     return sum(_node_values(node, single_shape) for node in nodes.values())

@@ -16,10 +16,10 @@ import neurocompile.models
 # Lowest first: a module may import its own layer and the layers below it (docs/architecture.md).
 LAYERS = [
     ("neurocompile", "neurocompile.errors"),
-    ("neurocompile.files", "neurocompile.data"),
+    ("neurocompile.files", "neurocompile.data", "neurocompile.events"),
     ("neurocompile.semantics.discretization",),
     ("neurocompile.ir",),
-    ("neurocompile.semantics",),
+    ("neurocompile.semantics", "neurocompile.hardware"),
     ("neurocompile.models",),
     ("neurocompile.frontend",),
     ("neurocompile.resources",),
@@ -32,7 +32,19 @@ LAYERS = [
 ]
 # Imported inside functions on purpose: heavy libraries kept out of `import neurocompile` and
 # `neurocompile --help`, and Lava, which loads only after its compatibility step.
-LAZY_THIRD_PARTY = ("torch", "nir", "nirtorch", "lava", "onnx", "onnxruntime", "matplotlib", "scipy", "sklearn")
+LAZY_THIRD_PARTY = (
+    "torch",
+    "nir",
+    "nirtorch",
+    "lava",
+    "onnx",
+    "onnxruntime",
+    "matplotlib",
+    "scipy",
+    "sklearn",
+    "tonic",
+    "h5py",
+)
 
 
 def package_modules() -> dict[str, Path]:

@@ -1,12 +1,14 @@
-"""ANN-to-SNN conversion on digits: train a ReLU MLP and a small CNN, export to ONNX, convert, compare.
+"""ANN-to-SNN conversion on digits: ReLU ANNs from PyTorch and scikit-learn, converted and compared.
 
     .venv/bin/python tools/convert_report.py [--steps 16,32,64] [--plot docs/img/convert_accuracy.png] [--json]
 
-Both ANNs train in PyTorch on the digits training split (fixed seeds, a few seconds each), are
-exported with ``torch.onnx.export`` into a temporary folder and converted with
-:func:`neurocompile.onnx.convert.convert`; the table compares the ANN (onnxruntime) with the SNN
-on the float reference (analog input current), the float reference on spike inputs and the
-fixed-point CPU backend (spike inputs) on the 360 test digits.
+The PyTorch ANNs (an MLP, a CNN with average pooling, the same CNN with max pooling, and an MLP with a
+Softmax output) train on the digits training split (fixed seeds, a few seconds each) and are exported
+with ``torch.onnx.export`` into a temporary folder; scikit-learn's ``MLPClassifier`` is the file skl2onnx
+wrote (``tests/fixtures/onnx/skl2onnx``). Each is converted as it is with
+:func:`neurocompile.onnx.convert.convert`; the table compares the ANN (onnxruntime) with the SNN on the
+float reference (analog input current), the float reference on spike inputs and the fixed-point CPU
+backend (spike inputs) on the 360 test digits.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def mlp() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
 
 
-def cnn() -> nn.Module:
+def cnn(pool: type[nn.Module] = nn.AvgPool2d) -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(1, 8, 3, padding=1),
         nn.BatchNorm2d(8),
@@ -39,13 +41,29 @@ def cnn() -> nn.Module:
         nn.Conv2d(8, 16, 3, padding=1),
         nn.BatchNorm2d(16),
         nn.ReLU(),
-        nn.AvgPool2d(2),
+        pool(2),
         nn.Flatten(),
         nn.Linear(16 * 4 * 4, 10),
     )
 
 
-MODELS = {"mlp": mlp, "cnn": cnn}
+def cnn_max_pool() -> nn.Module:
+    return cnn(nn.MaxPool2d)
+
+
+def with_softmax(model: nn.Module) -> nn.Module:
+    """The trained ``model`` with a Softmax output, as exported for inference."""
+    return nn.Sequential(model, nn.Softmax(dim=1))
+
+
+# name: (the ANN to train, what the exported model adds to it)
+MODELS = {
+    "mlp": (mlp, None),
+    "cnn": (cnn, None),
+    "cnn-maxpool": (cnn_max_pool, None),
+    "mlp-softmax": (mlp, with_softmax),
+}
+SKLEARN = ROOT / "tests" / "fixtures" / "onnx" / "skl2onnx" / "mlp_classifier" / "model.onnx"
 
 
 def train(make, epochs: int = 20, seed: int = 0) -> nn.Module:
@@ -82,23 +100,31 @@ def export_onnx(model: nn.Module, path: Path) -> Path:
     return path
 
 
+def onnx_files(folder: Path) -> dict[str, Path]:
+    """Every model of the report as an ONNX file: the PyTorch ANNs trained and exported into ``folder``."""
+    files = {}
+    for seed, (name, (make, head)) in enumerate(MODELS.items()):
+        model = train(make, seed=seed)
+        files[name] = export_onnx(head(model) if head else model, folder / f"{name}.onnx")
+    return {**files, "skl2onnx-mlp": SKLEARN}
+
+
 def measure(steps, percentile: float = 99.9) -> dict:
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for seed, (name, make) in enumerate(MODELS.items()):
-            path = export_onnx(train(make, seed=seed), Path(tmp) / f"{name}.onnx")
-            results[name] = evaluate(convert(path, percentile=percentile), steps, progress=True)
-    return results
+        files = onnx_files(Path(tmp))
+        return {
+            name: evaluate(convert(path, percentile=percentile), steps, progress=True) for name, path in files.items()
+        }
 
 
 def table(results: dict) -> str:
-    head = f"{'model':<6} {'T':>4} {'ANN':>7} {'float':>7} {'float spikes':>13} {'cpu (fixed)':>12}"
+    head = f"{'model':<13} {'T':>4} {'ANN':>7} {'float':>7} {'float spikes':>13} {'cpu (fixed)':>12}"
     rows = [head, "-" * len(head)]
     for name, report in results.items():
         ann = report["accuracy"]["ann"]
         for row in report["accuracy"]["snn"]:
             rows.append(
-                f"{name:<6} {row['steps']:>4} {100 * ann:>6.2f}% {100 * row['float']:>6.2f}% "
+                f"{name:<13} {row['steps']:>4} {100 * ann:>6.2f}% {100 * row['float']:>6.2f}% "
                 f"{100 * row['float_spikes']:>12.2f}% {100 * row['cpu']:>11.2f}%"
             )
     return "\n".join(rows)

@@ -1,76 +1,133 @@
-"""Learning on chip (fixed point, CPU mirror) against the same learning offline in float.
+"""On-chip learning experiments, and the same learning offline: the table in the README and docs/on-chip-rules.md.
 
-For each rule (OTTT, S-TLLR), starting from the shipped digits model with its readout zeroed
-(``--layers readout``: hidden layers frozen; ``all``: every layer learns, hidden ones by direct
-feedback alignment with the same matrices), one pass over the digits training split (one sample
-at a time, the same order):
+    .venv/bin/python tools/onchip_vs_offline.py [--seeds 0,1,2] [--offline] [--write] [--json out.json]
 
-* on chip: ``onchip.compile_learning`` on the compiled program, the CPU mirror learns, the
-  held-out split is classified by the learned program (fixed point);
-* offline in float: the trainer's rule (``training.ottt.OTTT`` mode O / ``training.stllr.STLLR``)
-  updates the readout after every step with plain SGD. It uses the same error (MSE: ``s - y``) and
-  the same learning rate in the same units (``lr_offline = lr * T / (2 * gain**2)``: the MSE
-  gradient is ``2 (s - y) / T`` and the model's weights are ``v`` increments divided by the gain).
-  The held-out split is classified by the float model.
+Three experiments per rule (OTTT, S-TLLR), each on seeds 0-2 (the seed orders the stream, encodes the training
+spikes, draws the feedback matrices and the random weights), held-out accuracy on the 360 test digits:
 
-    .venv/bin/python tools/onchip_vs_offline.py [--lr 0.003] [--steps 16] [--json out.json]
+* ``readout``: the shipped digits model with its readout zeroed, the readout learns, one pass, lr 0.003;
+* ``all layers``: the same, every layer learns (hidden layers by direct feedback alignment, lr 0.001), one pass;
+* ``from scratch``: every layer learns from random weights (``learn --init random``: the hidden layers drawn
+  anew, the readout zeroed), 10 passes, lr 0.003 for the readout and for the hidden layers 0.001 (OTTT) or
+  0.0015 (S-TLLR).
+
+On chip: ``neurocompile.learn`` on the CPU mirror (fixed point; Lava ``fixed_pt`` learns the same weights,
+tests/cli/test_learn_cli.py), its stream timed by the program (``onchip.StreamTiming``). Offline (``--offline``,
+minutes per pass): the trainer's rule (``training.ottt.OTTT`` mode O / ``training.stllr.STLLR``) updates the float
+model after every step with plain SGD, the same error (MSE: ``s - y``), the same learning rates in the same units
+(``lr_offline = lr * W / (2 * gain**2)``: the MSE gradient is ``2 (s - y) / W`` over a sample's window of ``W``
+steps and the weights are ``v`` increments divided by the gain), the same feedback matrices, sample order and
+spikes, and the same stream layout: each sample's 16 steps, then the silent steps the program needs, the target on
+for 16 steps from the model's own latency (the program's output latency on chip; 0 offline, where every layer runs
+within the step). From scratch, the float model starts from the chip's random weights, dequantized
+(``onchip.learned_graph``), and takes the same 10 passes in the same orders.
+
+``--write`` puts the table between the markers in README.md and docs/on-chip-rules.md. ``--runs FILE`` keeps
+every finished run in FILE (JSON lines) and reuses those already there: the offline runs take hours in all.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from neurocompile import api
-from neurocompile.backends import create_backend
-from neurocompile.data import load_digits_spikes
+from neurocompile.data import fit_steps, load_digits_spikes
 from neurocompile.frontend.checkpoint import load_checkpoint
-from neurocompile.learning import LAYER_CHOICES, onchip
+from neurocompile.learning import onchip
+from neurocompile.learning.session import random_hidden_layers
 from neurocompile.training.common import evaluate, layer_views
 from neurocompile.training.online import weight_parameter
 from neurocompile.training.ottt import OTTT
 from neurocompile.training.stllr import STLLR
 
-MODEL = "models/digits_mlp.pt"
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "digits_mlp.pt"
+STEPS = 16
+MARKS = ("<!-- onchip-table: tools/onchip_vs_offline.py --write writes this -->", "<!-- /onchip-table -->")
+DOCS = (ROOT / "README.md", ROOT / "docs" / "on-chip-rules.md")
 
 
-def on_chip(rule: str, layers: str, lr: float, steps: int, x, y, xt, yt) -> tuple[float, float]:
-    program, _ = api.compile(MODEL, "digits", steps=steps)
-    program = onchip.without_learning(program)
-    readout = program.synapses_into(program.outputs[0])[0]
-    readout.weights[:] = 0
-    learn, report = onchip.compile_learning(program, rule, layers, lr=lr, sample_steps=steps)
-    target = onchip.target_stream(y, steps, 10, report.target_value)
-    started = time.perf_counter()
-    rec = create_backend("cpu", learn).run({"input": onchip.back_to_back(x), "target": onchip.back_to_back(target)})
-    seconds = time.perf_counter() - started
-    learned = onchip.without_learning(rec.metadata["programs"][0])
-    counts = create_backend("cpu", learned).run(xt).output_spikes().sum(1)
-    return float((counts.argmax(-1) == yt).mean()), seconds
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    layers: str
+    epochs: int
+    lr: float
+    hidden_lr: dict | None  # rule -> the hidden layers' rate (None: lr)
+    init: str
+    offline: bool  # also run offline (one pass)
 
 
-def offline(rule: str, layers: str, lr: float, steps: int, x, y, xt, yt) -> tuple[float, float]:
+EXPERIMENTS = (
+    Experiment("readout", "readout", 1, 0.003, None, "trained", True),
+    Experiment("all layers", "all", 1, 0.003, {"ottt": 0.001, "stllr": 0.001}, "trained", True),
+    Experiment("from scratch", "all", 10, 0.003, {"ottt": 0.001, "stllr": 0.0015}, "random", True),
+)
+
+
+def on_chip(rule: str, experiment: Experiment, seed: int) -> dict:
+    """One learning session on the CPU mirror: held-out accuracy after, learning seconds, the stream layout."""
+    _, result = api.learn(
+        str(MODEL),
+        rule,
+        layers=experiment.layers,
+        lr=experiment.lr,
+        hidden_lr=(experiment.hidden_lr or {}).get(rule),
+        epochs=experiment.epochs,
+        seed=seed,
+        steps=STEPS,
+        init=experiment.init,
+        reinit_readout=None if experiment.init == "random" else "zero",
+    )
+    return {"accuracy": result["accuracy_after"], "seconds": result["timing"]["learn_s"], "stream": result["stream"]}
+
+
+def chip_start(rule: str, seed: int) -> dict[str, np.ndarray]:
+    """The float weights of every dense layer as ``learn --init random`` starts the chip: the hidden layers'
+    random integers and the zero readout, dequantized into the shipped graph (``onchip.learned_graph``)."""
+    program, _ = api.compile(str(MODEL), "digits", steps=STEPS)  # as api.learn compiles it
+    learning, report = onchip.compile_learning(program, rule, "all", seed=seed, sample_steps=STEPS)
+    random_hidden_layers(learning, report, seed)
+    learning.synapse(report.plans[-1].synapse).weights[:] = 0
+    deployed, start = onchip.without_learning(program), onchip.without_learning(learning)
+    graph = onchip.learned_graph(api.export(str(MODEL)), deployed, start)
+    return {name: np.asarray(node.weight) for name, node in graph.nodes.items() if hasattr(node, "weight")}
+
+
+def offline(rule: str, experiment: Experiment, seed: int, silent_steps: int) -> dict:
+    """The same rule offline in float over the same passes, orders, feedback matrices and spikes, and the same
+    stream layout: ``silent_steps`` after each sample, the target on from step 0 (the float model's latency)."""
+    timing = onchip.StreamTiming(STEPS, silent_steps, target_delay=0)
     model = load_checkpoint(MODEL)
     views = layer_views(model)
+    start = chip_start(rule, seed) if experiment.init == "random" else {}
+    modules = dict(model.named_modules())
     with torch.no_grad():
         weight_parameter(views[-1].linear).zero_()
-    learning = views if layers == "all" else views[-1:]
+        for name, weights in start.items():
+            weight_parameter(modules[name]).copy_(torch.as_tensor(weights))
+    learning = views if experiment.layers == "all" else views[-1:]
+    rates = [(experiment.hidden_lr or {}).get(rule, experiment.lr)] * (len(learning) - 1) + [experiment.lr]
     weights = [weight_parameter(view.linear) for view in learning]
+    window = timing.window
     groups = [
-        {"params": [w], "lr": lr * steps / (2 * float(view.gain().flatten()[0]) ** 2)}
-        for w, view in zip(weights, learning, strict=True)
+        {"params": [w], "lr": lr * window / (2 * float(view.gain().flatten()[0]) ** 2)}
+        for w, view, lr in zip(weights, learning, rates, strict=True)
     ]
-    opt = torch.optim.SGD(groups, lr=lr)
-    feedback = "dfa" if layers == "all" else "bp"
-    rules = {
-        "ottt": lambda: OTTT(model, mode="O", loss="mse", feedback=feedback),
-        "stllr": lambda: STLLR(model, loss="mse", feedback=feedback),
-    }
-    learner = rules[rule]()
+    opt = torch.optim.SGD(groups, lr=experiment.lr)
+    feedback = "dfa" if experiment.layers == "all" else "bp"
+    if rule == "ottt":
+        learner = OTTT(model, mode="O", loss="mse", feedback=feedback, seed=seed)
+    else:
+        learner = STLLR(model, loss="mse", feedback=feedback, seed=seed)
 
     def step(_t):
         for p in model.parameters():
@@ -79,44 +136,101 @@ def offline(rule: str, layers: str, lr: float, steps: int, x, y, xt, yt) -> tupl
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    x, y = load_digits_spikes(steps=STEPS, split="train", seed=seed)
+    xt, yt = load_digits_spikes(steps=STEPS, split="test", seed=0)
+    xs = torch.as_tensor(fit_steps(np.asarray(x), window), dtype=torch.float32)
+    ys = torch.as_tensor(np.asarray(y))
+    orders = np.random.default_rng(seed)  # learn's passes
     started = time.perf_counter()
-    xs, ys = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y)
-    for i in range(len(xs)):
-        learner.run_batch(xs[i : i + 1], ys[i : i + 1], on_step=step)
+    for _ in range(experiment.epochs):
+        for i in orders.permutation(len(ys)):
+            learner.run_batch(xs[i : i + 1], ys[i : i + 1], on_step=step, target_steps=timing.sample_steps)
     seconds = time.perf_counter() - started
-    return evaluate(model, torch.as_tensor(xt, dtype=torch.float32), torch.as_tensor(yt)), seconds
+    return {"accuracy": evaluate(model, torch.as_tensor(xt), torch.as_tensor(yt)), "seconds": seconds}
+
+
+def one_run(experiment: Experiment, rule: str, seed: int, with_offline: bool) -> dict:
+    run = {"seed": seed, "on_chip": on_chip(rule, experiment, seed)}
+    if with_offline:
+        run["offline"] = offline(rule, experiment, seed, run["on_chip"]["stream"]["silent_steps"])
+    return run
+
+
+def run_key(experiment: Experiment, rule: str, seed: int, with_offline: bool) -> tuple:
+    """What a kept run is found by: the experiment's settings for ``rule``, the seed, and whether offline ran."""
+    hidden = (experiment.hidden_lr or {}).get(rule)
+    settings = (experiment.name, experiment.layers, experiment.epochs, experiment.lr, hidden, experiment.init)
+    return (*settings, rule, seed, with_offline)
+
+
+def finished_runs(path) -> dict:
+    """The runs kept in ``path`` by earlier invocations: {:func:`run_key`: run}."""
+    if not path or not Path(path).exists():
+        return {}
+    records = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return {tuple(record["key"]): record["run"] for record in records}
+
+
+def summary(values: list[float]) -> str:
+    """Mean and range of accuracies in percent."""
+    percents = [100 * v for v in values]
+    if len(percents) == 1:
+        return f"{percents[0]:.2f}%"
+    return f"{statistics.mean(percents):.2f}% ({min(percents):.1f}-{max(percents):.1f})"
+
+
+def table(results: dict, seeds: list[int]) -> str:
+    lines = [
+        "| experiment | rule | on chip (fixed point, CPU mirror) | offline float, same rule and stream |",
+        "|---|---|---|---|",
+    ]
+    for experiment in EXPERIMENTS:
+        for rule in ("ottt", "stllr"):
+            runs = results[experiment.name][rule]
+            chip = summary([run["on_chip"]["accuracy"] for run in runs])
+            floats = [run["offline"]["accuracy"] for run in runs if "offline" in run]
+            lines.append(
+                f"| {experiment.name} ({experiment.epochs} pass{'es' * (experiment.epochs > 1)}) | "
+                f"{rule.upper().replace('STLLR', 'S-TLLR')} | {chip} | {summary(floats) if floats else 'not run'} |"
+            )
+    return "\n".join(lines) + f"\n\nMean (range) over seeds {', '.join(map(str, seeds))}."
+
+
+def write_between_marks(path: Path, text: str) -> None:
+    content = path.read_text()
+    start, end = (content.index(mark) for mark in MARKS)
+    path.write_text(f"{content[:start]}{MARKS[0]}\n\n{text}\n\n{content[end:]}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lr", type=float, default=0.003)
-    parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--layers", choices=LAYER_CHOICES, default="readout")
-    parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated (default 0,1,2)")
+    parser.add_argument("--offline", action="store_true", help="also learn offline (minutes per pass)")
+    parser.add_argument("--write", action="store_true", help="write the table into README.md and docs/on-chip-rules.md")
+    parser.add_argument("--json", help="write every figure here")
+    parser.add_argument("--runs", help="keep finished runs in this file (JSON lines) and reuse them")
     args = parser.parse_args()
-    x, y = load_digits_spikes(steps=args.steps, split="train", seed=0)
-    xt, yt = load_digits_spikes(steps=args.steps, split="test", seed=0)
-    x, xt = np.asarray(x, np.uint8), np.asarray(xt, np.uint8)
-    order = np.random.default_rng(0).permutation(len(x))
-    x, y = x[order], np.asarray(y)[order]
-    figures = {
-        "lr": args.lr,
-        "layers": args.layers,
-        "steps": args.steps,
-        "train_samples": len(x),
-        "test_samples": len(xt),
-    }
-    for rule in ("ottt", "stllr"):
-        chip_acc, chip_s = on_chip(rule, args.layers, args.lr, args.steps, x, y, xt, yt)
-        float_acc, float_s = offline(rule, args.layers, args.lr, args.steps, x, y, xt, yt)
-        figures[rule] = {"on_chip": chip_acc, "offline_float": float_acc, "on_chip_s": chip_s, "offline_s": float_s}
-        print(
-            f"{rule}: on chip (fixed point, CPU mirror) {100 * chip_acc:.2f}% in {chip_s:.2f} s; "
-            f"offline float {100 * float_acc:.2f}% in {float_s:.1f} s; difference {100 * (chip_acc - float_acc):+.2f} points"
-        )
+    seeds = [int(s) for s in args.seeds.split(",")]
+    done = finished_runs(args.runs)
+    results: dict = {}
+    for experiment in EXPERIMENTS:
+        for rule in ("ottt", "stllr"):
+            runs = results.setdefault(experiment.name, {}).setdefault(rule, [])
+            for seed in seeds:
+                key = run_key(experiment, rule, seed, args.offline and experiment.offline)
+                run = done.get(key) or one_run(experiment, rule, seed, key[-1])
+                runs.append(run)
+                if key not in done and args.runs:
+                    with open(args.runs, "a") as fh:
+                        fh.write(json.dumps({"key": key, "run": run}) + "\n")
+                print(f"{experiment.name}, {rule}, seed {seed}: {json.dumps(run)}", flush=True)
+    text = table(results, seeds)
+    print(text)
+    if args.write:
+        for path in DOCS:
+            write_between_marks(path, text)
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(figures, fh, indent=2)
+        Path(args.json).write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

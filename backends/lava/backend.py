@@ -22,7 +22,6 @@ from neurocompile.backends.lava.lowering import (
     connect,
     connection_process,
     conv_as_matrix,
-    extensions,
     from_lava,
     lava_order,
     lava_shape,
@@ -31,6 +30,7 @@ from neurocompile.backends.lava.lowering import (
 )
 from neurocompile.backends.lava.session import Session
 from neurocompile.errors import NeurocompileError
+from neurocompile.hardware.loihi2 import extensions
 from neurocompile.ir.program import VTH_BITS, FixedPointProgram, Population, Synapse
 from neurocompile.ir.recording import Recording
 from neurocompile.semantics import fixedpoint as fxp

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from neurocompile.ir.program import Population, Synapse
+from neurocompile.ir.program import Synapse
 from neurocompile.semantics import fixedpoint as fxp
 
 
@@ -56,14 +56,6 @@ def connect(src, conn, dst, src_shape, dst_shape) -> None:
     (src.flatten() if len(lava_shape(src_shape)) > 1 else src).connect(conn.s_in)
     out = conn.a_out.reshape(lava_shape(dst_shape)) if len(lava_shape(dst_shape)) > 1 else conn.a_out
     out.connect(dst)
-
-
-def extensions(pop: Population) -> list[str]:
-    """What ``pop`` needs beyond Lava's stock ``LIFReset`` (``processes.LIFExtended``), in words."""
-    found = ["resets by subtraction"] if pop.reset == "subtract" else []
-    if pop.bias_onset > 0 and np.any(pop.bias_mant):
-        found.append(f"adds its bias from step {pop.bias_onset}")
-    return found
 
 
 def lower_taps(pops: dict, record: dict[str, set[str]], run_steps: int) -> dict:

@@ -23,7 +23,7 @@ from neurocompile import __version__
 from neurocompile.errors import NeurocompileError, first_line
 
 # Modules in this package that define commands; each one decorates its command with @cli.command.
-COMMAND_MODULES = ["doctor", "inspect", "simulate", "export", "train", "compile", "learn", "convert"]
+COMMAND_MODULES = ["doctor", "inspect", "simulate", "export", "train", "compile", "learn", "convert", "map"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

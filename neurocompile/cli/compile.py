@@ -4,7 +4,8 @@ Normalizes the graph (one synapse per chain of linear nodes), quantizes it for L
 integer LIF and writes the program (``.ncp``). Prints the per-layer quantization report as a
 table, or as JSON with ``--json``. ``--calibrate`` runs the float reference on calibration
 inputs first: an ``.npy`` array ``[batch, time, *input_shape]``, an ``.npz`` dataset (key
-``x``), or ``digits`` (the digits training split, rate-coded).
+``x``), ``digits`` (the digits training split, rate-coded) or event data (its training split binned to
+``--steps`` frames; ``docs/training.md``).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import numpy as np
 
 from neurocompile.cli import cli
 from neurocompile.cli.options import convention_options
-from neurocompile.data import DATASETS
+from neurocompile.data import dataset_file
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs
+from neurocompile.hardware.mapping import TARGETS, map_program
 from neurocompile.ir.program import BIAS_ONSETS
 from neurocompile.ir.report import METHODS
 
@@ -32,7 +34,13 @@ from neurocompile.ir.report import METHODS
     type=click.Path(dir_okay=False, path_type=Path),
     help="Program file to write (.ncp; default: MODEL with .ncp).",
 )
-@click.option("--calibrate", "calibrate", default=None, help="Calibration inputs: DATA.npy, DATA.npz or 'digits'.")
+@click.option(
+    "--calibrate",
+    "calibrate",
+    default=None,
+    help="Calibration inputs: DATA.npy, DATA.npz, 'digits' or event data (EVENTS.npz, tonic:NMNIST:ROOT; "
+    "?downsample=K; binned to --steps).",
+)
 @click.option(
     "--calibrate-samples",
     default=256,
@@ -41,7 +49,11 @@ from neurocompile.ir.report import METHODS
     help="At most this many calibration samples.",
 )
 @click.option(
-    "--steps", default=16, show_default=True, type=click.IntRange(1), help="Time steps of the 'digits' calibration set."
+    "--steps",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Time steps of a 'digits' or event-data calibration set.",
 )
 @click.option(
     "--method",
@@ -59,6 +71,11 @@ from neurocompile.ir.report import METHODS
     help="A population adds its bias from the step its first input arrives, or from step 0 (Lava's stock LIF, "
     "as Loihi 2 runs it without a custom neuron model).",
 )
+@click.option(
+    "--target",
+    type=click.Choice(TARGETS),
+    help="Check the program against this hardware's design rules (as `neurocompile map` does) before writing it.",
+)
 @convention_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def compile_command(
@@ -70,6 +87,7 @@ def compile_command(
     method,
     percentile,
     bias_onset,
+    target,
     convention,
     reset,
     dt,
@@ -82,7 +100,7 @@ def compile_command(
     if model.suffix.lower() != ".nir":
         raise NeurocompileError(f"{model}: expected a .nir graph")
     output = output or model.with_suffix(".ncp")
-    check_outputs([output], [model, calibrate if calibrate not in DATASETS else None])  # before reading anything
+    check_outputs([output], [model, dataset_file(calibrate)])  # before reading anything
     if not model.is_file():
         raise NeurocompileError(f"{model}: no such file")
     graph = api.load_model(model, lenient=lenient)
@@ -98,11 +116,15 @@ def compile_command(
         bias_onset=bias_onset,
         steps=steps,
         samples=calibrate_samples,
-        output=output,
         source=str(model),
     )
+    resource_map = map_program(program) if target else None  # its design rules before the program is written
+    api.save_program(program, output)
     if as_json:
-        click.echo(json.dumps({"output": str(output), "report": report.to_dict()}, indent=2))
+        hardware = {"map": resource_map.to_dict()} if resource_map else {}
+        click.echo(json.dumps({"output": str(output), "report": report.to_dict(), **hardware}, indent=2))
     else:
         click.echo(report.table())
+        if resource_map:
+            click.echo("\n".join([resource_map.summary(), *resource_map.notes]))
         click.echo(f"wrote {output}: {len(program.populations)} populations, {len(program.synapses)} synapses")

@@ -1,9 +1,9 @@
 """`neurocompile convert MODEL.onnx -o MODEL.nir`: ANN-to-SNN conversion of a ReLU network.
 
 Reads the ONNX model (Gemm/MatMul+Add, Conv with BatchNormalization folded, Relu, AveragePool,
-GlobalAveragePool, Flatten/Reshape, residual Add), normalizes it on the calibration data's training
-split (the P-th percentile of each ReLU layer's activations) and writes a NIR graph of IF neurons
-that reset by subtraction (recorded in the graph's metadata). Then reports the accuracy of the ANN
+GlobalAveragePool, MaxPool/GlobalMaxPool, Flatten/Reshape, residual Add), normalizes it on the
+calibration data's training split (the P-th percentile of each ReLU layer's activations) and writes a
+NIR graph of IF neurons that reset by subtraction (recorded in the graph's metadata). Then reports the accuracy of the ANN
 (onnxruntime) and of the SNN on the float reference and the fixed-point CPU backend for each T.
 The NIR file and the plot are written only when everything succeeded.
 """
@@ -19,6 +19,7 @@ from neurocompile.cli import cli
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs, write_together
 from neurocompile.onnx import MAX_STEPS, READOUTS
+from neurocompile.onnx.read import read_onnx
 
 
 def parse_steps(text: str) -> list[int]:
@@ -74,7 +75,8 @@ def format_report(report: dict) -> str:
     "--calibrate",
     default="digits",
     show_default=True,
-    help="Data for normalization and the report: digits, or DATA.npz (x_train, x_test, y_test; or x, y).",
+    help="Data for normalization and the report: digits, DATA.npz (x_train, x_test, y_test; or x, y) or event data "
+    "(EVENTS.npz, tonic:NMNIST:ROOT; ?downsample=K; event counts per pixel).",
 )
 @click.option(
     "--percentile", type=float, default=99.9, show_default=True, help="Percentile of each layer's activations."
@@ -111,6 +113,7 @@ def convert(
 ):
     """Convert an ONNX ReLU network (MODEL.onnx) into a spiking NIR graph and report its accuracy."""
     check_outputs([output, plot_path], [model, calibrate if calibrate != "digits" else None])
+    onnx_model = read_onnx(model)  # a file that is no model to convert is refused before torch loads
     from neurocompile.onnx import convert as onnx_convert
 
     conversion = onnx_convert.convert(
@@ -121,6 +124,8 @@ def convert(
         steps=steps,
         calibration_samples=calibration_samples,
         output=model_output,
+        onnx_model=onnx_model,
+        progress=True,
     )
     report = {"model": str(model), "output": str(output)}
     report.update(onnx_convert.evaluate(conversion, steps, limit, progress=True))

@@ -18,17 +18,26 @@ import click
 from neurocompile.backends import learning_backends
 from neurocompile.cli import cli
 from neurocompile.cli.options import SEED, model_loading_options, producer_option
-from neurocompile.data import DATASETS
+from neurocompile.data import dataset_file
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs
-from neurocompile.learning import LAYER_CHOICES, REINIT_CHOICES, RULES
+from neurocompile.learning import INIT_CHOICES, LAYER_CHOICES, REINIT_CHOICES, RULES
 
 
 def _report_table(report: dict) -> str:
-    from neurocompile.learning.onchip import LayerPlan, LearningReport
+    from neurocompile.learning.onchip import LearningReport
 
-    plans = [LayerPlan(**plan) for plan in report["plans"]]
-    return LearningReport(**{**report, "plans": plans}).table()
+    return LearningReport.from_dict(report).table()
+
+
+def _replay_line(replay: dict | None) -> list[str]:
+    if not replay:
+        return []
+    classes = ", ".join(map(str, replay["classes"]))
+    return [
+        f"  of which replayed: {replay['samples']} stored samples of classes {classes} "
+        f"({replay['bytes']:,} bytes of spikes, host side)"
+    ]
 
 
 def format_learning(result: dict) -> str:
@@ -38,11 +47,13 @@ def format_learning(result: dict) -> str:
     heldout = result["curves"]["heldout"]
     before, after = result["accuracy_before"], result["accuracy_after"]
     reinit = f", readout re-initialized ({result['reinit_readout']})" if result["reinit_readout"] else ""
+    reinit = ", from scratch (hidden layers random, readout zero)" if result["init"] == "random" else reinit
     lines = [
         _report_table(result["report"]),
         "",
         f"stream: {result['train_samples']} training samples x {epochs} epoch{'s' * (epochs > 1)}, T={result['steps']} "
-        f"back to back, shuffled with seed {result['seed']}{reinit}",
+        f"(+{result['stream']['silent_steps']} silent), shuffled with seed {result['seed']}{reinit}",
+        *_replay_line(result["replay"]),
         f"learned on {result['backend']} in {t['learn_s']:.2f} s: {t['learning_steps']:,} steps, "
         f"{t['steps_per_s']:,.0f} steps/s",
         f"held-out accuracy ({result['test_samples']} samples, cpu, learning off): "
@@ -72,7 +83,12 @@ def format_learning(result: dict) -> str:
     show_default=True,
     help="Where the learning stream runs (held-out evaluations always run on cpu).",
 )
-@click.option("--data", default="digits", show_default=True, help="digits, digits-rows or PATH.npz (with labels y).")
+@click.option(
+    "--data",
+    default="digits",
+    show_default=True,
+    help="digits, digits-rows, PATH.npz (with labels y) or event data (EVENTS.npz, tonic:NMNIST:ROOT; ?downsample=K).",
+)
 @click.option(
     "--layers",
     type=click.Choice(LAYER_CHOICES),
@@ -80,7 +96,10 @@ def format_learning(result: dict) -> str:
     show_default=True,
     help="Learn the readout only, or every layer (hidden layers by direct feedback alignment).",
 )
-@click.option("--lr", type=float, default=0.003, show_default=True, help="Learning rate (float units, as offline).")
+@click.option(
+    "--lr", type=float, default=0.003, show_default=True, help="Readout learning rate (float units, as offline)."
+)
+@click.option("--hidden-lr", type=float, help="Hidden layers' learning rate with --layers all (default: --lr).")
 @click.option(
     "--surrogate-slope",
     "surrogate_alpha",
@@ -96,6 +115,21 @@ def format_learning(result: dict) -> str:
     type=click.Choice(REINIT_CHOICES),
     help="Replace the readout weights before learning: zeros, or small random integers (seeded).",
 )
+@click.option(
+    "--init",
+    type=click.Choice(INIT_CHOICES),
+    default="trained",
+    show_default=True,
+    help="random (with --layers all): learn from scratch, the hidden layers drawn anew and the readout zeroed.",
+)
+@click.option(
+    "--replay",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Keep this many samples of --replay-data (what the model already knows) and mix them into every pass.",
+)
+@click.option("--replay-data", help="The data the replay buffer keeps samples of: digits, an .npz file or event data.")
 @click.option("--json", "as_json", is_flag=True, help="Print every figure, the report and the curves as JSON.")
 @click.option(
     "--plot", "plot_path", type=click.Path(dir_okay=False), help="Write the learning curves (PNG) to this file."
@@ -123,12 +157,16 @@ def learn(
     data,
     layers,
     lr,
+    hidden_lr,
     surrogate_alpha,
     epochs,
     seed,
     steps,
     limit,
     reinit_readout,
+    init,
+    replay,
+    replay_data,
     as_json,
     plot_path,
     nir_path,
@@ -140,9 +178,10 @@ def learn(
     """Learn MODEL on chip with OTTT or S-TLLR and report held-out accuracy before and after."""
     from neurocompile import api
 
-    if not (math.isfinite(lr) and lr > 0):
-        raise NeurocompileError(f"--lr must be a positive number, got {lr}")
-    check_outputs([output, plot_path, nir_path], [model, data if data not in DATASETS else None])
+    for name, value in (("--lr", lr), ("--hidden-lr", hidden_lr)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise NeurocompileError(f"{name} must be a positive number, got {value}")
+    check_outputs([output, plot_path, nir_path], [model, dataset_file(data), dataset_file(replay_data)])
     _learned, result = api.learn(
         model,
         rule,
@@ -150,12 +189,16 @@ def learn(
         data=data,
         layers=layers,
         lr=lr,
+        hidden_lr=hidden_lr,
         surrogate_alpha=surrogate_alpha,
         epochs=epochs,
         seed=seed,
         steps=steps,
         limit=limit,
         reinit_readout=reinit_readout,
+        init=init,
+        replay=replay,
+        replay_data=replay_data,
         output=output,
         plot=plot_path,
         nir_output=nir_path,

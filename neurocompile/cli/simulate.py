@@ -23,9 +23,11 @@ from neurocompile.backends import BACKENDS, backend_entry
 from neurocompile.backends.lava.backend import TAGS
 from neurocompile.cli import cli
 from neurocompile.cli.options import convention_options, model_loading_options
-from neurocompile.data import DATASETS
+from neurocompile.data import dataset_file
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs, npz_name
+from neurocompile.hardware.energy import check_target, estimate_energy
+from neurocompile.hardware.mapping import map_program
 
 
 def _check_options(input_path, data, steps, limit, dt) -> None:
@@ -53,7 +55,11 @@ def _check_options(input_path, data, steps, limit, dt) -> None:
 @click.option(
     "--input", "input_path", type=click.Path(dir_okay=False), help="Input spikes .npy [batch, time, *input_shape]."
 )
-@click.option("--data", help="A dataset instead of --input: digits, digits-rows or an .npz file.")
+@click.option(
+    "--data",
+    help="A dataset instead of --input: digits, digits-rows, an .npz file or event data "
+    "(EVENTS.npz, tonic:NMNIST:ROOT; ?downsample=K; binned to --steps).",
+)
 @click.option("--steps", type=int, help="Time steps (dataset encoding length; truncates or zero-pads --input).")
 @click.option("--limit", type=int, help="Use only the first N samples.")
 @click.option(
@@ -90,6 +96,13 @@ def _check_options(input_path, data, steps, limit, dt) -> None:
     is_flag=True,
     help="Accept input values other than 0/1 (a float model only: the float backend or --lava-tag floating_pt).",
 )
+@click.option(
+    "--report-energy",
+    "energy_target",
+    metavar="TARGET",
+    help="Estimate energy per inference and time per step on TARGET (loihi2) from the run's events "
+    "(a compiled program: --backend cpu; docs/loihi2.md).",
+)
 def simulate(
     model,
     backend,
@@ -109,6 +122,7 @@ def simulate(
     loihi,
     drain,
     graded_inputs,
+    energy_target,
     allow_pickle,
     input_shape,
 ):
@@ -116,11 +130,11 @@ def simulate(
     from neurocompile import api  # here, not at the top: the API loads torch, which --help does not need
 
     _check_options(input_path, data, steps, limit, dt)
+    if energy_target is not None:
+        check_target(energy_target)
     if record_path and npz_name(record_path) != Path(record_path):  # --record /dev/null: refused, not /dev/null.npz
         check_outputs([record_path])
-    check_outputs(
-        [record_path and npz_name(record_path), plot_path], [model, input_path, data if data not in DATASETS else None]
-    )
+    check_outputs([record_path and npz_name(record_path), plot_path], [model, input_path, dataset_file(data)])
     entry = backend_entry(backend)
     if entry.device:
         try:
@@ -130,6 +144,9 @@ def simulate(
     loaded = api.load_model(model, lenient=lenient, allow_pickle=allow_pickle, input_shape=input_shape)
     conv = api.resolve_convention(convention, dt=dt, reset=reset, graph=loaded)
     model_obj = api.model_for_backend(loaded, backend, conv, {"tag": lava_tag})
+    if energy_target and not api.is_program(model_obj):
+        raise NeurocompileError(f"--report-energy: the {backend} backend runs no compiled program; use --backend cpu")
+    resource_map = map_program(model_obj) if energy_target else None  # what cannot be mapped: refused before the run
     inputs, labels = api.load_inputs(input_path, data=data, steps=steps, limit=limit)
     with distributed.session(device if entry.device else "cpu") as world:
         part = inputs[distributed.shard_slice(len(inputs), world)]
@@ -147,9 +164,13 @@ def simulate(
         return
     report = summarize(recording, inputs, labels)
     report.update(model=str(Path(model)), convention=conv.name, dt=conv.dt)
+    if energy_target:
+        energy = estimate_energy(model_obj, recording, inputs, energy_target, resource_map=resource_map)
+        report["energy"] = energy.to_dict()
     if record_path:
         report["record"] = str(save_recording(recording, record_path))
     if plot_path:
         plot_raster(recording, plot_path, None if labels is None else labels[0])
         report["plot"] = str(plot_path)
-    click.echo(json.dumps(report, indent=2) if as_json else format_summary(report))
+    text = format_summary(report) + (f"\n\n{energy.table()}" if energy_target else "")
+    click.echo(json.dumps(report, indent=2) if as_json else text)

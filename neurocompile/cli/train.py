@@ -86,7 +86,12 @@ def _check_options(o: dict) -> None:
 @cli.command()
 @click.option("--arch", cls=ConfigOption, type=click.Choice(ARCHS), help="Network architecture.")
 @click.option("--rule", cls=ConfigOption, type=click.Choice(RULES), help="Learning rule.")
-@click.option("--data", cls=ConfigOption, help="digits, digits-rows or PATH.npz (keys x [N,T,...], y [N]).")
+@click.option(
+    "--data",
+    cls=ConfigOption,
+    help="digits, digits-rows, PATH.npz (keys x [N,T,...], y [N]) or event data (EVENTS.npz, tonic:NMNIST:ROOT; "
+    "?downsample=K; binned to --steps).",
+)
 @click.option("--steps", cls=ConfigOption, type=int, help="Time steps T (default 16; an .npz file's own T).")
 @click.option("--epochs", cls=ConfigOption, type=int)
 @click.option("--seed", cls=ConfigOption, type=SEED)

@@ -21,15 +21,21 @@ def compile_graph(
     method: str = "maxabs",
     percentile: float = 99.99,
     bias_onset: str = "latency",
+    weight_exp: int | None = None,
+    bias_exp: int | None = None,
     source: str | None = None,
 ) -> tuple[FixedPointProgram, QuantizationReport]:
     """A NIR graph as a fixed-point program for Lava's integer LIF, with its quantization report.
 
     ``calibration``: None, sample inputs, or a float recording (see :func:`calibrate`); ``method``,
-    ``percentile`` and ``bias_onset``: see :func:`quantize`; ``source``: a label for the metadata."""
+    ``percentile``, ``bias_onset``, ``weight_exp`` and ``bias_exp``: see :func:`quantize`; ``source``: a label
+    for the metadata."""
     normalized = normalize(graph, convention or Convention())  # Euler form; populations and collapsed synapses
     activity = calibrate(normalized, calibration)  # the float run's activity per node, or None
-    program, report = quantize(normalized, activity, method=method, percentile=percentile, bias_onset=bias_onset)
+    options = dict(
+        method=method, percentile=percentile, bias_onset=bias_onset, weight_exp=weight_exp, bias_exp=bias_exp
+    )
+    program, report = quantize(normalized, activity, **options)
     report.calibration = calibration_extent(calibration)
     program.metadata["source"] = source
     return program, report

@@ -41,6 +41,7 @@ from neurocompile.ir.program import (
 )
 from neurocompile.ir.report import METHODS, LayerReport, QuantizationReport, SynapseReport
 from neurocompile.semantics.discretization import Convention
+from neurocompile.semantics.fixedpoint import sign_mode_of
 
 VTH_MAX = 2**VTH_BITS - 1
 BIAS_MANT_MAX = 2 ** (BIAS_MANT_BITS - 1) - 1
@@ -54,14 +55,6 @@ STATE_LIMIT = 2 ** (STATE_BITS - 1) - 1
 
 
 # --- quantization ---------------------------------------------------------------------------
-
-
-def _sign_mode(w: np.ndarray) -> str:
-    if np.all(w >= 0):
-        return "excitatory"
-    if np.all(w <= 0):
-        return "inhibitory"
-    return "mixed"
 
 
 def _mantissa_limit(kind: str, sign_mode: str) -> int:
@@ -86,23 +79,21 @@ def _abs_row_bound(syn: NormalizedSynapse, w_eff: np.ndarray, rho: np.ndarray) -
 # --- pass 1: choose each population's scale -------------------------------------------------------
 
 
-def _weight_limits(layer: Layer, method: str, percentile: float) -> dict[str, float]:
+def _weight_limits(layer: Layer, method: str, percentile: float, weight_exp: int | None) -> dict[str, float]:
     limits = {"vth (17 bits)": float(VTH_MAX)}
+    largest_exp = WEIGHT_EXP_RANGE[1] if weight_exp is None else weight_exp
     for syn, w in zip(layer.incoming, layer.w_effs):
         rs = _rho_weights(syn, w, layer.rho, layer.pop.shape)
-        lim = _mantissa_limit(syn.kind, _sign_mode(syn.weights)) * (
-            1 if syn.kind == "conv" else 2 ** WEIGHT_EXP_RANGE[1]
-        )
+        lim = _mantissa_limit(syn.kind, sign_mode_of(syn.weights)) * (1 if syn.kind == "conv" else 2**largest_exp)
         ref = statistic(rs[rs != 0], method, percentile)
         if ref > 0:
             limits[f"weights of {syn.name}"] = lim / ref
     return limits
 
 
-def _calibrated_limits(layer: Layer, arrays: dict, normalized, method: str, percentile: float) -> dict[str, float]:
-    """Scale limits from the float run: summed input (16 bits), v and u (24 bits)."""
+def _calibrated_limits(layer: Layer, arrays: dict, total, method: str, percentile: float) -> dict[str, float]:
+    """Scale limits from the float run: summed input ``total`` (16 bits; :func:`_summed_input`), v and u (24 bits)."""
     pop, rho, limits = layer.pop, layer.rho, {}
-    total = _summed_input(arrays, normalized, layer.incoming, layer.w_effs)
     if total is not None:
         a = statistic(total * rho.reshape(1, 1, -1), method, percentile)
         if a > 0:
@@ -144,16 +135,19 @@ def _bound_limits(layer: Layer) -> dict[str, float]:
     return limits
 
 
-def _choose_scale(layer: Layer, arrays, normalized, method: str, percentile: float) -> _Scale:
-    """The largest integer threshold ``T`` every limit allows."""
-    limits = _weight_limits(layer, method, percentile)
+def _choose_scale(layer: Layer, arrays, total, method: str, percentile: float, exponents: tuple) -> _Scale:
+    """The largest integer threshold ``T`` every limit allows (``total``: the layer's summed input in the float run;
+    ``exponents``: the fixed weight and bias exponents, each None when free)."""
+    weight_exp, bias_exp = exponents
+    limits = _weight_limits(layer, method, percentile, weight_exp)
     if arrays is not None:
-        limits.update(_calibrated_limits(layer, arrays, normalized, method, percentile))
+        limits.update(_calibrated_limits(layer, arrays, total, method, percentile))
     else:
         limits.update(_bound_limits(layer))
     bias_units = float(np.max(np.abs(layer.dyn.bias_v.reshape(-1) * layer.rho), initial=0))
     if bias_units > 0:
-        limits["bias (13+3 bits)"] = (BIAS_MANT_MAX << BIAS_EXP_MAX) / (64 * bias_units)
+        largest_exp = BIAS_EXP_MAX if bias_exp is None else bias_exp
+        limits["bias (13+3 bits)"] = (BIAS_MANT_MAX << largest_exp) / (64 * bias_units)
     limited_by = min(limits, key=limits.get)
     t_float = limits[limited_by]
     T = int(math.floor(t_float * (1 + 1e-12)))
@@ -169,11 +163,13 @@ def _choose_scale(layer: Layer, arrays, normalized, method: str, percentile: flo
 # --- pass 2: quantize the population ------------------------------------------------------------
 
 
-def _quantize_population(layer: Layer, T: int, conv: Convention) -> tuple[Population, list[str], float]:
+def _quantize_population(
+    layer: Layer, T: int, conv: Convention, fixed_bias_exp: int | None
+) -> tuple[Population, list[str], float]:
     """Integer du, dv, vth and bias at scale ``T``: (population, notes, bias relative error)."""
     pop, dyn = layer.pop, layer.dyn
     bias_f = dyn.bias_v.reshape(-1) * (T * layer.rho) * 64  # v register units (64 per weight unit)
-    bias_mant, bias_exp, bias_err = _quantize_bias(bias_f, pop.name)
+    bias_mant, bias_exp, bias_err = _quantize_bias(bias_f, pop.name, fixed_bias_exp)
     vth = T if pop.spiking else VTH_MAX
     notes = list(dyn.notes)
     reset = reset_mode(pop, conv)
@@ -211,7 +207,7 @@ class _Scale:
     limited_by: str
 
 
-def _layer_report(layer: Layer, population: Population, scale: _Scale, errors: dict, arrays, normalized) -> LayerReport:
+def _layer_report(layer: Layer, population: Population, scale: _Scale, errors: dict, arrays, total) -> LayerReport:
     """``errors``: notes, synapse reports, threshold-ratio and bias errors of the quantized layer."""
     pop, dyn = layer.pop, layer.dyn
     K = scale.T * layer.rho
@@ -225,7 +221,7 @@ def _layer_report(layer: Layer, population: Population, scale: _Scale, errors: d
         notes.append(f"coarse scale: T={scale.T} limited by {scale.limited_by}")
     sat = {}
     if arrays is not None:
-        sat = _saturation(arrays, normalized, pop, layer.incoming, layer.w_effs, K, dyn.u_to_v)
+        sat = _saturation(arrays, total, pop, K, dyn.u_to_v)
     return LayerReport(
         population=pop.name,
         type=pop.type,
@@ -255,6 +251,8 @@ def quantize(
     method: str = "maxabs",
     percentile: float = 99.99,
     bias_onset: str = "latency",
+    weight_exp: int | None = None,
+    bias_exp: int | None = None,
 ):
     """Fixed-point program and :class:`QuantizationReport` for a normalized graph.
 
@@ -263,7 +261,9 @@ def quantize(
     (:func:`~neurocompile.compiler.calibrate.calibrate`), or None for bounds from the weights. ``method``: "maxabs" or "percentile" (of |weights|
     and calibrated activations). ``bias_onset``: "latency" (a population adds its bias from the step its
     first input arrives) or "start" (from step 0: Lava's stock LIF, what Loihi 2 runs without a custom
-    neuron model).
+    neuron model). ``weight_exp`` and ``bias_exp`` fix every dense or sparse synapse's weight exponent and
+    every population's bias exponent (None: the largest scale's, per layer), for a format that stores
+    neither (lava-dl's netx: 0 and 6).
     """
     check_lava_convention(normalized.convention)
     if method not in METHODS:
@@ -280,13 +280,14 @@ def quantize(
     populations, synapses, v_scale = [], [], {}
     for pop in normalized.populations:
         layer = layer_of(normalized, pop)
-        scale = _choose_scale(layer, arrays, normalized, method, percentile)
-        population, notes, bias_err = _quantize_population(layer, scale.T, conv)
+        total = None if arrays is None else _summed_input(arrays, normalized, layer.incoming, layer.w_effs)
+        scale = _choose_scale(layer, arrays, total, method, percentile, (weight_exp, bias_exp))
+        population, notes, bias_err = _quantize_population(layer, scale.T, conv, bias_exp)
         errors = {"notes": notes, "synapses": [], "threshold_ratio": 0.0, "bias": bias_err}
         for syn, w in zip(layer.incoming, layer.w_effs):
             rs = _rho_weights(syn, w, layer.rho, pop.shape)
             prog_syn, srep, ratio_err = _quantize_synapse(
-                syn, w, rs, scale.T, method, percentile, layer.dyn.extra_delay, pop.name
+                syn, w, rs, scale.T, method, percentile, layer.dyn.extra_delay, weight_exp
             )
             synapses.append(prog_syn)
             errors["synapses"].append(srep)
@@ -294,7 +295,7 @@ def quantize(
         if layer.dyn.bias_x is not None:
             populations.append(tonic_population(pop.name, "fixed"))
         populations.append(population)
-        report.layers.append(_layer_report(layer, population, scale, errors, arrays, normalized))
+        report.layers.append(_layer_report(layer, population, scale, errors, arrays, total))
         K = scale.T * layer.rho
         v_scale[pop.name] = float(64 * K[0]) if np.allclose(K, K[0]) else [float(k) for k in 64 * K]
     # v_int = v_scale * v_float for every population (per neuron when thresholds differ)
@@ -336,17 +337,18 @@ def _synapse_delays(syn: NormalizedSynapse, mant: np.ndarray, extra_delay: int) 
     return d.astype(np.int32)
 
 
-def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, target):
-    """Integer weights for X = T * rho * w_eff; returns (Synapse, SynapseReport, ratio error)."""
+def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, weight_exp: int | None):
+    """Integer weights for X = T * rho * w_eff (``weight_exp``: fixed, or None to choose it); returns
+    (Synapse, SynapseReport, ratio error)."""
     x = rs * T
-    sign_mode = _sign_mode(syn.weights)
+    sign_mode = sign_mode_of(syn.weights)
     limit = _mantissa_limit(syn.kind, sign_mode)
     nz = x[x != 0]
     ref = statistic(nz, method, percentile)
-    if syn.kind == "conv":
+    if syn.kind == "conv" or ref == 0:
         exp = 0
-    elif ref == 0:
-        exp = 0
+    elif weight_exp is not None:
+        exp = weight_exp
     else:
         exp = int(math.ceil(math.log2(ref / limit) - 1e-12))
         exp = min(max(exp, WEIGHT_EXP_RANGE[0]), WEIGHT_EXP_RANGE[1])
@@ -394,12 +396,12 @@ def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, target
     return prog, rep, ratio_err
 
 
-def _quantize_bias(bias: np.ndarray, node: str):
-    """(mantissa, exponent, relative error) with |mantissa| <= 4095, exponent in [0, 7]."""
+def _quantize_bias(bias: np.ndarray, node: str, fixed_exp: int | None = None):
+    """(mantissa, exponent, relative error) with |mantissa| <= 4095, exponent in [0, 7] (``fixed_exp`` if given)."""
     m = float(np.abs(bias).max(initial=0))
     if m == 0:
         return np.zeros(bias.shape, dtype=np.int32), 0, 0.0
-    exp = max(0, int(math.ceil(math.log2(m / BIAS_MANT_MAX) - 1e-12)))
+    exp = max(0, int(math.ceil(math.log2(m / BIAS_MANT_MAX) - 1e-12))) if fixed_exp is None else fixed_exp
     if exp > BIAS_EXP_MAX:
         raise HardwareLimitError(
             f"bias of {m:.4g} v-register units exceeds 13-bit mantissa << 7 ({BIAS_MANT_MAX << BIAS_EXP_MAX})",
@@ -430,10 +432,9 @@ def _tonic_activity(arrays: dict, population: str) -> np.ndarray | None:
     return None if v is None else np.ones((*np.shape(v)[:2], 1))
 
 
-def _saturation(arrays, normalized, pop, incoming, w_effs, K, u_to_v) -> dict:
-    """Count calibration events that leave the hardware widths (per neuron and step)."""
+def _saturation(arrays, total, pop, K, u_to_v) -> dict:
+    """Count calibration events that leave the hardware widths (per neuron and step); ``total``: the summed input."""
     k = K.reshape(1, 1, -1)
-    total = _summed_input(arrays, normalized, incoming, w_effs)
     out = {"activation_16bit": 0, "u_24bit": 0, "v_24bit": 0}
     if total is not None:
         a = np.abs(total * k)

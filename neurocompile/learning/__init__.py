@@ -6,3 +6,4 @@ The session's choices, here so that the command line offers them without loading
 RULES = ("ottt", "stllr")
 LAYER_CHOICES = ("readout", "all")
 REINIT_CHOICES = ("zero", "random")
+INIT_CHOICES = ("trained", "random")  # the hidden layers: as given, or drawn anew

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from neurocompile.data import fit_steps
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
 from neurocompile.ir.program import DECAY_BITS, FixedPointProgram, InputPort, Synapse
@@ -28,6 +29,33 @@ TARGET_PORT = "target"
 FEEDBACK_SCALE = 64  # largest |B| entry in weight units
 SIGNAL_MAX = 127
 V_ERROR_RANGE = 8.0  # a non-spiking readout's error v - y, in float units, that y2 still resolves
+FEEDBACK_LAG = 1  # steps from the readout's error to the hidden layers (the feedback synapse)
+
+
+@dataclass(frozen=True)
+class StreamTiming:
+    """How samples follow each other in a learning stream, derived from the program (:func:`stream_timing`).
+
+    Each sample's ``sample_steps`` input steps are followed by ``silent_steps`` without input, so that its
+    last inputs reach the readout and its error reaches every hidden layer before the next sample starts;
+    neuron state resets at the end of every ``window``. The one-hot target starts ``target_delay`` steps
+    into the window (the readout's latency: when its activity for the sample arrives) and lasts
+    ``sample_steps``."""
+
+    sample_steps: int
+    silent_steps: int
+    target_delay: int
+
+    @property
+    def window(self) -> int:
+        return self.sample_steps + self.silent_steps
+
+
+def stream_timing(program: FixedPointProgram, sample_steps: int) -> StreamTiming:
+    """The timing of ``program``'s learning stream: the target delayed by the output latency, and that
+    latency plus the feedback lag of silent steps after every sample."""
+    latency = program.output_latency()
+    return StreamTiming(int(sample_steps), latency + FEEDBACK_LAG, latency)
 
 
 @dataclass
@@ -48,6 +76,12 @@ class LayerPlan:
     target_value: int = 1
     post: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    lr: float = 0.0  # the layer's learning rate as asked
+
+    @property
+    def lr_represented(self) -> float:
+        """The learning rate the integer scale ``mantissa * 2**exponent`` stands for."""
+        return self.lr * self.mantissa * 2.0**self.exponent / self.scale_wanted
 
 
 @dataclass
@@ -57,9 +91,17 @@ class LearningReport:
     lr: float
     surrogate_alpha: float
     plans: list[LayerPlan]
+    timing: StreamTiming | None = None
+    hidden_lr: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, report: dict) -> LearningReport:
+        timing = report.get("timing")
+        plans = [LayerPlan(**plan) for plan in report["plans"]]
+        return cls(**{**report, "plans": plans, "timing": None if timing is None else StreamTiming(**timing)})
 
     @property
     def target_value(self) -> int:
@@ -68,14 +110,28 @@ class LearningReport:
 
     def table(self) -> str:
         lines = [
-            f"on-chip {self.rule.upper()} ({self.layers}), lr {self.lr:g}, surrogate slope {self.surrogate_alpha:g}"
+            f"on-chip {self.rule.upper()} ({self.layers}), lr {self.lr:g}"
+            + (f", hidden lr {self.hidden_lr:g}" if len(self.plans) > 1 else "")
+            + f", surrogate slope {self.surrogate_alpha:g}"
         ]
+        if self.timing is not None:
+            t = self.timing
+            lines.append(
+                f"  stream: {t.sample_steps} input + {t.silent_steps} silent steps per sample, "
+                f"target from step {t.target_delay} (the output latency), state reset every {t.window} steps"
+            )
         for p in self.plans:
             lines.append(
-                f"  {p.synapse}: lambda {p.lambda_pre:.4f} -> tau {p.tau} (chip {p.lambda_chip:.4f}), impulse {p.impulse}, "
-                f"scale {p.mantissa} * 2^{p.exponent} (wanted {p.scale_wanted:.4g}, error {100 * p.scale_error:.1f}%), "
-                f"signal >> {p.signal_shift}"
+                f"  {p.synapse}: lr {p.lr:g} -> {p.lr_represented:.4g}, lambda {p.lambda_pre:.4f} -> tau {p.tau} "
+                f"(chip {p.lambda_chip:.4f}), impulse {p.impulse}, scale {p.mantissa} * 2^{p.exponent} "
+                f"(wanted {p.scale_wanted:.4g}, error {100 * p.scale_error:.1f}%), signal >> {p.signal_shift}"
             )
+            if p.post:
+                q = p.post
+                lines.append(
+                    f"    post term: scale {q['scale'][0]} * 2^{q['scale'][1]} (wanted {q['scale_wanted']:.4g}, "
+                    f"error {100 * q['scale_error']:.1f}%), trace >> {q['y3_shift']}"
+                )
             lines += [f"    note: {note}" for note in p.notes]
         return "\n".join(lines)
 
@@ -108,12 +164,18 @@ def surrogate_table(v_unit: float, alpha: float = SURROGATE_ALPHA) -> Surrogate:
     return Surrogate(tuple(int(v) for v in table), shift)
 
 
-def representable_scale(value: float, node: str) -> tuple[int, int, float]:
-    """``(m, e, relative error)`` with ``m * 2**e`` closest to ``value`` (m in [-7, 7], e in [-7, 8])."""
+MAX_EXPONENT = 8  # Lava's scale exponents lie in [-7, 8]
+
+
+def representable_scale(
+    value: float, node: str, lr: float | None = None, max_exponent: int = MAX_EXPONENT
+) -> tuple[int, int, float]:
+    """``(m, e, relative error)`` with ``m * 2**e`` closest to ``value`` (m in [-7, 7], e in [-7, max_exponent]);
+    ``lr``: the learning rate ``value`` stands for (the error then gives the rates the layer takes)."""
     if value == 0:
         raise NeurocompileError(f"on-chip learning: layer '{node}': the learning rate is 0")
     best = None
-    for e in range(-7, 9):
+    for e in range(-7, max_exponent + 1):
         m = int(np.clip(round(value / 2.0**e), -7, 7))  # not -8: Lava would rewrite it as -4 * 2**(e+1)
         if m == 0:
             continue
@@ -121,11 +183,19 @@ def representable_scale(value: float, node: str) -> tuple[int, int, float]:
         if best is None or err < best[2] - 1e-12:
             best = (m, e, err)
     if best is None or best[2] >= 0.5:
+        rates = "" if lr is None else f"learning rate {lr:g}: this layer takes {_rate_bound(value, lr, max_exponent)}; "
         raise NeurocompileError(
-            f"on-chip learning: layer '{node}': scale {value:.3g} is outside Lava's range "
-            f"(mantissa in [-8, 7], exponent in [-7, 8]); change --lr"
+            f"on-chip learning: layer '{node}': {rates}scale {value:.3g} is outside Lava's range "
+            "(mantissa in [-8, 7], exponent in [-7, 8]; --lr sets the readout's rate, --hidden-lr the hidden layers')"
         )
     return best
+
+
+def _rate_bound(value: float, lr: float, max_exponent: int) -> str:
+    """The bound on the learning rate that the scale ``value`` (at rate ``lr``, proportional to it) breaks:
+    ``m * 2**e`` is within 50% of the values from ``2**-7 / 1.5`` to ``7 * 2**max_exponent * 2``."""
+    low, high = 2.0**-7 / 1.5, 7 * 2.0**max_exponent * 2
+    return f"at least {lr * low / abs(value):.2g}" if abs(value) < low else f"at most {lr * high / abs(value):.2g}"
 
 
 def _chain(program: FixedPointProgram, layers: str) -> list[Synapse]:
@@ -182,6 +252,7 @@ def compile_learning(
     rule: str = "ottt",
     layers: str = "readout",
     lr: float = 0.003,
+    hidden_lr: float | None = None,
     seed: int = 0,
     factors: tuple[float, float, float, float] = DEFAULT_FACTORS,
     sample_steps: int | None = None,
@@ -189,21 +260,24 @@ def compile_learning(
 ) -> tuple[FixedPointProgram, LearningReport]:
     """A copy of ``program`` whose chosen layers learn with ``rule`` on chip (see the module doc).
 
-    ``sample_steps``: reset neuron state every that many steps (samples back to back).
+    ``sample_steps``: the samples' length; the stream then follows :func:`stream_timing` (in the report),
+    and neuron state resets at the end of every sample's window. None: one continuous stream.
     The copy gains an input port ``target`` (integers: the one-hot target at every step).
     """
     if rule not in RULES:
         raise NeurocompileError(f"on-chip learning: rule must be one of {RULES}, got '{rule}'")
-    for name, value in (("lr", lr), ("surrogate slope", surrogate_alpha)):
+    hidden_lr = lr if hidden_lr is None else hidden_lr
+    for name, value in (("lr", lr), ("hidden lr", hidden_lr), ("surrogate slope", surrogate_alpha)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise NeurocompileError(f"on-chip learning: {name} must be a positive number, got {value}")
     chain = _chain(program, layers)
+    timing = stream_timing(program, sample_steps) if sample_steps else None
     learned = copy.deepcopy(program)
     out = learned.population(learned.outputs[0])
     learned.inputs.append(InputPort(TARGET_PORT, tuple(out.shape), kind="target"))
-    if sample_steps:
+    if timing is not None:
         for pop in learned.populations:
-            pop.reset_interval = int(sample_steps)
+            pop.reset_interval = timing.window
     plans = []
     hidden = [learned.population(syn.target) for syn in chain[:-1]]
     feedback = feedback_matrices([pop.size for pop in hidden], out.size, seed)
@@ -212,7 +286,7 @@ def compile_learning(
         pop = learned.population(syn.target)
         b = feedback[depth] if depth < len(hidden) else None
         plan, syn.learning, pop.learning = _layer(
-            learned, syn, pop, rule, lr, seed + depth, b, factors, surrogate_alpha
+            learned, syn, pop, rule, lr if b is None else hidden_lr, seed + depth, b, factors, surrogate_alpha
         )
         plans.append(plan)
         if b is not None:
@@ -220,7 +294,8 @@ def compile_learning(
             learned.synapses.append(
                 Synapse(f"{syn.name}.feedback", out.name, pop.name, "dense", weights, signal="error")
             )
-    return learned.validate(), LearningReport(rule, layers, float(lr), float(surrogate_alpha), plans)
+    report = LearningReport(rule, layers, float(lr), float(surrogate_alpha), plans, timing, float(hidden_lr))
+    return learned.validate(), report
 
 
 def _feedback_units(b: np.ndarray) -> float:
@@ -244,11 +319,11 @@ def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback
     output_shift, error_unit, peak = _error_units(program, pop, feedback, v_unit)
     peak *= psi_scale
     shift, wanted, (m, e, err), notes = _scale_and_shift(
-        lr / weight_unit, lam_chip * impulse, error_unit * psi_scale, peak, syn.name
+        lr, weight_unit, lam_chip * impulse, error_unit * psi_scale, peak, syn.name, _correction_bits(impulse)
     )
     if impulse / (1 - lam_chip) > 127:
         notes.append("pre trace saturates at 127")
-    correction = _correction(m, e, impulse, syn.name)
+    correction = _correction(m, e, impulse)
     products = [Product("u0", (Factor("x1"), Factor("y2")), m, e), correction]
     signal_terms = dict(y2=SignalTerm("surrogate" if pop.spiking else "one", shift))
     post, trace_decay = {}, 0
@@ -273,32 +348,43 @@ def _layer(program, syn: Synapse, pop, rule: str, lr: float, seed: int, feedback
     )
     target_value = round(error_unit) if readout else 0
     plan = LayerPlan(
-        syn.name, pop.name, lam, tau, lam_chip, impulse, m, e, wanted, err, shift, target_value, post, notes
+        syn.name, pop.name, lam, tau, lam_chip, impulse, m, e, wanted, err, shift, target_value, post, notes, lr
     )
     return plan, learning, signal
 
 
-def _scale_and_shift(rate: float, trace_gain: float, y_unit: float, peak: float, node: str):
+def _scale_and_shift(
+    lr: float, weight_unit: float, trace_gain: float, y_unit: float, peak: float, node: str, correction_bits: int
+):
     """``(shift, wanted, (m, e, error), notes)``: the learning signal's right shift and the rule's
-    scale ``m * 2**e`` for a weight change of ``-rate * L * psi * a`` per step (``rate``: lr per
-    weight mantissa unit; ``trace_gain``: lambda * impulse, what ``x1 - impulse * x0`` holds per
+    scale ``m * 2**e`` for a weight change of ``-lr * L * psi * a`` per step (``weight_unit``: the float
+    v increment of one weight mantissa unit; ``trace_gain``: lambda * impulse, what ``x1 - impulse * x0`` holds per
     unit of ``a[t-1]``; ``y_unit``: y2 per unit of ``L * psi`` before the shift; ``peak``: the
-    largest y2 before the shift)."""
-    shift = max(0, math.ceil(math.log2(max(peak / SIGNAL_MAX, 1.0))))
+    largest y2 before the shift; ``correction_bits``: the timing correction's exponent lies this much above
+    the scale's)."""
 
     def scale_for(shift: int) -> float:  # (x1 * y2 >> 3) * m * 2**e per step
-        return -rate * 8.0 / (trace_gain * y_unit / 2.0**shift)
+        return -lr / weight_unit * 8.0 / (trace_gain * y_unit / 2.0**shift)
 
-    while abs(scale_for(shift)) < 1.5 * 2.0**-7 and peak / 2.0 ** (shift + 1) >= 4:
-        shift += 1  # a small learning rate: fewer bits of y2 instead of a scale below 2**-7
+    shift = _signal_shift(scale_for, peak)
     notes = []
     if peak / 2.0**shift < 16:
         notes.append(f"learning signal peaks at {peak / 2.0**shift:.0f} of 127 (y2 has few bits)")
     wanted = scale_for(shift)
-    scale = representable_scale(wanted, node)
+    scale = representable_scale(wanted, node, lr, MAX_EXPONENT - correction_bits)
     if scale[2] > 0.1:
         notes.append(f"scale rounds by {100 * scale[2]:.0f}% (3-bit mantissa)")
     return shift, wanted, scale, notes
+
+
+def _signal_shift(scale_for, peak: float) -> int:
+    """The right shift of a learning signal that peaks at ``peak``: enough to fit SIGNAL_MAX, and more while
+    the rule's scale ``scale_for(shift)`` would fall below Lava's smallest (a small learning rate: fewer bits
+    of the signal instead)."""
+    shift = max(0, math.ceil(math.log2(max(peak / SIGNAL_MAX, 1.0))))
+    while abs(scale_for(shift)) < 1.5 * 2.0**-7 and peak / 2.0 ** (shift + 1) >= 4:
+        shift += 1
+    return shift
 
 
 def _error_units(program, pop, feedback, v_unit: float) -> tuple[int, float, float]:
@@ -324,9 +410,13 @@ def _stllr_post_term(node: str, lr: float, factors, weight_unit: float, error_un
     lambda_post, _lambda_pre, alpha_post, alpha_pre = factors
     trace_decay = int(round(2**DECAY_BITS * (1.0 - lambda_post)))
     trace_peak = peak / max(1e-9, trace_decay / 2**DECAY_BITS)  # the trace sums psi over 1/(1-lambda) steps
-    s3 = max(0, math.ceil(math.log2(max(trace_peak / SIGNAL_MAX, 1.0))))
-    wanted = -lr * alpha_post / weight_unit / (error_unit / 2.0**s3) / alpha_pre
-    m3, e3, err3 = representable_scale(wanted, node)
+
+    def scale_for(shift: int) -> float:
+        return -lr * alpha_post / weight_unit / (error_unit / 2.0**shift) / alpha_pre
+
+    s3 = _signal_shift(scale_for, trace_peak)
+    wanted = scale_for(s3)
+    m3, e3, err3 = representable_scale(wanted, node, lr)
     post = {
         "lambda_post": 1.0 - trace_decay / 2**DECAY_BITS,
         "trace_decay": trace_decay,
@@ -338,18 +428,15 @@ def _stllr_post_term(node: str, lr: float, factors, weight_unit: float, error_un
     return Product("x0", (Factor("y3"),), m3, e3), SignalTerm("surrogate_trace", s3), post
 
 
-def _correction(m: int, e: int, impulse: int, node: str) -> Product:
-    """``-impulse * x0 * y2`` at the scale of ``x1 * y2`` (which Lava shifts right by 3)."""
-    k = int(math.log2(impulse)) - 3  # impulse / 8 = 2**k
-    mantissa, exponent = -m, e + k
-    while (exponent < -7 or mantissa > 7) and mantissa % 2 == 0:
-        mantissa, exponent = mantissa // 2, exponent + 1
-    if not (-8 <= mantissa <= 7 and -7 <= exponent <= 8):
-        raise NeurocompileError(
-            f"on-chip learning: layer '{node}': the timing correction needs scale {mantissa} * 2^{exponent}, "
-            "outside Lava's range (exponent in [-7, 8])"
-        )
-    return Product("x0", (Factor("y2"),), mantissa, exponent)
+def _correction_bits(impulse: int) -> int:
+    """``k`` with ``impulse / 8 = 2**k``: the timing correction's exponent over the rule's."""
+    return int(math.log2(impulse)) - 3
+
+
+def _correction(m: int, e: int, impulse: int) -> Product:
+    """``-impulse * x0 * y2`` at the scale of ``x1 * y2`` (which Lava shifts right by 3): ``-m * 2**(e + k)``,
+    in Lava's range as the scale's exponent was kept at most ``MAX_EXPONENT - k``."""
+    return Product("x0", (Factor("y2"),), -m, e + _correction_bits(impulse))
 
 
 def target_stream(labels, steps: int, n_out: int, value: int = 1) -> np.ndarray:
@@ -365,6 +452,16 @@ def back_to_back(samples: np.ndarray) -> np.ndarray:
     """[N, T, ...] samples -> one stream [1, N * T, ...]."""
     samples = np.asarray(samples)
     return samples.reshape(1, -1, *samples.shape[2:])
+
+
+def timed_stream(x, labels, timing: StreamTiming, n_out: int, value: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Samples ``x`` [N, sample_steps, ...] and their one-hot targets as two streams [1, N * window, ...]
+    laid out by ``timing``: every sample followed by its silent steps, its target on from
+    ``target_delay`` for ``sample_steps`` steps, off elsewhere."""
+    start = timing.target_delay
+    targets = np.zeros((len(labels), timing.window, n_out), np.int32)
+    targets[:, start : start + timing.sample_steps] = target_stream(labels, timing.sample_steps, n_out, value)
+    return back_to_back(fit_steps(np.asarray(x), timing.window)), back_to_back(targets)
 
 
 def without_learning(program: FixedPointProgram) -> FixedPointProgram:

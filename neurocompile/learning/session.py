@@ -4,6 +4,7 @@ it on a backend that learns, and held-out accuracy before, along and after (``do
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -13,8 +14,9 @@ from neurocompile.backends import create_backend, learning_backends
 from neurocompile.data import DATASETS, drained, load_dataset
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import save_figure, write_together
+from neurocompile.ir.program import WEIGHT_RANGE
 from neurocompile.ir.recording import Recording
-from neurocompile.learning import LAYER_CHOICES, REINIT_CHOICES, RULES, onchip
+from neurocompile.learning import INIT_CHOICES, LAYER_CHOICES, REINIT_CHOICES, RULES, onchip
 from neurocompile.resources import check_learning_memory
 
 EVALUATION_BACKEND = "cpu"  # held-out accuracy: the deployed program, learning off
@@ -30,85 +32,136 @@ class LearningData:
     x_test: np.ndarray
     y_test: np.ndarray
     calibration: object  # a named dataset, or the first training samples
+    replay: dict | None = None  # the replay buffer mixed into the training split: samples, classes, bytes
 
     @property
     def steps(self) -> int:
         return int(self.x_train.shape[1])
 
 
-def learning_data(data, steps, seed: int, limit) -> LearningData:
-    """The splits of ``data``: the training split's first ``limit`` samples (None: all)."""
-    x_train, y_train = load_dataset(data, steps=steps, split="train", seed=seed)
+def learning_data(data, steps, seed: int, limit, replay: int = 0, replay_data=None) -> LearningData:
+    """The splits of ``data``: the training split's first ``limit`` samples (None: all), and ``replay`` samples of
+    ``replay_data``'s training split (what the network already knows) mixed into it (:func:`replay_buffer`)."""
+    x_train, y_train = load_dataset(data, steps=steps, split="train", seed=seed, limit=limit)
     x_test, y_test = load_dataset(data, steps=steps, split="test")
     calibration = data if str(data) in DATASETS else x_train[:256]
-    return LearningData(x_train[:limit], y_train[:limit], x_test, y_test, calibration)
+    learning = LearningData(x_train, y_train, x_test, y_test, calibration)
+    if replay:
+        x_known, y_known = load_dataset(replay_data, steps=learning.steps, split="train", seed=seed)
+        x_kept, y_kept = replay_buffer(x_known, y_known, replay, seed, f"replay data '{replay_data}'")
+        learning.x_train = np.concatenate([x_train, x_kept.astype(x_train.dtype)])
+        learning.y_train = np.concatenate([y_train, y_kept])
+        learning.replay = {"samples": len(y_kept), "classes": np.unique(y_kept).tolist(), "bytes": spike_bytes(x_kept)}
+    return learning
 
 
-def check_options(rule, backend, layers, lr, epochs, steps, limit, reinit_readout, checkpoints, window) -> None:
-    """One-line errors for options the session cannot take, before anything is loaded."""
-    if rule not in RULES:
-        raise NeurocompileError(f"learn: rule must be one of {', '.join(RULES)}, got '{rule}'")
-    if backend not in learning_backends():
-        raise NeurocompileError(f"learn: backend must be one of {', '.join(learning_backends())}, got '{backend}'")
-    if layers not in LAYER_CHOICES:
-        raise NeurocompileError(f"learn: layers must be one of {', '.join(LAYER_CHOICES)}, got '{layers}'")
-    if not (isinstance(lr, (int, float)) and np.isfinite(lr) and lr > 0):
-        raise NeurocompileError(f"learn: lr must be a positive number, got {lr}")
-    if reinit_readout not in (None, *REINIT_CHOICES):
-        raise NeurocompileError(f"learn: reinit_readout must be zero, random or None, got '{reinit_readout}'")
-    for name, value in (("epochs", epochs), ("checkpoints", checkpoints), ("window", window)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise NeurocompileError(f"learn: {name} must be a positive integer, got {value!r}")
-    for name, value in (("steps", steps), ("limit", limit)):
-        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
-            raise NeurocompileError(f"learn: {name} must be a positive integer, got {value!r}")
+def replay_buffer(x, y, n: int, seed: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` samples of ``(x, y)`` as a host-side buffer would keep them: as even a share of every class as the
+    data allow, drawn with ``seed``."""
+    if not 0 < n <= len(y):
+        raise NeurocompileError(f"{where}: a replay buffer of {n} samples, but its training split has {len(y)}")
+    rng = np.random.default_rng([int(seed), 29])
+    pools = [rng.permutation(np.flatnonzero(y == label)) for label in np.unique(y)]
+    dealt = [pool[k] for k in range(max(map(len, pools))) for pool in pools if k < len(pool)]  # round robin
+    kept = np.sort(np.asarray(dealt[:n]))
+    return x[kept], y[kept]
 
 
-def learn_on_chip(
-    program,
-    rule: str,
-    data: LearningData,
-    *,
-    backend: str,
-    layers: str,
-    lr: float,
-    surrogate_alpha: float | None,
-    epochs: int,
-    seed: int,
-    reinit_readout: str | None,
-    checkpoints: int,
-    window: int,
-    progress: bool,
-    options: dict,
-):
-    """``rule`` compiled into ``program`` and learned over ``data``'s training split on ``backend``:
-    ``(learned program in its deployed form, JSON-able result)``; ``options`` are reported as given."""
-    check_learning_memory(program, len(data.y_train), len(data.y_test), data.steps, checkpoints)
-    slope = {} if surrogate_alpha is None else {"surrogate_alpha": surrogate_alpha}
+def spike_bytes(x: np.ndarray) -> int:
+    """Bytes that ``x`` takes stored as one bit per spike (0/1 values), else as float32."""
+    binary = bool(np.isin(x, (0, 1)).all())
+    return int(np.ceil(x.size / 8)) if binary else int(x.size * 4)
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionOptions:
+    """What a learning session was asked for (``api.learn`` documents each), checked by :meth:`check`."""
+
+    rule: str
+    backend: str = "cpu"
+    layers: str = "readout"
+    lr: float = 0.003
+    hidden_lr: float | None = None
+    surrogate_alpha: float | None = None
+    epochs: int = 1
+    seed: int = 0
+    steps: int | None = None
+    limit: int | None = None
+    reinit_readout: str | None = None
+    init: str = "trained"
+    replay: int = 0
+    replay_data: str | None = None
+    checkpoints: int = 10
+    window: int = 100
+
+    def check(self) -> None:
+        """One-line errors for options the session cannot take, before anything is loaded."""
+        for name, value, choices in (
+            ("rule", self.rule, RULES),
+            ("backend", self.backend, learning_backends()),
+            ("layers", self.layers, LAYER_CHOICES),
+            ("init", self.init, INIT_CHOICES),
+        ):
+            if value not in choices:
+                raise NeurocompileError(f"learn: {name} must be one of {', '.join(choices)}, got '{value}'")
+        if self.reinit_readout not in (None, *REINIT_CHOICES):
+            raise NeurocompileError(f"learn: reinit_readout must be zero, random or None, got '{self.reinit_readout}'")
+        if self.init == "random" and self.layers != "all":
+            raise NeurocompileError(
+                "learn: init 'random' re-draws the hidden layers, which learn only with layers 'all'"
+            )
+        for name in ("lr", "hidden_lr"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+                raise NeurocompileError(f"learn: {name} must be a positive number, got {value}")
+        if (self.replay != 0) != (self.replay_data is not None):
+            raise NeurocompileError(
+                "learn: a replay buffer needs both its size (--replay) and its data (--replay-data)"
+            )
+        for name in ("epochs", "checkpoints", "window", "steps", "limit", "replay"):
+            value = getattr(self, name)
+            optional = name in ("steps", "limit") and value is None or name == "replay" and value == 0
+            if not optional and (not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1):
+                raise NeurocompileError(f"learn: {name} must be a positive integer, got {value!r}")
+
+
+def learn_on_chip(program, data: LearningData, options: SessionOptions, progress: bool, reported: dict):
+    """``options.rule`` compiled into ``program`` and learned over ``data``'s training split: ``(learned program
+    in its deployed form, JSON-able result)``; ``reported``: the options as the result gives them."""
+    o = options
+    slope = {} if o.surrogate_alpha is None else {"surrogate_alpha": o.surrogate_alpha}
+    window = onchip.stream_timing(program, data.steps).window
+    check_learning_memory(program, len(data.y_train), len(data.y_test), window, o.checkpoints)
     learning, report = onchip.compile_learning(
-        program, rule, layers, lr=lr, seed=seed, sample_steps=data.steps, **slope
+        program, o.rule, o.layers, lr=o.lr, hidden_lr=o.hidden_lr, seed=o.seed, sample_steps=data.steps, **slope
     )
-    _reinit_readout(learning.synapse(report.plans[-1].synapse), reinit_readout, seed)
+    if o.init == "random":
+        random_hidden_layers(learning, report, o.seed)
+    _reinit_readout(
+        learning.synapse(report.plans[-1].synapse), "zero" if o.init == "random" else o.reinit_readout, o.seed
+    )
     initial = {plan.synapse: np.array(learning.synapse(plan.synapse).weights) for plan in report.plans}
     held_out = _HeldOut(data.x_test, data.y_test)
-    stream = _learn_stream(learning, report, backend, data, epochs, seed, checkpoints, held_out, progress)
-    result = _learn_result(options, report, stream, held_out, initial, len(data.y_train), window)
+    stream = _learn_stream(learning, report, o.backend, data, o.epochs, o.seed, o.checkpoints, held_out, progress)
+    result = _learn_result(reported, report, stream, held_out, initial, data, o.window)
     return stream.deployed, result
 
 
-def _learn_result(options: dict, report, stream, held_out, initial: dict, train_samples: int, window: int) -> dict:
+def _learn_result(options: dict, report, stream, held_out, initial: dict, data: LearningData, window: int) -> dict:
     """The JSON-able figures of a learning run: ``options`` as given, the plastic synapses (``initial``:
     their weights before learning) and how many weights changed, accuracies, curves, the learning report
     and timing (learning steps counted from the stream)."""
     training = _training_curve(stream.correct, window)
     heldout = stream.heldout
-    steps = len(stream.correct) * options["steps"]  # every streamed sample, all epochs
+    steps = len(stream.correct) * report.timing.window  # every streamed sample, all epochs
     learned = {name: stream.deployed.synapse(name).weights for name in initial}
     return {
         **options,
         "readout": report.plans[-1].synapse,
+        "stream": dataclasses.asdict(report.timing),
+        "replay": data.replay,
         "plastic_synapses": list(initial),
-        "train_samples": int(train_samples),
+        "train_samples": len(data.y_train),
         "test_samples": len(held_out.y),
         "held_out_steps_run": options["steps"] + stream.deployed.output_latency(),  # the input's, then drained
         "weights_changed": sum(int(np.count_nonzero(learned[name] != w)) for name, w in initial.items()),
@@ -147,9 +200,9 @@ def _learn_stream(
     """``epochs`` shuffled passes of the training split through ``learning``, with held-out accuracy at
     about ``checkpoints`` weight checkpoints along the stream and after every pass."""
     x, y = data.x_train, data.y_train
-    n, steps = len(y), data.steps
+    n, window = len(y), report.timing.window
     plastic = [plan.synapse for plan in report.plans]
-    every = steps * -(-n // max(1, round(checkpoints / epochs)))
+    every = window * -(-n // max(1, round(checkpoints / epochs)))
     order_rng = np.random.default_rng(int(seed))
     deployed = onchip.without_learning(learning)
     heldout = {"samples": [0], "accuracy": [held_out(deployed)]}
@@ -159,13 +212,13 @@ def _learn_stream(
         rec, seconds = _learn_pass(learning, report, backend, x[order], y[order], every, progress)
         learn_s += seconds
         kernel = rec.metadata.get("learning_kernel", kernel)
-        hits = _stream_predictions(rec, learning, n, steps) == y[order]
+        hits = _stream_predictions(rec, learning, n, window) == y[order]
         correct.append(hits)
         epoch_accuracy.append(float(hits.mean()))
         for k, step in enumerate(rec.metadata.get("checkpoint_steps", [])):
-            if step < n * steps:
+            if step < n * window:
                 weights = {name: rec[f"{name}.weights"][0, k] for name in plastic}
-                heldout["samples"].append(epoch * n + step // steps)
+                heldout["samples"].append(epoch * n + step // window)
                 heldout["accuracy"].append(held_out(deployed, weights))
         learning = rec.metadata["programs"][0]
         deployed = onchip.without_learning(learning)
@@ -180,6 +233,24 @@ def _training_curve(correct: np.ndarray, window: int) -> dict:
     running = _running_mean(correct, window)
     shown = np.unique(np.linspace(1, len(correct), min(len(correct), 200)).round().astype(int))
     return {"window": int(window), "samples": shown.tolist(), "accuracy": running[shown - 1].tolist()}
+
+
+def random_hidden_layers(learning, report, seed: int) -> None:
+    """Every hidden plastic layer's weights drawn anew: uniform even integers (Lava's mixed-sign 8-bit
+    truncation keeps them) with the spread (standard deviation) of the compiled layer's, seeded."""
+    if len(report.plans) < 2:
+        raise NeurocompileError(
+            f"learn: init 'random' needs hidden layers that learn; the only learnable layer is the readout "
+            f"'{report.plans[-1].synapse}'"
+        )
+    rng = np.random.default_rng([int(seed), 23])
+    for plan in report.plans[:-1]:
+        synapse = learning.synapse(plan.synapse)
+        weights = np.asarray(synapse.weights)
+        half_width = math.sqrt(3.0) * float(weights.std())
+        drawn = 2 * np.round(rng.uniform(-half_width, half_width, size=weights.shape) / 2)
+        low, high = WEIGHT_RANGE["mixed"]
+        synapse.weights = np.clip(drawn, low, high - 1).astype(weights.dtype)  # even bounds
 
 
 def _reinit_readout(readout, how: str | None, seed: int) -> None:
@@ -218,8 +289,8 @@ def _learn_pass(learning, report, backend: str, x, y, every: int, progress: bool
             f"learn: the program has {len(ports)} input ports ({', '.join(ports)}); learn streams one"
         )
     out = learning.population(learning.outputs[0])
-    targets = onchip.target_stream(y, x.shape[1], out.size, report.target_value)
-    stream = {ports[0]: onchip.back_to_back(x), onchip.TARGET_PORT: onchip.back_to_back(targets)}
+    inputs, targets = onchip.timed_stream(x, y, report.timing, out.size, report.target_value)
+    stream = {ports[0]: inputs, onchip.TARGET_PORT: targets}
     record = [f"{plan.synapse}.weights" for plan in report.plans] + [f"{out.name}.{_output_variable(out)}"]
     started = time.perf_counter()
     rec = create_backend(backend, learning).run(stream, record=record, checkpoint_every=every, progress=progress)
@@ -230,11 +301,12 @@ def _output_variable(population) -> str:
     return "spikes" if population.spiking else "v"
 
 
-def _stream_predictions(rec, learning, n: int, steps: int) -> np.ndarray:
-    """The class predicted for each of the ``n`` samples of a learning stream, from its recorded output."""
+def _stream_predictions(rec, learning, n: int, window: int) -> np.ndarray:
+    """The class predicted for each of the ``n`` samples of a learning stream (``window`` steps each), from
+    its recorded output."""
     out = learning.population(learning.outputs[0])
     key = f"{out.name}.{_output_variable(out)}"
-    per_sample = np.asarray(rec[key]).reshape(n, steps, *out.shape)
+    per_sample = np.asarray(rec[key]).reshape(n, window, *out.shape)
     return metrics.predictions(Recording({key: per_sample}, [out.name], rec.backend))
 
 

@@ -22,8 +22,9 @@ from tqdm import tqdm
 from neurocompile import __version__
 from neurocompile.analysis import metrics
 from neurocompile.backends import create_backend
+from neurocompile.compiler.calibrate import first_steps
 from neurocompile.compiler.pipeline import compile_graph
-from neurocompile.data import load_digits_images, split_indices
+from neurocompile.data import is_event_data, load_digits_images, load_event_images, split_indices
 from neurocompile.errors import NeurocompileError, first_line
 from neurocompile.files import MAX_ARRAY_BYTES, load_arrays, save_figure
 from neurocompile.onnx import MAX_STEPS, READOUTS
@@ -55,6 +56,11 @@ from neurocompile.resources import (
 from neurocompile.semantics.discretization import Convention
 
 CONVENTION = Convention(reset="subtract")
+
+
+def _bar(desc: str, total: int, progress: bool, unit: str = "sample") -> tqdm:
+    """A progress bar on stderr: shown when ``progress`` and stderr is a terminal."""
+    return tqdm(total=total, desc=desc, unit=unit, disable=None if progress else True)
 
 
 # --- 3. the ANN's activations ----------------------------------------------------------------
@@ -151,13 +157,17 @@ def kept_layers(network: Network) -> list[str]:
     return names if network.output in names else [*names, network.output]
 
 
-def calibrate(network: Network, model, x: np.ndarray, percentile: float, chunk: int | None = None) -> dict:
+def calibrate(
+    network: Network, model, x: np.ndarray, percentile: float, chunk: int | None = None, progress: bool = False
+) -> dict:
     """:func:`layer_scales` of the ANN's activations on ``x``, computed ``chunk`` samples at a time (checked
     against onnxruntime): only the activations of :func:`kept_layers` are kept for every sample."""
     kept = {name: np.empty((len(x), *network.layer(name).shape)) for name in kept_layers(network)}
-    for start, values in checked_passes(network, model, x, chunk):
-        for name, array in kept.items():
-            array[start : start + len(values[INPUT])] = values[name]
+    with _bar("calibrate", len(x), progress) as bar:
+        for start, values in checked_passes(network, model, x, chunk):
+            for name, array in kept.items():
+                array[start : start + len(values[INPUT])] = values[name]
+            bar.update(len(values[INPUT]))
     return layer_scales(network, kept, percentile, input_scale(x), overwrite=True)
 
 
@@ -384,12 +394,15 @@ class Data:
 
 
 def load_data(spec: str, input_shape) -> Data:
-    """``digits`` (pixel intensities in [0, 1], the project's fixed split) or an ``.npz`` with
-    ``x_train``/``x_test``/``y_test``, or ``x``/``y`` (split 80/20 like ``neurocompile.data``);
+    """``digits`` (pixel intensities in [0, 1], the project's fixed split), event data (events counted per pixel,
+    ``neurocompile.events``) or an ``.npz`` with ``x_train``/``x_test``/``y_test``, or ``x``/``y`` (split 80/20 like
+    ``neurocompile.data``);
     ``x`` holds ``[N, *input_shape]`` analog samples (any layout of the same size)."""
 
     if str(spec) == "digits":
         (x_train, _), (x_test, y_test) = load_digits_images("train"), load_digits_images("test")
+    elif is_event_data(spec):  # one event-count image per recording
+        (x_train, _), (x_test, y_test) = load_event_images(spec, "train"), load_event_images(spec, "test")
     else:
         x_train, x_test, y_test = _load_npz(Path(spec))
     x_train = _samples(x_train, input_shape, f"data '{spec}', training split")
@@ -527,6 +540,8 @@ def convert(
     steps=None,
     calibration_samples: int | None = None,
     output: str | None = None,
+    onnx_model=None,
+    progress: bool = False,
 ) -> Conversion:
     """Read, parse and check ``model_path`` (its ``output``, or the one :func:`select_output` picks), normalize on ``calibration``'s training split (its first
     ``calibration_samples`` samples, default all) and build the NIR graph.
@@ -534,14 +549,18 @@ def convert(
     Before the ANN runs, its passes are sized (:func:`neurocompile.resources.ann_chunk`: the weights, the
     activations the normalization keeps, and chunks of the calibration set that fit) and, given the
     ``steps`` that :func:`evaluate` will run, so are the SNN runs: what does not fit the memory limit is
-    refused in one line, before anything large is allocated."""
+    refused in one line, before anything large is allocated.
+
+    ``onnx_model``: what :func:`read_onnx` read from ``model_path`` already (so that a caller can refuse a
+    file before torch loads), else it is read here. ``progress``: the calibration's bar on a terminal."""
     if not (0 < percentile <= 100):
         raise NeurocompileError(f"percentile must be in (0, 100], got {percentile}")
     if readout not in READOUTS:
         raise NeurocompileError(f"readout must be one of {', '.join(READOUTS)}, got '{readout}'")
     steps = check_steps(steps) if steps is not None else None
     calibration_samples = _count(calibration_samples, "calibration_samples")
-    model, notes = select_output(read_onnx(model_path), output, model_path)
+    onnx_model = read_onnx(model_path) if onnx_model is None else onnx_model
+    model, notes = select_output(onnx_model, output, model_path)
     network = parse_onnx(model)
     data = load_data(calibration, network.input_shape)
     data.x_train = data.x_train[:calibration_samples]
@@ -555,7 +574,7 @@ def convert(
     )
     if steps is not None:  # evaluate()'s fixed-point compilation: its matrices and calibration run are not chunked
         check_fixed_point_compile(network, snn_values(network), len(data.x_train), max(steps))
-    scales = calibrate(network, model, data.x_train, percentile, chunk)
+    scales = calibrate(network, model, data.x_train, percentile, chunk, progress)
     graph = to_nir(
         network, scales, readout, source=str(Path(model_path).name), calibration=data.name, percentile=float(percentile)
     )
@@ -631,55 +650,56 @@ def compile_fixed_point(conversion: Conversion, steps: int, samples: int = CALIB
 
 
 KINDS = ("float", "float_spikes", "cpu")  # the SNN runs of the report, see evaluate
+TITLES = {"float": "SNN float", "float_spikes": "SNN float, spikes", "cpu": "SNN cpu (fixed)"}  # bar titles
 
 
-def snn_accuracy(conversion: Conversion, kind: str, steps: int, x, y, program=None) -> float:
-    """Accuracy of one SNN run: ``float`` (analog current), ``float_spikes`` or ``cpu`` (``program``, spikes).
-    The samples run in chunks that fit the memory limit (:func:`neurocompile.resources.run_chunk`)."""
-
+def snn_predictions(conversion: Conversion, kind: str, steps, x, program=None, progress: bool = False) -> dict:
+    """The class each sample is read as after each T of ``steps`` (``{T: [N]}``) in one SNN run of the
+    largest T: ``float`` (analog current), ``float_spikes`` or ``cpu`` (``program``, spikes). The first T
+    steps of that run are the run of T steps (the input of T steps is the first T steps of the longer
+    input, and no neuron sees a later step), so each T is read from them. The samples run in chunks that
+    fit the memory limit (:func:`neurocompile.resources.run_chunk`)."""
+    steps = check_steps(steps)
+    longest = max(steps)
     model = program if kind == "cpu" else conversion.graph
     values = max(values_per_step(conversion.graph), values_per_step(model))
     held = conversion_weight_bytes(weight_count(conversion.network))
-    chunk = run_chunk(values, len(x), steps, held=held)
-    scale = conversion.scales[INPUT]
+    chunk = run_chunk(values, len(x), longest, held=held)
     if kind == "cpu":
         backend = create_backend("cpu", program)
     else:
         backend = create_backend("float", conversion.graph, convention=CONVENTION)
-    y = np.asarray(y).reshape(-1)
-    if len(x) != len(y):
-        raise NeurocompileError(f"{len(y)} labels for {len(x)} samples")
-    correct = 0
-    for start in range(0, len(x), chunk):
-        part = x[start : start + chunk]
-        inputs = analog_current(part, steps, scale) if kind == "float" else encode_spikes(part, steps, scale)
-        correct += int((metrics.predictions(backend.run(inputs)) == y[start : start + chunk]).sum())
-    return correct / len(x) if len(x) else float("nan")
+    encode = analog_current if kind == "float" else encode_spikes
+    found: dict[int, list] = {t: [] for t in steps}
+    with _bar(f"{TITLES[kind]}, T={longest}", len(x), progress) as bar:
+        for start in range(0, len(x), chunk):
+            part = x[start : start + chunk]
+            recording = backend.run(encode(part, longest, conversion.scales[INPUT]))
+            for t in steps:
+                cut = dataclasses.replace(recording, arrays=first_steps(recording.arrays, t))
+                found[t].append(metrics.predictions(cut))
+            bar.update(len(part))
+    return {t: np.concatenate(found[t]) for t in steps}
 
 
 def evaluate(conversion: Conversion, steps=(16, 32, 64), limit: int | None = None, progress: bool = False) -> dict:
     """Accuracy of the ANN (onnxruntime) and of the SNN at each T (:data:`KINDS`) on the test split;
-    the fixed-point program is calibrated at the largest T. Returns a JSON-able report. The runs are
-    sized first; the test samples run in chunks that fit the memory limit."""
+    the fixed-point program is calibrated at the largest T, and each SNN runs once, at the largest T
+    (:func:`snn_predictions`). Returns a JSON-able report. The runs are sized first; the test samples
+    run in chunks that fit the memory limit. ``progress``: a bar per stage on a terminal."""
 
     steps = check_steps(steps)
     data = conversion.data
     x, y = data.x_test[: _count(limit, "limit")], data.y_test[:limit]
     check_fixed_point_compile(conversion.network, values_per_step(conversion.graph), len(data.x_train), max(steps))
-    bar = tqdm(total=1 + len(KINDS) * len(steps), desc="convert", unit="run", disable=None if progress else True)
-    bar.set_postfix_str("fixed-point compile")
-    program = compile_fixed_point(conversion, max(steps))
-    bar.update()
-    rows = []
-    for t in steps:
-        row = {"steps": t}
-        for kind in KINDS:
-            bar.set_postfix_str(f"{kind} T={t}")
-            row[kind] = snn_accuracy(conversion, kind, t, x, y, program)
-            bar.update()
-        rows.append(row)
-    bar.close()
-    ann = run_onnx(conversion.model, x, conversion.chunk).argmax(axis=1)
+    with _bar("fixed-point compile", 1, progress, unit="program") as bar:
+        program = compile_fixed_point(conversion, max(steps))
+        bar.update()
+    predicted = {kind: snn_predictions(conversion, kind, steps, x, program, progress) for kind in KINDS}
+    rows = [{"steps": t, **{kind: _accuracy(predicted[kind][t], y) for kind in KINDS}} for t in steps]
+    with _bar("ANN (onnxruntime)", len(x), progress) as bar:
+        ann = run_onnx(conversion.model, x, conversion.chunk).argmax(axis=1)
+        bar.update(len(x))
     return {
         "samples": {"calibration": int(len(data.x_train)), "test": int(len(y))},
         "data": data.name,
@@ -688,8 +708,12 @@ def evaluate(conversion: Conversion, steps=(16, 32, 64), limit: int | None = Non
         "convention": dataclasses.asdict(CONVENTION),
         "scales": conversion.scales,
         "folded": conversion.notes,
-        "accuracy": {"ann": float((ann == y).mean()), "snn": rows},
+        "accuracy": {"ann": _accuracy(ann, y), "snn": rows},
     }
+
+
+def _accuracy(predicted: np.ndarray, y: np.ndarray) -> float:
+    return float((predicted == y).mean())
 
 
 SERIES = (
@@ -706,8 +730,12 @@ def plot_accuracy(reports: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(reports), figsize=(5 * len(reports), 3.6), sharey=True, squeeze=False)
-    for ax, (title, report) in zip(axes[0], reports.items()):
+    n_columns = min(3, len(reports))
+    n_rows = -(-len(reports) // n_columns)
+    fig, axes = plt.subplots(n_rows, n_columns, figsize=(4.6 * n_columns, 3.4 * n_rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(reports) :]:
+        ax.set_visible(False)
+    for ax, (title, report) in zip(axes.flat, reports.items()):
         rows = report["accuracy"]["snn"]
         steps = [row["steps"] for row in rows]
         ax.axhline(100 * report["accuracy"]["ann"], color="black", ls="--", lw=1, label="ANN (onnxruntime)")
@@ -718,7 +746,8 @@ def plot_accuracy(reports: dict, path) -> None:
         ax.set_xlabel("time steps T")
         ax.set_title(f"{title}: {report['samples']['test']} test samples", fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy (%)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy (%)")
     axes[0][0].legend(loc="best", fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)

@@ -6,7 +6,8 @@
 2. :func:`parse_onnx` -> :class:`Network`: a typed list of layers (:class:`Dense`, :class:`Conv`,
    :class:`AvgPool`, :class:`Flatten`, :class:`Relu`, :class:`Add`) in topological order, with
    per-sample shapes; BatchNormalization folded into the Conv/Gemm before it, a constant Add after a
-   MatMul/Conv folded into its bias. Any other operator is a one-line error naming the ONNX node.
+   MatMul/Conv folded into its bias, a MaxPool rewritten as Conv/Relu/Add layers
+   (:mod:`neurocompile.onnx.max_pool`). Any other operator is a one-line error naming the ONNX node.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from neurocompile.errors import NeurocompileError, first_line
+from neurocompile.onnx.max_pool import POOLED, max_pool_steps
 from neurocompile.resources import LIMIT_VARIABLE, conversion_weight_bytes, memory_limit
 
 MIN_OPSET = 9
@@ -257,8 +257,17 @@ class Layer:
     inputs: list[str]
     shape: tuple[int, ...] = ()
 
-    def apply(self, *xs: torch.Tensor) -> torch.Tensor:
+    def apply(self, *xs):
+        """The layer on torch tensors ``[N, *shape]``; torch is imported where a layer runs, so that reading a
+        file (:func:`read_onnx`) loads no torch."""
         return xs[0]
+
+
+def _like(x, *arrays: np.ndarray) -> list:
+    """``arrays`` as tensors of ``x``'s dtype and device (shared, not copied, where they match)."""
+    import torch
+
+    return [torch.as_tensor(a, dtype=x.dtype, device=x.device) for a in arrays]
 
 
 @dataclass(kw_only=True)
@@ -267,8 +276,9 @@ class Dense(Layer):
     bias: np.ndarray  # [out]
 
     def apply(self, x):
-        w, b = (torch.as_tensor(a, dtype=x.dtype, device=x.device) for a in (self.weight, self.bias))
-        return F.linear(x, w, b)
+        from torch.nn import functional as F
+
+        return F.linear(x, *_like(x, self.weight, self.bias))
 
 
 @dataclass(kw_only=True)
@@ -281,8 +291,9 @@ class Conv(Layer):
     groups: int
 
     def apply(self, x):
-        w, b = (torch.as_tensor(a, dtype=x.dtype, device=x.device) for a in (self.weight, self.bias))
-        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+        from torch.nn import functional as F
+
+        return F.conv2d(x, *_like(x, self.weight, self.bias), self.stride, self.padding, self.dilation, self.groups)
 
 
 @dataclass(kw_only=True)
@@ -294,6 +305,8 @@ class AvgPool(Layer):
     padding: tuple[int, int]
 
     def apply(self, x):
+        from torch.nn import functional as F
+
         return F.avg_pool2d(x, self.kernel, self.stride, self.padding, count_include_pad=True)
 
 
@@ -302,7 +315,7 @@ class Flatten(Layer):
     """Flattens the per-sample dimensions."""
 
     def apply(self, x):
-        return x.reshape(x.shape[0], -1)
+        return x.flatten(1)  # also for an empty batch
 
 
 @dataclass(kw_only=True)
@@ -310,7 +323,7 @@ class Relu(Layer):
     """A ReLU: an IF population in the SNN."""
 
     def apply(self, x):
-        return torch.relu(x)
+        return x.relu()
 
 
 @dataclass(kw_only=True)
@@ -329,7 +342,7 @@ class Network:
     layers: list[Layer]
     output: str
     head: str | None = None  # a final Softmax/LogSoftmax the SNN drops (the argmax is the same)
-    folded: list[str] = field(default_factory=list)  # ONNX nodes folded away, one note each
+    folded: list[str] = field(default_factory=list)  # ONNX nodes folded away or rewritten, one note each
 
     def layer(self, name: str) -> Layer:
         return next(layer for layer in self.layers if layer.name == name)
@@ -405,6 +418,7 @@ class _Parser:
             "AveragePool": self.average_pool,
             "GlobalAveragePool": self.global_average_pool,
             "MaxPool": self.max_pool,
+            "GlobalMaxPool": self.global_max_pool,
             "Flatten": self.flatten,
             "Reshape": self.reshape,
             "Identity": self.identity,
@@ -469,13 +483,22 @@ class _Parser:
         return self.produced[name]
 
     def emit(self, cls, inputs: list[str], **params) -> None:
-        """Add a layer for the current node, its per-sample shape from a forward pass on zeros."""
+        """Add the layer that computes the current node's output."""
+        self.alias(self.place(cls, inputs, **params))
+
+    def place(self, cls, inputs: list[str], part: str = "", **params) -> str:
+        """Add a layer for the current node (``part`` names one of several), its per-sample shape from a
+        forward pass on an empty batch (not torch's meta device, whose first use loads torch's compiler for
+        seconds); returns its name."""
+        import torch
+
         base = _safe_name(_text(self.node.name)) or f"{self.node.op_type}_{self.index}"
+        base = f"{base}_{part}" if part else base
         name, k = base, 1
         while name in self.layers or name in (INPUT, READOUT, OUTPUT):
             name, k = f"{base}_{k}", k + 1
         layer = cls(name=name, onnx=_text(self.node.name) or self.node.op_type, inputs=inputs, **params)
-        shapes = [torch.empty(1, *self.shapes[i], dtype=torch.float64, device="meta") for i in inputs]
+        shapes = [torch.empty(0, *self.shapes[i], dtype=torch.float64) for i in inputs]
         try:
             layer.shape = tuple(layer.apply(*shapes).shape[1:])
         except RuntimeError as exc:
@@ -484,7 +507,7 @@ class _Parser:
             self.fail(f"its output of shape {list(layer.shape)} is not 1 to {MAX_LAYER_VALUES} values per sample")
         self.layers[name] = layer
         self.shapes[name] = layer.shape
-        self.produced[self.node.output[0]] = name
+        return name
 
     def alias(self, layer: str) -> None:
         self.produced[self.node.output[0]] = layer
@@ -672,34 +695,78 @@ class _Parser:
     def average_pool(self) -> None:
         a = self.attrs()
         src = self.source()
-        if len(self.shapes[src]) != 3:
-            self.fail("only 2-D pooling ([batch, C, H, W]) is supported")
-        kernel = (
-            self._ints(a, "kernel_shape", (1, 1), 1) if "kernel_shape" in a else self.fail("kernel_shape is missing")
-        )
-        stride = self._ints(a, "strides", (1, 1), 1)
-        padding = self._pads(a)
-        if any(d != 1 for d in self._ints(a, "dilations", (1, 1), 1)):
+        kernel, stride, padding, dilation = self._window(a, src)
+        if any(d != 1 for d in dilation):
             self.fail("dilated pooling has no NIR equivalent")
         if any(padding) and not a.get("count_include_pad", 0):
             self.fail("padding excluded from the average (count_include_pad=0) has no NIR equivalent")
-        if a.get("ceil_mode", 0) and self._ceil_changes_shape(src, kernel, stride, padding):
-            self.fail("ceil_mode=1 changes the output shape here; NIR pooling rounds down")
         self.emit(AvgPool, [src], kernel=kernel, stride=stride, padding=padding)
 
-    def _ceil_changes_shape(self, src, kernel, stride, padding) -> bool:
+    def _window(self, a: dict, src: str) -> tuple[tuple[int, int], ...]:
+        """A 2-D pooling's ``(kernel, stride, padding, dilation)``, each a pair."""
+        self._spatial(src)
+        if "kernel_shape" not in a:
+            self.fail("kernel_shape is missing")
+        kernel = self._ints(a, "kernel_shape", (1, 1), 1)
+        stride = self._ints(a, "strides", (1, 1), 1)
+        padding = self._pads(a)
+        dilation = self._ints(a, "dilations", (1, 1), 1)
+        if a.get("ceil_mode", 0) and self._ceil_changes_shape(src, kernel, stride, padding, dilation):
+            self.fail("ceil_mode=1 changes the output shape here; NIR pooling rounds down")
+        return kernel, stride, padding, dilation
+
+    def _ceil_changes_shape(self, src, kernel, stride, padding, dilation) -> bool:
         h_w = self.shapes[src][1:]
-        return any((n + 2 * p - k) % s for n, k, s, p in zip(h_w, kernel, stride, padding))
+        return any((n + 2 * p - d * (k - 1) - 1) % s for n, k, s, p, d in zip(h_w, kernel, stride, padding, dilation))
+
+    def _spatial(self, src: str) -> tuple[int, int]:
+        """The height and width of the tensor a 2-D pooling reads."""
+        if len(self.shapes[src]) != 3:
+            self.fail("only 2-D pooling ([batch, C, H, W]) is supported")
+        return tuple(self.shapes[src][1:])
 
     def global_average_pool(self) -> None:
         src = self.source()
-        if len(self.shapes[src]) != 3:
-            self.fail("only 2-D pooling ([batch, C, H, W]) is supported")
-        h_w = tuple(self.shapes[src][1:])
+        h_w = self._spatial(src)
         self.emit(AvgPool, [src], kernel=h_w, stride=h_w, padding=(0, 0))
 
     def max_pool(self) -> None:
-        self.fail("MaxPool has no rate-coded equivalent; train the ANN with AveragePool (nn.AvgPool2d) instead")
+        """A MaxPool as layers of difference neurons (:mod:`neurocompile.onnx.max_pool`)."""
+        src = self.source()
+        kernel, stride, padding, dilation = self._window(self.attrs(), src)
+        if len(self.node.output) > 1 and self.node.output[1]:
+            self.fail("its Indices output has no spiking equivalent; only the pooled values convert")
+        if any(padding) and not isinstance(self.layers.get(src), Relu):
+            self.fail(
+                f"pads {list(padding * 2)} on an input that may be negative: the rewrite pads with zeros, exact "
+                "only for a Relu's output; pool a Relu's output or pad nothing"
+            )
+        self._max_tree(src, kernel, stride, padding, dilation)
+
+    def global_max_pool(self) -> None:
+        src = self.source()
+        h_w = self._spatial(src)
+        self._max_tree(src, h_w, h_w, (0, 0), (1, 1))
+
+    def _max_tree(self, src: str, kernel, stride, padding, dilation) -> None:
+        """The tree of :func:`~neurocompile.onnx.max_pool.max_pool_steps`, placed as layers, and a note."""
+        channels, n = self.shapes[src][0], math.prod(kernel)
+        if channels * n * n > MAX_LAYER_VALUES:  # the levels' window weights: about n rows of n per channel
+            self.fail(
+                f"a window of {n} values over {channels} channel(s) needs about {channels * n * n} weights as "
+                f"difference neurons; at most {MAX_LAYER_VALUES} (pool smaller windows)"
+            )
+        steps = max_pool_steps(channels, kernel, stride, padding, dilation)
+        names = {POOLED: src}
+        for step in steps:
+            kind = {"Conv": Conv, "Relu": Relu, "Add": Add}[step.kind]
+            names[step.part] = self.place(kind, [names[i] for i in step.inputs], step.part, **step.params)
+        self.alias(names[steps[-1].part])
+        levels = sum(step.kind == "Relu" for step in steps)
+        self.folded.append(
+            f"{self.node.op_type} '{_text(self.node.name) or f'#{self.index}'}' became {levels} layer(s) of "
+            f"difference neurons, {n - 1} per pooled value (max(a, b) = b + relu(a - b))"
+        )
 
     def flatten(self) -> None:
         src = self.source()

@@ -107,6 +107,14 @@ def effective_vth(vth: int) -> int:
     return int(vth) << VTH_SHIFT
 
 
+def sign_mode_of(weights) -> str:
+    """The sign mode Lava's Dense infers from weights given without one (``weightutils.determine_sign_mode``)."""
+    w = np.asarray(weights)
+    if np.all(w >= 0):
+        return "excitatory"
+    return "inhibitory" if np.all(w <= 0) else "mixed"
+
+
 def effective_weights(
     weights, weight_exp: int = 0, num_weight_bits: int = 8, sign_mode: str = "mixed", kind: str = "dense"
 ):

@@ -166,9 +166,10 @@ def _bias(node, out_shape, channel_first: bool) -> np.ndarray | None:
 
 
 def _shape_of(fn, name: str, in_shape, weight) -> tuple[int, ...]:
-    """Output shape of ``fn`` for one sample of ``in_shape`` (computed on the meta device)."""
-    x = torch.empty((1, *in_shape), device="meta")
-    w = None if weight is None else torch.empty(np.shape(weight), device="meta")
+    """Output shape of ``fn`` for one sample of ``in_shape``, from a batch of none (no value is computed, and
+    the weight is never written: its pages stay unallocated; torch's meta device would load its compiler)."""
+    x = torch.empty((0, *in_shape))
+    w = None if weight is None else torch.empty(np.shape(weight))
     try:
         return tuple(int(s) for s in fn(x, w).shape[1:])
     except (RuntimeError, ValueError) as exc:

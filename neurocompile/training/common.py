@@ -130,6 +130,13 @@ def step_loss(out: Tensor, y: Tensor, kind: str = "ce", scale: float = 1.0) -> T
     raise NeurocompileError(f"unknown loss '{kind}'; choose one of {', '.join(LOSSES)}")
 
 
+def silent_loss(out: Tensor, kind: str = "mse") -> Tensor:
+    """Loss of a step whose target is silence (no class): the squared output, mean over the batch."""
+    if kind != "mse":
+        raise NeurocompileError(f"a silent target needs the mse loss, got '{kind}'")
+    return (out**2).sum(-1).mean()
+
+
 def loss_window(steps: int, loss_steps: int | None) -> range:
     """Steps that carry a loss: the last ``loss_steps`` (all when None or 0)."""
     if loss_steps is not None and loss_steps < 0:

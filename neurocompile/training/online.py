@@ -16,7 +16,14 @@ from torch.nn.utils import parametrize
 from neurocompile.errors import NeurocompileError
 from neurocompile.semantics.discretization import SURROGATE_ALPHA
 from neurocompile.training import FEEDBACKS
-from neurocompile.training.common import LayerView, layer_views, loss_window, step_loss, surrogate_derivative
+from neurocompile.training.common import (
+    LayerView,
+    layer_views,
+    loss_window,
+    silent_loss,
+    step_loss,
+    surrogate_derivative,
+)
 
 Tensor = torch.Tensor
 
@@ -94,10 +101,12 @@ class OnlineRule:
 
     def _step_gradients(self, h, y, window: int, traces, saved, ws, gains):
         """This step's loss and per-layer weight gradients: the output error, sent back through
-        the layers (``bp``) or by the fixed feedback matrices (``dfa``)."""
+        the layers (``bp``) or by the fixed feedback matrices (``dfa``); ``y`` None: a silent target."""
         o = h.detach().requires_grad_(True)
         with torch.enable_grad():
-            loss = step_loss(o, y, self.loss, self.loss_scale) / window
+            loss = (
+                step_loss(o, y, self.loss, self.loss_scale) if y is not None else silent_loss(o, self.loss)
+            ) / window
             (err,) = torch.autograd.grad(loss, o)
         step_grads = [None] * len(self.layers)
         signal = err
@@ -109,8 +118,11 @@ class OnlineRule:
                 signal = g_current @ ws[l] if self.feedback == "bp" else err @ self.feedback_matrices[l - 1]
         return float(loss.detach()), step_grads
 
-    def run_batch(self, x: Tensor, y: Tensor, on_step=None):
+    def run_batch(self, x: Tensor, y: Tensor, on_step=None, target_steps: int | None = None):
         """Forward a batch ``x`` ``[B, T, n_in]`` step by step and accumulate weight gradients.
+
+        ``target_steps``: only the first that many steps have the label's target, the rest a silent one
+        (a learning stream's silent steps, ``learning.onchip.StreamTiming``; the ``mse`` loss only).
 
         Without ``on_step`` the gradients of all steps are summed into ``.grad`` at the end
         (OTTT_A style). With ``on_step``, each step's gradient is written into ``.grad`` and
@@ -149,7 +161,8 @@ class OnlineRule:
                 h = out
             outputs.append(h)
             if t in window:
-                loss, step_grads = self._step_gradients(h, y, len(window), traces, saved, ws, gains)
+                target = y if target_steps is None or t < target_steps else None
+                loss, step_grads = self._step_gradients(h, target, len(window), traces, saved, ws, gains)
                 total += loss
                 if on_step is None:
                     for g, sg in zip(grads, step_grads):

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from neurocompile import distributed
-from neurocompile.data import load_dataset
+from neurocompile.data import DATASETS, load_dataset
 from neurocompile.errors import BackendUnavailableError, NeurocompileError
 from neurocompile.files import save_figure, write_together
 from neurocompile.frontend.checkpoint import save_checkpoint
@@ -45,7 +45,7 @@ class TrainConfig:
     arch: str = "mlp"
     rule: str = "bptt"
     data: str = "digits"
-    steps: int | None = None  # None: 16 for digits and digits-rows, an .npz file's own T
+    steps: int | None = None  # None: 16 for digits, digits-rows and event data, an .npz file's own T
     epochs: int = 30
     seed: int = 0
     device: str = "auto"
@@ -166,7 +166,7 @@ def train(config: TrainConfig, progress: bool = True, log=None):
     )
     for epoch in bar:
         t0 = time.perf_counter()
-        if epoch > 1 and config.encoding == "rate" and not str(config.data).endswith(".npz"):
+        if epoch > 1 and config.encoding == "rate" and str(config.data) in DATASETS:  # files are not re-encoded
             x_train, y_train = _load(config, "train", config.seed * 1000 + epoch - 1, device)
         order = distributed.shard_indices(torch.randperm(len(x_train), generator=gen), world).to(device)
         sums = _train_epoch(rule, update, on_step, x_train[order], y_train[order], batch_size)

@@ -116,6 +116,13 @@ def test_learn_writes_nothing_on_bad_input(capsys, tmp_path, deployed):
         [Synapse("w", "input", "out", "dense", np.ones((10, 64), np.int32), delays=np.ones((10, 64), np.int32))],
         ["out"],
     ).save(no_layer)
+    readout_only = tmp_path / "readout_only.ncp"  # learnable, but no hidden layer to draw anew
+    FixedPointProgram(
+        [InputPort("input", (64,))],
+        [Population("out", (10,), du=4095, dv=819, vth=100, bias_mant=np.zeros(10, np.int32))],
+        [Synapse("w", "input", "out", "dense", np.ones((10, 64), np.int32))],
+        ["out"],
+    ).save(readout_only)
     cases = [
         (["--rule", "hebb"], ["--rule", "hebb"]),
         (["--rule", "ottt", "--backend", "float"], ["--backend", "float"]),
@@ -126,6 +133,11 @@ def test_learn_writes_nothing_on_bad_input(capsys, tmp_path, deployed):
         (["--rule", "ottt", "--data", bad_labels], ["labels must lie in [0, 9]"]),
         (["--rule", "ottt", "--data", "mnist"], ["unknown dataset 'mnist'"]),
         (["--rule", "ottt", "--limit", "0"], ["--limit"]),
+        (["--rule", "ottt", "--hidden-lr", "-1"], ["--hidden-lr must be a positive number"]),
+        (["--rule", "ottt", "--layers", "all", "--hidden-lr", "1e-9"], ["layer 'input->lif1'", "takes at least"]),
+        (["--rule", "ottt", "--init", "random"], ["init 'random'", "layers 'all'"]),
+        (["--rule", "ottt", "--replay", "5"], ["needs both its size (--replay) and its data (--replay-data)"]),
+        (["--rule", "ottt", "--replay", "21", "--replay-data", bad_labels], ["replay buffer of 21 samples", "has 16"]),
     ]
     before = sorted(tmp_path.iterdir())
     for args, words in cases:
@@ -133,6 +145,9 @@ def test_learn_writes_nothing_on_bad_input(capsys, tmp_path, deployed):
         assert_one_line_error(code, err, *words)
     code, _, err = run_cli(capsys, "learn", no_layer, "--rule", "ottt", "-o", tmp_path / "x.ncp")
     assert_one_line_error(code, err, "has no learnable layer")
+    argv = ["--rule", "ottt", "--layers", "all", "--init", "random", "--lr", "0.1", "--limit", "20"]
+    code, _, err = run_cli(capsys, "learn", readout_only, *argv, "-o", tmp_path / "x.ncp")
+    assert_one_line_error(code, err, "needs hidden layers that learn", "readout 'w'")
     code, _, err = run_cli(capsys, "learn", tmp_path / "missing.pt", "--rule", "ottt", "-o", tmp_path / "x.ncp")
     assert_one_line_error(code, err, "no such file")
     code, _, err = run_cli(capsys, "learn", deployed, "--rule", "ottt", "-o", tmp_path / "no" / "dir" / "x.ncp")
@@ -194,3 +209,26 @@ def test_learned_network_exports_to_nir_with_dequantized_weights(capsys, tmp_pat
     )
     assert_one_line_error(code, err, "--nir needs the model's NIR graph")
     assert not (tmp_path / "x.nir").exists() and not (tmp_path / "y.ncp").exists()
+
+
+@pytest.mark.lava
+def test_lava_learns_from_scratch_the_weights_the_cpu_learns(capsys, tmp_path, deployed):
+    """Every layer from random weights (S-TLLR, feedback alignment, the timed stream) with a replay buffer mixed
+    in: Lava ``fixed_pt`` and the CPU mirror end the 200 samples with identical weights."""
+    x, y = load_digits_spikes(steps=T, split="all")
+    known = tmp_path / "known.npz"
+    np.savez(known, x=x[:300].astype(np.uint8), y=y[:300])
+    programs = {}
+    for backend in ("lava", "cpu"):
+        out = tmp_path / f"{backend}.ncp"
+        args = ["--rule", "stllr", "--layers", "all", "--init", "random", "--hidden-lr", "0.0015", "--limit", 150]
+        replay = ["--replay", 50, "--replay-data", known]  # 200 samples in all, 50 of them replayed
+        code, _, err = run_cli(capsys, "learn", deployed, *args, *replay, "--backend", backend, "-o", out)
+        assert code == 0, err
+        programs[backend] = FixedPointProgram.load(out)
+    for a, b in zip(programs["lava"].synapses, programs["cpu"].synapses, strict=True):
+        np.testing.assert_array_equal(a.weights, b.weights)
+    start = FixedPointProgram.load(deployed)
+    assert all(
+        np.count_nonzero(a.weights != b.weights) > 1000 for a, b in zip(start.synapses, programs["cpu"].synapses)
+    )

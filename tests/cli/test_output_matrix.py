@@ -39,6 +39,11 @@ class Command:
 COMMANDS = {
     "export": Command(("export", "{model}"), {"model": "m.pt"}, ("-o",)),
     "export-onnx": Command(("export", "{model}", "--to", "onnx"), {"model": "m.nir"}, ("-o",)),
+    "export-netx": Command(
+        ("export", "{model}", "--to", "netx", "--calibrate", "{calibrate}"),
+        {"model": "m.nir", "calibrate": "c.npy"},
+        ("-o",),
+    ),
     "compile": Command(
         ("compile", "{model}", "--calibrate", "{calibrate}"), {"model": "m.nir", "calibrate": "c.npy"}, ("-o",)
     ),
@@ -63,6 +68,7 @@ COMMANDS = {
         ("-o", "--plot"),
         {"-o": "c.nir"},
     ),
+    "map": Command(("map", "{model}"), {"model": "m.ncp"}, ("--plot",)),
 }
 NAMES = ("direct", "symlink", "hardlink", "dotdot")
 SPECIALS = {

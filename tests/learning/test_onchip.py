@@ -37,8 +37,8 @@ def digits():
 
 
 def _stream(x, y, report):
-    target = onchip.target_stream(y, T, 10, report.target_value)
-    return {"input": onchip.back_to_back(x), "target": onchip.back_to_back(target)}
+    inputs, targets = onchip.timed_stream(x, y, report.timing, 10, report.target_value)
+    return {"input": inputs, "target": targets}
 
 
 def _accuracy(program, x, y) -> float:
@@ -66,7 +66,10 @@ def test_rule_mapping_by_hand(deployed):
     signal = learn.population("lif3").learning
     first_bin = 0.5 * 2**signal.surrogate.shift / (64 * _scale(learn, "lif3"))  # |v - vth| in float units
     assert signal.target == "target" and signal.surrogate.table[0] == round(64 / (10 * first_bin + 1) ** 2)
-    assert all(p.reset_interval == T for p in learn.populations)
+    # the MLP's output lags its input by 3 steps (input->lif1->lif2->lif3): the target starts 3 steps into
+    # each sample's window, and 3 + 1 silent steps let the error reach lif1 through its feedback synapse
+    assert report.timing == onchip.StreamTiming(sample_steps=T, silent_steps=4, target_delay=3)
+    assert all(p.reset_interval == T + 4 for p in learn.populations)
 
 
 def _scale(program, population) -> float:
@@ -113,10 +116,22 @@ def test_all_layers_get_feedback_alignment(deployed):
 def test_bad_requests_are_one_line_errors(deployed):
     with pytest.raises(NeurocompileError, match="rule must be one of"):
         onchip.compile_learning(deployed, "hebb")
+    # the readout's scale is -4.944 * lr (wanted -494.4 at lr 100); its timing correction (impulse 16) sits one
+    # exponent higher, so the scale's largest is 7 * 2**7, within 50% up to 1792: rates up to 1792 / 4.944 = 362
     with pytest.raises(
-        NeurocompileError, match=r"outside Lava's range \(mantissa in \[-8, 7\], exponent in \[-7, 8\]\)"
+        NeurocompileError,
+        match=r"^on-chip learning: layer 'lif2->lif3': learning rate 1e\+06: this layer takes at most 3.6e\+02; "
+        r".* outside Lava's range \(mantissa in \[-8, 7\], exponent in \[-7, 8\];",
     ):
         onchip.compile_learning(deployed, "ottt", lr=1e6)
+    _, report = onchip.compile_learning(deployed, "ottt", lr=360)
+    assert report.plans[0].scale_wanted == pytest.approx(-4.944 * 360, rel=1e-3)
+    with pytest.raises(NeurocompileError, match="takes at most 3.6e"):
+        onchip.compile_learning(deployed, "ottt", lr=365)
+    with pytest.raises(NeurocompileError, match=r"layer 'input->lif1': learning rate 1e-09: this layer takes at least"):
+        onchip.compile_learning(deployed, "stllr", "all", hidden_lr=1e-9)
+    with pytest.raises(NeurocompileError, match="hidden lr must be a positive number"):
+        onchip.compile_learning(deployed, "ottt", "all", hidden_lr=-1.0)
     with pytest.raises(NeurocompileError, match="lr must be a positive number"):
         onchip.compile_learning(deployed, "ottt", lr=float("nan"))
     with pytest.raises(NeurocompileError, match="surrogate slope must be a positive number"):
@@ -246,3 +261,49 @@ def test_floating_pt_weight_changes_equal_the_offline_rule(rule):
         np.testing.assert_allclose(chip[t + 1] - chip[t], change, rtol=1e-6, atol=1e-9 * 64 * k)
         w = w + change
     assert np.abs(chip[-1] - chip[0]).max() > 1  # it learned
+
+
+def test_timed_stream_by_hand():
+    """Two 3-step samples, 2 silent steps each, target from step 1: windows of 5 steps."""
+    x = np.arange(1, 7, dtype=np.float32).reshape(2, 3, 1)
+    inputs, targets = onchip.timed_stream(x, np.array([2, 0]), onchip.StreamTiming(3, 2, 1), n_out=3, value=5)
+    np.testing.assert_array_equal(inputs[0, :, 0], [1, 2, 3, 0, 0, 4, 5, 6, 0, 0])
+    np.testing.assert_array_equal(targets[0, :, 2], [0, 5, 5, 5, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(targets[0, :, 0], [0, 0, 0, 0, 0, 0, 5, 5, 5, 0])
+    assert targets[0, :, 1].sum() == 0
+
+
+def test_each_layer_takes_its_own_rate(deployed):
+    _, report = onchip.compile_learning(deployed, "ottt", "all", lr=0.003, hidden_lr=0.001, sample_steps=T)
+    assert [plan.lr for plan in report.plans] == [0.001, 0.001, 0.003]
+    for plan in report.plans:  # what the 3-bit mantissa makes of it, as the table prints it
+        assert abs(plan.lr_represented - plan.lr) / plan.lr == pytest.approx(plan.scale_error)
+    assert "hidden lr 0.001" in report.table() and "lif2->lif3: lr 0.003 -> " in report.table()
+
+
+@pytest.mark.parametrize("lr", [0.0005, 0.001])
+def test_stllr_takes_the_small_rates_ottt_takes(deployed, lr):
+    """The post term's trace keeps fewer bits at a small rate instead of a scale below Lava's 2**-7 (before,
+    S-TLLR refused rates below about 0.0016 on the shipped model while OTTT ran at 0.0005)."""
+    _, ottt = onchip.compile_learning(deployed, "ottt", lr=lr)
+    _, stllr = onchip.compile_learning(deployed, "stllr", lr=lr)
+    _, usual = onchip.compile_learning(deployed, "stllr", lr=0.003)
+    post = stllr.plans[0].post
+    assert abs(post["scale"][0] * 2.0 ** post["scale"][1]) >= 2.0**-7 and post["scale_error"] < 0.5
+    assert post["y3_shift"] > usual.plans[0].post["y3_shift"]
+    assert stllr.plans[0].mantissa == ottt.plans[0].mantissa  # the main product is OTTT's
+
+
+def test_replay_buffer_keeps_an_even_share_of_each_class():
+    from neurocompile.learning.session import replay_buffer, spike_bytes
+
+    y = np.array([0, 0, 0, 0, 1, 1, 2])
+    x = np.arange(7)[:, None, None] * np.ones((1, 4, 3))
+    _, kept = replay_buffer(x, y, 5, seed=0, where="known")
+    assert sorted(np.bincount(kept, minlength=3)) == [1, 2, 2]  # one of each class, then a second of 0 and 1
+    x_kept, kept = replay_buffer(x, y, 7, seed=0, where="known")
+    np.testing.assert_array_equal(x_kept[:, 0, 0], np.arange(7))  # all of them, in their order
+    with pytest.raises(NeurocompileError, match="^known: a replay buffer of 8 samples, but its training split has 7$"):
+        replay_buffer(x, y, 8, seed=0, where="known")
+    assert spike_bytes(np.ones((250, 16, 64))) == 32_000  # one bit a spike
+    assert spike_bytes(np.full((2, 3), 0.5)) == 24  # graded values: float32
