@@ -121,7 +121,7 @@ def plot(path, before: dict, runs: dict, rule: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rule", choices=RULES, default="ottt")
     parser.add_argument("--lr", type=float, default=0.00025)
@@ -134,8 +134,12 @@ def main() -> None:
     parser.add_argument("--retrain", action="store_true")
     parser.add_argument("--plot")
     parser.add_argument("--json")
-    args = parser.parse_args()
+    return parser
 
+
+def adapt(args: argparse.Namespace) -> dict:
+    """The experiment (module doc) with ``args`` (:func:`parser`'s options): accuracies before, and after each
+    stream order without and with replay, and the last learning report's table."""
     x, y = load_digits_spikes(steps=STEPS, split="train", seed=0)
     xt, yt = load_digits_spikes(steps=STEPS, split="test", seed=0)
     x, xt, y, yt = np.asarray(x, np.uint8), np.asarray(xt, np.uint8), np.asarray(y), np.asarray(yt)
@@ -143,8 +147,7 @@ def main() -> None:
         train_old_classes(*split(x, y, OLD), *split(xt, yt, OLD))
     program, _ = api.compile(str(MODEL), split(x, y, OLD)[0], steps=STEPS)
     program = grow_readout(onchip.without_learning(program))
-    tests = {"0-4": split(xt, yt, OLD), "5-9": split(xt, yt, NEW)}
-    tests["0-9"] = (xt, yt)
+    tests = {"0-4": split(xt, yt, OLD), "5-9": split(xt, yt, NEW), "0-9": (xt, yt)}
     before = {name: accuracy(program, *data) for name, data in tests.items()}
     x_new, y_new = split(x, y, NEW)
     streams, buffer = {"no replay": (x_new, y_new)}, {"samples": 0, "bytes": 0}
@@ -161,36 +164,43 @@ def main() -> None:
         for order_seed in range(args.orders):
             learned, report = learn_new_classes(program, args, order_seed, xs, ys)
             runs[label].append({name: accuracy(learned, *data) for name, data in tests.items()})
-    seconds = time.perf_counter() - started
+    return {
+        "rule": args.rule,
+        "lr": args.lr,
+        "surrogate_slope": args.surrogate_slope,
+        "epochs": args.epochs,
+        "orders": args.orders,
+        "replay": buffer,
+        "seconds": time.perf_counter() - started,
+        "before": before,
+        "after": {label: {n: float(np.mean([r[n] for r in after])) for n in tests} for label, after in runs.items()},
+        "after_each_order": runs,
+        "report": report.table(),
+    }
 
-    print(report.table())
+
+def main() -> None:
+    args = parser().parse_args()
+    figures = adapt(args)
+    buffer, before = figures["replay"], figures["before"]
+    print(figures["report"])
     print(
         f"learned digits 5-9 on chip ({args.rule}, CPU mirror, {args.epochs} passes, {args.orders} stream orders, "
-        f"{seconds:.2f} s in all); replay buffer: {buffer['samples']} digits 0-4 ({buffer['bytes']:,} bytes of spikes)"
+        f"{figures['seconds']:.2f} s in all); replay buffer: {buffer['samples']} digits 0-4 "
+        f"({buffer['bytes']:,} bytes of spikes)"
     )
-    for label, after in runs.items():
+    for label, after in figures["after_each_order"].items():
         print(f"  {label}:")
-        for name in tests:
+        for name in before:
             each = [100 * run[name] for run in after]
             print(
                 f"    held-out {name}: {100 * before[name]:.1f}% before, {np.mean(each):.1f}% after "
                 f"(orders: {', '.join(f'{r:.1f}' for r in each)})"
             )
-    figures = {
-        "rule": args.rule,
-        "lr": args.lr,
-        "surrogate_slope": args.surrogate_slope,
-        "epochs": args.epochs,
-        "replay": buffer,
-        "seconds": seconds,
-        "before": before,
-        "after": {label: {n: float(np.mean([r[n] for r in after])) for n in tests} for label, after in runs.items()},
-        "after_each_order": runs,
-    }
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
     if args.plot:
-        plot(args.plot, before, runs, args.rule)
+        plot(args.plot, before, figures["after_each_order"], args.rule)
 
 
 if __name__ == "__main__":

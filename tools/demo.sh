@@ -38,6 +38,9 @@ for RULE in ottt stllr; do
 done
 echo
 echo "== Lava agrees: the same OTTT readout learning on Lava fixed_pt and on the cpu backend, first 200 training digits"
+echo "== every layer learns on chip from random weights (OTTT, 10 passes; cpu backend)"
+$NC learn "$OUT/digits_mlp.ncp" --rule ottt --backend cpu --layers all --init random --hidden-lr 0.001 --epochs 10 --json -o "$OUT/learned_scratch.ncp" > "$OUT/learn_scratch.json"
+.venv/bin/python tools/demo_summary.py --learn "$OUT/learn_scratch.json"
 $NC learn "$OUT/digits_mlp.ncp" --rule ottt --backend lava --limit 200 --reinit-readout zero --json -o "$OUT/learned_lava200.ncp" > "$OUT/learn_lava200.json"
 $NC learn "$OUT/digits_mlp.ncp" --rule ottt --backend cpu --limit 200 --reinit-readout zero --json -o "$OUT/learned_cpu200.ncp" > "$OUT/learn_cpu200.json"
 .venv/bin/python tools/demo_summary.py --compare "$OUT/learned_lava200.ncp" "$OUT/learned_cpu200.ncp"

@@ -67,7 +67,8 @@ def learn_line(path) -> str:
     r = json.loads(Path(path).read_text())
     t = r["timing"]
     return (
-        f"{r['rule'].upper():6s} {r['layers']} on {r['backend']}, {r['train_samples']} samples: held-out "
+        f"{r['rule'].upper():6s} {r['layers']}{' from scratch' * (r['init'] == 'random')} on {r['backend']}, "
+        f"{r['train_samples']} samples x {r['epochs']}: held-out "
         f"{100 * r['accuracy_before']:.2f}% -> {100 * r['accuracy_after']:.2f}% "
         f"(learning {t['learn_s']:.2f} s, {t['steps_per_s']:,.0f} steps/s; {r['weights_changed']:,} weights changed)"
     )

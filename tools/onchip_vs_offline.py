@@ -22,7 +22,10 @@ for 16 steps from the model's own latency (the program's output latency on chip;
 within the step). From scratch, the float model starts from the chip's random weights, dequantized
 (``onchip.learned_graph``), and takes the same 10 passes in the same orders.
 
-``--write`` puts the table between the markers in README.md and docs/on-chip-rules.md. ``--runs FILE`` keeps
+Then the adaptation of ``tools/adaptation_demo.py`` with its defaults, for each rule: a network trained on digits
+0-4 learns 5-9 on chip, without and with a replay buffer of 250 digits 0-4, mean of 4 stream orders.
+
+``--write`` puts the tables between the markers in README.md and docs/on-chip-rules.md. ``--runs FILE`` keeps
 every finished run in FILE (JSON lines) and reuses those already there: the offline runs take hours in all.
 """
 
@@ -47,6 +50,11 @@ from neurocompile.training.common import evaluate, layer_views
 from neurocompile.training.online import weight_parameter
 from neurocompile.training.ottt import OTTT
 from neurocompile.training.stllr import STLLR
+
+if __package__:  # imported as tools.onchip_vs_offline
+    from .adaptation_demo import adapt, parser
+else:  # run as a script: adaptation_demo.py is a sibling in the script's folder
+    from adaptation_demo import adapt, parser
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "digits_mlp.pt"
@@ -196,6 +204,38 @@ def table(results: dict, seeds: list[int]) -> str:
     return "\n".join(lines) + f"\n\nMean (range) over seeds {', '.join(map(str, seeds))}."
 
 
+def adaptation_table(figures: dict) -> str:
+    """Held-out accuracy before and after adapting, per rule and stream (``figures``: rule -> ``adapt``'s)."""
+    first = next(iter(figures.values()))
+    lines = [
+        f"| adaptation: learn 5-9 on chip ({first['epochs']} passes, mean of {first['orders']} stream orders) | rule "
+        "| held-out 0-4 | held-out 5-9 | all ten digits |",
+        "|---|---|---|---|---|",
+        "| before (trained offline on 0-4) | | "
+        + " | ".join(f"{100 * v:.1f}%" for v in first["before"].values())
+        + " |",
+    ]
+    for rule, result in figures.items():
+        for label, after in result["after"].items():
+            name = rule.upper().replace("STLLR", "S-TLLR")
+            lines.append(f"| {label} | {name} | " + " | ".join(f"{100 * v:.1f}%" for v in after.values()) + " |")
+    return "\n".join(lines)
+
+
+def adaptation_runs(done: dict, runs_path) -> dict:
+    """``adapt`` with the demo's defaults for each rule (kept runs reused): rule -> its figures."""
+    figures = {}
+    for rule in ("ottt", "stllr"):
+        args = parser().parse_args(["--rule", rule])
+        key = ("adaptation", rule, args.lr, args.epochs, args.orders, args.replay, args.surrogate_slope)
+        figures[rule] = done.get(key) or adapt(args)
+        if key not in done and runs_path:
+            with open(runs_path, "a") as fh:
+                fh.write(json.dumps({"key": key, "run": figures[rule]}) + "\n")
+        print(f"adaptation, {rule}: {json.dumps(figures[rule]['after'])}", flush=True)
+    return figures
+
+
 def write_between_marks(path: Path, text: str) -> None:
     content = path.read_text()
     start, end = (content.index(mark) for mark in MARKS)
@@ -224,7 +264,9 @@ def main() -> None:
                     with open(args.runs, "a") as fh:
                         fh.write(json.dumps({"key": key, "run": run}) + "\n")
                 print(f"{experiment.name}, {rule}, seed {seed}: {json.dumps(run)}", flush=True)
-    text = table(results, seeds)
+    adaptation = adaptation_runs(done, args.runs)
+    results["adaptation"] = adaptation
+    text = table(results, seeds) + "\n\n" + adaptation_table(adaptation)
     print(text)
     if args.write:
         for path in DOCS:
