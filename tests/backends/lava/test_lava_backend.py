@@ -339,8 +339,12 @@ def test_twenty_runs_with_failures_leave_no_processes():
 
 
 def test_ctrl_c_leaves_no_orphans():
+    # SIGINT as a terminal delivers it, whatever this process inherited (started as a background job of a
+    # non-interactive shell, as `(make test &)` is, it ignores SIGINT, and so would the script)
     script = textwrap.dedent(
         """
+        import signal
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         import numpy as np
         from neurocompile.backends.lava.backend import LavaBackend
         from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
