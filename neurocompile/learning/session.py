@@ -48,7 +48,12 @@ def learning_data(data, steps, seed: int, limit, replay: int = 0, replay_data=No
     learning = LearningData(x_train, y_train, x_test, y_test, calibration)
     if replay:
         x_known, y_known = load_dataset(replay_data, steps=learning.steps, split="train", seed=seed)
-        x_kept, y_kept = replay_buffer(x_known, y_known, replay, seed, f"replay data '{replay_data}'")
+        where = f"replay data '{replay_data}'"
+        if x_known.shape[2:] != x_train.shape[2:]:
+            raise NeurocompileError(
+                f"{where}: samples of shape {list(x_known.shape[2:])}, the training data's are {list(x_train.shape[2:])}"
+            )
+        x_kept, y_kept = replay_buffer(x_known, y_known, replay, seed, where)
         learning.x_train = np.concatenate([x_train, x_kept.astype(x_train.dtype)])
         learning.y_train = np.concatenate([y_train, y_kept])
         learning.replay = {"samples": len(y_kept), "classes": np.unique(y_kept).tolist(), "bytes": spike_bytes(x_kept)}

@@ -138,6 +138,7 @@ def test_learn_writes_nothing_on_bad_input(capsys, tmp_path, deployed):
         (["--rule", "ottt", "--init", "random"], ["init 'random'", "layers 'all'"]),
         (["--rule", "ottt", "--replay", "5"], ["needs both its size (--replay) and its data (--replay-data)"]),
         (["--rule", "ottt", "--replay", "21", "--replay-data", bad_labels], ["replay buffer of 21 samples", "has 16"]),
+        (["--rule", "ottt", "--replay", "5", "--replay-data", "digits-rows"], ["samples of shape [8]", "are [64]"]),
     ]
     before = sorted(tmp_path.iterdir())
     for args, words in cases:
