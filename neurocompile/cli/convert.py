@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from neurocompile.cli import cli
+from neurocompile.data import dataset_file
 from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs, write_together
 from neurocompile.onnx import MAX_STEPS, READOUTS
@@ -112,7 +113,7 @@ def convert(
     model, output, calibrate, percentile, steps, readout, limit, calibration_samples, model_output, as_json, plot_path
 ):
     """Convert an ONNX ReLU network (MODEL.onnx) into a spiking NIR graph and report its accuracy."""
-    check_outputs([output, plot_path], [model, calibrate if calibrate != "digits" else None])
+    check_outputs([output, plot_path], [model, dataset_file(calibrate)])
     onnx_model = read_onnx(model)  # a file that is no model to convert is refused before torch loads
     from neurocompile.onnx import convert as onnx_convert
 

@@ -396,12 +396,14 @@ def test_commands_print_one_line_errors(capsys, tmp_path, nmnist):
     options = f"{nmnist['npz']}?downsample=-1"
     graph = tmp_path / "digits.nir"
     api.export(SHIPPED, output=graph)
+    half_sensor_onnx(tmp_path / "m.onnx")
     cases = [
         (["simulate", SHIPPED, "--data", bad], [str(bad), "sensor_size"]),
         (["train", "--data", missing, "-o", tmp_path / "m.pt"], ["no such folder"]),
         (["compile", graph, "--calibrate", missing], ["no such folder"]),
         (["learn", SHIPPED, "--rule", "ottt", "--data", options, "-o", tmp_path / "l.ncp"], ["downsample must be"]),
         (["learn", SHIPPED, "--rule", "ottt", "--data", options, "-o", nmnist["npz"]], ["would overwrite the input"]),
+        (["convert", tmp_path / "m.onnx", "--calibrate", options, "-o", nmnist["npz"]], ["would overwrite the input"]),
     ]
     for argv, words in cases:
         code, _, err = run_cli(capsys, *argv)
