@@ -27,7 +27,7 @@ from neurocompile.onnx.convert import (
 from neurocompile.onnx.max_pool import tree
 from neurocompile.onnx.read import parse_onnx
 from tests.cli.test_cli_float import assert_one_line_error, run_cli
-from tests.onnx.test_onnx_convert import export, trained
+from tests.onnx.test_onnx_convert import cnn, export, trained
 
 
 def pool_model(op: str = "MaxPool", shape=(3, 7, 7), relu: bool = False, indices: bool = False, **attributes):
@@ -146,16 +146,7 @@ def test_the_cli_refuses_the_indices_output_in_one_line(tmp_path, capsys):
 
 def cnn_max_pool() -> nn.Module:
     """test_onnx_convert's CNN with a 2x2 max pool (feeding a Conv: the pooled values' direct path)."""
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 3, padding=1),
-        nn.BatchNorm2d(6),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(6, 12, 3, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(12 * 4 * 4, 10),
-    )
+    return cnn(nn.MaxPool2d)
 
 
 def padded_max_pool() -> nn.Module:

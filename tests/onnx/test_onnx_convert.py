@@ -86,12 +86,12 @@ def mlp() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
 
 
-def cnn() -> nn.Module:
+def cnn(pool=nn.AvgPool2d) -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(1, 6, 3, padding=1),
         nn.BatchNorm2d(6),
         nn.ReLU(),
-        nn.AvgPool2d(2),
+        pool(2),
         nn.Conv2d(6, 12, 3, padding=1),
         nn.ReLU(),
         nn.Flatten(),

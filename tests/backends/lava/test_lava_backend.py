@@ -23,6 +23,7 @@ from neurocompile.errors import NeurocompileError
 from neurocompile.ir.network import ConvGeometry
 from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 from tests.helpers.program_strategies import programs_with_inputs
+from tools.process_groups import AS_FROM_A_TERMINAL, group_members
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -80,20 +81,6 @@ def assert_no_lava_processes(wait_s: float = 10.0) -> None:
         time.sleep(0.1)
     assert multiprocessing.active_children() == []
     assert lava_children() == []
-
-
-def group_members(pgid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(entry))
-    return found
 
 
 def feature_program(conv_exp: int = 1) -> FixedPointProgram:
@@ -343,8 +330,6 @@ def test_ctrl_c_leaves_no_orphans():
     # non-interactive shell, as `(make test &)` is, it ignores SIGINT, and so would the script)
     script = textwrap.dedent(
         """
-        import signal
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         import numpy as np
         from neurocompile.backends.lava.backend import LavaBackend
         from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
@@ -358,7 +343,7 @@ def test_ctrl_c_leaves_no_orphans():
         """
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", script],
+        [sys.executable, "-c", AS_FROM_A_TERMINAL + script],
         cwd=REPO,
         start_new_session=True,
         stdout=subprocess.PIPE,
