@@ -67,7 +67,7 @@ def _build_kernel():
     if dll is None:
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    # T, n, a_in, shift, wexp, fu, fv, vth, bias, spiking, reset_interval, subtract, bias_onset, 6 buffers, b0, b1
+    # T, n, a_in, shift, wexp, fu, fv, vth, bias, spiking, reset_interval, reset, bias_onset, 6 buffers, b0, b1
     lif_args = [i64, i64, ptr, i64, i64, i64, i64, i64, ptr, i64, i64, i64, i64] + [ptr] * 6 + [i64, i64]
     signatures = {
         "lif_run_f32": lif_args,
@@ -170,7 +170,7 @@ class CpuBackend:
                 raise NeurocompileError(f"synapse '{syn.name}': conv geometry does not match source/target shapes")
             if syn.delays is not None and np.any(syn.delays):
                 raise NeurocompileError(f"synapse '{syn.name}': conv synapses cannot have delays")
-            return _Syn(syn, [0], w, 0, row_abs_bound(w) if self.fixed else 0)
+            return _Syn(syn, [0], w, 0, row_abs_bound(w) * self._payload_max(syn.source) if self.fixed else 0)
         n_src, n_tgt = int(np.prod(self.shapes[syn.source])), int(np.prod(self.shapes[syn.target]))
         if w.shape != (n_tgt, n_src):
             raise NeurocompileError(f"synapse '{syn.name}': weights shape {w.shape} != ({n_tgt}, {n_src})")
@@ -181,8 +181,13 @@ class CpuBackend:
         if shift:  # Lava's truncation leaves multiples of 2**shift: keep the mantissas, shift their sums
             per_delay = [wd >> shift for wd in per_delay]
         stacked = np.ascontiguousarray(np.concatenate([wd.T for wd in per_delay], axis=1))
-        bound = max(row_abs_bound(wd) for wd in per_delay) if self.fixed else 0
+        bound = max(row_abs_bound(wd) for wd in per_delay) * self._payload_max(syn.source) if self.fixed else 0
         return _Syn(syn, uniq, stacked, syn.weight_exp + shift, bound)
+
+    def _payload_max(self, node: str) -> int:
+        """The largest value one spike of ``node`` carries: 1, or a graded population's largest count."""
+        pop = next((p for p in self.program.populations if p.name == node), None)
+        return 2**pop.payload_bits - 1 if pop is not None and pop.payload_bits else 1
 
     def _topological_order(self) -> list[str] | None:
         pops = [p.name for p in self.program.populations]
@@ -211,7 +216,7 @@ class CpuBackend:
         """The kernel of ``sy`` for inputs of this density. A dense synapse of a fixed-point program on the
         CPU: "gather" (C) below ``GATHER_CROSSOVER`` if large and exact there, else "int8-gemm"; otherwise
         the exact float GEMM or conv2d."""
-        if not (self.fixed and sy.dense and self.device.type == "cpu"):
+        if not (self.fixed and sy.dense and self.device.type == "cpu") or self._payload_max(sy.spec.source) > 1:
             return self._gemm_kernel(sy)
         large = sy.weights.size >= GATHER_MIN_WEIGHTS
         if density < GATHER_CROSSOVER and large and gather_exact(sy) and self._c_kernel() is not None:
@@ -319,12 +324,11 @@ class CpuBackend:
         return torch.as_tensor(flat, device=self.device).to(dtype)
 
     def _neuron_args(self, pop: Population) -> tuple[int, ...]:
-        """``pop``'s parameters as the C kernels take them: fu, fv, vth, bias, spiking, reset_interval, subtract,
+        """``pop``'s parameters as the C kernels take them: fu, fv, vth, bias, spiking, reset_interval, reset flags,
         bias_onset."""
         fu, fv = fxp.decay_multiplier(pop.du, fxp.U_DECAY_OFFSET), fxp.decay_multiplier(pop.dv, fxp.V_DECAY_OFFSET)
         vth, bias = fxp.effective_vth(pop.vth), self.bias[pop.name].data_ptr()
-        subtract = int(pop.reset == "subtract")
-        return fu, fv, vth, bias, int(pop.spiking), int(pop.reset_interval), subtract, int(pop.bias_onset)
+        return fu, fv, vth, bias, int(pop.spiking), int(pop.reset_interval), _reset_flags(pop), int(pop.bias_onset)
 
     def _step(self, pop: Population, t: int, a_in, u, v):
         """Step ``t`` of ``pop`` on [B, n] tensors: ``(spikes, u, v)``."""
@@ -332,9 +336,11 @@ class CpuBackend:
         if not fxp.bias_active(t, pop.bias_onset):
             bias = torch.zeros_like(bias)
         if self.fixed:
-            return fxp.lif_fixed_step(a_in, u, v, pop.du, pop.dv, pop.vth, bias, spiking=pop.spiking, reset=pop.reset)
+            return fxp.lif_fixed_step(
+                a_in, u, v, pop.du, pop.dv, pop.vth, bias, spiking=pop.spiking, reset=pop.reset, **pop.firing()
+            )
         vth = float(pop.vth) if pop.spiking else float("inf")
-        return fxp.lif_float_step(a_in, u, v, float(pop.du), float(pop.dv), vth, bias, reset=pop.reset)
+        return fxp.lif_float_step(a_in, u, v, float(pop.du), float(pop.dv), vth, bias, reset=pop.reset, **pop.firing())
 
     def _advance(self, pop: Population, t: int, a_in, state, out: dict):
         """Step ``t`` of ``pop`` from ``state = (u, v)``; writes ``out[var][:, t]``; returns (spikes, state)."""
@@ -410,11 +416,14 @@ class CpuBackend:
             for var in sorted(variables):
                 arr = outs[node][var].reshape(batch, steps, *self.shapes[node]).cpu().numpy()
                 spikes = var == "spikes" and arr.dtype != np.uint8  # float programs' graded inputs
-                arrays[f"{node}.{var}"] = (arr != 0).astype(np.uint8) if spikes else arr
+                counts = spikes and self._payload_max(node) > 1  # graded spikes keep their counts
+                arrays[f"{node}.{var}"] = (
+                    arr.astype(np.uint8) if counts else (arr != 0).astype(np.uint8) if spikes else arr
+                )
         meta = {
             "schedule": "layerwise" if self.order is not None else "stepwise",
             "number_format": self.program.number_format,
-            "neuron_kernel": {p.name: neurons for p in pops},
+            "neuron_kernel": {p.name: "torch" if p.payload_bits else neurons for p in pops},
             "synapse_kernel": chosen,
             "batch": batch,
             "steps": steps,
@@ -430,7 +439,8 @@ class CpuBackend:
         if self.order is not None:
             self._run_layerwise(x, outs, density, chosen)
             return ("torch" if kernel is None else "c"), chosen
-        if kernel is not None and self._net_synapses() is not None:
+        graded = any(p.payload_bits for p in self.program.populations)  # the C neurons send binary spikes
+        if kernel is not None and not graded and self._net_synapses() is not None:
             self._net_run(kernel, outs, *next(iter(x.values())).shape[:2])
             return "c", {name: "gather" for name in self.syns}
         self._run_stepwise(x, outs, progress, chosen)
@@ -453,7 +463,7 @@ class CpuBackend:
             for part in (slice(b0, b0 + rows) for b0 in range(0, batch, rows)):
                 a_in, shift, wexp = self._input_sum(name, {k: s[part] for k, s in spikes.items()}, chosen)
                 out = {var: t[part] for var, t in outs[name].items()}
-                if kernel is not None:
+                if kernel is not None and not pop.payload_bits:  # the C neurons send binary spikes
                     self._kernel_run(kernel, pop, a_in, shift, wexp, out)
                 else:
                     self._torch_run(pop, _aligned(a_in, shift, wexp), out)
@@ -534,6 +544,13 @@ class CpuBackend:
         run_sliced(kernel["net_run"], (address(net), scratch.data_ptr()), batch, steps * words)
 
 
+def _reset_flags(pop: Population) -> int:
+    """``pop``'s reset as kernels/lif.c's flags: SUB 1, SNN 2 (snnTorch's timings), IMM 4, SYN 8."""
+    snn, synaptic = pop.reset_timing != "same-step", pop.firing()["synaptic"]
+    immediate = pop.reset_timing == "snntorch-immediate"
+    return (pop.reset == "subtract") | 2 * snn | 4 * immediate | 8 * (snn and pop.reset == "zero" and synaptic)
+
+
 def _ctypes_struct(name: str, fields: str):
     """A ctypes structure of int64 and pointer fields ("n p ..." for int64 n, pointer p)."""
     types = {"i": ctypes.c_int64, "p": ctypes.c_void_p}
@@ -544,7 +561,7 @@ def _ctypes_struct(name: str, fields: str):
 # the structs of kernels/lif.c's net_run
 _NetPop = _ctypes_struct(
     "_NetPop",
-    "n:i fu:i fv:i vth:i bias:p spiking:i reset_interval:i subtract:i bias_onset:i s_out:p u_out:p v_out:p",
+    "n:i fu:i fv:i vth:i bias:p spiking:i reset_interval:i reset:i bias_onset:i s_out:p u_out:p v_out:p",
 )
 _NetSyn = _ctypes_struct("_NetSyn", "src:i tgt:i n_src:i n_tgt:i n_delays:i wexp:i w:p delays:p")
 _NetStruct = _ctypes_struct("_NetStruct", "T:i horizon:i n_ports:i ports:p n_pops:i pops:p n_syns:i syns:p")

@@ -51,8 +51,8 @@ class PlasticRunner:
         if self.program.number_format == "float":
             return "a float program"
         for pop in self.program.populations:
-            if pop.reset == "subtract":
-                return f"population '{pop.name}' resets by subtraction"
+            if pop.reset == "subtract" or pop.reset_timing != "same-step" or pop.payload_bits:
+                return f"population '{pop.name}' resets by subtraction, with snnTorch's timing or sends graded spikes"
         for syn in self.program.synapses:
             if syn.kind == "conv":
                 return f"conv synapse '{syn.name}'"

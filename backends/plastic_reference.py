@@ -98,15 +98,7 @@ class _ReferenceRun:
             if fxp.reset_due(t, pop.reset_interval):
                 self.u[name], self.v[name] = np.zeros_like(self.u[name]), np.zeros_like(self.v[name])
             bias = self.bias[name] if fxp.bias_active(t, pop.bias_onset) else np.zeros_like(self.bias[name])
-            if self.fixed:
-                self.u[name], v_pre = fxp.lif_fixed_subthreshold(a_in, self.u[name], self.v[name], pop.du, pop.dv, bias)
-                threshold = fxp.effective_vth(pop.vth) if pop.spiking else fxp.V_LIMIT
-            else:  # v before reset: the float step with a threshold nothing reaches
-                _, self.u[name], v_pre = fxp.lif_float_step(
-                    a_in, self.u[name], self.v[name], pop.du, pop.dv, np.inf, bias
-                )
-                threshold = float(pop.vth) if pop.spiking else np.inf
-            s, self.v[name] = fxp.fire(v_pre, threshold, pop.reset)
+            s, v_pre = self._step(pop, a_in, bias)
             spikes[name] = s.astype(self.values)
             if pop.learning is not None:
                 self._signal(pop, t, v_pre, s)
@@ -114,6 +106,25 @@ class _ReferenceRun:
             out[f"{name}.u"][b, t] = self.u[name]
             out[f"{name}.v"][b, t] = self.v[name]
         return spikes
+
+    def _step(self, pop, a_in, bias):
+        """One step of ``pop`` (its u and v updated): spikes, and v before the reset (a learning signal's input)."""
+        name = pop.name
+        u, v = self.u[name], self.v[name]
+        if pop.reset_timing != "same-step":  # snnTorch's timings: a population that does not learn
+            step = fxp.lif_fixed_step if self.fixed else fxp.lif_float_step
+            s, self.u[name], self.v[name] = step(
+                a_in, u, v, pop.du, pop.dv, pop.vth, bias, reset=pop.reset, **pop.firing()
+            )
+            return s, None
+        if self.fixed:
+            self.u[name], v_pre = fxp.lif_fixed_subthreshold(a_in, u, v, pop.du, pop.dv, bias)
+            threshold = fxp.effective_vth(pop.vth) if pop.spiking else fxp.V_LIMIT
+        else:  # v before reset: the float step with a threshold nothing reaches
+            _, self.u[name], v_pre = fxp.lif_float_step(a_in, u, v, pop.du, pop.dv, np.inf, bias)
+            threshold = float(pop.vth) if pop.spiking else np.inf
+        s, self.v[name] = fxp.fire(v_pre, threshold, pop.reset, pop.payload_bits)
+        return s, v_pre
 
     def _signal(self, pop, t: int, v_pre, s) -> None:
         sig, name = pop.learning, pop.name

@@ -28,6 +28,7 @@ from neurocompile.data import DATASETS, dataset_file, drained, fit_steps, is_eve
 from neurocompile.errors import GraphError, NeurocompileError
 from neurocompile.files import MAX_ARRAY_BYTES, check_outputs, write_atomically
 from neurocompile.frontend.nir_io import load_graph, validate_graph
+from neurocompile.frontend.peer_modules import export_peer, library_of
 from neurocompile.frontend.torch_export import convention_from_metadata, export_checkpoint, write_nir
 from neurocompile.frontend.torch_export import export as export_module
 from neurocompile.ir.program import FixedPointProgram
@@ -70,7 +71,10 @@ def export(model, input_shape=None, *, convention=None, output=None, allow_pickl
 
     ``input_shape`` (per sample) and ``convention`` apply to a module and default to its
     attributes; a checkpoint records its own (``input_shape`` is for one that records none). ``allow_pickle`` trusts a pickled module or
-    TorchScript file (it can run code)."""
+    TorchScript file (it can run code). A module built with a peer library (snnTorch, Norse, SpikingJelly,
+    Sinabs, Rockpool) is exported by the library's own exporter and read as ``--from LIB==VERSION`` reads its
+    file; its convention is the library's preset with the options the network sets, unless ``convention`` is
+    given (:mod:`neurocompile.frontend.peer_modules`)."""
     check_outputs([output], _input_files(model))  # before any work, not after
     if isinstance(model, (str, Path)):
         if convention is not None:
@@ -78,7 +82,11 @@ def export(model, input_shape=None, *, convention=None, output=None, allow_pickl
         graph = export_checkpoint(model, allow_unsafe=allow_pickle, input_shape=input_shape)
     elif _is_module(model):
         conv = None if convention is None else resolve_convention(convention)
-        graph = export_module(model, input_shape, conv)
+        library = library_of(model)
+        if library is None:
+            graph = export_module(model, input_shape, conv)
+        else:
+            graph = export_peer(model, library, input_shape, conv)
     else:
         raise NeurocompileError(f"export: expected a checkpoint path or a torch module, got {type(model).__name__}")
     if output is not None:

@@ -31,7 +31,8 @@ LAYERS = [
     ("neurocompile.cli",),
 ]
 # Imported inside functions on purpose: heavy libraries kept out of `import neurocompile` and
-# `neurocompile --help`, and Lava, which loads only after its compatibility step.
+# `neurocompile --help`, Lava, which loads only after its compatibility step, and the peer libraries whose
+# exporters `export(module)` calls where they are installed.
 LAZY_THIRD_PARTY = (
     "torch",
     "nir",
@@ -44,6 +45,11 @@ LAZY_THIRD_PARTY = (
     "sklearn",
     "tonic",
     "h5py",
+    "snntorch",
+    "norse",
+    "spikingjelly",
+    "sinabs",
+    "rockpool",
 )
 
 

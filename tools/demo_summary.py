@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurocompile.analysis.metrics import layer_agreement
+from neurocompile.analysis.metrics import fidelity_line, layer_agreement
 from neurocompile.ir.program import FixedPointProgram
 from neurocompile.ir.recording import Recording
 
@@ -29,12 +29,11 @@ def main(folder: str) -> None:
     program = FixedPointProgram.load(Path(folder) / "digits_mlp.ncp")
     float_rec = Recording(dict(np.load(Path(folder) / "float_record.npz")), program.outputs, "float")
     cpu_rec = Recording(dict(np.load(Path(folder) / "cpu_record.npz")), program.outputs, "cpu")
-    print("per-layer spike agreement, cpu vs float (layer k compared k steps later):")
+    print(
+        "per-layer spike fidelity, cpu vs float (layer k compared k steps later; spike F1: spikes in both of float/cpu):"
+    )
     for layer, stats in layer_agreement(float_rec, cpu_rec, program.latency()).items():
-        print(
-            f"  {layer:6s} count ratio {stats['count_ratio']:.3f}   per-step agreement {100 * stats['step_agreement']:.2f}%"
-            f"   count correlation {stats['rate_correlation']:.3f}"
-        )
+        print(f"  {layer:6s} {fidelity_line(stats)}")
     n = reports["lava"]["samples"]
     same = sum(a == b for a, b in zip(reports["lava"]["predictions"], reports["cpu"]["predictions"][:n]))
     print(f"lava fixed_pt vs cpu predictions on the first {n} samples: {same}/{n} identical")

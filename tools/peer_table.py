@@ -10,7 +10,9 @@ reset the native run used (meta.json) and the options the case was built with (`
 Float: spikes compared exactly per layer; "first diverging step" is the earliest step where any layer
 differs. Fixed point: ``compile_graph(graph, convention, calibration=input)`` on ``CpuBackend`` (what the
 compiler cannot reproduce it refuses, and the table shows the refusal), compared with the native spikes per
-layer after the synapse latency (``metrics.layer_agreement``: step agreement).
+layer after the synapse latency (``metrics.layer_agreement``): step agreement, spike F1 of the aligned spike
+events and the correlation of the spike counts per sample and neuron; and the spike F1 of the float network
+run with the program's own weights (``weight_bound``), the fidelity that 8-bit weights leave.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from neurocompile.analysis.metrics import format_score
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "peers"
@@ -122,9 +126,7 @@ WHY = {
     ),
 }
 
-# Compiled cases below 95% fixed-point agreement, and precisely why (tests/peers/test_peer_fixed_point.py keeps
-# this list true).
-FIXED_BELOW: dict[tuple[str, str], str] = {}
+F1_GOAL = 0.90  # spike F1 per layer that a compiled case should reach (issue 25)
 
 
 @dataclass
@@ -138,14 +140,30 @@ class Row:
     float_exact: bool | None = None
     first_step: int | None = None
     layers: dict = field(default_factory=dict)  # node -> first diverging step or None
-    fixed: dict = field(default_factory=dict)  # node -> step agreement
+    agreement: dict = field(default_factory=dict)  # node -> metrics.layer_agreement's report
+    bound: dict = field(default_factory=dict)  # node -> spike F1 of the float network with the program's weights
     refused: str = ""  # the fixed-point compiler's one-line refusal
     error: str = ""
 
     @property
+    def fixed(self) -> dict:
+        """Node -> fixed-point step agreement (empty when not compiled)."""
+        return {node: report["step_agreement"] for node, report in self.agreement.items()}
+
+    @property
     def why(self) -> str:
-        key = (self.library, self.case)
-        return " ".join(part for part in (WHY.get(key, ""), FIXED_BELOW.get(key, "") if self.fixed else "") if part)
+        return " ".join(part for part in (WHY.get((self.library, self.case), ""), self.weight_note) if part)
+
+    @property
+    def weight_note(self) -> str:
+        """Which layers stay below ``F1_GOAL``, and that the float network with the program's weights does too."""
+        low = [node for node, report in self.agreement.items() if report["spike_f1"] < F1_GOAL]
+        bounds = ", ".join(f"{node} {self.bound[node]:.3f}" if node in self.bound else f"{node} n/a" for node in low)
+        return (
+            f"Spike F1 below {F1_GOAL} in {', '.join(low)}; the float network with the program's 8-bit weights: {bounds}."
+            if low
+            else ""
+        )
 
 
 def producer_of(meta: dict) -> str:
@@ -210,8 +228,25 @@ def fixed_check(row: Row, graph, conv, x, native) -> None:
     program, _ = compile_graph(graph, conv, calibration=x)
     fixed = CpuBackend(program).run(x, record="all")
     reference = native_recording({k: _shaped(v, fixed, k) for k, v in native.items()}, fixed.outputs)
-    agreement = layer_agreement(reference, fixed, program.latency())
-    row.fixed = {node: report["step_agreement"] for node, report in agreement.items()}
+    row.agreement = layer_agreement(reference, fixed, program.latency())
+    row.bound = weight_bound(graph, program, conv, x, reference, list(row.agreement))
+
+
+def weight_bound(graph, program, conv, x, reference, nodes: list[str]) -> dict:
+    """Per layer, the spike F1 against the library's spikes of the float network run with the program's own
+    weights (``dequantize.effective_weight_graph``): what 8-bit weights alone leave of the fidelity; empty
+    where the graph's weights do not map one to one onto the program's synapses."""
+    from neurocompile.analysis.metrics import layer_agreement
+    from neurocompile.backends.float_ref import FloatReference
+    from neurocompile.compiler.dequantize import effective_weight_graph
+    from neurocompile.errors import NeurocompileError
+
+    try:
+        quantized = FloatReference(effective_weight_graph(graph, program), conv).run(x, record="all")
+    except NeurocompileError:
+        return {}
+    report = layer_agreement(reference, quantized, dict.fromkeys(nodes, 0))
+    return {node: value["spike_f1"] for node, value in report.items()}
 
 
 def _shaped(native: np.ndarray, fixed, node: str) -> np.ndarray:
@@ -279,14 +314,44 @@ def _float_cell(row: Row) -> str:
 def _fixed_cell(row: Row) -> str:
     if row.refused:
         return f"refused: {row.refused}"
-    return ", ".join(f"{node} {value:.3f}" for node, value in row.fixed.items()) or "—"
+    return _per_layer(row, lambda r: f"{r['step_agreement']:.3f}")
+
+
+def _per_layer(row: Row, cell) -> str:
+    """``node value, ...`` over the compared layers, ``cell(report)`` the value; — when not compiled."""
+    return ", ".join(f"{node} {cell(report)}" for node, report in row.agreement.items()) or "—"
+
+
+def _bound_cell(row: Row) -> str:
+    return ", ".join(f"{node} {value:.3f}" for node, value in row.bound.items()) or "—"
+
+
+def _f1(report: dict) -> str:
+    """Spike F1 with its counts: 2 TP / (native + ours spikes)."""
+    counts = f"2×{report['true_positives']}/({report['reference_spikes']}+{report['compared_spikes']})"
+    return f"{report['spike_f1']:.3f} = {counts}"
+
+
+def _order(value: float | None) -> float:
+    return -np.inf if value is None else value  # undefined (n/a) ranks lowest
+
+
+def _worst(rows: list[Row], key: str) -> str:
+    """Over the compiled cases ``rows``, the range of each case's lowest layer value of ``key``."""
+    worst = sorted((min((r[key] for r in row.agreement.values()), key=_order) for row in rows), key=_order)
+    if not worst:
+        return "—"
+    low, high = format_score(worst[0]), format_score(worst[-1])
+    return low if low == high else f"{low}-{high}"
 
 
 def summary(rows: list[Row]) -> list[str]:
-    """Per library: cases exact in float, compiled cases at or above 95% fixed-point agreement, refusals."""
+    """Per library: cases exact in float, compiled cases at or above 95% fixed-point step agreement, refusals,
+    and over the compiled cases the range of their lowest layer's spike F1 and count correlation."""
     lines = [
-        "| library | float exact | fixed point >= 95% | fixed point below 95% | refused |",
-        "|---|---|---|---|---|",
+        "| library | float exact | fixed point >= 95% | fixed point below 95% | refused "
+        "| spike F1 (lowest layer) | count correlation (lowest layer) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for library in sorted({row.library for row in rows}):
         mine = [row for row in rows if row.library == library]
@@ -294,7 +359,8 @@ def summary(rows: list[Row]) -> list[str]:
         good = sum(min(row.fixed.values()) >= 0.95 for row in compiled)
         lines.append(
             f"| {library} | {sum(bool(row.float_exact) for row in mine)} of {len(mine)} | {good} "
-            f"| {len(compiled) - good} | {sum(bool(row.refused) for row in mine)} |"
+            f"| {len(compiled) - good} | {sum(bool(row.refused) for row in mine)} "
+            f"| {_worst(compiled, 'spike_f1')} | {_worst(compiled, 'rate_correlation')} |"
         )
     return lines
 
@@ -312,21 +378,33 @@ def render(rows: list[Row]) -> str:
         "versioned preset of its native dynamics as the convention. *Preset*: that preset (`neurocompile.semantics.discretization.PRESETS`, docs/conventions.md) with the "
         "reset the native run used and the options the case was built with, written as `--convention` takes it. *Float*: our float reference under "
         "that preset against the library's own spikes (counts for multi-spike neurons), every layer; `node@t` is "
-        "the first step where that layer differs. *Fixed point*: compiled under the same convention (what has an "
-        "exact forward-Euler same-step form runs in that form, `normalize.euler_form`; the rest is refused) and "
-        "calibrated on the input, run on the CPU backend; per layer the fraction of (sample, step, neuron) entries "
-        "equal to the native spikes after the synapse latency (`metrics.layer_agreement`).",
+        "the first step where that layer differs. *Fixed point*: compiled under the same convention (exponential "
+        "decays in their exact forward-Euler form, `normalize.euler_form`; snnTorch's reset timings and multi-spike "
+        "neurons as custom neurons, `Population.reset_timing` and graded spikes, `Population.payload_bits`) and "
+        "calibrated on the input, run on the CPU backend, and compared per layer with the native spikes after the "
+        "synapse latency (`metrics.layer_agreement`): *step agreement*, the fraction of (sample, step, neuron) "
+        "entries equal (silent entries count as matches); *spike F1* of the spike events, 2 TP / (native + ours "
+        "spikes), a true positive being a spike in both at the same aligned step and neuron (min of the two counts "
+        "for multi-spike counts; 1.0 when both are silent), written with its counts; *count correlation*, the "
+        "Pearson correlation of the spike counts per sample and neuron (1.0 when both are the same constant, n/a "
+        "when one is constant otherwise); *spike F1, float with 8-bit weights*: the float network run with the "
+        "program's own weights, dequantized (`dequantize.effective_weight_graph`), against the library's spikes: "
+        "the fidelity that 8-bit weights alone leave. The summary gives, over a library's compiled cases, the range of each "
+        "case's lowest layer.",
         "",
         *summary(rows),
         "",
-        "| library | version | case | preset | float exact? | fixed-point agreement | notes |",
-        "|---|---|---|---|---|---|---|",
+        "| library | version | case | preset | float exact? | fixed-point step agreement | spike F1 "
+        "| spike F1, float with 8-bit weights | count correlation | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         why = "; ".join(part for part in (row.error, row.why) if part)
         lines.append(
             f"| {row.library} | {row.version} | {row.case} | {row.preset or '—'} | {_float_cell(row)} "
-            f"| {_fixed_cell(row)} | {why} |"
+            f"| {_fixed_cell(row)} | {_per_layer(row, _f1)} | {_bound_cell(row)} "
+            f"| {_per_layer(row, lambda r: format_score(r['rate_correlation']))} "
+            f"| {why} |"
         )
     lines += ["", "## Repairs and assumptions on reading", ""]
     lines += [f"* {row.library}/{row.case}: {'; '.join(row.repairs)}" for row in rows if row.repairs]

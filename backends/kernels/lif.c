@@ -13,8 +13,7 @@
  * State in int32 with uint32 wrap-around arithmetic (Lava's int32 arrays). fu, fv: decay multipliers
  * (fixedpoint.decay_multiplier); th: fixedpoint.effective_vth clipped to 2**23 - 1; bias:
  * fixedpoint.effective_bias, added from step bias_onset on (fixedpoint.bias_active); reset_interval as in
- * fixedpoint.reset_due; subtract: 1 for Population.reset ==
- * "subtract" (a spiking v becomes v - th, not 0; it stays in [0, 2**23 - 1)). Spikes are uint8 0/1. Weights
+ * fixedpoint.reset_due; reset: the reset flags below (Population.reset and reset_timing). Spikes are uint8 0/1. Weights
  * are int16 mantissas: a synapse's sum is (sum of mantissas) << wexp, wexp including the mantissa's shift;
  * sums accumulate in uint32 (exact for wexp >= 0, modulo 2**32, and for |sums| < 2**31: the caller checks). */
 #include <stdint.h>
@@ -22,24 +21,47 @@
 
 #include "lif_step.h"
 
-/* One step of n neurons (u, v updated in place; spikes to so). Inlined twice, with sub a constant
- * (0: v <- 0 after a spike, 1: v <- v - th), so each copy has the loop of a single reset mode. */
+/* Reset flags (cpu._reset_flags, fixedpoint.timed_fire): SUB reset by subtraction (else to zero); SNN
+ * snnTorch's timings (r = stored v > th: subtraction takes th * r off the bias of the step, zero resets the
+ * stored membrane, or with SYN the stepped one); IMM the immediate timing (v - th*(s - r) or v - (s - r)*v,
+ * clipped), else delayed (v kept). */
+enum { SUB = 1, SNN = 2, IMM = 4, SYN = 8 };
+
+/* One step of n neurons (u, v updated in place; spikes to so). Inlined once per reset mode, with mode a
+ * constant, so each copy has the loop of a single mode. */
 static inline __attribute__((always_inline)) void neuron_step_mode(
     int64_t n, int32_t *restrict ub, int32_t *restrict vb, const uint32_t *restrict a64,
     const int32_t *restrict bias, int32_t bm, uint32_t su, uint32_t sv, int32_t th, int32_t sp,
-    uint8_t *restrict so, const int sub) {
+    uint8_t *restrict so, const int mode) {
+    const int32_t L = (1 << 23) - 1;
     for (int64_t j = 0; j < n; j++) {
-        const int32_t vp = lif_subthreshold(&ub[j], vb[j], a64[j], bias[j] & bm, su, sv);
+        int32_t vin = vb[j], b = bias[j] & bm;
+        const int32_t r = (mode & SNN) ? vin > th : 0;
+        if ((mode & SNN) && (mode & SUB)) b = (int32_t)((uint32_t)b - (uint32_t)(r ? th : 0));
+        if ((mode & SNN) && !(mode & (SUB | SYN)) && r) vin = 0;
+        int32_t vp = lif_subthreshold(&ub[j], vin, a64[j], b, su, sv);
+        if ((mode & SNN) && !(mode & SUB) && (mode & SYN) && r) vp = 0;
         const int32_t s = (vp > th) & sp;
-        vb[j] = s ? (sub ? vp - th : 0) : vp;
+        if (!(mode & SNN)) {
+            vb[j] = s ? ((mode & SUB) ? vp - th : 0) : vp;
+        } else if (mode & IMM) {
+            const int64_t d = (int64_t)s - r, nv = (mode & SUB) ? vp - (int64_t)th * d : vp - d * vp;
+            vb[j] = (int32_t)(nv > L ? L : nv < -L ? -L : nv);
+        } else {
+            vb[j] = vp;
+        }
         so[j] = (uint8_t)s;
     }
 }
 
 static void neuron_step(int64_t n, int32_t *ub, int32_t *vb, const uint32_t *a64, const int32_t *bias, int32_t bm,
-                        uint32_t su, uint32_t sv, int32_t th, int32_t sp, uint8_t *so, int sub) {
-    if (sub) neuron_step_mode(n, ub, vb, a64, bias, bm, su, sv, th, sp, so, 1);
-    else neuron_step_mode(n, ub, vb, a64, bias, bm, su, sv, th, sp, so, 0);
+                        uint32_t su, uint32_t sv, int32_t th, int32_t sp, uint8_t *so, int64_t mode) {
+#define MODE(M) case M: neuron_step_mode(n, ub, vb, a64, bias, bm, su, sv, th, sp, so, M); break;
+    switch (mode) {
+        MODE(0) MODE(SUB) MODE(SNN | SUB) MODE(SNN | SUB | IMM) MODE(SNN) MODE(SNN | SYN) MODE(SNN | IMM)
+        MODE(SNN | IMM | SYN)
+    }
+#undef MODE
 }
 
 static inline int32_t threshold(int64_t vth) {
@@ -55,7 +77,7 @@ static inline int reset_due(int64_t t, int64_t reset_interval) {
 #define LIF_RUN(NAME, A_T)                                                                         \
 void NAME(int64_t T, int64_t n, const A_T *restrict a_in, int64_t shift, int64_t wexp,             \
           int64_t fu, int64_t fv, int64_t vth, const int32_t *restrict bias, int64_t spiking,      \
-          int64_t reset_interval, int64_t subtract, int64_t bias_onset, uint8_t *restrict s_out,   \
+          int64_t reset_interval, int64_t reset, int64_t bias_onset, uint8_t *restrict s_out,      \
           int32_t *restrict u_out,                                                                 \
           int32_t *restrict v_out, int32_t *restrict u, int32_t *restrict v,                       \
           uint32_t *restrict scratch, int64_t b0, int64_t b1) {                                    \
@@ -81,7 +103,7 @@ void NAME(int64_t T, int64_t n, const A_T *restrict a_in, int64_t shift, int64_t
                         a64[j] = (uint32_t)((int64_t)a[j] >> (-wexp)) << 6;                        \
             }                                                                                      \
             neuron_step(n, ub, vb, a64, bias, bias_mask(t, bias_onset), (uint32_t)fu, (uint32_t)fv, \
-                        th, sp, s_out + off, subtract != 0);                                       \
+                        th, sp, s_out + off, reset);                                               \
             if (u_out) memcpy(u_out + off, ub, n * sizeof(int32_t));                               \
             if (v_out) memcpy(v_out + off, vb, n * sizeof(int32_t));                               \
         }                                                                                          \
@@ -121,7 +143,7 @@ void gather_sum(int64_t K, int64_t N, const uint8_t *restrict s, const int16_t *
 typedef struct {
     int64_t n, fu, fv, vth;
     const int32_t *bias;
-    int64_t spiking, reset_interval, subtract, bias_onset;
+    int64_t spiking, reset_interval, reset, bias_onset;
     uint8_t *s_out;          /* [B, T, n] */
     int32_t *u_out, *v_out;  /* [B, T, n] or NULL */
 } NetPop;
@@ -172,7 +194,7 @@ static void net_row(const Net *net, int64_t b, uint32_t *mem, int64_t words) {
             for (int64_t j = 0; j < n; j++) a[j] <<= 6;
             neuron_step(n, (int32_t *)u[p], (int32_t *)v[p], a, pp->bias, bias_mask(t, pp->bias_onset),
                         (uint32_t)pp->fu, (uint32_t)pp->fv, threshold(pp->vth), pp->spiking != 0, pp->s_out + off,
-                        pp->subtract != 0);
+                        pp->reset);
             memset(a, 0, n * sizeof(uint32_t));
             if (pp->u_out) memcpy(pp->u_out + off, u[p], n * sizeof(int32_t));
             if (pp->v_out) memcpy(pp->v_out + off, v[p], n * sizeof(int32_t));

@@ -144,7 +144,10 @@ class LavaBackend:
             )
         from neurocompile.backends.lava.processes import LIFExtended
 
-        onset = dict(reset=pop.reset, bias_onset=int(pop.bias_onset), sample_steps=run_steps)
+        firing = pop.firing()
+        onset = dict(reset=pop.reset, reset_timing=firing["timing"], synaptic=firing["synaptic"])
+        onset |= dict(payload_bits=firing["payload_bits"])
+        onset |= dict(bias_onset=int(pop.bias_onset), sample_steps=run_steps)
         return LIFExtended(name=pop.name, **onset, **timing, **params)
 
     def lower_synapse(self, syn: Synapse, src, dst) -> tuple:
@@ -152,7 +155,8 @@ class LavaBackend:
 
         Returns ``(process, buffer var name, zeros)``: what :meth:`_reset_state` clears.
         """
-        use_conv = self.conv_mode == "conv" and (not self.fixed or int(syn.weight_exp) >= 0)
+        graded = self._payload_bits(syn.source) > 0  # Lava's Conv takes binary spikes: Sparse multiplies
+        use_conv = self.conv_mode == "conv" and (not self.fixed or int(syn.weight_exp) >= 0) and not graded
         if syn.kind == "conv" and syn.delays is None and use_conv:
             conn = self._lower_conv(syn)
             src.connect(conn.s_in)
@@ -167,10 +171,15 @@ class LavaBackend:
 
             matrix = csr_matrix(matrix)
         matrix, kw = self.matrix_weights(syn, self._weights_in_lava_order(syn, matrix))
+        kw["num_message_bits"] = self._payload_bits(syn.source)
         delays = None if syn.delays is None else self._weights_in_lava_order(syn, np.asarray(syn.delays))
         conn = connection_process(syn, matrix, delays, sparse, kw)
         connect(src, conn, dst, self.program.source_shape(syn.source), self.program.source_shape(syn.target))
         return conn, "a_buff", np.zeros(conn.a_buff.shape)
+
+    def _payload_bits(self, node: str) -> int:
+        """The bits each spike of ``node`` carries (0: binary; ``Population.payload_bits``)."""
+        return next((p.payload_bits for p in self.program.populations if p.name == node), 0)
 
     def _lower_conv(self, syn: Synapse):
         """Conv synapse -> ``lava.proc.conv.Conv`` (kernel flipped and in Lava's layout)."""
@@ -311,7 +320,7 @@ class LavaBackend:
                     pop = prog.population(name)
                     arr = from_lava(np.stack(values)[:steps], tuple(pop.shape))
                     key = f"{name}.{var}"
-                    out[key][b] = arr if var != "spikes" else arr != 0
+                    out[key][b] = arr if var != "spikes" or pop.payload_bits else arr != 0  # graded: counts
                 if bar is not None:
                     bar.update(1)
         finally:

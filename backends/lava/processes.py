@@ -144,10 +144,15 @@ class _FixedIntegrate:
     def threshold(self):
         return np.int32(np.int64(self.vth[0]) << self.vth_shift)
 
-    def integrate(self, a_in, bias_on: bool) -> None:
+    def clip_limit(self):
+        return self.max_uv_val - 1
+
+    def integrate(self, a_in, bias_on: bool, offset=0) -> None:
+        """``subthr_dynamics`` with ``offset`` (int32, wrapping) added to the bias of this step."""
         self.scale_bias()
         if not bias_on:
             self.effective_bias = np.zeros_like(self.effective_bias)
+        self.effective_bias = (self.effective_bias + offset).astype(np.int32)
         self.subthr_dynamics(activation_in=a_in)
 
 
@@ -158,11 +163,12 @@ class _FloatIntegrate:
     def threshold(self):
         return self.vth[0]
 
-    def integrate(self, a_in, bias_on: bool) -> None:
-        if bias_on:
-            self.subthr_dynamics(activation_in=a_in)
-            return
-        bias, self.bias_mant = self.bias_mant, np.zeros_like(self.bias_mant)
+    def clip_limit(self):
+        return np.inf
+
+    def integrate(self, a_in, bias_on: bool, offset=0) -> None:
+        """``subthr_dynamics`` with ``offset`` added to the bias of this step."""
+        bias, self.bias_mant = self.bias_mant, (self.bias_mant if bias_on else np.zeros_like(self.bias_mant)) + offset
         try:
             self.subthr_dynamics(activation_in=a_in)
         finally:
@@ -209,16 +215,19 @@ class PyLearningNeuronFloat(_LearningNeuronPorts, _FloatIntegrate, AbstractPyLif
 
 
 class LIFExtended(AbstractProcess):
-    """Lava's ``LIFReset`` with neurocompile's two extensions of the integer LIF (``Population``).
+    """Lava's ``LIFReset`` with neurocompile's extensions of the integer LIF (``Population``).
 
     * ``reset="subtract"``: a spiking neuron's ``v`` loses the threshold (``v[s] -= vth << 6``,
       floating_pt ``v[s] -= vth``) instead of becoming 0 (``fixedpoint.lif_fixed_step``);
+    * ``reset_timing``: snnTorch's delayed or immediate reset (``fixedpoint.timed_fire``; ``synaptic``
+      zeroes the stepped membrane);
+    * ``payload_bits``: graded spikes carrying the count of thresholds crossed (``fixedpoint.fire``);
     * ``bias_onset``: the bias is added only from that step of each sample on
       (``fixedpoint.bias_active``; the step in the sample is ``(time_step - 1) % sample_steps``).
 
     The models subclass Lava's ``AbstractPyLifModelFixed``/``Float`` and run ``LIFReset``'s step
     (zero u and v when ``time_step % reset_interval == reset_offset``, ``scale_bias``,
-    ``subthr_dynamics``, ``v > vth``) with these two changes. On Loihi 2 this needs a custom neuron
+    ``subthr_dynamics``, ``v > vth``) with these changes. On Loihi 2 this needs a custom neuron
     microcode, not the stock LIF.
     """
 
@@ -232,6 +241,9 @@ class LIFExtended(AbstractProcess):
         bias_mant,
         bias_exp,
         reset: str = "zero",
+        reset_timing: str = "same-step",
+        synaptic: bool = False,
+        payload_bits: int = 0,
         bias_onset: int = 0,
         sample_steps: int = 1,
         reset_interval: int = 1,
@@ -241,6 +253,9 @@ class LIFExtended(AbstractProcess):
         super().__init__(
             shape=shape,
             reset=reset,
+            reset_timing=reset_timing,
+            synaptic=synaptic,
+            payload_bits=payload_bits,
             bias_onset=bias_onset,
             sample_steps=sample_steps,
             reset_interval=reset_interval,
@@ -251,7 +266,8 @@ class LIFExtended(AbstractProcess):
 
 
 class _ExtendedStep:
-    """``PyLifResetModelBitAcc.run_spk``/``PyLifResetModelFloat.run_spk`` with the reset mode and the bias onset."""
+    """``PyLifResetModelBitAcc.run_spk``/``PyLifResetModelFloat.run_spk`` with the reset mode and timing and the
+    bias onset."""
 
     def run_spk(self) -> None:
         a_in = self.a_in.recv()
@@ -260,13 +276,50 @@ class _ExtendedStep:
         if interval > 0 and self.time_step % interval == params["reset_offset"] % interval:
             self.u *= 0
             self.v *= 0
-        self.integrate(a_in, fxp.bias_active((self.time_step - 1) % params["sample_steps"], params["bias_onset"]))
-        spikes = self.v > self.threshold()
-        if params["reset"] == "subtract":
-            self.v[spikes] -= self.threshold()
+        bias_on = fxp.bias_active((self.time_step - 1) % params["sample_steps"], params["bias_onset"])
+        if params["payload_bits"]:
+            self.integrate(a_in, bias_on)
+            spikes = self.graded_fire()
+        elif params["reset_timing"] == "same-step":
+            self.integrate(a_in, bias_on)
+            spikes = self.v > self.threshold()
+            if params["reset"] == "subtract":
+                self.v[spikes] -= self.threshold()
+            else:
+                self.v[spikes] = 0
         else:
-            self.v[spikes] = 0
+            spikes = self.snntorch_step(a_in, bias_on)
         self.s_out.send(spikes)
+
+    def graded_fire(self):
+        """Graded spikes: the count of thresholds ``v`` exceeds, at most ``2**payload_bits - 1``; a subtractive
+        reset removes that many thresholds, the other sets ``v`` to 0 where the count is positive."""
+        th, most = self.threshold(), 2 ** self.proc_params["payload_bits"] - 1
+        above = self.v > th
+        count = np.minimum(-(-self.v // th) - 1, most) if th > 0 else np.full(self.v.shape, most)
+        count = np.where(above, count, 0).astype(self.v.dtype)
+        if self.proc_params["reset"] == "subtract":
+            self.v[:] = self.v - count * th
+        else:
+            self.v[above] = 0
+        return count
+
+    def snntorch_step(self, a_in, bias_on: bool):
+        """snnTorch's timings: ``r`` from the stored membrane, its reset in this step, then the spikes."""
+        params, th = self.proc_params, self.threshold()
+        r = self.v > th
+        subtract = params["reset"] == "subtract"
+        if not subtract and not params["synaptic"]:
+            self.v[r] = 0
+        self.integrate(a_in, bias_on, -th * r if subtract else 0)
+        if not subtract and params["synaptic"]:
+            self.v[r] = 0
+        spikes = self.v > th
+        if params["reset_timing"] == "snntorch-immediate":
+            change = spikes.astype(np.int64) - r
+            v = self.v - (th * change if subtract else change * self.v)
+            self.v[:] = np.clip(v, -self.clip_limit(), self.clip_limit())
+        return spikes
 
 
 @implements(proc=LIFExtended, protocol=LoihiProtocol)

@@ -112,31 +112,98 @@ def synapse_fanout(syn) -> np.ndarray:
     return w.reshape(w.shape[0], -1).sum(axis=0).astype(np.float64)
 
 
-def layer_agreement(reference: Recording, fixed: Recording, latency: dict[str, int]) -> dict[str, dict]:
-    """Per-layer spike agreement of a fixed-point run with the float reference.
+def layer_agreement(reference: Recording, compared: Recording, latency: dict[str, int]) -> dict[str, dict]:
+    """Per-layer spike fidelity of a run (``compared``, e.g. fixed point) to a reference run (e.g. float).
 
     The fixed-point backends deliver every synapse one step later than the float reference, so
-    population ``name`` is compared ``latency[name]`` steps later (``FixedPointProgram.latency``).
-    Per layer: ``count_ratio`` (fixed spikes / float spikes), ``step_agreement`` (fraction of
-    sample x step x neuron entries equal after the shift) and ``rate_correlation`` (Pearson
-    correlation of the spike counts of each neuron in each sample).
+    population ``name`` is compared ``latency[name]`` steps later (``FixedPointProgram.latency``; 0 for
+    runs on the same timing), over the reference steps the compared run covers after the shift (all
+    of them for a drained run). Per layer, :func:`spike_fidelity` of the aligned spikes.
     """
     report = {}
     for name, shift in latency.items():
-        key = f"{name}.spikes"
-        if key not in reference.arrays or key not in fixed.arrays:
-            continue
-        ref = np.asarray(reference.arrays[key], dtype=np.float64)
-        fix = np.asarray(fixed.arrays[key], dtype=np.float64)
-        steps = ref.shape[1] - shift
-        if steps <= 0:
-            continue
-        ref, fix = ref[:, :steps], fix[:, shift : shift + steps]  # a drained run is longer
-        ref_counts, fix_counts = ref.sum(axis=1).ravel(), fix.sum(axis=1).ravel()
-        both_vary = ref_counts.std() > 0 and fix_counts.std() > 0
-        report[name] = {
-            "count_ratio": float(fix.sum() / ref.sum()) if ref.sum() > 0 else float("nan"),
-            "step_agreement": float((ref == fix).mean()),
-            "rate_correlation": float(np.corrcoef(ref_counts, fix_counts)[0, 1]) if both_vary else float("nan"),
-        }
+        aligned = _aligned(reference, compared, f"{name}.spikes", shift)
+        if aligned is not None:
+            report[name] = spike_fidelity(*aligned)
     return report
+
+
+def _aligned(reference: Recording, compared: Recording, key: str, shift: int):
+    """``key``'s reference spikes and the compared run's ``shift`` steps later, over the steps both
+    cover, as float64 [batch, steps, neurons]; None when either lacks ``key`` or no step is left."""
+    if key not in reference.arrays or key not in compared.arrays:
+        return None
+    ref = np.asarray(reference.arrays[key], dtype=np.float64)
+    cmp = np.asarray(compared.arrays[key], dtype=np.float64)
+    if ref.shape[:1] + ref.shape[2:] != cmp.shape[:1] + cmp.shape[2:]:
+        raise NeurocompileError(
+            f"'{key}': the reference's spikes {list(ref.shape)} and the compared run's {list(cmp.shape)} "
+            "differ in samples or neurons ([batch, time, ...])"
+        )
+    steps = min(ref.shape[1], cmp.shape[1] - shift)
+    if steps <= 0:
+        return None
+    return tuple(a.reshape(a.shape[0], a.shape[1], -1) for a in (ref[:, :steps], cmp[:, shift : shift + steps]))
+
+
+def spike_fidelity(ref: np.ndarray, cmp: np.ndarray) -> dict:
+    """How well aligned spikes ``cmp`` [batch, steps, neurons] reproduce ``ref`` (same shape).
+
+    ``step_agreement``: fraction of (sample, step, neuron) entries equal; silent entries count as
+    matches, so a sparse layer scores high whatever it does. ``count_ratio``: compared spikes /
+    reference spikes (1.0 when both are silent, None when only the reference is). The spike-event
+    scores of :func:`spike_f1`, and ``rate_correlation``: :func:`count_correlation` of the spike
+    counts per (sample, neuron).
+    """
+    ref_spikes, cmp_spikes = float(ref.sum()), float(cmp.sum())
+    ratio = cmp_spikes / ref_spikes if ref_spikes > 0 else (1.0 if cmp_spikes == 0 else None)
+    return {
+        "count_ratio": ratio,
+        "step_agreement": float((ref == cmp).mean()),
+        **spike_f1(ref, cmp),
+        "rate_correlation": count_correlation(ref.sum(axis=1), cmp.sum(axis=1)),
+    }
+
+
+def spike_f1(ref: np.ndarray, cmp: np.ndarray) -> dict:
+    """F1 of the spike events of ``cmp`` against ``ref`` (aligned arrays of the same shape).
+
+    A true positive is a spike in both at the same entry (sample, step, neuron); precision = TP /
+    compared spikes, recall = TP / reference spikes, F1 = 2 TP / (reference + compared spikes),
+    1.0 when both are silent. Graded entries (a count of several spikes in one step) contribute
+    min(ref, cmp) true positives, so F1 is the same score over spike counts. Returns ``spike_f1``
+    with its counts ``true_positives``, ``reference_spikes`` and ``compared_spikes``.
+    """
+    tp, n_ref, n_cmp = (int(round(float(a.sum()))) for a in (np.minimum(ref, cmp), ref, cmp))
+    return {
+        "spike_f1": 2 * tp / (n_ref + n_cmp) if n_ref + n_cmp else 1.0,
+        "true_positives": tp,
+        "reference_spikes": n_ref,
+        "compared_spikes": n_cmp,
+    }
+
+
+def count_correlation(ref_counts: np.ndarray, cmp_counts: np.ndarray) -> float | None:
+    """Pearson correlation of two runs' spike counts, entry by entry (e.g. per sample and neuron).
+
+    Undefined when either side is constant: then 1.0 if both are the same constant (silent in both,
+    say), else None (reported as n/a).
+    """
+    a, b = np.ravel(ref_counts).astype(np.float64), np.ravel(cmp_counts).astype(np.float64)
+    if a.std() > 0 and b.std() > 0:
+        return float(np.corrcoef(a, b)[0, 1])
+    return 1.0 if np.array_equal(a, b) else None
+
+
+def format_score(value: float | None) -> str:
+    """A score to 3 decimals; n/a where it is undefined (None)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def fidelity_line(report: dict) -> str:
+    """One layer's :func:`spike_fidelity` report in one line."""
+    counts = f"{report['true_positives']} in both of {report['reference_spikes']}/{report['compared_spikes']}"
+    return (
+        f"count ratio {format_score(report['count_ratio'])}   step agreement {100 * report['step_agreement']:.2f}%"
+        f"   spike F1 {report['spike_f1']:.3f} ({counts})   count correlation {format_score(report['rate_correlation'])}"
+    )

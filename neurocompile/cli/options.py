@@ -77,20 +77,26 @@ def model_loading_options(command):
 
 
 def producer_option(scope: str = ""):
-    """``--from LIBRARY==VERSION``: the peer library that wrote the NIR file; its known exporter defects are
-    repaired (each announced) and its native preset is the default convention. The command runs with it in
-    effect for every graph it reads (:func:`neurocompile.frontend.peer_repairs.reading_from`), so it takes no argument."""
+    """``--from LIBRARY==VERSION[,OPTION=VALUE]``: the peer library that wrote the NIR file; its known exporter
+    defects are repaired (each announced) and its native preset is the default convention. The command runs
+    with it in effect for every graph it reads (:func:`neurocompile.frontend.peer_repairs.reading_from`), so it
+    takes no argument; what the command's ``--convention``, ``--dt`` and ``--reset`` decide is not announced
+    as assumed."""
     option = click.option(
         "--from",
         "producer",
         metavar="LIBRARY==VERSION",
-        help=f"{scope}Repair the known exporter defects of the library that wrote the NIR file ({KNOWN}).",
+        help=(
+            f"{scope}Repair the known exporter defects of the library that wrote the NIR file ({KNOWN}); "
+            "options the file does not record follow, e.g. sinabs==3.1,norm_input=false or norse==1.1,dt=1e-4."
+        ),
     )
 
     def decorate(command):
         @functools.wraps(command)
         def reading(*args, producer=None, **kwargs):
-            with reading_from(producer):
+            flags = {k: kwargs.get(k) for k in ("dt", "reset")}
+            with reading_from(producer, kwargs.get("convention"), **flags):
                 return command(*args, **kwargs)
 
         return option(reading)

@@ -3,7 +3,8 @@
 MODEL is a ``.nir`` graph (float runs it directly; cpu/lava compile it on the fly with
 ``neurocompile.compiler.pipeline.compile_graph``), a ``.ncp`` fixed-point program (cpu/lava only) or a
 neurocompile checkpoint ``.pt`` (exported to NIR first). Reports accuracy when labels exist,
-spikes per node, synaptic operations and activation sparsity.
+spikes per node, synaptic operations and activation sparsity; with ``--compare REF.npz``, the spike
+fidelity of each layer to a reference run's recording (``metrics.layer_agreement``).
 
 Under torchrun each rank runs a contiguous block of the inputs; rank 0 gathers the recordings
 and reports (:mod:`neurocompile.distributed`, docs/distributed.md).
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import unquote
 
 import click
 import numpy as np
 
 from neurocompile import distributed
+from neurocompile.analysis.metrics import fidelity_line, layer_agreement
 from neurocompile.analysis.summary import format_summary, plot_raster, save_recording, summarize
 from neurocompile.backends import BACKENDS, backend_entry
 from neurocompile.backends.lava.backend import TAGS
@@ -28,6 +31,8 @@ from neurocompile.errors import NeurocompileError
 from neurocompile.files import check_outputs, npz_name
 from neurocompile.hardware.energy import check_target, estimate_energy
 from neurocompile.hardware.mapping import map_program
+from neurocompile.ir.program import FixedPointProgram
+from neurocompile.ir.recording import Recording
 
 
 def _check_options(input_path, data, steps, limit, dt) -> None:
@@ -69,6 +74,21 @@ def _check_options(input_path, data, steps, limit, dt) -> None:
     "--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a spike raster PNG of the first sample."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@click.option(
+    "--compare",
+    "compare_path",
+    type=click.Path(dir_okay=False),
+    help="Compare each layer's spikes with a reference run's recording (another run's --record .npz, same "
+    "inputs): step agreement, spike F1 of the spike events and spike-count correlation.",
+)
+@click.option(
+    "--compare-timing",
+    type=click.Choice(["float", "same"]),
+    default="float",
+    show_default=True,
+    help="The --compare run's timing: float (a compiled program's layers are compared their synapse latency "
+    "later) or same (a run on this run's timing, as cpu against lava: no shift).",
+)
 @convention_options()
 @model_loading_options
 @click.option(
@@ -113,6 +133,8 @@ def simulate(
     record_path,
     plot_path,
     as_json,
+    compare_path,
+    compare_timing,
     convention,
     dt,
     reset,
@@ -134,7 +156,9 @@ def simulate(
         check_target(energy_target)
     if record_path and npz_name(record_path) != Path(record_path):  # --record /dev/null: refused, not /dev/null.npz
         check_outputs([record_path])
-    check_outputs([record_path and npz_name(record_path), plot_path], [model, input_path, dataset_file(data)])
+    inputs_read = [model, input_path, dataset_file(data), compare_path]
+    check_outputs([record_path and npz_name(record_path), plot_path], inputs_read)
+    reference = _load_reference(compare_path) if compare_path else None  # refused before the run
     entry = backend_entry(backend)
     if entry.device:
         try:
@@ -173,4 +197,47 @@ def simulate(
         plot_raster(recording, plot_path, None if labels is None else labels[0])
         report["plot"] = str(plot_path)
     text = format_summary(report) + (f"\n\n{energy.table()}" if energy_target else "")
+    if reference is not None:
+        report["comparison"] = _comparison(compare_path, reference, recording, model_obj, compare_timing)
+        text += "\n\n" + _comparison_text(report["comparison"])
     click.echo(json.dumps(report, indent=2) if as_json else text)
+
+
+def _load_reference(path) -> Recording:
+    """The recording at ``path`` (an ``.npz`` that ``--record`` wrote), for ``--compare``."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise NeurocompileError(f"--compare: cannot read {path}: {exc}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise NeurocompileError(f"--compare: {path} is not a recording (.npz, as --record writes)")
+    with archive:
+        return Recording({unquote(name): archive[name] for name in archive.files}, [], "reference")
+
+
+def _comparison(path, reference: Recording, recording: Recording, model, timing: str) -> dict:
+    """Per layer of this run, its spike fidelity to ``reference`` (``metrics.spike_fidelity``); a compiled
+    program's populations are compared their latency later when the reference ran on float timing."""
+    if isinstance(model, FixedPointProgram) and timing == "float":
+        latency = model.latency()
+    else:
+        latency = {key[: -len(".spikes")]: 0 for key in recording.arrays if key.endswith(".spikes")}
+    layers = layer_agreement(reference, recording, latency)
+    if not layers:
+        raise NeurocompileError(
+            f"--compare: {path} records the spikes of none of this run's layers ({', '.join(latency)})"
+        )
+    return {
+        "reference": str(path),
+        "timing": timing,
+        "shift": {name: latency[name] for name in layers},
+        "layers": layers,
+    }
+
+
+def _comparison_text(comparison: dict) -> str:
+    lines = [f"spike fidelity against {comparison['reference']} (spike F1: spikes in both of reference/this run)"]
+    for name, report in comparison["layers"].items():
+        later = f" (+{comparison['shift'][name]} steps)" if comparison["shift"][name] else ""
+        lines.append(f"{name}{later}: {fidelity_line(report)}")
+    return "\n".join(lines)

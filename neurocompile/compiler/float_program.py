@@ -10,12 +10,12 @@ from neurocompile.compiler.lif_mapping import (
     lava_threshold,
     layer_of,
     program_of,
-    reset_mode,
+    reset_of,
     tonic_population,
 )
 from neurocompile.errors import HardwareLimitError
 from neurocompile.ir.normalized import NormalizedGraph, NormalizedPopulation
-from neurocompile.ir.program import FixedPointProgram, Population, Synapse
+from neurocompile.ir.program import MAX_PAYLOAD_BITS, FixedPointProgram, Population, Synapse
 from neurocompile.semantics.discretization import Convention
 
 
@@ -74,5 +74,6 @@ def _float_population(pop: NormalizedPopulation, dyn: Dynamics, conv: Convention
         bias_mant=dyn.bias_v.reshape(pop.shape),
         spiking=pop.spiking,
         source_type=pop.type,
-        reset=reset_mode(pop, conv),
+        **reset_of(pop, conv),
+        payload_bits=MAX_PAYLOAD_BITS if conv.spikes_per_step == "multi" and pop.spiking else 0,
     )

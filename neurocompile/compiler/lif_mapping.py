@@ -128,13 +128,16 @@ def tonic_population(population: str, number_format: str) -> Population:
 
 
 def check_lava_convention(conv: Convention) -> None:
-    """Refuse the convention options that describe native peer dynamics (``Convention.native_options``):
-    Lava's LIF has forward-Euler decays, resets in the spiking step and emits one spike per step."""
+    """Refuse the convention options that describe native peer dynamics (``Convention.native_options``) with no
+    integer form: Lava's LIF has forward-Euler decays (``normalize.euler_form`` rewrites exponential ones);
+    snnTorch's reset timings and several spikes per step run on a custom neuron (``Population.reset_timing``,
+    ``Population.payload_bits``)."""
     for option, value in conv.native_options().items():
-        raise NeurocompileError(
-            f"convention '{conv.name}': {option}={value!r} has no Lava LIF form (the fixed-point compiler needs "
-            f"{option}={Convention.__dataclass_fields__[option].default!r})"
-        )
+        if option == "decay":
+            raise NeurocompileError(
+                f"convention '{conv.name}': {option}={value!r} has no Lava LIF form (the fixed-point compiler "
+                f"needs {option}={Convention.__dataclass_fields__[option].default!r})"
+            )
 
 
 def lava_threshold(pop: NormalizedPopulation, conv: Convention) -> np.ndarray:
@@ -151,10 +154,11 @@ def lava_threshold(pop: NormalizedPopulation, conv: Convention) -> np.ndarray:
     return v_th
 
 
-def reset_mode(pop: NormalizedPopulation, conv: Convention) -> str:
-    """``Population.reset`` of ``pop``: the convention's reset for a spiking neuron that resets."""
-    has_reset = pop.spiking and PRIMITIVES[pop.type].neuron.reset is not None
-    return "subtract" if has_reset and conv.reset == "subtract" else "zero"
+def reset_of(pop: NormalizedPopulation, conv: Convention) -> dict:
+    """``Population.reset`` and ``reset_timing`` of ``pop``: the convention's, for a spiking neuron that resets."""
+    if not (pop.spiking and PRIMITIVES[pop.type].neuron.reset is not None):
+        return {"reset": "zero", "reset_timing": "same-step"}
+    return {"reset": conv.reset, "reset_timing": conv.reset_timing}
 
 
 def program_of(

@@ -21,7 +21,7 @@ from neurocompile.compiler.lif_mapping import (
     check_lava_convention,
     layer_of,
     program_of,
-    reset_mode,
+    reset_of,
     tonic_population,
     tonic_source,
 )
@@ -33,6 +33,7 @@ from neurocompile.ir.program import (
     BIAS_MANT_BITS,
     BIAS_ONSETS,
     MAX_DELAY,
+    MAX_PAYLOAD_BITS,
     STATE_BITS,
     VTH_BITS,
     WEIGHT_EXP_RANGE,
@@ -172,10 +173,10 @@ def _quantize_population(
     bias_mant, bias_exp, bias_err = _quantize_bias(bias_f, pop.name, fixed_bias_exp)
     vth = T if pop.spiking else VTH_MAX
     notes = list(dyn.notes)
-    reset = reset_mode(pop, conv)
+    reset = reset_of(pop, conv)
     if pop.spiking and conv.threshold_inclusive:
         on_grid = dyn.dv == 0 and dyn.du == 4095 and np.all((bias_mant.astype(np.int64) << bias_exp) % 64 == 0)
-        if on_grid and T > 1 and reset == "zero":  # a subtractive reset must remove 64*T: vth stays T
+        if on_grid and T > 1 and reset["reset"] == "zero":  # a subtractive reset must remove 64*T: vth stays T
             vth = T - 1
             notes.append("inclusive threshold: v moves in steps of 64, so v >= 64*T is v > 64*(T-1)")
         else:
@@ -190,7 +191,7 @@ def _quantize_population(
         bias_exp=int(bias_exp),
         spiking=pop.spiking,
         source_type=pop.type,
-        reset=reset,
+        **reset,
     )
     return population, notes, bias_err
 
@@ -283,6 +284,9 @@ def quantize(
         total = None if arrays is None else _summed_input(arrays, normalized, layer.incoming, layer.w_effs)
         scale = _choose_scale(layer, arrays, total, method, percentile, (weight_exp, bias_exp))
         population, notes, bias_err = _quantize_population(layer, scale.T, conv, bias_exp)
+        if conv.spikes_per_step == "multi" and population.spiking:
+            population.payload_bits = _payload_bits(arrays, pop.name)
+            notes.append(f"graded spikes: spike counts in {population.payload_bits} bits")
         errors = {"notes": notes, "synapses": [], "threshold_ratio": 0.0, "bias": bias_err}
         for syn, w in zip(layer.incoming, layer.w_effs):
             rs = _rho_weights(syn, w, layer.rho, pop.shape)
@@ -304,6 +308,16 @@ def quantize(
     )
     program.validate()
     return program, report
+
+
+def _payload_bits(arrays: dict | None, name: str) -> int:
+    """Bits of a multi-spike population's graded spikes: enough for the largest count per step in the calibration
+    run (at least 1), all of ``MAX_PAYLOAD_BITS`` without one."""
+    counts = None if arrays is None else arrays.get(f"{name}.spikes")
+    if counts is None:
+        return MAX_PAYLOAD_BITS
+    most = int(np.max(counts, initial=0))
+    return min(max(most.bit_length(), 1), MAX_PAYLOAD_BITS)
 
 
 def _decay_error(d: int, alpha: float) -> float:

@@ -22,19 +22,39 @@ from neurocompile.errors import GraphError, NeurocompileError
 
 
 @dataclass(frozen=True)
+class Assumption:
+    """What a peer's file does not record and its preset assumes (the library's default), and the option
+    that selects the other choice: a Convention option (``--convention``), an option of ``--from``
+    (``Producer.options``), or None where no option does."""
+
+    option: str | None
+    value: str  # the option's value for the other choice, as the command line takes it
+    assumed: str  # the library's default, in its own words
+    other: str  # the other choice, in the library's words
+    kinds: tuple = ()  # the neuron types it concerns (none: every neuron)
+
+
+@dataclass(frozen=True)
 class Producer:
     """A peer library's known version: the preset of its native dynamics (with the dt its exporter
-    and native runs assume) and the repairs its exporter needs."""
+    and native runs assume), the repairs its exporter needs and what its files leave to the preset."""
 
     library: str
     version: str  # major.minor
     preset: str
     dt: float | None = None  # None: the preset's
     repairs: tuple = ()
-    assumes: str = ""  # what the file does not record and the preset assumes (announced)
+    assumes: tuple = ()  # Assumption: announced with the option that changes it
+    options: tuple = ()  # the fields that ``--from LIB==VERSION,OPTION=VALUE`` sets (dt, norm_input)
+    norm_input: bool | None = None  # Sinabs: None, each layer's default
+    given: tuple = ()  # the options ``--from`` set, as (name, text)
 
     def __str__(self) -> str:
         return f"{self.library} {self.version}"
+
+    def spec(self) -> str:
+        """This producer as ``--from`` takes it (``sinabs==3.1,norm_input=false``)."""
+        return ",".join([f"{self.library}=={self.version}", *(f"{k}={v}" for k, v in self.given)])
 
     def convention(self):
 
@@ -161,7 +181,7 @@ def _rockpool_parameters(graph, producer) -> list[str]:
         if not np.allclose(node.r, tau * np.exp(-dt / tau) / dt, rtol=1e-4):
             raise GraphError(
                 f"r is not Rockpool {producer.version}'s tau*exp(-dt/tau)/dt for dt = {dt:g}; was it exported "
-                "with another dt, or by another library?",
+                f"with another dt (--from {producer.spec()},dt=DT), or by another library?",
                 node=name,
                 field="r",
             )
@@ -180,6 +200,21 @@ def _rockpool_parameters(graph, producer) -> list[str]:
     return lines
 
 
+def _sinabs_norm_input(graph, producer) -> list[str]:
+    """Sinabs 3.1 writes ``LIF``/``LI(tau, r=1)`` for a layer with or without ``norm_input``
+    (``v = a*v + (1-a)*x`` or ``v = a*v + x``): one without is read as ``r = r/(1 - a)``; the layer's
+    default (LIF: True, ExpLeak: False) unless ``--from sinabs==3.1,norm_input=...`` says."""
+    dt = producer.convention().dt
+    lines = []
+    for name, node in _neurons(graph, "LIF", "LI"):
+        kind = type(node).__name__
+        if (kind == "LIF") if producer.norm_input is None else producer.norm_input:
+            continue
+        node.r = node.r / (1.0 - np.exp(-dt / node.tau))
+        lines.append(f"{kind} '{name}' read as norm_input=False (v = a*v + x): r = r/(1 - a), a = exp(-dt/tau)")
+    return lines
+
+
 SHAPE_REPAIRS = (_batch_time_dims, _scalar_parameters)
 
 PRODUCERS = {
@@ -188,7 +223,12 @@ PRODUCERS = {
         "1.0",
         "snntorch-1.0",
         repairs=SHAPE_REPAIRS,
-        assumes="no reset mechanism or reset_delay recorded: snnTorch's defaults (subtract, reset_delay=True)",
+        assumes=(
+            Assumption("reset", "zero", 'snnTorch\'s default reset_mechanism="subtract"', 'reset_mechanism="zero"'),
+            Assumption(
+                "reset_timing", "snntorch-immediate", "snnTorch's default reset_delay=True", "reset_delay=False"
+            ),
+        ),
     ),
     ("norse", "1.1"): Producer(
         "norse",
@@ -196,14 +236,32 @@ PRODUCERS = {
         "norse-1.1",
         dt=1e-3,
         repairs=(*SHAPE_REPAIRS, _norse_tau),
-        assumes="no v_reset or w_in recorded: Norse's defaults (0 and 1); dt = 1e-3, to_nir's default",
+        assumes=(
+            Assumption("dt", "DT", "to_nir's default dt=1e-3 (the tau repair uses it)", "to_nir(..., dt=DT)"),
+            Assumption(None, "", "v_reset=0 (nir's default)", "another v_reset"),
+        ),
+        options=("dt",),
     ),
     ("spikingjelly", "2.0"): Producer("spikingjelly", "2.0", "spikingjelly", repairs=SHAPE_REPAIRS),
     ("sinabs", "3.1"): Producer(
-        "sinabs", "3.1", "sinabs-3.1", repairs=SHAPE_REPAIRS, assumes="no spike_fn recorded: Sinabs' default MultiSpike"
+        "sinabs",
+        "3.1",
+        "sinabs-3.1",
+        repairs=(*SHAPE_REPAIRS, _sinabs_norm_input),
+        assumes=(
+            Assumption("spikes_per_step", "single", "Sinabs' default spike_fn=MultiSpike", "SingleSpike"),
+            Assumption(
+                "norm_input",
+                "false",
+                "Sinabs' default norm_input (True in LIF, False in ExpLeak)",
+                "norm_input=False in every layer",
+                kinds=("LIF", "LI"),
+            ),
+        ),
+        options=("norm_input",),
     ),
     ("rockpool", "3.1"): Producer(
-        "rockpool", "3.1", "rockpool-3.1", dt=1e-3, repairs=(*SHAPE_REPAIRS, _rockpool_parameters)
+        "rockpool", "3.1", "rockpool-3.1", dt=1e-3, repairs=(*SHAPE_REPAIRS, _rockpool_parameters), options=("dt",)
     ),
 }
 KNOWN = ", ".join(f"{lib}=={version}" for lib, version in PRODUCERS)
@@ -213,14 +271,39 @@ KNOWN = ", ".join(f"{lib}=={version}" for lib, version in PRODUCERS)
 
 
 def parse(spec: str) -> Producer:
-    """``LIB==VERSION`` (``norse==1.1`` or ``norse==1.1.0``) as a known :class:`Producer`; a one-line error otherwise."""
-    match = re.fullmatch(r"\s*([A-Za-z_-]+)\s*==\s*(\d+)\.(\d+)(\.[\w.]+)?\s*", str(spec))
+    """``LIB==VERSION`` (``norse==1.1`` or ``norse==1.1.0``), optionally followed by the producer's options
+    (``sinabs==3.1,norm_input=false``, ``norse==1.1,dt=1e-4``), as a known :class:`Producer`; a one-line
+    error otherwise."""
+    head, *options = str(spec).split(",")
+    match = re.fullmatch(r"\s*([A-Za-z_-]+)\s*==\s*(\d+)\.(\d+)(\.[\w.]+)?\s*", head)
     if not match:
         raise NeurocompileError(f"--from {spec}: expected LIBRARY==VERSION, e.g. norse==1.1 (known: {KNOWN})")
     key = (match.group(1).lower(), f"{match.group(2)}.{match.group(3)}")
     if key not in PRODUCERS:
         raise NeurocompileError(f"--from {spec}: no repairs are known for {key[0]} {key[1]} (known: {KNOWN})")
-    return PRODUCERS[key]
+    producer = PRODUCERS[key]
+    settings = dict(_setting(producer, text.strip()) for text in options)
+    given = tuple((k, text) for k, (_, text) in settings.items())
+    return dataclasses.replace(producer, **{k: value for k, (value, _) in settings.items()}, given=given)
+
+
+def _setting(producer: Producer, text: str) -> tuple[str, tuple]:
+    """``"OPTION=VALUE"`` of ``--from`` as ``(option, (value, text))``: dt as ``--convention`` takes it,
+    norm_input true or false."""
+    from neurocompile.semantics.discretization import get_convention  # torch: --help reads this module
+
+    key, _, value = (part.strip() for part in text.partition("="))
+    if key not in producer.options:
+        known = ", ".join(producer.options) or "none"
+        raise NeurocompileError(f"--from {producer}: unknown option '{text}' (options: {known})")
+    if key == "dt":
+        try:
+            return key, (get_convention(f"{producer.preset},dt={value}").dt, value)
+        except NeurocompileError as exc:
+            raise NeurocompileError(f"--from {producer}: {exc}") from None
+    if value.lower() not in ("true", "false"):
+        raise NeurocompileError(f"--from {producer}: option {key}: expected true or false, got '{value}'")
+    return key, (value.lower() == "true", value.lower())
 
 
 def recorded(graph) -> Producer | None:
@@ -234,20 +317,24 @@ def recorded(graph) -> Producer | None:
 
 _FROM: contextvars.ContextVar[str | None] = contextvars.ContextVar("producer", default=None)
 _SAID: contextvars.ContextVar[set | None] = contextvars.ContextVar("announced", default=None)
+_USER: contextvars.ContextVar[tuple] = contextvars.ContextVar("user_convention", default=(None, {}))
 
 
 @contextlib.contextmanager
-def reading_from(spec: str | None):
+def reading_from(spec: str | None, convention: str | None = None, **flags):
     """Within the block (a command), graphs read without an explicit producer are read as ``spec``'s
-    (``--from``), and a repair read twice is announced once."""
+    (``--from``), a repair read twice is announced once, and what the user's ``convention`` and ``flags``
+    (``--convention``, ``--dt``, ``--reset``; None: not given) decide is not announced as assumed."""
     if spec is not None:
         parse(spec)  # a bad spec is refused before anything is read
-    tokens = _FROM.set(spec), _SAID.set(set())
+    given = {k: v for k, v in flags.items() if v is not None}
+    tokens = _FROM.set(spec), _SAID.set(set()), _USER.set((convention, given))
     try:
         yield
     finally:
         _FROM.reset(tokens[0])
         _SAID.reset(tokens[1])
+        _USER.reset(tokens[2])
 
 
 def producer_for(graph, spec: str | None) -> Producer | None:
@@ -255,7 +342,7 @@ def producer_for(graph, spec: str | None) -> Producer | None:
     None for a graph repaired before it was written (its metadata lists the ``repairs``)."""
     spec = spec if spec is not None else _FROM.get()
     named, written = (parse(spec) if spec is not None else None), recorded(graph)
-    if named and written and named != written:
+    if named and written and (named.library, named.version) != (written.library, written.version):
         raise NeurocompileError(f"--from {spec}, but the file's metadata says it was produced by {written}")
     return None if "repairs" in (graph.metadata or {}) else named or written
 
@@ -272,12 +359,51 @@ def announce(line: str) -> None:
         said.add(line)
 
 
+def _user_convention(producer: Producer):
+    """The convention a command runs a graph of ``producer``'s with (its preset under the user's
+    ``--convention``, ``--dt`` and ``--reset``) and the options the user decided; None where
+    ``--convention`` names another preset, which decides them all."""
+    from neurocompile.semantics.discretization import get_convention  # torch: --help reads this module
+
+    spec, flags = _USER.get()
+    name, *options = str(spec).split(",") if spec else [producer.preset]
+    if name.strip() != producer.preset:
+        return None
+    decided = {text.partition("=")[0].strip() for text in options} | set(flags)
+    conv = get_convention(spec, **flags) if spec else producer.convention().with_options(**flags)
+    return conv, decided
+
+
+def assumptions(graph, producer: Producer) -> list[str]:
+    """One line per option the file leaves to ``producer``'s preset and the user has not decided, each
+    naming what selects the other choice."""
+    from neurocompile.semantics.discretization import get_convention  # torch: --help reads this module
+
+    user = _user_convention(producer)
+    if user is None:
+        return []
+    conv, decided = user
+    kinds = {type(node).__name__ for _, node in _nodes(graph)}
+    lines = []
+    for a in producer.assumes:
+        if a.option in decided or a.option in dict(producer.given) or (a.kinds and not kinds & set(a.kinds)):
+            continue
+        if a.option is None:
+            how = "no option selects it (edit the file)"
+        elif a.option in producer.options:
+            how = f"--from {producer.spec()},{a.option}={a.value}"
+        else:
+            how = f"--convention {get_convention(f'{conv.spec()},{a.option}={a.value}').spec()}"
+        lines.append(f"assume ({producer}): {a.assumed}, not recorded; for {a.other}: {how}")
+    return lines
+
+
 def repair(graph, producer: Producer, say=announce) -> list[str]:
     """Apply ``producer``'s repairs to ``graph`` in place, announce each and what the file leaves to the
     preset (``say``), record the producer, those lines and its native convention in ``graph.metadata``;
     returns the announced lines."""
     lines = [f"repair ({producer}): {line}" for fix in producer.repairs for line in fix(graph, producer)]
-    lines += [f"assume ({producer}): {producer.assumes}"] if producer.assumes else []
+    lines += assumptions(graph, producer)
     for line in lines:
         say(line)
     conv = producer.convention()

@@ -231,6 +231,10 @@ def extensions(pop: Population) -> list[str]:
     """What ``pop`` needs beyond Lava's stock ``LIFReset``, in words: on Loihi 2 a custom neuron model
     (microcode); in simulation ``backends/lava/processes.LIFExtended``."""
     found = ["resets by subtraction"] if pop.reset == "subtract" else []
+    if pop.reset_timing != "same-step":
+        found.append(f"resets with {pop.reset_timing.replace('-', ' ')} timing")
+    if pop.payload_bits:
+        found.append(f"sends graded spikes ({pop.payload_bits}-bit spike counts)")
     if pop.bias_onset > 0 and np.any(pop.bias_mant):
         found.append(f"adds its bias from step {pop.bias_onset}")
     return found

@@ -108,7 +108,8 @@ def _chain(program: FixedPointProgram) -> list[Synapse]:
 def _check_population(pop: Population) -> None:
     needs = extensions(pop)  # a subtractive reset, then a bias onset: what Lava's stock LIF cannot do
     if needs:
-        hint = " (compile with --bias-onset start)" if pop.reset == "zero" else ""  # then needs[0] is the onset
+        only_onset = pop.reset == "zero" and pop.reset_timing == "same-step"  # then needs[0] is the onset
+        hint = " (compile with --bias-onset start)" if only_onset else ""
         raise _refusal(pop.name, f"{needs[0]}; netx's CUBA neuron (Lava's LIF) cannot{hint}")
     if pop.reset_interval > 0:
         raise _refusal(

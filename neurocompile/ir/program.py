@@ -35,6 +35,7 @@ BIAS_EXP_BITS = 3
 WEIGHT_EXP_RANGE = (-8, 7)
 MAX_DELAY = 62  # largest extra synaptic delay (Lava DelayDense/DelaySparse allow 63)
 STATE_BITS = 24  # u and v
+MAX_PAYLOAD_BITS = 8  # graded spikes: counts up to 255 (Loihi 2 carries up to 24 bits; spikes are stored as uint8)
 
 SignMode = Literal["mixed", "excitatory", "inhibitory"]
 # Dense/sparse weight registers by sign mode (lava.utils.weightutils.clip_weights, 8 bits).
@@ -47,6 +48,8 @@ NUMBER_FORMATS = ("fixed", "float")
 PortKind = Literal["spikes", "target"]
 ResetMode = Literal["zero", "subtract"]
 RESET_MODES = ("zero", "subtract")
+ResetTiming = Literal["same-step", "snntorch-immediate", "snntorch-delayed"]
+RESET_TIMINGS = ("same-step", "snntorch-immediate", "snntorch-delayed")
 BIAS_ONSETS = ("latency", "start")  # a bias from the step the first input arrives, or from step 0
 SynapseSignal = Literal["spikes", "error"]
 PLASTIC_VARIABLES = ("weights", "x1", "x2", "y1", "y2", "y3")
@@ -79,6 +82,11 @@ class Population:
     ``bias_onset``: the bias is added from that step of a run (sample) on, 0 before
     (``fixedpoint.bias_active``); the compiler sets it to the population's latency, the step its first
     synaptic input arrives, so that a deeper layer does not integrate bias before its input.
+    ``reset_timing``: snnTorch 1.0's reset timings (``fixedpoint.timed_fire``; a custom neuron on Loihi
+    2); reset to zero then zeroes the stepped membrane for a CubaLIF (``Synaptic``), the stored one else.
+    ``payload_bits`` > 0: graded spikes, each carrying the count of thresholds ``v`` exceeds (at most
+    ``2**payload_bits - 1``; ``fixedpoint.fire``), which the synapses out of it multiply their weights with
+    (Loihi 2's graded spikes, Lava's ``num_message_bits``; a custom neuron on Loihi 2).
     ``source_type`` records the NIR primitive it came from.
     ``learning``: what the population sends to the plastic synapses into it (on-chip learning).
     """
@@ -96,10 +104,21 @@ class Population:
     learning: LearningSignal | None = None
     reset: ResetMode = "zero"
     bias_onset: int = 0
+    reset_timing: ResetTiming = "same-step"
+    payload_bits: int = 0
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
+
+    def firing(self) -> dict:
+        """How it fires and resets, as ``fixedpoint.lif_fixed_step`` takes it (``timing``, ``synaptic``,
+        ``payload_bits``)."""
+        return {
+            "timing": self.reset_timing,
+            "synaptic": self.source_type == "CubaLIF",
+            "payload_bits": self.payload_bits,
+        }
 
     def validate(self, number_format: NumberFormat = "fixed") -> None:
         if not isinstance(self.spiking, (bool, np.bool_)):
@@ -122,6 +141,25 @@ class Population:
             raise NeurocompileError(
                 f"node '{self.name}', parameter 'reset': a learning population resets to zero, not by subtraction"
             )
+        if self.reset_timing not in RESET_TIMINGS:
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'reset_timing': must be one of {', '.join(RESET_TIMINGS)}, "
+                f"got {self.reset_timing!r}"
+            )
+        bits = self.payload_bits
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 0 <= bits <= MAX_PAYLOAD_BITS:
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'payload_bits': {self.payload_bits!r} is not an integer in "
+                f"0..{MAX_PAYLOAD_BITS}"
+            )
+        if self.payload_bits and (self.learning is not None or not self.spiking or self.reset_timing != "same-step"):
+            raise NeurocompileError(
+                f"node '{self.name}', parameter 'payload_bits': graded spikes are for spiking populations that do "
+                "not learn and reset in the same step"
+            )
+        if self.reset_timing != "same-step" and (self.learning is not None or not self.spiking):
+            kind = "a learning population resets in the same step" if self.spiking else "a readout never resets"
+            raise NeurocompileError(f"node '{self.name}', parameter 'reset_timing': {kind}")
         for name in ("du", "dv", "vth", "bias_exp"):
             if np.ndim(getattr(self, name)) != 0:
                 raise NeurocompileError(

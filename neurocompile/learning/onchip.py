@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from neurocompile.compiler.dequantize import with_program_weights
 from neurocompile.data import fit_steps
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
@@ -478,57 +479,12 @@ def without_learning(program: FixedPointProgram) -> FixedPointProgram:
 
 
 def learned_graph(graph, deployed: FixedPointProgram, learned: FixedPointProgram):
-    """The NIR ``graph`` (the model the program was compiled from) with the weights its learned
-    synapses hold in ``learned``, dequantized.
-
-    A program synapse ``a->b`` is the graph's ``Affine``/``Linear`` node between neurons ``a`` and
-    ``b``. Each row's integer-to-float factor is measured on the compiled weights: the least-squares
-    ``f_i`` with ``deployed_i * 2**weight_exp ~= f_i * W_i`` (the quantizer's per-neuron scale), so
-    ``W_i' = learned_i * 2**weight_exp / f_i``. A row the compiler mapped to zeros keeps its weights;
-    biases are unchanged (the rules do not learn them).
-    """
-    import nir
-
-    learned_graph = copy.deepcopy(graph)
-    for syn in learned.synapses:
-        if syn.learning is None and not _changed(deployed, learned, syn.name):
-            continue
-        node_name = _affine_between(learned_graph, syn.source, syn.target)
-        node = learned_graph.nodes[node_name]
-        original = np.asarray(node.weight, dtype=np.float64)
-        compiled = np.asarray(deployed.synapse(syn.name).weights, dtype=np.float64) * 2.0**syn.weight_exp
-        new = np.asarray(learned.synapse(syn.name).weights, dtype=np.float64) * 2.0**syn.weight_exp
-        if original.shape != compiled.shape:
-            raise NeurocompileError(
-                f"learned graph: node '{node_name}' has weights {original.shape}, the program {compiled.shape}"
-            )
-        norm = (original**2).sum(axis=1)
-        factor = np.divide((compiled * original).sum(axis=1), norm, out=np.zeros_like(norm), where=norm > 0)
-        weights = np.where(factor[:, None] != 0, new / np.where(factor == 0, 1, factor)[:, None], original)
-        if isinstance(node, nir.Affine):
-            learned_graph.nodes[node_name] = nir.Affine(weight=weights, bias=np.asarray(node.bias))
-        else:
-            learned_graph.nodes[node_name] = nir.Linear(weight=weights)
-    return learned_graph
-
-
-def _changed(deployed: FixedPointProgram, learned: FixedPointProgram, name: str) -> bool:
-    return not np.array_equal(deployed.synapse(name).weights, learned.synapse(name).weights)
-
-
-def _affine_between(graph, source: str, target: str) -> str:
-    """The one Affine/Linear node with edges ``source -> node -> target``."""
-    import nir
-
-    found = [
-        name
-        for name, node in graph.nodes.items()
-        if isinstance(node, (nir.Affine, nir.Linear))
-        and (source, name) in graph.edges
-        and (name, target) in graph.edges
+    """The NIR ``graph`` (the model the program was compiled from) with the weights its learned synapses hold in
+    ``learned``, dequantized by the factor measured on ``deployed`` (``dequantize.with_program_weights``;
+    biases are unchanged: the rules do not learn them)."""
+    changed = [
+        syn.name
+        for syn in learned.synapses
+        if syn.learning is not None or not np.array_equal(deployed.synapse(syn.name).weights, syn.weights)
     ]
-    if len(found) != 1:
-        raise NeurocompileError(
-            f"learned graph: no single Affine/Linear node between '{source}' and '{target}' in the source graph"
-        )
-    return found[0]
+    return with_program_weights(graph, deployed, {name: learned.synapse(name).weights for name in changed})

@@ -116,8 +116,9 @@ PRESETS: dict[str, Convention] = {
     # default; the NIR paper's braille run), in the same step (Lava can run it). Its NIR importer
     # resets to zero; snntorch-1.0 has the native reset timing.
     "snntorch": Convention(name="snntorch", reset="subtract", if_uses_dt=False),
-    # Sinabs 3.1 native: tau in steps (dt=1), LIF v = a*v + (1-a)*x, IAF v += x, MultiSpike (its
-    # default spike_fn), spike at v >= th, reset by subtraction.
+    # Sinabs 3.1 native: tau in steps (dt=1), LIF v = a*v + (1-a)*x (norm_input=False, v = a*v + x: r
+    # repaired by --from sinabs==3.1), IAF v += x, MultiSpike (its default spike_fn), spike at v >= th,
+    # reset by subtraction.
     "sinabs-3.1": Convention(
         name="sinabs-3.1",
         dt=1.0,

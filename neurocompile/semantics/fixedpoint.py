@@ -288,7 +288,7 @@ def lif_fixed_subthreshold(a_in, u, v, du: int, dv: int, bias):
     return u, v
 
 
-def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool = True, reset: str = "zero"):
+def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool = True, reset: str = "zero", **timing):
     """One step of Lava's bit-accurate LIF: returns ``(spikes, u, v)`` (new arrays).
 
     ``a_in``: summed synaptic input of this step (any int; wrapped to int32 like the port sum);
@@ -302,23 +302,75 @@ def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool =
     ``reset="subtract"`` (``Population.reset``; ``backends.lava.processes.LIFExtended``) is
     identical to Lava's LIF except for the reset: ``v[s] -= vth << 6``. No clip is needed: a
     spiking ``v`` lies in ``(vth << 6, 2**23 - 1]``, so the result lies in ``[0, 2**23 - 1)``.
-    ``spiking=False`` (a readout population) never spikes and never resets.
+    ``timing``: snnTorch's reset timings (:func:`timed_fire`). ``spiking=False`` (a readout
+    population) never spikes and never resets.
     """
-    u, v = lif_fixed_subthreshold(a_in, u, v, du, dv, bias)
+
+    def integrate(v_from, offset=0):
+        return lif_fixed_subthreshold(a_in, u, v_from, du, dv, as_int64(bias) + offset)
+
     if not spiking:
+        u, v = integrate(v)
         return v > V_LIMIT, u, v  # all False (v is clipped), same library and shape
-    s, v = fire(v, effective_vth(vth), reset)
+    return timed_fire(v, integrate, effective_vth(vth), reset, clip=clip_v, **timing)
+
+
+def timed_fire(
+    v, integrate, threshold, reset: str, timing: str = "same-step", synaptic: bool = False, payload_bits: int = 0,
+    clip=None,
+):  # fmt: skip
+    """Integrate, spike and reset under a reset timing (``Population.reset_timing``): ``(spikes, u, v)``.
+
+    ``integrate(v_from, offset)`` returns ``(u, v)`` after one step from membrane ``v_from`` with
+    ``offset`` added to the bias. ``"same-step"``: :func:`fire` after the step. snnTorch 1.0's timings
+    (``discretization._fire``) first take ``r = v > threshold`` from the stored membrane; reset by
+    subtraction removes ``threshold * r`` in the step (``v = decay(v) + u + bias - threshold*r``),
+    reset to zero zeroes the stored membrane before the step where ``r`` (``Leaky``), or the stepped
+    one (``synaptic``: ``Synaptic``); then ``s = v > threshold``. ``"snntorch-delayed"`` stores that
+    ``v``; ``"snntorch-immediate"`` stores ``clip(v - threshold*(s - r))`` (subtract) or
+    ``clip(v - (s - r)*v)`` (zero). ``clip``: the voltage clip of the number format (None: none).
+    ``payload_bits``: graded spikes (:func:`fire`; same-step only)."""
+    if timing == "same-step":
+        u, v = integrate(v)
+        s, v = fire(v, threshold, reset, payload_bits)
+        return s, u, v
+    r = v > threshold
+    if reset == "subtract":
+        u, v = integrate(v, -threshold * r)
+    elif synaptic:
+        u, v = integrate(v)
+        v = _where(r, 0 * v, v)
+    else:
+        u, v = integrate(_where(r, 0 * v, v))
+    s = v > threshold
+    if timing == "snntorch-immediate":
+        change = s * 1 - r * 1
+        v = v - (threshold * change if reset == "subtract" else change * v)
+        v = v if clip is None else clip(v)
     return s, u, v
 
 
-def fire(v, threshold, reset: str = "zero"):
+def fire(v, threshold, reset: str = "zero", payload_bits: int = 0):
     """Spikes where ``v > threshold``, and ``v`` after the reset: 0 (Lava's LIF) or
-    ``v - threshold`` (``reset="subtract"``). Returns ``(spikes, v)``."""
-    s = v > threshold
-    return s, _where(s, v - threshold if reset == "subtract" else 0 * v, v)
+    ``v - threshold`` (``reset="subtract"``). Returns ``(spikes, v)``.
+
+    ``payload_bits > 0``: a graded spike (``Population.payload_bits``) whose payload counts the thresholds
+    that ``v`` exceeds, ``n = ceil(v / threshold) - 1`` (every ``v`` when ``threshold`` is 0), at most
+    ``2**payload_bits - 1``; a subtractive reset removes ``n * threshold``. Returns ``(counts, v)``."""
+    if not payload_bits:
+        s = v > threshold
+        return s, _where(s, v - threshold if reset == "subtract" else 0 * v, v)
+    most = 2**payload_bits - 1
+    above = v > threshold
+    if threshold > 0:
+        count = -(-v // threshold) - 1
+        count = _where(above, _where(count > most, 0 * count + most, count), 0 * count)
+    else:
+        count = _where(above, 0 * v + most, 0 * v)
+    return count, _where(above, v - count * threshold if reset == "subtract" else 0 * v, v)
 
 
-def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias, reset: str = "zero"):
+def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias, reset: str = "zero", **timing):
     """One step of Lava's ``floating_pt`` LIF (a float program): returns ``(spikes, u, v)``.
 
     Mirrors ``AbstractPyLifModelFloat.subthr_dynamics`` and ``PyLifModelFloat.spiking_activation``
@@ -328,13 +380,16 @@ def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias, reset: st
         v = v * (1 - dv) + u + bias
         s = v > vth;  v[s] = 0
 
-    ``reset="subtract"``: identical except for the reset, ``v[s] -= vth``.
-    ``du``/``dv`` are decay fractions; ``vth = inf`` never spikes (a readout).
+    ``reset="subtract"``: identical except for the reset, ``v[s] -= vth``; ``timing``: snnTorch's reset
+    timings (:func:`timed_fire`, no clip). ``du``/``dv`` are decay fractions; ``vth = inf`` never
+    spikes (a readout).
     """
-    u = u * (1 - du) + a_in
-    v = v * (1 - dv) + u + bias
-    s, v = fire(v, vth, reset)
-    return s, u, v
+    u_new = u * (1 - du) + a_in
+
+    def integrate(v_from, offset=0):
+        return u_new, v_from * (1 - dv) + u_new + bias + offset
+
+    return timed_fire(v, integrate, vth, reset, **timing)
 
 
 def reset_due(step: int, reset_interval: int) -> bool:

@@ -197,7 +197,9 @@ def reference_run(program: FixedPointProgram, inputs: dict) -> dict:
             bias = np.broadcast_to(fxp.effective_bias(np.asarray(p.bias_mant), p.bias_exp), p.shape).reshape(-1)
             bias = bias if fxp.bias_active(t, p.bias_onset) else 0 * bias
             a_in = pending[p.name].pop(t, 0)
-            s, u, v = fxp.lif_fixed_step(a_in, u, v, p.du, p.dv, p.vth, bias, spiking=p.spiking, reset=p.reset)
+            s, u, v = fxp.lif_fixed_step(
+                a_in, u, v, p.du, p.dv, p.vth, bias, spiking=p.spiking, reset=p.reset, **p.firing()
+            )
             state[p.name] = [u, v]
             now[p.name] = s.astype(np.int64)
             for k, val in (("spikes", s), ("u", u), ("v", v)):

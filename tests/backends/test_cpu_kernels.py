@@ -33,11 +33,12 @@ def one_layer(w, n_out=None, **syn):
 
 @pytest.fixture
 def force_kernel(monkeypatch):
-    """Make every dense synapse of a fixed-point program use one kernel (conv synapses keep theirs)."""
+    """Make every dense synapse of a fixed-point program use one kernel (conv synapses and those out of graded
+    spikes, which only the float GEMM multiplies, keep theirs)."""
 
     def force(kernel):
         def chosen(self, sy, density):
-            if not sy.dense:
+            if not sy.dense or self._payload_max(sy.spec.source) > 1:
                 return choose(self, sy, density)
             return self._gemm_kernel(sy) if kernel == "gemm" else kernel
 

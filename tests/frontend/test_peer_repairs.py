@@ -13,6 +13,7 @@ from neurocompile import api
 from neurocompile.errors import GraphError, NeurocompileError
 from neurocompile.frontend import peer_repairs
 from neurocompile.frontend.nir_io import load_graph
+from neurocompile.ir.program import FixedPointProgram
 from neurocompile.semantics.discretization import get_convention
 from tests.cli.test_cli_float import run_cli
 from tests.peers.test_peer_fixtures import FIXTURES
@@ -41,7 +42,10 @@ def test_norse_repairs_are_announced_and_its_preset_recorded(capsys):
         "written/dt",
         "repair (norse 1.1): CubaLIF '3' tau_syn, tau_mem written as dt/tau_inv (dt*tau, dt = 0.001), read as "
         "written/dt",
-        "assume (norse 1.1): no v_reset or w_in recorded: Norse's defaults (0 and 1); dt = 1e-3, to_nir's default",
+        "assume (norse 1.1): to_nir's default dt=1e-3 (the tau repair uses it), not recorded; for to_nir(..., dt=DT): "
+        "--from norse==1.1,dt=DT",
+        "assume (norse 1.1): v_reset=0 (nir's default), not recorded; for another v_reset: no option selects it (edit "
+        "the file)",
     ]
     assert graph.metadata["repairs"].splitlines() == err
     np.testing.assert_allclose(graph.nodes["1"].tau_mem, 1 / 100.0, rtol=1e-6)  # 1/tau_mem_inv
@@ -112,8 +116,10 @@ def test_scalar_parameters_are_broadcast_for_a_known_producer(tmp_path, capsys):
     graph = load_graph(path, producer="snntorch==1.0")
     assert capsys.readouterr().err.splitlines() == [
         "repair (snntorch 1.0): LIF '1' parameters tau, r, v_leak, v_threshold, v_reset (shape ()) broadcast to [24]",
-        "assume (snntorch 1.0): no reset mechanism or reset_delay recorded: snnTorch's defaults (subtract, "
-        "reset_delay=True)",
+        'assume (snntorch 1.0): snnTorch\'s default reset_mechanism="subtract", not recorded; for '
+        'reset_mechanism="zero": --convention snntorch-1.0,reset=zero',
+        "assume (snntorch 1.0): snnTorch's default reset_delay=True, not recorded; for reset_delay=False: "
+        "--convention snntorch-1.0,reset_timing=snntorch-immediate",
     ]
     assert np.shape(graph.nodes["1"].tau) == (24,)
     x = np.load(FIXTURES / "snntorch" / "leaky_mlp" / "input.npy")
@@ -150,14 +156,15 @@ def test_peer_repairs_known_list_matches_the_presets():
 
 
 def test_cli_convention_options_select_the_native_variant(capsys, tmp_path):
-    """Sinabs' SingleSpike LIF: --from picks sinabs-3.1 (MultiSpike, refused by the compiler); the build's
-    option on --convention runs it (its exponential decay in Euler form)."""
+    """Sinabs' SingleSpike LIF: --from picks sinabs-3.1 (MultiSpike: graded spikes); the build's option on
+    --convention gives binary spikes (its exponential decay in Euler form either way)."""
     model = FIXTURES / "sinabs" / "lif_mlp" / "model.nir"
-    code, _, err = run_cli(capsys, "compile", model, "-o", tmp_path / "s.ncp", "--from", "sinabs==3.1")
-    assert code == 2 and "spikes_per_step='multi'" in err.splitlines()[-1]
-    argv = ("--from", "sinabs==3.1", "--convention", "sinabs-3.1,spikes_per_step=single")
-    code, _, _ = run_cli(capsys, "compile", model, "-o", tmp_path / "s.ncp", *argv)
-    assert code == 0 and (tmp_path / "s.ncp").exists()
+    payloads = {}
+    for option in ((), ("--convention", "sinabs-3.1,spikes_per_step=single")):
+        code, _, err = run_cli(capsys, "compile", model, "-o", tmp_path / "s.ncp", "--from", "sinabs==3.1", *option)
+        assert code == 0, err
+        payloads[option] = {p.payload_bits for p in FixedPointProgram.load(tmp_path / "s.ncp").populations}
+    assert payloads == {(): {8}, ("--convention", "sinabs-3.1,spikes_per_step=single"): {0}}
 
 
 def test_a_broken_file_that_names_a_producer_is_a_graph_error(tmp_path):

@@ -3,7 +3,7 @@
 ``random_programs()`` covers every feature a program can hold: dense, sparse and conv synapses
 (groups, stride, padding, dilation), per-synapse delays, recurrent synapses (self and backward),
 several synapses into one population, two input ports, LIF and LIFReset populations, reset to
-zero and by subtraction, non-spiking readouts, and extreme integers (du/dv 0 and 4095, vth 0 and 2**17-1, bias and
+zero and by subtraction, with snnTorch's reset timings (LIF and CubaLIF), graded spikes (spike counts), non-spiking readouts, and extreme integers (du/dv 0 and 4095, vth 0 and 2**17-1, bias and
 weight limits, weight_exp -8..7, odd mixed-sign weights that Lava truncates). Sizes stay tiny so
 that one Lava run takes well under a second.
 
@@ -46,6 +46,9 @@ def _weights(draw, shape, bits, mode):
     return w.astype(np.int32)
 
 
+TIMINGS = ["same-step", "same-step", "snntorch-delayed", "snntorch-immediate"]
+
+
 @st.composite
 def _population(draw, name, shape, allow_nonspiking):
     n = int(np.prod(shape))
@@ -57,6 +60,8 @@ def _population(draw, name, shape, allow_nonspiking):
     else:
         seed = draw(st.integers(0, 2**31 - 1))
         bias = np.random.default_rng(seed).integers(-4096, 4096, size=n).reshape(shape).astype(np.int32)
+    spiking = not (allow_nonspiking and draw(st.integers(0, 4)) == 0)
+    timing = draw(st.sampled_from(TIMINGS)) if spiking else "same-step"
     return Population(
         name=name,
         shape=tuple(shape),
@@ -65,10 +70,13 @@ def _population(draw, name, shape, allow_nonspiking):
         vth=draw(VTHS),
         bias_mant=bias,
         bias_exp=draw(st.one_of(st.just(0), st.integers(0, 7))),
-        spiking=not (allow_nonspiking and draw(st.integers(0, 4)) == 0),
+        spiking=spiking,
         reset_interval=draw(st.sampled_from([0, 0, 0, 1, 2, 5])),
         reset=draw(st.sampled_from(["zero", "zero", "subtract"])),
         bias_onset=draw(st.sampled_from([0, 0, 1, 3])),
+        reset_timing=timing,
+        source_type=draw(st.sampled_from(["LIF", "CubaLIF"])),  # CubaLIF: snnTorch's Synaptic zero reset
+        payload_bits=draw(st.sampled_from([0, 0, 0, 1, 3, 8])) if spiking and timing == "same-step" else 0,
     )
 
 

@@ -283,25 +283,16 @@ def lif(n=4, tau=2e-3):
     )
 
 
-@pytest.mark.parametrize(
-    "option,value",
-    [("reset_timing", "snntorch-immediate"), ("reset_timing", "snntorch-delayed"), ("spikes_per_step", "multi")],
-)  # fmt: skip
-def test_quantizer_refuses_native_options_in_one_line(option, value):
-    conv = Convention(reset="subtract", **{option: value})
-    graph = small_graph(lif())
-    with pytest.raises(NeurocompileError, match=f"{option}='{value}'") as info:
-        compile_graph(graph, conv)
-    assert "\n" not in str(info.value) and "Lava" in str(info.value)
-    with pytest.raises(NeurocompileError, match=option):
-        float_program(normalize(graph, conv))
-    compile_graph(graph, conv.with_options(**{option: Convention.__dataclass_fields__[option].default}))
-
-
 @pytest.mark.parametrize("preset", ["snntorch-1.0", "sinabs-3.1", "rockpool-3.1"])
-def test_quantizer_refuses_the_native_presets(preset):
-    with pytest.raises(NeurocompileError, match=f"convention '{preset}'"):
-        compile_graph(small_graph(lif()), get_convention(preset))
+def test_the_native_presets_compile_with_their_own_dynamics(preset):
+    """Each library's preset compiles to what Lava runs with a custom neuron: snnTorch's delayed reset, the
+    multi-spike neurons' graded spikes; the Euler form of exponential decays."""
+    conv = get_convention(preset)
+    program, _ = compile_graph(small_graph(lif()), conv)
+    (pop,) = [p for p in program.populations if p.spiking]
+    assert pop.reset_timing == conv.reset_timing
+    assert (pop.payload_bits > 0) == (conv.spikes_per_step == "multi")
+    float_program(normalize(small_graph(lif()), conv))
 
 
 def cuba(n=4):
