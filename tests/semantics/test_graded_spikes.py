@@ -6,14 +6,14 @@ Oracles: hand arithmetic; the multi-spike rule as Sinabs states it (``spikes = f
 ``v -= spikes * th``) with the integer LIF's strict threshold (``v > k * th``); Lava's fixed_pt and
 floating_pt models of ``processes.LIFExtended`` feeding Lava's own ``Dense`` with ``num_message_bits``; the
 peer libraries' own spikes (``tools/peer_table.py``). The random programs of
-``tests/helpers/program_strategies.py`` draw graded populations too.
+``tests/helpers/program_strategies.py`` draw graded populations too, which
+``tests/backends/lava/test_lava_backend.py`` (``EXTENSIONS``) compares with Lava.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
 
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.compiler.pipeline import compile_graph
@@ -22,9 +22,7 @@ from neurocompile.hardware.loihi2 import extensions
 from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 from neurocompile.semantics import fixedpoint as fxp
 from neurocompile.semantics.discretization import get_convention
-from tests.helpers.program_strategies import programs_with_inputs
 from tests.peers.test_peer_presets import lif, small_graph
-from tests.semantics.test_subtract_reset import assert_same
 
 
 def chain(reset: str, payload_bits: int) -> FixedPointProgram:
@@ -123,17 +121,3 @@ def test_lava_hand_computed_graded_chain_fixed_and_floating_pt(reset, bits):
             assert np.asarray(rec["p.spikes"][b, :, 0]).tolist() == counts, tag
             assert np.asarray(rec["p.v"][b, :, 0]).tolist() == v, tag
             assert np.asarray(rec["q.v"][b, :, 0]).tolist() == q_v, tag
-
-
-def _has_graded(case) -> bool:
-    return any(p.payload_bits for p in case[0].populations)
-
-
-@pytest.mark.lava
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(case=programs_with_inputs().filter(_has_graded))
-def test_random_graded_programs_match_cpu_at_every_step(case):
-    from neurocompile.backends.lava.backend import LavaBackend
-
-    program, inputs = case
-    assert_same(LavaBackend(program).run(inputs, record="all"), CpuBackend(program).run(inputs, record="all"))

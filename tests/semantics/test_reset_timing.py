@@ -4,8 +4,8 @@ Oracles: hand arithmetic; snnTorch's own equations as the float discretization s
 (``discretization._fire``, tested against snnTorch in ``tests/peers``) on integer inputs, where the integer
 LIF with ``du = 4095, dv = 0`` is exact; Lava's fixed_pt and floating_pt models of
 ``processes.LIFExtended`` (every spike, u and v); snnTorch itself (``tests/peers/test_peer_snntorch.py``).
-The random programs of ``tests/helpers/program_strategies.py`` draw these timings too, so the C kernels and
-the Lava differential tests cover them.
+The random programs of ``tests/helpers/program_strategies.py`` draw these timings too, so the C kernel tests and
+``tests/backends/lava/test_lava_backend.py`` (``EXTENSIONS``) compare them with Lava.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
 
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.errors import NeurocompileError
@@ -22,8 +21,6 @@ from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Sy
 from neurocompile.semantics import discretization as D
 from neurocompile.semantics import fixedpoint as fxp
 from tests.helpers.plastic_programs import plastic_program, stream
-from tests.helpers.program_strategies import programs_with_inputs
-from tests.semantics.test_subtract_reset import assert_same
 
 TIMINGS = ("snntorch-delayed", "snntorch-immediate")
 TH = 6400  # vth = 100
@@ -155,20 +152,6 @@ def test_lava_hand_computed_one_neuron_fixed_and_floating_pt(reset, timing):
         for b in range(2):
             assert rec["p.spikes"][b, :, 0].tolist() == spikes, tag
             assert np.asarray(rec["p.v"][b, :, 0]).tolist() == v, tag
-
-
-def _has_timing(case) -> bool:
-    return any(p.reset_timing != "same-step" for p in case[0].populations)
-
-
-@pytest.mark.lava
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(case=programs_with_inputs().filter(_has_timing))
-def test_random_timed_programs_match_cpu_at_every_step(case):
-    from neurocompile.backends.lava.backend import LavaBackend
-
-    program, inputs = case
-    assert_same(LavaBackend(program).run(inputs, record="all"), CpuBackend(program).run(inputs, record="all"))
 
 
 @pytest.mark.lava

@@ -15,14 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
 
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 from neurocompile.semantics import fixedpoint as fxp
 from tests.helpers.plastic_programs import plastic_program, stream
-from tests.helpers.program_strategies import programs_with_inputs
 
 
 def one_neuron(reset: str, reset_interval: int = 0) -> FixedPointProgram:
@@ -164,20 +162,6 @@ def test_lava_hardware_refuses_subtraction_in_one_line():
     with pytest.raises(NeurocompileError, match="needs a Loihi 2 custom neuron model") as info:
         LavaBackend(program, hardware=True).lower_population(program.population("p"), 9)
     assert "\n" not in str(info.value)
-
-
-def _has_subtract(case) -> bool:
-    return any(p.reset == "subtract" and p.spiking for p in case[0].populations)
-
-
-@pytest.mark.lava
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(case=programs_with_inputs().filter(_has_subtract))
-def test_random_subtracting_programs_match_cpu_at_every_step(case):
-    from neurocompile.backends.lava.backend import LavaBackend
-
-    program, inputs = case
-    assert_same(LavaBackend(program).run(inputs, record="all"), CpuBackend(program).run(inputs, record="all"))
 
 
 @pytest.mark.lava

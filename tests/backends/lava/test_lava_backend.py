@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from neurocompile.errors import NeurocompileError
 from neurocompile.ir.network import ConvGeometry
@@ -164,6 +165,25 @@ def test_random_programs_match_cpu_at_every_step(case):
     program, inputs = case
     lava_rec = lava_backend(program).run(inputs, record="all")
     assert_same_recordings(lava_rec, cpu_backend(program).run(inputs, record="all"))
+
+
+# Population features beyond Lava's stock LIF (processes.LIFExtended): each drawn into programs that hold it.
+EXTENSIONS = {
+    "subtract": lambda pop: pop.reset == "subtract" and pop.spiking,
+    "reset timing": lambda pop: pop.reset_timing != "same-step",
+    "graded spikes": lambda pop: pop.payload_bits > 0,
+}
+
+
+@pytest.mark.parametrize("extension", sorted(EXTENSIONS))
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_random_programs_with_each_extension_match_cpu_at_every_step(extension, data):
+    has = EXTENSIONS[extension]
+    program, inputs = data.draw(programs_with_inputs().filter(lambda case: any(map(has, case[0].populations))))
+    assert_same_recordings(
+        lava_backend(program).run(inputs, record="all"), cpu_backend(program).run(inputs, record="all")
+    )
 
 
 @pytest.mark.parametrize("conv", ["conv", "sparse"])
