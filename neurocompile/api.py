@@ -192,6 +192,7 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
     method: str = "maxabs",
     percentile: float = 99.99,
     bias_onset: str = "latency",
+    split_weights: bool = False,
     steps: int = 16,
     samples: int = 256,
     output=None,
@@ -203,7 +204,7 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
     ``graph``: a NIR graph, a path (``.nir``, or ``.pt`` exported first) or a torch module.
     ``calibration``: None, inputs ``[batch, time, *input_shape]``, or a spec for
     :func:`load_calibration` (``"digits"``, a file; ``steps`` and ``samples`` apply to it).
-    ``method``, ``percentile``, ``bias_onset``: see :func:`neurocompile.compiler.quantize.quantize`.
+    ``method``, ``percentile``, ``bias_onset``, ``split_weights``: see :func:`neurocompile.compiler.quantize.quantize`.
     ``output``: also write the program there (``.ncp``). ``source``: where the graph came from, kept in
     the program's metadata (default: the path, when ``graph`` is one)."""
     check_outputs([output], _input_files(graph, calibration))  # before any work, not after
@@ -214,7 +215,7 @@ def compile(  # the stage's name, as in `neurocompile compile`; shadows the buil
     if isinstance(calibration, (str, Path)):
         calibration = load_calibration(calibration, steps, samples)
     conv = resolve_convention(convention, graph=graph)
-    options = dict(method=method, percentile=percentile, bias_onset=bias_onset)
+    options = dict(method=method, percentile=percentile, bias_onset=bias_onset, split_weights=split_weights)
     program, report = compile_graph(graph, conv, calibration=calibration, source=source, **options)
     if output is not None:
         save_program(program, output)

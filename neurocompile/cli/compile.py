@@ -72,6 +72,12 @@ from neurocompile.ir.report import METHODS
     "as Loihi 2 runs it without a custom neuron model).",
 )
 @click.option(
+    "--split-weights",
+    is_flag=True,
+    help="Give each dense or sparse synapse a second one that carries its rounding error 7 bits finer: twice the "
+    "synapses, about 100 times smaller weight error.",
+)
+@click.option(
     "--target",
     type=click.Choice(TARGETS),
     help="Check the program against this hardware's design rules (as `neurocompile map` does) before writing it.",
@@ -87,6 +93,7 @@ def compile_command(
     method,
     percentile,
     bias_onset,
+    split_weights,
     target,
     convention,
     reset,
@@ -114,6 +121,7 @@ def compile_command(
         method=method,
         percentile=percentile,
         bias_onset=bias_onset,
+        split_weights=split_weights,
         steps=steps,
         samples=calibrate_samples,
         source=str(model),

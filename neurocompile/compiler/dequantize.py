@@ -44,10 +44,17 @@ def with_program_weights(graph, deployed: FixedPointProgram, weights: dict[str, 
 
 def effective_weight_graph(graph, program: FixedPointProgram):
     """``graph`` with the weights the chip multiplies with (``fixedpoint.synapse_weights``: clipped and truncated
-    as Lava does), dequantized: the float network that differs from the source only by 8-bit weights. Synapses
-    with no weight node of their own in ``graph`` (a bias's tonic source) are left out."""
-    mapped = [syn for syn in program.synapses if len(_weight_nodes_between(graph, syn.source, syn.target)) == 1]
-    return with_program_weights(graph, program, {syn.name: fxp.synapse_weights(syn) for syn in mapped})
+    as Lava does), dequantized: the float network that differs from the source only by 8-bit weights (with
+    ``split_weights``, the sum of both parts). Synapses with no weight node of their own in ``graph`` (a bias's
+    tonic source) are left out."""
+    weights = {}
+    for syn in program.synapses:  # a split synapse's fine part adds to its coarse part, the first between the pair
+        if len(_weight_nodes_between(graph, syn.source, syn.target)) != 1:
+            continue
+        coarse = next(s for s in program.synapses if (s.source, s.target) == (syn.source, syn.target))
+        part = fxp.synapse_weights(syn) * 2.0 ** (syn.weight_exp - coarse.weight_exp)
+        weights[coarse.name] = weights.get(coarse.name, 0) + part
+    return with_program_weights(graph, program, weights)
 
 
 def _weight_node_between(graph, source: str, target: str) -> str:

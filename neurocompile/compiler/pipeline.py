@@ -23,17 +23,23 @@ def compile_graph(
     bias_onset: str = "latency",
     weight_exp: int | None = None,
     bias_exp: int | None = None,
+    split_weights: bool = False,
     source: str | None = None,
 ) -> tuple[FixedPointProgram, QuantizationReport]:
     """A NIR graph as a fixed-point program for Lava's integer LIF, with its quantization report.
 
     ``calibration``: None, sample inputs, or a float recording (see :func:`calibrate`); ``method``,
-    ``percentile``, ``bias_onset``, ``weight_exp`` and ``bias_exp``: see :func:`quantize`; ``source``: a label
+    ``percentile``, ``bias_onset``, ``weight_exp``, ``bias_exp`` and ``split_weights``: see :func:`quantize`; ``source``: a label
     for the metadata."""
     normalized = normalize(graph, convention or Convention())  # Euler form; populations and collapsed synapses
     activity = calibrate(normalized, calibration)  # the float run's activity per node, or None
     options = dict(
-        method=method, percentile=percentile, bias_onset=bias_onset, weight_exp=weight_exp, bias_exp=bias_exp
+        method=method,
+        percentile=percentile,
+        bias_onset=bias_onset,
+        weight_exp=weight_exp,
+        bias_exp=bias_exp,
+        split_weights=split_weights,
     )
     program, report = quantize(normalized, activity, **options)
     report.calibration = calibration_extent(calibration)

@@ -11,7 +11,7 @@ calibrated activity), map decays to ``du``/``dv``, weights to mantissas and ``we
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,7 +42,7 @@ from neurocompile.ir.program import (
 )
 from neurocompile.ir.report import METHODS, LayerReport, QuantizationReport, SynapseReport
 from neurocompile.semantics.discretization import Convention
-from neurocompile.semantics.fixedpoint import sign_mode_of
+from neurocompile.semantics.fixedpoint import sign_mode_of, synapse_weights
 
 VTH_MAX = 2**VTH_BITS - 1
 BIAS_MANT_MAX = 2 ** (BIAS_MANT_BITS - 1) - 1
@@ -254,6 +254,7 @@ def quantize(
     bias_onset: str = "latency",
     weight_exp: int | None = None,
     bias_exp: int | None = None,
+    split_weights: bool = False,
 ):
     """Fixed-point program and :class:`QuantizationReport` for a normalized graph.
 
@@ -264,7 +265,8 @@ def quantize(
     first input arrives) or "start" (from step 0: Lava's stock LIF, what Loihi 2 runs without a custom
     neuron model). ``weight_exp`` and ``bias_exp`` fix every dense or sparse synapse's weight exponent and
     every population's bias exponent (None: the largest scale's, per layer), for a format that stores
-    neither (lava-dl's netx: 0 and 6).
+    neither (lava-dl's netx: 0 and 6). ``split_weights``: each dense or sparse synapse also gets a second one
+    (``<name>.fine``) holding its rounding error at a weight exponent 7 lower (:func:`_fine_synapse`).
     """
     check_lava_convention(normalized.convention)
     if method not in METHODS:
@@ -294,6 +296,10 @@ def quantize(
                 syn, w, rs, scale.T, method, percentile, layer.dyn.extra_delay, weight_exp
             )
             synapses.append(prog_syn)
+            fine = _fine_synapse(prog_syn, rs * scale.T) if split_weights else None
+            if fine is not None:
+                synapses.append(fine)
+                srep.weight_rel_l2 = _relative_error(rs * scale.T, [prog_syn, fine])
             errors["synapses"].append(srep)
             errors["threshold_ratio"] = max(errors["threshold_ratio"], ratio_err)
         if layer.dyn.bias_x is not None:
@@ -408,6 +414,29 @@ def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, weight
         int(delays.max(initial=0)) if delays is not None else 0,
     )
     return prog, rep, ratio_err
+
+
+def _fine_synapse(coarse: Synapse, x: np.ndarray) -> Synapse | None:
+    """The synapse that adds what ``coarse`` rounded away from ``x`` (its float weights in mantissa units times
+    ``2**weight_exp``): the residual's mantissas at ``weight_exp - 7``, 7 bits finer (Lava floors each step's
+    sum of them: up to one unit of ``a_in`` less). None for a conv synapse (Lava's Conv has no 8-bit limit), or
+    where that exponent is below Lava's range."""
+    exp = coarse.weight_exp - 7
+    if coarse.kind == "conv" or exp < WEIGHT_EXP_RANGE[0]:
+        return None
+    residual = x - synapse_weights(coarse) * 2.0**coarse.weight_exp
+    sign_mode = sign_mode_of(residual)
+    step = 2.0 if sign_mode == "mixed" else 1.0
+    limit = _mantissa_limit(coarse.kind, sign_mode)
+    mant = np.clip(np.round(residual / 2.0**exp / step) * step, -limit, limit).astype(np.int32)
+    return replace(coarse, name=f"{coarse.name}.fine", weights=mant, weight_exp=exp, sign_mode=sign_mode)
+
+
+def _relative_error(x: np.ndarray, synapses: list[Synapse]) -> float:
+    """Relative L2 error of the weights that ``synapses`` sum to against ``x``."""
+    approx = sum(synapse_weights(syn) * 2.0**syn.weight_exp for syn in synapses)
+    denom = np.linalg.norm(x)
+    return float(np.linalg.norm(approx - x) / denom) if denom > 0 else 0.0
 
 
 def _quantize_bias(bias: np.ndarray, node: str, fixed_exp: int | None = None):
