@@ -213,7 +213,7 @@ def _exported(export, net, library: str, producer: peer_repairs.Producer, input_
                 f"{exporter.name()} failed on {name}: {first_line(exc)}; {_advice(library)}"
             ) from None
         try:
-            nir.write(str(path), raw)
+            nir.write(str(path), raw, compression=None)  # h5py cannot compress the scalars some exporters write
         except Exception as exc:
             raise NeurocompileError(
                 f"{exporter.name()}'s graph of {name} cannot be written to a NIR file ({first_line(exc)})"

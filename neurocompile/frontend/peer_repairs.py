@@ -215,7 +215,8 @@ def _sinabs_norm_input(graph, producer) -> list[str]:
     return lines
 
 
-SHAPE_REPAIRS = (_batch_time_dims, _scalar_parameters)
+# Batch and time dimensions again after the broadcast: a neighbour with scalar parameters has no shape before it.
+SHAPE_REPAIRS = (_batch_time_dims, _scalar_parameters, _batch_time_dims)
 
 PRODUCERS = {
     ("snntorch", "1.0"): Producer(

@@ -109,6 +109,22 @@ def scalar_graph(tmp_path):
     return tmp_path / "scalar.nir"
 
 
+def test_a_batch_dimension_next_to_scalar_parameters_is_repaired_after_the_broadcast(tmp_path, capsys):
+    """Norse's to_nir with its default (scalar) parameters: the output LIF has no shape until its parameters are
+    broadcast, then the Output's batch dimension is repaired; the spikes are the per-neuron file's."""
+    folder = FIXTURES / "norse" / "lif_box_mlp"
+    graph = load_graph(folder / "model.nir", lenient=True)  # as written: tau = dt*tau, Output [1, 5]
+    node = graph.nodes["3"]
+    graph.nodes["3"] = nir.LIF(**{f: np.asarray(getattr(node, f)[0]) for f in ("tau", "r", "v_leak", "v_threshold")})
+    nir.write(tmp_path / "scalar.nir", graph, compression=None)
+    scalar = load_graph(tmp_path / "scalar.nir", producer="norse==1.1.0")
+    lines = capsys.readouterr().err.splitlines()
+    assert "repair (norse 1.1): Output 'output' type [1, 5] keeps the batch dimension; read as [5]" in lines
+    x = np.load(folder / "input.npy")
+    want = api.simulate(load_graph(folder / "model.nir", producer="norse==1.1.0"), x, "float").arrays["3.spikes"]
+    np.testing.assert_array_equal(api.simulate(scalar, x, "float").arrays["3.spikes"], want)
+
+
 def test_scalar_parameters_are_broadcast_for_a_known_producer(tmp_path, capsys):
     path = scalar_graph(tmp_path)
     with pytest.raises(GraphError, match="--from LIBRARY==VERSION"):
