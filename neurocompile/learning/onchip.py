@@ -285,6 +285,7 @@ def compile_learning(
     for depth, syn in enumerate(chain):
         syn = learned.synapse(syn.name)
         pop = learned.population(syn.target)
+        _check_learnable(pop)
         b = feedback[depth] if depth < len(hidden) else None
         plan, syn.learning, pop.learning = _layer(
             learned, syn, pop, rule, lr if b is None else hidden_lr, seed + depth, b, factors, surrogate_alpha
@@ -463,6 +464,23 @@ def timed_stream(x, labels, timing: StreamTiming, n_out: int, value: int = 1) ->
     targets = np.zeros((len(labels), timing.window, n_out), np.int32)
     targets[:, start : start + timing.sample_steps] = target_stream(labels, timing.sample_steps, n_out, value)
     return back_to_back(fit_steps(np.asarray(x), timing.window)), back_to_back(targets)
+
+
+def _check_learnable(pop) -> None:
+    """Refuse, in one line naming the options that change it, a layer whose neurons the learning engine's
+    neuron (Lava's LIF: reset to zero in the spiking step, binary spikes) cannot be."""
+    found = {
+        "resets by subtraction": pop.reset != "zero",
+        f"resets with {pop.reset_timing} timing": pop.reset_timing != "same-step",
+        "sends graded spikes": pop.payload_bits > 0,
+    }
+    if any(found.values()):
+        what = " and ".join(text for text, present in found.items() if present)
+        raise NeurocompileError(
+            f"on-chip learning: layer '{pop.name}' {what}; a learning layer resets to zero in the spiking step "
+            "and spikes once (compile the model with --reset zero and a --convention with reset_timing=same-step "
+            "and spikes_per_step=single, then learn the .ncp)"
+        )
 
 
 def without_learning(program: FixedPointProgram) -> FixedPointProgram:

@@ -144,6 +144,21 @@ def test_bad_requests_are_one_line_errors(deployed):
         onchip.target_stream(np.array([3, 10]), T, 10)
 
 
+@pytest.mark.parametrize(
+    "change,words",
+    [(dict(reset="subtract"), "resets by subtraction"),
+     (dict(reset_timing="snntorch-delayed"), "resets with snntorch-delayed timing"),
+     (dict(payload_bits=4), "sends graded spikes")],
+)  # fmt: skip
+def test_a_layer_the_learning_neuron_cannot_be_is_refused_with_the_options_that_change_it(deployed, change, words):
+    program = onchip.without_learning(deployed)
+    for name, value in change.items():
+        setattr(program.population("lif3"), name, value)
+    with pytest.raises(NeurocompileError, match=f"^on-chip learning: layer 'lif3' {words}; .* --reset zero") as info:
+        onchip.compile_learning(program.validate(), "ottt")
+    assert "\n" not in str(info.value)
+
+
 def test_trace_mapping_helpers():
     assert onchip.trace_tau(math.exp(-1 / 7)) == (7, pytest.approx(math.exp(-1 / 7)))
     assert onchip.trace_impulse(0.5) == 32  # 32 / 0.5 = 64 <= 127 < 128
