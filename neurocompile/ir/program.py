@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 
 from neurocompile.errors import NeurocompileError
-from neurocompile.files import load_arrays, plain
+from neurocompile.files import load_arrays, plain, write_npz
 from neurocompile.ir import plasticity
 from neurocompile.ir.checks import check_range, check_real, check_report, check_weight_shape
 from neurocompile.ir.network import ConvGeometry, Network
@@ -472,7 +472,7 @@ class FixedPointProgram(Network):
         header["outputs"] = list(self.outputs)
         arrays["program.json"] = np.frombuffer(json.dumps(plain(header)).encode(), dtype=np.uint8)
         with open(path, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            write_npz(fh, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> FixedPointProgram:
