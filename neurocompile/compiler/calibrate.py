@@ -77,9 +77,10 @@ def source_activity(arrays: dict, name: str, shape) -> np.ndarray | None:
 
 
 def statistic(values: np.ndarray, method: str, percentile: float) -> float:
-    a = np.abs(values).ravel()
-    if a.size == 0:
+    """The largest ``|value|`` (``"maxabs"``, no copy) or that ``percentile`` of them; 0 for none."""
+    values = np.asarray(values)
+    if values.size == 0:
         return 0.0
     if method == "percentile":
-        return float(np.percentile(a, percentile))
-    return float(a.max())
+        return float(np.percentile(np.abs(values).ravel(), percentile))
+    return float(max(values.max(), -values.min()))

@@ -481,11 +481,12 @@ def _validate_parameters(node, name: str) -> None:
             arr = np.asarray(value, dtype=object)
         if arr.dtype.kind not in "biuf":
             raise GraphError(f"not real numbers ({arr.dtype})", node=name, field=field)
-        arr = arr.astype(np.float64)
+        arr = arr if arr.dtype.kind == "f" else arr.astype(np.float64)  # float32 weights stay float32: no copy
         if not np.all(np.isfinite(arr)):
             bad = "NaN" if np.isnan(arr).any() else "infinite"
             raise GraphError(f"contains {bad} values", node=name, field=field)
-        if np.any((arr != 0) & (np.abs(arr) < np.finfo(np.float64).tiny)):  # dt / 5e-324 overflows
+        subnormal = arr.dtype == np.float64 and np.any((arr != 0) & (np.abs(arr) < np.finfo(np.float64).tiny))
+        if subnormal:  # dt / 5e-324 overflows (a narrower float's smallest values are normal float64s)
             raise GraphError("contains subnormal values (nonzero, below 2.2e-308 in magnitude)", node=name, field=field)
         arrays[field] = arr
     if entry.check is not None:
