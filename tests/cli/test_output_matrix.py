@@ -51,8 +51,8 @@ COMMANDS = {
         ("simulate", "{model}", "--input", "{input}"), {"model": "m.nir", "input": "x.npy"}, ("--record", "--plot")
     ),
     "simulate-data": Command(
-        ("simulate", "{model}", "--backend", "cpu", "--data", "{data}"),
-        {"model": "m.ncp", "data": "d.npz"},
+        ("simulate", "{model}", "--backend", "cpu", "--data", "{data}", "--compare", "{compare}"),
+        {"model": "m.ncp", "data": "d.npz", "compare": "r.npz"},
         ("--record", "--plot"),
     ),
     "train": Command(("train", "--data", "{data}", "--epochs", "1"), {"data": "d.npz"}, ("-o",), {"-o": "t.pt"}),
