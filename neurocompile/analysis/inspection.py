@@ -120,6 +120,8 @@ def describe_program(program) -> dict:
                 "bias_onset": int(pop.bias_onset),
                 "reset_interval": int(pop.reset_interval),
                 "reset": pop.reset,
+                "reset_timing": pop.reset_timing,
+                "payload_bits": int(pop.payload_bits),
                 "learning": _jsonable(plasticity.signal_to_json(pop.learning)) if pop.learning else None,
             }
         )
@@ -270,6 +272,7 @@ def _population_table(populations: list[dict]) -> list[str]:
         "bias from",
         "spiking",
         "reset",
+        "spikes",
     ]
     rows = [
         [
@@ -283,11 +286,18 @@ def _population_table(populations: list[dict]) -> list[str]:
             p["bias_exp"],
             p.get("bias_onset", 0),
             "yes" if p["spiking"] else "no",
-            p.get("reset", "zero"),
+            _reset_words(p),
+            f"{p['payload_bits']}-bit counts" if p.get("payload_bits") else "binary",
         ]
         for p in populations
     ]
     return _table(header, rows)
+
+
+def _reset_words(population: dict) -> str:
+    """``zero``/``subtract``, with snnTorch's timing where it has one (``subtract, snntorch-delayed``)."""
+    timing = population.get("reset_timing", "same-step")
+    return population.get("reset", "zero") + ("" if timing == "same-step" else f", {timing}")
 
 
 def _synapse_table(synapses: list[dict]) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from neurocompile.analysis.inspection import describe_program, format_program
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.compiler.pipeline import compile_graph
 from neurocompile.errors import NeurocompileError
@@ -85,6 +86,7 @@ def test_integer_counts_are_the_multispike_rule(reset, bits):
 def test_graded_populations_are_validated_and_named():
     program = chain("subtract", 3)
     assert extensions(program.population("p")) == ["resets by subtraction", "sends graded spikes (3-bit spike counts)"]
+    assert "3-bit counts" in format_program(describe_program(program))
     for bits, match in ((9, "not an integer in 0..8"), (2.0, "not an integer"), (True, "not an integer")):
         with pytest.raises(NeurocompileError, match=match) as info:
             Population("p", (1,), du=0, dv=0, vth=1, bias_mant=np.int32(0), payload_bits=bits).validate()

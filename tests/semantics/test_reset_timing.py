@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from neurocompile.analysis.inspection import describe_program, format_program
 from neurocompile.backends.cpu import CpuBackend
 from neurocompile.errors import NeurocompileError
 from neurocompile.hardware.loihi2 import extensions
@@ -105,7 +106,9 @@ def test_integer_timings_are_snntorchs_equations(timing, reset, synaptic):
 def test_timed_populations_are_validated_saved_and_named(tmp_path):
     program = one_neuron("subtract", "snntorch-delayed")
     program.save(tmp_path / "p.ncp")
-    assert FixedPointProgram.load(tmp_path / "p.ncp").population("p").reset_timing == "snntorch-delayed"
+    loaded = FixedPointProgram.load(tmp_path / "p.ncp")
+    assert loaded.population("p").reset_timing == "snntorch-delayed"
+    assert "subtract, snntorch-delayed" in format_program(describe_program(loaded))
     assert extensions(program.population("p")) == ["resets by subtraction", "resets with snntorch delayed timing"]
     with pytest.raises(NeurocompileError, match="parameter 'reset_timing': must be one of") as info:
         one_neuron("zero", "later")
