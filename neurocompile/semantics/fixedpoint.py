@@ -288,7 +288,7 @@ def lif_fixed_subthreshold(a_in, u, v, du: int, dv: int, bias):
     return u, v
 
 
-def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool = True, reset: str = "zero", **timing):
+def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool = True, reset: str = "zero", **firing):
     """One step of Lava's bit-accurate LIF: returns ``(spikes, u, v)`` (new arrays).
 
     ``a_in``: summed synaptic input of this step (any int; wrapped to int32 like the port sum);
@@ -302,8 +302,8 @@ def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool =
     ``reset="subtract"`` (``Population.reset``; ``backends.lava.processes.LIFExtended``) is
     identical to Lava's LIF except for the reset: ``v[s] -= vth << 6``. No clip is needed: a
     spiking ``v`` lies in ``(vth << 6, 2**23 - 1]``, so the result lies in ``[0, 2**23 - 1)``.
-    ``timing``: snnTorch's reset timings (:func:`timed_fire`). ``spiking=False`` (a readout
-    population) never spikes and never resets.
+    ``firing``: ``Population.firing()``, snnTorch's reset timings and graded spikes (:func:`timed_fire`).
+    ``spiking=False`` (a readout population) never spikes and never resets.
     """
 
     def integrate(v_from, offset=0):
@@ -312,7 +312,7 @@ def lif_fixed_step(a_in, u, v, du: int, dv: int, vth: int, bias, spiking: bool =
     if not spiking:
         u, v = integrate(v)
         return v > V_LIMIT, u, v  # all False (v is clipped), same library and shape
-    return timed_fire(v, integrate, effective_vth(vth), reset, clip=clip_v, **timing)
+    return timed_fire(v, integrate, effective_vth(vth), reset, clip=clip_v, **firing)
 
 
 def timed_fire(
@@ -370,7 +370,7 @@ def fire(v, threshold, reset: str = "zero", payload_bits: int = 0):
     return count, _where(above, v - count * threshold if reset == "subtract" else 0 * v, v)
 
 
-def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias, reset: str = "zero", **timing):
+def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias, reset: str = "zero", **firing):
     """One step of Lava's ``floating_pt`` LIF (a float program): returns ``(spikes, u, v)``.
 
     Mirrors ``AbstractPyLifModelFloat.subthr_dynamics`` and ``PyLifModelFloat.spiking_activation``
@@ -380,8 +380,8 @@ def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias, reset: st
         v = v * (1 - dv) + u + bias
         s = v > vth;  v[s] = 0
 
-    ``reset="subtract"``: identical except for the reset, ``v[s] -= vth``; ``timing``: snnTorch's reset
-    timings (:func:`timed_fire`, no clip). ``du``/``dv`` are decay fractions; ``vth = inf`` never
+    ``reset="subtract"``: identical except for the reset, ``v[s] -= vth``; ``firing``: snnTorch's reset
+    timings and graded spikes (:func:`timed_fire`, no clip). ``du``/``dv`` are decay fractions; ``vth = inf`` never
     spikes (a readout).
     """
     u_new = u * (1 - du) + a_in
@@ -389,7 +389,7 @@ def lif_float_step(a_in, u, v, du: float, dv: float, vth: float, bias, reset: st
     def integrate(v_from, offset=0):
         return u_new, v_from * (1 - dv) + u_new + bias + offset
 
-    return timed_fire(v, integrate, vth, reset, **timing)
+    return timed_fire(v, integrate, vth, reset, **firing)
 
 
 def reset_due(step: int, reset_interval: int) -> bool:
