@@ -134,6 +134,9 @@ class _Node:
         return out, {var: _sample_major(results[var]) if var in results else out for var in keep}
 
 
+STEP_ROWS = 64  # at most this many rows (a step of a few samples) are counted by a plain sum
+
+
 def _nonzero_counts(x: torch.Tensor, binary: bool = False) -> torch.Tensor:
     """How often each element of ``x`` [samples, ...] is nonzero: ones times the 0/1 pattern, a GEMV
     (float counts of at most 2**24 samples at a time are exact), as float64 [...]. ``binary``: ``x`` holds
@@ -187,6 +190,8 @@ class _Linear(_Node):
 
     def _resolve(self, x: torch.Tensor) -> torch.Tensor | None:
         """``x`` in the op's input layout, building the op on first use (None: no input, shape unknown)."""
+        if self.op is not None and x.dim() and x.shape[1:] == self.op.in_shape:  # every step after the first
+            return x
         shape = self.op.in_shape if self.op is not None else self.in_shape
         x = _fit(x, shape)
         if x.dim() == 0:
@@ -215,8 +220,12 @@ class _Linear(_Node):
             with torch.enable_grad():
                 self.op.apply(probe, (self.weight != 0).to(self.dtype)).sum().backward()
             self.fanout = probe.grad[0].detach().to(torch.float64)  # exact integer counts
-        nonzero = _nonzero_counts(x, self.binary_input)
-        self.active = nonzero if self.active is None else self.active + nonzero
+        if self.active is None:
+            self.active = torch.zeros(x.shape[1:], dtype=torch.float64, device=x.device)
+        if x.shape[0] > STEP_ROWS:
+            self.active += _nonzero_counts(x, self.binary_input)
+        else:  # one step of a few samples (step by step): two operations, not a GEMV's set-up
+            self.active += (x if self.binary_input else x != 0).sum(0, dtype=torch.float64)
 
     @property
     def synops(self) -> int:
@@ -488,27 +497,86 @@ class FloatReference:
         return Recording(arrays=arrays, outputs=list(self.outputs), backend="float", metadata=metadata)
 
     def _step_major(self, xs, batch: int, steps: int, keys, progress: bool) -> dict[str, np.ndarray]:
-        """Every node once per step, in order; back-edges read the previous step's values."""
-        traces: dict[str, list[torch.Tensor]] = {key: [] for key in keys}
-        for op in self.ops.values():
-            op.reset(batch, steps)
+        """The nodes on a cycle once per step, in order (back-edges read the previous step's values); the others
+        over the whole run as :meth:`_layer_major` runs them, before the loop (what feeds the cycles) or after
+        it (what they feed)."""
+        cycle = self._cycle_nodes()
+        after = self._reachable(cycle) - cycle
+        before = [name for name in self.order if name not in cycle and name not in after]
+        prev = self._before_start(batch, steps)
+        values, traces = self._whole_run(before, xs, batch, steps, keys, {})
+        loop = [name for name in self.order if name in cycle]
+        for op in (self.ops[name] for name in loop):
             if isinstance(op, _Neuron):
                 op.engine = "torch"
-        prev = self._before_start(batch, steps)
+        looped = {key: [] for key in keys if key.rpartition(".")[0] in cycle}
+        outs: dict[str, list[torch.Tensor]] = {name: [] for name in loop}
+        per_step = {
+            name: value.reshape(batch, steps, *value.shape[1:]) for name, value in values.items() if value.dim()
+        }
         for t in _progress(range(steps), progress, "step"):
-            current: dict[str, torch.Tensor] = {}
-            for name in self.order:
+            current = {name: per_step[name][:, t] if name in per_step else values[name] for name in values}
+            for name in loop:
                 op = self.ops[name]
                 out = op.step(xs[name][:, t] if name in xs else self._input_of(name, current, prev))
                 current[name] = out
+                outs[name].append(out.expand(batch) if out.dim() == 0 else out)
                 if op.variables == ("out",):
                     op.last = {"out": out}
-            for key in keys:
+            for key in looped:
                 name, _, var = key.rpartition(".")
                 value = self.ops[name].last[var]
-                traces[key].append(value.expand(batch) if value.dim() == 0 else value)
+                looped[key].append(value.expand(batch) if value.dim() == 0 else value)
             prev = current
-        return {key: torch.stack(values, dim=1).cpu().numpy() for key, values in traces.items()}
+        values.update({name: torch.stack(out, dim=1).flatten(0, 1) for name, out in outs.items()})
+        _, later = self._whole_run([name for name in self.order if name in after], xs, batch, steps, keys, values)
+        traces.update(later)
+        arrays = {key: torch.stack(value, dim=1).cpu().numpy() for key, value in looped.items()}
+        return arrays | {key: _batch_first(value, batch, steps) for key, value in traces.items()}
+
+    def _whole_run(self, names, xs, batch: int, steps: int, keys, values: dict):
+        """``names`` (in order) each over the whole run into ``values`` (sample-major [batch*steps, ...]; a
+        0-d zero for no input); returns ``(values, {key: recorded value})`` for the keys of ``names``."""
+        keep: dict[str, list[str]] = {}
+        for key in keys:
+            name, _, var = key.rpartition(".")
+            keep.setdefault(name, []).append(var)
+        traces = {}
+        for name in names:
+            x = _sample_major(xs[name]) if name in xs else self._input_of(name, values, {})
+            values[name], recorded = self.ops[name].sequence(x, batch, steps, keep.get(name, ()))
+            traces.update({f"{name}.{var}": value for var, value in recorded.items()})
+        return values, traces
+
+    def _cycle_nodes(self) -> set[str]:
+        """The nodes on a cycle through a back-edge: the only ones that need the previous step's values."""
+        on_cycle = set()
+        for src, dst in self.back_edges:
+            on_cycle |= self._reachable({dst}, forward_only=True) & self._reaching(src) | {src, dst}
+        return on_cycle
+
+    def _reachable(self, start: set[str], forward_only: bool = False) -> set[str]:
+        """Every node reachable from ``start`` along edges (``forward_only``: not along back-edges), ``start``
+        included."""
+        seen, pending = set(start), list(start)
+        while pending:
+            node = pending.pop()
+            for src, dst in self.edges:
+                if src == node and dst not in seen and not (forward_only and (src, dst) in self.back_edges):
+                    seen.add(dst)
+                    pending.append(dst)
+        return seen
+
+    def _reaching(self, target: str) -> set[str]:
+        """Every node from which ``target`` is reachable along forward edges, ``target`` included."""
+        seen, pending = {target}, [target]
+        while pending:
+            node = pending.pop()
+            for src, is_back in self.preds[node]:
+                if not is_back and src not in seen:
+                    seen.add(src)
+                    pending.append(src)
+        return seen
 
     def _layer_major(self, xs, batch: int, steps: int, keys, progress: bool) -> dict[str, np.ndarray]:
         """Each node over the whole run, in topological order (without back-edges no node waits for a

@@ -452,7 +452,7 @@ def _quantize_bias(bias: np.ndarray, node: str, fixed_exp: int | None = None):
             "bias",
         )
     mant = np.clip(np.round(bias / 2.0**exp), -BIAS_MANT_MAX - 1, BIAS_MANT_MAX).astype(np.int32)
-    err = float(np.linalg.norm(mant * 2.0**exp - bias) / np.linalg.norm(bias))
+    err = float(np.linalg.norm((mant * 2.0**exp - bias) / m) / np.linalg.norm(bias / m))  # / m: no underflow
     return mant, exp, err
 
 

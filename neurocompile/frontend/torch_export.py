@@ -273,12 +273,11 @@ def convention_from_metadata(graph: nir.NIRGraph, default: Convention | None = N
     fields = {f.name for f in dataclasses.fields(Convention)}
     try:
         recorded = json.loads(str(options))
-        conv = Convention(**{k: v for k, v in recorded.items() if k in fields})
+        return Convention(**{k: v for k, v in recorded.items() if k in fields})
     except (ValueError, TypeError, AttributeError):
         raise NeurocompileError("the graph's metadata 'convention_options' is not a convention (JSON object)") from None
-    if not (isinstance(conv.dt, (int, float)) and conv.dt > 0 and conv.reset in ("zero", "subtract")):
-        raise NeurocompileError(f"the graph's recorded convention is invalid (dt={conv.dt!r}, reset={conv.reset!r})")
-    return conv
+    except NeurocompileError as exc:
+        raise NeurocompileError(f"the graph's recorded convention is invalid: {exc}") from None
 
 
 def export_checkpoint(path, allow_unsafe: bool = False, input_shape=None) -> nir.NIRGraph:

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple, get_args, get_origin, get_type_hints
 
+import numpy as np
 import torch
 
 from neurocompile.errors import NeurocompileError
@@ -78,6 +79,17 @@ class Convention:
                 )
         if self.reset_timing != "same-step" and self.spikes_per_step != "single":
             raise NeurocompileError(f"reset_timing={self.reset_timing!r} is single-spike (snnTorch)")
+        if self.reset not in ("zero", "subtract"):
+            raise NeurocompileError(f"convention option reset={self.reset!r}; choose zero or subtract")
+        try:
+            dt_ok = not isinstance(self.dt, bool) and math.isfinite(self.dt) and self.dt > 0
+        except (TypeError, OverflowError):  # not a number, or an integer beyond float64
+            dt_ok = False
+        if not dt_ok:
+            raise NeurocompileError(f"convention option dt={self.dt!r}; a positive number of seconds")
+        for option in ("threshold_inclusive", "if_uses_dt", "current_first", "cuba_input_scaled"):
+            if not isinstance(getattr(self, option), (bool, np.bool_)):
+                raise NeurocompileError(f"convention option {option}={getattr(self, option)!r}; true or false")
 
     def with_options(self, **changes) -> Convention:
         return replace(self, **changes)

@@ -455,3 +455,15 @@ def test_v_scale_maps_readout_voltage_back_to_float():
     v_int = CpuBackend(program).run(x, record="all")["n.v"]
     v_float = FloatReference(g).run(x, record="all")["n.v"]
     np.testing.assert_allclose(v_int[:, 1:] / scale, v_float[:, :-1], atol=0.01 * np.abs(v_float).max())
+
+
+def test_a_bias_whose_squares_underflow_has_a_relative_error_not_a_warning():
+    """Found by the fuzzer (seed 2030, nir:115: biases of 2.2e-308): the norm of such a bias underflows to 0."""
+    import warnings
+
+    from neurocompile.compiler.quantize import _quantize_bias
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mant, exp, err = _quantize_bias(np.full(4, 2.2250738585072014e-308), "n")
+    assert (mant.tolist(), exp, err) == ([0, 0, 0, 0], 0, 1.0)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nir
@@ -363,3 +364,16 @@ def test_a_convention_with_options_reads_back_from_its_spec():
 def test_convention_options_in_the_spec_are_checked(text, message):
     with pytest.raises(NeurocompileError, match=message):
         get_convention(text)
+
+
+@pytest.mark.parametrize(
+    "option,value,words",
+    [("current_first", float("nan"), "current_first=nan; true or false"), ("if_uses_dt", 1, "if_uses_dt=1"),
+     ("dt", 0.0, "dt=0.0; a positive number"), ("dt", float("inf"), "dt=inf"), ("dt", True, "dt=True"),
+     ("reset", "halve", "reset='halve'; choose zero or subtract")],
+)  # fmt: skip
+def test_a_convention_takes_only_its_options_types(option, value, words):
+    """Found by the fuzzer (seed 2030, nir:2979: a file's recorded ``current_first`` of NaN reached the float kernel)."""
+    with pytest.raises(NeurocompileError, match=re.escape(words)) as info:
+        Convention(**{option: value})
+    assert "\n" not in str(info.value)

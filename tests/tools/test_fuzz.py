@@ -379,7 +379,7 @@ CHECKPOINTS = {
         "'fc1.weight' has dtype torch.complex64",
     ),
     "a tau of 0": (lambda p: p["state_dict"]["lif2.tau"].zero_(), "'lif2.tau': time constants must be positive"),
-    "a dt that is a string": (lambda p: p["convention"].update(dt="x"), "'convention.dt' is invalid: 'x'"),
+    "a dt that is a string": (lambda p: p["convention"].update(dt="x"), "convention option dt='x'"),
 }
 
 
