@@ -497,11 +497,13 @@ class FloatReference:
         return Recording(arrays=arrays, outputs=list(self.outputs), backend="float", metadata=metadata)
 
     def _step_major(self, xs, batch: int, steps: int, keys, progress: bool) -> dict[str, np.ndarray]:
-        """The nodes on a cycle once per step, in order (back-edges read the previous step's values); the others
-        over the whole run as :meth:`_layer_major` runs them, before the loop (what feeds the cycles) or after
-        it (what they feed)."""
+        """The nodes on a cycle, and those between two cycles, once per step, in order (back-edges read the
+        previous step's values); the others over the whole run as :meth:`_layer_major` runs them, before the
+        loop (what feeds the cycles) or after it (what only they feed)."""
         cycle = self._cycle_nodes()
-        after = self._reachable(cycle) - cycle
+        downstream = self._reachable(cycle)
+        cycle |= downstream & self._reaching(cycle)  # a node between two cycles runs in the loop too
+        after = downstream - cycle
         before = [name for name in self.order if name not in cycle and name not in after]
         prev = self._before_start(batch, steps)
         values, traces = self._whole_run(before, xs, batch, steps, keys, {})
@@ -552,7 +554,7 @@ class FloatReference:
         """The nodes on a cycle through a back-edge: the only ones that need the previous step's values."""
         on_cycle = set()
         for src, dst in self.back_edges:
-            on_cycle |= self._reachable({dst}, forward_only=True) & self._reaching(src) | {src, dst}
+            on_cycle |= self._reachable({dst}, forward_only=True) & self._reaching({src}) | {src, dst}
         return on_cycle
 
     def _reachable(self, start: set[str], forward_only: bool = False) -> set[str]:
@@ -567,9 +569,9 @@ class FloatReference:
                     pending.append(dst)
         return seen
 
-    def _reaching(self, target: str) -> set[str]:
-        """Every node from which ``target`` is reachable along forward edges, ``target`` included."""
-        seen, pending = {target}, [target]
+    def _reaching(self, targets: set[str]) -> set[str]:
+        """Every node from which one of ``targets`` is reachable along forward edges, ``targets`` included."""
+        seen, pending = set(targets), list(targets)
         while pending:
             node = pending.pop()
             for src, is_back in self.preds[node]:

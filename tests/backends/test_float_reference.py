@@ -443,3 +443,19 @@ def test_delay_longer_than_the_run_outputs_zeros_without_a_long_buffer():
     np.testing.assert_allclose(out[:, 1], [0, 0, *x[0, :3, 1]])
     np.testing.assert_array_equal(out[:, 2:], 0.0)
     assert ref.ops["d"].buffer.shape[0] <= 5 + 1  # the run's length, not 1e13 steps
+
+
+def test_a_recurrent_graph_steps_only_its_cycles_with_the_spikes_of_stepping_everything(nir_paper_dir, monkeypatch):
+    """Braille with a second cycle (``lif2 -> lif2``, the fuzzer's nir:3601, seed 2030): the Affine between the two
+    cycles runs in the step loop, the rest over the whole run; every spike equals stepping every node."""
+    graph = load_graph(nir_paper_dir / "braille_noDelay_bias_zero.nir")
+    graph.edges.append(("lif2", "lif2"))
+    x = (np.random.default_rng(3).random((2, 40, 12)) < 0.3).astype(np.float32)
+    reference = FloatReference(graph)
+    assert reference._cycle_nodes() == {"lif1.lif", "lif1.w_rec", "lif2"}
+    hybrid = reference.run(x, record="all")
+    monkeypatch.setattr(FloatReference, "_cycle_nodes", lambda self: set(self.order))
+    stepped = FloatReference(graph).run(x, record="all")
+    assert hybrid["lif2.spikes"].sum() > 0
+    for key in (k for k in stepped.arrays if k.endswith(".spikes")):
+        np.testing.assert_array_equal(hybrid[key], stepped[key], err_msg=key)
