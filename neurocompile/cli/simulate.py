@@ -28,7 +28,7 @@ from neurocompile.cli import cli
 from neurocompile.cli.options import convention_options, model_loading_options
 from neurocompile.data import dataset_file
 from neurocompile.errors import NeurocompileError
-from neurocompile.files import check_outputs, npz_name
+from neurocompile.files import check_outputs, load_arrays, npz_name
 from neurocompile.hardware.energy import check_target, estimate_energy
 from neurocompile.hardware.mapping import map_program
 from neurocompile.ir.program import FixedPointProgram
@@ -204,15 +204,12 @@ def simulate(
 
 
 def _load_reference(path) -> Recording:
-    """The recording at ``path`` (an ``.npz`` that ``--record`` wrote), for ``--compare``."""
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise NeurocompileError(f"--compare: cannot read {path}: {exc}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
+    """The recording at ``path`` (an ``.npz`` that ``--record`` wrote), for ``--compare``, read by the checked
+    loader (``files.load_arrays``: headers checked, no pickles, sizes capped)."""
+    arrays = load_arrays(path, "--compare")
+    if "" in arrays:
         raise NeurocompileError(f"--compare: {path} is not a recording (.npz, as --record writes)")
-    with archive:
-        return Recording({unquote(name): archive[name] for name in archive.files}, [], "reference")
+    return Recording({unquote(name): array for name, array in arrays.items()}, [], "reference")
 
 
 def _comparison(path, reference: Recording, recording: Recording, model, timing: str) -> dict:

@@ -72,12 +72,14 @@ def test_a_run_against_itself_agrees_in_every_spike(capsys, float_record):
 
 
 def test_compare_errors_are_one_line(capsys, float_record, tmp_path):
-    not_npz = tmp_path / "x.npy"
+    not_npz, pickled = tmp_path / "x.npy", tmp_path / "p.npz"
     np.save(not_npz, np.zeros(3))
+    np.savez(pickled, **{"lif1.spikes": np.array([{"a": 1}], dtype=object)})  # never unpickled
     fewer = ("--data", "digits", "--limit", "4")
     for argv, words in (
         ((*DATA, "--compare", not_npz), ("--compare", "not a recording")),
-        ((*DATA, "--compare", tmp_path / "missing.npz"), ("--compare", "cannot read")),
+        ((*DATA, "--compare", tmp_path / "missing.npz"), ("--compare", "no such file")),
+        ((*DATA, "--compare", pickled), ("--compare", "pickle")),
         ((*fewer, "--compare", float_record), ("differ in samples or neurons",)),
     ):
         code, _, err = run_cli(capsys, "simulate", MODEL, *argv)
