@@ -539,10 +539,7 @@ class FloatReference:
     def _whole_run(self, names, xs, batch: int, steps: int, keys, values: dict):
         """``names`` (in order) each over the whole run into ``values`` (sample-major [batch*steps, ...]; a
         0-d zero for no input); returns ``(values, {key: recorded value})`` for the keys of ``names``."""
-        keep: dict[str, list[str]] = {}
-        for key in keys:
-            name, _, var = key.rpartition(".")
-            keep.setdefault(name, []).append(var)
+        keep = _kept_variables(keys)
         traces = {}
         for name in names:
             x = _sample_major(xs[name]) if name in xs else self._input_of(name, values, {})
@@ -560,33 +557,20 @@ class FloatReference:
     def _reachable(self, start: set[str], forward_only: bool = False) -> set[str]:
         """Every node reachable from ``start`` along edges (``forward_only``: not along back-edges), ``start``
         included."""
-        seen, pending = set(start), list(start)
-        while pending:
-            node = pending.pop()
-            for src, dst in self.edges:
-                if src == node and dst not in seen and not (forward_only and (src, dst) in self.back_edges):
-                    seen.add(dst)
-                    pending.append(dst)
-        return seen
+        successors = {node: [] for node in self.nodes}
+        for src, dst in self.edges:
+            if not (forward_only and (src, dst) in self.back_edges):
+                successors[src].append(dst)
+        return _closure(start, successors)
 
     def _reaching(self, targets: set[str]) -> set[str]:
         """Every node from which one of ``targets`` is reachable along forward edges, ``targets`` included."""
-        seen, pending = set(targets), list(targets)
-        while pending:
-            node = pending.pop()
-            for src, is_back in self.preds[node]:
-                if not is_back and src not in seen:
-                    seen.add(src)
-                    pending.append(src)
-        return seen
+        return _closure(targets, {node: [src for src, back in preds if not back] for node, preds in self.preds.items()})
 
     def _layer_major(self, xs, batch: int, steps: int, keys, progress: bool) -> dict[str, np.ndarray]:
         """Each node over the whole run, in topological order (without back-edges no node waits for a
         later one). Values are sample-major [batch*steps, ...]; one is dropped after its last reader."""
-        keep: dict[str, list[str]] = {}
-        for key in keys:
-            name, _, var = key.rpartition(".")
-            keep.setdefault(name, []).append(var)
+        keep = _kept_variables(keys)
         last_read = {src: i for i, name in enumerate(self.order) for src, _ in self.preds[name]}
         values: dict[str, torch.Tensor] = {}
         traces: dict[str, torch.Tensor] = {}
@@ -597,6 +581,26 @@ class FloatReference:
             for done in [src for src in values if last_read.get(src, i) <= i]:
                 del values[done]
         return {key: _batch_first(traces[key], batch, steps) for key in keys}
+
+
+def _closure(start, neighbours: dict) -> set[str]:
+    """``start`` and every node reachable from it through ``neighbours`` ({node: [node, ...]})."""
+    seen, pending = set(start), list(start)
+    while pending:
+        for nxt in neighbours[pending.pop()]:
+            if nxt not in seen:
+                seen.add(nxt)
+                pending.append(nxt)
+    return seen
+
+
+def _kept_variables(keys) -> dict[str, list[str]]:
+    """Recording keys ``node.var`` as {node: [var, ...]}."""
+    keep: dict[str, list[str]] = {}
+    for key in keys:
+        name, _, var = key.rpartition(".")
+        keep.setdefault(name, []).append(var)
+    return keep
 
 
 def _progress(items, progress: bool, unit: str):
