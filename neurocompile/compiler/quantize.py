@@ -289,19 +289,9 @@ def quantize(
         if conv.spikes_per_step == "multi" and population.spiking:
             population.payload_bits = _payload_bits(arrays, pop.name)
             notes.append(f"graded spikes: spike counts in {population.payload_bits} bits")
-        errors = {"notes": notes, "synapses": [], "threshold_ratio": 0.0, "bias": bias_err}
-        for syn, w in zip(layer.incoming, layer.w_effs):
-            rs = _rho_weights(syn, w, layer.rho, pop.shape)
-            prog_syn, srep, ratio_err = _quantize_synapse(
-                syn, w, rs, scale.T, method, percentile, layer.dyn.extra_delay, weight_exp
-            )
-            synapses.append(prog_syn)
-            fine = _fine_synapse(prog_syn, rs * scale.T) if split_weights else None
-            if fine is not None:
-                synapses.append(fine)
-                srep.weight_rel_l2 = _relative_error(rs * scale.T, [prog_syn, fine])
-            errors["synapses"].append(srep)
-            errors["threshold_ratio"] = max(errors["threshold_ratio"], ratio_err)
+        incoming, reports, ratio_err = _quantize_incoming(layer, scale.T, method, percentile, weight_exp, split_weights)
+        synapses += incoming
+        errors = {"notes": notes, "synapses": reports, "threshold_ratio": ratio_err, "bias": bias_err}
         if layer.dyn.bias_x is not None:
             populations.append(tonic_population(pop.name, "fixed"))
         populations.append(population)
@@ -414,6 +404,23 @@ def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, weight
         int(delays.max(initial=0)) if delays is not None else 0,
     )
     return prog, rep, ratio_err
+
+
+def _quantize_incoming(layer: Layer, T, method, percentile, weight_exp, split_weights: bool):
+    """The program synapses into ``layer`` at scale ``T`` (with their fine parts when ``split_weights``): (synapses,
+    their reports, the largest threshold/weight ratio error)."""
+    synapses, reports, ratio_error = [], [], 0.0
+    for syn, w in zip(layer.incoming, layer.w_effs):
+        rs = _rho_weights(syn, w, layer.rho, layer.pop.shape)
+        coarse, report, ratio = _quantize_synapse(syn, w, rs, T, method, percentile, layer.dyn.extra_delay, weight_exp)
+        synapses.append(coarse)
+        fine = _fine_synapse(coarse, rs * T) if split_weights else None
+        if fine is not None:
+            synapses.append(fine)
+            report.weight_rel_l2 = _relative_error(rs * T, [coarse, fine])
+        reports.append(report)
+        ratio_error = max(ratio_error, ratio)
+    return synapses, reports, ratio_error
 
 
 def _fine_synapse(coarse: Synapse, x: np.ndarray) -> Synapse | None:
