@@ -186,8 +186,7 @@ class CpuBackend:
 
     def _payload_max(self, node: str) -> int:
         """The largest value one spike of ``node`` carries: 1, or a graded population's largest count."""
-        pop = next((p for p in self.program.populations if p.name == node), None)
-        return 2**pop.payload_bits - 1 if pop is not None and pop.payload_bits else 1
+        return max(2 ** self.program.payload_bits(node) - 1, 1)
 
     def _topological_order(self) -> list[str] | None:
         pops = [p.name for p in self.program.populations]

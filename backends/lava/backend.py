@@ -155,7 +155,7 @@ class LavaBackend:
 
         Returns ``(process, buffer var name, zeros)``: what :meth:`_reset_state` clears.
         """
-        graded = self._payload_bits(syn.source) > 0  # Lava's Conv takes binary spikes: Sparse multiplies
+        graded = self.program.payload_bits(syn.source) > 0  # Lava's Conv takes binary spikes: Sparse multiplies
         use_conv = self.conv_mode == "conv" and (not self.fixed or int(syn.weight_exp) >= 0) and not graded
         if syn.kind == "conv" and syn.delays is None and use_conv:
             conn = self._lower_conv(syn)
@@ -171,15 +171,11 @@ class LavaBackend:
 
             matrix = csr_matrix(matrix)
         matrix, kw = self.matrix_weights(syn, self._weights_in_lava_order(syn, matrix))
-        kw["num_message_bits"] = self._payload_bits(syn.source)
+        kw["num_message_bits"] = self.program.payload_bits(syn.source)
         delays = None if syn.delays is None else self._weights_in_lava_order(syn, np.asarray(syn.delays))
         conn = connection_process(syn, matrix, delays, sparse, kw)
         connect(src, conn, dst, self.program.source_shape(syn.source), self.program.source_shape(syn.target))
         return conn, "a_buff", np.zeros(conn.a_buff.shape)
-
-    def _payload_bits(self, node: str) -> int:
-        """The bits each spike of ``node`` carries (0: binary; ``Population.payload_bits``)."""
-        return next((p.payload_bits for p in self.program.populations if p.name == node), 0)
 
     def _lower_conv(self, syn: Synapse):
         """Conv synapse -> ``lava.proc.conv.Conv`` (kernel flipped and in Lava's layout)."""

@@ -445,6 +445,10 @@ class FixedPointProgram(Network):
                         f"node '{syn.name}', parameter 'signal': target '{syn.target}' must learn from feedback (no target)"
                     )
 
+    def payload_bits(self, node: str) -> int:
+        """The bits each spike of ``node`` carries: a population's ``payload_bits``, 0 (binary) for an input port."""
+        return next((pop.payload_bits for pop in self.populations if pop.name == node), 0)
+
     # --- files ------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> None:
