@@ -10,68 +10,15 @@ past it is refused in one line that gives both.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 
-try:
-    import resource
-except ImportError:  # not on every platform
-    resource = None
-
 from neurocompile.errors import NeurocompileError
+from neurocompile.machine import LIMIT_VARIABLE, memory_limit
 
-LIMIT_VARIABLE = "NEUROCOMPILE_MAX_MEMORY_GB"
 VALUES_PER_NODE = 4  # recorded spikes, v, u, and one working copy
 BYTES_PER_VALUE = 4
 TRAINING_COPIES = 4  # of every parameter while training: the weight, its gradient, the optimizer's two moments
-FALLBACK_LIMIT = 8 << 30  # where the system does not report its available memory
-
-
-def memory_limit() -> int:
-    """Bytes a run may use: ``$NEUROCOMPILE_MAX_MEMORY_GB`` GiB, else 80% of the least of the available
-    memory, ``ulimit -v`` and the cgroup limit."""
-    text = os.environ.get(LIMIT_VARIABLE)
-    if text is not None:
-        try:
-            gib = float(text)
-        except ValueError:
-            gib = math.nan
-        if not (math.isfinite(gib) and gib > 0):
-            raise NeurocompileError(f"{LIMIT_VARIABLE} must be a positive number of GiB, got '{text}'")
-        return int(gib * 2**30)
-    known = [b for b in (_available_bytes(), _address_space_limit(), _cgroup_limit()) if b is not None]
-    return int(0.8 * min(known)) if known else FALLBACK_LIMIT
-
-
-def _available_bytes() -> int | None:
-    """``MemAvailable`` of ``/proc/meminfo``."""
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _address_space_limit() -> int | None:
-    """The process's soft ``RLIMIT_AS`` (``ulimit -v``), when set."""
-    if resource is None:
-        return None
-    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
-    return None if soft == resource.RLIM_INFINITY else soft
-
-
-def _cgroup_limit() -> int | None:
-    """The container's memory limit (cgroup v2 ``memory.max``), when set."""
-    try:
-        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
 
 
 def values_per_step(model) -> int:
@@ -154,6 +101,7 @@ def check_training_memory(sizes, batch: int, steps: int, why: str = "") -> None:
 
 ANN_BYTES = 8  # the converter's ANN computes in float64
 ANN_COPIES = 2  # of a chunk's activations: every layer's output, and torch's or onnxruntime's working memory
+MANTISSA_BYTES = 2  # a program's weight mantissas are int16
 WEIGHT_COPIES = 4  # of every weight while a model is converted: parsed, normalized, onnxruntime's, the SNN's
 
 
@@ -233,13 +181,17 @@ def run_chunk(
 def check_compile_memory(dense, held: int = 0) -> int:
     """Refuse a fixed-point compilation whose synapse matrices do not fit :func:`memory_limit` beside
     ``held`` bytes; returns the bytes the matrices keep. The compiler (``compiler.normalize``) builds
-    every synapse that is not one convolution as a dense float64 ``n_dst x n_src`` matrix: from its weight
-    when the chain is one affine layer, else by pushing an ``n_identity x n_identity`` identity through it;
-    ``dense`` lists them as ``(name, n_identity (0: none), values, n_dst, n_src)``, ``values`` the values
-    per source neuron of the layers that the identity goes through. Each keeps its matrix twice (float64,
-    and the program's copy); the largest identity and its images are held while it is built."""
+    every synapse that is not one convolution as a dense ``n_dst x n_src`` matrix: its weight (already in
+    ``held``) when the chain is one affine layer, else a float64 matrix made by pushing an ``n_identity x
+    n_identity`` identity through it; ``dense`` lists them as ``(name, n_identity (0: none), values, n_dst,
+    n_src)``, ``values`` the values per source neuron of the layers that the identity goes through. Each keeps
+    the program's 16-bit mantissas, and an identity's image its float64 matrix; the largest identity and its
+    images are held while it is built."""
     limit = memory_limit()
-    kept = sum(n_src * n_dst for _name, _identity, _values, n_dst, n_src in dense) * ANN_BYTES * 2
+    kept = sum(
+        n_src * n_dst * (MANTISSA_BYTES + (ANN_BYTES if identity else 0))
+        for _name, identity, _values, n_dst, n_src in dense
+    )
     name, n_identity, values, n_dst, n_src = max(
         dense, key=lambda c: c[1] * (c[1] + c[2] + c[3]), default=("", 0, 0, 0, 0)
     )

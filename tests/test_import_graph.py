@@ -16,7 +16,7 @@ import neurocompile.models
 # Lowest first: a module may import its own layer and the layers below it (docs/architecture.md).
 LAYERS = [
     ("neurocompile", "neurocompile.errors"),
-    ("neurocompile.files", "neurocompile.data", "neurocompile.events"),
+    ("neurocompile.files", "neurocompile.data", "neurocompile.events", "neurocompile.machine"),
     ("neurocompile.semantics.discretization",),
     ("neurocompile.ir",),
     ("neurocompile.semantics", "neurocompile.hardware"),

@@ -47,7 +47,7 @@ def float_program(normalized: NormalizedGraph) -> FixedPointProgram:
                     syn.source,
                     syn.target,
                     syn.kind,
-                    weights,
+                    np.asarray(weights),
                     delays=delays,
                     conv=syn.conv,
                     recurrent=syn.recurrent,

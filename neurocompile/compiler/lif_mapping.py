@@ -11,7 +11,7 @@ import numpy as np
 
 from neurocompile.errors import HardwareLimitError, NeurocompileError
 from neurocompile.files import plain
-from neurocompile.ir.normalized import NormalizedGraph, NormalizedPopulation, NormalizedSynapse
+from neurocompile.ir.normalized import NormalizedGraph, NormalizedPopulation, NormalizedSynapse, ScaledMatrix
 from neurocompile.ir.program import FixedPointProgram, InputPort, Population
 from neurocompile.semantics.discretization import Convention
 from neurocompile.semantics.primitives import PRIMITIVES
@@ -68,7 +68,7 @@ def population_dynamics(pop: NormalizedPopulation, conv: Convention) -> Dynamics
     return Dynamics(du, dv, form.gain, form.bias_v, form.extra_delay, form.bias_x, a_u, a_v, form.u_to_v, notes)
 
 
-def effective_weights(syn: NormalizedSynapse, gain: np.ndarray, target_shape) -> np.ndarray:
+def effective_weights(syn: NormalizedSynapse, gain: np.ndarray, target_shape) -> ScaledMatrix | np.ndarray:
     """Float v increment per source spike: weights scaled by the target's per-neuron gain."""
     if syn.kind == "conv":
         g = gain.reshape(target_shape) if gain.size > 1 else np.full(target_shape, float(gain.flat[0]))
@@ -76,7 +76,7 @@ def effective_weights(syn: NormalizedSynapse, gain: np.ndarray, target_shape) ->
         if not np.allclose(per_channel, per_channel[:, :1], rtol=1e-6):
             raise HardwareLimitError("r (or w_in) differs within an output channel of a conv synapse", syn.target, "r")
         return syn.weights * per_channel[:, 0].reshape(-1, 1, 1, 1)
-    return syn.weights * gain.reshape(-1)[:, None]
+    return syn.weights.scale_rows(gain)
 
 
 @dataclass
@@ -89,7 +89,7 @@ class Layer:
     dyn: Dynamics
     rho: np.ndarray
     incoming: list[NormalizedSynapse]
-    w_effs: list[np.ndarray]
+    w_effs: list[ScaledMatrix | np.ndarray]  # as the synapses' weights: a matrix's factors, or a conv kernel
 
 
 def layer_of(normalized: NormalizedGraph, pop: NormalizedPopulation) -> Layer:
@@ -110,7 +110,8 @@ def tonic_source(population: str) -> str:
 def bias_synapse(population: str, bias_x: np.ndarray) -> NormalizedSynapse:
     """A bias that enters a neuron's current (Lava has no bias on u): a dense synapse from a tonic source,
     one neuron that spikes every step, with the bias as its weights."""
-    return NormalizedSynapse(f"{population}.bias", tonic_source(population), population, "dense", bias_x.reshape(-1, 1))
+    weights = ScaledMatrix(bias_x.reshape(-1, 1))
+    return NormalizedSynapse(f"{population}.bias", tonic_source(population), population, "dense", weights)
 
 
 def tonic_population(population: str, number_format: str) -> Population:

@@ -18,7 +18,13 @@ import torch
 from neurocompile.errors import GraphError
 from neurocompile.frontend.graph import flatten_graph, order_graph
 from neurocompile.ir.network import ConvGeometry
-from neurocompile.ir.normalized import NormalizedGraph, NormalizedInput, NormalizedPopulation, NormalizedSynapse
+from neurocompile.ir.normalized import (
+    NormalizedGraph,
+    NormalizedInput,
+    NormalizedPopulation,
+    NormalizedSynapse,
+    ScaledMatrix,
+)
 from neurocompile.semantics.discretization import Convention
 from neurocompile.semantics.primitives import PRIMITIVES, Op, conv2d, delay_steps, kind_of, make_op
 
@@ -36,7 +42,7 @@ def synapse_output(syn: NormalizedSynapse, x: np.ndarray, weights: np.ndarray | 
     if syn.kind == "conv":
         xt = torch.as_tensor(np.asarray(x).reshape(b * t, *syn.conv.input_shape), dtype=torch.float64)
         return conv2d(xt, torch.as_tensor(w, dtype=torch.float64), syn.conv).reshape(b, t, -1).numpy()
-    return np.asarray(x).reshape(b, t, -1) @ w.T
+    return np.asarray(x).reshape(b, t, -1) @ np.asarray(w).T
 
 
 # --- pass 1: shapes ---------------------------------------------------------------------------
@@ -313,21 +319,30 @@ def _collapse(src, dst, source_shape, target_shape, seqs, convention) -> Normali
     for seq in seqs:
         nodes.extend(op.node for op in seq if op.node not in nodes)
     name = _chain_name(src, dst)
-    n_src, n_dst = int(np.prod(source_shape)), int(np.prod(target_shape))
+    n_dst = int(np.prod(target_shape))
     if len(seqs) == 1 and not any(op.delay is not None for op in seqs[0]):
         conv = _try_conv(seqs[0], source_shape, n_dst)
         if conv is not None:
             weights, geo = conv
             return NormalizedSynapse(name, src, dst, "conv", weights, conv=geo, nodes=nodes)
-    # explicit matrix: sum over sequences, with delays from Delay ops
-    matrix = np.zeros((n_dst, n_src))
+        matrix, delays = _sequence_matrix(seqs[0], source_shape, n_dst), None
+    else:
+        matrix, delays = _summed_matrix(seqs, source_shape, n_dst, dst, convention)
+    density = sum(np.count_nonzero(block) for _, block in matrix.blocks()) / max(matrix.size, 1)
+    kind = "sparse" if density <= SPARSE_DENSITY and matrix.size > 64 else "dense"
+    return NormalizedSynapse(name, src, dst, kind, matrix, delays=delays, nodes=nodes)
+
+
+def _summed_matrix(seqs, source_shape, n_dst, dst, convention) -> tuple[ScaledMatrix, np.ndarray | None]:
+    """The matrix of several chains into one population, summed, and their delays from Delay ops (or None)."""
+    matrix = np.zeros((n_dst, int(np.prod(source_shape))))
     delays = None
     for seq in seqs:
-        m = _sequence_matrix(seq, source_shape, n_dst)
+        m = np.asarray(_sequence_matrix(seq, source_shape, n_dst))
         d = _sequence_delays(seq, source_shape, n_dst, m, dst, convention)
         if d is not None:
             if delays is None:
-                delays = np.zeros((n_dst, n_src), dtype=np.int64)
+                delays = np.zeros(matrix.shape, dtype=np.int64)
             overlap = (matrix != 0) & (m != 0) & (delays != d)
             if overlap.any():
                 raise GraphError("two paths with different delays join the same neuron pair", node=dst)
@@ -335,12 +350,10 @@ def _collapse(src, dst, source_shape, target_shape, seqs, convention) -> Normali
         matrix += m
     if delays is not None:
         delays = np.where(matrix != 0, delays, 0).astype(np.int64)
-    density = np.count_nonzero(matrix) / max(matrix.size, 1)
-    kind = "sparse" if density <= SPARSE_DENSITY and matrix.size > 64 else "dense"
-    return NormalizedSynapse(name, src, dst, kind, matrix, delays=delays, nodes=nodes)
+    return ScaledMatrix(matrix), delays
 
 
-def _sequence_matrix(seq: list[Op], source_shape, n_dst) -> np.ndarray:
+def _sequence_matrix(seq: list[Op], source_shape, n_dst) -> ScaledMatrix:
     """The ``n_dst x n_src`` matrix of one chain: its ops applied to the identity, or, for one affine
     weight between elementwise ops, that weight with the scales folded in, in the same order
     (the same floats, without an ``n_src x n_src`` identity)."""
@@ -348,7 +361,7 @@ def _sequence_matrix(seq: list[Op], source_shape, n_dst) -> np.ndarray:
     if len(core) == 1 and seq[core[0]].weight is not None and np.ndim(seq[core[0]].weight) == 2:
         out = _affine_chain_matrix(seq, core[0], source_shape)
     else:
-        out = _identity_image(seq, source_shape)
+        out = ScaledMatrix(_identity_image(seq, source_shape))
     if out.shape[0] != n_dst:
         raise GraphError(f"chain delivers {out.shape[0]} values to {n_dst} neurons", node=seq[-1].node if seq else "?")
     return out
@@ -363,23 +376,26 @@ def _identity_image(seq: list[Op], source_shape) -> np.ndarray:
     return x.reshape(n_src, -1).T.numpy().copy()
 
 
-def _affine_chain_matrix(seq: list[Op], at: int, source_shape) -> np.ndarray:
+def _affine_chain_matrix(seq: list[Op], at: int, source_shape) -> ScaledMatrix:
     """``seq[at]``'s weight ``W`` with the elementwise ops before it scaling its columns and those after it
-    its rows: ``(W * before) * after``, the products the identity would go through, in their order."""
+    its rows: ``(W * before) * after``, the products the identity would go through, in their order (a scale
+    of ones is left out: it changes no float)."""
 
-    def diagonal(ops, shape) -> torch.Tensor:
+    def diagonal(ops, shape) -> np.ndarray | None:
         x = torch.ones((1, *shape), dtype=torch.float64)
         for op in ops:
             x = op.apply(x)
-        return x.reshape(-1)
+        x = x.reshape(-1).numpy()
+        return None if np.all(x == 1) else x
 
     affine = seq[at]
+    weight = np.asarray(affine.weight)
     before = diagonal(seq[:at], source_shape)
-    weight = torch.as_tensor(affine.weight, dtype=torch.float64)
-    if before.numel() != weight.shape[1]:
-        raise GraphError(f"weight expects {weight.shape[1]} inputs, gets {before.numel()}", node=affine.node)
+    n_inputs = int(np.prod(source_shape)) if before is None else before.size
+    if n_inputs != weight.shape[1]:
+        raise GraphError(f"weight expects {weight.shape[1]} inputs, gets {n_inputs}", node=affine.node)
     after = diagonal(seq[at + 1 :], affine.out_shape)
-    return ((weight * before[None, :]) * after[:, None]).numpy().copy()
+    return ScaledMatrix(weight, before, () if after is None else (after,))
 
 
 def _sequence_delays(seq, source_shape, n_dst, matrix, dst, convention):

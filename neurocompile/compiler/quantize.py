@@ -27,7 +27,7 @@ from neurocompile.compiler.lif_mapping import (
 )
 from neurocompile.compiler.normalize import synapse_output
 from neurocompile.errors import HardwareLimitError, NeurocompileError
-from neurocompile.ir.normalized import NormalizedGraph, NormalizedSynapse
+from neurocompile.ir.normalized import NormalizedGraph, NormalizedSynapse, ScaledMatrix, row_blocks
 from neurocompile.ir.program import (
     BIAS_EXP_BITS,
     BIAS_MANT_BITS,
@@ -42,7 +42,7 @@ from neurocompile.ir.program import (
 )
 from neurocompile.ir.report import METHODS, LayerReport, QuantizationReport, SynapseReport
 from neurocompile.semantics.discretization import Convention
-from neurocompile.semantics.fixedpoint import sign_mode_of, synapse_weights
+from neurocompile.semantics.fixedpoint import effective_weights, sign_mode_of
 
 VTH_MAX = 2**VTH_BITS - 1
 BIAS_MANT_MAX = 2 ** (BIAS_MANT_BITS - 1) - 1
@@ -64,15 +64,38 @@ def _mantissa_limit(kind: str, sign_mode: str) -> int:
     return 254 if sign_mode == "mixed" else 255  # mixed: even values, Lava drops the low bit
 
 
-def _abs_row_bound(syn: NormalizedSynapse, w_eff: np.ndarray, rho: np.ndarray) -> float:
+def _per_row(weights, row_function) -> np.ndarray:
+    """``row_function`` of a synapse's weights (one value per row), a block of rows at a time."""
+    return np.concatenate([row_function(block) for _, block in row_blocks(weights)] or [np.zeros(0)])
+
+
+def _sign_mode(weights) -> str:
+    """:func:`sign_mode_of` a synapse's weights, from each block's extremes."""
+    return sign_mode_of(np.array([(b.min(initial=0.0), b.max(initial=0.0)) for _, b in row_blocks(weights)]))
+
+
+def _nonzero_statistic(weights, method: str, percentile: float) -> float:
+    """:func:`statistic` of a synapse's nonzero weights, a block at a time (a percentile gathers them)."""
+    if method == "percentile":
+        nonzero = [block[block != 0] for _, block in row_blocks(weights)]
+        return statistic(np.concatenate([np.zeros(0), *nonzero]), method, percentile)
+    return max((statistic(block, method, percentile) for _, block in row_blocks(weights)), default=0.0)
+
+
+def _scaled(weights, factor):
+    """A synapse's weights (a :class:`ScaledMatrix` or a conv kernel) times ``factor``."""
+    return weights.scale_rows(factor) if isinstance(weights, ScaledMatrix) else weights * factor
+
+
+def _abs_row_bound(syn: NormalizedSynapse, w_eff, rho: np.ndarray) -> float:
     """Largest per-step input (in threshold units) if every source spikes, one sign at a time."""
     if syn.kind == "conv":
         pos = np.clip(w_eff, 0, None).reshape(w_eff.shape[0], -1).sum(1)
         neg = np.clip(-w_eff, 0, None).reshape(w_eff.shape[0], -1).sum(1)
         r = rho.reshape(w_eff.shape[0], -1).max(1)
         return float(max((pos * r).max(), (neg * r).max()))
-    pos = np.clip(w_eff, 0, None).sum(1)
-    neg = np.clip(-w_eff, 0, None).sum(1)
+    pos = _per_row(w_eff, lambda block: np.clip(block, 0, None).sum(1))
+    neg = _per_row(w_eff, lambda block: np.clip(-block, 0, None).sum(1))
     r = rho.reshape(-1)
     return float(max((pos * r).max(initial=0), (neg * r).max(initial=0)))
 
@@ -85,8 +108,8 @@ def _weight_limits(layer: Layer, method: str, percentile: float, weight_exp: int
     largest_exp = WEIGHT_EXP_RANGE[1] if weight_exp is None else weight_exp
     for syn, w in zip(layer.incoming, layer.w_effs):
         rs = _rho_weights(syn, w, layer.rho, layer.pop.shape)
-        lim = _mantissa_limit(syn.kind, sign_mode_of(syn.weights)) * (1 if syn.kind == "conv" else 2**largest_exp)
-        ref = statistic(rs[rs != 0], method, percentile)
+        lim = _mantissa_limit(syn.kind, _sign_mode(syn.weights)) * (1 if syn.kind == "conv" else 2**largest_exp)
+        ref = _nonzero_statistic(rs, method, percentile)
         if ref > 0:
             limits[f"weights of {syn.name}"] = lim / ref
     return limits
@@ -323,7 +346,7 @@ def _decay_error(d: int, alpha: float) -> float:
     return abs((1 - d / 4096) - kept) / (kept if kept > 1e-12 else 1.0)
 
 
-def _rho_weights(syn: NormalizedSynapse, w: np.ndarray, rho: np.ndarray, target_shape) -> np.ndarray:
+def _rho_weights(syn: NormalizedSynapse, w, rho: np.ndarray, target_shape):
     if syn.kind == "conv":
         r = rho.reshape(target_shape).reshape(target_shape[0], -1)
         if not np.allclose(r, r[:, :1], rtol=1e-6):
@@ -331,7 +354,7 @@ def _rho_weights(syn: NormalizedSynapse, w: np.ndarray, rho: np.ndarray, target_
                 "v_threshold differs within an output channel of a conv synapse", syn.target, "v_threshold"
             )
         return w * r[:, 0].reshape(-1, 1, 1, 1)
-    return w * rho.reshape(-1)[:, None]
+    return w.scale_rows(rho)
 
 
 def _synapse_delays(syn: NormalizedSynapse, mant: np.ndarray, extra_delay: int) -> np.ndarray | None:
@@ -347,14 +370,13 @@ def _synapse_delays(syn: NormalizedSynapse, mant: np.ndarray, extra_delay: int) 
     return d.astype(np.int32)
 
 
-def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, weight_exp: int | None):
-    """Integer weights for X = T * rho * w_eff (``weight_exp``: fixed, or None to choose it); returns
-    (Synapse, SynapseReport, ratio error)."""
-    x = rs * T
-    sign_mode = sign_mode_of(syn.weights)
+def _quantize_synapse(syn, rs, T, method, percentile, extra_delay, weight_exp: int | None):
+    """Integer weights for X = T * rho * w_eff (``rs``: rho * w_eff; ``weight_exp``: fixed, or None to choose it),
+    a block of rows at a time; returns (Synapse, SynapseReport, ratio error)."""
+    x = _scaled(rs, T)
+    sign_mode = _sign_mode(syn.weights)
     limit = _mantissa_limit(syn.kind, sign_mode)
-    nz = x[x != 0]
-    ref = statistic(nz, method, percentile)
+    ref = _nonzero_statistic(x, method, percentile)
     if syn.kind == "conv" or ref == 0:
         exp = 0
     elif weight_exp is not None:
@@ -363,20 +385,11 @@ def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, weight
         exp = int(math.ceil(math.log2(ref / limit) - 1e-12))
         exp = min(max(exp, WEIGHT_EXP_RANGE[0]), WEIGHT_EXP_RANGE[1])
     step = 2.0 if (sign_mode == "mixed" and syn.kind != "conv") else 1.0
-    mant = np.round(x / (2.0**exp) / step) * step
-    clipped = int(np.count_nonzero(np.abs(mant) > limit))
-    mant = np.clip(mant, -limit, limit).astype(np.int32)
-    if syn.kind == "conv" and np.abs(x).max(initial=0) > 0 and np.abs(mant).max() == 0:
+    mant, clipped = _mantissas(x, exp, step, limit)
+    largest, at = _largest(x)  # threshold / weight ratio error over the largest weight
+    ratio_err = abs(float(mant.flat[at]) * 2.0**exp / largest - 1.0) if largest != 0 else 0.0
+    if syn.kind == "conv" and largest != 0 and not mant.any():
         raise HardwareLimitError("every weight rounds to 0 at this scale", syn.name, "weights")
-    approx = mant.astype(np.float64) * 2.0**exp
-    denom = np.linalg.norm(x)
-    rel = float(np.linalg.norm(approx - x) / denom) if denom > 0 else 0.0
-    # threshold / weight ratio error over the largest weight
-    ratio_err = 0.0
-    if nz.size:
-        k = np.unravel_index(np.argmax(np.abs(x)), x.shape)
-        if x[k] != 0:
-            ratio_err = abs(approx[k] / x[k] - 1.0)
     delays = _synapse_delays(syn, mant, extra_delay)
     prog = Synapse(
         name=syn.name,
@@ -398,12 +411,36 @@ def _quantize_synapse(syn, w_eff, rs, T, method, percentile, extra_delay, weight
         int(exp),
         8,
         prog.sign_mode,
-        int(np.abs(mant).max(initial=0)),
+        max(int(mant.max(initial=0)), -int(mant.min(initial=0))),
         clipped,
-        rel,
+        _relative_error(x, [prog]),
         int(delays.max(initial=0)) if delays is not None else 0,
     )
     return prog, rep, ratio_err
+
+
+def _mantissas(x, exp: int, step: float, limit: int) -> tuple[np.ndarray, int]:
+    """``x / 2**exp`` rounded to multiples of ``step`` and clipped to ``limit`` (int16, a block of rows at a time),
+    and how many were clipped."""
+    mant, clipped = np.empty(x.shape, dtype=np.int16), 0
+    for start, block in row_blocks(x):
+        rounded = block / (2.0**exp)  # then in place: the same floats as round(x / 2**exp / step) * step
+        rounded /= step
+        np.round(rounded, out=rounded)
+        rounded *= step
+        clipped += int(np.count_nonzero(rounded > limit)) + int(np.count_nonzero(rounded < -limit))
+        mant[start : start + len(block)] = np.clip(rounded, -limit, limit, out=rounded)
+    return mant, clipped
+
+
+def _largest(x) -> tuple[float, int]:
+    """The first weight of largest magnitude and its flat index (0.0 and 0 for none)."""
+    largest, at = 0.0, 0
+    for start, block in row_blocks(x):
+        k = int(np.argmax(np.abs(block))) if block.size else 0
+        if block.size and abs(block.flat[k]) > abs(largest):
+            largest, at = float(block.flat[k]), start * int(np.prod(block.shape[1:])) + k
+    return largest, at
 
 
 def _quantize_incoming(layer: Layer, T, method, percentile, weight_exp, split_weights: bool):
@@ -412,18 +449,18 @@ def _quantize_incoming(layer: Layer, T, method, percentile, weight_exp, split_we
     synapses, reports, ratio_error = [], [], 0.0
     for syn, w in zip(layer.incoming, layer.w_effs):
         rs = _rho_weights(syn, w, layer.rho, layer.pop.shape)
-        coarse, report, ratio = _quantize_synapse(syn, w, rs, T, method, percentile, layer.dyn.extra_delay, weight_exp)
+        coarse, report, ratio = _quantize_synapse(syn, rs, T, method, percentile, layer.dyn.extra_delay, weight_exp)
         synapses.append(coarse)
-        fine = _fine_synapse(coarse, rs * T) if split_weights else None
+        fine = _fine_synapse(coarse, _scaled(rs, T)) if split_weights else None
         if fine is not None:
             synapses.append(fine)
-            report.weight_rel_l2 = _relative_error(rs * T, [coarse, fine])
+            report.weight_rel_l2 = _relative_error(_scaled(rs, T), [coarse, fine])
         reports.append(report)
         ratio_error = max(ratio_error, ratio)
     return synapses, reports, ratio_error
 
 
-def _fine_synapse(coarse: Synapse, x: np.ndarray) -> Synapse | None:
+def _fine_synapse(coarse: Synapse, x) -> Synapse | None:
     """The synapse that adds what ``coarse`` rounded away from ``x`` (its float weights in mantissa units times
     ``2**weight_exp``): the residual's mantissas at ``weight_exp - 7``, 7 bits finer (Lava floors each step's
     sum of them: up to one unit of ``a_in`` less). None for a conv synapse (Lava's Conv has no 8-bit limit), or
@@ -431,19 +468,33 @@ def _fine_synapse(coarse: Synapse, x: np.ndarray) -> Synapse | None:
     exp = coarse.weight_exp - 7
     if coarse.kind == "conv" or exp < WEIGHT_EXP_RANGE[0]:
         return None
-    residual = x - synapse_weights(coarse) * 2.0**coarse.weight_exp
-    sign_mode = sign_mode_of(residual)
+    extremes = [(r.min(initial=0.0), r.max(initial=0.0)) for _, r in _residual_blocks(x, [coarse])]
+    sign_mode = sign_mode_of(np.array(extremes))
     step = 2.0 if sign_mode == "mixed" else 1.0
     limit = _mantissa_limit(coarse.kind, sign_mode)
-    mant = np.clip(np.round(residual / 2.0**exp / step) * step, -limit, limit).astype(np.int32)
+    mant = np.empty(coarse.weights.shape, dtype=np.int16)
+    for start, r in _residual_blocks(x, [coarse]):
+        mant[start : start + len(r)] = np.clip(np.round(r / 2.0**exp / step) * step, -limit, limit)
     return replace(coarse, name=f"{coarse.name}.fine", weights=mant, weight_exp=exp, sign_mode=sign_mode)
 
 
-def _relative_error(x: np.ndarray, synapses: list[Synapse]) -> float:
-    """Relative L2 error of the weights that ``synapses`` sum to against ``x``."""
-    approx = sum(synapse_weights(syn) * 2.0**syn.weight_exp for syn in synapses)
-    denom = np.linalg.norm(x)
-    return float(np.linalg.norm(approx - x) / denom) if denom > 0 else 0.0
+def _residual_blocks(x, synapses: list[Synapse]):
+    """``(first row, rows of x minus what the program ``synapses`` deliver there)``, ``x`` in the units of a weight
+    mantissa times ``2**weight_exp`` (Lava's effective weights: a conv's already hold its exponent)."""
+    for start, block in row_blocks(x):
+        rows = slice(start, start + len(block))
+        for syn in synapses:
+            kind, scale = ("conv", 1.0) if syn.kind == "conv" else ("dense", 2.0**syn.weight_exp)
+            delivered = effective_weights(syn.weights[rows], syn.weight_exp, syn.num_weight_bits, syn.sign_mode, kind)
+            block = block - delivered * scale
+        yield start, block
+
+
+def _relative_error(x, synapses: list[Synapse]) -> float:
+    """Relative L2 error of the weights that ``synapses`` sum to against ``x``, a block of rows at a time."""
+    errors = sum(float(np.vdot(r, r)) for _, r in _residual_blocks(x, synapses))
+    squares = sum(float(np.vdot(block, block)) for _, block in row_blocks(x))
+    return math.sqrt(errors / squares) if squares > 0 else 0.0
 
 
 def _quantize_bias(bias: np.ndarray, node: str, fixed_exp: int | None = None):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import mmap
 import os
 import pickle
 import re
@@ -18,6 +19,7 @@ import select
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -26,6 +28,7 @@ import numpy as np
 from neurocompile.errors import GraphError, first_line
 from neurocompile.frontend import peer_repairs
 from neurocompile.ir.program import MAX_NODE_SIZE
+from neurocompile.machine import LIMIT_VARIABLE, memory_limit
 from neurocompile.semantics.primitives import PRIMITIVES, primitive
 
 
@@ -78,16 +81,15 @@ def _validate(graph, lenient: bool) -> None:
         validate_graph(graph, lenient=False)
 
 
-def _read_file(path: Path) -> dict:
-    """The file's ``node`` group as nested dicts of arrays and bytes (nir's raw form)."""
-    import nir
-
+def _read_file(path: Path, shared: _SharedArrays | None = None) -> dict:
+    """The file's ``node`` group as nested dicts of arrays and bytes (nir's raw form); its large arrays go into
+    ``shared`` if given (they are :class:`_Placed` in the dicts)."""
     try:
         with h5py.File(path, "r") as fh:
             if "node" not in fh:
                 raise GraphError(f"{path}: not a NIR file (HDF5 without a 'node' group)")
             _refuse_outside_references(fh, path)
-            raw = nir.serialization.hdf2dict(fh["node"])
+            raw = _group_dict(fh["node"], shared)
     except GraphError:
         raise
     except Exception as exc:  # h5py raises OSError for truncated/random files, others for odd content
@@ -110,43 +112,132 @@ def _check_depth(raw: dict, path: Path) -> None:
         pending += [(value, depth + 1) for value in group.values() if isinstance(value, dict)]
 
 
+def _group_dict(group, shared: _SharedArrays | None) -> dict:
+    """nir's ``hdf2dict``: groups as dicts, datasets as their values (bytes as str), large arrays in ``shared``."""
+    from nir.serialization import try_byte_to_str
+
+    out = {}
+    for key, item in group.items():
+        key = try_byte_to_str(key)
+        if isinstance(item, h5py.Group):
+            out[key] = _group_dict(item, shared)
+        elif shared is not None and shared.takes(item):
+            out[key] = shared.place(item)
+        elif isinstance(item, h5py.Dataset):
+            out[key] = try_byte_to_str(item[()])
+    return out
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """An array the reading child put into the shared file: where, its dtype and shape."""
+
+    offset: int
+    dtype: str
+    shape: tuple[int, ...]
+
+
+class _SharedArrays:
+    """An anonymous shared file (memfd) that the reading child fills with the file's large arrays, page-aligned,
+    and the parent then maps copy-on-write: the arrays reach the parent as they were read, without a copy."""
+
+    MIN_BYTES = 1 << 20  # smaller arrays travel in the child's reply
+
+    def __init__(self, path: Path):
+        self.path, self.fd, self.size = path, os.memfd_create("nir-arrays"), 0
+
+    def takes(self, item) -> bool:
+        return (
+            isinstance(item, h5py.Dataset)
+            and item.dtype.kind in "biuf"
+            and item.shape is not None
+            and item.size * item.dtype.itemsize >= self.MIN_BYTES
+        )
+
+    def place(self, dataset) -> _Placed:
+        """(The child) read ``dataset`` straight into the shared file, if it fits the memory limit."""
+        nbytes = dataset.size * dataset.dtype.itemsize
+        if nbytes > memory_limit():
+            raise GraphError(
+                f"{self.path}: '{dataset.name}' holds {nbytes / 2**30:.3g} GiB, more than the memory limit "
+                f"({memory_limit() / 2**30:.3g} GiB; {LIMIT_VARIABLE})"
+            )
+        offset = -(-self.size // mmap.PAGESIZE) * mmap.PAGESIZE
+        os.ftruncate(self.fd, offset + nbytes)
+        self.size = offset + nbytes
+        with mmap.mmap(self.fd, nbytes, offset=offset) as view:
+            array = np.ndarray(dataset.shape, dataset.dtype, buffer=view)
+            dataset.read_direct(array)
+            del array
+        return _Placed(offset, dataset.dtype.str, tuple(dataset.shape))
+
+    def take(self, raw: dict) -> dict:
+        """(The parent) ``raw`` with each :class:`_Placed` replaced by its array, mapped copy-on-write."""
+        size = os.fstat(self.fd).st_size
+        view = mmap.mmap(self.fd, size, access=mmap.ACCESS_COPY) if size else None
+
+        def arrays(value):
+            if isinstance(value, dict):
+                return {k: arrays(v) for k, v in value.items()}
+            if isinstance(value, _Placed):
+                count = math.prod(value.shape)
+                array = np.frombuffer(view, np.dtype(value.dtype), count, value.offset)
+                return array.reshape(value.shape)
+            return value
+
+        return arrays(raw)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 def read_timeout(path: Path) -> float:
     """Seconds a file's HDF5 may take to read: 10, and 1 more per 50 MB."""
     return 10.0 + path.stat().st_size / 50e6
 
 
 def _read_isolated(path: Path) -> dict:
-    """:func:`_read_file` in a forked child on Linux: a corrupt file can send the HDF5 library into an
-    endless loop or a crash that no Python handler interrupts, so the child is killed after
-    :func:`read_timeout` and its death is a one-line error, not ours."""
+    """:func:`_read_file`, once a forked child on Linux has read the file through: a corrupt file can send the
+    HDF5 library into an endless loop or a crash that no Python handler interrupts, so the child is killed after
+    :func:`read_timeout` and its death is a one-line error, not ours. Large arrays come back through shared memory
+    (:class:`_SharedArrays`), the rest in the child's reply."""
     if sys.platform != "linux":
         return _read_file(path)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        _reply(path, write_end)
-    os.close(write_end)
+    shared = _SharedArrays(path)
     try:
-        data, status = _collect(read_end, pid, read_timeout(path))
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            _reply(path, write_end, shared)
+        os.close(write_end)
+        try:
+            data, status = _collect(read_end, pid, read_timeout(path))
+        finally:
+            os.close(read_end)
+        return _verdict(path, data, status, shared)
     finally:
-        os.close(read_end)
+        shared.close()
+
+
+def _verdict(path: Path, data: bytes | None, status: int, shared: _SharedArrays) -> dict:
+    """The file's raw dicts from the child's reply ``data`` and wait ``status``, or its death as a GraphError."""
     if data is None:
         raise GraphError(f"{path}: reading its HDF5 took over {read_timeout(path):.0f} s; the file is corrupt")
     if os.WIFSIGNALED(status) or not data:
         raise GraphError(f"{path}: the HDF5 library crashed reading it; the file is corrupt")
-    kind, value = pickle.loads(data)  # our child's reply: plain dicts, arrays, bytes
+    kind, value = pickle.loads(data)  # our child's reply: plain dicts, small arrays, bytes, placed arrays
     if kind == "error":
         raise GraphError(value)
-    return value
+    return shared.take(value)
 
 
-def _reply(path: Path, fd: int) -> None:
+def _reply(path: Path, fd: int, shared: _SharedArrays) -> None:
     """The child's side of :func:`_read_isolated`: read, send the result or the error, exit without
     cleanup. Never returns, whatever happens (the child must not go on running the parent's code)."""
     try:
         try:
-            data = pickle.dumps(("ok", _read_file(path)))
+            data = pickle.dumps(("ok", _read_file(path, shared)))
         except GraphError as exc:
             data = pickle.dumps(("error", str(exc)))
         except BaseException as exc:  # anything else: the parent words it
@@ -242,7 +333,7 @@ def _build(raw: dict, name: str):
         return nir.NIRGraph(
             nodes=nodes, edges=edges, metadata=metadata if isinstance(metadata, dict) else {}, type_check=False
         )
-    data = copy.deepcopy(raw)
+    data = dict(raw)
     data["type"] = kind
     for field in entry.fields:
         if field in data and not isinstance(data[field], (np.ndarray, int, float, np.number)):
@@ -482,7 +573,7 @@ def _validate_parameters(node, name: str) -> None:
         if arr.dtype.kind not in "biuf":
             raise GraphError(f"not real numbers ({arr.dtype})", node=name, field=field)
         arr = arr if arr.dtype.kind == "f" else arr.astype(np.float64)  # float32 weights stay float32: no copy
-        if not np.all(np.isfinite(arr)):
+        if arr.size and not (np.isfinite(arr.min()) and np.isfinite(arr.max())):  # NaN wins both; no mask array
             bad = "NaN" if np.isnan(arr).any() else "infinite"
             raise GraphError(f"contains {bad} values", node=name, field=field)
         subnormal = arr.dtype == np.float64 and np.any((arr != 0) & (np.abs(arr) < np.finfo(np.float64).tiny))

@@ -92,9 +92,8 @@ def check_real(node: str, name: str, value, low: float = -np.inf, high: float = 
         return
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise NeurocompileError(f"node '{node}', parameter '{name}': must be real, got {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if np.isnan(arr).any() or (finite and not np.isfinite(arr).all()):
+    lo, hi = float(arr.min()), float(arr.max())  # NaN wins both: no float copy or mask of a large array
+    if np.isnan(lo) or np.isnan(hi) or (finite and not (np.isfinite(lo) and np.isfinite(hi))):
         raise NeurocompileError(f"node '{node}', parameter '{name}': must be {'finite' if finite else 'a number'}")
-    lo, hi = float(arr.min()), float(arr.max())
     if lo < low or hi > high:
         raise NeurocompileError(f"node '{node}', parameter '{name}': range [{lo}, {hi}] leaves [{low}, {high}]")

@@ -3,7 +3,8 @@ form every compiler pass after :func:``~neurocompile.compiler.normalize.normaliz
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
 import nir
 import numpy as np
@@ -44,11 +45,66 @@ class NormalizedPopulation:
         return int(np.prod(self.shape))
 
 
+BLOCK_VALUES = 1 << 20  # values of a matrix formed at once (8 MB of float64)
+
+
+@dataclass(frozen=True)
+class ScaledMatrix:
+    """The float64 matrix ``((weight * columns) * rows[0]) * rows[1] ...`` kept as its factors: ``weight`` as
+    read (a float32 NIR weight stays float32 and is not copied), ``columns`` scaling its columns (or None) and each
+    of ``rows`` its rows (one value per row, or one for all), in order. :meth:`blocks` forms it a block of rows
+    at a time, the same floats as forming it whole (``np.asarray`` does that)."""
+
+    weight: np.ndarray
+    columns: np.ndarray | None = None
+    rows: tuple[np.ndarray, ...] = ()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.weight.shape)
+
+    @property
+    def size(self) -> int:
+        return int(self.weight.size)
+
+    def scale_rows(self, scale) -> ScaledMatrix:
+        """This matrix with each row multiplied by ``scale`` (one value per row, or one for all)."""
+        return replace(self, rows=(*self.rows, np.asarray(scale, dtype=np.float64).reshape(-1)))
+
+    def block(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as a new float64 array."""
+        out = self.weight[start:stop].astype(np.float64)
+        if self.columns is not None:
+            out *= self.columns
+        for scale in self.rows:
+            out *= scale[start:stop, None] if scale.size > 1 else scale[0]
+        return out
+
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first row, rows)`` over the whole matrix, about ``BLOCK_VALUES`` values at a time."""
+        n_rows, n_cols = self.shape
+        step = max(1, BLOCK_VALUES // max(n_cols, 1))
+        for start in range(0, n_rows, step):
+            yield start, self.block(start, min(start + step, n_rows))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.block(0, self.shape[0])
+        return out if dtype is None else out.astype(dtype)
+
+
+def row_blocks(weights) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, rows)`` of a synapse's float weights: a :class:`ScaledMatrix` by blocks, an array (conv) whole."""
+    if isinstance(weights, ScaledMatrix):
+        yield from weights.blocks()
+    else:
+        yield 0, np.asarray(weights)
+
+
 @dataclass
 class NormalizedSynapse:
     """One collapsed chain of linear nodes from ``source`` to ``target`` (float weights).
 
-    ``kind``: "dense" or "sparse" (``weights`` is ``[n_target, n_source]`` over C-order
+    ``kind``: "dense" or "sparse" (``weights`` is a ``[n_target, n_source]`` :class:`ScaledMatrix` over C-order
     flattened shapes) or "conv" (``weights`` ``[C_out, C_in/groups, kH, kW]``, ``conv``
     geometry, PyTorch semantics). The synapse delivers ``weights @ s`` to the target's input
     ``x``. ``delays``: per-weight extra delay in steps (dense/sparse shape), or None.
@@ -59,7 +115,7 @@ class NormalizedSynapse:
     source: str
     target: str
     kind: str
-    weights: np.ndarray
+    weights: ScaledMatrix | np.ndarray
     conv: ConvGeometry | None = None
     delays: np.ndarray | None = None
     recurrent: bool = False

@@ -455,21 +455,20 @@ class FixedPointProgram(Network):
         arrays: dict[str, np.ndarray] = {}
         header = {"format": "neurocompile-program", "version": FORMAT_VERSION, "metadata": self.metadata}
         header["number_format"] = self.number_format
-        values = np.float64 if self.number_format == "float" else np.int32
         header["inputs"] = [asdict(p) for p in self.inputs]
         header["populations"] = []
         for i, pop in enumerate(self.populations):
-            record = {k: v for k, v in asdict(pop).items() if k not in ("bias_mant", "learning")}
+            record = _record(pop, ("bias_mant", "learning"))
             if pop.learning is not None:
                 record["learning"] = plasticity.signal_to_json(pop.learning)
-            arrays[f"pop{i}.bias_mant"] = np.asarray(pop.bias_mant, dtype=values)
+            arrays[f"pop{i}.bias_mant"] = self._stored(pop.bias_mant)
             header["populations"].append(record)
         header["synapses"] = []
         for i, syn in enumerate(self.synapses):
-            record = {k: v for k, v in asdict(syn).items() if k not in ("weights", "delays", "learning")}
+            record = _record(syn, ("weights", "delays", "learning"))
             if syn.learning is not None:
                 record["learning"] = plasticity.rule_to_json(syn.learning)
-            arrays[f"syn{i}.weights"] = np.asarray(syn.weights, dtype=values)
+            arrays[f"syn{i}.weights"] = self._stored(syn.weights)
             if syn.delays is not None:
                 arrays[f"syn{i}.delays"] = np.asarray(syn.delays, dtype=np.int32)
             header["synapses"].append(record)
@@ -477,6 +476,14 @@ class FixedPointProgram(Network):
         arrays["program.json"] = np.frombuffer(json.dumps(plain(header)).encode(), dtype=np.uint8)
         with open(path, "wb") as fh:
             write_npz(fh, arrays)
+
+    def _stored(self, values) -> np.ndarray:
+        """``values`` as the file keeps them: float64 in a float program; else integers of 8 to 32 bits as they
+        are (the compiler's 16-bit mantissas stay 16-bit), others as int32."""
+        if self.number_format == "float":
+            return np.asarray(values, dtype=np.float64)
+        values = np.asarray(values)
+        return values if values.dtype in (np.int8, np.int16, np.int32) else values.astype(np.int32)
 
     @classmethod
     def load(cls, path: str | Path) -> FixedPointProgram:
@@ -488,6 +495,19 @@ class FixedPointProgram(Network):
             return _program_from_arrays(arrays).validate()
         except NeurocompileError as exc:
             raise NeurocompileError(f"{path}: {exc}") from None
+
+
+def _record(element, stored_apart: tuple[str, ...]) -> dict:
+    """A population's or synapse's fields for ``program.json``, without those ``stored_apart`` (not copied)."""
+    return {
+        f.name: _plain_field(getattr(element, f.name))
+        for f in dataclasses.fields(element)
+        if f.name not in stored_apart
+    }
+
+
+def _plain_field(value):
+    return asdict(value) if dataclasses.is_dataclass(value) else value
 
 
 # --- reading a program file ---------------------------------------------------------------------

@@ -178,7 +178,8 @@ def _shape_of(fn, name: str, in_shape, weight) -> tuple[int, ...]:
 
 
 def _affine_op(name: str, node, in_shape) -> Op:
-    w = np.asarray(node.weight, dtype=np.float64)
+    w = np.asarray(node.weight)  # a float weight as read (``apply`` casts it): a large one is not copied
+    w = w if w.dtype.kind == "f" else w.astype(np.float64)
     n_in = w.shape[-1]
     if int(np.prod(in_shape)) % n_in or (w.ndim == 2 and int(np.prod(in_shape)) != n_in):
         raise GraphError(f"weight expects {n_in} inputs, gets shape {list(in_shape)}", node=name, field="weight")

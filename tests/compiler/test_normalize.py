@@ -288,7 +288,7 @@ def test_threshold_node_becomes_a_spiking_population():
     assert (pop.name, pop.type, pop.spiking, pop.shape) == ("thr", "Threshold", True, (2,))
     assert pop.params["threshold"].tolist() == [1.0, 2.0]
     assert pop.bias.tolist() == [0.5, 0.0]
-    assert n.synapses[0].weights.tolist() == [[1.0, 2.0], [0.0, -1.0]]
+    assert np.asarray(n.synapses[0].weights).tolist() == [[1.0, 2.0], [0.0, -1.0]]
 
 
 def test_output_fed_by_linear_node_is_rejected():

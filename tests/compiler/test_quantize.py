@@ -467,3 +467,42 @@ def test_a_bias_whose_squares_underflow_has_a_relative_error_not_a_warning():
         warnings.simplefilter("error")
         mant, exp, err = _quantize_bias(np.full(4, 2.2250738585072014e-308), "n")
     assert (mant.tolist(), exp, err) == ([0, 0, 0, 0], 0, 1.0)
+
+
+@pytest.mark.parametrize("options", [{}, {"split_weights": True, "method": "percentile", "percentile": 99.0}])
+def test_quantizing_a_block_of_rows_at_a_time_gives_the_program_of_whole_matrices(monkeypatch, options):
+    """The compiler forms a dense synapse's float matrix a block of rows at a time (``ScaledMatrix``); one row per
+    block gives the program of one block per matrix (the whole matrices), array for array, with scales on either
+    side of an affine weight, per-neuron thresholds and a current-based layer."""
+    from neurocompile.ir import normalized
+
+    rng = np.random.default_rng(7)
+    n_in, n_h, n_o = 30, 120, 10
+    nodes = {
+        "in": nir.Input(np.array([n_in])),
+        "pre": nir.Scale(rng.uniform(0.5, 2.0, n_in)),
+        "fc1": nir.Affine(rng.normal(0, 0.3, (n_h, n_in)).astype(np.float32), rng.normal(0, 0.1, n_h)),
+        "post": nir.Scale(rng.uniform(0.5, 2.0, n_h)),
+        "h": lif(n_h, vth=rng.uniform(0.5, 1.5, n_h)),
+        "fc2": nir.Linear(rng.normal(0, 0.3, (n_o, n_h))),
+        "o": cuba(n_o),
+        "out": nir.Output(np.array([n_o])),
+    }
+    edges = [("in", "pre"), ("pre", "fc1"), ("fc1", "post"), ("post", "h"), ("h", "fc2"), ("fc2", "o"), ("o", "out")]
+    graph = nir.NIRGraph(nodes=nodes, edges=edges)
+    monkeypatch.setattr(normalized, "BLOCK_VALUES", 1)
+    by_rows, by_rows_report = compile_graph(graph, **options)
+    monkeypatch.setattr(normalized, "BLOCK_VALUES", 1 << 40)
+    whole, whole_report = compile_graph(graph, **options)
+    assert [s.name for s in by_rows.synapses] == [s.name for s in whole.synapses]
+    for a, b in zip(by_rows.synapses, whole.synapses):
+        assert (a.weight_exp, a.sign_mode) == (b.weight_exp, b.sign_mode)
+        np.testing.assert_array_equal(a.weights, b.weights)
+    for a, b in zip(by_rows.populations, whole.populations):
+        assert (a.vth, a.du, a.dv, a.bias_exp) == (b.vth, b.du, b.dv, b.bias_exp)
+        np.testing.assert_array_equal(a.bias_mant, b.bias_mant)
+    for a, b in zip(by_rows_report.layers, whole_report.layers):
+        assert a.limited_by == b.limited_by and a.scale == b.scale
+        for s, t in zip(a.synapses, b.synapses):
+            assert (s.max_mantissa, s.clipped_weights) == (t.max_mantissa, t.clipped_weights)
+            assert s.weight_rel_l2 == pytest.approx(t.weight_rel_l2, rel=1e-12)

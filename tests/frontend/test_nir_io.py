@@ -200,3 +200,39 @@ def test_an_output_shape_of_float64s_maximum_twice_is_a_one_line_error(tmp_path)
         fh["node/nodes/output/shape"] = np.full(2, np.finfo(np.float64).max)  # 10^616 values
     err = one_line_error(path, lenient=True)
     assert err.node == "output" and "at most 16777216 per node" in str(err)
+
+
+def test_large_arrays_reach_the_reader_as_written_and_writable(tmp_path):
+    """Arrays of 1 MB and more come back from the reading child through shared memory: the same values, dtype and
+    shape as nir wrote (a float32 weight stays float32), each its own array, writable without changing the file."""
+    rng = np.random.default_rng(0)
+    graph = small_graph()
+    weight = rng.normal(size=(700, 2)).astype(np.float32)
+    big = rng.normal(size=(700, 700)).astype(np.float32)  # 1.9 MB
+    n = 700
+    graph.nodes["fc"] = nir.Affine(weight=weight, bias=np.zeros(n, np.float32))
+    graph.nodes["lif"] = nir.LIF(tau=np.full(n, 2e-3), r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n))
+    graph.nodes["rec"] = nir.Linear(weight=big)
+    graph.nodes["output"] = nir.Output(output_type={"output": np.array([n])})
+    graph.edges.append(("lif", "rec"))
+    graph.edges.append(("rec", "lif"))
+    path = write(tmp_path, graph)
+    loaded = load_graph(path)
+    read = loaded.nodes["rec"].weight
+    assert read.dtype == np.float32 and read.shape == big.shape
+    np.testing.assert_array_equal(read, big)
+    np.testing.assert_array_equal(loaded.nodes["fc"].weight, weight)
+    read[0, 0] += 1.0
+    np.testing.assert_array_equal(load_graph(path).nodes["rec"].weight, big)
+
+
+def test_a_dataset_larger_than_the_memory_limit_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """A compressed dataset that would decompress to more than the memory limit is refused in one line, naming it
+    (the reading child does not fill memory with it)."""
+    path = write(tmp_path, small_graph())
+    with h5py.File(path, "a") as fh:
+        del fh["node/nodes/fc/weight"]
+        fh["node/nodes/fc"].create_dataset("weight", shape=(1 << 16, 1 << 16), dtype="f4", compression="gzip")
+    monkeypatch.setenv("NEUROCOMPILE_MAX_MEMORY_GB", "1")
+    with pytest.raises(GraphError, match=r"'/node/nodes/fc/weight' holds 16 GiB, more than the memory limit \(1 GiB"):
+        load_graph(path)
