@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ GATHER_MIN_WEIGHTS = 2**16
 # sums of a dense synapse at most SUMS_BYTES, in a buffer per thread kept between runs (docs/backends.md).
 SUMS_BYTES = 64 * 2**20
 INT32_SUMS = ("int8-gemm", "gather")  # the kernels whose sums are int32 (written into the buffer)
+KEPT_BYTES = 2**30  # recording buffers a backend keeps for its next runs (_Recycler)
 KERNEL_SOURCE = Path(__file__).parent / "kernels" / "lif.c"
 OPERAND_DTYPE = {  # the weights' dtype of each kernel but int8-gemm
     "gather": torch.int16,
@@ -112,6 +114,28 @@ def int8_operand(mantissas: np.ndarray) -> tuple[np.ndarray, int]:
     return (mantissas - offset).astype(np.int8), offset
 
 
+class _Recycler:
+    """Recording buffers kept from one run for the next: a fresh buffer takes a page fault per 4 kB page on its
+    first write, which costs a large MLP at batch 256 about two thirds of the time of its int8 GEMMs. A kept buffer is reused only
+    once nothing holds the array the run handed out on it (a weak reference), so no run writes into a recording
+    still in use; at most ``limit`` bytes are kept."""
+
+    def __init__(self, limit: int = KEPT_BYTES):
+        self.limit, self.kept = limit, []  # [(tensor, weak reference to the array handed out on it, or None)]
+
+    def take(self, shape: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        for i, (tensor, handed) in enumerate(self.kept):
+            free = handed is None or handed() is None
+            if free and tuple(tensor.shape) == tuple(shape) and tensor.dtype == dtype and tensor.device == device:
+                return self.kept.pop(i)[0]
+        return torch.empty(shape, dtype=dtype, device=device)
+
+    def keep(self, tensor: torch.Tensor, handed: np.ndarray | None) -> None:
+        """Keep ``tensor`` for a later run; ``handed``: the array given out on its memory (None: none was)."""
+        if sum(t.nbytes for t, _ in self.kept) + tensor.nbytes <= self.limit:
+            self.kept.append((tensor, None if handed is None else weakref.ref(handed)))
+
+
 @dataclass
 class _Syn:
     spec: Synapse
@@ -159,6 +183,7 @@ class CpuBackend:
         self.bias = {p.name: self._bias(p) for p in program.populations}
         self.order = self._topological_order()  # None when the program has a cycle
         self._net_syns = None  # the C step-by-step kernel's synapses, made on first use
+        self.recycler = _Recycler()
 
     # --- preparation ------------------------------------------------------------------
 
@@ -357,7 +382,7 @@ class CpuBackend:
         state = torch.int32 if self.fixed else torch.float64
         dtypes = {"spikes": self.spike_dtype, "u": state, "v": state}
         shape = (batch, steps, pop.size)
-        return {var: torch.empty(shape, dtype=dt, device=self.device) for var, dt in dtypes.items() if var in want}
+        return {var: self.recycler.take(shape, dt, self.device) for var, dt in dtypes.items() if var in want}
 
     def _torch_run(self, pop: Population, a_in: torch.Tensor, out: dict) -> None:
         """The neuron recurrence of ``pop`` over all steps of ``a_in`` [B, T, n] in torch."""
@@ -419,6 +444,11 @@ class CpuBackend:
                 arrays[f"{node}.{var}"] = (
                     arr.astype(np.uint8) if counts else (arr != 0).astype(np.uint8) if spikes else arr
                 )
+        for pop in pops:
+            for var, tensor in outs[pop.name].items():
+                handed = arrays.get(f"{pop.name}.{var}")
+                aliased = handed is not None and handed.__array_interface__["data"][0] == tensor.data_ptr()
+                self.recycler.keep(tensor, handed if aliased else None)
         meta = {
             "schedule": "layerwise" if self.order is not None else "stepwise",
             "number_format": self.program.number_format,

@@ -336,3 +336,30 @@ def _wait(pid: int, seconds: float):
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return None
+
+
+def test_a_recording_in_use_is_never_overwritten_and_a_released_one_is_reused():
+    """The backend keeps its recording buffers for the next runs (no page faults on fresh memory) and reuses one
+    only when nothing holds the array it handed out: every run equals the plain per-step reference, however the
+    earlier recordings are held; once they are dropped, the next run writes into the same memory."""
+    rng = np.random.default_rng(4)
+    w = (2 * rng.integers(-60, 61, size=(40, 30))).astype(np.int32)
+    program = one_layer(w)
+    backend = CpuBackend(program)
+    inputs = [(rng.random((4, 12, 30)) < 0.4).astype(np.uint8) for _ in range(3)]
+    kept = [backend.run(x, record="all") for x in inputs]  # each still held while the next runs
+    view = kept[0]["p.v"][:, 3]  # a view alone keeps its recording's memory in use
+    del kept[0]
+    backend.run(inputs[2], record="all")
+    for rec, x in zip([None, *kept], inputs):  # the first recording survives in its view alone
+        expected = reference_run(program, {"x": x})
+        if rec is None:
+            np.testing.assert_array_equal(view, expected["p.v"][:, 3])
+            continue
+        for key in ("p.spikes", "p.u", "p.v"):
+            np.testing.assert_array_equal(rec[key], expected[key])
+    address = kept[0]["p.v"].__array_interface__["data"][0]
+    del kept[0]
+    reused = backend.run(inputs[0], record="all")
+    assert reused["p.v"].__array_interface__["data"][0] == address
+    np.testing.assert_array_equal(reused["p.v"], reference_run(program, {"x": inputs[0]})["p.v"])
