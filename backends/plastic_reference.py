@@ -44,7 +44,7 @@ def reference_run(learners, data, steps, rec, checkpoint_every=None) -> tuple[di
 
 
 def _wanted(key: str, rec: dict) -> bool:
-    node, _, var = key.partition(".")
+    node, _, var = key.rpartition(".")  # node names may hold dots (a tonic source: "<population>.bias_source")
     return var in rec.get(node, ()) or var == "spikes"
 
 

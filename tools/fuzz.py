@@ -67,6 +67,7 @@ import tempfile
 import threading
 import time
 import traceback
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +215,7 @@ def _child(argv: list, folder: Path, memory: int, debug: bool, trace: bool) -> N
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
         _redirect(debug)
+        _warnings_on_stderr()
         lines = _trace_lines() if trace else None
         code = _cli_exit_code(argv)
         if code == 0 and "-o" in argv and not _loads(argv[argv.index("-o") + 1]):
@@ -294,6 +296,15 @@ def _redirect(debug: bool) -> None:
         os.environ["NEUROCOMPILE_DEBUG"] = "1"
     else:
         os.environ.pop("NEUROCOMPILE_DEBUG", None)
+
+
+def _warnings_on_stderr() -> None:
+    """Python's default warning filters, shown on stderr as a fresh interpreter shows them: a parent that records
+    warnings (pytest) would otherwise keep a case's warnings from its ``.stderr``."""
+    warnings.resetwarnings()
+    warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+        warnings.formatwarning(message, category, filename, lineno, line)
+    )
 
 
 def _cli_exit_code(argv: list) -> int:

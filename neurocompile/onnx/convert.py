@@ -423,6 +423,9 @@ def _samples(x: np.ndarray, input_shape, where: str) -> np.ndarray:
     real = x.dtype == bool or np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
     if not real or not np.all(np.isfinite(x)):
         raise NeurocompileError(f"{where}: expected finite real numbers")
+    largest = max(abs(float(x.max())), abs(float(x.min()))) if x.dtype.kind == "f" and x.dtype.itemsize > 4 else 0.0
+    if largest > np.finfo(np.float32).max:  # wider floats only: every integer fits float32's range
+        raise NeurocompileError(f"{where}: values up to {largest:.3g} do not fit float32 (at most 3.4e38)")
     return x.astype(np.float32).reshape(len(x), *input_shape)
 
 
