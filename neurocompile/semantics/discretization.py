@@ -208,7 +208,17 @@ class _SurrogateSpike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return grad / (ctx.alpha * x.abs() + 1.0) ** 2, None, None
+        return grad / _surrogate_denominator(x, ctx.alpha), None, None
+
+
+def _surrogate_denominator(x: Tensor, alpha: float) -> Tensor:
+    return (alpha * x.abs() + 1.0) ** 2
+
+
+def surrogate_slope(x: Tensor, alpha: float) -> Tensor:
+    """The surrogate derivative of :func:`spike` at ``x`` = v - v_threshold (the fast sigmoid's
+    ``1 / (alpha |x| + 1)**2``), without autograd: what its backward multiplies the incoming gradient by."""
+    return 1.0 / _surrogate_denominator(x, alpha)
 
 
 SURROGATE_ALPHA = 10.0  # slope of the fast-sigmoid surrogate: psi = 1 / (alpha |x| + 1)**2

@@ -104,15 +104,6 @@ def layer_views(model: nn.Module) -> list[LayerView]:
 # --- surrogate derivative, from the contract's own spike function --------------------------
 
 
-def surrogate_derivative(x: Tensor, conv: Convention, alpha: float = D.SURROGATE_ALPHA) -> Tensor:
-    """``d spike(x) / d x`` of :func:`neurocompile.semantics.discretization.spike` (its surrogate, slope
-    ``alpha``), elementwise."""
-    with torch.enable_grad():
-        leaf = x.detach().requires_grad_(True)
-        (psi,) = torch.autograd.grad(D.spike(leaf, conv.threshold_inclusive, alpha).sum(), leaf)
-    return psi
-
-
 # --- losses and readout --------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from neurocompile.errors import NeurocompileError
-from neurocompile.semantics.discretization import SURROGATE_ALPHA
+from neurocompile.semantics.discretization import SURROGATE_ALPHA, surrogate_slope
 from neurocompile.training import FEEDBACKS
 from neurocompile.training.common import (
     LayerView,
@@ -22,7 +22,6 @@ from neurocompile.training.common import (
     loss_window,
     silent_loss,
     step_loss,
-    surrogate_derivative,
 )
 
 Tensor = torch.Tensor
@@ -82,6 +81,12 @@ class OnlineRule:
 
     def update_post(self, l: int, tr: dict, psi: Tensor) -> None:
         """Update postsynaptic traces at the end of the step."""
+
+    def trace_decay(self, l: int, like: Tensor) -> Tensor:
+        """The decay of layer ``l``'s input trace: its neurons' membrane decay, one value when they share it
+        (else their mean, as the reference code keeps one per layer), on ``like``'s device and dtype."""
+        decay = self.layers[l].decay().to(like).flatten()
+        return decay[0] if bool((decay == decay[0]).all()) else decay.mean()
 
     # --- the step loop -----------------------------------------------------------------------
 
@@ -150,7 +155,7 @@ class OnlineRule:
                 v_pre = lay.membrane(vs[l], current)
                 if lay.spiking:
                     s, vs[l] = lay.fire(v_pre, detach_reset=True)
-                    psi = surrogate_derivative(v_pre - lay.params().v_threshold, lay.conv, self.surrogate_alpha)
+                    psi = surrogate_slope(v_pre - lay.params().v_threshold, self.surrogate_alpha)
                     out = s
                 else:
                     vs[l], psi, out = v_pre, None, v_pre

@@ -25,17 +25,13 @@ class OTTT(OnlineRule):
         if mode not in OTTT_MODES:
             raise NeurocompileError(f"OTTT mode must be A or O, got '{mode}'")
         self.mode = mode
-        self.decays = [lay.decay() for lay in self.layers]
 
     def init_traces(self, l, x_aug, n_out):
-        return {"a_hat": torch.zeros_like(x_aug)}
+        # lambda_l is the decay of the neurons that this input drives (per postsynaptic neuron in general)
+        return {"a_hat": torch.zeros_like(x_aug), "lam": self.trace_decay(l, x_aug)}
 
     def update_pre(self, l, tr, x_aug):
-        # lambda_l is the decay of the neurons that this input drives (per postsynaptic neuron in
-        # general); the reference uses one lambda per layer, so take the mean of a uniform layer.
-        lam = self.decays[l].to(x_aug)
-        lam = lam.flatten()[0] if lam.numel() > 0 and bool((lam == lam.flatten()[0]).all()) else lam.mean()
-        tr["a_hat"] = lam * tr["a_hat"] + x_aug
+        tr["a_hat"] = tr["lam"] * tr["a_hat"] + x_aug
 
     def weight_grad(self, l, tr, x_aug, signal, psi, gain):
         delta = (signal * psi if psi is not None else signal) * gain

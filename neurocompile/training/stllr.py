@@ -36,8 +36,7 @@ class STLLR(OnlineRule):
         if lay.spiking:
             tr["trpsi"] = x_aug.new_zeros(x_aug.shape[0], n_out)
         else:
-            decay = lay.decay().to(x_aug).flatten()
-            tr["lam"] = decay[0] if bool((decay == decay[0]).all()) else decay.mean()
+            tr["lam"] = self.trace_decay(l, x_aug)
         return tr
 
     def update_pre(self, l, tr, x_aug):

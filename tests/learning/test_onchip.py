@@ -174,8 +174,7 @@ def test_surrogate_table_is_the_offline_surrogate(deployed, alpha):
     with slope ``alpha``) at the centre of its bin of ``|v - vth|``, in units of 1/64."""
     import torch
 
-    from neurocompile.semantics.discretization import Convention
-    from neurocompile.training.common import surrogate_derivative
+    from neurocompile.semantics.discretization import spike
 
     learn, report = onchip.compile_learning(deployed, "ottt", "readout", surrogate_alpha=alpha)
     signal = learn.population(learn.outputs[0]).learning
@@ -183,7 +182,9 @@ def test_surrogate_table_is_the_offline_surrogate(deployed, alpha):
     scale = next(layer["scale"] for layer in layers if layer["population"] == learn.outputs[0])  # per float unit
     width = 2.0**signal.surrogate.shift / (64 * scale)  # bin width in float units of v
     centers = torch.tensor((np.arange(len(signal.surrogate.table)) + 0.5) * width, dtype=torch.float64)
-    psi = surrogate_derivative(centers, Convention(), alpha).numpy()
+    leaf = centers.clone().requires_grad_(True)
+    (psi,) = torch.autograd.grad(spike(leaf, alpha=alpha).sum(), leaf)
+    psi = psi.numpy()
     np.testing.assert_array_equal(signal.surrogate.table[:-1], np.round(64 * psi[:-1]))
     assert signal.surrogate.table[-1] == 0 and report.surrogate_alpha == alpha
 
@@ -246,9 +247,9 @@ def test_floating_pt_weight_changes_equal_the_offline_rule(rule):
     y_decay = math.exp(-1 / 65535)  # Lava's float model decays y once per epoch: part of the represented rate
     lr = 0.05 * plan.mantissa * 2.0**plan.exponent / plan.scale_wanted * y_decay
     offline = (OTTT if rule == "ottt" else STLLR).__new__(OTTT if rule == "ottt" else STLLR)
-    offline.decays = [torch.tensor(plan.lambda_chip, dtype=torch.float64)]
     offline.lambda_pre = plan.lambda_chip
     tr = {"a_hat": torch.zeros(1, 9, dtype=torch.float64), "trx": torch.zeros(1, 9, dtype=torch.float64)}
+    tr["lam"] = torch.tensor(plan.lambda_chip, dtype=torch.float64)  # OTTT's trace decay (S-TLLR's: lambda_pre)
     if rule == "stllr":
         offline.lambda_post, offline.alpha_pre = plan.post["lambda_post"], 1.0
         m3, e3 = plan.post["scale"]
