@@ -12,7 +12,12 @@ checks that the CPU mirror's final weights equal Lava's bit for bit, and prints 
 ratios and the machine load (``os.getloadavg``) before and after. The input is the digits dataset
 encoded as spikes (samples back to back), the target 64 on the label's output at every step.
 
-    .venv/bin/python tools/bench_learning.py [--steps 1000] [--learners 256] [--json out.json]
+Then ``neurocompile learn`` end to end on the shipped model (``models/digits_mlp.pt``, OTTT, readout), the
+first ``--learn-samples`` training digits, once with ``--backend cpu`` and once with ``--backend lava``, each a
+fresh command: the learning stream's time as the command reports it (``timing.learn_s``: building the backend,
+its set-up or Lava's start-up, and stepping) and its stepping alone (``timing.step_s``).
+
+    .venv/bin/python tools/bench_learning.py [--steps 1000] [--learners 256] [--learn-samples 200] [--json out.json]
 """
 
 from __future__ import annotations
@@ -20,7 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +37,7 @@ from neurocompile.backends import create_backend
 from neurocompile.ir.plasticity import Factor, LearningRule, LearningSignal, Product, SignalTerm, Surrogate
 from neurocompile.ir.program import FixedPointProgram, InputPort, Population, Synapse
 
+MODEL = Path(__file__).resolve().parents[1] / "models" / "digits_mlp.pt"
 SURROGATE = Surrogate(table=(64, 52, 40, 30, 22, 15, 10, 6, 3, 1, 0), shift=6)
 
 
@@ -75,6 +85,15 @@ def make_stream(batch: int, steps: int, n_in: int, n_out: int, sample_steps: int
     return {"input": spikes[:, :steps], "target": target[:, :steps]}
 
 
+def learn_timing(backend: str, samples: int) -> dict:
+    """``neurocompile learn`` of the shipped model on ``samples`` digits on ``backend``: its ``timing``."""
+    with tempfile.TemporaryDirectory() as work:
+        command = [str(Path(sys.executable).with_name("neurocompile")), "learn", str(MODEL), "--rule", "ottt"]
+        command += ["--backend", backend, "--limit", str(samples), "--json", "-o", str(Path(work) / "learned.ncp")]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)["timing"]
+
+
 def timed(fn):
     t0 = time.perf_counter()
     result = fn()
@@ -86,6 +105,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--learners", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--learn-samples", type=int, default=200, help="digits of the end-to-end learn (0: none)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
 
@@ -101,6 +121,7 @@ def main() -> None:
     cpu_s = min(timed(lambda: cpu.run(one))[1] for _ in range(args.repeats))
     rec = cpu.run(one)
     many_rec, many_s = timed(lambda: cpu.run(many))
+    learned = {b: learn_timing(b, args.learn_samples) for b in ("cpu", "lava")} if args.learn_samples else {}
     load_after = os.getloadavg()
 
     exact = all(
@@ -127,6 +148,8 @@ def main() -> None:
         "learning_kernel": rec.metadata.get("learning_kernel"),
         "weights_bit_exact_with_lava": exact,
         "weights_changed": changed,
+        "learn_samples": args.learn_samples,
+        "learn_timing": learned,
         "loadavg_before": load_before,
         "loadavg_after": load_after,
         "cpus": os.cpu_count(),
@@ -146,6 +169,17 @@ def main() -> None:
         f"{figures['cpu_learner_steps_per_s']:,.0f} learner-steps/s"
     )
     print(f"  final weights bit-exact with Lava: {exact} ({changed} weights changed by learning)")
+    if learned:
+        cpu_t, lava_t = learned["cpu"], learned["lava"]
+        print(
+            f"neurocompile learn, {args.learn_samples} digits ({cpu_t['learning_steps']:,} steps), each a fresh command:"
+        )
+        for backend, t in learned.items():
+            print(f"  {backend}: {t['learn_s']:.4g} s (stepping {t['step_s']:.4g} s, set-up {t['setup_s']:.4g} s)")
+        print(
+            f"  cpu vs lava: {lava_t['learn_s'] / cpu_t['learn_s']:,.0f}x end to end, "
+            f"{lava_t['step_s'] / cpu_t['step_s']:,.0f}x stepping"
+        )
     print(f"  load average before {load_before[0]:.2f}, after {load_after[0]:.2f} on {os.cpu_count()} CPUs")
     if args.json:
         with open(args.json, "w") as fh:

@@ -55,7 +55,7 @@ def format_learning(result: dict) -> str:
         f"(+{result['stream']['silent_steps']} silent), shuffled with seed {result['seed']}{reinit}",
         *_replay_line(result["replay"]),
         f"learned on {result['backend']} in {t['learn_s']:.2f} s: {t['learning_steps']:,} steps, "
-        f"{t['steps_per_s']:,.0f} steps/s",
+        f"{t['steps_per_s']:,.0f} steps/s (stepping {t['step_s']:.3g} s, set-up and start-up {t['setup_s']:.3g} s)",
         f"held-out accuracy ({result['test_samples']} samples, cpu, learning off): "
         f"{100 * before:.2f}% before -> {100 * after:.2f}% after ({100 * (after - before):+.2f} points)",
         "  along the stream: "

@@ -180,6 +180,8 @@ def _learn_result(options: dict, report, stream, held_out, initial: dict, data: 
         "curves": {"heldout": heldout, "training": training},
         "timing": {
             "learn_s": stream.learn_s,
+            "setup_s": stream.learn_s - stream.step_s,
+            "step_s": stream.step_s,
             "learning_steps": int(steps),
             "steps_per_s": steps / stream.learn_s if stream.learn_s > 0 else None,
             "evaluate_s": held_out.seconds,
@@ -195,7 +197,8 @@ class _Stream:
     heldout: dict  # held-out accuracy at samples seen: {"samples": [...], "accuracy": [...]}
     correct: np.ndarray  # per streamed sample: classified correctly while learning
     epoch_accuracy: list
-    learn_s: float
+    learn_s: float  # building the backend, starting it, checking the inputs and stepping
+    step_s: float  # stepping alone (the backend's ``timing["run_s"]``)
     kernel: str | None
 
 
@@ -211,11 +214,12 @@ def _learn_stream(
     order_rng = np.random.default_rng(int(seed))
     deployed = onchip.without_learning(learning)
     heldout = {"samples": [0], "accuracy": [held_out(deployed)]}
-    correct, epoch_accuracy, learn_s, kernel = [], [], 0.0, None
+    correct, epoch_accuracy, learn_s, step_s, kernel = [], [], 0.0, 0.0, None
     for epoch in range(epochs):
         order = order_rng.permutation(n)
         rec, seconds = _learn_pass(learning, report, backend, x[order], y[order], every, progress)
         learn_s += seconds
+        step_s += rec.metadata["timing"]["run_s"]
         kernel = rec.metadata.get("learning_kernel", kernel)
         hits = _stream_predictions(rec, learning, n, window) == y[order]
         correct.append(hits)
@@ -229,7 +233,7 @@ def _learn_stream(
         deployed = onchip.without_learning(learning)
         heldout["samples"].append((epoch + 1) * n)
         heldout["accuracy"].append(held_out(deployed))
-    return _Stream(deployed, heldout, np.concatenate(correct), epoch_accuracy, learn_s, kernel)
+    return _Stream(deployed, heldout, np.concatenate(correct), epoch_accuracy, learn_s, step_s, kernel)
 
 
 def _training_curve(correct: np.ndarray, window: int) -> dict:

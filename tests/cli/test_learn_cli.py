@@ -170,6 +170,10 @@ def test_lava_learns_the_weights_the_cpu_learns(capsys, tmp_path, deployed):
         np.testing.assert_array_equal(a.weights, b.weights)
     assert results["lava"]["weights_changed"] == results["cpu"]["weights_changed"] > 0
     assert results["lava"]["curves"] == results["cpu"]["curves"]  # checkpoints and output spikes too
+    for timing in (results[backend]["timing"] for backend in ("lava", "cpu")):  # stepping apart from set-up
+        assert 0 < timing["step_s"] < timing["learn_s"]
+        assert timing["setup_s"] == pytest.approx(timing["learn_s"] - timing["step_s"])
+    assert results["lava"]["timing"]["setup_s"] > 10 * results["cpu"]["timing"]["setup_s"]  # Lava's start-up
 
 
 def test_learned_network_exports_to_nir_with_dequantized_weights(capsys, tmp_path, test_split):
