@@ -94,8 +94,9 @@ def _conv_synapses(net: Network, syn) -> int:
 # --- networks --------------------------------------------------------------------------------
 
 
-def mlp_graph(sizes, seed: int, input_rate: float) -> tuple[nir.NIRGraph, list]:
-    """A LIF MLP whose layers spike at a few percent to a few tens of percent on random inputs."""
+def mlp_graph(sizes, seed: int, input_rate: float, hidden_rate: float = 0.1) -> tuple[nir.NIRGraph, list]:
+    """A LIF MLP whose layers spike at a few percent to a few tens of percent on random inputs (its weights scaled
+    for inputs spiking at ``input_rate``, hidden layers at ``hidden_rate``)."""
     rng = np.random.default_rng(seed)
     nodes, edges, layers, src, rate = {"input": nir.Input(np.array([sizes[0]]))}, [], [], "input", input_rate
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -106,7 +107,7 @@ def mlp_graph(sizes, seed: int, input_rate: float) -> tuple[nir.NIRGraph, list]:
         nodes[f"lif{i}"] = nir.LIF(tau=TAU * ones, r=R * ones, v_leak=0 * ones, v_threshold=V_TH * ones)
         edges += [(src, f"fc{i}"), (f"fc{i}", f"lif{i}")]
         layers.append((w, b))
-        src, rate = f"lif{i}", 0.1
+        src, rate = f"lif{i}", hidden_rate
     nodes["output"] = nir.Output(np.array([sizes[-1]]))
     edges.append((src, "output"))
     return nir.NIRGraph(nodes=nodes, edges=edges), layers
