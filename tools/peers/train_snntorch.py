@@ -10,17 +10,13 @@ Usage (in a venv with snntorch, see tools/peer_fixtures.py): python tools/peers/
 
 from __future__ import annotations
 
-import json
-import resource
 import sys
 import time
-from importlib.metadata import version
-from pathlib import Path
 
-import numpy as np
 import snntorch as snn
 import torch
 import torch.nn.functional as F
+import train_common  # the shared driver, beside this script
 from snntorch import surrogate
 from torch import nn
 
@@ -86,31 +82,7 @@ def accuracy(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, batch: int = 
     return correct / max(len(x), 1)
 
 
-def main(data_path: str, config_path: str) -> None:
-    config = json.loads(Path(config_path).read_text())
-    torch.set_num_threads(config["threads"])
-    torch.manual_seed(config["seed"])
-    data = np.load(data_path)
-    x_train = torch.from_numpy(data["x_train"]).float()
-    y_train = torch.from_numpy(data["y_train"]).long()
-    x_test = torch.from_numpy(data["x_test"]).float()
-    y_test = torch.from_numpy(data["y_test"]).long()
-    net = build(config)
-    opt = torch.optim.Adam(net.parameters(), lr=config["lr"])
-    train_s, train_loss = train_epoch(net, opt, x_train, y_train, config)
-    train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the test pass
-    result = {
-        "library": f"snntorch=={version('snntorch')}",
-        "rule": "bptt",
-        "train_s": train_s,
-        "samples_per_s": len(x_train) / train_s,
-        "train_loss": train_loss,
-        "test_acc": accuracy(net, x_test, y_test),
-        "train_peak_bytes": train_peak,
-        "notes": "none: snn.Leaky(reset_mechanism='zero', reset_delay=False) is the spec's LIF (reset not detached)",
-    }
-    print(json.dumps(result))
-
+NOTES = "none: snn.Leaky(reset_mechanism='zero', reset_delay=False) is the spec's LIF (reset not detached)"
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    train_common.run("snntorch", "bptt", build, train_epoch, accuracy, NOTES, sys.argv[1:])

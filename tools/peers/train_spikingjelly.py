@@ -14,16 +14,12 @@ python tools/peers/train_spikingjelly.py DATA.npz CONFIG.json
 
 from __future__ import annotations
 
-import json
-import resource
 import sys
 import time
-from importlib.metadata import version
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+import train_common  # the shared driver, beside this script
 from spikingjelly.activation_based import functional, layer, neuron, surrogate
 from torch import nn
 
@@ -98,31 +94,5 @@ def accuracy(net: layer.OTTTSequential, x: torch.Tensor, y: torch.Tensor, batch:
     return correct / max(len(x), 1)
 
 
-def main(data_path: str, config_path: str) -> None:
-    config = json.loads(Path(config_path).read_text())
-    torch.set_num_threads(config["threads"])
-    torch.manual_seed(config["seed"])
-    data = np.load(data_path)
-    x_train = torch.from_numpy(data["x_train"]).float()
-    y_train = torch.from_numpy(data["y_train"]).long()
-    x_test = torch.from_numpy(data["x_test"]).float()
-    y_test = torch.from_numpy(data["y_test"]).long()
-    net = build(config)
-    opt = torch.optim.Adam(net.parameters(), lr=config["lr"])
-    train_s, train_loss = train_epoch(net, opt, x_train, y_train, config)
-    train_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # before the test pass
-    result = {
-        "library": f"spikingjelly=={version('spikingjelly')}",
-        "rule": "ottt",
-        "train_s": train_s,
-        "samples_per_s": len(x_train) / train_s,
-        "train_loss": train_loss,
-        "test_acc": accuracy(net, x_test, y_test),
-        "train_peak_bytes": train_peak,
-        "notes": NOTES,
-    }
-    print(json.dumps(result))
-
-
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    train_common.run("spikingjelly", "ottt", build, train_epoch, accuracy, NOTES, sys.argv[1:])
