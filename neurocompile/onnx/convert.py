@@ -88,7 +88,7 @@ def _session(model):
     refuse_external_data(model)  # onnxruntime would read such data relative to the current directory
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: its errors reach the user as our one-line error, not its log
     try:
         return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
