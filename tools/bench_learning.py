@@ -94,6 +94,18 @@ def learn_timing(backend: str, samples: int) -> dict:
     return json.loads(done.stdout)["timing"]
 
 
+def print_learn_timing(learned: dict, samples: int) -> None:
+    """The end-to-end ``learn`` figures of both backends and their ratios."""
+    cpu_t, lava_t = learned["cpu"], learned["lava"]
+    print(f"neurocompile learn, {samples} digits ({cpu_t['learning_steps']:,} steps), each a fresh command:")
+    for backend, t in learned.items():
+        print(f"  {backend}: {t['learn_s']:.4g} s (stepping {t['step_s']:.4g} s, set-up {t['setup_s']:.4g} s)")
+    print(
+        f"  cpu vs lava: {lava_t['learn_s'] / cpu_t['learn_s']:,.0f}x end to end, "
+        f"{lava_t['step_s'] / cpu_t['step_s']:,.0f}x stepping"
+    )
+
+
 def timed(fn):
     t0 = time.perf_counter()
     result = fn()
@@ -170,16 +182,7 @@ def main() -> None:
     )
     print(f"  final weights bit-exact with Lava: {exact} ({changed} weights changed by learning)")
     if learned:
-        cpu_t, lava_t = learned["cpu"], learned["lava"]
-        print(
-            f"neurocompile learn, {args.learn_samples} digits ({cpu_t['learning_steps']:,} steps), each a fresh command:"
-        )
-        for backend, t in learned.items():
-            print(f"  {backend}: {t['learn_s']:.4g} s (stepping {t['step_s']:.4g} s, set-up {t['setup_s']:.4g} s)")
-        print(
-            f"  cpu vs lava: {lava_t['learn_s'] / cpu_t['learn_s']:,.0f}x end to end, "
-            f"{lava_t['step_s'] / cpu_t['step_s']:,.0f}x stepping"
-        )
+        print_learn_timing(learned, args.learn_samples)
     print(f"  load average before {load_before[0]:.2f}, after {load_after[0]:.2f} on {os.cpu_count()} CPUs")
     if args.json:
         with open(args.json, "w") as fh:

@@ -169,6 +169,15 @@ def timing_table(repeats: int) -> str:
     return "\n".join([*rows, "", f"Measured {when} on {os.cpu_count()} CPU cores (`python -m tools.bench_map`)."])
 
 
+def measured_on(load: tuple, command: str) -> str:
+    """A benchmark text's last sentence: the date, the cores, the load before and after the run, the command."""
+    when = datetime.date.today().isoformat()
+    return (
+        f"Measured {when} on {os.cpu_count()} CPU cores, load {load[0]:.2f} before and {load[1]:.2f} after "
+        f"(`{command}`)."
+    )
+
+
 def between(text: str, name: str, marks: dict = MARKS) -> str:
     """The text between the two markers ``marks[name]``, without the blank lines around it."""
     start, end = marks[name]

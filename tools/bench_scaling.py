@@ -24,7 +24,6 @@ networks in children): a child's peak as ``wait4`` reports it is at least its pa
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -131,6 +130,8 @@ def measure(work: Path, network: str, batch: int, steps: int) -> dict:
 
 
 def table(rows: list[dict], batch: int, steps: int, load: tuple) -> str:
+    from tools.bench_map import measured_on  # here: this process stays small while it measures
+
     baseline = rows[0]["compile_peak"]
     lines = [
         "| network | synapses | compile | compile peak | above baseline / float32 weights | "
@@ -145,12 +146,10 @@ def table(rows: list[dict], batch: int, steps: int, load: tuple) -> str:
             f"{row['compile_peak'] / 2**20:,.0f} MB | {ratio:.2f} | {row['per_sample_step_us']:,.1f} us/sample-step | "
             f"{row['simulate_peak'] / 2**20:,.0f} MB |"
         )
-    when = datetime.date.today().isoformat()
     lines += [
         "",
-        f"Baseline (the interpreter: the smallest compile's peak) {baseline / 2**20:.0f} MB. Measured {when} on "
-        f"{os.cpu_count()} CPU cores, load {load[0]:.2f} before and {load[1]:.2f} after "
-        "(`.venv/bin/python -m tools.bench_scaling --write-docs`).",
+        f"Baseline (the interpreter: the smallest compile's peak) {baseline / 2**20:.0f} MB. "
+        + measured_on(load, ".venv/bin/python -m tools.bench_scaling --write-docs"),
     ]
     return "\n".join(lines)
 

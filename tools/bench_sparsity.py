@@ -15,7 +15,6 @@ and the hidden layers' measured activity. Checks, every spike, u and v: the run 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -29,6 +28,7 @@ import backends.cpu as cpu_backend
 from backends import create_backend
 from neurocompile.compiler.pipeline import compile_graph
 from tools.bench import MLP_SIZES, gemm_runner, gemm_shapes, mlp_graph, spike_inputs
+from tools.bench_map import measured_on
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
@@ -100,14 +100,12 @@ def table(rows: list[dict], batch: int, steps: int, lava_samples: int, load: tup
             f"{row['bound_us_per_sample_step']:.2f} us | {row['speedup_over_bound']:.2f}x |"
         )
     identical = all(not any(row["differences"].values()) for row in rows)
-    when = datetime.date.today().isoformat()
     lines += [
         "",
         f"Per sample-step, batch {batch} x {steps} steps, best of the repeats. Every run "
         f"{'was' if identical else 'was NOT'} bit-identical (every spike, u and v) to the dense int8 GEMM path"
-        f"{f' and to Lava fixed_pt on {lava_samples} samples' if lava_samples else ''}. Measured {when} on "
-        f"{os.cpu_count()} CPU cores, load {load[0]:.2f} before and {load[1]:.2f} after "
-        "(`.venv/bin/python -m tools.bench_sparsity --write-docs`).",
+        f"{f' and to Lava fixed_pt on {lava_samples} samples' if lava_samples else ''}. "
+        + measured_on(load, ".venv/bin/python -m tools.bench_sparsity --write-docs"),
     ]
     return "\n".join(lines)
 
