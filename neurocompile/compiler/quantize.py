@@ -385,7 +385,7 @@ def _quantize_synapse(syn, rs, T, method, percentile, extra_delay, weight_exp: i
         exp = int(math.ceil(math.log2(ref / limit) - 1e-12))
         exp = min(max(exp, WEIGHT_EXP_RANGE[0]), WEIGHT_EXP_RANGE[1])
     step = 2.0 if (sign_mode == "mixed" and syn.kind != "conv") else 1.0
-    mant, clipped = _mantissas(x, exp, step, limit)
+    mant, clipped = _mantissas(row_blocks(x), x.shape, exp, step, limit)
     largest, at = _largest(x)  # threshold / weight ratio error over the largest weight
     ratio_err = abs(float(mant.flat[at]) * 2.0**exp / largest - 1.0) if largest != 0 else 0.0
     if syn.kind == "conv" and largest != 0 and not mant.any():
@@ -419,11 +419,11 @@ def _quantize_synapse(syn, rs, T, method, percentile, extra_delay, weight_exp: i
     return prog, rep, ratio_err
 
 
-def _mantissas(x, exp: int, step: float, limit: int) -> tuple[np.ndarray, int]:
-    """``x / 2**exp`` rounded to multiples of ``step`` and clipped to ``limit`` (int16, a block of rows at a time),
-    and how many were clipped."""
-    mant, clipped = np.empty(x.shape, dtype=np.int16), 0
-    for start, block in row_blocks(x):
+def _mantissas(blocks, shape: tuple, exp: int, step: float, limit: int) -> tuple[np.ndarray, int]:
+    """The ``(first row, rows)`` ``blocks`` of a ``shape`` matrix over ``2**exp``, rounded to multiples of ``step``
+    and clipped to ``limit`` (int16), and how many were clipped."""
+    mant, clipped = np.empty(shape, dtype=np.int16), 0
+    for start, block in blocks:
         rounded = block / (2.0**exp)  # then in place: the same floats as round(x / 2**exp / step) * step
         rounded /= step
         np.round(rounded, out=rounded)
@@ -472,9 +472,7 @@ def _fine_synapse(coarse: Synapse, x) -> Synapse | None:
     sign_mode = sign_mode_of(np.array(extremes))
     step = 2.0 if sign_mode == "mixed" else 1.0
     limit = _mantissa_limit(coarse.kind, sign_mode)
-    mant = np.empty(coarse.weights.shape, dtype=np.int16)
-    for start, r in _residual_blocks(x, [coarse]):
-        mant[start : start + len(r)] = np.clip(np.round(r / 2.0**exp / step) * step, -limit, limit)
+    mant, _clipped = _mantissas(_residual_blocks(x, [coarse]), coarse.weights.shape, exp, step, limit)
     return replace(coarse, name=f"{coarse.name}.fine", weights=mant, weight_exp=exp, sign_mode=sign_mode)
 
 
